@@ -1,0 +1,301 @@
+//! The event ABI between rltop's eBPF programs and user space.
+//!
+//! Every record the kernel side writes into the ring buffer starts with a
+//! [`RecordHeader`]. Most kinds are a [`Record`] (header + four `u64` words);
+//! console markers are a [`MarkerRecord`] (header + text). The meaning of the
+//! words for each [`Kind`] is documented on the kind. User space decodes these
+//! into its own `Event` enum; nothing else in rltop reads raw records.
+//!
+//! `no_std`, `#[repr(C)]`, no padding holes that could leak kernel stack: the
+//! eBPF side zero-fills what it does not set.
+#![no_std]
+
+/// Length of a task name (`TASK_COMM_LEN` in the kernel).
+pub const COMM_LEN: usize = 16;
+
+/// Bytes of console text a marker carries; longer messages are cut.
+pub const MARKER_TEXT_LEN: usize = 224;
+
+/// What a record is. The discriminants are part of the ABI: append, never renumber.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `w0..w1` = the task's comm (16 bytes, NUL padded). Emitted the first
+    /// time a task is seen, and again after exec or rename.
+    Task = 1,
+    /// `w0` = tree, `w1` = ino; header `dev` = device.
+    Tree = 2,
+    /// `w0` = tree, `w1` = lock, `w2` = start, `w3` = last; `flags` = [`Mode`].
+    RlRequest = 3,
+    /// `w0` = tree, `w1` = lock.
+    RlAcquired = 4,
+    /// `w0` = tree, `w1` = lock.
+    RlTrylockFailed = 5,
+    /// `w0` = tree, `w1` = lock.
+    RlCancel = 6,
+    /// `w0` = tree, `w1` = lock.
+    RlRelease = 7,
+    /// `w0` = mm; `flags` bit [`FLAG_WRITE`].
+    MmapLockRequest = 8,
+    /// `w0` = mm; `flags` bits [`FLAG_WRITE`], [`FLAG_SUCCESS`].
+    MmapLockAcquired = 9,
+    /// `w0` = mm; `flags` bit [`FLAG_WRITE`].
+    MmapLockRelease = 10,
+    /// `w0` = ino, `w1` = page index; header `dev`.
+    Fault = 11,
+    /// `w0` = ino, `w1` = page index, `w2` = folio order; header `dev`.
+    PageAdd = 12,
+    /// `w0` = io (kiocb address), `w1` = ino, `w2` = pos, `w3` = len;
+    /// header `dev`; `flags` bit [`FLAG_WRITE`].
+    DioBegin = 13,
+    /// `w0` = io, `w1` = ret (i64).
+    DioEnd = 14,
+    /// `w0` = ino, `w1` = pos, `w2` = len; header `dev`.
+    PunchBegin = 15,
+    /// `w0` = ret (i64).
+    PunchEnd = 16,
+    /// `w0` = ino, `w1` = new size in bytes; header `dev`.
+    TruncateBegin = 17,
+    /// `w0` = ret (i64).
+    TruncateEnd = 18,
+    /// `w0` = lock address, `w1` = flags (`LCB_F_*`).
+    ContentionBegin = 19,
+    /// `w0` = lock address, `w1` = ret (i64).
+    ContentionEnd = 20,
+    /// A [`MarkerRecord`]: console text.
+    Marker = 21,
+    /// Synthesised in user space from the per-CPU drop counters; never in the ring.
+    Lost = 22,
+    /// The task `tid` exited.
+    Exit = 23,
+    /// `w0` = ordering-check evidence (reserved for the kprobe profiles).
+    Reserved24 = 24,
+}
+
+impl Kind {
+    /// Decodes a kind byte; `None` for bytes no kind has.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        use Kind::*;
+        Some(match v {
+            1 => Task,
+            2 => Tree,
+            3 => RlRequest,
+            4 => RlAcquired,
+            5 => RlTrylockFailed,
+            6 => RlCancel,
+            7 => RlRelease,
+            8 => MmapLockRequest,
+            9 => MmapLockAcquired,
+            10 => MmapLockRelease,
+            11 => Fault,
+            12 => PageAdd,
+            13 => DioBegin,
+            14 => DioEnd,
+            15 => PunchBegin,
+            16 => PunchEnd,
+            17 => TruncateBegin,
+            18 => TruncateEnd,
+            19 => ContentionBegin,
+            20 => ContentionEnd,
+            21 => Marker,
+            22 => Lost,
+            23 => Exit,
+            24 => Reserved24,
+            _ => return None,
+        })
+    }
+}
+
+/// `flags` bit: the mmap_lock or DIO operation is a write.
+pub const FLAG_WRITE: u8 = 1;
+/// `flags` bit: the mmap_lock acquisition succeeded.
+pub const FLAG_SUCCESS: u8 = 2;
+
+/// Range lock modes, in `flags` of [`Kind::RlRequest`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Excl = 0,
+    Read = 1,
+    Write = 2,
+}
+
+/// Common start of every ring-buffer record. 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, nanoseconds.
+    pub ts: u64,
+    /// Kernel pid of the current task (the thread id).
+    pub tid: u32,
+    /// Kernel tgid of the current task (the process id).
+    pub pid: u32,
+    /// A [`Kind`] discriminant.
+    pub kind: u8,
+    /// Kind-specific bits ([`FLAG_WRITE`], [`FLAG_SUCCESS`], a [`Mode`]).
+    pub flags: u8,
+    /// CPU the record was written on.
+    pub cpu: u16,
+    /// Kernel `dev_t` (`major << 20 | minor`) for file events, else 0.
+    pub dev: u32,
+}
+
+/// The record of every kind but [`Kind::Marker`]. 56 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub hdr: RecordHeader,
+    pub w: [u64; 4],
+}
+
+/// A console message ([`Kind::Marker`]). 256 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkerRecord {
+    pub hdr: RecordHeader,
+    /// Bytes of `text` that are valid.
+    pub len: u32,
+    pub _pad: u32,
+    pub text: [u8; MARKER_TEXT_LEN],
+}
+
+/// Size of a [`Record`] in bytes.
+pub const RECORD_SIZE: usize = core::mem::size_of::<Record>();
+/// Size of a [`MarkerRecord`] in bytes.
+pub const MARKER_RECORD_SIZE: usize = core::mem::size_of::<MarkerRecord>();
+
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
+const _: () = assert!(RECORD_SIZE == 56);
+const _: () = assert!(MARKER_RECORD_SIZE == 256);
+
+/// Byte offsets of tracepoint fields, read from tracefs `format` files at
+/// start-up and passed to the eBPF programs as one global. An offset of
+/// [`NO_FIELD`] means the field is absent on this kernel; the program that
+/// needs it is then not attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpOffsets {
+    pub mmap_mm: u32,
+    pub mmap_write: u32,
+    pub mmap_success: u32,
+    pub fault_ino: u32,
+    pub fault_dev: u32,
+    pub fault_index: u32,
+    pub add_ino: u32,
+    pub add_dev: u32,
+    pub add_index: u32,
+    pub add_order: u32,
+    pub punch_dev: u32,
+    pub punch_ino: u32,
+    pub punch_offset: u32,
+    pub punch_len: u32,
+    pub fallocate_ret: u32,
+    pub truncate_dev: u32,
+    pub truncate_ino: u32,
+    pub contention_addr: u32,
+    pub contention_flags: u32,
+    pub contention_ret: u32,
+    pub console_msg: u32,
+    pub exit_pid: u32,
+    pub rename_pid: u32,
+}
+
+/// Offset value meaning "this field does not exist here".
+pub const NO_FIELD: u32 = u32::MAX;
+
+impl TpOffsets {
+    /// Every offset absent.
+    pub const NONE: TpOffsets = TpOffsets {
+        mmap_mm: NO_FIELD,
+        mmap_write: NO_FIELD,
+        mmap_success: NO_FIELD,
+        fault_ino: NO_FIELD,
+        fault_dev: NO_FIELD,
+        fault_index: NO_FIELD,
+        add_ino: NO_FIELD,
+        add_dev: NO_FIELD,
+        add_index: NO_FIELD,
+        add_order: NO_FIELD,
+        punch_dev: NO_FIELD,
+        punch_ino: NO_FIELD,
+        punch_offset: NO_FIELD,
+        punch_len: NO_FIELD,
+        fallocate_ret: NO_FIELD,
+        truncate_dev: NO_FIELD,
+        truncate_ino: NO_FIELD,
+        contention_addr: NO_FIELD,
+        contention_flags: NO_FIELD,
+        contention_ret: NO_FIELD,
+        console_msg: NO_FIELD,
+        exit_pid: NO_FIELD,
+        rename_pid: NO_FIELD,
+    };
+}
+
+/// Kernel struct member offsets from BTF, for the raw tracepoints that get C
+/// pointers (`struct kiocb *`, `struct inode *`) instead of a formatted record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `struct kiocb`: `ki_filp`, `ki_pos`.
+    pub kiocb_filp: u32,
+    pub kiocb_pos: u32,
+    /// `struct file`: `f_inode`.
+    pub file_inode: u32,
+    /// `struct inode`: `i_ino`, `i_sb`, `i_size`.
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_size: u32,
+    /// `struct super_block`: `s_dev`.
+    pub sb_dev: u32,
+    /// `struct iov_iter`: `count`, and `data_source` (true for writes).
+    pub iter_count: u32,
+    pub iter_data_source: u32,
+}
+
+impl KernelOffsets {
+    pub const NONE: KernelOffsets = KernelOffsets {
+        kiocb_filp: NO_FIELD,
+        kiocb_pos: NO_FIELD,
+        file_inode: NO_FIELD,
+        inode_ino: NO_FIELD,
+        inode_sb: NO_FIELD,
+        inode_size: NO_FIELD,
+        sb_dev: NO_FIELD,
+        iter_count: NO_FIELD,
+        iter_data_source: NO_FIELD,
+    };
+}
+
+/// In-kernel filters. A zero field means "no filter on this".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// tgid of rltop itself: never traced.
+    pub self_tgid: u32,
+    /// 1 when only tgids in the `PIDS` map (and their children) are traced.
+    pub pid_filter: u32,
+    /// Kernel `dev_t` to keep, or 0.
+    pub dev: u32,
+    pub _pad: u32,
+    /// Inode number to keep, or 0.
+    pub ino: u64,
+}
+
+/// Ring-buffer fill level (bytes) above which a record forces a wake-up of
+/// the reader. Below it records are submitted without a wake-up and the
+/// reader polls on a timer: one wake-up per batch, not per event.
+pub const WAKEUP_BYTES: u64 = 256 * 1024;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], Copy, made of integers, and have
+    // no padding bytes, so any bit pattern is a valid value.
+    unsafe impl aya::Pod for super::TpOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Filter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Record {}
+}

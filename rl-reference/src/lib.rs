@@ -1,0 +1,1 @@
+//! Reference range locks (issue 3).

@@ -1,0 +1,74 @@
+//! The command line (`design.md`, "Command line"). Names and flags are a contract.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "rltop", version, about = "See and check kernel range locking, live or from traces")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// What to trace: shared by `rltop`, `record` and `probes`.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct LiveArgs {
+    /// Probe profile: `auto` (default) or `tracepoints`.
+    #[arg(long, global = true, default_value = "auto")]
+    pub profile: String,
+    /// Trace only these processes (tgids) and the children they fork while recording.
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub pid: Vec<u32>,
+    /// Trace only file events on this device (`major:minor`, as `stat` prints it).
+    #[arg(long, global = true)]
+    pub dev: Option<String>,
+    /// Trace only file events on this inode number.
+    #[arg(long, global = true)]
+    pub ino: Option<u64>,
+    /// Ring buffer size in MiB (rounded up to a power of two).
+    #[arg(long, global = true, default_value_t = 32)]
+    pub buffer_mb: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record a trace until Ctrl-C, the duration, or CMD exits.
+    Record {
+        /// Trace file to write (created mode 0600; never through a symlink).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Command to run while recording; recording stops when it exits.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// Print the events of a trace, one per line.
+    Dump {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = DumpFormat::Jsonl)]
+        format: DumpFormat,
+    },
+    /// Build a trace from JSONL events.
+    Import {
+        file: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Show what this kernel supports: each probe, attached or why not.
+    Probes {
+        /// Also print each program's verified instruction count.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DumpFormat {
+    Jsonl,
+    Text,
+}

@@ -1,0 +1,8 @@
+//! The `rltop` sub-commands: each reads a source, drives the pipeline, and
+//! renders its result. They return the process exit code.
+
+pub mod dump;
+pub mod import;
+pub mod live;
+pub mod probes;
+pub mod record;

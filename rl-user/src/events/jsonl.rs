@@ -1,0 +1,1 @@
+//! Placeholder: JSONL reader/writer (see design.md).

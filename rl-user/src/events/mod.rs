@@ -1,0 +1,152 @@
+//! Events: the one stream every source (live kernel, trace file, JSONL,
+//! simulator) yields and every later stage consumes.
+//!
+//! [`Event`] is the decoded, owned form. [`raw`] turns kernel ring-buffer
+//! records into events; [`jsonl`] reads and writes the JSONL contract of
+//! `design.md`; [`text`] is the human one-line form of `rltop dump`.
+
+pub mod jsonl;
+pub mod raw;
+pub mod text;
+
+use std::fmt;
+
+/// A device number as user space writes it: `major:minor`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dev {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Dev {
+    /// From the kernel's internal `dev_t` (`major << 20 | minor`), as
+    /// tracepoints and `super_block.s_dev` carry it.
+    pub fn from_kernel(dev: u32) -> Dev {
+        Dev { major: dev >> 20, minor: dev & 0xfffff }
+    }
+
+    /// Back to the kernel's internal `dev_t`. Only meaningful when major fits
+    /// 12 bits and minor 20 bits, as for every real device.
+    pub fn to_kernel(self) -> u32 {
+        (self.major << 20) | (self.minor & 0xfffff)
+    }
+
+    /// From a user-space `st_dev` (glibc encoding, as `stat(2)` returns).
+    pub fn from_user(st_dev: u64) -> Dev {
+        Dev { major: libc::major(st_dev), minor: libc::minor(st_dev) }
+    }
+}
+
+impl fmt::Display for Dev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+impl std::str::FromStr for Dev {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dev, String> {
+        let (ma, mi) = s
+            .split_once(':')
+            .ok_or_else(|| format!("device {s:?} is not \"major:minor\""))?;
+        let major = ma.parse::<u32>().map_err(|_| format!("device {s:?}: bad major"))?;
+        let minor = mi.parse::<u32>().map_err(|_| format!("device {s:?}: bad minor"))?;
+        if major >= 1 << 12 || minor >= 1 << 20 {
+            return Err(format!("device {s:?} does not fit the kernel's dev_t (12-bit major, 20-bit minor)"));
+        }
+        Ok(Dev { major, minor })
+    }
+}
+
+/// Range lock request modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Excl,
+    Read,
+    Write,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Excl => "excl",
+            Mode::Read => "read",
+            Mode::Write => "write",
+        }
+    }
+}
+
+/// One event: the common fields and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts: u64,
+    /// Thread id of the task the event happened in.
+    pub tid: u32,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// CPU, when known.
+    pub cpu: Option<u32>,
+    pub body: Body,
+}
+
+/// What happened. One variant per JSONL `kind`; see `design.md`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Task { comm: String },
+    Tree { tree: u64, dev: Dev, ino: u64 },
+    RlRequest { tree: u64, lock: u64, start: u64, last: u64, mode: Mode },
+    RlAcquired { tree: u64, lock: u64 },
+    RlTrylockFailed { tree: u64, lock: u64 },
+    RlCancel { tree: u64, lock: u64 },
+    RlRelease { tree: u64, lock: u64 },
+    MmapLockRequest { mm: u64, write: bool },
+    MmapLockAcquired { mm: u64, write: bool, success: bool },
+    MmapLockRelease { mm: u64, write: bool },
+    Fault { dev: Dev, ino: u64, index: u64 },
+    PageAdd { dev: Dev, ino: u64, index: u64, order: Option<u32> },
+    DioBegin { io: u64, dev: Dev, ino: u64, pos: u64, len: u64, write: bool },
+    DioEnd { io: u64, ret: i64 },
+    PunchBegin { dev: Dev, ino: u64, pos: u64, len: u64 },
+    PunchEnd { ret: i64 },
+    TruncateBegin { dev: Dev, ino: u64, size: u64 },
+    TruncateEnd { ret: i64 },
+    /// `addr` is an rltop extension of the contract: the kernel's
+    /// `contention_end` carries the lock address, and pairing needs it.
+    ContentionBegin { addr: u64, flags: u32 },
+    ContentionEnd { addr: Option<u64>, ret: i64 },
+    Marker { text: String },
+    Lost { count: u64, cpu: u32 },
+    Exit,
+}
+
+impl Body {
+    /// The JSONL `kind` string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Task { .. } => "task",
+            Body::Tree { .. } => "tree",
+            Body::RlRequest { .. } => "rl_request",
+            Body::RlAcquired { .. } => "rl_acquired",
+            Body::RlTrylockFailed { .. } => "rl_trylock_failed",
+            Body::RlCancel { .. } => "rl_cancel",
+            Body::RlRelease { .. } => "rl_release",
+            Body::MmapLockRequest { .. } => "mmap_lock_request",
+            Body::MmapLockAcquired { .. } => "mmap_lock_acquired",
+            Body::MmapLockRelease { .. } => "mmap_lock_release",
+            Body::Fault { .. } => "fault",
+            Body::PageAdd { .. } => "page_add",
+            Body::DioBegin { .. } => "dio_begin",
+            Body::DioEnd { .. } => "dio_end",
+            Body::PunchBegin { .. } => "punch_begin",
+            Body::PunchEnd { .. } => "punch_end",
+            Body::TruncateBegin { .. } => "truncate_begin",
+            Body::TruncateEnd { .. } => "truncate_end",
+            Body::ContentionBegin { .. } => "contention_begin",
+            Body::ContentionEnd { .. } => "contention_end",
+            Body::Marker { .. } => "marker",
+            Body::Lost { .. } => "lost",
+            Body::Exit => "exit",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: one-line text form of events.

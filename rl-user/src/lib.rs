@@ -1,0 +1,30 @@
+//! rltop: see and check range locking in a running Linux kernel.
+//!
+//! The pipeline, one module per stage:
+//!
+//! ```text
+//!   probe (live kernel) ─┐
+//!   trace (.rlt, JSONL) ─┼─> events ─> model ─> analyses ─> views (cmd)
+//!                        └─> trace (recorder)
+//! ```
+//!
+//! - [`events`]: the [`events::Event`] every source yields; raw-record decoding, JSONL, text.
+//! - [`probe`]: loads the eBPF programs, resolves kernel layouts (tracefs, BTF), collects events.
+//! - [`trace`]: the `.rlt` trace file format v1 (see `docs/trace-format.md`).
+//! - [`cmd`]: the `rltop` sub-commands.
+
+pub mod cli;
+pub mod cmd;
+pub mod events;
+pub mod probe;
+pub mod trace;
+
+/// An error the user can act on: printed as one line, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+/// Shorthand for returning a [`UserError`].
+pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UserError(msg.into()))
+}
