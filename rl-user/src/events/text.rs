@@ -1,1 +1,221 @@
-//! Placeholder: one-line text form of events.
+//! The human one-line form of events (`rltop dump --format text`):
+//!
+//! ```text
+//!   12.345678901 cpu1 fio/1234[1234] dio_begin 8:3 ino 12 pos 8192 len 4096 write io 0xffff8881...
+//! ```
+//!
+//! Time is relative to the first event. Kernel addresses and opaque ids are
+//! hex; sizes, positions and page indices decimal.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use super::{Body, Event};
+
+/// Writes events as text lines. It remembers each task's `comm` (from `task`
+/// events, forgotten at `exit`) so later lines can name the task.
+#[derive(Debug, Default)]
+pub struct TextWriter {
+    first_ts: Option<u64>,
+    comms: HashMap<u32, String>,
+}
+
+impl TextWriter {
+    pub fn new() -> TextWriter {
+        TextWriter::default()
+    }
+
+    /// Writes one line for `ev`.
+    pub fn write_event(&mut self, w: &mut impl Write, ev: &Event) -> io::Result<()> {
+        let first = *self.first_ts.get_or_insert(ev.ts);
+        // Events a little out of order (per-CPU buffers) show a minus sign.
+        let (sign, rel) = match ev.ts.checked_sub(first) {
+            Some(d) => (' ', d),
+            None => ('-', first - ev.ts),
+        };
+        write!(
+            w,
+            "{sign}{:>4}.{:09} ",
+            rel / 1_000_000_000,
+            rel % 1_000_000_000
+        )?;
+        match ev.cpu {
+            Some(c) => write!(w, "cpu{c:<3}")?,
+            None => w.write_all(b"cpu?  ")?,
+        }
+        if let Body::Task { comm } = &ev.body {
+            self.comms.insert(ev.tid, comm.clone());
+        }
+        if let Some(comm) = self.comms.get(&ev.tid) {
+            write!(w, " {}/", comm.escape_debug())?;
+        } else {
+            w.write_all(b" ")?;
+        }
+        write!(w, "{}[{}] {}", ev.tid, ev.pid, ev.body.kind())?;
+        write_body(w, &ev.body)?;
+        w.write_all(b"\n")?;
+        if matches!(ev.body, Body::Exit) {
+            self.comms.remove(&ev.tid);
+        }
+        Ok(())
+    }
+}
+
+fn rw(write: bool) -> &'static str {
+    if write { "write" } else { "read" }
+}
+
+fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
+    match body {
+        Body::Task { comm } => write!(w, " comm {comm:?}"),
+        Body::Tree { tree, dev, ino } => write!(w, " {tree:#x} {dev} ino {ino}"),
+        Body::RlRequest {
+            tree,
+            lock,
+            start,
+            last,
+            mode,
+        } => write!(
+            w,
+            " tree {tree:#x} lock {lock:#x} pages {start}-{last} {}",
+            mode.as_str()
+        ),
+        Body::RlAcquired { tree, lock }
+        | Body::RlTrylockFailed { tree, lock }
+        | Body::RlCancel { tree, lock }
+        | Body::RlRelease { tree, lock } => write!(w, " tree {tree:#x} lock {lock:#x}"),
+        Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
+            write!(w, " mm {mm:#x} {}", rw(*write))
+        }
+        Body::MmapLockAcquired { mm, write, success } => write!(
+            w,
+            " mm {mm:#x} {} {}",
+            rw(*write),
+            if *success { "success" } else { "failed" }
+        ),
+        Body::Fault { dev, ino, index } => write!(w, " {dev} ino {ino} index {index}"),
+        Body::PageAdd {
+            dev,
+            ino,
+            index,
+            order,
+        } => {
+            write!(w, " {dev} ino {ino} index {index}")?;
+            match order {
+                Some(o) => write!(w, " order {o}"),
+                None => Ok(()),
+            }
+        }
+        Body::DioBegin {
+            io,
+            dev,
+            ino,
+            pos,
+            len,
+            write,
+        } => write!(
+            w,
+            " {dev} ino {ino} pos {pos} len {len} {} io {io:#x}",
+            rw(*write)
+        ),
+        Body::DioEnd { io, ret } => write!(w, " io {io:#x} ret {ret}"),
+        Body::PunchBegin { dev, ino, pos, len } => {
+            write!(w, " {dev} ino {ino} pos {pos} len {len}")
+        }
+        Body::TruncateBegin { dev, ino, size } => write!(w, " {dev} ino {ino} size {size}"),
+        Body::PunchEnd { ret } | Body::TruncateEnd { ret } => write!(w, " ret {ret}"),
+        Body::ContentionBegin { addr, flags } => write!(w, " addr {addr:#x} flags {flags:#x}"),
+        Body::ContentionEnd { addr, ret } => {
+            if let Some(a) = addr {
+                write!(w, " addr {a:#x}")?;
+            }
+            write!(w, " ret {ret}")
+        }
+        Body::Marker { text } => write!(w, " {text:?}"),
+        Body::Lost { count, cpu } => write!(w, " {count} events on cpu {cpu}"),
+        Body::Exit => Ok(()),
+    }
+}
+
+/// Writes one event without task names or a time origin: the timestamp is
+/// shown absolute. Prefer [`TextWriter`] for a stream.
+pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
+    let mut tw = TextWriter {
+        first_ts: Some(0),
+        comms: HashMap::new(),
+    };
+    tw.write_event(w, ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Dev;
+
+    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: 1234,
+            cpu: Some(1),
+            body,
+        }
+    }
+
+    #[test]
+    fn names_tasks_and_times_relative_to_first_event() {
+        let mut tw = TextWriter::new();
+        let mut out = Vec::new();
+        let dev = Dev { major: 8, minor: 3 };
+        for e in [
+            ev(1_000, 1234, Body::Task { comm: "fio".into() }),
+            ev(
+                12_345_679_901,
+                1234,
+                Body::DioBegin {
+                    io: 0xffff_8881_0000_1000,
+                    dev,
+                    ino: 12,
+                    pos: 8192,
+                    len: 4096,
+                    write: true,
+                },
+            ),
+            ev(12_345_680_000, 1234, Body::Exit),
+            ev(12_345_680_001, 1234, Body::DioEnd { io: 1, ret: -5 }),
+        ] {
+            tw.write_event(&mut out, &e).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "    0.000000000 cpu1   fio/1234[1234] task comm \"fio\""
+        );
+        assert_eq!(
+            lines[1],
+            "   12.345678901 cpu1   fio/1234[1234] dio_begin 8:3 ino 12 pos 8192 len 4096 write io 0xffff888100001000"
+        );
+        assert_eq!(lines[2], "   12.345679000 cpu1   fio/1234[1234] exit");
+        // After exit the name is forgotten (tids get reused).
+        assert_eq!(
+            lines[3],
+            "   12.345679001 cpu1   1234[1234] dio_end io 0x1 ret -5"
+        );
+    }
+
+    #[test]
+    fn earlier_event_shows_negative_offset() {
+        let mut tw = TextWriter::new();
+        let mut out = Vec::new();
+        tw.write_event(&mut out, &ev(2_000_000_000, 1, Body::Exit))
+            .unwrap();
+        tw.write_event(&mut out, &ev(1_500_000_000, 1, Body::Exit))
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "-   0.500000000 cpu1   1[1234] exit"
+        );
+    }
+}
