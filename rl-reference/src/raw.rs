@@ -1,0 +1,214 @@
+//! The lock engine shared by [`crate::RangeLock`] and [`crate::RwRangeLock`]:
+//! the state machine's core behind a mutex, plus one parked waiter per
+//! waiting request.
+//!
+//! Only the waiters whose blocking count reaches zero are woken, after the
+//! mutex is dropped. A woken waiter re-checks its count under the mutex, so
+//! spurious wake-ups (and stale unpark tokens) are harmless.
+
+use std::fmt;
+use std::sync::PoisonError;
+use std::task::{Context, Poll, Waker};
+
+use crate::core::{Core, NIL, Node};
+use crate::flavour::{Flavour, Mode};
+use crate::sync::{Mutex, MutexGuard, Thread, current, park};
+
+/// Who to wake when a waiting request is granted.
+#[derive(Default)]
+pub(crate) enum Waiter {
+    /// Nobody (held, or not parked yet).
+    #[default]
+    None,
+    /// A thread blocked in `lock`.
+    Thread(Thread),
+    /// A task awaiting a lock future.
+    Task(Waker),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::None => {}
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
+        }
+    }
+}
+
+/// Waiters to wake once the mutex is dropped; no allocation for one.
+#[derive(Default)]
+struct Wakeups {
+    first: Waiter,
+    rest: Vec<Waiter>,
+}
+
+impl Wakeups {
+    fn push(&mut self, n: &mut Node<Waiter>) {
+        let w = std::mem::take(&mut n.payload);
+        if matches!(self.first, Waiter::None) {
+            self.first = w;
+        } else {
+            self.rest.push(w);
+        }
+    }
+
+    fn wake(self) {
+        self.first.wake();
+        for w in self.rest {
+            w.wake();
+        }
+    }
+}
+
+pub(crate) struct Raw<F> {
+    core: Mutex<Core<F, Waiter>>,
+}
+
+impl<F: Flavour> Raw<F> {
+    pub(crate) fn new() -> Self {
+        Self { core: Mutex::new(Core::new()) }
+    }
+
+    #[inline]
+    fn core(&self) -> MutexGuard<'_, Core<F, Waiter>> {
+        // The critical sections cannot panic half-way through an update
+        // (only allocation failure could), so a poisoned core is consistent.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Block until `[start, last]` is granted; returns the slot.
+    pub(crate) fn lock(&self, start: u64, last: u64, mode: Mode) -> u32 {
+        let mut core = self.core();
+        let (slot, blocking) = core.insert(start, last, mode, Waiter::None);
+        if blocking == 0 {
+            return slot;
+        }
+        core.node_mut(slot).payload = Waiter::Thread(current());
+        loop {
+            drop(core);
+            park();
+            core = self.core();
+            if core.node(slot).blocking == 0 {
+                return slot;
+            }
+        }
+    }
+
+    pub(crate) fn try_lock(&self, start: u64, last: u64, mode: Mode) -> Option<u32> {
+        let mut core = self.core();
+        if core.count_conflicts(start, last, mode, 1) > 0 {
+            return None;
+        }
+        Some(core.insert(start, last, mode, Waiter::None).0)
+    }
+
+    /// Remove `slot`, held or waiting, and wake whoever that grants.
+    pub(crate) fn unlock(&self, slot: u32) {
+        let mut wakeups = Wakeups::default();
+        {
+            let mut core = self.core();
+            core.remove(slot, |_, n| wakeups.push(n));
+        }
+        wakeups.wake();
+    }
+
+    pub(crate) fn downgrade(&self, slot: u32) {
+        let mut wakeups = Wakeups::default();
+        {
+            let mut core = self.core();
+            core.downgrade(slot, |_, n| wakeups.push(n));
+        }
+        wakeups.wake();
+    }
+
+    /// Whether a held request overlaps `[start, last]`.
+    pub(crate) fn is_locked(&self, start: u64, last: u64) -> bool {
+        let mut held = false;
+        self.core().for_each_overlap(start, last, |_, n| held |= n.blocking == 0);
+        held
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.core().len()
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.core().waiting()
+    }
+
+    pub(crate) fn fmt_with(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = self.core();
+        let mut list = Vec::with_capacity(core.len());
+        for s in core.slots() {
+            let n = core.node(s);
+            list.push((n.start..=n.last, n.mode, if n.blocking == 0 { "held" } else { "waiting" }));
+        }
+        f.debug_struct(name).field("requests", &list).finish()
+    }
+}
+
+/// The state of a lock future. Queues itself on first poll; dropping it
+/// while queued withdraws the request (waking whoever it blocked).
+pub(crate) struct RawAcquire<'a, F: Flavour> {
+    raw: &'a Raw<F>,
+    start: u64,
+    last: u64,
+    mode: Mode,
+    /// `NIL` before the first poll and after completion.
+    slot: u32,
+    done: bool,
+}
+
+impl<'a, F: Flavour> RawAcquire<'a, F> {
+    pub(crate) fn new(raw: &'a Raw<F>, start: u64, last: u64, mode: Mode) -> Self {
+        Self { raw, start, last, mode, slot: NIL, done: false }
+    }
+
+    pub(crate) fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub(crate) fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Poll for the grant; `Ready(slot)` transfers the slot to the caller.
+    ///
+    /// # Panics
+    /// If polled again after returning `Ready`.
+    pub(crate) fn poll_acquire(&mut self, cx: &mut Context<'_>) -> Poll<u32> {
+        assert!(!self.done, "range lock future polled after completion");
+        let mut core = self.raw.core();
+        if self.slot == NIL {
+            let (slot, blocking) = core.insert(self.start, self.last, self.mode, Waiter::None);
+            if blocking == 0 {
+                self.done = true;
+                return Poll::Ready(slot);
+            }
+            core.node_mut(slot).payload = Waiter::Task(cx.waker().clone());
+            self.slot = slot;
+            return Poll::Pending;
+        }
+        let n = core.node_mut(self.slot);
+        if n.blocking == 0 {
+            self.done = true;
+            return Poll::Ready(std::mem::replace(&mut self.slot, NIL));
+        }
+        match &mut n.payload {
+            Waiter::Task(w) if w.will_wake(cx.waker()) => {}
+            p => *p = Waiter::Task(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<F: Flavour> Drop for RawAcquire<'_, F> {
+    fn drop(&mut self) {
+        if self.slot != NIL {
+            // Cancelled while queued (or granted but never polled again):
+            // either way removal wakes the requests that counted us.
+            self.raw.unlock(self.slot);
+        }
+    }
+}
