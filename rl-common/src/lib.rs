@@ -196,8 +196,9 @@ pub struct TpOffsets {
     pub contention_flags: u32,
     pub contention_ret: u32,
     pub console_msg: u32,
-    pub exit_pid: u32,
     pub rename_pid: u32,
+    pub fork_child_pid: u32,
+    pub free_pid: u32,
 }
 
 /// Offset value meaning "this field does not exist here".
@@ -227,8 +228,9 @@ impl TpOffsets {
         contention_flags: NO_FIELD,
         contention_ret: NO_FIELD,
         console_msg: NO_FIELD,
-        exit_pid: NO_FIELD,
         rename_pid: NO_FIELD,
+        fork_child_pid: NO_FIELD,
+        free_pid: NO_FIELD,
     };
 }
 

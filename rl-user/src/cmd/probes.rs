@@ -1,6 +1,40 @@
-//! `rltop probes [--verbose]`.
+//! `rltop probes [--verbose]`: what this kernel supports — each probe of the
+//! profile, attached or why not. `--verbose` adds each program's verified
+//! instruction count (the verifier's cost figure, kept under
+//! [`INSN_BUDGET`] by a test).
+
 use std::process::ExitCode;
+
 use crate::cli::LiveArgs;
-pub fn run(_live: &LiveArgs, _verbose: bool) -> anyhow::Result<ExitCode> {
-    Err(crate::user_error("probes: not built yet"))
+use crate::probe::{Options, Session, Status};
+
+/// Most instructions the verifier may process for any one rltop program.
+/// Per-event cost grows with it; a test keeps every program under it.
+pub const INSN_BUDGET: u32 = 1500;
+
+pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+    let opts = Options::from_cli(live)?;
+    crate::probe::check_privileges("rltop probes")?;
+    let session = Session::start(&opts)?;
+    let (release, _) = crate::cmd::record::uname();
+    println!("kernel {release}, profile {} (asked: {})", session.profile, opts.profile);
+    if session.mounted_tracefs {
+        println!("mounted tracefs at {}", crate::probe::tracefs::TRACEFS);
+    }
+    let width = session.probes.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for p in &session.probes {
+        let status = match &p.status {
+            Status::Attached { verified_insns } if verbose => match verified_insns {
+                Some(n) => format!("attached  {n:>5} insns  ({})", p.program),
+                None => format!("attached      ? insns  ({})", p.program),
+            },
+            Status::Attached { .. } => "attached".to_string(),
+            Status::Unavailable(why) => format!("not attached: {why}"),
+            Status::Failed(why) => format!("failed: {why}"),
+        };
+        println!("{:width$}  {status}", p.name);
+    }
+    let attached = session.attached().len();
+    println!("{attached} of {} probes attached", session.probes.len());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,156 @@
+//! File operations: direct IO, punch hole, truncate.
+//!
+//! DIO uses raw tracepoints, whose arguments are the C arguments of the
+//! tracepoint: `iomap_dio_rw_begin(struct kiocb *, struct iov_iter *, ...)`
+//! and `iomap_dio_complete(struct kiocb *, int error, ssize_t ret)`. The
+//! kiocb address pairs a DIO's begin with its end even when it completes in
+//! irq or kworker context, and is the event's `io`. The file identity is read
+//! through `kiocb->ki_filp->f_inode` with member offsets from BTF (`KOFF`).
+//!
+//! `ext4:ext4_truncate_enter` is also taken raw, for `inode->i_size` (the new
+//! size), which the formatted record lacks. Punch hole uses the formatted
+//! `ext4:ext4_punch_hole` and ends at the same task's `fallocate` exit.
+
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use aya_log_ebpf::warn;
+use rl_common::{FLAG_WRITE, Kind};
+
+use crate::{KOFF, TP, current, emit, emit_detached, global, tp_read, traced_file, traced_task};
+
+/// DIOs in flight, by kiocb address. LRU so that a begin whose end never
+/// fires (an error path without a completion) cannot fill it.
+#[map]
+static DIO_INFLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Tasks inside ext4 punch hole, until their fallocate returns.
+#[map]
+static PUNCHING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Tasks inside ext4 truncate.
+#[map]
+static TRUNCATING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Reads a `T` at `base + off` in kernel memory; 0 when unreadable.
+#[inline(always)]
+fn kread<T: Default>(base: u64, off: u32) -> T {
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault gives Err.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
+}
+
+/// (dev, ino, i_size) of an inode.
+#[inline(always)]
+fn inode_id(inode: u64) -> (u32, u64, u64) {
+    let ino: u64 = kread(inode, global!(KOFF.inode_ino));
+    let sb: u64 = kread(inode, global!(KOFF.inode_sb));
+    let dev: u32 = if sb != 0 { kread(sb, global!(KOFF.sb_dev)) } else { 0 };
+    let size: u64 = kread(inode, global!(KOFF.inode_size));
+    (dev, ino, size)
+}
+
+/// raw `iomap_dio_rw_begin(iocb, iter, dio_flags, done_before)`.
+#[raw_tracepoint(tracepoint = "iomap_dio_rw_begin")]
+pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
+    let Some(t) = traced_task() else { return 0 };
+    let iocb: u64 = ctx.arg(0);
+    let iter: u64 = ctx.arg(1);
+    let file: u64 = kread(iocb, global!(KOFF.kiocb_filp));
+    let inode: u64 = if file != 0 { kread(file, global!(KOFF.file_inode)) } else { 0 };
+    if inode == 0 {
+        return 0;
+    }
+    let (dev, ino, _) = inode_id(inode);
+    if !traced_file(dev, ino) {
+        return 0;
+    }
+    let pos: u64 = kread(iocb, global!(KOFF.kiocb_pos));
+    let len: u64 = kread(iter, global!(KOFF.iter_count));
+    let write: u8 = kread(iter, global!(KOFF.iter_data_source));
+    if DIO_INFLIGHT.insert(&iocb, &1, 0).is_err() {
+        warn!(&ctx, "rltop: DIO in-flight map insert failed; this DIO's end is not traced");
+    }
+    emit(t, Kind::DioBegin, if write != 0 { FLAG_WRITE } else { 0 }, dev, [iocb, ino, pos, len]);
+    0
+}
+
+/// raw `iomap_dio_complete(iocb, error, ret)`: only for DIOs whose begin we kept.
+#[raw_tracepoint(tracepoint = "iomap_dio_complete")]
+pub fn dio_complete(ctx: RawTracePointContext) -> i32 {
+    let iocb: u64 = ctx.arg(0);
+    // SAFETY: presence test only.
+    if unsafe { DIO_INFLIGHT.get(&iocb) }.is_none() {
+        return 0;
+    }
+    let _ = DIO_INFLIGHT.remove(&iocb);
+    let error = ctx.arg::<u64>(1) as i32;
+    let ret = ctx.arg::<u64>(2) as i64;
+    let ret = if error != 0 { error as i64 } else { ret };
+    emit_detached(Kind::DioEnd, 0, [iocb, ret as u64, 0, 0]);
+    0
+}
+
+/// `ext4:ext4_punch_hole`, at the entry of `ext4_punch_hole`.
+#[tracepoint]
+pub fn punch_hole(ctx: TracePointContext) -> u32 {
+    let Some(t) = traced_task() else { return 0 };
+    let dev: u32 = tp_read(&ctx, global!(TP.punch_dev));
+    let ino: u64 = tp_read(&ctx, global!(TP.punch_ino));
+    if !traced_file(dev, ino) {
+        return 0;
+    }
+    let pos: u64 = tp_read(&ctx, global!(TP.punch_offset));
+    let len: u64 = tp_read(&ctx, global!(TP.punch_len));
+    if PUNCHING.insert(&t.tid, &1, 0).is_err() {
+        warn!(&ctx, "rltop: punch map full; this punch's end is not traced");
+    }
+    emit(t, Kind::PunchBegin, 0, dev, [ino, pos, len, 0]);
+    0
+}
+
+/// `syscalls:sys_exit_fallocate`: ends a punch begun by this task.
+#[tracepoint]
+pub fn fallocate_exit(ctx: TracePointContext) -> u32 {
+    let t = current();
+    // SAFETY: presence test only.
+    if unsafe { PUNCHING.get(&t.tid) }.is_none() {
+        return 0;
+    }
+    let _ = PUNCHING.remove(&t.tid);
+    let ret: i64 = tp_read(&ctx, global!(TP.fallocate_ret));
+    emit(t, Kind::PunchEnd, 0, 0, [ret as u64, 0, 0, 0]);
+    0
+}
+
+/// raw `ext4_truncate_enter(struct inode *)`: the inode's i_size is already the new size.
+#[raw_tracepoint(tracepoint = "ext4_truncate_enter")]
+pub fn truncate_enter(ctx: RawTracePointContext) -> i32 {
+    let Some(t) = traced_task() else { return 0 };
+    let inode: u64 = ctx.arg(0);
+    let (dev, ino, size) = inode_id(inode);
+    if !traced_file(dev, ino) {
+        return 0;
+    }
+    if TRUNCATING.insert(&t.tid, &1, 0).is_err() {
+        warn!(&ctx, "rltop: truncate map full; this truncate's end is not traced");
+    }
+    emit(t, Kind::TruncateBegin, 0, dev, [ino, size, 0, 0]);
+    0
+}
+
+/// raw `ext4_truncate_exit(struct inode *)`. The tracepoint carries no return
+/// value; `ret` is 0 (documented in docs/trace-format.md).
+#[raw_tracepoint(tracepoint = "ext4_truncate_exit")]
+pub fn truncate_exit(_ctx: RawTracePointContext) -> i32 {
+    let t = current();
+    // SAFETY: presence test only.
+    if unsafe { TRUNCATING.get(&t.tid) }.is_none() {
+        return 0;
+    }
+    let _ = TRUNCATING.remove(&t.tid);
+    emit(t, Kind::TruncateEnd, 0, 0, [0; 4]);
+    0
+}

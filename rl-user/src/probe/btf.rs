@@ -1,0 +1,258 @@
+//! A minimal reader of kernel BTF (`/sys/kernel/btf/vmlinux`): enough to find
+//! the byte offset of a struct member, following anonymous structs and
+//! unions, so that eBPF programs can read kernel structs without CO-RE
+//! (rustc cannot emit CO-RE relocations).
+//!
+//! Format: `include/uapi/linux/btf.h` — a header, then a type section of
+//! `struct btf_type` records each followed by kind-specific data, then a
+//! string section. Type ids start at 1 (0 is void).
+
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BtfError {
+    #[error("BTF data is truncated or malformed ({0})")]
+    Malformed(&'static str),
+    #[error("BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("BTF struct {strukt} has no member {member}")]
+    NoMember { strukt: String, member: String },
+    #[error("BTF member {strukt}.{member} is a bit field")]
+    BitField { strukt: String, member: String },
+}
+
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+#[derive(Debug, Clone)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    /// Bit offset within the enclosing struct.
+    bit_offset: u32,
+    bitfield_size: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Type {
+    name_off: u32,
+    kind: u32,
+    /// For typedef/const/volatile/restrict/type_tag: the referred type.
+    referee: u32,
+    members: Vec<Member>,
+}
+
+/// Parsed BTF, indexed for struct look-ups.
+pub struct Btf {
+    types: Vec<Type>,
+    strings: Vec<u8>,
+    structs_by_name: HashMap<String, u32>,
+}
+
+fn u32_at(d: &[u8], off: usize) -> Result<u32, BtfError> {
+    d.get(off..off + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .ok_or(BtfError::Malformed("short read"))
+}
+
+impl Btf {
+    /// Parses little-endian BTF (x86-64, arm64).
+    pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
+        if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
+            return Err(BtfError::Malformed("bad magic"));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let types_data = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or(BtfError::Malformed("type section out of bounds"))?;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or(BtfError::Malformed("string section out of bounds"))?
+            .to_vec();
+
+        // Id 0 is void.
+        let mut types = vec![Type { name_off: 0, kind: 0, referee: 0, members: Vec::new() }];
+        let mut off = 0;
+        while off < types_data.len() {
+            let name_off = u32_at(types_data, off)?;
+            let info = u32_at(types_data, off + 4)?;
+            let size_or_type = u32_at(types_data, off + 8)?;
+            off += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let mut members = Vec::new();
+            let extra = match kind {
+                1 => 4,                // INT
+                3 => 12,               // ARRAY
+                KIND_STRUCT | KIND_UNION => {
+                    for i in 0..vlen {
+                        let m = off + 12 * i;
+                        let raw = u32_at(types_data, m + 8)?;
+                        let (bit_offset, bitfield_size) =
+                            if kind_flag { (raw & 0xffffff, raw >> 24) } else { (raw, 0) };
+                        members.push(Member {
+                            name_off: u32_at(types_data, m)?,
+                            type_id: u32_at(types_data, m + 4)?,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                    }
+                    12 * vlen
+                }
+                6 => 8 * vlen,         // ENUM
+                13 => 8 * vlen,        // FUNC_PROTO
+                14 => 4,               // VAR
+                15 => 12 * vlen,       // DATASEC
+                17 => 4,               // DECL_TAG
+                19 => 12 * vlen,       // ENUM64
+                2 | 7 | 8 | 9 | 10 | 11 | 12 | 16 | 18 => 0,
+                _ => return Err(BtfError::Malformed("unknown type kind")),
+            };
+            off += extra;
+            types.push(Type { name_off, kind, referee: size_or_type, members });
+        }
+        let mut btf = Btf { types, strings, structs_by_name: HashMap::new() };
+        for (id, t) in btf.types.iter().enumerate() {
+            if t.kind == KIND_STRUCT && t.name_off != 0 {
+                let name = btf.name(t.name_off).to_owned();
+                // The first definition wins; later ones are usually identical.
+                btf.structs_by_name.entry(name).or_insert(id as u32);
+            }
+        }
+        Ok(btf)
+    }
+
+    /// Reads `/sys/kernel/btf/vmlinux`.
+    pub fn from_kernel() -> Result<Btf, std::io::Error> {
+        let data = std::fs::read("/sys/kernel/btf/vmlinux")?;
+        Btf::parse(&data).map_err(std::io::Error::other)
+    }
+
+    fn name(&self, off: u32) -> &str {
+        let s = self.strings.get(off as usize..).unwrap_or_default();
+        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+        std::str::from_utf8(&s[..end]).unwrap_or("")
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type id.
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.types.get(id as usize) {
+                Some(t) if matches!(t.kind, 8 | 9 | 10 | 11 | 18) => id = t.referee,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Bit offset of `member` in the struct or union `id`, searching
+    /// anonymous members recursively.
+    fn find(&self, id: u32, member: &str, depth: u32) -> Option<(u32, &Member)> {
+        if depth > 8 {
+            return None;
+        }
+        let t = self.types.get(self.resolve(id) as usize)?;
+        for m in &t.members {
+            if m.name_off != 0 && self.name(m.name_off) == member {
+                return Some((m.bit_offset, m));
+            }
+        }
+        for m in &t.members {
+            if m.name_off == 0
+                && let Some((off, found)) = self.find(m.type_id, member, depth + 1)
+            {
+                return Some((m.bit_offset + off, found));
+            }
+        }
+        None
+    }
+
+    /// Byte offset of `strukt.member`.
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        let id = *self.structs_by_name.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let (bits, m) = self.find(id, member, 0).ok_or_else(|| BtfError::NoMember {
+            strukt: strukt.into(),
+            member: member.into(),
+        })?;
+        if m.bitfield_size != 0 || bits % 8 != 0 {
+            return Err(BtfError::BitField { strukt: strukt.into(), member: member.into() });
+        }
+        Ok(bits / 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds BTF for: struct inner { int a; }; struct outer { long x; union { int y; struct inner z; }; int q; }
+    fn sample() -> Vec<u8> {
+        let strings = b"\0int\0long\0inner\0a\0outer\0x\0y\0z\0q\0";
+        let s = |name: &str| -> u32 {
+            let pat = format!("\0{name}\0");
+            strings.windows(pat.len()).position(|w| w == pat.as_bytes()).unwrap() as u32 + 1
+        };
+        let mut t = Vec::new();
+        let mut push = |v: u32| t.extend_from_slice(&v.to_le_bytes());
+        // 1: int
+        push(s("int")); push(1 << 24); push(4); push(32);
+        // 2: long
+        push(s("long")); push(1 << 24); push(8); push(64);
+        // 3: struct inner { int a @0 }
+        push(s("inner")); push((4 << 24) | 1); push(4);
+        push(s("a")); push(1); push(0);
+        // 4: anonymous union { int y @0; struct inner z @0 }
+        push(0); push((5 << 24) | 2); push(4);
+        push(s("y")); push(1); push(0);
+        push(s("z")); push(3); push(0);
+        // 5: struct outer { long x @0; union @64; int q @96 }
+        push(s("outer")); push((4 << 24) | 3); push(16);
+        push(s("x")); push(2); push(0);
+        push(0); push(4); push(64);
+        push(s("q")); push(1); push(96);
+        let mut d = Vec::new();
+        d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
+        d.extend_from_slice(&24u32.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        d.extend_from_slice(&t);
+        d.extend_from_slice(strings);
+        d
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_unions() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.member_offset("outer", "x"), Ok(0));
+        assert_eq!(btf.member_offset("outer", "y"), Ok(8));
+        assert_eq!(btf.member_offset("outer", "q"), Ok(12));
+        assert_eq!(btf.member_offset("inner", "a"), Ok(0));
+        assert!(matches!(btf.member_offset("outer", "nope"), Err(BtfError::NoMember { .. })));
+        assert!(matches!(btf.member_offset("nope", "x"), Err(BtfError::NoStruct(_))));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(Btf::parse(b"not btf at all, not at all").is_err());
+        let mut d = sample();
+        d.truncate(40);
+        assert!(Btf::parse(&d).is_err());
+    }
+
+    #[test]
+    fn reads_this_kernels_vmlinux_when_present() {
+        let Ok(btf) = Btf::from_kernel() else { return };
+        // The members rltop's DIO and truncate probes read.
+        for (s, m) in [("kiocb", "ki_filp"), ("kiocb", "ki_pos"), ("file", "f_inode"), ("inode", "i_ino"),
+            ("inode", "i_sb"), ("inode", "i_size"), ("super_block", "s_dev"), ("iov_iter", "count")] {
+            btf.member_offset(s, m).unwrap_or_else(|e| panic!("{s}.{m}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! What rltop can attach, and what each probe needs from the kernel.
+//!
+//! Every probe names its eBPF program, the tracepoint it attaches to, the
+//! tracefs fields it reads (with the sizes the program reads them as) and the
+//! BTF struct members it follows. [`resolve`] checks all of that against the
+//! running kernel and fills the offset globals; a probe with anything missing
+//! is not attached, and the reason says exactly what is missing.
+
+use rl_common::{KernelOffsets, NO_FIELD, TpOffsets};
+
+use super::btf::Btf;
+use super::tracefs::Tracefs;
+
+/// How a probe attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A formatted tracepoint: the program reads the record at tracefs offsets.
+    Tracepoint,
+    /// A raw tracepoint: the program gets the tracepoint's C arguments.
+    Raw,
+}
+
+/// A tracefs field a program reads: its name, the sizes the program can read
+/// it as, and the slot in [`TpOffsets`] that carries its offset.
+pub struct TpField {
+    pub name: &'static str,
+    pub sizes: &'static [u32],
+    pub slot: fn(&mut TpOffsets) -> &mut u32,
+    /// An optional field may be absent; the program then reads 0.
+    pub optional: bool,
+}
+
+/// A BTF member a program follows, and its slot in [`KernelOffsets`].
+#[derive(Clone, Copy)]
+pub struct BtfMember {
+    pub strukt: &'static str,
+    pub member: &'static str,
+    pub slot: fn(&mut KernelOffsets) -> &mut u32,
+}
+
+pub struct ProbeSpec {
+    /// eBPF program name (the function in rl-ebpf).
+    pub program: &'static str,
+    pub category: &'static str,
+    pub event: &'static str,
+    pub attach: Attach,
+    pub fields: &'static [TpField],
+    pub members: &'static [BtfMember],
+    /// Probes that only make sense with another one (an end without its begin).
+    pub requires: Option<&'static str>,
+}
+
+impl ProbeSpec {
+    /// `category:event`, as perf and bpftrace name tracepoints.
+    pub fn name(&self) -> String {
+        match self.attach {
+            Attach::Tracepoint => format!("{}:{}", self.category, self.event),
+            Attach::Raw => format!("{}:{} (raw)", self.category, self.event),
+        }
+    }
+}
+
+macro_rules! f {
+    ($name:literal, $sizes:expr, $slot:ident) => {
+        TpField { name: $name, sizes: $sizes, slot: |o| &mut o.$slot, optional: false }
+    };
+    ($name:literal, $sizes:expr, $slot:ident, optional) => {
+        TpField { name: $name, sizes: $sizes, slot: |o| &mut o.$slot, optional: true }
+    };
+}
+
+macro_rules! m {
+    ($s:literal . $m:literal, $slot:ident) => {
+        BtfMember { strukt: $s, member: $m, slot: |o| &mut o.$slot }
+    };
+}
+
+const MMAP_FIELDS: &[TpField] = &[f!("mm", &[8], mmap_mm), f!("write", &[1], mmap_write)];
+const INODE_MEMBERS: [BtfMember; 4] = [
+    m!("inode"."i_ino", inode_ino),
+    m!("inode"."i_sb", inode_sb),
+    m!("inode"."i_size", inode_size),
+    m!("super_block"."s_dev", sb_dev),
+];
+
+/// The tracepoint profile: every probe rltop has on a mainline kernel.
+pub const TRACEPOINTS: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: "mmap_lock_start_locking",
+        category: "mmap_lock",
+        event: "mmap_lock_start_locking",
+        attach: Attach::Tracepoint,
+        fields: MMAP_FIELDS,
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "mmap_lock_acquire_returned",
+        category: "mmap_lock",
+        event: "mmap_lock_acquire_returned",
+        attach: Attach::Tracepoint,
+        fields: &[f!("mm", &[8], mmap_mm), f!("write", &[1], mmap_write), f!("success", &[1], mmap_success)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "mmap_lock_released",
+        category: "mmap_lock",
+        event: "mmap_lock_released",
+        attach: Attach::Tracepoint,
+        fields: MMAP_FIELDS,
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "filemap_fault",
+        category: "filemap",
+        event: "mm_filemap_fault",
+        attach: Attach::Tracepoint,
+        fields: &[f!("i_ino", &[8], fault_ino), f!("s_dev", &[4], fault_dev), f!("index", &[8], fault_index)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "filemap_add",
+        category: "filemap",
+        event: "mm_filemap_add_to_page_cache",
+        attach: Attach::Tracepoint,
+        fields: &[
+            f!("i_ino", &[8], add_ino),
+            f!("s_dev", &[4], add_dev),
+            f!("index", &[8], add_index),
+            f!("order", &[1], add_order, optional),
+        ],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "dio_begin",
+        category: "iomap",
+        event: "iomap_dio_rw_begin",
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[
+            m!("kiocb"."ki_filp", kiocb_filp),
+            m!("kiocb"."ki_pos", kiocb_pos),
+            m!("file"."f_inode", file_inode),
+            INODE_MEMBERS[0],
+            INODE_MEMBERS[1],
+            INODE_MEMBERS[2],
+            INODE_MEMBERS[3],
+            m!("iov_iter"."count", iter_count),
+            m!("iov_iter"."data_source", iter_data_source),
+        ],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "dio_complete",
+        category: "iomap",
+        event: "iomap_dio_complete",
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[],
+        requires: Some("dio_begin"),
+    },
+    ProbeSpec {
+        program: "punch_hole",
+        category: "ext4",
+        event: "ext4_punch_hole",
+        attach: Attach::Tracepoint,
+        fields: &[
+            f!("dev", &[4], punch_dev),
+            f!("ino", &[8], punch_ino),
+            f!("offset", &[8], punch_offset),
+            f!("len", &[8], punch_len),
+        ],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "fallocate_exit",
+        category: "syscalls",
+        event: "sys_exit_fallocate",
+        attach: Attach::Tracepoint,
+        fields: &[f!("ret", &[8], fallocate_ret)],
+        members: &[],
+        requires: Some("punch_hole"),
+    },
+    ProbeSpec {
+        program: "truncate_enter",
+        category: "ext4",
+        event: "ext4_truncate_enter",
+        attach: Attach::Raw,
+        fields: &[],
+        members: &INODE_MEMBERS,
+        requires: None,
+    },
+    ProbeSpec {
+        program: "truncate_exit",
+        category: "ext4",
+        event: "ext4_truncate_exit",
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[],
+        requires: Some("truncate_enter"),
+    },
+    ProbeSpec {
+        program: "contention_begin",
+        category: "lock",
+        event: "contention_begin",
+        attach: Attach::Tracepoint,
+        fields: &[f!("lock_addr", &[8], contention_addr), f!("flags", &[4], contention_flags)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "contention_end",
+        category: "lock",
+        event: "contention_end",
+        attach: Attach::Tracepoint,
+        fields: &[f!("lock_addr", &[8], contention_addr), f!("ret", &[4], contention_ret)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "console",
+        category: "printk",
+        event: "console",
+        attach: Attach::Tracepoint,
+        fields: &[f!("msg", &[4], console_msg)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "task_exit",
+        category: "sched",
+        event: "sched_process_exit",
+        attach: Attach::Tracepoint,
+        fields: &[],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "task_free",
+        category: "sched",
+        event: "sched_process_free",
+        attach: Attach::Tracepoint,
+        fields: &[f!("pid", &[4], free_pid)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "task_fork",
+        category: "sched",
+        event: "sched_process_fork",
+        attach: Attach::Tracepoint,
+        fields: &[f!("child_pid", &[4], fork_child_pid)],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "task_exec",
+        category: "sched",
+        event: "sched_process_exec",
+        attach: Attach::Tracepoint,
+        fields: &[],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
+        program: "task_rename",
+        category: "task",
+        event: "task_rename",
+        attach: Attach::Tracepoint,
+        fields: &[f!("pid", &[4], rename_pid)],
+        members: &[],
+        requires: None,
+    },
+];
+
+/// The offsets every ready probe needs, and for each probe of the profile
+/// either `Ok(())` (ready to attach) or what is missing.
+pub struct Resolved {
+    pub tp: TpOffsets,
+    pub kernel: KernelOffsets,
+    pub ready: Vec<Result<(), String>>,
+}
+
+/// Checks `specs` against the kernel: tracepoints in `tracefs`, their fields
+/// and sizes, and struct members in `btf` (None when the kernel has no BTF).
+pub fn resolve(specs: &[ProbeSpec], tracefs: &Tracefs, btf: Option<&Btf>) -> Resolved {
+    let mut tp = TpOffsets::NONE;
+    let mut kernel = KernelOffsets::NONE;
+    let mut ready: Vec<Result<(), String>> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        ready.push(resolve_one(spec, tracefs, btf, &mut tp, &mut kernel));
+    }
+    // An end probe is useless without its begin.
+    for i in 0..specs.len() {
+        if let (Ok(()), Some(req)) = (&ready[i], specs[i].requires)
+            && let Some(j) = specs.iter().position(|s| s.program == req)
+            && ready[j].is_err()
+        {
+            ready[i] = Err(format!("needs {} which is not available", specs[j].name()));
+        }
+    }
+    Resolved { tp, kernel, ready }
+}
+
+fn resolve_one(
+    spec: &ProbeSpec,
+    tracefs: &Tracefs,
+    btf: Option<&Btf>,
+    tp: &mut TpOffsets,
+    kernel: &mut KernelOffsets,
+) -> Result<(), String> {
+    if !tracefs.has_event(spec.category, spec.event) {
+        return Err("tracepoint not in this kernel".into());
+    }
+    let mut missing = Vec::new();
+    if !spec.fields.is_empty() {
+        let format = tracefs
+            .format(spec.category, spec.event)
+            .ok_or_else(|| "cannot read its tracefs format file".to_string())?;
+        for f in spec.fields {
+            match format.field(f.name) {
+                Some(found) if f.sizes.contains(&found.size) => {
+                    let slot = (f.slot)(tp);
+                    if *slot != NO_FIELD && *slot != found.offset {
+                        missing.push(format!(
+                            "field {} is at offset {} here but {} in a sibling event",
+                            f.name, found.offset, *slot
+                        ));
+                    } else {
+                        *slot = found.offset;
+                    }
+                }
+                Some(found) => missing.push(format!(
+                    "field {} has size {} (expected {:?}): unexpected layout",
+                    f.name, found.size, f.sizes
+                )),
+                None if f.optional => {}
+                None => missing.push(format!("no field {}", f.name)),
+            }
+        }
+    }
+    if !spec.members.is_empty() {
+        match btf {
+            None => missing.push("kernel BTF (/sys/kernel/btf/vmlinux) is not available".into()),
+            Some(btf) => {
+                for m in spec.members {
+                    match btf.member_offset(m.strukt, m.member) {
+                        Ok(off) => *(m.slot)(kernel) = off,
+                        Err(e) => missing.push(e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+    if missing.is_empty() { Ok(()) } else { Err(missing.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn fake_tracefs(events: &[(&str, &str, &str)]) -> (tempfile::TempDir, Tracefs) {
+        let dir = tempfile::tempdir().unwrap();
+        for (cat, name, fields) in events {
+            let d = dir.path().join("events").join(cat).join(name);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("format"), format!("format:\n{fields}")).unwrap();
+        }
+        let t = Tracefs::at(dir.path());
+        (dir, t)
+    }
+
+    #[test]
+    fn missing_tracepoint_and_fields_are_named() {
+        let (_d, t) = fake_tracefs(&[
+            ("filemap", "mm_filemap_fault", "\tfield:unsigned long i_ino;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:dev_t s_dev;\toffset:16;\tsize:4;\tsigned:0;\n"),
+            ("lock", "contention_begin", "\tfield:void * lock_addr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:unsigned long flags;\toffset:16;\tsize:8;\tsigned:0;\n"),
+        ]);
+        let r = resolve(TRACEPOINTS, &t, None);
+        let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
+        assert_eq!(status("filemap_fault"), &Err("no field index".to_string()));
+        assert!(status("contention_begin").as_ref().unwrap_err().contains("field flags has size 8"));
+        assert_eq!(status("punch_hole"), &Err("tracepoint not in this kernel".to_string()));
+        assert!(status("fallocate_exit").is_err());
+        assert_eq!(r.tp.fault_ino, 8);
+        assert_eq!(r.tp.fault_dev, 16);
+    }
+
+    #[test]
+    fn end_probes_need_their_begin() {
+        let (_d, t) = fake_tracefs(&[
+            ("syscalls", "sys_exit_fallocate", "\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n"),
+            ("iomap", "iomap_dio_rw_begin", ""),
+            ("iomap", "iomap_dio_complete", ""),
+        ]);
+        let r = resolve(TRACEPOINTS, &t, None);
+        let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
+        assert!(status("fallocate_exit").as_ref().unwrap_err().contains("needs ext4:ext4_punch_hole"));
+        assert!(status("dio_begin").as_ref().unwrap_err().contains("BTF"));
+        assert!(status("dio_complete").as_ref().unwrap_err().contains("needs iomap:iomap_dio_rw_begin (raw)"));
+    }
+
+    #[test]
+    fn this_kernel_resolves_every_probe() {
+        // On the 6.18 machines rltop is developed on, everything must resolve.
+        let Ok((t, _)) = Tracefs::open() else { return };
+        let Ok(btf) = Btf::from_kernel() else { return };
+        let r = resolve(TRACEPOINTS, &t, Some(&btf));
+        for (spec, st) in TRACEPOINTS.iter().zip(&r.ready) {
+            assert_eq!(st, &Ok(()), "{}", spec.name());
+        }
+    }
+}

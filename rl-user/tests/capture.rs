@@ -1,0 +1,390 @@
+//! Live capture on this machine's kernel, as root: `rltop record` around the
+//! known workload of `rl-workload`, then `rltop dump`, checked event by
+//! event against what the workload says it did.
+//!
+//! These tests need root and an ext4 directory. Without root they are
+//! skipped with a message, unless RLTOP_REQUIRE_ROOT_TESTS=1 (as in CI),
+//! where a skip is a failure.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_rl-workload");
+const PAGE: u64 = 4096;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True when the test may run; panics when it must run but cannot.
+fn need_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
+        panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
+    }
+    eprintln!("skipping {test}: needs root");
+    false
+}
+
+/// A fresh directory on ext4 (the target dir lives on the root filesystem).
+fn ext4_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("capture").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+    // SAFETY: valid path and statfs buffer.
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+    assert_eq!(st.f_type, 0xEF53, "{} is not on ext4", dir.path().display());
+    dir
+}
+
+struct Recorder {
+    child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Recorder {
+    /// Starts `rltop record` and waits until its probes are attached.
+    fn start(out: &Path, args: &[&str]) -> Recorder {
+        let mut child = Command::new(RLTOP)
+            .arg("record")
+            .arg("-o")
+            .arg(out)
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut r = Recorder { child, stderr: rx, lines: Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = r
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("rltop record did not start: {:?}", r.lines));
+            let started = line.starts_with("rltop: recording");
+            r.lines.push(line);
+            if started {
+                return r;
+            }
+        }
+    }
+
+    /// SIGINT, then the exit status and all of stderr.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        self.lines.extend(self.stderr.iter());
+        (status, self.lines)
+    }
+}
+
+/// Starts the workload waiting on a go-file; returns it and its ready line.
+fn workload(dir: &Path, iterations: u64) -> (Child, Value, PathBuf) {
+    let go = dir.join("go");
+    let mut child = Command::new(WORKLOAD)
+        .args(["--dir", dir.to_str().unwrap(), "--iterations", &iterations.to_string(), "--wait-file"])
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ready["ready"], true);
+    // Keep reading the rest of stdout through the same handle later.
+    child.stdout = Some(out.into_inner());
+    (child, ready, go)
+}
+
+fn finish_workload(mut child: Child) -> Value {
+    let mut rest = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    serde_json::from_str(rest.trim()).unwrap()
+}
+
+fn dump(trace: &Path) -> Vec<Value> {
+    let out = Command::new(RLTOP).args(["dump", "--format", "jsonl"]).arg(trace).output().unwrap();
+    assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn kind(e: &Value) -> &str {
+    e["kind"].as_str().unwrap()
+}
+
+/// Checks the workload's own file events in `events` against what it did.
+fn check_workload_events(events: &[Value], wl: &Value) {
+    let pid = wl["pid"].as_u64().unwrap();
+    let dev = wl["dev"].as_str().unwrap();
+    let ino = wl["ino"].as_u64().unwrap();
+    let on_file = |e: &&Value| e["dev"] == dev && e["ino"] == ino;
+
+    // Faults: exactly the pages the workload read, by the workload.
+    let faults: Vec<&Value> = events.iter().filter(|e| kind(e) == "fault").filter(on_file).collect();
+    let fault_pages: HashSet<u64> = faults.iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    let want: HashSet<u64> = wl["fault_pages"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(fault_pages, want, "fault page indices");
+    assert!(faults.iter().all(|e| e["pid"] == pid));
+    // Each faulted page was added to the page cache (the cache was dropped first).
+    let added: HashSet<u64> = events
+        .iter()
+        .filter(|e| kind(e) == "page_add")
+        .filter(on_file)
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert!(want.is_subset(&added), "page_add indices {added:?} lack some of {want:?}");
+
+    // DIO: each write at its byte range, paired with its end through `io`.
+    let begins: Vec<&Value> = events.iter().filter(|e| kind(e) == "dio_begin").filter(on_file).collect();
+    for r in wl["dio"].as_array().unwrap() {
+        let (pos, len) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
+        let b = begins
+            .iter()
+            .find(|e| e["pos"] == pos && e["len"] == len)
+            .unwrap_or_else(|| panic!("no dio_begin at pos {pos} len {len}"));
+        assert_eq!(b["write"], true);
+        assert_eq!(b["pid"], pid);
+        let io = &b["io"];
+        let bi = events.iter().position(|e| std::ptr::eq(e, *b)).unwrap();
+        let end = events[bi..]
+            .iter()
+            .find(|e| kind(e) == "dio_end" && e["io"] == *io)
+            .unwrap_or_else(|| panic!("dio_begin io {io} has no dio_end"));
+        assert_eq!(end["ret"], len, "DIO return value");
+    }
+
+    // Punch: begin with the byte range, end from the same task.
+    let (ppos, plen) = (wl["punch"][0].as_u64().unwrap(), wl["punch"][1].as_u64().unwrap());
+    let pi = events
+        .iter()
+        .position(|e| kind(e) == "punch_begin" && on_file(&e) && e["pos"] == ppos && e["len"] == plen)
+        .expect("punch_begin with the punched range");
+    let tid = &events[pi]["tid"];
+    assert_eq!(events[pi]["pid"], pid);
+    let end = events[pi..].iter().find(|e| kind(e) == "punch_end" && e["tid"] == *tid).expect("punch_end");
+    assert_eq!(end["ret"], 0);
+
+    // Truncate: to the new size, ended by the same task.
+    let size = wl["truncate"][0].as_u64().unwrap();
+    let ti = events
+        .iter()
+        .position(|e| kind(e) == "truncate_begin" && on_file(&e) && e["size"] == size)
+        .expect("truncate_begin to the truncated size");
+    assert_eq!(events[ti]["pid"], pid);
+    let tid = &events[ti]["tid"];
+    assert!(events[ti..].iter().any(|e| kind(e) == "truncate_end" && e["tid"] == *tid));
+}
+
+fn check_task_events(events: &[Value], pid: u64) {
+    // The task is named once, before its first other event, and its exit is seen.
+    let first = events.iter().position(|e| e["tid"] == pid).expect("events of the workload");
+    assert_eq!(kind(&events[first]), "task", "first event of a task names it");
+    // Named once per name: a child forked by rltop is named again after its exec.
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| kind(e) == "task" && e["tid"] == pid)
+        .map(|e| e["comm"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.last(), Some(&"rl-workload"), "{names:?}");
+    assert!(names.len() <= 2 && names.windows(2).all(|w| w[0] != w[1]), "task named repeatedly: {names:?}");
+    assert!(events.iter().any(|e| kind(e) == "exit" && e["tid"] == pid), "exit of the workload");
+}
+
+fn check_mmap_lock(events: &[Value], pid: u64) {
+    let mine: Vec<&Value> =
+        events.iter().filter(|e| kind(e).starts_with("mmap_lock") && e["pid"] == pid).collect();
+    let mms: HashSet<u64> = mine.iter().map(|e| e["mm"].as_u64().unwrap()).collect();
+    assert_eq!(mms.len(), 1, "all mmap_lock events of one process share its mm: {mms:?}");
+    let mm = *mms.iter().next().unwrap();
+    assert_ne!(mm, 0);
+    // mmap and munmap take mmap_lock for writing: request, acquired, release.
+    let w = |k: &str| mine.iter().any(|e| kind(e) == k && e["write"] == true);
+    assert!(w("mmap_lock_request") && w("mmap_lock_release"));
+    assert!(mine.iter().any(|e| kind(e) == "mmap_lock_acquired" && e["write"] == true && e["success"] == true));
+}
+
+#[test]
+fn record_with_pid_filter_captures_the_workload_exactly() {
+    if !need_root("record_with_pid_filter_captures_the_workload_exactly") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let (wl, ready, go) = workload(dir.path(), 2);
+    let pid = ready["pid"].as_u64().unwrap();
+    let rec = Recorder::start(&trace, &["--pid", &pid.to_string()]);
+    std::fs::write(&go, b"").unwrap();
+    let done = finish_workload(wl);
+    // Let the last records reach the ring reader.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "record failed: {stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("not attached")), "{stderr:?}");
+
+    let events = dump(&trace);
+    // Only the workload is traced (a DIO end belongs to its IO, not its context).
+    for e in &events {
+        if !matches!(kind(e), "dio_end" | "marker" | "lost") {
+            assert_eq!(e["pid"], pid, "event of another process under --pid: {e}");
+        }
+    }
+    assert!(!events.iter().any(|e| kind(e) == "lost"), "no drops expected");
+    check_workload_events(&events, &done);
+    check_task_events(&events, pid);
+    check_mmap_lock(&events, pid);
+    // Timestamps never go backwards by more than the ring's small reorder window.
+    let ts: Vec<u64> = events.iter().map(|e| e["ts"].as_u64().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[1] + 10_000_000 >= w[0]));
+}
+
+#[test]
+fn record_with_dev_and_ino_filter_keeps_only_that_file() {
+    if !need_root("record_with_dev_and_ino_filter_keeps_only_that_file") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let (wl, ready, go) = workload(dir.path(), 1);
+    let (dev, ino) = (ready["dev"].as_str().unwrap().to_string(), ready["ino"].as_u64().unwrap());
+    let rec = Recorder::start(&trace, &["--dev", &dev, "--ino", &ino.to_string()]);
+    // Other file IO on the same device at the same time must be filtered out.
+    let (other, _, other_go) = workload(dir.path(), 1);
+    std::fs::write(&go, b"").unwrap();
+    std::fs::write(&other_go, b"").unwrap();
+    let done = finish_workload(wl);
+    let _ = finish_workload(other);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "{stderr:?}");
+    let events = dump(&trace);
+    for e in &events {
+        if e.get("ino").is_some() {
+            assert_eq!((e["dev"].as_str().unwrap(), e["ino"].as_u64().unwrap()), (dev.as_str(), ino), "{e}");
+        }
+    }
+    check_workload_events(&events, &done);
+}
+
+#[test]
+fn record_a_command_until_it_exits_and_pass_its_status() {
+    if !need_root("record_a_command_until_it_exits_and_pass_its_status") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let rec = Command::new(RLTOP)
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--", WORKLOAD, "--dir", dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rltop_pid = u64::from(rec.id());
+    let out = rec.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let events = dump(&trace);
+    check_workload_events(&events, &done);
+    check_task_events(&events, done["pid"].as_u64().unwrap());
+    // rltop never traces itself (its forked child is traced from the fork on).
+    assert!(events.iter().all(|e| e["pid"] != rltop_pid), "rltop traced itself");
+
+    // The command's failure is rltop's exit status.
+    let out = Command::new(RLTOP).arg("record").arg("-o").arg(&trace).args(["--", "sh", "-c", "exit 3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // The file is 0600 even when it existed before.
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&trace).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn sigkilled_recorder_leaves_a_readable_trace() {
+    if !need_root("sigkilled_recorder_leaves_a_readable_trace") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let (wl, ready, go) = workload(dir.path(), 300);
+    let pid = ready["pid"].as_u64().unwrap();
+    let mut rec = Recorder::start(&trace, &["--pid", &pid.to_string()]);
+    std::fs::write(&go, b"").unwrap();
+    // More than two flush periods of events.
+    std::thread::sleep(Duration::from_millis(2500));
+    rec.child.kill().unwrap();
+    rec.child.wait().unwrap();
+    let _ = finish_workload(wl);
+    let out = Command::new(RLTOP).args(["dump", "--format", "jsonl"]).arg(&trace).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n_faults = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("\"kind\":\"fault\"")).count();
+    assert!(n_faults >= 3, "only {n_faults} faults survived the SIGKILL");
+}
+
+#[test]
+fn probes_attach_and_stay_under_the_instruction_budget() {
+    if !need_root("probes_attach_and_stay_under_the_instruction_budget") {
+        return;
+    }
+    let out = Command::new(RLTOP).args(["probes", "--verbose"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for line in text.lines().filter(|l| l.contains(" insns ")) {
+        let prog = line.rsplit('(').next().unwrap().trim_end_matches(')').to_string();
+        let n: u32 = line.split_whitespace().rev().nth(2).unwrap().parse().unwrap();
+        counts.insert(prog, n);
+    }
+    // Every probe of the tracepoint profile attaches on this kernel (6.18).
+    assert_eq!(counts.len(), 19, "{text}");
+    for (prog, n) in &counts {
+        assert!(*n > 0 && *n <= rltop::cmd::probes::INSN_BUDGET, "{prog}: {n} verified instructions");
+    }
+}
+
+#[test]
+fn non_root_record_is_one_clear_error() {
+    if !need_root("non_root_record_is_one_clear_error") {
+        return;
+    }
+    let dir = ext4_dir();
+    // The unprivileged user must be able to write there, or the error would be about the file.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let trace = dir.path().join("t.rlt");
+    let out = Command::new(RLTOP)
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--duration", "1"])
+        .env("RUST_LOG", "off")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+    assert!(!trace.exists(), "no file is written when recording cannot start");
+}
+
+use std::os::unix::process::CommandExt as _;
