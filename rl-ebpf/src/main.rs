@@ -60,7 +60,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Tasks whose name was already written. LRU: a forgotten task is simply
-/// named again. Cleared on exec, rename and exit.
+/// named again. Cleared on rename (exec renames too) and when the task is freed.
 #[map]
 static SEEN: LruHashMap<u32, u8> = LruHashMap::with_max_entries(32768, 0);
 

@@ -122,14 +122,8 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `sched:sched_process_exec`: the name changes; write it again on the next event.
-#[tracepoint]
-pub fn task_exec(_ctx: TracePointContext) -> u32 {
-    let _ = SEEN.remove(&current().tid);
-    0
-}
-
-/// `task:task_rename`: likewise, for the renamed task.
+/// `task:task_rename`: the name changed (also on exec, whose `__set_task_comm`
+/// fires it); write it again on the task's next event.
 #[tracepoint]
 pub fn task_rename(ctx: TracePointContext) -> u32 {
     let pid: u32 = tp_read(&ctx, global!(TP.rename_pid));

@@ -259,15 +259,6 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         requires: None,
     },
     ProbeSpec {
-        program: "task_exec",
-        category: "sched",
-        event: "sched_process_exec",
-        attach: Attach::Tracepoint,
-        fields: &[],
-        members: &[],
-        requires: None,
-    },
-    ProbeSpec {
         program: "task_rename",
         category: "task",
         event: "task_rename",
