@@ -1,0 +1,570 @@
+//! The compact binary event encoding inside a chunk (`docs/trace-format.md`).
+//!
+//! Each chunk is encoded from a fresh [`ChunkState`], so chunks decode on
+//! their own. Fields are LEB128 varints; values that move little from one
+//! event to the next (timestamps, page indices, file positions) are stored as
+//! zigzag deltas so zstd sees small repeating byte patterns.
+
+use crate::events::{Body, Dev, Event, Mode};
+
+/// Longest string (`comm`, `text`) an event may carry, in bytes.
+pub const MAX_STRING: usize = 4096;
+
+/// Kind byte layout: low 5 bits the kind code, then flags.
+const KIND_MASK: u8 = 0x1f;
+/// pid == tid: pid is not stored.
+const F_PID_IS_TID: u8 = 0x20;
+/// The event has a cpu.
+const F_CPU: u8 = 0x40;
+/// The kind's optional field is present (`page_add` order, `contention_end` addr).
+const F_OPT: u8 = 0x80;
+
+/// Why a chunk's payload does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload ends inside an event")]
+    Short,
+    #[error("varint too long")]
+    BadVarint,
+    #[error("unknown event kind code {0}")]
+    BadKind(u8),
+    #[error("flag bits {0:#x} not valid for this kind")]
+    BadFlags(u8),
+    #[error("value out of range for field {0}")]
+    Range(&'static str),
+    #[error("string longer than {} bytes", MAX_STRING)]
+    LongString,
+    #[error("string is not UTF-8")]
+    NotUtf8,
+}
+
+/// Delta state shared by the encoder and decoder of one chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkState {
+    ts: u64,
+    tid: u32,
+    index: u64,
+    pos: u64,
+}
+
+impl ChunkState {
+    /// State at the start of a chunk whose first event has timestamp `first_ts`.
+    pub fn new(first_ts: u64) -> ChunkState {
+        ChunkState {
+            ts: first_ts,
+            tid: 0,
+            index: 0,
+            pos: 0,
+        }
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Delta of `v` from `prev`, wrapping: round-trips every u64 pair.
+fn put_delta(out: &mut Vec<u8>, prev: &mut u64, v: u64) {
+    put(out, zigzag(v.wrapping_sub(*prev) as i64));
+    *prev = v;
+}
+
+fn put_dev(out: &mut Vec<u8>, d: Dev) {
+    // major and minor separately: lossless even for devices that do not fit
+    // the kernel's 12/20-bit dev_t.
+    put(out, d.major.into());
+    put(out, d.minor.into());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn kind_code(b: &Body) -> u8 {
+    match b {
+        Body::Task { .. } => 0,
+        Body::Tree { .. } => 1,
+        Body::RlRequest { .. } => 2,
+        Body::RlAcquired { .. } => 3,
+        Body::RlTrylockFailed { .. } => 4,
+        Body::RlCancel { .. } => 5,
+        Body::RlRelease { .. } => 6,
+        Body::MmapLockRequest { .. } => 7,
+        Body::MmapLockAcquired { .. } => 8,
+        Body::MmapLockRelease { .. } => 9,
+        Body::Fault { .. } => 10,
+        Body::PageAdd { .. } => 11,
+        Body::DioBegin { .. } => 12,
+        Body::DioEnd { .. } => 13,
+        Body::PunchBegin { .. } => 14,
+        Body::PunchEnd { .. } => 15,
+        Body::TruncateBegin { .. } => 16,
+        Body::TruncateEnd { .. } => 17,
+        Body::ContentionBegin { .. } => 18,
+        Body::ContentionEnd { .. } => 19,
+        Body::Marker { .. } => 20,
+        Body::Lost { .. } => 21,
+        Body::Exit => 22,
+    }
+}
+
+/// Longest string in `ev`, if it is over [`MAX_STRING`]: such an event
+/// cannot be encoded.
+pub fn oversized_string(ev: &Event) -> Option<usize> {
+    match &ev.body {
+        Body::Task { comm: s } | Body::Marker { text: s } if s.len() > MAX_STRING => Some(s.len()),
+        _ => None,
+    }
+}
+
+/// Appends `ev` to `out`. The caller has checked [`oversized_string`].
+pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
+    let mut k = kind_code(&ev.body);
+    if ev.pid == ev.tid {
+        k |= F_PID_IS_TID;
+    }
+    if ev.cpu.is_some() {
+        k |= F_CPU;
+    }
+    if matches!(
+        ev.body,
+        Body::PageAdd { order: Some(_), .. } | Body::ContentionEnd { addr: Some(_), .. }
+    ) {
+        k |= F_OPT;
+    }
+    out.push(k);
+    put_delta(out, &mut st.ts, ev.ts);
+    // Consecutive events often come from one task: tid as a delta.
+    put(out, zigzag(i64::from(ev.tid) - i64::from(st.tid)));
+    st.tid = ev.tid;
+    if ev.pid != ev.tid {
+        put(out, ev.pid.into());
+    }
+    if let Some(c) = ev.cpu {
+        put(out, c.into());
+    }
+    match &ev.body {
+        Body::Task { comm } => put_str(out, comm),
+        Body::Tree { tree, dev, ino } => {
+            put(out, *tree);
+            put_dev(out, *dev);
+            put(out, *ino);
+        }
+        Body::RlRequest {
+            tree,
+            lock,
+            start,
+            last,
+            mode,
+        } => {
+            put(out, *tree);
+            put(out, *lock);
+            put_delta(out, &mut st.index, *start);
+            // Ranges are short: the length, not the end.
+            put(out, last.wrapping_sub(*start));
+            out.push(match mode {
+                Mode::Excl => 0,
+                Mode::Read => 1,
+                Mode::Write => 2,
+            });
+        }
+        Body::RlAcquired { tree, lock }
+        | Body::RlTrylockFailed { tree, lock }
+        | Body::RlCancel { tree, lock }
+        | Body::RlRelease { tree, lock } => {
+            put(out, *tree);
+            put(out, *lock);
+        }
+        Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
+            put(out, *mm);
+            out.push(u8::from(*write));
+        }
+        Body::MmapLockAcquired { mm, write, success } => {
+            put(out, *mm);
+            out.push(u8::from(*write) | u8::from(*success) << 1);
+        }
+        Body::Fault { dev, ino, index } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            put_delta(out, &mut st.index, *index);
+        }
+        Body::PageAdd {
+            dev,
+            ino,
+            index,
+            order,
+        } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            put_delta(out, &mut st.index, *index);
+            if let Some(o) = order {
+                put(out, (*o).into());
+            }
+        }
+        Body::DioBegin {
+            io,
+            dev,
+            ino,
+            pos,
+            len,
+            write,
+        } => {
+            put(out, *io);
+            put_dev(out, *dev);
+            put(out, *ino);
+            put_delta(out, &mut st.pos, *pos);
+            put(out, *len);
+            out.push(u8::from(*write));
+        }
+        Body::DioEnd { io, ret } => {
+            put(out, *io);
+            put(out, zigzag(*ret));
+        }
+        Body::PunchBegin { dev, ino, pos, len } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            put_delta(out, &mut st.pos, *pos);
+            put(out, *len);
+        }
+        Body::TruncateBegin { dev, ino, size } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            put(out, *size);
+        }
+        Body::PunchEnd { ret } | Body::TruncateEnd { ret } => put(out, zigzag(*ret)),
+        Body::ContentionBegin { addr, flags } => {
+            put(out, *addr);
+            put(out, (*flags).into());
+        }
+        Body::ContentionEnd { addr, ret } => {
+            put(out, zigzag(*ret));
+            if let Some(a) = addr {
+                put(out, *a);
+            }
+        }
+        Body::Marker { text } => put_str(out, text),
+        Body::Lost { count, cpu } => {
+            put(out, *count);
+            put(out, (*cpu).into());
+        }
+        Body::Exit => {}
+    }
+}
+
+/// A cursor over one chunk's decompressed payload.
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    st: ChunkState,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(buf: &'a [u8], first_ts: u64) -> Decoder<'a> {
+        Decoder {
+            buf,
+            pos: 0,
+            st: ChunkState::new(first_ts),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(DecodeError::Short)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.byte()?;
+            // The 10th byte may only hold the top bit of a u64.
+            if i == 9 && b > 1 {
+                return Err(DecodeError::BadVarint);
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::BadVarint)
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        u32::try_from(self.u64()?).map_err(|_| DecodeError::Range(field))
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(unzigzag(self.u64()?))
+    }
+
+    fn delta(&mut self, prev: u64) -> Result<u64, DecodeError> {
+        Ok(prev.wrapping_add(self.i64()? as u64))
+    }
+
+    fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Range(field)),
+        }
+    }
+
+    fn dev(&mut self) -> Result<Dev, DecodeError> {
+        Ok(Dev {
+            major: self.u32("dev")?,
+            minor: self.u32("dev")?,
+        })
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let len = self.u64()?;
+        if len > MAX_STRING as u64 {
+            return Err(DecodeError::LongString);
+        }
+        let len = len as usize;
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + len)
+            .ok_or(DecodeError::Short)?;
+        self.pos += len;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8)
+    }
+
+    fn index(&mut self) -> Result<u64, DecodeError> {
+        self.st.index = self.delta(self.st.index)?;
+        Ok(self.st.index)
+    }
+
+    fn file_pos(&mut self) -> Result<u64, DecodeError> {
+        self.st.pos = self.delta(self.st.pos)?;
+        Ok(self.st.pos)
+    }
+
+    /// Decodes the next event. Never panics, whatever the bytes.
+    pub fn next_event(&mut self) -> Result<Event, DecodeError> {
+        let k = self.byte()?;
+        let code = k & KIND_MASK;
+        let opt = k & F_OPT != 0;
+        if opt && !matches!(code, 11 | 19) {
+            return Err(DecodeError::BadFlags(k));
+        }
+        self.st.ts = self.delta(self.st.ts)?;
+        let tid_delta = self.i64()?;
+        let tid = u32::try_from(i64::from(self.st.tid).wrapping_add(tid_delta))
+            .map_err(|_| DecodeError::Range("tid"))?;
+        self.st.tid = tid;
+        let pid = if k & F_PID_IS_TID != 0 {
+            tid
+        } else {
+            self.u32("pid")?
+        };
+        if pid == tid && k & F_PID_IS_TID == 0 {
+            // The encoder always sets the flag then: canonical form only.
+            return Err(DecodeError::BadFlags(k));
+        }
+        let cpu = if k & F_CPU != 0 {
+            Some(self.u32("cpu")?)
+        } else {
+            None
+        };
+        let body = match code {
+            0 => Body::Task {
+                comm: self.string()?,
+            },
+            1 => Body::Tree {
+                tree: self.u64()?,
+                dev: self.dev()?,
+                ino: self.u64()?,
+            },
+            2 => {
+                let tree = self.u64()?;
+                let lock = self.u64()?;
+                let start = self.index()?;
+                let last = start.wrapping_add(self.u64()?);
+                let mode = match self.byte()? {
+                    0 => Mode::Excl,
+                    1 => Mode::Read,
+                    2 => Mode::Write,
+                    _ => return Err(DecodeError::Range("mode")),
+                };
+                Body::RlRequest {
+                    tree,
+                    lock,
+                    start,
+                    last,
+                    mode,
+                }
+            }
+            3 => Body::RlAcquired {
+                tree: self.u64()?,
+                lock: self.u64()?,
+            },
+            4 => Body::RlTrylockFailed {
+                tree: self.u64()?,
+                lock: self.u64()?,
+            },
+            5 => Body::RlCancel {
+                tree: self.u64()?,
+                lock: self.u64()?,
+            },
+            6 => Body::RlRelease {
+                tree: self.u64()?,
+                lock: self.u64()?,
+            },
+            7 => Body::MmapLockRequest {
+                mm: self.u64()?,
+                write: self.bool("write")?,
+            },
+            8 => {
+                let mm = self.u64()?;
+                let b = self.byte()?;
+                if b > 3 {
+                    return Err(DecodeError::Range("write/success"));
+                }
+                Body::MmapLockAcquired {
+                    mm,
+                    write: b & 1 != 0,
+                    success: b & 2 != 0,
+                }
+            }
+            9 => Body::MmapLockRelease {
+                mm: self.u64()?,
+                write: self.bool("write")?,
+            },
+            10 => Body::Fault {
+                dev: self.dev()?,
+                ino: self.u64()?,
+                index: self.index()?,
+            },
+            11 => Body::PageAdd {
+                dev: self.dev()?,
+                ino: self.u64()?,
+                index: self.index()?,
+                order: if opt { Some(self.u32("order")?) } else { None },
+            },
+            12 => Body::DioBegin {
+                io: self.u64()?,
+                dev: self.dev()?,
+                ino: self.u64()?,
+                pos: self.file_pos()?,
+                len: self.u64()?,
+                write: self.bool("write")?,
+            },
+            13 => Body::DioEnd {
+                io: self.u64()?,
+                ret: self.i64()?,
+            },
+            14 => Body::PunchBegin {
+                dev: self.dev()?,
+                ino: self.u64()?,
+                pos: self.file_pos()?,
+                len: self.u64()?,
+            },
+            15 => Body::PunchEnd { ret: self.i64()? },
+            16 => Body::TruncateBegin {
+                dev: self.dev()?,
+                ino: self.u64()?,
+                size: self.u64()?,
+            },
+            17 => Body::TruncateEnd { ret: self.i64()? },
+            18 => Body::ContentionBegin {
+                addr: self.u64()?,
+                flags: self.u32("flags")?,
+            },
+            19 => {
+                let ret = self.i64()?;
+                Body::ContentionEnd {
+                    addr: if opt { Some(self.u64()?) } else { None },
+                    ret,
+                }
+            }
+            20 => Body::Marker {
+                text: self.string()?,
+            },
+            21 => Body::Lost {
+                count: self.u64()?,
+                cpu: self.u32("cpu")?,
+            },
+            22 => Body::Exit,
+            c => return Err(DecodeError::BadKind(c)),
+        };
+        Ok(Event {
+            ts: self.st.ts,
+            tid,
+            pid,
+            cpu,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::jsonl::tests::arb_event;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(evs in proptest::collection::vec(arb_event(), 0..40)) {
+            let first = evs.first().map_or(0, |e| e.ts);
+            let mut st = ChunkState::new(first);
+            let mut buf = Vec::new();
+            for e in &evs {
+                encode(&mut buf, &mut st, e);
+            }
+            let mut d = Decoder::new(&buf, first);
+            for e in &evs {
+                prop_assert_eq!(&d.next_event().unwrap(), e);
+            }
+            prop_assert!(d.is_empty());
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), ts: u64) {
+            let mut d = Decoder::new(&bytes, ts);
+            while !d.is_empty() {
+                if d.next_event().is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn varint_edges() {
+        for v in [0, 1, 127, 128, u64::MAX - 1, u64::MAX] {
+            let mut b = Vec::new();
+            put(&mut b, v);
+            assert_eq!(Decoder::new(&b, 0).u64(), Ok(v));
+        }
+        // Eleven-byte and overflowing ten-byte varints are rejected.
+        assert_eq!(
+            Decoder::new(&[0xff; 11], 0).u64(),
+            Err(DecodeError::BadVarint)
+        );
+        let mut b = vec![0xff; 9];
+        b.push(0x02);
+        assert_eq!(Decoder::new(&b, 0).u64(), Err(DecodeError::BadVarint));
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+}
