@@ -204,33 +204,53 @@ impl Drop for TraceWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Body;
+    use crate::trace::{Item, TraceReader};
 
-    #[test]
-    fn failed_flush_keeps_events_pending() {
-        // A writer on a read-only fd: flush fails, nothing panics, stats
-        // count only what is on disk.
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("t.rlt");
-        let mut w = TraceWriter::create(&p, &TraceHeader::new("test")).unwrap();
-        let start = w.stats().bytes;
-        w.file = File::open(&p).unwrap();
-        w.push(&Event {
-            ts: 1,
+    fn ev(ts: u64) -> Event {
+        Event {
+            ts,
             tid: 1,
             pid: 1,
             cpu: None,
-            body: crate::events::Body::Exit,
-        })
-        .unwrap();
+            body: Body::Exit,
+        }
+    }
+
+    #[test]
+    fn failed_flush_loses_nothing_already_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.rlt");
+        let mut w = TraceWriter::create(&p, &TraceHeader::new("test")).unwrap();
+        w.push(&ev(1)).unwrap();
+        w.flush().unwrap();
+        let good = w.stats();
+        // Swap in a read-only descriptor: the next flush fails.
+        w.file = File::open(&p).unwrap();
+        w.push(&ev(2)).unwrap();
         assert!(w.flush().is_err());
-        assert_eq!(
-            w.stats(),
-            TraceStats {
-                events: 0,
-                pending: 1,
-                bytes: start,
-                chunks: 0
-            }
+        assert_eq!(w.stats(), TraceStats { pending: 1, ..good });
+        drop(w);
+        let items: Vec<_> = TraceReader::open(&p).unwrap().map(Result::unwrap).collect();
+        assert_eq!(items, [Item::Event(ev(1))]);
+    }
+
+    #[test]
+    fn long_strings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w =
+            TraceWriter::create(&dir.path().join("t.rlt"), &TraceHeader::new("test")).unwrap();
+        let text = "x".repeat(codec::MAX_STRING + 1);
+        let err = w
+            .push(&Event {
+                body: Body::Marker { text },
+                ..ev(1)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, TraceError::StringTooLong { len: 4097 }),
+            "{err}"
         );
+        assert_eq!(w.stats().pending, 0);
     }
 }
