@@ -12,8 +12,10 @@ use super::{
 };
 use crate::events::Event;
 
-/// Smallest read from the underlying file.
-const READ_BLOCK: usize = 1 << 20;
+/// Reads start at 64 KiB and double up to 1 MiB: small inputs stay cheap,
+/// big files are read in big blocks.
+const FIRST_BLOCK: usize = 64 << 10;
+const MAX_BLOCK: usize = 1 << 20;
 
 /// A read buffer that can look ahead a whole chunk and be scanned for magic.
 struct Source<R> {
@@ -24,6 +26,7 @@ struct Source<R> {
     /// File offset of `buf[0]`.
     base: u64,
     eof: bool,
+    block: usize,
 }
 
 impl<R: Read> Source<R> {
@@ -53,7 +56,8 @@ impl<R: Read> Source<R> {
                 self.lo = 0;
             }
             let len = self.buf.len();
-            let want = (n - len).max(READ_BLOCK);
+            let want = (n - len).max(self.block);
+            self.block = (self.block * 2).min(MAX_BLOCK);
             self.buf.resize(len + want, 0);
             let got = loop {
                 match self.inner.read(&mut self.buf[len..]) {
@@ -109,7 +113,8 @@ pub struct TraceReader<R: Read = File> {
     src: Source<R>,
     name: String,
     header: TraceHeader,
-    zstd: zstd::bulk::Decompressor<'static>,
+    /// Created at the first chunk.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
     raw: Vec<u8>,
     queue: VecDeque<Item>,
     done: bool,
@@ -145,16 +150,13 @@ impl<R: Read> TraceReader<R> {
             lo: 0,
             base: 0,
             eof: false,
+            block: FIRST_BLOCK,
         };
         let header = read_header(&mut src, &name)?;
         Ok(TraceReader {
             src,
             header,
-            zstd: zstd::bulk::Decompressor::new().map_err(|source| TraceError::Read {
-                name: name.clone(),
-                offset: 0,
-                source,
-            })?,
+            zstd: None,
             name,
             raw: Vec::new(),
             queue: VecDeque::new(),
@@ -291,7 +293,7 @@ impl<R: Read> TraceReader<R> {
         let at = self.src.offset();
         match self.here()? {
             Here::Eof => self.done = true,
-            Here::Chunk(c) => self.decode_chunk(at, c),
+            Here::Chunk(c) => self.decode_chunk(at, c)?,
             Here::Garbage => {
                 self.src.consume(1);
                 match self.resync()? {
@@ -346,11 +348,15 @@ impl<R: Read> TraceReader<R> {
     }
 
     /// Decodes a CRC-checked chunk at the current position and consumes it.
-    fn decode_chunk(&mut self, at: u64, c: Chunk) {
+    fn decode_chunk(&mut self, at: u64, c: Chunk) -> io::Result<()> {
         let payload = &self.src.avail()[CHUNK_HEADER_LEN..CHUNK_HEADER_LEN + c.comp_len];
         self.raw.clear();
         self.raw.reserve(c.raw_len);
-        let result = match self.zstd.decompress_to_buffer(payload, &mut self.raw) {
+        let zstd = match &mut self.zstd {
+            Some(z) => z,
+            none => none.insert(zstd::bulk::Decompressor::new()?),
+        };
+        let result = match zstd.decompress_to_buffer(payload, &mut self.raw) {
             Err(e) => Err(format!("bad zstd data ({e})")),
             Ok(n) if n != c.raw_len => {
                 Err(format!("payload is {n} bytes, header says {}", c.raw_len))
@@ -388,6 +394,7 @@ impl<R: Read> TraceReader<R> {
         if let Err(why) = result {
             self.problem(at, format!("chunk at byte {at}: {why}, skipped"));
         }
+        Ok(())
     }
 }
 
