@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::PoisonError;
 use std::task::{Context, Poll, Waker};
 
-use crate::core::{Core, NIL, Node};
+use crate::core::{Core, NIL};
 use crate::flavour::{Flavour, Mode};
 use crate::sync::{Mutex, MutexGuard, Thread, current, park};
 
@@ -44,8 +44,8 @@ struct Wakeups {
 }
 
 impl Wakeups {
-    fn push(&mut self, n: &mut Node<Waiter>) {
-        let w = std::mem::take(&mut n.payload);
+    fn push(&mut self, w: &mut Waiter) {
+        let w = std::mem::take(w);
         if matches!(self.first, Waiter::None) {
             self.first = w;
         } else {
@@ -84,7 +84,7 @@ impl<F: Flavour> Raw<F> {
         if blocking == 0 {
             return slot;
         }
-        core.node_mut(slot).payload = Waiter::Thread(current());
+        *core.payload_mut(slot) = Waiter::Thread(current());
         loop {
             drop(core);
             park();
@@ -186,16 +186,15 @@ impl<'a, F: Flavour> RawAcquire<'a, F> {
                 self.done = true;
                 return Poll::Ready(slot);
             }
-            core.node_mut(slot).payload = Waiter::Task(cx.waker().clone());
+            *core.payload_mut(slot) = Waiter::Task(cx.waker().clone());
             self.slot = slot;
             return Poll::Pending;
         }
-        let n = core.node_mut(self.slot);
-        if n.blocking == 0 {
+        if core.node(self.slot).blocking == 0 {
             self.done = true;
             return Poll::Ready(std::mem::replace(&mut self.slot, NIL));
         }
-        match &mut n.payload {
+        match core.payload_mut(self.slot) {
             Waiter::Task(w) if w.will_wake(cx.waker()) => {}
             p => *p = Waiter::Task(cx.waker().clone()),
         }

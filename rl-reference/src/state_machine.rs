@@ -169,7 +169,7 @@ impl<F: Flavour> StateMachine<F> {
 
     fn remove(&mut self, id: u64, slot: u32) -> Vec<u64> {
         let mut granted = Vec::new();
-        self.core.remove(slot, |_, n| granted.push(n.payload));
+        self.core.remove(slot, |_, id| granted.push(*id));
         self.ids.remove(&id);
         granted
     }
@@ -219,7 +219,7 @@ impl<F: Flavour> StateMachine<F> {
             return Err(Error::NotWriter(id));
         }
         let mut granted = Vec::new();
-        self.core.downgrade(slot, |_, n| granted.push(n.payload));
+        self.core.downgrade(slot, |_, id| granted.push(*id));
         Ok(granted)
     }
 
@@ -230,7 +230,7 @@ impl<F: Flavour> StateMachine<F> {
     /// [`Error::UnknownId`].
     pub fn blockers(&self, id: u64) -> Result<Vec<u64>, Error> {
         let slot = self.slot(id)?;
-        Ok(self.core.blockers(slot).into_iter().map(|s| self.core.node(s).payload).collect())
+        Ok(self.core.blockers(slot).into_iter().map(|s| *self.core.payload(s)).collect())
     }
 
     /// Whether `id` may own its range now (nothing earlier blocks it). For a
@@ -260,9 +260,9 @@ impl<F: Flavour> StateMachine<F> {
     pub fn conflicts(&self, start: u64, last: u64, mode: Mode) -> Result<Vec<u64>, Error> {
         Self::check_args(start, last, mode)?;
         let mut out = Vec::new();
-        self.core.for_each_overlap(start, last, |_, n| {
+        self.core.for_each_overlap(start, last, |s, n| {
             if F::conflicts(n.mode, mode) {
-                out.push(n.payload);
+                out.push(*self.core.payload(s));
             }
         });
         Ok(out)
@@ -281,7 +281,7 @@ impl<F: Flavour> StateMachine<F> {
     fn request_at(&self, slot: u32) -> Request {
         let n = self.core.node(slot);
         Request {
-            id: n.payload,
+            id: *self.core.payload(slot),
             start: n.start,
             last: n.last,
             mode: n.mode,
@@ -332,7 +332,7 @@ impl<F: Flavour> StateMachine<F> {
         self.core.check();
         assert_eq!(self.ids.len(), self.core.len());
         for (&id, &slot) in &self.ids {
-            assert_eq!(self.core.node(slot).payload, id);
+            assert_eq!(*self.core.payload(slot), id);
         }
     }
 }
