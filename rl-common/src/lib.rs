@@ -201,6 +201,10 @@ pub struct TpOffsets {
     pub free_pid: u32,
 }
 
+/// Bytes at the start of a formatted tracepoint record that the eBPF side
+/// copies in one read; every field it uses must lie inside them.
+pub const TP_PREFIX: usize = 64;
+
 /// Offset value meaning "this field does not exist here".
 pub const NO_FIELD: u32 = u32::MAX;
 

@@ -20,7 +20,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use rl_common::{FLAG_WRITE, Kind};
 
-use crate::{KOFF, TP, current, emit, emit_detached, global, tp_read, traced_file, traced_task};
+use crate::{KOFF, TP, TpRecord, current, emit, emit_detached, global, traced_file, traced_task};
 
 /// DIOs in flight, by kiocb address. LRU so that a begin whose end never
 /// fires (an error path without a completion) cannot fill it.
@@ -97,13 +97,14 @@ pub fn dio_complete(ctx: RawTracePointContext) -> i32 {
 #[tracepoint]
 pub fn punch_hole(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let dev: u32 = tp_read(&ctx, global!(TP.punch_dev));
-    let ino: u64 = tp_read(&ctx, global!(TP.punch_ino));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let dev: u32 = r.get(global!(TP.punch_dev));
+    let ino: u64 = r.get(global!(TP.punch_ino));
     if !traced_file(dev, ino) {
         return 0;
     }
-    let pos: u64 = tp_read(&ctx, global!(TP.punch_offset));
-    let len: u64 = tp_read(&ctx, global!(TP.punch_len));
+    let pos: u64 = r.get(global!(TP.punch_offset));
+    let len: u64 = r.get(global!(TP.punch_len));
     if PUNCHING.insert(&t.tid, &1, 0).is_err() {
         warn!(&ctx, "rltop: punch map full; this punch's end is not traced");
     }
@@ -120,7 +121,7 @@ pub fn fallocate_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let _ = PUNCHING.remove(&t.tid);
-    let ret: i64 = tp_read(&ctx, global!(TP.fallocate_ret));
+    let ret: i64 = TpRecord::read(&ctx).map_or(0, |r| r.get(global!(TP.fallocate_ret)));
     emit(t, Kind::PunchEnd, 0, 0, [ret as u64, 0, 0, 0]);
     0
 }

@@ -23,9 +23,10 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use rl_common::{Filter, KernelOffsets, Kind, Record, RecordHeader, TpOffsets, WAKEUP_BYTES};
+use aya_ebpf::{EbpfContext as _, helpers::bpf_probe_read_kernel, programs::TracePointContext};
+use rl_common::{Filter, KernelOffsets, Kind, Record, RecordHeader, TP_PREFIX, TpOffsets, WAKEUP_BYTES};
 
 /// Tracepoint field offsets from tracefs (set by the loader).
 #[unsafe(no_mangle)]
@@ -63,6 +64,17 @@ static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// named again. Cleared on rename (exec renames too) and when the task is freed.
 #[map]
 static SEEN: LruHashMap<u32, u8> = LruHashMap::with_max_entries(32768, 0);
+
+/// Per CPU, the last task named and the name epoch then: consecutive events
+/// on a CPU mostly come from one task, and an array look-up is far cheaper
+/// than the `SEEN` hash look-up it saves.
+#[map]
+static LAST_NAMED: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bumped whenever a `SEEN` entry is removed, so `LAST_NAMED` entries made
+/// before it are not trusted.
+#[map]
+static NAME_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Processes traced under `--pid` (tgids), grown by fork.
 #[map]
@@ -142,16 +154,40 @@ pub(crate) fn header(t: Task, kind: Kind, flags: u8, dev: u32) -> RecordHeader {
 /// Writes a `Task` record the first time `t` is seen.
 #[inline(always)]
 fn name_once(t: Task) {
-    // SAFETY: presence test only.
-    if unsafe { SEEN.get(&t.tid) }.is_some() {
-        return;
+    let epoch = NAME_EPOCH.get(0).copied().unwrap_or(0);
+    let last = LAST_NAMED.get_ptr_mut(0);
+    if let Some(last) = last {
+        // SAFETY: this CPU's slot, valid for the program's run.
+        if unsafe { (*last)[0] == t.tid as u64 && (*last)[1] == epoch } {
+            return;
+        }
     }
-    let Ok(comm) = bpf_get_current_comm() else { return };
-    let mut w = [0u64; 4];
-    w[0] = u64::from_ne_bytes([comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7]]);
-    w[1] = u64::from_ne_bytes([comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15]]);
-    if write(Record { hdr: header(t, Kind::Task, 0, 0), w }) {
+    // SAFETY: presence test only.
+    if unsafe { SEEN.get(&t.tid) }.is_none() {
+        let Ok(comm) = bpf_get_current_comm() else { return };
+        let mut w = [0u64; 4];
+        w[0] = u64::from_ne_bytes([comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7]]);
+        w[1] = u64::from_ne_bytes([comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15]]);
+        if !write(Record { hdr: header(t, Kind::Task, 0, 0), w }) {
+            return;
+        }
         let _ = SEEN.insert(&t.tid, &1, 0);
+    }
+    if let Some(last) = last {
+        // SAFETY: as above.
+        unsafe { *last = [t.tid as u64, epoch] };
+    }
+}
+
+/// Forgets that `tid` was named (its name changed, or it is gone).
+#[inline(always)]
+pub(crate) fn forget_name(tid: u32) {
+    if SEEN.remove(&tid).is_ok()
+        && let Some(e) = NAME_EPOCH.get_ptr_mut(0)
+    {
+        // SAFETY: a valid array slot. Racing bumps may collapse into one, but
+        // the epoch still changes, which is all a reader checks.
+        unsafe { *e += 1 };
     }
 }
 
@@ -186,17 +222,39 @@ pub(crate) fn emit_detached(kind: Kind, flags: u8, w: [u64; 4]) {
     write(Record { hdr: header(current(), kind, flags, 0), w });
 }
 
-/// Reads `T` at `off` bytes into a tracepoint record.
-#[inline(always)]
-pub(crate) fn tp_read<T>(ctx: &impl aya_ebpf::EbpfContext, off: u32) -> T
-where
-    T: Default,
-{
-    // SAFETY: `off` comes from this kernel's tracefs format for this event,
-    // so it lies inside the record; the helper checks the access anyway and
-    // a failed read yields T::default().
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(ctx.as_ptr().cast::<u8>().add(off as usize).cast::<T>()) }
-        .unwrap_or_default()
+/// The first [`TP_PREFIX`] bytes of a formatted tracepoint record, copied
+/// with one helper call; fields are then plain loads from the stack. (The
+/// verifier forbids loads from the context at offsets that are not
+/// immediates, and one copy is cheaper than one per field.)
+pub(crate) struct TpRecord {
+    // u64s, so that naturally aligned fields can be loaded whole: BPF has no
+    // unaligned loads, and byte-wise assembly costs ~20 instructions a field.
+    buf: [u64; TP_PREFIX / 8],
+}
+
+impl TpRecord {
+    #[inline(always)]
+    pub(crate) fn read(ctx: &TracePointContext) -> Option<TpRecord> {
+        // SAFETY: reads TP_PREFIX bytes of the tracepoint record; the helper
+        // checks the access, and the perf trace buffer is far larger.
+        let buf = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; TP_PREFIX / 8]) }.ok()?;
+        Some(TpRecord { buf })
+    }
+
+    /// The `T` at `off`, or `T::default()` when it would not lie inside the
+    /// copied prefix or is not aligned to its size (user space never passes
+    /// such offsets: the catalog checks them).
+    #[inline(always)]
+    pub(crate) fn get<T: Copy + Default>(&self, off: u32) -> T {
+        let off = off as usize;
+        let size = core::mem::size_of::<T>();
+        if off + size > TP_PREFIX || off % size != 0 {
+            return T::default();
+        }
+        // SAFETY: in bounds and aligned (checked above; `buf` is 8-aligned);
+        // T is an integer type, valid for any bytes.
+        unsafe { self.buf.as_ptr().cast::<u8>().add(off).cast::<T>().read() }
+    }
 }
 
 #[cfg(not(test))]

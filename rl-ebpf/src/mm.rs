@@ -7,17 +7,18 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use rl_common::{FLAG_SUCCESS, FLAG_WRITE, Kind};
 
-use crate::{TP, emit, global, tp_read, traced_file, traced_task};
+use crate::{TP, TpRecord, emit, global, traced_file, traced_task};
 
 #[inline(always)]
 fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
     let Some(t) = traced_task() else { return };
-    let mm: u64 = tp_read(ctx, global!(TP.mmap_mm));
+    let Some(r) = TpRecord::read(ctx) else { return };
+    let mm: u64 = r.get(global!(TP.mmap_mm));
     let mut flags = 0;
-    if tp_read::<u8>(ctx, global!(TP.mmap_write)) != 0 {
+    if r.get::<u8>(global!(TP.mmap_write)) != 0 {
         flags |= FLAG_WRITE;
     }
-    if with_success && tp_read::<u8>(ctx, global!(TP.mmap_success)) != 0 {
+    if with_success && r.get::<u8>(global!(TP.mmap_success)) != 0 {
         flags |= FLAG_SUCCESS;
     }
     emit(t, kind, flags, 0, [mm, 0, 0, 0]);
@@ -48,12 +49,13 @@ pub fn mmap_lock_released(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn filemap_fault(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let ino: u64 = tp_read(&ctx, global!(TP.fault_ino));
-    let dev: u32 = tp_read(&ctx, global!(TP.fault_dev));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let ino: u64 = r.get( global!(TP.fault_ino));
+    let dev: u32 = r.get(global!(TP.fault_dev));
     if !traced_file(dev, ino) {
         return 0;
     }
-    let index: u64 = tp_read(&ctx, global!(TP.fault_index));
+    let index: u64 = r.get(global!(TP.fault_index));
     emit(t, Kind::Fault, 0, dev, [ino, index, 0, 0]);
     0
 }
@@ -62,13 +64,14 @@ pub fn filemap_fault(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn filemap_add(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let ino: u64 = tp_read(&ctx, global!(TP.add_ino));
-    let dev: u32 = tp_read(&ctx, global!(TP.add_dev));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let ino: u64 = r.get( global!(TP.add_ino));
+    let dev: u32 = r.get(global!(TP.add_dev));
     if !traced_file(dev, ino) {
         return 0;
     }
-    let index: u64 = tp_read(&ctx, global!(TP.add_index));
-    let order: u8 = tp_read(&ctx, global!(TP.add_order));
+    let index: u64 = r.get(global!(TP.add_index));
+    let order: u8 = r.get(global!(TP.add_order));
     emit(t, Kind::PageAdd, 0, dev, [ino, index, order as u64, 0]);
     0
 }

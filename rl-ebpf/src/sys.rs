@@ -14,7 +14,7 @@ use aya_ebpf::{
 use rl_common::{Kind, MARKER_TEXT_LEN, MarkerRecord};
 
 use crate::{
-    DROPS, EVENTS, FILTER, PIDS, SEEN, TP, current, emit, global, header, submit_flags, tp_read,
+    DROPS, EVENTS, FILTER, PIDS, SEEN, TP, TpRecord, current, emit, forget_name, global, header, submit_flags,
     traced_task,
 };
 
@@ -22,8 +22,9 @@ use crate::{
 #[tracepoint]
 pub fn contention_begin(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let addr: u64 = tp_read(&ctx, global!(TP.contention_addr));
-    let flags: u32 = tp_read(&ctx, global!(TP.contention_flags));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let addr: u64 = r.get(global!(TP.contention_addr));
+    let flags: u32 = r.get(global!(TP.contention_flags));
     emit(t, Kind::ContentionBegin, 0, 0, [addr, flags as u64, 0, 0]);
     0
 }
@@ -32,8 +33,9 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn contention_end(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let addr: u64 = tp_read(&ctx, global!(TP.contention_addr));
-    let ret: i32 = tp_read(&ctx, global!(TP.contention_ret));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let addr: u64 = r.get(global!(TP.contention_addr));
+    let ret: i32 = r.get(global!(TP.contention_ret));
     emit(t, Kind::ContentionEnd, 0, 0, [addr, ret as i64 as u64, 0, 0]);
     0
 }
@@ -47,7 +49,8 @@ pub fn console(ctx: TracePointContext) -> u32 {
     if t.pid == global!(FILTER.self_tgid) {
         return 0;
     }
-    let loc: u32 = tp_read(&ctx, global!(TP.console_msg));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let loc: u32 = r.get(global!(TP.console_msg));
     let off = (loc & 0xffff) as usize;
     let mut len = (loc >> 16) as usize;
     if len > MARKER_TEXT_LEN {
@@ -95,8 +98,9 @@ pub fn task_exit(_ctx: TracePointContext) -> u32 {
 /// `sched:sched_process_free`: the task is gone; its tid may be reused.
 #[tracepoint]
 pub fn task_free(ctx: TracePointContext) -> u32 {
-    let pid: u32 = tp_read(&ctx, global!(TP.free_pid));
-    let _ = SEEN.remove(&pid);
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let pid: u32 = r.get(global!(TP.free_pid));
+    forget_name(pid);
     0
 }
 
@@ -117,7 +121,8 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
     if unsafe { PIDS.get(&parent.pid) }.is_none() {
         return 0;
     }
-    let child: u32 = tp_read(&ctx, global!(TP.fork_child_pid));
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let child: u32 = r.get(global!(TP.fork_child_pid));
     let _ = PIDS.insert(&child, &1, 0);
     0
 }
@@ -126,7 +131,8 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
 /// fires it); write it again on the task's next event.
 #[tracepoint]
 pub fn task_rename(ctx: TracePointContext) -> u32 {
-    let pid: u32 = tp_read(&ctx, global!(TP.rename_pid));
-    let _ = SEEN.remove(&pid);
+    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let pid: u32 = r.get(global!(TP.rename_pid));
+    forget_name(pid);
     0
 }

@@ -42,6 +42,11 @@ struct Args {
     /// Wait until this file exists before the first iteration (lets a tracer attach first).
     #[arg(long)]
     wait_file: Option<PathBuf>,
+    /// Benchmark mix instead of the known sequence: per iteration, copy-on-write
+    /// faults on every page of a private mapping (each one a `filemap_fault`
+    /// without IO), four O_DIRECT writes, a punch and a truncate. Event-dense.
+    #[arg(long)]
+    heavy: bool,
 }
 
 fn check(rc: libc::c_int, what: &str) -> anyhow::Result<()> {
@@ -118,6 +123,39 @@ fn iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The benchmark iteration (`--heavy`): the page cache stays warm, so the
+/// cost is the kernel's fault, DIO and punch paths, and tracing shows.
+fn heavy_iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()> {
+    let fd = file.as_raw_fd();
+    let len = PAGES * PAGE;
+    // SAFETY: plain syscalls on valid fds; the private mapping is written
+    // only inside its bounds and unmapped before returning.
+    unsafe {
+        let map = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, fd, 0);
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap");
+        }
+        // Write faults on a private file mapping do not fault around: each
+        // page is one filemap_fault, served from the page cache.
+        for p in 0..PAGES {
+            std::ptr::write_volatile((map as *mut u8).add(p * PAGE), 1);
+        }
+        check(libc::munmap(map, len), "munmap")?;
+        for page in [16, 20, 24, 28] {
+            if libc::pwrite(dio.as_raw_fd(), buf.ptr.cast(), PAGE, (page * PAGE) as i64) != PAGE as isize {
+                return Err(std::io::Error::last_os_error()).context("O_DIRECT pwrite");
+            }
+        }
+        check(
+            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, (PUNCH.0 * PAGE) as i64, (PUNCH.1 * PAGE) as i64),
+            "fallocate(PUNCH_HOLE)",
+        )?;
+        check(libc::ftruncate(fd, (TRUNCATE_TO * PAGE) as i64), "ftruncate")?;
+        check(libc::ftruncate(fd, (PAGES * PAGE) as i64), "ftruncate (extend)")?;
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let path = args.dir.join(format!("rl-workload.{}", std::process::id()));
@@ -155,7 +193,11 @@ fn main() -> anyhow::Result<()> {
     }
     let start = Instant::now();
     for _ in 0..args.iterations {
-        iteration(&file, &dio, &buf)?;
+        if args.heavy {
+            heavy_iteration(&file, &dio, &buf)?;
+        } else {
+            iteration(&file, &dio, &buf)?;
+        }
     }
     let elapsed = start.elapsed();
     drop(dio);

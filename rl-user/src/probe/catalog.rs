@@ -6,7 +6,7 @@
 //! running kernel and fills the offset globals; a probe with anything missing
 //! is not attached, and the reason says exactly what is missing.
 
-use rl_common::{KernelOffsets, NO_FIELD, TpOffsets};
+use rl_common::{KernelOffsets, NO_FIELD, TP_PREFIX, TpOffsets};
 
 use super::btf::Btf;
 use super::tracefs::Tracefs;
@@ -315,6 +315,15 @@ fn resolve_one(
             .ok_or_else(|| "cannot read its tracefs format file".to_string())?;
         for f in spec.fields {
             match format.field(f.name) {
+                Some(found) if (found.offset + found.size) as usize > TP_PREFIX => missing.push(format!(
+                    "field {} ends at byte {}, beyond the {TP_PREFIX} bytes rltop copies: unexpected layout",
+                    f.name,
+                    found.offset + found.size
+                )),
+                Some(found) if found.offset % found.size.max(1) != 0 => missing.push(format!(
+                    "field {} at offset {} is not aligned to its size {}: unexpected layout",
+                    f.name, found.offset, found.size
+                )),
                 Some(found) if f.sizes.contains(&found.size) => {
                     let slot = (f.slot)(tp);
                     if *slot != NO_FIELD && *slot != found.offset {
@@ -376,6 +385,7 @@ mod tests {
         let r = resolve(TRACEPOINTS, &t, None);
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
         assert_eq!(status("filemap_fault"), &Err("no field index".to_string()));
+        assert!(status("task_rename").is_err());
         assert!(status("contention_begin").as_ref().unwrap_err().contains("field flags has size 8"));
         assert_eq!(status("punch_hole"), &Err("tracepoint not in this kernel".to_string()));
         assert!(status("fallocate_exit").is_err());
