@@ -21,6 +21,8 @@ fn main() -> anyhow::Result<()> {
         .context("rl-user has no parent directory")?
         .join("rl-ebpf");
     let root = root.to_str().context("workspace path is not UTF-8")?;
+    // aya-build watches the eBPF crate; the ABI crate it shares with us too.
+    println!("cargo:rerun-if-changed={root}/../rl-common");
     aya_build::build_ebpf(
         [aya_build::Package { name: "rl-ebpf", root_dir: root, ..Default::default() }],
         aya_build::Toolchain::default(),

@@ -168,7 +168,7 @@ fn name_once(t: Task) {
         let mut w = [0u64; 4];
         w[0] = u64::from_ne_bytes([comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7]]);
         w[1] = u64::from_ne_bytes([comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15]]);
-        if !write(Record { hdr: header(t, Kind::Task, 0, 0), w }) {
+        if !write(t, Kind::Task, 0, 0, w) {
             return;
         }
         let _ = SEEN.insert(&t.tid, &1, 0);
@@ -191,12 +191,14 @@ pub(crate) fn forget_name(tid: u32) {
     }
 }
 
-/// Writes one record; counts a drop when the ring is full.
+/// Writes one record; counts a drop when the ring is full. The timestamp is
+/// taken after the reservation, so ring order and time order agree but for
+/// a reserving CPU being interrupted between the two.
 #[inline(always)]
-pub(crate) fn write(rec: Record) -> bool {
+pub(crate) fn write(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) -> bool {
     match EVENTS.reserve::<Record>(0) {
         Some(mut entry) => {
-            entry.write(rec);
+            entry.write(Record { hdr: header(t, kind, flags, dev), w });
             entry.submit(submit_flags());
             true
         }
@@ -211,7 +213,7 @@ pub(crate) fn write(rec: Record) -> bool {
 #[inline(always)]
 pub(crate) fn emit(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) {
     name_once(t);
-    write(Record { hdr: header(t, kind, flags, dev), w });
+    write(t, kind, flags, dev, w);
 }
 
 /// Emits an event that belongs to an operation rather than to the current
@@ -219,7 +221,7 @@ pub(crate) fn emit(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) {
 /// the current task is incidental.
 #[inline(always)]
 pub(crate) fn emit_detached(kind: Kind, flags: u8, w: [u64; 4]) {
-    write(Record { hdr: header(current(), kind, flags, 0), w });
+    write(current(), kind, flags, 0, w);
 }
 
 /// The first [`TP_PREFIX`] bytes of a formatted tracepoint record, copied

@@ -107,7 +107,7 @@ pub fn task_free(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn emit_exit(t: crate::Task) {
     // Not `emit`: the name was written already, and must not be written again.
-    crate::write(rl_common::Record { hdr: header(t, Kind::Exit, 0, 0), w: [0; 4] });
+    crate::write(t, Kind::Exit, 0, 0, [0; 4]);
 }
 
 /// `sched:sched_process_fork`: under `--pid`, children of traced processes are traced.

@@ -6,3 +6,4 @@ pub mod import;
 pub mod live;
 pub mod probes;
 pub mod record;
+pub mod signals;

@@ -9,11 +9,11 @@
 
 use std::path::Path;
 use std::process::{Child, ExitCode};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::signals;
 use crate::cli::LiveArgs;
 use crate::events::Event;
 use crate::probe::{self, Options, Session};
@@ -26,22 +26,6 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// submitted without wake-ups until the ring fills past a threshold, so this
 /// bounds their latency.
 const POLL: Duration = Duration::from_millis(50);
-
-/// The signal that asked us to stop, or 0.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP_SIGNAL.store(sig, Ordering::SeqCst);
-}
-
-fn install_stop_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` is an `extern "C"` function that only performs
-        // an atomic store, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
-}
 
 /// This machine's kernel release and host name (uname).
 pub fn uname() -> (String, String) {
@@ -89,7 +73,7 @@ pub fn run(live: &LiveArgs, output: &Path, duration: Option<f64>, argv: &[String
     let mut writer = TraceWriter::create(output, &header)
         .map_err(|e| user_error(format!("cannot create {}: {e}", output.display())))?;
 
-    install_stop_handlers();
+    signals::install_stop_handlers();
     let mut child = match argv.split_first() {
         None => None,
         Some((prog, args)) => Some(
@@ -146,7 +130,7 @@ fn record_loop(
     let mut batch: Vec<Event> = Vec::with_capacity(4096);
     loop {
         session.poll(POLL, &mut |ev| batch.push(ev))?;
-        let stop = STOP_SIGNAL.load(Ordering::SeqCst) != 0
+        let stop = signals::stop_requested()
             || duration.is_some_and(|d| started.elapsed() >= d)
             || child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
         let flush = stop || last_flush.elapsed() >= FLUSH_EVERY;
