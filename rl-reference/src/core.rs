@@ -9,11 +9,15 @@
 //! overlap walk costs O(log N + k·log N) for k overlapping nodes and O(log N)
 //! when nothing overlaps.
 //!
-//! Balance comes from treap priorities (a hash of `seq`: deterministic):
-//! expected depth 1.4·log2 N and O(1) expected rotations per insert or
-//! remove, so, unlike AVL heights, the upward fix-up usually stops after a
-//! node or two. Insertion counts the conflicts on its way down to the leaf
-//! position, so an uncontended lock is one descent, an unlock another.
+//! Balance is scapegoat-style (Galperin & Rivest): no per-node balance data
+//! and no rotations; an insertion that lands deeper than 1.36·log2 N
+//! rebuilds the smallest 0.6-unbalanced subtree on its path, and removals
+//! rebuild the whole tree once it has shrunk to 0.6 of its peak. Depth stays
+//! below 1.36·log2 N + 2; rebuilds cost O(log N) amortized. In the common case (a
+//! lock, an unlock) nothing moves but the node itself: insertion counts the
+//! conflicts on its single way down to the leaf position, removal splices
+//! the node out through its parent link, and `max_last` is fixed upwards
+//! only until it stops changing.
 //!
 //! The one rule: a node's `blocking` is the number of nodes with a smaller
 //! `seq` that overlap and conflict with it. It is fixed at insertion (counting
@@ -27,26 +31,29 @@ use std::ops::ControlFlow;
 
 use crate::flavour::{Flavour, Mode};
 
-/// No node: slot 0 is a sentinel (`max_last` 0, priority 0), so the update
-/// code needs no special case for empty children.
+/// No node: slot 0 is a sentinel (`max_last` 0), so the update code needs
+/// no special case for empty children.
 pub(crate) const NIL: u32 = 0;
 
 
-/// The part of a request the tree walks touch (48 bytes); the payload lives
-/// in a parallel vector so walks stay cache-dense.
+/// The part of a request the tree walks touch: one cache line, so a descent
+/// reads one line per level. The payload lives in a parallel vector.
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 pub(crate) struct Node {
     pub(crate) start: u64,
     pub(crate) last: u64,
+    /// Largest `last` in this subtree.
     max_last: u64,
+    /// `max_last` of the left child (0 if none): saves loading the child
+    /// when a walk passes by on the right.
+    left_max: u64,
     pub(crate) seq: u64,
     left: u32,
     right: u32,
     parent: u32,
     /// Earlier conflicting overlapping nodes still in the tree; 0 = held.
     pub(crate) blocking: u32,
-    /// Treap priority: a parent's is >= its children's.
-    prio: u32,
     pub(crate) mode: Mode,
 }
 
@@ -54,12 +61,12 @@ const SENTINEL: Node = Node {
     start: 0,
     last: 0,
     max_last: 0,
+    left_max: 0,
     seq: 0,
     left: NIL,
     right: NIL,
     parent: NIL,
     blocking: 0,
-    prio: 0,
     mode: Mode::Write,
 };
 
@@ -75,6 +82,10 @@ pub(crate) struct Core<F, T> {
     /// Nodes with `blocking > 0`; when 0, removal skips the decrement walk.
     waiting: usize,
     next_seq: u64,
+    /// Largest `len` since the last whole-tree rebuild.
+    max_len: usize,
+    /// Reused buffer for rebuilds.
+    scratch: Vec<u32>,
     _flavour: PhantomData<F>,
 }
 
@@ -94,6 +105,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
             len: 0,
             waiting: 0,
             next_seq: 0,
+            max_len: 0,
+            scratch: Vec::new(),
             _flavour: PhantomData,
         }
     }
@@ -133,16 +146,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
         &mut self.nodes[t as usize]
     }
 
-    #[inline]
+    #[cfg(test)]
     fn key(&self, t: u32) -> (u64, u64) {
         let n = self.n(t);
         (n.start, n.seq)
-    }
-
-    #[inline]
-    fn child(&self, t: u32, right: bool) -> u32 {
-        let n = self.n(t);
-        if right { n.right } else { n.left }
     }
 
     #[inline]
@@ -192,8 +199,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
         // node is on the path or in a subtree hanging off it.
         let mut blocking = 0u32;
         let (mut parent, mut right) = (NIL, false);
+        let mut depth = 0u32;
         let mut t = self.root;
         while t != NIL {
+            depth += 1;
             let n = self.n(t);
             if n.start <= start {
                 // n and its left subtree start at or before `start`: they
@@ -201,7 +210,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 if n.last >= start && F::conflicts(n.mode, mode) {
                     blocking += 1;
                 }
-                if self.n(n.left).max_last >= start {
+                if n.left_max >= start {
                     blocking += self.count_conflicts_in(n.left, start, last, mode);
                 }
                 (parent, right) = (t, true);
@@ -224,7 +233,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let node = Node { start, last, max_last: last, seq, left: NIL, right: NIL, parent, blocking, prio: prio(seq), mode };
+        let node = Node { start, last, max_last: last, left_max: 0, seq, left: NIL, right: NIL, parent, blocking, mode };
         let slot = if self.free == NIL {
             let slot = u32::try_from(self.nodes.len())
                 .ok()
@@ -240,8 +249,14 @@ impl<F: Flavour, T: Default> Core<F, T> {
             self.payloads[slot as usize] = payload;
             slot
         };
-        self.link(slot, parent, right);
         self.len += 1;
+        self.max_len = self.max_len.max(self.len);
+        self.link(slot, parent, right);
+        // Deeper than log_{1/α} len (α = 0.6; 1/log2(1/0.6) < 1390/1024):
+        // some ancestor is α-unbalanced.
+        if depth > ((self.len.ilog2() + 1) * 1390).div_ceil(1024) {
+            self.rebuild_scapegoat(slot);
+        }
         if blocking > 0 {
             self.waiting += 1;
         }
@@ -260,8 +275,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
     /// Remove a request (release if held, cancel if waiting) and return its
     /// payload. `granted` sees each node whose count reaches 0, in tree order.
     pub(crate) fn remove(&mut self, slot: u32, mut granted: impl FnMut(u32, &mut T)) -> T {
-        self.unlink(slot);
         self.len -= 1;
+        self.unlink(slot);
         let Node { start, last, seq, mode, blocking, .. } = *self.n(slot);
         if blocking > 0 {
             self.waiting -= 1;
@@ -348,8 +363,11 @@ impl<F: Flavour, T: Default> Core<F, T> {
     #[inline]
     fn update(&mut self, t: u32) {
         let n = *self.n(t);
-        let m = n.last.max(self.n(n.left).max_last).max(self.n(n.right).max_last);
-        self.n_mut(t).max_last = m;
+        let left_max = self.n(n.left).max_last;
+        let m = n.last.max(left_max).max(self.n(n.right).max_last);
+        let n = self.n_mut(t);
+        n.left_max = left_max;
+        n.max_last = m;
     }
 
     /// Make `c` the child of `p` (or the root) where `old` was.
@@ -367,26 +385,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
     }
 
-    /// Rotate child `c` of `p` (on side `right`) above `p`.
-    fn rotate_up(&mut self, p: u32, right: bool) -> u32 {
-        let c = self.child(p, right);
-        let inner = self.child(c, !right);
-        let g = self.n(p).parent;
-        self.set_child(p, right, inner);
-        if inner != NIL {
-            self.n_mut(inner).parent = p;
-        }
-        self.set_child(c, !right, p);
-        self.n_mut(p).parent = c;
-        self.replace_child(g, p, c);
-        self.update(p);
-        self.update(c);
-        c
-    }
-
     /// Recompute `max_last` from `t` up, stopping at the first unchanged node
-    /// (rotations never change a subtree's contents, so nothing above it can
-    /// change).
+    /// (its descendants are all correct, so nothing above it can change).
     fn fix_up(&mut self, mut t: u32) {
         while t != NIL {
             let old = self.n(t).max_last;
@@ -398,43 +398,140 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
     }
 
-    /// Hang the fresh leaf `slot` under `parent` on side `right`, then rotate
-    /// it up while its priority beats its parent's.
+    /// Hang the fresh leaf `slot` under `parent` on side `right`.
     fn link(&mut self, slot: u32, parent: u32, right: bool) {
         if parent == NIL {
             self.root = slot;
-            return;
+        } else {
+            self.set_child(parent, right, slot);
+            self.fix_up(parent);
         }
-        self.set_child(parent, right, slot);
-        let prio = self.n(slot).prio;
-        loop {
-            let p = self.n(slot).parent;
-            if p == NIL || self.n(p).prio >= prio {
-                break;
-            }
-            let right = self.n(p).right == slot;
-            self.rotate_up(p, right);
-        }
-        self.fix_up(self.n(slot).parent);
     }
 
-    /// Unlink `slot`: rotate it down until it has at most one child, then
-    /// splice it out. O(1) expected rotations, no search.
+    /// Unlink `slot` (standard BST deletion through parent links; a node
+    /// with two children is replaced by its successor).
     fn unlink(&mut self, slot: u32) {
-        loop {
-            let Node { left: l, right: r, parent: p, .. } = *self.n(slot);
-            if l == NIL || r == NIL {
-                self.replace_child(p, slot, if l == NIL { r } else { l });
-                self.fix_up(p);
+        let Node { left: l, right: r, parent: p, .. } = *self.n(slot);
+        if l == NIL || r == NIL {
+            self.replace_child(p, slot, if l == NIL { r } else { l });
+            self.fix_up(p);
+        } else {
+            let mut s = r;
+            while self.n(s).left != NIL {
+                s = self.n(s).left;
+            }
+            let sp = self.n(s).parent;
+            if sp != slot {
+                let sr = self.n(s).right;
+                self.replace_child(sp, s, sr);
+                self.n_mut(s).right = r;
+                self.n_mut(r).parent = s;
+            }
+            self.n_mut(s).left = l;
+            self.n_mut(l).parent = s;
+            self.replace_child(p, slot, s);
+            // Between the successor's old place and its new one every
+            // max_last may have held the successor's `last`: full update.
+            let mut t = sp;
+            while t != slot && t != s {
+                self.update(t);
+                t = self.n(t).parent;
+            }
+            self.update(s);
+            self.fix_up(p);
+        }
+        // Shrunk below 0.6 max_len: rebuild everything.
+        if 5 * self.len < 3 * self.max_len {
+            self.max_len = self.len;
+            if self.root != NIL {
+                let root = self.root;
+                self.rebuild(root);
+            }
+        }
+    }
+
+    /// After inserting the too-deep `slot`, rebuild the lowest ancestor whose
+    /// child on the path holds more than 0.6 of its nodes.
+    fn rebuild_scapegoat(&mut self, slot: u32) {
+        let mut child = slot;
+        let mut child_size = 1u128;
+        let mut x = self.n(slot).parent;
+        while x != NIL {
+            let n = self.n(x);
+            let sibling = if n.left == child { n.right } else { n.left };
+            let size = child_size + 1 + self.subtree_size(sibling) as u128;
+            if 5 * child_size > 3 * size {
+                self.rebuild(x);
                 return;
             }
-            // Lift the child with the higher priority.
-            let lift_right = self.n(r).prio > self.n(l).prio;
-            self.rotate_up(slot, lift_right);
+            child = x;
+            child_size = size;
+            x = self.n(x).parent;
         }
+        debug_assert!(false, "no scapegoat above a too-deep node");
     }
 
-    /// Check the treap, ordering, `max_last` and blocking-count invariants
+    fn subtree_size(&mut self, t: u32) -> usize {
+        if t == NIL {
+            return 0;
+        }
+        let mut stack = std::mem::take(&mut self.scratch);
+        stack.clear();
+        stack.push(t);
+        let mut size = 0;
+        while let Some(t) = stack.pop() {
+            size += 1;
+            let n = self.n(t);
+            for c in [n.left, n.right] {
+                if c != NIL {
+                    stack.push(c);
+                }
+            }
+        }
+        self.scratch = stack;
+        size
+    }
+
+    /// Rebuild subtree `x` perfectly balanced, in place.
+    fn rebuild(&mut self, x: u32) {
+        let p = self.n(x).parent;
+        let mut order = std::mem::take(&mut self.scratch);
+        order.clear();
+        // In-order flatten without recursion: descend left, then climb.
+        let mut stack = Vec::new();
+        let mut t = x;
+        loop {
+            while t != NIL {
+                stack.push(t);
+                t = self.n(t).left;
+            }
+            let Some(u) = stack.pop() else { break };
+            order.push(u);
+            t = self.n(u).right;
+        }
+        let root = self.build(&order, p);
+        self.scratch = order;
+        self.replace_child(p, x, root);
+    }
+
+    /// Balanced subtree of the in-order `slots`, hung under `parent`.
+    fn build(&mut self, slots: &[u32], parent: u32) -> u32 {
+        if slots.is_empty() {
+            return NIL;
+        }
+        let mid = slots.len() / 2;
+        let t = slots[mid];
+        let left = self.build(&slots[..mid], t);
+        let right = self.build(&slots[mid + 1..], t);
+        let n = self.n_mut(t);
+        n.left = left;
+        n.right = right;
+        n.parent = parent;
+        self.update(t);
+        t
+    }
+
+    /// Check the tree, ordering, `max_last` and blocking-count invariants
     /// (tests only; O(N²)).
     #[cfg(test)]
     pub(crate) fn check(&self) {
@@ -451,17 +548,17 @@ impl<F: Flavour, T: Default> Core<F, T> {
             *count += 1;
             let n = c.n(t);
             assert!(lo.is_none_or(|lo| c.key(t) > lo) && hi.is_none_or(|hi| c.key(t) < hi), "order");
-            assert!(c.n(n.left).prio <= n.prio && c.n(n.right).prio <= n.prio, "heap");
             let ml = rec(c, n.left, lo, Some(c.key(t)), count);
             let mr = rec(c, n.right, Some(c.key(t)), hi, count);
             assert!(n.left == NIL || c.n(n.left).parent == t, "parent link");
             assert!(n.right == NIL || c.n(n.right).parent == t, "parent link");
             let m = n.last.max(ml).max(mr);
             assert_eq!(n.max_last, m);
+            assert_eq!(n.left_max, ml);
             m
         }
         let s = self.n(NIL);
-        assert_eq!((s.prio, s.max_last, s.left, s.right, s.parent), (0, 0, NIL, NIL, NIL), "sentinel modified");
+        assert_eq!((s.max_last, s.left, s.right, s.parent), (0, NIL, NIL, NIL), "sentinel modified");
         let mut count = 0;
         assert!(self.root == NIL || self.n(self.root).parent == NIL);
         rec(self, self.root, None, None, &mut count);
@@ -484,17 +581,6 @@ impl<F: Flavour, T: Default> Core<F, T> {
     }
 }
 
-/// Treap priority of the request with queue number `seq`: a fixed hash, so
-/// runs are reproducible. Never 0 (the sentinel's).
-#[inline]
-fn prio(seq: u64) -> u32 {
-    // splitmix64 finalizer
-    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    ((z ^ (z >> 31)) >> 32) as u32 | 1
-}
-
 /// In-order walk of the nodes of subtree `t` overlapping `[start, last]`.
 /// Subtrees whose `max_last < start` are skipped, and so is everything right
 /// of a node starting after `last`.
@@ -512,7 +598,7 @@ fn walk(
         if n.max_last < start {
             break;
         }
-        if n.left != NIL && nodes[n.left as usize].max_last >= start {
+        if n.left_max >= start {
             walk(nodes, n.left, start, last, f)?;
         }
         if n.start > last {
@@ -534,7 +620,7 @@ fn walk_mut(nodes: &mut [Node], t: u32, start: u64, last: u64, f: &mut impl FnMu
         if n.max_last < start {
             break;
         }
-        if n.left != NIL && nodes[n.left as usize].max_last >= start {
+        if n.left_max >= start {
             walk_mut(nodes, n.left, start, last, f);
         }
         if n.start > last {
@@ -571,6 +657,23 @@ mod tests {
     }
 
     #[test]
+    fn scapegoat_rebuilds_keep_depth_logarithmic() {
+        fn depth<F: Flavour, T: Default>(c: &Core<F, T>, t: u32) -> u32 {
+            if t == NIL { 0 } else { 1 + depth(c, c.n(t).left).max(depth(c, c.n(t).right)) }
+        }
+        let mut c: Core<ExclFifo, u64> = Core::new();
+        // Sequential insertion: the worst case for an unbalanced BST.
+        let slots: Vec<u32> = (0..4096u64).map(|i| c.insert(i, i, Mode::Write, i).0).collect();
+        assert!(depth(&c, c.root) <= 19, "depth {}", depth(&c, c.root));
+        c.check();
+        for &s in &slots[..4000] {
+            c.remove(s, |_, _| panic!("nothing waits"));
+        }
+        assert!(depth(&c, c.root) <= 11, "depth {}", depth(&c, c.root));
+        c.check();
+    }
+
+    #[test]
     fn overlap_counts() {
         let mut c: Core<Rw, u64> = Core::new();
         let (a, ba) = c.insert(0, 10, Mode::Read, 1);
@@ -584,5 +687,47 @@ mod tests {
         assert!(granted.is_empty());
         assert_eq!(c.blockers(r), vec![w]);
         c.check();
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::flavour::Rw;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 64 }, ..ProptestConfig::default() })]
+
+        /// Tree shape, `max_last`/`left_max`, parent links and blocking
+        /// counts stay exact through inserts, removals (rebuilds included)
+        /// and downgrades.
+        #[test]
+        fn invariants_hold(ops in prop::collection::vec((0..3u8, 0..1000u64, 0..50u64, any::<bool>(), any::<prop::sample::Index>()), 1..400)) {
+            let mut c: Core<Rw, u64> = Core::new();
+            let mut live: Vec<u32> = Vec::new();
+            for (i, (kind, start, len, write, pick)) in ops.into_iter().enumerate() {
+                match kind {
+                    0 | 1 => {
+                        let mode = if write { Mode::Write } else { Mode::Read };
+                        live.push(c.insert(start, start + len, mode, i as u64).0);
+                    }
+                    _ if !live.is_empty() => {
+                        let s = live.swap_remove(pick.index(live.len()));
+                        if write && c.node(s).mode == Mode::Write && c.node(s).blocking == 0 {
+                            c.downgrade(s, |_, _| {});
+                            live.push(s);
+                        } else {
+                            c.remove(s, |_, _| {});
+                        }
+                    }
+                    _ => {}
+                }
+                if i % 16 == 0 {
+                    c.check();
+                }
+            }
+            c.check();
+        }
     }
 }
