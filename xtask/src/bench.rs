@@ -1,0 +1,267 @@
+//! `cargo xtask bench capture`: what live capture costs the traced workload.
+//!
+//! Runs `rl-workload --heavy` (copy-on-write faults, O_DIRECT writes, punch
+//! hole, truncate: event-dense) side by side, in rotating order, in several
+//! rounds of one run:
+//!
+//! - untraced;
+//! - under `rltop record` (system-wide, every event to a trace file);
+//! - under bpftrace on the same tracepoints, printing every event;
+//! - under bpftrace on the same tracepoints, counting them in the kernel.
+//!
+//! and prints, per mode, the median time per iteration, the speed relative
+//! to untraced, and for rltop the events per second captured, drops and
+//! bytes per event on disk. Machines here are shared and noisy: compare the
+//! ratios of one run, not absolute times across runs.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// The tracepoints rltop's default profile attaches (formatted names).
+const TRACEPOINTS: &[&str] = &[
+    "mmap_lock:mmap_lock_start_locking",
+    "mmap_lock:mmap_lock_acquire_returned",
+    "mmap_lock:mmap_lock_released",
+    "filemap:mm_filemap_fault",
+    "filemap:mm_filemap_add_to_page_cache",
+    "iomap:iomap_dio_rw_begin",
+    "iomap:iomap_dio_complete",
+    "ext4:ext4_punch_hole",
+    "syscalls:sys_exit_fallocate",
+    "ext4:ext4_truncate_enter",
+    "ext4:ext4_truncate_exit",
+    "lock:contention_begin",
+    "lock:contention_end",
+    "printk:console",
+    "sched:sched_process_exit",
+    "sched:sched_process_free",
+    "sched:sched_process_fork",
+    "task:task_rename",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Untraced,
+    Rltop,
+    BpftracePrint,
+    BpftraceCount,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Untraced => "untraced",
+            Mode::Rltop => "rltop record",
+            Mode::BpftracePrint => "bpftrace, printing every event",
+            Mode::BpftraceCount => "bpftrace, counting in kernel",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sample {
+    us_per_iter: Vec<f64>,
+    events: u64,
+    lost: u64,
+    bytes: u64,
+    workload_secs: f64,
+    notes: Vec<String>,
+}
+
+pub struct Options {
+    pub rounds: usize,
+    pub iterations: u64,
+}
+
+/// bpftrace program printing every event with its fields.
+fn bpftrace_print_script() -> String {
+    let mut s = String::new();
+    for tp in TRACEPOINTS {
+        s.push_str(&format!("tracepoint:{tp} {{ printf(\"%llu %d %s\\n\", nsecs, tid, probe); }}\n"));
+    }
+    s
+}
+
+/// bpftrace program counting events per tracepoint in the kernel.
+fn bpftrace_count_script() -> String {
+    let probes: Vec<String> = TRACEPOINTS.iter().map(|t| format!("tracepoint:{t}")).collect();
+    format!("{} {{ @[probe] = count(); }}\n", probes.join(",\n"))
+}
+
+fn run_workload(workload: &Path, dir: &Path, iterations: u64) -> anyhow::Result<f64> {
+    let out = Command::new(workload)
+        .args(["--heavy", "--dir"])
+        .arg(dir)
+        .args(["--iterations", &iterations.to_string()])
+        .output()
+        .context("running rl-workload")?;
+    if !out.status.success() {
+        bail!("rl-workload failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_elapsed(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `elapsed_ns` from the workload's JSON line.
+fn parse_elapsed(stdout: &str) -> anyhow::Result<f64> {
+    let line = stdout.lines().last().context("rl-workload printed nothing")?;
+    let v = line.split("\"elapsed_ns\":").nth(1).context("no elapsed_ns in rl-workload output")?;
+    let n: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Ok(n.parse::<f64>()? / 1e9)
+}
+
+/// `rltop: N events (M lost) in S s, B bytes (...)`.
+fn parse_rltop_summary(stderr: &str) -> Option<(u64, u64, u64)> {
+    let line = stderr.lines().find(|l| l.contains(" events (") && l.contains(" lost) in "))?;
+    let num = |after: &str, s: &str| -> Option<u64> {
+        let t = s.split(after).nth(1)?;
+        t.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let events = num("rltop: ", line)?;
+    let lost = num("events (", line)?;
+    let bytes = num(" s, ", line)?;
+    Some((events, lost, bytes))
+}
+
+/// Starts bpftrace and waits until its probes are attached.
+fn start_bpftrace(script: &Path, out: &Path) -> anyhow::Result<std::process::Child> {
+    let out_file = std::fs::File::create(out)?;
+    let child = Command::new("bpftrace")
+        .arg(script)
+        .stdout(out_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting bpftrace")?;
+    // bpftrace prints "Attaching N probes..." once attached; attachment of
+    // 18 tracepoints takes a few seconds with its LLVM start-up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        if text.contains("Attaching") {
+            std::thread::sleep(Duration::from_millis(500));
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            bail!("bpftrace did not attach within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(child: &mut std::process::Child) {
+    // bpftrace prints its maps and exits cleanly on SIGINT.
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("bench capture needs root (it loads eBPF programs)");
+    }
+    crate::run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "rl-user", "--bins"]))?;
+    let bin = root.join("target/release");
+    let (rltop, workload) = (bin.join("rltop"), bin.join("rl-workload"));
+    let dir = root.join("target/bench-capture");
+    std::fs::create_dir_all(&dir)?;
+    let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success());
+    let print_script = dir.join("print.bt");
+    let count_script = dir.join("count.bt");
+    std::fs::write(&print_script, bpftrace_print_script())?;
+    std::fs::write(&count_script, bpftrace_count_script())?;
+
+    let mut modes = vec![Mode::Untraced, Mode::Rltop];
+    if have_bpftrace {
+        modes.extend([Mode::BpftracePrint, Mode::BpftraceCount]);
+    } else {
+        eprintln!("bpftrace is not installed (run `cargo xtask setup`): its rows are skipped");
+    }
+    let mut samples: Vec<Sample> = modes.iter().map(|_| Sample::default()).collect();
+    // Warm the page cache and the file system once.
+    run_workload(&workload, &dir, opts.iterations / 4 + 1)?;
+
+    for round in 0..opts.rounds {
+        for k in 0..modes.len() {
+            // Rotate the order so no mode always follows another.
+            let i = (k + round) % modes.len();
+            let mode = modes[i];
+            let s = &mut samples[i];
+            let secs = match mode {
+                Mode::Untraced => run_workload(&workload, &dir, opts.iterations)?,
+                Mode::Rltop => {
+                    let trace = dir.join("bench.rlt");
+                    let out = Command::new(&rltop)
+                        .arg("record")
+                        .arg("-o")
+                        .arg(&trace)
+                        .arg("--")
+                        .arg(&workload)
+                        .args(["--heavy", "--dir"])
+                        .arg(&dir)
+                        .args(["--iterations", &opts.iterations.to_string()])
+                        .output()
+                        .context("running rltop record")?;
+                    if !out.status.success() {
+                        bail!("rltop record failed: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    let secs = parse_elapsed(&String::from_utf8_lossy(&out.stdout))?;
+                    let (events, lost, bytes) = parse_rltop_summary(&String::from_utf8_lossy(&out.stderr))
+                        .context("no summary line from rltop record")?;
+                    s.events += events;
+                    s.lost += lost;
+                    s.bytes += bytes;
+                    s.workload_secs += secs;
+                    secs
+                }
+                Mode::BpftracePrint | Mode::BpftraceCount => {
+                    let script = if mode == Mode::BpftracePrint { &print_script } else { &count_script };
+                    let out = dir.join("bpftrace.out");
+                    let mut child = start_bpftrace(script, &out)?;
+                    let secs = run_workload(&workload, &dir, opts.iterations)?;
+                    stop(&mut child);
+                    let text = std::fs::read_to_string(&out).unwrap_or_default();
+                    if let Some(l) = text.lines().find(|l| l.starts_with("Lost ")) {
+                        s.notes.push(l.to_string());
+                    }
+                    if mode == Mode::BpftracePrint {
+                        s.events += text.lines().filter(|l| l.contains("tracepoint:")).count() as u64;
+                        s.workload_secs += secs;
+                    }
+                    secs
+                }
+            };
+            s.us_per_iter.push(secs * 1e6 / opts.iterations as f64);
+        }
+        eprintln!("round {}/{} done", round + 1, opts.rounds);
+    }
+
+    let base = median(&samples[0].us_per_iter);
+    println!();
+    println!(
+        "capture overhead: rl-workload --heavy, {} iterations x {} rounds (median; speed = untraced time / traced time)",
+        opts.iterations, opts.rounds
+    );
+    println!("{:<32} {:>12} {:>10} {:>12} {:>8} {:>12}", "mode", "us/iter", "speed", "events/s", "lost", "bytes/event");
+    for (mode, s) in modes.iter().zip(&samples) {
+        let m = median(&s.us_per_iter);
+        let rate = if s.workload_secs > 0.0 { format!("{:.0}", s.events as f64 / s.workload_secs) } else { "-".into() };
+        let (lost, bpe) = match mode {
+            Mode::Rltop => (s.lost.to_string(), format!("{:.2}", s.bytes as f64 / s.events.max(1) as f64)),
+            _ => ("-".into(), "-".into()),
+        };
+        println!("{:<32} {:>12.1} {:>10.3} {:>12} {:>8} {:>12}", mode.label(), m, base / m, rate, lost, bpe);
+        for n in &s.notes {
+            println!("{:<32} note: {n}", "");
+        }
+    }
+    println!("all rounds: {:?}", samples.iter().map(|s| s.us_per_iter.iter().map(|v| v.round()).collect::<Vec<_>>()).collect::<Vec<_>>());
+    let _ = std::fs::remove_file(dir.join("bench.rlt"));
+    Ok(())
+}
