@@ -167,9 +167,9 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
         bail!("bench capture needs root (it loads eBPF programs)");
     }
     crate::run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "rl-user", "--bins"]))?;
-    let bin = root.join("target/release");
+    let bin = crate::target_dir(root).join("release");
     let (rltop, workload) = (bin.join("rltop"), bin.join("rl-workload"));
-    let dir = root.join("target/bench-capture");
+    let dir = crate::target_dir(root).join("bench-capture");
     std::fs::create_dir_all(&dir)?;
     let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success());
     let print_script = dir.join("print.bt");

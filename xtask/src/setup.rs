@@ -16,9 +16,19 @@ use anyhow::{Context as _, bail};
 
 use crate::{is_root, run};
 
-/// Debian packages: bpftrace (the capture benchmark compares with it),
-/// util-linux (setpriv), tmux (terminal tests).
-const APT_PACKAGES: &[&str] = &["bpftrace", "util-linux", "tmux"];
+/// Debian packages, installed only when missing. Add new ones here.
+const APT_PACKAGES: &[&str] = &[
+    "bpftrace",         // the capture benchmark compares with it
+    "util-linux",       // setpriv (tests that drop privileges)
+    "tmux",             // terminal (TUI) tests
+    "qemu-system-x86",  // kprobe tests in a VM (the host kernel has no kprobes)
+    "busybox-static",   // the VM's initramfs
+    "cpio",             // packing the initramfs
+];
+
+/// Nightly components: `rust-src` for `-Z build-std=core` (the eBPF crate),
+/// clippy for `cargo xtask clippy-ebpf`.
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
 
 /// bpf-linker release known to work with the pinned aya set.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -27,10 +37,19 @@ pub fn all() -> anyhow::Result<()> {
     apt_packages()?;
     nightly()?;
     bpf_linker()?;
-    if is_root() && !Path::new("/sys/kernel/tracing/events").is_dir() {
+    tracefs()
+}
+
+fn tracefs() -> anyhow::Result<()> {
+    let events = Path::new("/sys/kernel/tracing/events");
+    if events.is_dir() {
+        println!("setup: tracefs mounted at /sys/kernel/tracing");
+    } else if !is_root() {
+        println!("setup: tracefs not mounted at /sys/kernel/tracing, and not root to mount it (live tracing needs root)");
+    } else {
         match mount_tracefs() {
             Ok(()) => println!("setup: mounted tracefs at /sys/kernel/tracing"),
-            Err(e) => println!("setup: tracefs not mounted ({e:#}); live capture tests will fail"),
+            Err(e) => println!("setup: could not mount tracefs ({e:#}); live capture will not work"),
         }
     }
     Ok(())
@@ -68,17 +87,26 @@ fn nightly_version() -> Option<String> {
 
 fn nightly() -> anyhow::Result<()> {
     if nightly_version().is_none() {
-        println!("setup: installing the nightly toolchain with rust-src");
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))?;
+        println!("setup: installing the nightly toolchain with {}", NIGHTLY_COMPONENTS.join(", "));
+        let mut cmd = Command::new("rustup");
+        cmd.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        for c in NIGHTLY_COMPONENTS {
+            cmd.args(["--component", c]);
+        }
+        return run(&mut cmd);
     }
-    let sysroot = nightly_sysroot()?;
-    if sysroot.join("lib/rustlib/src/rust/library/Cargo.lock").exists() {
-        println!("setup: nightly with rust-src present");
-    } else {
-        println!("setup: adding rust-src to nightly");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    let out = Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]).output()?;
+    let installed = String::from_utf8_lossy(&out.stdout);
+    // Names are listed with the host triple (`clippy-x86_64-unknown-linux-gnu`), except rust-src.
+    let has = |c: &str| installed.lines().any(|l| l == c || l.strip_prefix(c).is_some_and(|r| r.starts_with('-')));
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS.iter().copied().filter(|c| !has(c)).collect();
+    if out.status.success() && missing.is_empty() {
+        println!("setup: nightly toolchain present with {}", NIGHTLY_COMPONENTS.join(", "));
+        return Ok(());
     }
-    Ok(())
+    let missing = if out.status.success() { missing } else { NIGHTLY_COMPONENTS.to_vec() };
+    println!("setup: adding {} to the nightly toolchain", missing.join(", "));
+    run(Command::new("rustup").args(["component", "add", "--toolchain", "nightly"]).args(&missing))
 }
 
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {
