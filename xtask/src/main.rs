@@ -31,7 +31,12 @@ enum Task {
     /// Install what building and testing needs (idempotent).
     Setup,
     /// Set up, build, and show rltop at work.
-    Demo,
+    Demo {
+        /// Show the bundled trace (it has range-lock events, which mainline
+        /// kernels do not emit) even where a live recording could run.
+        #[arg(long)]
+        bundled: bool,
+    },
     /// Set up, then run every test.
     Test,
     /// Set up, then run clippy on the eBPF crate with the nightly.
@@ -88,9 +93,9 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             test(&root)
         }
-        Task::Demo => {
+        Task::Demo { bundled } => {
             setup::all()?;
-            demo(&root)
+            demo(&root, bundled)
         }
         Task::ClippyEbpf => {
             setup::all()?;
@@ -182,7 +187,7 @@ fn live_blocker() -> Option<String> {
     None
 }
 
-fn demo(root: &Path) -> anyhow::Result<()> {
+fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
     run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "rl-user", "--bins"]))?;
     let bin = target_dir(root).join("release");
     let rltop = bin.join("rltop");
@@ -193,19 +198,25 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let trace = dir.join("demo.rlt");
     let _ = std::fs::remove_file(&trace);
-    let blocker = live_blocker();
+    let blocker = if bundled { Some("--bundled given".to_string()) } else { live_blocker() };
+    // The workload's file, from the JSON line it prints at the end.
+    let mut workload_ino = None;
     match &blocker {
         None => {
             println!("== live: recording rl-workload (mmap faults, O_DIRECT writes, punch hole, truncate) for up to 5 s");
-            run(Command::new(&rltop)
-                .arg("record")
-                .arg("-o")
-                .arg(&trace)
-                .args(["--duration", "5", "--"])
-                .arg(bin.join("rl-workload"))
-                .arg("--dir")
-                .arg(&work)
-                .args(["--iterations", "200"]))?;
+            let out = capture_stdout(
+                Command::new(&rltop)
+                    .arg("record")
+                    .arg("-o")
+                    .arg(&trace)
+                    .args(["--duration", "5", "--"])
+                    .arg(bin.join("rl-workload"))
+                    .arg("--dir")
+                    .arg(&work)
+                    .args(["--iterations", "200"]),
+            )?;
+            print!("{out}");
+            workload_ino = out.split("\"ino\":").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()).map(str::to_string);
         }
         Some(why) => {
             println!("== no live recording: {why}");
@@ -213,14 +224,24 @@ fn demo(root: &Path) -> anyhow::Result<()> {
             run(Command::new(&rltop).arg("import").arg(root.join("rl-user/tests/data/demo.jsonl")).arg("-o").arg(&trace))?;
         }
     }
-    let live = blocker.is_none();
     let text = capture(Command::new(&rltop).args(["dump", "--format", "text"]).arg(&trace))?;
-    // A live trace starts with whatever else the machine was doing; the
-    // workload's file events are the interesting part.
-    let interesting = ["fault", "page_add", "dio_", "punch_", "truncate_", "rl_", "marker"];
-    let shown: Vec<&str> = text.lines().filter(|l| !live || interesting.iter().any(|k| l.contains(k))).take(60).collect();
-    let filter = if live { ", file events only" } else { "" };
-    println!("== first {} events (rltop dump --format text {}{filter}):", shown.len(), trace.display());
+    // A live trace starts with whatever else the machine was doing (the
+    // workload's own start-up faults too): show the events on its file.
+    let on_file = |l: &&str| match &workload_ino {
+        Some(ino) => {
+            l.contains(&format!(" ino {ino} "))
+                || (l.contains("rl-workload/") && ["dio_end", "punch_end", "truncate_end"].iter().any(|k| l.contains(k)))
+        }
+        None => true,
+    };
+    // The bundled trace is short: all of it.
+    let limit = if workload_ino.is_some() { 40 } else { usize::MAX };
+    let shown: Vec<&str> = text.lines().filter(on_file).take(limit).collect();
+    let filter = match &workload_ino {
+        Some(ino) => format!(", the workload's file (inode {ino}) only"),
+        None => String::new(),
+    };
+    println!("== {} events (rltop dump --format text {}{filter}):", shown.len(), trace.display());
     for line in shown {
         println!("{line}");
     }
@@ -237,6 +258,17 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     }
     println!("(the trace is {}; `rltop dump` it again, or record your own with `sudo rltop record -o FILE -- CMD`)", trace.display());
     Ok(())
+}
+
+/// Runs a command with standard error shown as it comes, and returns its
+/// standard output; fails when it fails.
+fn capture_stdout(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        bail!("{cmd:?} failed with {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs a command and returns its standard output; fails with its standard
