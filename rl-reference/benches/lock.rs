@@ -46,7 +46,9 @@ fn uncontended(c: &mut Criterion) {
         }
         {
             let lock = RwRangeLock::new();
-            let guards: Vec<_> = (0..n).map(|i| lock.write(r(held(i).0, held(i).1))).collect();
+            let guards: Vec<_> = (0..n)
+                .map(|i| lock.write(r(held(i).0, held(i).1)))
+                .collect();
             g.bench_function(BenchmarkId::new("rl-reference RwRangeLock write", n), |b| {
                 b.iter(|| drop(black_box(lock.write(r(ps, pl)))))
             });
@@ -54,8 +56,9 @@ fn uncontended(c: &mut Criterion) {
         }
         {
             let lock = VecRangeLock::new(vec![0u8; 8 * n + 8]);
-            let guards: Vec<_> =
-                (0..n).map(|i| lock.try_lock(held(i).0..held(i).1 + 1).unwrap()).collect();
+            let guards: Vec<_> = (0..n)
+                .map(|i| lock.try_lock(held(i).0..held(i).1 + 1).unwrap())
+                .collect();
             g.bench_function(BenchmarkId::new("range-lock try_lock", n), |b| {
                 b.iter(|| drop(black_box(lock.try_lock(ps..pl + 1).unwrap())))
             });
@@ -63,7 +66,9 @@ fn uncontended(c: &mut Criterion) {
         }
         {
             let lock = RangeMutex::new(vec![0u8; 8 * n + 8]);
-            let mut guards: Vec<_> = (0..n).map(|i| lock.lock(held(i).0..held(i).1 + 1)).collect();
+            let mut guards: Vec<_> = (0..n)
+                .map(|i| lock.lock(held(i).0..held(i).1 + 1))
+                .collect();
             g.bench_function(BenchmarkId::new("range-mutex", n), |b| {
                 b.iter(|| drop(black_box(lock.lock(ps..pl + 1))))
             });
@@ -94,16 +99,22 @@ fn disjoint(c: &mut Criterion) {
     let mut g = c.benchmark_group("disjoint_2threads");
     g.bench_function("rl-reference RangeLock", |b| {
         let lock = RangeLock::new();
-        b.iter_custom(|iters| two_threads(iters, |t| drop(black_box(lock.lock(r(8 * t, 8 * t + 3))))))
+        b.iter_custom(|iters| {
+            two_threads(iters, |t| drop(black_box(lock.lock(r(8 * t, 8 * t + 3)))))
+        })
     });
     g.bench_function("rl-reference RwRangeLock write", |b| {
         let lock = RwRangeLock::new();
-        b.iter_custom(|iters| two_threads(iters, |t| drop(black_box(lock.write(r(8 * t, 8 * t + 3))))))
+        b.iter_custom(|iters| {
+            two_threads(iters, |t| drop(black_box(lock.write(r(8 * t, 8 * t + 3)))))
+        })
     });
     g.bench_function("range-lock try_lock", |b| {
         let lock = VecRangeLock::new(vec![0u8; 16]);
         b.iter_custom(|iters| {
-            two_threads(iters, |t| drop(black_box(lock.try_lock(8 * t..8 * t + 4).unwrap())))
+            two_threads(iters, |t| {
+                drop(black_box(lock.try_lock(8 * t..8 * t + 4).unwrap()))
+            })
         })
     });
     g.bench_function("range-mutex", |b| {
@@ -161,11 +172,13 @@ fn handoff(c: &mut Criterion) {
     g.bench_function("range-lock try_lock spin+yield", |b| {
         let lock = VecRangeLock::new(vec![0u8; 4]);
         b.iter_custom(|iters| {
-            handoff_run(iters, |f| loop {
-                if let Ok(_g) = lock.try_lock(0..4) {
-                    return f();
+            handoff_run(iters, |f| {
+                loop {
+                    if let Ok(_g) = lock.try_lock(0..4) {
+                        return f();
+                    }
+                    std::thread::yield_now();
                 }
-                std::thread::yield_now();
             })
         })
     });

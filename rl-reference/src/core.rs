@@ -35,7 +35,6 @@ use crate::flavour::{Flavour, Mode};
 /// no special case for empty children.
 pub(crate) const NIL: u32 = 0;
 
-
 /// The part of a request the tree walks touch: one cache line, so a descent
 /// reads one line per level. The payload lives in a parallel vector.
 #[derive(Clone, Copy)]
@@ -180,7 +179,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
 
     /// Queue a request; returns its slot and blocking count (0 = granted).
     pub(crate) fn insert(&mut self, start: u64, last: u64, mode: Mode, payload: T) -> (u32, u32) {
-        self.insert_if(start, last, mode, payload, false).expect("unconditional insert")
+        self.insert_if(start, last, mode, payload, false)
+            .expect("unconditional insert")
     }
 
     /// [`insert`](Self::insert), or nothing if `only_if_free` and the request
@@ -233,7 +233,18 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let node = Node { start, last, max_last: last, left_max: 0, seq, left: NIL, right: NIL, parent, blocking, mode };
+        let node = Node {
+            start,
+            last,
+            max_last: last,
+            left_max: 0,
+            seq,
+            left: NIL,
+            right: NIL,
+            parent,
+            blocking,
+            mode,
+        };
         let slot = if self.free == NIL {
             let slot = u32::try_from(self.nodes.len())
                 .ok()
@@ -277,7 +288,14 @@ impl<F: Flavour, T: Default> Core<F, T> {
     pub(crate) fn remove(&mut self, slot: u32, mut granted: impl FnMut(u32, &mut T)) -> T {
         self.len -= 1;
         self.unlink(slot);
-        let Node { start, last, seq, mode, blocking, .. } = *self.n(slot);
+        let Node {
+            start,
+            last,
+            seq,
+            mode,
+            blocking,
+            ..
+        } = *self.n(slot);
         if blocking > 0 {
             self.waiting -= 1;
         }
@@ -285,7 +303,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
         self.n_mut(slot).left = self.free;
         self.free = slot;
         if self.waiting > 0 {
-            self.decrement(start, last, |n| n.seq > seq && F::conflicts(n.mode, mode), &mut granted);
+            self.decrement(
+                start,
+                last,
+                |n| n.seq > seq && F::conflicts(n.mode, mode),
+                &mut granted,
+            );
         }
         payload
     }
@@ -299,7 +322,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
         let (start, last, seq) = (n.start, n.last, n.seq);
         if self.waiting > 0 {
             // They counted the writer; a reader does not conflict with them.
-            self.decrement(start, last, |n| n.seq > seq && !F::conflicts(n.mode, Mode::Read), &mut granted);
+            self.decrement(
+                start,
+                last,
+                |n| n.seq > seq && !F::conflicts(n.mode, Mode::Read),
+                &mut granted,
+            );
         }
     }
 
@@ -411,7 +439,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
     /// Unlink `slot` (standard BST deletion through parent links; a node
     /// with two children is replaced by its successor).
     fn unlink(&mut self, slot: u32) {
-        let Node { left: l, right: r, parent: p, .. } = *self.n(slot);
+        let Node {
+            left: l,
+            right: r,
+            parent: p,
+            ..
+        } = *self.n(slot);
         if l == NIL || r == NIL {
             self.replace_child(p, slot, if l == NIL { r } else { l });
             self.fix_up(p);
@@ -547,7 +580,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
             }
             *count += 1;
             let n = c.n(t);
-            assert!(lo.is_none_or(|lo| c.key(t) > lo) && hi.is_none_or(|hi| c.key(t) < hi), "order");
+            assert!(
+                lo.is_none_or(|lo| c.key(t) > lo) && hi.is_none_or(|hi| c.key(t) < hi),
+                "order"
+            );
             let ml = rec(c, n.left, lo, Some(c.key(t)), count);
             let mr = rec(c, n.right, Some(c.key(t)), hi, count);
             assert!(n.left == NIL || c.n(n.left).parent == t, "parent link");
@@ -558,7 +594,11 @@ impl<F: Flavour, T: Default> Core<F, T> {
             m
         }
         let s = self.n(NIL);
-        assert_eq!((s.max_last, s.left, s.right, s.parent), (0, NIL, NIL, NIL), "sentinel modified");
+        assert_eq!(
+            (s.max_last, s.left, s.right, s.parent),
+            (0, NIL, NIL, NIL),
+            "sentinel modified"
+        );
         let mut count = 0;
         assert!(self.root == NIL || self.n(self.root).parent == NIL);
         rec(self, self.root, None, None, &mut count);
@@ -571,7 +611,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 .iter()
                 .filter(|&&y| {
                     let b = self.node(y);
-                    b.seq < a.seq && b.start <= a.last && a.start <= b.last && F::conflicts(a.mode, b.mode)
+                    b.seq < a.seq
+                        && b.start <= a.last
+                        && a.start <= b.last
+                        && F::conflicts(a.mode, b.mode)
                 })
                 .count();
             assert_eq!(a.blocking as usize, expect);
@@ -659,11 +702,17 @@ mod tests {
     #[test]
     fn scapegoat_rebuilds_keep_depth_logarithmic() {
         fn depth<F: Flavour, T: Default>(c: &Core<F, T>, t: u32) -> u32 {
-            if t == NIL { 0 } else { 1 + depth(c, c.n(t).left).max(depth(c, c.n(t).right)) }
+            if t == NIL {
+                0
+            } else {
+                1 + depth(c, c.n(t).left).max(depth(c, c.n(t).right))
+            }
         }
         let mut c: Core<ExclFifo, u64> = Core::new();
         // Sequential insertion: the worst case for an unbalanced BST.
-        let slots: Vec<u32> = (0..4096u64).map(|i| c.insert(i, i, Mode::Write, i).0).collect();
+        let slots: Vec<u32> = (0..4096u64)
+            .map(|i| c.insert(i, i, Mode::Write, i).0)
+            .collect();
         assert!(depth(&c, c.root) <= 19, "depth {}", depth(&c, c.root));
         c.check();
         for &s in &slots[..4000] {

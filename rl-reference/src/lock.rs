@@ -14,7 +14,10 @@ use crate::raw::{Raw, RawAcquire};
 #[track_caller]
 fn bounds(range: &RangeInclusive<u64>) -> (u64, u64) {
     let (start, last) = (*range.start(), *range.end());
-    assert!(start <= last, "empty range {start}..={last}: start must be <= last");
+    assert!(
+        start <= last,
+        "empty range {start}..={last}: start must be <= last"
+    );
     (start, last)
 }
 
@@ -91,7 +94,12 @@ impl RangeLock {
     pub fn lock(&self, range: RangeInclusive<u64>) -> RangeGuard<'_> {
         let (start, last) = bounds(&range);
         let slot = self.raw.lock(start, last, Mode::Write);
-        RangeGuard { lock: self, slot, start, last }
+        RangeGuard {
+            lock: self,
+            slot,
+            start,
+            last,
+        }
     }
 
     /// Lock `range` if that would not wait, i.e. nothing overlapping is held
@@ -103,7 +111,12 @@ impl RangeLock {
     pub fn try_lock(&self, range: RangeInclusive<u64>) -> Option<RangeGuard<'_>> {
         let (start, last) = bounds(&range);
         let slot = self.raw.try_lock(start, last, Mode::Write)?;
-        Some(RangeGuard { lock: self, slot, start, last })
+        Some(RangeGuard {
+            lock: self,
+            slot,
+            start,
+            last,
+        })
     }
 
     /// Lock `range` asynchronously. The request joins the queue when the
@@ -114,7 +127,10 @@ impl RangeLock {
     #[track_caller]
     pub fn lock_async(&self, range: RangeInclusive<u64>) -> LockFuture<'_> {
         let (start, last) = bounds(&range);
-        LockFuture { lock: self, inner: RawAcquire::new(&self.raw, start, last, Mode::Write) }
+        LockFuture {
+            lock: self,
+            inner: RawAcquire::new(&self.raw, start, last, Mode::Write),
+        }
     }
 
     /// Whether a held range overlaps `range` (a snapshot).
@@ -168,13 +184,20 @@ impl<'a> Future for LockFuture<'a> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RangeGuard<'a>> {
         let this = self.get_mut();
         let (lock, start, last) = (this.lock, this.inner.start(), this.inner.last());
-        this.inner.poll_acquire(cx).map(|slot| RangeGuard { lock, slot, start, last })
+        this.inner.poll_acquire(cx).map(|slot| RangeGuard {
+            lock,
+            slot,
+            start,
+            last,
+        })
     }
 }
 
 impl fmt::Debug for LockFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("LockFuture").field(&(self.inner.start()..=self.inner.last())).finish()
+        f.debug_tuple("LockFuture")
+            .field(&(self.inner.start()..=self.inner.last()))
+            .finish()
     }
 }
 
@@ -262,7 +285,12 @@ impl RwRangeLock {
     pub fn read(&self, range: RangeInclusive<u64>) -> ReadGuard<'_> {
         let (start, last) = bounds(&range);
         let slot = self.raw.lock(start, last, Mode::Read);
-        ReadGuard { lock: self, slot, start, last }
+        ReadGuard {
+            lock: self,
+            slot,
+            start,
+            last,
+        }
     }
 
     /// Lock `range` exclusively, blocking until no earlier overlapping
@@ -274,7 +302,12 @@ impl RwRangeLock {
     pub fn write(&self, range: RangeInclusive<u64>) -> WriteGuard<'_> {
         let (start, last) = bounds(&range);
         let slot = self.raw.lock(start, last, Mode::Write);
-        WriteGuard { lock: self, slot, start, last }
+        WriteGuard {
+            lock: self,
+            slot,
+            start,
+            last,
+        }
     }
 
     /// Shared lock if it would not wait (no overlapping writer held or queued).
@@ -285,7 +318,12 @@ impl RwRangeLock {
     pub fn try_read(&self, range: RangeInclusive<u64>) -> Option<ReadGuard<'_>> {
         let (start, last) = bounds(&range);
         let slot = self.raw.try_lock(start, last, Mode::Read)?;
-        Some(ReadGuard { lock: self, slot, start, last })
+        Some(ReadGuard {
+            lock: self,
+            slot,
+            start,
+            last,
+        })
     }
 
     /// Exclusive lock if it would not wait (nothing overlapping queued).
@@ -296,7 +334,12 @@ impl RwRangeLock {
     pub fn try_write(&self, range: RangeInclusive<u64>) -> Option<WriteGuard<'_>> {
         let (start, last) = bounds(&range);
         let slot = self.raw.try_lock(start, last, Mode::Write)?;
-        Some(WriteGuard { lock: self, slot, start, last })
+        Some(WriteGuard {
+            lock: self,
+            slot,
+            start,
+            last,
+        })
     }
 
     /// Shared lock, asynchronously; queued on first poll, cancelled on drop.
@@ -306,7 +349,10 @@ impl RwRangeLock {
     #[track_caller]
     pub fn read_async(&self, range: RangeInclusive<u64>) -> ReadFuture<'_> {
         let (start, last) = bounds(&range);
-        ReadFuture { lock: self, inner: RawAcquire::new(&self.raw, start, last, Mode::Read) }
+        ReadFuture {
+            lock: self,
+            inner: RawAcquire::new(&self.raw, start, last, Mode::Read),
+        }
     }
 
     /// Exclusive lock, asynchronously; queued on first poll, cancelled on drop.
@@ -316,7 +362,10 @@ impl RwRangeLock {
     #[track_caller]
     pub fn write_async(&self, range: RangeInclusive<u64>) -> WriteFuture<'_> {
         let (start, last) = bounds(&range);
-        WriteFuture { lock: self, inner: RawAcquire::new(&self.raw, start, last, Mode::Write) }
+        WriteFuture {
+            lock: self,
+            inner: RawAcquire::new(&self.raw, start, last, Mode::Write),
+        }
     }
 
     /// Whether a held range (read or write) overlaps `range` (a snapshot).
@@ -363,7 +412,12 @@ impl<'a> WriteGuard<'a> {
     pub fn downgrade(self) -> ReadGuard<'a> {
         let this = std::mem::ManuallyDrop::new(self);
         this.lock.raw.downgrade(this.slot);
-        ReadGuard { lock: this.lock, slot: this.slot, start: this.start, last: this.last }
+        ReadGuard {
+            lock: this.lock,
+            slot: this.slot,
+            start: this.start,
+            last: this.last,
+        }
     }
 }
 
@@ -397,7 +451,12 @@ impl<'a> Future for ReadFuture<'a> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ReadGuard<'a>> {
         let this = self.get_mut();
         let (lock, start, last) = (this.lock, this.inner.start(), this.inner.last());
-        this.inner.poll_acquire(cx).map(|slot| ReadGuard { lock, slot, start, last })
+        this.inner.poll_acquire(cx).map(|slot| ReadGuard {
+            lock,
+            slot,
+            start,
+            last,
+        })
     }
 }
 
@@ -407,18 +466,27 @@ impl<'a> Future for WriteFuture<'a> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<WriteGuard<'a>> {
         let this = self.get_mut();
         let (lock, start, last) = (this.lock, this.inner.start(), this.inner.last());
-        this.inner.poll_acquire(cx).map(|slot| WriteGuard { lock, slot, start, last })
+        this.inner.poll_acquire(cx).map(|slot| WriteGuard {
+            lock,
+            slot,
+            start,
+            last,
+        })
     }
 }
 
 impl fmt::Debug for ReadFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ReadFuture").field(&(self.inner.start()..=self.inner.last())).finish()
+        f.debug_tuple("ReadFuture")
+            .field(&(self.inner.start()..=self.inner.last()))
+            .finish()
     }
 }
 
 impl fmt::Debug for WriteFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("WriteFuture").field(&(self.inner.start()..=self.inner.last())).finish()
+        f.debug_tuple("WriteFuture")
+            .field(&(self.inner.start()..=self.inner.last()))
+            .finish()
     }
 }

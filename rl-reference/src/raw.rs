@@ -3,16 +3,19 @@
 //! waiting request.
 //!
 //! Only the waiters whose blocking count reaches zero are woken, after the
-//! mutex is dropped. A woken waiter re-checks its count under the mutex, so
-//! spurious wake-ups (and stale unpark tokens) are harmless.
+//! mutex is dropped. A blocked thread owns a flag that the granter sets under
+//! the mutex; it spins on it briefly, then parks until it is set (so spurious
+//! wake-ups and stale unpark tokens are harmless). A task re-checks its count
+//! under the mutex when polled.
 
 use std::fmt;
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering::{Acquire, Release};
 use std::task::{Context, Poll, Waker};
 
 use crate::core::{Core, NIL};
 use crate::flavour::{Flavour, Mode};
-use crate::sync::{Mutex, MutexGuard, Thread, current, park};
+use crate::sync::{Arc, AtomicBool, Mutex, MutexGuard, SPINS, Thread, current, park};
 
 /// Who to wake when a waiting request is granted.
 #[derive(Default)]
@@ -20,8 +23,8 @@ pub(crate) enum Waiter {
     /// Nobody (held, or not parked yet).
     #[default]
     None,
-    /// A thread blocked in `lock`.
-    Thread(Thread),
+    /// A thread blocked in `lock`, and the flag it spins/parks on.
+    Thread(Thread, Arc<AtomicBool>),
     /// A task awaiting a lock future.
     Task(Waker),
 }
@@ -30,7 +33,7 @@ impl Waiter {
     fn wake(self) {
         match self {
             Waiter::None => {}
-            Waiter::Thread(t) => t.unpark(),
+            Waiter::Thread(t, _) => t.unpark(),
             Waiter::Task(w) => w.wake(),
         }
     }
@@ -44,8 +47,12 @@ struct Wakeups {
 }
 
 impl Wakeups {
+    /// Called under the mutex for a request just granted.
     fn push(&mut self, w: &mut Waiter) {
         let w = std::mem::take(w);
+        if let Waiter::Thread(_, granted) = &w {
+            granted.store(true, Release);
+        }
         if matches!(self.first, Waiter::None) {
             self.first = w;
         } else {
@@ -67,7 +74,9 @@ pub(crate) struct Raw<F> {
 
 impl<F: Flavour> Raw<F> {
     pub(crate) fn new() -> Self {
-        Self { core: Mutex::new(Core::new()) }
+        Self {
+            core: Mutex::new(Core::new()),
+        }
     }
 
     #[inline]
@@ -78,21 +87,28 @@ impl<F: Flavour> Raw<F> {
     }
 
     /// Block until `[start, last]` is granted; returns the slot.
+    #[cfg_attr(loom, allow(clippy::reversed_empty_ranges))] // SPINS = 0
     pub(crate) fn lock(&self, start: u64, last: u64, mode: Mode) -> u32 {
         let mut core = self.core();
         let (slot, blocking) = core.insert(start, last, mode, Waiter::None);
         if blocking == 0 {
             return slot;
         }
-        *core.payload_mut(slot) = Waiter::Thread(current());
-        loop {
-            drop(core);
-            park();
-            core = self.core();
-            if core.node(slot).blocking == 0 {
+        let granted = Arc::new(AtomicBool::new(false));
+        *core.payload_mut(slot) = Waiter::Thread(current(), granted.clone());
+        drop(core);
+        // The granter sets the flag under the mutex, after the count reached
+        // 0, then unparks us: the flag alone says we own the range.
+        for _ in 0..SPINS {
+            if granted.load(Acquire) {
                 return slot;
             }
+            std::hint::spin_loop();
         }
+        while !granted.load(Acquire) {
+            park();
+        }
+        slot
     }
 
     pub(crate) fn try_lock(&self, start: u64, last: u64, mode: Mode) -> Option<u32> {
@@ -125,7 +141,8 @@ impl<F: Flavour> Raw<F> {
     /// Whether a held request overlaps `[start, last]`.
     pub(crate) fn is_locked(&self, start: u64, last: u64) -> bool {
         let mut held = false;
-        self.core().for_each_overlap(start, last, |_, n| held |= n.blocking == 0);
+        self.core()
+            .for_each_overlap(start, last, |_, n| held |= n.blocking == 0);
         held
     }
 
@@ -142,7 +159,11 @@ impl<F: Flavour> Raw<F> {
         let mut list = Vec::with_capacity(core.len());
         for s in core.slots() {
             let n = core.node(s);
-            list.push((n.start..=n.last, n.mode, if n.blocking == 0 { "held" } else { "waiting" }));
+            list.push((
+                n.start..=n.last,
+                n.mode,
+                if n.blocking == 0 { "held" } else { "waiting" },
+            ));
         }
         f.debug_struct(name).field("requests", &list).finish()
     }
@@ -162,7 +183,14 @@ pub(crate) struct RawAcquire<'a, F: Flavour> {
 
 impl<'a, F: Flavour> RawAcquire<'a, F> {
     pub(crate) fn new(raw: &'a Raw<F>, start: u64, last: u64, mode: Mode) -> Self {
-        Self { raw, start, last, mode, slot: NIL, done: false }
+        Self {
+            raw,
+            start,
+            last,
+            mode,
+            slot: NIL,
+            done: false,
+        }
     }
 
     pub(crate) fn start(&self) -> u64 {

@@ -108,7 +108,10 @@ impl<F: Flavour> fmt::Debug for StateMachine<F> {
 impl<F: Flavour> StateMachine<F> {
     /// An empty tree.
     pub fn new() -> Self {
-        Self { core: Core::new(), ids: HashMap::new() }
+        Self {
+            core: Core::new(),
+            ids: HashMap::new(),
+        }
     }
 
     fn check_args(start: u64, last: u64, mode: Mode) -> Result<(), Error> {
@@ -132,14 +135,24 @@ impl<F: Flavour> StateMachine<F> {
     ///
     /// # Errors
     /// [`Error::InvalidRange`], [`Error::DuplicateId`], [`Error::SharedUnsupported`].
-    pub fn request(&mut self, id: u64, start: u64, last: u64, mode: Mode) -> Result<Outcome, Error> {
+    pub fn request(
+        &mut self,
+        id: u64,
+        start: u64,
+        last: u64,
+        mode: Mode,
+    ) -> Result<Outcome, Error> {
         Self::check_args(start, last, mode)?;
         if self.ids.contains_key(&id) {
             return Err(Error::DuplicateId(id));
         }
         let (slot, blocking) = self.core.insert(start, last, mode, id);
         self.ids.insert(id, slot);
-        Ok(if blocking == 0 { Outcome::Granted } else { Outcome::Queued })
+        Ok(if blocking == 0 {
+            Outcome::Granted
+        } else {
+            Outcome::Queued
+        })
     }
 
     /// Trylock: take the range iff [`request`](Self::request) would be granted
@@ -153,7 +166,13 @@ impl<F: Flavour> StateMachine<F> {
     ///
     /// # Errors
     /// As [`request`](Self::request).
-    pub fn try_request(&mut self, id: u64, start: u64, last: u64, mode: Mode) -> Result<bool, Error> {
+    pub fn try_request(
+        &mut self,
+        id: u64,
+        start: u64,
+        last: u64,
+        mode: Mode,
+    ) -> Result<bool, Error> {
         Self::check_args(start, last, mode)?;
         if self.ids.contains_key(&id) {
             return Err(Error::DuplicateId(id));
@@ -230,7 +249,12 @@ impl<F: Flavour> StateMachine<F> {
     /// [`Error::UnknownId`].
     pub fn blockers(&self, id: u64) -> Result<Vec<u64>, Error> {
         let slot = self.slot(id)?;
-        Ok(self.core.blockers(slot).into_iter().map(|s| *self.core.payload(s)).collect())
+        Ok(self
+            .core
+            .blockers(slot)
+            .into_iter()
+            .map(|s| *self.core.payload(s))
+            .collect())
     }
 
     /// Whether `id` may own its range now (nothing earlier blocks it). For a
@@ -285,7 +309,13 @@ impl<F: Flavour> StateMachine<F> {
             start: n.start,
             last: n.last,
             mode: n.mode,
-            state: if n.blocking == 0 { State::Held } else { State::Waiting { blocking: n.blocking } },
+            state: if n.blocking == 0 {
+                State::Held
+            } else {
+                State::Waiting {
+                    blocking: n.blocking,
+                }
+            },
             seq: n.seq,
         }
     }
@@ -353,9 +383,20 @@ mod tests {
         assert_eq!(sm.release(1), Ok(vec![2]));
         assert_eq!(sm.release(2), Ok(vec![3]));
         assert_eq!(sm.request(2, 0, 0, Mode::Write), Ok(Outcome::Granted));
-        assert_eq!(sm.request(9, 0, 0, Mode::Read), Err(Error::SharedUnsupported { flavour: "excl_fifo" }));
-        assert_eq!(sm.request(9, 3, 2, Mode::Write), Err(Error::InvalidRange { start: 3, last: 2 }));
-        assert_eq!(sm.request(2, 30, 30, Mode::Write), Err(Error::DuplicateId(2)));
+        assert_eq!(
+            sm.request(9, 0, 0, Mode::Read),
+            Err(Error::SharedUnsupported {
+                flavour: "excl_fifo"
+            })
+        );
+        assert_eq!(
+            sm.request(9, 3, 2, Mode::Write),
+            Err(Error::InvalidRange { start: 3, last: 2 })
+        );
+        assert_eq!(
+            sm.request(2, 30, 30, Mode::Write),
+            Err(Error::DuplicateId(2))
+        );
         sm.check();
     }
 

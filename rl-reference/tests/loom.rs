@@ -24,7 +24,11 @@ fn mutual_exclusion_and_no_lost_wakeup() {
         let lock = Arc::new(RangeLock::new());
         let inside = Arc::new(AtomicUsize::new(0));
         let critical = |inside: &AtomicUsize| {
-            assert_eq!(inside.fetch_add(1, SeqCst), 0, "overlapping ranges held together");
+            assert_eq!(
+                inside.fetch_add(1, SeqCst),
+                0,
+                "overlapping ranges held together"
+            );
             inside.fetch_sub(1, SeqCst);
         };
         let th = {
@@ -62,7 +66,9 @@ fn fifo_behind_waiting_request() {
             })
         };
         drop(g);
-        let Poll::Ready(a) = poll_once(fa.as_mut()) else { panic!("A not granted after release") };
+        let Poll::Ready(a) = poll_once(fa.as_mut()) else {
+            panic!("A not granted after release")
+        };
         a_done.store(true, SeqCst);
         drop(a);
         th.join().unwrap();

@@ -37,7 +37,10 @@ impl Model {
     }
 
     fn held<F: Flavour>(&self) -> Vec<u64> {
-        (0..self.queue.len()).filter(|&i| self.blockers::<F>(i).is_empty()).map(|i| self.queue[i].id).collect()
+        (0..self.queue.len())
+            .filter(|&i| self.blockers::<F>(i).is_empty())
+            .map(|i| self.queue[i].id)
+            .collect()
     }
 
     /// Ids held now but not in `before`, in (start, seq) order.
@@ -58,13 +61,22 @@ impl Model {
     }
 
     fn would_grant<F: Flavour>(&self, start: u64, last: u64, mode: Mode) -> bool {
-        !self.queue.iter().any(|y| y.start <= last && start <= y.last && conflicts::<F>(mode, y.mode))
+        !self
+            .queue
+            .iter()
+            .any(|y| y.start <= last && start <= y.last && conflicts::<F>(mode, y.mode))
     }
 
     fn apply<F: Flavour>(&mut self, op: &Op) -> Result<Vec<u64>, Error> {
         let held = self.held::<F>();
         match *op {
-            Op::Request { id, start, len, write, try_ } => {
+            Op::Request {
+                id,
+                start,
+                len,
+                write,
+                try_,
+            } => {
                 let (last, mode) = (start + len, if write { Mode::Write } else { Mode::Read });
                 if mode == Mode::Read && !F::SHARED {
                     return Err(Error::SharedUnsupported { flavour: F::NAME });
@@ -75,7 +87,13 @@ impl Model {
                 if try_ && !self.would_grant::<F>(start, last, mode) {
                     return Ok(vec![]);
                 }
-                self.queue.push(Entry { id, start, last, mode, seq: self.next_seq });
+                self.queue.push(Entry {
+                    id,
+                    start,
+                    last,
+                    mode,
+                    seq: self.next_seq,
+                });
                 self.next_seq += 1;
                 Ok(self.newly_held::<F>(&held))
             }
@@ -102,7 +120,13 @@ impl Model {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Request { id: u64, start: u64, len: u64, write: bool, try_: bool },
+    Request {
+        id: u64,
+        start: u64,
+        len: u64,
+        write: bool,
+        try_: bool,
+    },
     Release(u64),
     Cancel(u64),
     Downgrade(u64),
@@ -124,13 +148,25 @@ fn run<F: Flavour>(ops: &[Op], probes: &[(u64, u64, bool)]) -> Result<(), TestCa
     for op in ops {
         let expect = model.apply::<F>(op);
         let got = match *op {
-            Op::Request { id, start, len, write, try_ } => {
+            Op::Request {
+                id,
+                start,
+                len,
+                write,
+                try_,
+            } => {
                 let mode = if write { Mode::Write } else { Mode::Read };
                 if try_ {
-                    sm.try_request(id, start, start + len, mode).map(|ok| if ok { vec![id] } else { vec![] })
+                    sm.try_request(id, start, start + len, mode)
+                        .map(|ok| if ok { vec![id] } else { vec![] })
                 } else {
-                    sm.request(id, start, start + len, mode)
-                        .map(|o| if o == Outcome::Granted { vec![id] } else { vec![] })
+                    sm.request(id, start, start + len, mode).map(|o| {
+                        if o == Outcome::Granted {
+                            vec![id]
+                        } else {
+                            vec![]
+                        }
+                    })
                 }
             }
             Op::Release(id) => sm.release(id),
@@ -142,13 +178,20 @@ fn run<F: Flavour>(ops: &[Op], probes: &[(u64, u64, bool)]) -> Result<(), TestCa
         // Whole state, in tree order.
         let mut order: Vec<&Entry> = model.queue.iter().collect();
         order.sort_by_key(|e| (e.start, e.seq));
-        let got: Vec<_> = sm.iter().map(|r| (r.id, r.start, r.last, r.mode, r.state)).collect();
+        let got: Vec<_> = sm
+            .iter()
+            .map(|r| (r.id, r.start, r.last, r.mode, r.state))
+            .collect();
         let want: Vec<_> = order
             .iter()
             .map(|e| {
                 let i = model.find(e.id).unwrap();
                 let b = model.blockers::<F>(i).len() as u32;
-                let state = if b == 0 { State::Held } else { State::Waiting { blocking: b } };
+                let state = if b == 0 {
+                    State::Held
+                } else {
+                    State::Waiting { blocking: b }
+                };
                 (e.id, e.start, e.last, e.mode, state)
             })
             .collect();
@@ -161,12 +204,19 @@ fn run<F: Flavour>(ops: &[Op], probes: &[(u64, u64, bool)]) -> Result<(), TestCa
             prop_assert_eq!(sm.is_grantable(e.id).unwrap(), want.is_empty());
         }
         for &(start, len, write) in probes {
-            let mode = if write || !F::SHARED { Mode::Write } else { Mode::Read };
+            let mode = if write || !F::SHARED {
+                Mode::Write
+            } else {
+                Mode::Read
+            };
             prop_assert_eq!(
                 sm.would_grant(start, start + len, mode).unwrap(),
                 model.would_grant::<F>(start, start + len, mode)
             );
-            prop_assert_eq!(sm.conflicts(start, start + len, mode).unwrap().is_empty(), model.would_grant::<F>(start, start + len, mode));
+            prop_assert_eq!(
+                sm.conflicts(start, start + len, mode).unwrap().is_empty(),
+                model.would_grant::<F>(start, start + len, mode)
+            );
         }
     }
     Ok(())
@@ -205,15 +255,33 @@ proptest! {
 #[test]
 fn invalid_ranges_and_reuse() {
     let mut sm = rl_reference::rw::StateMachine::new();
-    assert_eq!(sm.request(1, 5, 4, Mode::Read), Err(Error::InvalidRange { start: 5, last: 4 }));
-    assert_eq!(sm.try_request(1, 5, 4, Mode::Read), Err(Error::InvalidRange { start: 5, last: 4 }));
-    assert_eq!(sm.would_grant(5, 4, Mode::Read), Err(Error::InvalidRange { start: 5, last: 4 }));
+    assert_eq!(
+        sm.request(1, 5, 4, Mode::Read),
+        Err(Error::InvalidRange { start: 5, last: 4 })
+    );
+    assert_eq!(
+        sm.try_request(1, 5, 4, Mode::Read),
+        Err(Error::InvalidRange { start: 5, last: 4 })
+    );
+    assert_eq!(
+        sm.would_grant(5, 4, Mode::Read),
+        Err(Error::InvalidRange { start: 5, last: 4 })
+    );
     assert!(sm.is_empty());
     // Full u64 range, and id reuse after release.
-    assert_eq!(sm.request(0xffff_8880_0000_1000, 0, u64::MAX, Mode::Write), Ok(Outcome::Granted));
-    assert_eq!(sm.request(7, u64::MAX, u64::MAX, Mode::Read), Ok(Outcome::Queued));
+    assert_eq!(
+        sm.request(0xffff_8880_0000_1000, 0, u64::MAX, Mode::Write),
+        Ok(Outcome::Granted)
+    );
+    assert_eq!(
+        sm.request(7, u64::MAX, u64::MAX, Mode::Read),
+        Ok(Outcome::Queued)
+    );
     assert_eq!(sm.release(0xffff_8880_0000_1000), Ok(vec![7]));
-    assert_eq!(sm.request(0xffff_8880_0000_1000, 0, 0, Mode::Write), Ok(Outcome::Granted));
+    assert_eq!(
+        sm.request(0xffff_8880_0000_1000, 0, 0, Mode::Write),
+        Ok(Outcome::Granted)
+    );
     assert_eq!(sm.release(99), Err(Error::UnknownId(99)));
     assert_eq!(sm.state(7), Some(State::Held));
     assert_eq!(sm.state(8), None);

@@ -30,14 +30,22 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
 fn range(next: &mut impl FnMut() -> u64) -> (u64, u64) {
     let start = next() % PAGES;
     // Mostly small ranges, sometimes a wide one (a truncate).
-    let len = if next() % 16 == 0 { next() % PAGES } else { next() % 4 };
+    let len = if next().is_multiple_of(16) {
+        next() % PAGES
+    } else {
+        next() % 4
+    };
     (start, (start + len).min(PAGES - 1))
 }
 
 /// Page owner state: 0 free, > 0 number of readers, -1 writer.
 fn enter_write(pages: &[AtomicI32], s: u64, l: u64) {
     for p in &pages[s as usize..=l as usize] {
-        assert_eq!(p.compare_exchange(0, -1, SeqCst, SeqCst), Ok(0), "write overlap");
+        assert_eq!(
+            p.compare_exchange(0, -1, SeqCst, SeqCst),
+            Ok(0),
+            "write overlap"
+        );
     }
 }
 
@@ -71,7 +79,7 @@ fn stress_range_lock() {
                 let mut next = rng(t + 1);
                 for _ in 0..ops() {
                     let (a, b) = range(&mut next);
-                    let g = if next() % 8 == 0 {
+                    let g = if next().is_multiple_of(8) {
                         match lock.try_lock(a..=b) {
                             Some(g) => g,
                             None => continue,
@@ -119,7 +127,7 @@ fn stress_rw_range_lock() {
                             enter_write(pages, a, b);
                             exit_write(pages, a, b);
                         }
-                        2 if next() % 2 == 0 => {
+                        2 if next().is_multiple_of(2) => {
                             if let Some(_g) = lock.try_read(a..=b) {
                                 enter_read(pages, a, b);
                                 exit_read(pages, a, b);
@@ -144,8 +152,13 @@ fn stress_async_with_cancellation() {
         return; // tokio's multi-thread runtime is too slow under miri
     }
     let lock = std::sync::Arc::new(RwRangeLock::new());
-    let pages: std::sync::Arc<Vec<AtomicI32>> = std::sync::Arc::new((0..PAGES).map(|_| AtomicI32::new(0)).collect());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    let pages: std::sync::Arc<Vec<AtomicI32>> =
+        std::sync::Arc::new((0..PAGES).map(|_| AtomicI32::new(0)).collect());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..16u64 {
@@ -154,12 +167,14 @@ fn stress_async_with_cancellation() {
                 let mut next = rng(t + 1000);
                 for _ in 0..500 {
                     let (a, b) = range(&mut next);
-                    let write = next() % 2 == 0;
-                    let cancel = next() % 5 == 0;
+                    let write = next().is_multiple_of(2);
+                    let cancel = next().is_multiple_of(5);
                     if write {
                         let fut = lock.write_async(a..=b);
                         let g = if cancel {
-                            match tokio::time::timeout(std::time::Duration::from_micros(50), fut).await {
+                            match tokio::time::timeout(std::time::Duration::from_micros(50), fut)
+                                .await
+                            {
                                 Ok(g) => g,
                                 Err(_) => continue, // dropped: request withdrawn
                             }
@@ -173,7 +188,9 @@ fn stress_async_with_cancellation() {
                     } else {
                         let fut = lock.read_async(a..=b);
                         let g = if cancel {
-                            match tokio::time::timeout(std::time::Duration::from_micros(50), fut).await {
+                            match tokio::time::timeout(std::time::Duration::from_micros(50), fut)
+                                .await
+                            {
                                 Ok(g) => g,
                                 Err(_) => continue,
                             }

@@ -16,8 +16,16 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug)]
 enum Cmd {
-    Lock { start: u64, last: u64, mode: Mode },
-    TryLock { start: u64, last: u64, mode: Mode },
+    Lock {
+        start: u64,
+        last: u64,
+        mode: Mode,
+    },
+    TryLock {
+        start: u64,
+        last: u64,
+        mode: Mode,
+    },
     Unlock,
     Downgrade,
     /// Drop the pending future (async workers only).
@@ -80,7 +88,10 @@ impl AnyLock {
 fn downgrade(g: Guard<'_>) -> Guard<'_> {
     match g {
         Guard::Write(w) => Guard::Read(w.downgrade()),
-        g => panic!("downgrade of a non-writer guard: {}", matches!(g, Guard::Excl(_))),
+        g => panic!(
+            "downgrade of a non-writer guard: {}",
+            matches!(g, Guard::Excl(_))
+        ),
     }
 }
 
@@ -115,7 +126,9 @@ fn blocking_worker(me: usize, lock: &AnyLock, rx: mpsc::Receiver<Cmd>, tx: mpsc:
 
 fn async_worker(me: usize, lock: &AnyLock, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<Event>) {
     // Commands arrive on a std channel; forward them into the runtime.
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (atx, mut arx) = tokio::sync::mpsc::unbounded_channel();
     let fwd = std::thread::spawn(move || {
         for cmd in rx {
@@ -165,7 +178,13 @@ fn async_worker(me: usize, lock: &AnyLock, rx: mpsc::Receiver<Cmd>, tx: mpsc::Se
 
 #[derive(Clone, Debug)]
 enum Op {
-    Lock { w: usize, start: u64, len: u64, write: bool, try_: bool },
+    Lock {
+        w: usize,
+        start: u64,
+        len: u64,
+        write: bool,
+        try_: bool,
+    },
     Unlock(usize),
     Downgrade(usize),
     Cancel(usize),
@@ -190,7 +209,10 @@ struct Controller<'a, F: Flavour> {
 
 impl<F: Flavour> Controller<'_, F> {
     fn expect(&self, want: Event) {
-        let got = self.events.recv_timeout(TIMEOUT).unwrap_or_else(|_| panic!("timed out waiting for {want:?}"));
+        let got = self
+            .events
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("timed out waiting for {want:?}"));
         assert_eq!(got, want);
     }
 
@@ -198,7 +220,10 @@ impl<F: Flavour> Controller<'_, F> {
     /// any order: the woken may report first), then check that the lock
     /// agrees with the state machine (so nobody else was granted).
     fn expect_done_and_grants(&self, w: usize, granted: &[u64]) {
-        let mut want: Vec<Event> = granted.iter().map(|&g| Event::Acquired(g as usize)).collect();
+        let mut want: Vec<Event> = granted
+            .iter()
+            .map(|&g| Event::Acquired(g as usize))
+            .collect();
         want.push(Event::Done(w));
         while !want.is_empty() {
             match self.events.recv_timeout(TIMEOUT) {
@@ -215,7 +240,11 @@ impl<F: Flavour> Controller<'_, F> {
         let want = (self.sm.len(), self.sm.waiting_len());
         let t = Instant::now();
         while self.lock.counts() != want {
-            assert!(t.elapsed() < TIMEOUT, "lock {:?} != state machine {want:?}", self.lock.counts());
+            assert!(
+                t.elapsed() < TIMEOUT,
+                "lock {:?} != state machine {want:?}",
+                self.lock.counts()
+            );
             std::thread::sleep(Duration::from_micros(20));
         }
         assert!(self.events.try_recv().is_err(), "unexpected event");
@@ -224,16 +253,32 @@ impl<F: Flavour> Controller<'_, F> {
     fn step(&mut self, op: &Op, can_cancel: bool) {
         let state = |w: usize| self.sm.state(w as u64);
         match *op {
-            Op::Lock { w, start, len, write, try_ } => {
+            Op::Lock {
+                w,
+                start,
+                len,
+                write,
+                try_,
+            } => {
                 if state(w).is_some() {
                     return;
                 }
-                let mode = if write || !F::SHARED { Mode::Write } else { Mode::Read };
+                let mode = if write || !F::SHARED {
+                    Mode::Write
+                } else {
+                    Mode::Read
+                };
                 let last = start + len;
                 if try_ {
                     let ok = self.sm.try_request(w as u64, start, last, mode).unwrap();
-                    self.cmds[w].send(Cmd::TryLock { start, last, mode }).unwrap();
-                    self.expect(if ok { Event::Acquired(w) } else { Event::TryFailed(w) });
+                    self.cmds[w]
+                        .send(Cmd::TryLock { start, last, mode })
+                        .unwrap();
+                    self.expect(if ok {
+                        Event::Acquired(w)
+                    } else {
+                        Event::TryFailed(w)
+                    });
                 } else {
                     let out = self.sm.request(w as u64, start, last, mode).unwrap();
                     self.cmds[w].send(Cmd::Lock { start, last, mode }).unwrap();
@@ -252,7 +297,9 @@ impl<F: Flavour> Controller<'_, F> {
                 self.expect_done_and_grants(w, &granted);
             }
             Op::Downgrade(w) => {
-                let Some(r) = self.sm.get(w as u64) else { return };
+                let Some(r) = self.sm.get(w as u64) else {
+                    return;
+                };
                 if !F::SHARED || r.state != rl_reference::State::Held || r.mode != Mode::Write {
                     return;
                 }
@@ -274,7 +321,9 @@ impl<F: Flavour> Controller<'_, F> {
     /// Release everything: holders unlock until the queue drains.
     fn drain(&mut self) {
         loop {
-            let Some(id) = self.sm.held().next().map(|r| r.id) else { break };
+            let Some(id) = self.sm.held().next().map(|r| r.id) else {
+                break;
+            };
             self.step(&Op::Unlock(id as usize), false);
         }
         assert!(self.sm.is_empty());
@@ -293,10 +342,19 @@ fn run<F: Flavour>(lock: AnyLock, ops: &[Op], is_async: bool) {
             cmds.push(tx);
             let (etx, lock) = (etx.clone(), &lock);
             s.spawn(move || {
-                if is_async { async_worker(w, lock, rx, etx) } else { blocking_worker(w, lock, rx, etx) }
+                if is_async {
+                    async_worker(w, lock, rx, etx)
+                } else {
+                    blocking_worker(w, lock, rx, etx)
+                }
             });
         }
-        let mut c = Controller::<F> { lock: &lock, sm: StateMachine::new(), cmds, events: erx };
+        let mut c = Controller::<F> {
+            lock: &lock,
+            sm: StateMachine::new(),
+            cmds,
+            events: erx,
+        };
         for op in ops {
             c.step(op, is_async);
         }
