@@ -1,12 +1,12 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
 //! - `setup`: everything a fresh machine needs to build and test rltop
-//!   (Debian packages, nightly with rust-src, bpf-linker against the
-//!   nightly's own LLVM). Idempotent and quick when already done.
+//!   (Debian packages, nightly with rust-src and clippy, bpf-linker against
+//!   the nightly's own LLVM, tracefs). Idempotent and quick when done.
 //! - `demo`: set up, build, and run rltop's main job: a live recording of a
 //!   known workload when root on a kernel with the tracepoints, else the
 //!   bundled demo trace.
-//! - `test`: set up, then build and run every test.
+//! - `test`: set up, then run the steps of `TEST_STEPS` (build, tests).
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
 
