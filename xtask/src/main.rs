@@ -191,8 +191,8 @@ fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
     run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "rl-user", "--bins"]))?;
     let bin = target_dir(root).join("release");
     let rltop = bin.join("rltop");
-    // Under the target dir, not /tmp: the workload needs O_DIRECT and punch
-    // hole, which tmpfs lacks.
+    // Under the target dir (the root filesystem, ext4 here), not /tmp, which
+    // may be tmpfs: the punch-hole probe is ext4's tracepoint.
     let dir = target_dir(root).join("demo");
     let work = dir.join("work");
     std::fs::create_dir_all(&work)?;
