@@ -9,7 +9,6 @@
 //! under the mutex when polled.
 
 use std::fmt;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::task::{Context, Poll, Waker};
 
@@ -81,9 +80,7 @@ impl<F: Flavour> Raw<F> {
 
     #[inline]
     fn core(&self) -> MutexGuard<'_, Core<F, Waiter>> {
-        // The critical sections cannot panic half-way through an update
-        // (only allocation failure could), so a poisoned core is consistent.
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.core)
     }
 
     /// Block until `[start, last]` is granted; returns the slot.

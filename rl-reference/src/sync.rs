@@ -2,11 +2,27 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, atomic::AtomicBool};
+
+/// Lock, ignoring poisoning: the critical sections cannot panic half-way
+/// through an update (only allocation failure could).
+#[cfg(loom)]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 #[cfg(loom)]
 pub(crate) use loom::thread::{Thread, current, park};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard, atomic::AtomicBool};
+pub(crate) use parking_lot::{Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, atomic::AtomicBool};
+
+/// Lock (parking_lot mutexes do not poison).
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock()
+}
 #[cfg(not(loom))]
 pub(crate) use std::thread::{Thread, current, park};
 

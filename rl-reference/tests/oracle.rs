@@ -222,15 +222,19 @@ fn run<F: Flavour>(ops: &[Op], probes: &[(u64, u64, bool)]) -> Result<(), TestCa
     Ok(())
 }
 
+fn max_ops() -> usize {
+    if cfg!(miri) { 40 } else { 120 }
+}
+
 fn cases() -> u32 {
-    if cfg!(miri) { 4 } else { 384 }
+    if cfg!(miri) { 2 } else { 384 }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn excl_fifo_matches_model(ops in prop::collection::vec(op(), 1..120),
+    fn excl_fifo_matches_model(ops in prop::collection::vec(op(), 1..max_ops()),
                                probes in prop::collection::vec((0..40u64, 0..6u64, any::<bool>()), 3)) {
         // The exclusive flavour has only writers: map reads to writes so
         // most requests are valid; a few reads still test the error.
@@ -246,7 +250,7 @@ proptest! {
     }
 
     #[test]
-    fn rw_matches_model(ops in prop::collection::vec(op(), 1..120),
+    fn rw_matches_model(ops in prop::collection::vec(op(), 1..max_ops()),
                         probes in prop::collection::vec((0..40u64, 0..6u64, any::<bool>()), 3)) {
         run::<Rw>(&ops, &probes)?;
     }
