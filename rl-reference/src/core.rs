@@ -1,4 +1,4 @@
-//! The shared engine: an augmented interval treap of requests with the
+//! The shared engine: an augmented interval tree of requests with the
 //! kernel's per-node blocking counts.
 //!
 //! Nodes live in an arena (`Vec`) and link by `u32` index, so the locks can
@@ -10,14 +10,14 @@
 //! when nothing overlaps.
 //!
 //! Balance is scapegoat-style (Galperin & Rivest): no per-node balance data
-//! and no rotations; an insertion that lands deeper than 1.36·log2 N
-//! rebuilds the smallest 0.6-unbalanced subtree on its path, and removals
-//! rebuild the whole tree once it has shrunk to 0.6 of its peak. Depth stays
-//! below 1.36·log2 N + 2; rebuilds cost O(log N) amortized. In the common case (a
-//! lock, an unlock) nothing moves but the node itself: insertion counts the
-//! conflicts on its single way down to the leaf position, removal splices
-//! the node out through its parent link, and `max_last` is fixed upwards
-//! only until it stops changing.
+//! and no rotations. An insertion that lands deeper than log_{5/3} N
+//! (1.36·log2 N) rebuilds the smallest 0.6-unbalanced subtree on its path;
+//! removals rebuild the whole tree once it has shrunk to 0.6 of its peak.
+//! Depth stays at most 1.36·log2 N + 1; rebuilds cost O(log N) amortized.
+//! In the common case (a lock, an unlock) nothing moves but the node itself:
+//! insertion counts the conflicts on its single way down to the leaf
+//! position, removal splices the node out through its parent link, and
+//! `max_last` is fixed upwards only until it stops changing.
 //!
 //! The one rule: a node's `blocking` is the number of nodes with a smaller
 //! `seq` that overlap and conflict with it. It is fixed at insertion (counting
@@ -30,6 +30,22 @@ use std::marker::PhantomData;
 use std::ops::ControlFlow;
 
 use crate::flavour::{Flavour, Mode};
+
+/// `POW_5_3[d]` = ⌊(5/3)^d⌋ (saturating). (5/3)^d is never an integer for
+/// d ≥ 1, so (5/3)^d > n ⟺ `POW_5_3[d] >= n`.
+const POW_5_3: [u64; 64] = {
+    let mut t = [u64::MAX; 64];
+    let (mut num, mut den) = (1u128, 1u128);
+    let mut d = 0;
+    // 5^54 < 2^127; beyond that (5/3)^d far exceeds any tree size anyway.
+    while d <= 54 {
+        t[d] = (num / den) as u64;
+        num *= 5;
+        den *= 3;
+        d += 1;
+    }
+    t
+};
 
 /// No node: slot 0 is a sentinel (`max_last` 0), so the update code needs
 /// no special case for empty children.
@@ -263,9 +279,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
         self.len += 1;
         self.max_len = self.max_len.max(self.len);
         self.link(slot, parent, right);
-        // Deeper than log_{1/α} len (α = 0.6; 1/log2(1/0.6) < 1390/1024):
-        // some ancestor is α-unbalanced.
-        if depth > ((self.len.ilog2() + 1) * 1390).div_ceil(1024) {
+        // Deeper than log_{1/α} len, i.e. (5/3)^depth > len (α = 0.6): some
+        // ancestor is α-unbalanced.
+        let too_deep = POW_5_3
+            .get(depth as usize)
+            .is_none_or(|&p| p >= self.len as u64);
+        if depth > 0 && too_deep {
             self.rebuild_scapegoat(slot);
         }
         if blocking > 0 {
@@ -715,12 +734,14 @@ mod tests {
         let slots: Vec<u32> = (0..4096u64)
             .map(|i| c.insert(i, i, Mode::Write, i).0)
             .collect();
-        assert!(depth(&c, c.root) <= 19, "depth {}", depth(&c, c.root));
+        // log_{5/3}(4096) = 16.3: at most 16 edges, 17 levels.
+        assert!(depth(&c, c.root) <= 17, "depth {}", depth(&c, c.root));
         c.check();
         for &s in &slots[..4000] {
             c.remove(s, |_, _| panic!("nothing waits"));
         }
-        assert!(depth(&c, c.root) <= 11, "depth {}", depth(&c, c.root));
+        assert!(depth(&c, c.root) <= 10, "depth {}", depth(&c, c.root));
+        assert_eq!(&POW_5_3[..6], &[1, 1, 2, 4, 7, 12]);
         c.check();
     }
 
