@@ -159,6 +159,48 @@ pub struct MarkerRecord {
     pub text: [u8; MARKER_TEXT_LEN],
 }
 
+/// Most records a CPU stages before handing them to the ring as one [`Batch`].
+pub const BATCH_LEN: usize = 8;
+
+/// Records of one CPU, in order, handed to the ring buffer as one entry:
+/// one ring reservation per batch instead of per record. 456 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Valid records in `records`.
+    pub n: u32,
+    pub _pad: u32,
+    pub records: [Record; BATCH_LEN],
+}
+
+/// A CPU's staging area (per-CPU map value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Staging {
+    /// Set while a program on this CPU appends; a program that interrupts
+    /// it (an irq-context tracepoint) writes straight to the ring instead.
+    pub busy: u32,
+    pub _pad: u32,
+    /// Timestamp of the oldest staged record.
+    pub first_ts: u64,
+    pub batch: Batch,
+}
+
+/// How records are staged per CPU (a global set by the loader).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    /// Records per batch, 1..=BATCH_LEN; 1 writes every record straight to
+    /// the ring (used when user space cannot flush idle CPUs).
+    pub len: u32,
+    pub _pad: u32,
+    /// A batch older than this at the next record is handed over anyway.
+    pub flush_ns: u64,
+}
+
+/// Size of a [`Batch`] in bytes: the ring entries of this length are batches.
+pub const BATCH_SIZE: usize = core::mem::size_of::<Batch>();
+
 /// Size of a [`Record`] in bytes.
 pub const RECORD_SIZE: usize = core::mem::size_of::<Record>();
 /// Size of a [`MarkerRecord`] in bytes.
@@ -167,6 +209,7 @@ pub const MARKER_RECORD_SIZE: usize = core::mem::size_of::<MarkerRecord>();
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
 const _: () = assert!(RECORD_SIZE == 56);
 const _: () = assert!(MARKER_RECORD_SIZE == 256);
+const _: () = assert!(BATCH_SIZE == 456);
 
 /// Byte offsets of tracepoint fields, read from tracefs `format` files at
 /// start-up and passed to the eBPF programs as one global. An offset of
@@ -304,4 +347,8 @@ mod pod {
     unsafe impl aya::Pod for super::Filter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Record {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Batching {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Staging {}
 }

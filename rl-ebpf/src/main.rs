@@ -14,6 +14,8 @@
 //! filling up, count what does not fit (`DROPS`), and never log per event.
 #![no_std]
 #![no_main]
+// Inline assembly for context loads at literal offsets (see `TpRecord`).
+#![feature(asm_experimental_arch)]
 
 mod file;
 mod mm;
@@ -25,8 +27,11 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use aya_ebpf::{EbpfContext as _, helpers::bpf_probe_read_kernel, programs::TracePointContext};
-use rl_common::{Filter, KernelOffsets, Kind, Record, RecordHeader, TP_PREFIX, TpOffsets, WAKEUP_BYTES};
+use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
+use rl_common::{
+    BATCH_LEN, Batching, Filter, KernelOffsets, Kind, Record, RecordHeader, Staging, TP_PREFIX, TpOffsets,
+    WAKEUP_BYTES,
+};
 
 /// Tracepoint field offsets from tracefs (set by the loader).
 #[unsafe(no_mangle)]
@@ -55,6 +60,14 @@ pub(crate) use global;
 /// The one ring buffer every record goes through. Its size is set by the loader.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Per-CPU staging of records (see `write`).
+#[map]
+static STAGE: PerCpuArray<Staging> = PerCpuArray::with_max_entries(1, 0);
+
+/// How to batch (set by the loader; the default writes every record directly).
+#[unsafe(no_mangle)]
+static BATCHING: Batching = Batching { len: 1, _pad: 0, flush_ns: 0 };
 
 /// Records that did not fit in `EVENTS`, per CPU (index 0).
 #[map]
@@ -117,11 +130,11 @@ pub(crate) fn traced_file(dev: u32, ino: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_drop() {
+pub(crate) fn count_drops(n: u64) {
     if let Some(p) = DROPS.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot of this CPU; programs do not nest on one CPU
-        // for the tracepoints we attach, and a lost increment only under-counts.
-        unsafe { *p += 1 };
+        // SAFETY: this CPU's slot. A program interrupting another on this CPU
+        // could lose an increment: drops may be under-counted, never invented.
+        unsafe { *p += n };
     }
 }
 
@@ -191,11 +204,41 @@ pub(crate) fn forget_name(tid: u32) {
     }
 }
 
-/// Writes one record; counts a drop when the ring is full. The timestamp is
-/// taken after the reservation, so ring order and time order agree but for
-/// a reserving CPU being interrupted between the two.
+/// Writes one record. Records are staged per CPU and handed to the ring as
+/// a batch when the batch is full, when its oldest record is older than
+/// `BATCHING.flush_ns`, or when user space kicks this CPU (`flush_kick`):
+/// one ring reservation per batch instead of per record. User space puts
+/// the CPUs' batches back in time order. A program interrupting another on
+/// this CPU (the staging is busy), or batching being off, writes straight
+/// to the ring. Drops are counted per record.
 #[inline(always)]
 pub(crate) fn write(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) -> bool {
+    let len = global!(BATCHING.len) as usize;
+    if len > 1
+        && let Some(st) = STAGE.get_ptr_mut(0)
+    {
+        // SAFETY: this CPU's staging slot, valid for the whole program run;
+        // `busy` keeps a nested program on this CPU out of it.
+        let st = unsafe { &mut *st };
+        if st.busy == 0 {
+            st.busy = 1;
+            let hdr = header(t, kind, flags, dev);
+            let i = st.batch.n as usize;
+            let ok = i < BATCH_LEN;
+            if ok {
+                st.batch.records[i] = Record { hdr, w };
+                st.batch.n = i as u32 + 1;
+                if i == 0 {
+                    st.first_ts = hdr.ts;
+                }
+            }
+            if !ok || i + 1 >= len || hdr.ts.wrapping_sub(st.first_ts) > global!(BATCHING.flush_ns) {
+                flush(st);
+            }
+            st.busy = 0;
+            return ok;
+        }
+    }
     match EVENTS.reserve::<Record>(0) {
         Some(mut entry) => {
             entry.write(Record { hdr: header(t, kind, flags, dev), w });
@@ -203,10 +246,23 @@ pub(crate) fn write(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) -> bo
             true
         }
         None => {
-            count_drop();
+            count_drops(1);
             false
         }
     }
+}
+
+/// Hands this CPU's staged records to the ring.
+#[inline(always)]
+pub(crate) fn flush(st: &mut Staging) {
+    let n = st.batch.n;
+    if n == 0 {
+        return;
+    }
+    if EVENTS.output::<rl_common::Batch>(&st.batch, submit_flags()).is_err() {
+        count_drops(n as u64);
+    }
+    st.batch.n = 0;
 }
 
 /// Emits an event of the current task `t`, naming the task first if needed.
@@ -224,38 +280,96 @@ pub(crate) fn emit_detached(kind: Kind, flags: u8, w: [u64; 4]) {
     write(current(), kind, flags, 0, w);
 }
 
-/// The first [`TP_PREFIX`] bytes of a formatted tracepoint record, copied
-/// with one helper call; fields are then plain loads from the stack. (The
-/// verifier forbids loads from the context at offsets that are not
-/// immediates, and one copy is cheaper than one per field.)
-pub(crate) struct TpRecord {
-    // u64s, so that naturally aligned fields can be loaded whole: BPF has no
-    // unaligned loads, and byte-wise assembly costs ~20 instructions a field.
-    buf: [u64; TP_PREFIX / 8],
+/// A formatted tracepoint record, read in place.
+///
+/// The verifier accepts context loads only at offsets that are instruction
+/// immediates ("dereference of modified ctx ptr" otherwise), while rltop's
+/// offsets come from tracefs at load time. So each read is a `match` over
+/// every aligned offset in the first [`TP_PREFIX`] bytes, each arm a load
+/// at a literal offset. The offset is a frozen read-only global, which the
+/// verifier knows as a constant, so it walks only the arm taken; no helper
+/// call and no copy per field.
+pub(crate) struct TpRecord<'a> {
+    ctx: &'a TracePointContext,
 }
 
-impl TpRecord {
+macro_rules! ctx_load {
+    ($ctx:expr, $off:expr, $t:ty, $w:literal, [$($o:literal),*]) => {{
+        let p = $ctx.as_ptr();
+        match $off {
+            // SAFETY: a load from the tracepoint record at a literal offset
+            // within TP_PREFIX bytes, aligned to its size; the verifier checks
+            // it against the context's bounds. Inline assembly, because LLVM
+            // merges plain (even volatile) loads of the arms into one load at
+            // a computed offset, which the verifier rejects.
+            $($o => unsafe {
+                let v: u64;
+                core::arch::asm!(concat!("{v} = *(", $w, " *)({p} + ", stringify!($o), ")"), v = out(reg) v, p = in(reg) p, options(readonly, nostack, preserves_flags));
+                v as $t
+            },)*
+            _ => <$t>::default(),
+        }
+    }};
+}
+
+// The match arms below cover exactly the first TP_PREFIX bytes.
+const _: () = assert!(TP_PREFIX == 64);
+
+/// Integer types a tracepoint field is read as.
+pub(crate) trait TpField: Copy + Default {
+    fn load(ctx: &TracePointContext, off: u32) -> Self;
+}
+
+impl TpField for u64 {
     #[inline(always)]
-    pub(crate) fn read(ctx: &TracePointContext) -> Option<TpRecord> {
-        // SAFETY: reads TP_PREFIX bytes of the tracepoint record; the helper
-        // checks the access, and the perf trace buffer is far larger.
-        let buf = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; TP_PREFIX / 8]) }.ok()?;
-        Some(TpRecord { buf })
+    fn load(ctx: &TracePointContext, off: u32) -> u64 {
+        ctx_load!(ctx, off, u64, "u64", [8, 16, 24, 32, 40, 48, 56])
+    }
+}
+
+impl TpField for i64 {
+    #[inline(always)]
+    fn load(ctx: &TracePointContext, off: u32) -> i64 {
+        u64::load(ctx, off) as i64
+    }
+}
+
+impl TpField for u32 {
+    #[inline(always)]
+    fn load(ctx: &TracePointContext, off: u32) -> u32 {
+        ctx_load!(ctx, off, u32, "u32", [8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60])
+    }
+}
+
+impl TpField for i32 {
+    #[inline(always)]
+    fn load(ctx: &TracePointContext, off: u32) -> i32 {
+        u32::load(ctx, off) as i32
+    }
+}
+
+impl TpField for u8 {
+    #[inline(always)]
+    fn load(ctx: &TracePointContext, off: u32) -> u8 {
+        ctx_load!(ctx, off, u8, "u8", [
+            8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+            32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+            56, 57, 58, 59, 60, 61, 62, 63
+        ])
+    }
+}
+
+impl<'a> TpRecord<'a> {
+    #[inline(always)]
+    pub(crate) fn read(ctx: &'a TracePointContext) -> Option<TpRecord<'a>> {
+        Some(TpRecord { ctx })
     }
 
-    /// The `T` at `off`, or `T::default()` when it would not lie inside the
-    /// copied prefix or is not aligned to its size (user space never passes
-    /// such offsets: the catalog checks them).
+    /// The field at `off` (an offset the catalog checked: aligned, inside
+    /// the first TP_PREFIX bytes), or `T::default()` for any other offset.
     #[inline(always)]
-    pub(crate) fn get<T: Copy + Default>(&self, off: u32) -> T {
-        let off = off as usize;
-        let size = core::mem::size_of::<T>();
-        if off + size > TP_PREFIX || off % size != 0 {
-            return T::default();
-        }
-        // SAFETY: in bounds and aligned (checked above; `buf` is 8-aligned);
-        // T is an integer type, valid for any bytes.
-        unsafe { self.buf.as_ptr().cast::<u8>().add(off).cast::<T>().read() }
+    pub(crate) fn get<T: TpField>(&self, off: u32) -> T {
+        T::load(self.ctx, off)
     }
 }
 

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use rl_common::{Kind, MARKER_TEXT_LEN, MarkerRecord};
 
 use crate::{
-    DROPS, EVENTS, FILTER, PIDS, SEEN, TP, TpRecord, current, emit, forget_name, global, header, submit_flags,
+    EVENTS, STAGE, count_drops, flush, FILTER, PIDS, SEEN, TP, TpRecord, current, emit, forget_name, global, header, submit_flags,
     traced_task,
 };
 
@@ -57,10 +57,7 @@ pub fn console(ctx: TracePointContext) -> u32 {
         len = MARKER_TEXT_LEN;
     }
     let Some(mut entry) = EVENTS.reserve::<MarkerRecord>(0) else {
-        if let Some(p) = DROPS.get_ptr_mut(0) {
-            // SAFETY: this CPU's slot; see `count_drop`.
-            unsafe { *p += 1 };
-        }
+        count_drops(1);
         return 0;
     };
     let rec = entry.as_mut_ptr();
@@ -134,5 +131,23 @@ pub fn task_rename(ctx: TracePointContext) -> u32 {
     let Some(r) = TpRecord::read(&ctx) else { return 0 };
     let pid: u32 = r.get(global!(TP.rename_pid));
     forget_name(pid);
+    0
+}
+
+/// `syscalls:sys_enter_getppid` from rltop itself: user space runs it on
+/// each CPU in turn to hand that CPU's staged records to the ring, so a CPU
+/// that went idle does not sit on them.
+#[tracepoint]
+pub fn flush_kick(_ctx: TracePointContext) -> u32 {
+    if current().pid != global!(FILTER.self_tgid) {
+        return 0;
+    }
+    if let Some(st) = STAGE.get_ptr_mut(0) {
+        // SAFETY: this CPU's staging slot; process context, not nested.
+        let st = unsafe { &mut *st };
+        if st.busy == 0 {
+            flush(st);
+        }
+    }
     0
 }

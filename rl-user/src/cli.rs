@@ -43,6 +43,10 @@ pub enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+        /// At the end, print each probe's runs and mean nanoseconds in the
+        /// kernel (enables the kernel's BPF run-time accounting meanwhile).
+        #[arg(long)]
+        probe_cost: bool,
         /// Command to run while recording; recording stops when it exits.
         #[arg(last = true)]
         cmd: Vec<String>,

@@ -10,8 +10,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Record { output, duration, cmd: argv }) => {
-            cmd::record::run(&cli.live, &output, duration, &argv)
+        Some(Command::Record { output, duration, probe_cost, cmd: argv }) => {
+            cmd::record::run(&cli.live, &output, duration, probe_cost, &argv)
         }
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
         Some(Command::Import { file, output }) => cmd::import::run(&file, &output),

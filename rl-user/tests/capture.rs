@@ -251,9 +251,9 @@ fn record_with_pid_filter_captures_the_workload_exactly() {
     check_workload_events(&events, &done);
     check_task_events(&events, pid);
     check_mmap_lock(&events, pid);
-    // Timestamps never go backwards by more than the ring's small reorder window.
+    // Per-CPU batches are put back in time order: timestamps never go back.
     let ts: Vec<u64> = events.iter().map(|e| e["ts"].as_u64().unwrap()).collect();
-    assert!(ts.windows(2).all(|w| w[1] + 10_000_000 >= w[0]));
+    assert!(ts.windows(2).all(|w| w[1] >= w[0]), "events out of time order");
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn probes_attach_and_stay_under_the_instruction_budget() {
         counts.insert(prog, n);
     }
     // Every probe of the tracepoint profile attaches on this kernel (6.18).
-    assert_eq!(counts.len(), 18, "{text}");
+    assert_eq!(counts.len(), 19, "{text}");
     for (prog, n) in &counts {
         assert!(*n > 0 && *n <= rltop::cmd::probes::INSN_BUDGET, "{prog}: {n} verified instructions");
     }

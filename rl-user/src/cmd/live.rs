@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::signals;
 use crate::cli::LiveArgs;
-use crate::events::{Body, text::TextWriter};
+use crate::events::text::TextWriter;
 use crate::probe::{self, Options, Session};
 
 pub fn run(live: &LiveArgs) -> anyhow::Result<ExitCode> {
@@ -29,9 +29,6 @@ pub fn run(live: &LiveArgs) -> anyhow::Result<ExitCode> {
     while !signals::stop_requested() && failed.is_none() {
         let mut sink = |ev: crate::events::Event| {
             events += 1;
-            if let Body::Lost { count, .. } = ev.body {
-                lost += count;
-            }
             if failed.is_none()
                 && let Err(e) = text.write_event(&mut out, &ev)
             {
@@ -40,7 +37,7 @@ pub fn run(live: &LiveArgs) -> anyhow::Result<ExitCode> {
         };
         session.poll(Duration::from_millis(100), &mut sink)?;
         if last_check.elapsed() >= Duration::from_secs(1) {
-            session.lost_events(&mut sink)?;
+            lost += session.lost_events()?;
             last_check = Instant::now();
         }
         if failed.is_none()

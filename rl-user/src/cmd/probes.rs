@@ -10,7 +10,7 @@ use crate::probe::{Options, Session, Status};
 
 /// Most instructions the verifier may process for any one rltop program.
 /// Per-event cost grows with it; a test keeps every program under it.
-pub const INSN_BUDGET: u32 = 1500;
+pub const INSN_BUDGET: u32 = 2000;
 
 pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let opts = Options::from_cli(live)?;

@@ -42,7 +42,13 @@ pub fn uname() -> (String, String) {
     (s(&u.release), s(&u.nodename))
 }
 
-pub fn run(live: &LiveArgs, output: &Path, duration: Option<f64>, argv: &[String]) -> anyhow::Result<ExitCode> {
+pub fn run(
+    live: &LiveArgs,
+    output: &Path,
+    duration: Option<f64>,
+    probe_cost: bool,
+    argv: &[String],
+) -> anyhow::Result<ExitCode> {
     let opts = Options::from_cli(live)?;
     let duration = match duration {
         Some(d) if !(d > 0.0 && d.is_finite()) => return Err(user_error("--duration must be a positive number of seconds")),
@@ -73,6 +79,7 @@ pub fn run(live: &LiveArgs, output: &Path, duration: Option<f64>, argv: &[String
     let mut writer = TraceWriter::create(output, &header)
         .map_err(|e| user_error(format!("cannot create {}: {e}", output.display())))?;
 
+    let cost_accounting = if probe_cost { Some(session.enable_cost_accounting()?) } else { None };
     signals::install_stop_handlers();
     let mut child = match argv.split_first() {
         None => None,
@@ -91,7 +98,12 @@ pub fn run(live: &LiveArgs, output: &Path, duration: Option<f64>, argv: &[String
     );
 
     let started = Instant::now();
-    let result = record_loop(&mut session, &mut writer, &mut child, started, duration);
+    let mut costs = Vec::new();
+    let result = record_loop(&mut session, &mut writer, &mut child, started, duration, &mut |s| {
+        if cost_accounting.is_some() {
+            costs = s.costs();
+        }
+    });
     let child_status = stop_child(&mut child);
     match result {
         Ok(lost) => {
@@ -104,6 +116,13 @@ pub fn run(live: &LiveArgs, output: &Path, duration: Option<f64>, argv: &[String
                 if stats.events > 0 { stats.bytes as f64 / stats.events as f64 } else { 0.0 },
                 output.display()
             );
+            if cost_accounting.is_some() {
+                let (runs, ns) = costs.iter().fold((0u64, 0f64), |(r, t), c| (r + c.1, t + c.1 as f64 * c.2));
+                for (name, n, mean) in costs.iter().filter(|c| c.1 > 0) {
+                    eprintln!("rltop: probe cost: {name}: {n} runs, {mean:.0} ns/run");
+                }
+                eprintln!("rltop: probe cost: all probes: {runs} runs, {:.0} ns/run", ns / runs.max(1) as f64);
+            }
             Ok(child_status.unwrap_or(ExitCode::SUCCESS))
         }
         Err(e) => {
@@ -124,6 +143,7 @@ fn record_loop(
     child: &mut Option<Child>,
     started: Instant,
     duration: Option<Duration>,
+    before_stop: &mut impl FnMut(&Session),
 ) -> anyhow::Result<u64> {
     let mut last_flush = Instant::now();
     let mut lost = 0;
@@ -134,12 +154,13 @@ fn record_loop(
             || duration.is_some_and(|d| started.elapsed() >= d)
             || child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
         let flush = stop || last_flush.elapsed() >= FLUSH_EVERY;
-        if stop {
-            // What the kernel wrote before we noticed.
-            session.drain(&mut |ev| batch.push(ev));
-        }
         if flush {
-            lost += session.lost_events(&mut |ev| batch.push(ev))?;
+            lost += session.lost_events()?;
+        }
+        if stop {
+            before_stop(session);
+            // Detach, then everything still staged or in the ring.
+            session.finish(&mut |ev| batch.push(ev))?;
         }
         for ev in batch.drain(..) {
             writer.push(&ev).context("writing the trace")?;

@@ -1,7 +1,7 @@
 //! Decoding of kernel ring-buffer records (`rl-common`) into [`Event`]s.
 
 use rl_common::{
-    COMM_LEN, FLAG_SUCCESS, FLAG_WRITE, Kind, MARKER_RECORD_SIZE, MARKER_TEXT_LEN, RECORD_SIZE,
+    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_SUCCESS, FLAG_WRITE, Kind, MARKER_RECORD_SIZE, MARKER_TEXT_LEN, RECORD_SIZE,
     RecordHeader,
 };
 
@@ -45,6 +45,20 @@ fn header(b: &[u8]) -> RecordHeader {
 fn c_text(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Decodes one ring-buffer entry: a [`rl_common::Batch`] of records from one
+/// CPU (told apart by its length), or a single record.
+pub fn decode_entry(b: &[u8], out: &mut impl FnMut(Result<Event, RawError>)) {
+    if b.len() == BATCH_SIZE {
+        let n = (u32_at(b, 0) as usize).min(BATCH_LEN);
+        for i in 0..n {
+            let at = 8 + i * RECORD_SIZE;
+            out(decode(&b[at..at + RECORD_SIZE]));
+        }
+    } else {
+        out(decode(b));
+    }
 }
 
 /// Decodes one ring-buffer record.
@@ -140,6 +154,22 @@ mod tests {
         let mut m = MarkerRecord { hdr: RecordHeader { kind: Kind::Marker as u8, ..Default::default() }, len: 5, _pad: 0, text: [b'x'; MARKER_TEXT_LEN] };
         m.text[..5].copy_from_slice(b"run f");
         assert_eq!(decode(&bytes(&m)).unwrap().body, Body::Marker { text: "run f".into() });
+    }
+
+    #[test]
+    fn decodes_a_batch_up_to_its_count() {
+        let mut b = rl_common::Batch { n: 2, ..Default::default() };
+        for (i, r) in b.records.iter_mut().enumerate() {
+            *r = Record { hdr: RecordHeader { ts: i as u64, kind: Kind::Exit as u8, ..Default::default() }, w: [0; 4] };
+        }
+        let mut got = Vec::new();
+        decode_entry(&bytes(&b), &mut |e| got.push(e.unwrap().ts));
+        assert_eq!(got, vec![0, 1]);
+        // A count beyond the array is clamped, never read past the entry.
+        b.n = 99;
+        let mut n = 0;
+        decode_entry(&bytes(&b), &mut |_| n += 1);
+        assert_eq!(n, BATCH_LEN);
     }
 
     #[test]

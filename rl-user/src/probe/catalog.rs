@@ -241,6 +241,16 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         requires: None,
     },
     ProbeSpec {
+        // rltop's own: hands a CPU's staged records to the ring on request.
+        program: "flush_kick",
+        category: "syscalls",
+        event: "sys_enter_getppid",
+        attach: Attach::Tracepoint,
+        fields: &[],
+        members: &[],
+        requires: None,
+    },
+    ProbeSpec {
         program: "task_free",
         category: "sched",
         event: "sched_process_free",

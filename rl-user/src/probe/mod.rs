@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use rl_common::Filter;
+use rl_common::{Batching, Filter};
 
 use crate::events::{Body, Dev, Event};
 use crate::user_error;
@@ -116,9 +116,15 @@ fn profile_specs(profile: &str) -> anyhow::Result<(&'static str, &'static [Probe
 /// A live tracing session: the loaded programs and their ring buffer.
 /// Dropping it detaches every probe.
 pub struct Session {
-    // Kept alive: dropping `Ebpf` detaches the programs.
-    _ebpf: Ebpf,
+    // Kept alive: dropping `Ebpf` detaches the programs (see `finish`).
+    ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
+    stage: PerCpuArray<MapData, rl_common::Staging>,
+    /// Per-CPU batches arrive out of time order; see [`Reorder`].
+    reorder: Reorder,
+    /// Whether CPUs can be kicked to hand over their staged records.
+    kicks: bool,
+    last_kick: std::time::Instant,
     drops: PerCpuArray<MapData, u64>,
     last_drops: Vec<u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -148,6 +154,17 @@ impl Session {
             ));
         }
 
+        // Batch per CPU only when idle CPUs can be kicked to hand theirs over.
+        let kick_ready = specs
+            .iter()
+            .zip(&resolved.ready)
+            .any(|(s, r)| s.program == "flush_kick" && r.is_ok());
+        let batching = Batching {
+            len: if kick_ready { rl_common::BATCH_LEN as u32 } else { 1 },
+            _pad: 0,
+            flush_ns: BATCH_FLUSH.as_nanos() as u64,
+        };
+
         raise_memlock();
         let filter = Filter {
             self_tgid: std::process::id(),
@@ -160,6 +177,7 @@ impl Session {
             .override_global("TP", &resolved.tp, true)
             .override_global("KOFF", &resolved.kernel, true)
             .override_global("FILTER", &filter, true)
+            .override_global("BATCHING", &batching, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
@@ -187,10 +205,16 @@ impl Session {
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
+        let stage = PerCpuArray::try_from(ebpf.take_map("STAGE").context("STAGE map")?)?;
+        let kicks = probes.iter().any(|p| p.program == "flush_kick" && matches!(p.status, Status::Attached { .. }));
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
         Ok(Session {
-            _ebpf: ebpf,
+            ebpf: Some(ebpf),
             ring,
+            stage,
+            reorder: Reorder::default(),
+            kicks,
+            last_kick: std::time::Instant::now(),
             drops,
             last_drops: vec![0; ncpus],
             logger,
@@ -199,6 +223,28 @@ impl Session {
             mounted_tracefs,
             decode_errors: 0,
         })
+    }
+
+    /// Starts the kernel's per-program run-time accounting (it costs a
+    /// clock read per run, so only on request); accounting stops when the
+    /// returned fd is dropped.
+    pub fn enable_cost_accounting(&self) -> anyhow::Result<std::os::fd::OwnedFd> {
+        aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF run-time statistics")
+    }
+
+    /// For each attached probe: runs and mean nanoseconds per run, as the
+    /// kernel accounted them since [`Session::enable_cost_accounting`].
+    pub fn costs(&self) -> Vec<(String, u64, f64)> {
+        self.probes
+            .iter()
+            .filter(|p| matches!(p.status, Status::Attached { .. }))
+            .filter_map(|p| {
+                let info = self.ebpf.as_ref()?.program(p.program)?.info().ok()?;
+                let n = info.run_count();
+                let mean = if n > 0 { info.run_time().as_nanos() as f64 / n as f64 } else { 0.0 };
+                Some((p.name.clone(), n, mean))
+            })
+            .collect()
     }
 
     /// Names of the attached probes.
@@ -221,8 +267,9 @@ impl Session {
             .collect()
     }
 
-    /// Waits up to `timeout` for records, then hands every available event
-    /// to `out`. Returns how many events were delivered.
+    /// Waits up to `timeout` for records, then hands `out`, in time order,
+    /// every event that can no longer be preceded by one still staged on a
+    /// CPU. Returns how many events were delivered.
     pub fn poll(&mut self, timeout: Duration, out: &mut impl FnMut(Event)) -> anyhow::Result<usize> {
         let mut fds = [
             libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -247,43 +294,173 @@ impl Session {
         {
             l.flush();
         }
-        Ok(self.drain(out))
+        self.read_ring();
+        let watermark = if !self.kicks {
+            // Every record went straight to the ring, in nearly time order.
+            u64::MAX
+        } else if self.last_kick.elapsed() >= KICK_EVERY {
+            // Everything staged before `start` is in the ring once every CPU
+            // has been kicked and the ring read again.
+            let start = monotonic_ns();
+            self.kick_all_cpus();
+            self.read_ring();
+            self.last_kick = std::time::Instant::now();
+            start
+        } else {
+            self.reorder.watermark
+        };
+        Ok(self.reorder.release(watermark, out))
     }
 
-    /// Hands every record now in the ring to `out`.
-    pub fn drain(&mut self, out: &mut impl FnMut(Event)) -> usize {
-        let mut n = 0;
-        while let Some(item) = self.ring.next() {
-            match crate::events::raw::decode(&item) {
-                Ok(ev) => {
-                    out(ev);
-                    n += 1;
-                }
-                Err(e) => {
-                    self.decode_errors += 1;
-                    if self.decode_errors == 1 {
-                        log::error!("undecodable ring-buffer record ({e}); rltop's kernel and user halves disagree");
-                    }
+    /// Stops tracing: detaches every probe, collects what the CPUs still
+    /// had staged and what is in the ring, and hands it all to `out` in
+    /// time order.
+    pub fn finish(&mut self, out: &mut impl FnMut(Event)) -> anyhow::Result<usize> {
+        // Detach first: afterwards nothing writes to the staging areas.
+        drop(self.ebpf.take());
+        self.read_ring();
+        for cpu_stage in self.stage.get(&0, 0).context("reading the staged records")?.iter() {
+            let b = &cpu_stage.batch;
+            for r in &b.records[..(b.n as usize).min(rl_common::BATCH_LEN)] {
+                // SAFETY: Record is #[repr(C)] plain integers; viewing it as bytes is sound.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts((r as *const rl_common::Record).cast::<u8>(), rl_common::RECORD_SIZE)
+                };
+                match crate::events::raw::decode(bytes) {
+                    Ok(ev) => self.reorder.push(ev),
+                    Err(e) => self.decode_error(e),
                 }
             }
         }
-        n
+        Ok(self.reorder.release(u64::MAX, out))
     }
 
-    /// Emits a `lost` event for each CPU whose drop counter grew since the
-    /// last call, stamped with the current monotonic time.
-    pub fn lost_events(&mut self, out: &mut impl FnMut(Event)) -> anyhow::Result<u64> {
+    /// Moves every ring entry into the reorder buffer.
+    fn read_ring(&mut self) {
+        let mut errors = Vec::new();
+        while let Some(item) = self.ring.next() {
+            crate::events::raw::decode_entry(&item, &mut |r| match r {
+                Ok(ev) => self.reorder.push(ev),
+                Err(e) => errors.push(e),
+            });
+        }
+        for e in errors {
+            self.decode_error(e);
+        }
+    }
+
+    fn decode_error(&mut self, e: crate::events::raw::RawError) {
+        self.decode_errors += 1;
+        if self.decode_errors == 1 {
+            log::error!("undecodable ring-buffer record ({e}); rltop's kernel and user halves disagree");
+        }
+    }
+
+    /// Runs `flush_kick` on every CPU: this thread visits each CPU and makes
+    /// a `getppid` there, whose tracepoint hands that CPU's staged records
+    /// to the ring. A CPU we may not run on keeps its records until its
+    /// next event or the end.
+    fn kick_all_cpus(&mut self) {
+        // Only CPUs with staged records need a visit. A record whose
+        // timestamp was taken before the caller's watermark is either
+        // counted here or already in the ring.
+        let staged: Vec<bool> = match self.stage.get(&0, 0) {
+            Ok(v) => v.iter().map(|s| s.batch.n > 0).collect(),
+            Err(_) => vec![true; self.last_drops.len()],
+        };
+        // SAFETY: cpu_set_t is plain bits; the calls get valid pointers.
+        unsafe {
+            let mut saved: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut saved) != 0 {
+                return;
+            }
+            for cpu in 0..self.last_drops.len() {
+                if !libc::CPU_ISSET(cpu, &saved) || !staged.get(cpu).copied().unwrap_or(true) {
+                    continue;
+                }
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut one);
+                if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) == 0 {
+                    libc::syscall(libc::SYS_getppid);
+                }
+            }
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &saved);
+        }
+    }
+
+    /// Queues a `lost` event for each CPU whose drop counter grew since the
+    /// last call, stamped with the current monotonic time; `poll` and
+    /// `finish` deliver it in order. Returns how many were lost.
+    pub fn lost_events(&mut self) -> anyhow::Result<u64> {
         let values = self.drops.get(&0, 0).context("reading drop counters")?;
         let now = monotonic_ns();
         let mut total = 0;
         for (cpu, (&v, last)) in values.iter().zip(self.last_drops.iter_mut()).enumerate() {
             if v > *last {
-                out(Event { ts: now, tid: 0, pid: 0, cpu: Some(cpu as u32), body: Body::Lost { count: v - *last, cpu: cpu as u32 } });
+                let ev = Event { ts: now, tid: 0, pid: 0, cpu: Some(cpu as u32), body: Body::Lost { count: v - *last, cpu: cpu as u32 } };
+                self.reorder.push(ev);
                 total += v - *last;
                 *last = v;
             }
         }
         Ok(total)
+    }
+}
+
+/// How often idle CPUs are kicked to hand over staged records; this bounds
+/// how late an event is delivered.
+const KICK_EVERY: Duration = Duration::from_millis(50);
+/// A staged batch older than this goes to the ring at the CPU's next record.
+const BATCH_FLUSH: Duration = Duration::from_millis(5);
+
+/// Puts the events of per-CPU batches back in time order: events wait here
+/// until no CPU can still hold an older one (the watermark), then leave
+/// sorted by timestamp (ties keep arrival order).
+#[derive(Default)]
+struct Reorder {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Pending>>,
+    seq: u64,
+    watermark: u64,
+}
+
+struct Pending {
+    ts: u64,
+    seq: u64,
+    ev: Event,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(o.ts, o.seq))
+    }
+}
+
+impl Reorder {
+    fn push(&mut self, ev: Event) {
+        self.seq += 1;
+        self.heap.push(std::cmp::Reverse(Pending { ts: ev.ts, seq: self.seq, ev }));
+    }
+
+    /// Hands over, in order, every event older than `watermark`.
+    fn release(&mut self, watermark: u64, out: &mut impl FnMut(Event)) -> usize {
+        self.watermark = self.watermark.max(watermark);
+        let mut n = 0;
+        while self.heap.peek().is_some_and(|p| p.0.ts < self.watermark) {
+            out(self.heap.pop().expect("peeked").0.ev);
+            n += 1;
+        }
+        n
     }
 }
 
@@ -307,13 +484,19 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<Option<u32>> {
     Ok(prog.info().ok().and_then(|i| i.verified_instruction_count()))
 }
 
-/// Keeps the verifier's verdict (its last lines) and drops the rest of the log.
+/// Keeps the verifier's verdict — the last lines before its statistics —
+/// and drops the rest of the log (set RLTOP_VERIFIER_LOG=1 for all of it).
 fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
     match e {
         aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(3).collect();
-            anyhow::anyhow!("the verifier rejected it ({io_error}): {}", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+            if std::env::var_os("RLTOP_VERIFIER_LOG").is_some() {
+                eprintln!("{log}");
+            }
+            let lines: Vec<&str> =
+                log.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("verification time")).collect();
+            let verdict = lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" / ");
+            anyhow::anyhow!("the verifier rejected it ({io_error}): {verdict}")
         }
         other => other.into(),
     }
@@ -344,4 +527,31 @@ pub fn realtime_ns() -> u64 {
     // SAFETY: as above.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: u64, tid: u32) -> Event {
+        Event { ts, tid, pid: tid, cpu: None, body: Body::Exit }
+    }
+
+    #[test]
+    fn reorder_releases_in_time_order_up_to_the_watermark() {
+        let mut r = Reorder::default();
+        // CPU 1's batch arrives before CPU 0's older one.
+        for (ts, tid) in [(30, 1), (40, 1), (10, 0), (20, 0), (30, 0)] {
+            r.push(ev(ts, tid));
+        }
+        let mut out = Vec::new();
+        assert_eq!(r.release(31, &mut |e| out.push((e.ts, e.tid))), 4);
+        // Equal timestamps keep arrival order.
+        assert_eq!(out, vec![(10, 0), (20, 0), (30, 1), (30, 0)]);
+        // The watermark never goes back; what is left leaves at the end.
+        assert_eq!(r.release(5, &mut |e| out.push((e.ts, e.tid))), 0);
+        r.push(ev(35, 2));
+        assert_eq!(r.release(u64::MAX, &mut |e| out.push((e.ts, e.tid))), 2);
+        assert_eq!(&out[4..], &[(35, 2), (40, 1)]);
+    }
 }
