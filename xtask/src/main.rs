@@ -116,11 +116,11 @@ struct Step {
 
 /// What `cargo xtask test` runs, in order, after set-up. A new kind of test
 /// (e.g. kprobe tests in a VM) is one more entry here.
-///
-/// `clippy_ebpf` is not in the list yet: rl-ebpf does not pass clippy with
-/// `-D warnings`. Add `Step { name: "clippy-ebpf", run: clippy_ebpf }` once it
-/// does (`cargo xtask clippy-ebpf` runs it alone).
-const TEST_STEPS: &[Step] = &[Step { name: "build", run: build }, Step { name: "test", run: cargo_test }];
+const TEST_STEPS: &[Step] = &[
+    Step { name: "build", run: build },
+    Step { name: "clippy-ebpf", run: clippy_ebpf },
+    Step { name: "test", run: cargo_test },
+];
 
 fn test(root: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
