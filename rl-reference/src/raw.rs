@@ -96,11 +96,15 @@ impl<F: Flavour> Raw<F> {
         drop(core);
         // The granter sets the flag under the mutex, after the count reached
         // 0, then unparks us: the flag alone says we own the range.
-        for _ in 0..SPINS {
+        for i in 0..SPINS {
             if granted.load(Acquire) {
                 return slot;
             }
-            std::hint::spin_loop();
+            if i + 4 < SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         while !granted.load(Acquire) {
             park();

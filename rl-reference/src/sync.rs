@@ -26,8 +26,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(not(loom))]
 pub(crate) use std::thread::{Thread, current, park};
 
-/// How many times a blocked thread polls its grant flag before parking: a
-/// lock handed over within a microsecond or two costs no sleep and no
+/// How many times a blocked thread polls its grant flag before parking (the
+/// last few polls yield the CPU first, so a spinning waiter does not starve
+/// the holder on a busy machine): a quick handoff costs no sleep and no
 /// wake-up syscall. None under loom (it would only multiply interleavings).
 #[cfg(not(loom))]
 pub(crate) const SPINS: u32 = 1000;
