@@ -84,7 +84,10 @@ impl<F: Flavour> Raw<F> {
     }
 
     /// Block until `[start, last]` is granted; returns the slot.
-    #[cfg_attr(loom, allow(clippy::reversed_empty_ranges))] // SPINS = 0
+    #[cfg_attr(
+        loom,
+        allow(clippy::reversed_empty_ranges, clippy::absurd_extreme_comparisons)
+    )] // SPINS = 0
     pub(crate) fn lock(&self, start: u64, last: u64, mode: Mode) -> u32 {
         let mut core = self.core();
         let (slot, blocking) = core.insert(start, last, mode, Waiter::None);
