@@ -10,6 +10,20 @@ use std::task::{Context, Poll};
 use crate::flavour::{ExclFifo, Mode, Rw};
 use crate::raw::{Raw, RawAcquire};
 
+// Locks are shared between threads, guards may be unlocked on another
+// thread, futures may move between tokio workers.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<RangeLock>();
+    send_sync::<RwRangeLock>();
+    send_sync::<RangeGuard<'_>>();
+    send_sync::<ReadGuard<'_>>();
+    send_sync::<WriteGuard<'_>>();
+    send_sync::<LockFuture<'_>>();
+    send_sync::<ReadFuture<'_>>();
+    send_sync::<WriteFuture<'_>>();
+};
+
 #[inline]
 #[track_caller]
 fn bounds(range: &RangeInclusive<u64>) -> (u64, u64) {

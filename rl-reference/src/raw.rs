@@ -117,10 +117,8 @@ impl<F: Flavour> Raw<F> {
 
     pub(crate) fn try_lock(&self, start: u64, last: u64, mode: Mode) -> Option<u32> {
         let mut core = self.core();
-        if core.count_conflicts(start, last, mode, 1) > 0 {
-            return None;
-        }
-        Some(core.insert(start, last, mode, Waiter::None).0)
+        core.insert_if(start, last, mode, Waiter::None, true)
+            .map(|(slot, _)| slot)
     }
 
     /// Remove `slot`, held or waiting, and wake whoever that grants.

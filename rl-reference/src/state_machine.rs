@@ -177,11 +177,9 @@ impl<F: Flavour> StateMachine<F> {
         if self.ids.contains_key(&id) {
             return Err(Error::DuplicateId(id));
         }
-        if self.core.count_conflicts(start, last, mode, 1) > 0 {
+        let Some((slot, _)) = self.core.insert_if(start, last, mode, id, true) else {
             return Ok(false);
-        }
-        let (slot, blocking) = self.core.insert(start, last, mode, id);
-        debug_assert_eq!(blocking, 0);
+        };
         self.ids.insert(id, slot);
         Ok(true)
     }
