@@ -70,7 +70,7 @@ pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
     let pos: u64 = kread(iocb, global!(KOFF.kiocb_pos));
     let len: u64 = kread(iter, global!(KOFF.iter_count));
     let write: u8 = kread(iter, global!(KOFF.iter_data_source));
-    if DIO_INFLIGHT.insert(iocb, 1, 0).is_err() {
+    if DIO_INFLIGHT.insert(&iocb, &1, 0).is_err() {
         warn!(&ctx, "rltop: DIO in-flight map insert failed; this DIO's end is not traced");
     }
     emit(t, Kind::DioBegin, if write != 0 { FLAG_WRITE } else { 0 }, dev, [iocb, ino, pos, len]);
@@ -82,10 +82,10 @@ pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
 pub fn dio_complete(ctx: RawTracePointContext) -> i32 {
     let iocb: u64 = ctx.arg(0);
     // SAFETY: presence test only.
-    if unsafe { DIO_INFLIGHT.get(iocb) }.is_none() {
+    if unsafe { DIO_INFLIGHT.get(&iocb) }.is_none() {
         return 0;
     }
-    let _ = DIO_INFLIGHT.remove(iocb);
+    let _ = DIO_INFLIGHT.remove(&iocb);
     let error = ctx.arg::<u64>(1) as i32;
     let ret = ctx.arg::<u64>(2) as i64;
     let ret = if error != 0 { error as i64 } else { ret };
@@ -105,7 +105,7 @@ pub fn punch_hole(ctx: TracePointContext) -> u32 {
     }
     let pos: u64 = r.get(global!(TP.punch_offset));
     let len: u64 = r.get(global!(TP.punch_len));
-    if PUNCHING.insert(t.tid, 1, 0).is_err() {
+    if PUNCHING.insert(&t.tid, &1, 0).is_err() {
         warn!(&ctx, "rltop: punch map full; this punch's end is not traced");
     }
     emit(t, Kind::PunchBegin, 0, dev, [ino, pos, len, 0]);
@@ -117,10 +117,10 @@ pub fn punch_hole(ctx: TracePointContext) -> u32 {
 pub fn fallocate_exit(ctx: TracePointContext) -> u32 {
     let t = current();
     // SAFETY: presence test only.
-    if unsafe { PUNCHING.get(t.tid) }.is_none() {
+    if unsafe { PUNCHING.get(&t.tid) }.is_none() {
         return 0;
     }
-    let _ = PUNCHING.remove(t.tid);
+    let _ = PUNCHING.remove(&t.tid);
     let ret: i64 = TpRecord::read(&ctx).map_or(0, |r| r.get(global!(TP.fallocate_ret)));
     emit(t, Kind::PunchEnd, 0, 0, [ret as u64, 0, 0, 0]);
     0
@@ -135,7 +135,7 @@ pub fn truncate_enter(ctx: RawTracePointContext) -> i32 {
     if !traced_file(dev, ino) {
         return 0;
     }
-    if TRUNCATING.insert(t.tid, 1, 0).is_err() {
+    if TRUNCATING.insert(&t.tid, &1, 0).is_err() {
         warn!(&ctx, "rltop: truncate map full; this truncate's end is not traced");
     }
     emit(t, Kind::TruncateBegin, 0, dev, [ino, size, 0, 0]);
@@ -148,10 +148,10 @@ pub fn truncate_enter(ctx: RawTracePointContext) -> i32 {
 pub fn truncate_exit(_ctx: RawTracePointContext) -> i32 {
     let t = current();
     // SAFETY: presence test only.
-    if unsafe { TRUNCATING.get(t.tid) }.is_none() {
+    if unsafe { TRUNCATING.get(&t.tid) }.is_none() {
         return 0;
     }
-    let _ = TRUNCATING.remove(t.tid);
+    let _ = TRUNCATING.remove(&t.tid);
     emit(t, Kind::TruncateEnd, 0, 0, [0; 4]);
     0
 }

@@ -14,6 +14,10 @@
 //! filling up, count what does not fit (`DROPS`), and never log per event.
 #![no_std]
 #![no_main]
+// Map keys and values are passed by reference on purpose: passed by value
+// they are spilled to fresh stack slots at each call, which defeats the
+// verifier's state pruning and doubled the processed instruction count.
+#![allow(clippy::needless_borrows_for_generic_args)]
 // Inline assembly for context loads at literal offsets (see `TpRecord`).
 #![feature(asm_experimental_arch)]
 
@@ -115,7 +119,7 @@ pub(crate) fn traced_task() -> Option<Task> {
         return None;
     }
     // SAFETY: the value is only tested for presence.
-    if global!(FILTER.pid_filter) != 0 && unsafe { PIDS.get(t.pid) }.is_none() {
+    if global!(FILTER.pid_filter) != 0 && unsafe { PIDS.get(&t.pid) }.is_none() {
         return None;
     }
     Some(t)
@@ -176,7 +180,7 @@ fn name_once(t: Task) {
         }
     }
     // SAFETY: presence test only.
-    if unsafe { SEEN.get(t.tid) }.is_none() {
+    if unsafe { SEEN.get(&t.tid) }.is_none() {
         let Ok(comm) = bpf_get_current_comm() else { return };
         let mut w = [0u64; 4];
         w[0] = u64::from_ne_bytes([comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7]]);
@@ -184,7 +188,7 @@ fn name_once(t: Task) {
         if !write(t, Kind::Task, 0, 0, w) {
             return;
         }
-        let _ = SEEN.insert(t.tid, 1, 0);
+        let _ = SEEN.insert(&t.tid, &1, 0);
     }
     if let Some(last) = last {
         // SAFETY: as above.
@@ -195,7 +199,7 @@ fn name_once(t: Task) {
 /// Forgets that `tid` was named (its name changed, or it is gone).
 #[inline(always)]
 pub(crate) fn forget_name(tid: u32) {
-    if SEEN.remove(tid).is_ok()
+    if SEEN.remove(&tid).is_ok()
         && let Some(e) = NAME_EPOCH.get_ptr_mut(0)
     {
         // SAFETY: a valid array slot. Racing bumps may collapse into one, but

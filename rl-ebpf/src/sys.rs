@@ -82,11 +82,11 @@ pub fn console(ctx: TracePointContext) -> u32 {
 pub fn task_exit(_ctx: TracePointContext) -> u32 {
     let t = current();
     // SAFETY: presence test only.
-    if unsafe { SEEN.get(t.tid) }.is_none() {
+    if unsafe { SEEN.get(&t.tid) }.is_none() {
         return 0;
     }
     if t.tid == t.pid {
-        let _ = PIDS.remove(t.pid);
+        let _ = PIDS.remove(&t.pid);
     }
     emit_exit(t);
     0
@@ -115,12 +115,12 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
     }
     let parent = current();
     // SAFETY: presence test only.
-    if unsafe { PIDS.get(parent.pid) }.is_none() {
+    if unsafe { PIDS.get(&parent.pid) }.is_none() {
         return 0;
     }
     let Some(r) = TpRecord::read(&ctx) else { return 0 };
     let child: u32 = r.get(global!(TP.fork_child_pid));
-    let _ = PIDS.insert(child, 1, 0);
+    let _ = PIDS.insert(&child, &1, 0);
     0
 }
 
