@@ -388,3 +388,39 @@ fn non_root_record_is_one_clear_error() {
 }
 
 use std::os::unix::process::CommandExt as _;
+
+#[test]
+fn overflowing_the_ring_is_recorded_as_lost_events() {
+    if !need_root("overflowing_the_ring_is_recorded_as_lost_events") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let iterations = 300u64;
+    let mut rec = Recorder::start(&trace, &["--buffer-mb", "1"]);
+    // A reader that stops reading: the 1 MiB ring overflows.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.child.id() as i32, libc::SIGSTOP) };
+    let out = Command::new(WORKLOAD)
+        .args(["--heavy", "--dir", dir.path().to_str().unwrap(), "--iterations", &iterations.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let wl: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(rec.child.id() as i32, libc::SIGCONT) };
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "{stderr:?}");
+    let events = dump(&trace);
+    let lost: u64 = events.iter().filter(|e| kind(e) == "lost").map(|e| e["count"].as_u64().unwrap()).sum();
+    assert!(lost > 0, "no drops recorded although the reader was stopped");
+    let summary = stderr.iter().find(|l| l.contains(" lost) in ")).expect("summary line");
+    assert!(summary.contains(&format!("({lost} lost)")), "{summary} vs {lost}");
+    // Every fault of the workload is either in the trace or counted as lost:
+    // nothing goes missing silently. (Lost counts include other tasks' events.)
+    let ino = wl["ino"].as_u64().unwrap();
+    let faults = events.iter().filter(|e| kind(e) == "fault" && e["ino"] == ino).count() as u64;
+    assert!(faults + lost >= 64 * iterations, "{faults} faults + {lost} lost < {}", 64 * iterations);
+    assert!(faults < 64 * iterations, "the ring did not overflow");
+}
