@@ -768,6 +768,10 @@ mod props {
     use crate::flavour::Rw;
     use proptest::prelude::*;
 
+    fn max_ops() -> usize {
+        if cfg!(miri) { 60 } else { 400 }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 64 }, ..ProptestConfig::default() })]
 
@@ -775,7 +779,7 @@ mod props {
         /// counts stay exact through inserts, removals (rebuilds included)
         /// and downgrades.
         #[test]
-        fn invariants_hold(ops in prop::collection::vec((0..3u8, 0..1000u64, 0..50u64, any::<bool>(), any::<prop::sample::Index>()), 1..400)) {
+        fn invariants_hold(ops in prop::collection::vec((0..3u8, 0..1000u64, 0..50u64, any::<bool>(), any::<prop::sample::Index>()), 1..max_ops())) {
             let mut c: Core<Rw, u64> = Core::new();
             let mut live: Vec<u32> = Vec::new();
             for (i, (kind, start, len, write, pick)) in ops.into_iter().enumerate() {
