@@ -120,6 +120,8 @@ const TEST_STEPS: &[Step] = &[
     Step { name: "build", run: build },
     Step { name: "clippy-ebpf", run: clippy_ebpf },
     Step { name: "test", run: cargo_test },
+    Step { name: "loom", run: loom },
+    Step { name: "miri", run: miri },
 ];
 
 fn test(root: &Path) -> anyhow::Result<()> {
@@ -149,6 +151,26 @@ fn summary(done: &[(&str, std::time::Duration)]) -> String {
 /// rl-user/build.rs builds it for BPF with the nightly).
 fn build(root: &Path) -> anyhow::Result<()> {
     run(Command::new("cargo").current_dir(root).arg("build"))
+}
+
+/// loom model checks of rl-reference's concurrent locks (own target dir:
+/// `--cfg loom` rebuilds everything it touches).
+fn loom(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("cargo")
+        .current_dir(root)
+        .args(["test", "-p", "rl-reference", "--test", "loom", "--release"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", target_dir(root).join("loom")))
+}
+
+/// rl-reference under miri: the state machines, the locks, and the thread
+/// tests miri can run (isolation off: proptest asks for the cwd).
+fn miri(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("rustup")
+        .current_dir(root)
+        .args(["run", "nightly", "cargo", "miri", "test", "-p", "rl-reference"])
+        .args(["--lib", "--test", "oracle", "--test", "stress", "--test", "threads"])
+        .env("MIRIFLAGS", "-Zmiri-disable-isolation"))
 }
 
 fn cargo_test(root: &Path) -> anyhow::Result<()> {

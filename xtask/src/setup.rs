@@ -27,8 +27,8 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 /// Nightly components: `rust-src` for `-Z build-std=core` (the eBPF crate),
-/// clippy for `cargo xtask clippy-ebpf`.
-const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
+/// clippy for `cargo xtask clippy-ebpf`, miri for rl-reference's miri run.
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy", "miri"];
 
 /// bpf-linker release known to work with the pinned aya set.
 const BPF_LINKER_VERSION: &str = "0.13.0";
