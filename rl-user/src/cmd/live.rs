@@ -46,6 +46,20 @@ pub fn run(live: &LiveArgs) -> anyhow::Result<ExitCode> {
             failed = Some(e);
         }
     }
+    // What the CPUs still had staged, in order.
+    if failed.is_none() {
+        session.finish(&mut |ev| {
+            events += 1;
+            if failed.is_none()
+                && let Err(e) = text.write_event(&mut out, &ev)
+            {
+                failed = Some(e);
+            }
+        })?;
+        if let Err(e) = out.flush() {
+            failed.get_or_insert(e);
+        }
+    }
     match failed {
         // `sudo rltop | head` ends here.
         Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}

@@ -3,6 +3,8 @@
 //! instruction count (the verifier's cost figure, kept under
 //! [`INSN_BUDGET`] by a test).
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use crate::cli::LiveArgs;
@@ -17,9 +19,10 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     crate::probe::check_privileges("rltop probes")?;
     let session = Session::start(&opts)?;
     let (release, _) = crate::cmd::record::uname();
-    println!("kernel {release}, profile {} (asked: {})", session.profile, opts.profile);
+    let mut out = String::new();
+    writeln!(out, "kernel {release}, profile {} (asked: {})", session.profile, opts.profile)?;
     if session.mounted_tracefs {
-        println!("mounted tracefs at {}", crate::probe::tracefs::TRACEFS);
+        writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }
     let width = session.probes.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for p in &session.probes {
@@ -32,9 +35,13 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
             Status::Unavailable(why) => format!("not attached: {why}"),
             Status::Failed(why) => format!("failed: {why}"),
         };
-        println!("{:width$}  {status}", p.name);
+        writeln!(out, "{:width$}  {status}", p.name)?;
     }
     let attached = session.attached().len();
-    println!("{attached} of {} probes attached", session.probes.len());
-    Ok(ExitCode::SUCCESS)
+    writeln!(out, "{attached} of {} probes attached", session.probes.len())?;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        // `rltop probes | head` is fine.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
