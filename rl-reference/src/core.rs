@@ -10,10 +10,10 @@
 //! when nothing overlaps.
 //!
 //! Balance is scapegoat-style (Galperin & Rivest): no per-node balance data
-//! and no rotations. An insertion that lands deeper than log_{5/3} N
-//! (1.36·log2 N) rebuilds the smallest 0.6-unbalanced subtree on its path;
-//! removals rebuild the whole tree once it has shrunk to 0.6 of its peak.
-//! Depth stays at most 1.36·log2 N + 1; rebuilds cost O(log N) amortized.
+//! and no rotations. An insertion that lands deeper than log_{9/5} N
+//! (1.18·log2 N) rebuilds the smallest 5/9-unbalanced subtree on its path;
+//! removals rebuild the whole tree once it has shrunk to 5/9 of its peak.
+//! Depth stays at most 1.18·log2 N + 1; rebuilds cost O(log N) amortized.
 //! In the common case (a lock, an unlock) nothing moves but the node itself:
 //! insertion counts the conflicts on its single way down to the leaf
 //! position, removal splices the node out through its parent link, and
@@ -31,17 +31,30 @@ use std::ops::ControlFlow;
 
 use crate::flavour::{Flavour, Mode};
 
-/// `POW_5_3[d]` = ⌊(5/3)^d⌋ (saturating). (5/3)^d is never an integer for
-/// d ≥ 1, so (5/3)^d > n ⟺ `POW_5_3[d] >= n`.
-const POW_5_3: [u64; 64] = {
+/// The scapegoat balance factor α = `ALPHA.0 / ALPHA.1`: no child subtree
+/// may hold more than α of its parent's nodes, and depth stays at most
+/// log_{1/α} N. 5/9 (depth ≤ 1.18·log2 N) rather than the textbook 0.6-0.7:
+/// every lock and unlock is a root-to-leaf descent of dependent loads, so
+/// depth is what they cost; rebuilds stay O(log N) amortized (a factor
+/// 1/(2α − 1) = 9 of the node count per rebuilt subtree).
+const ALPHA: (u64, u64) = (5, 9);
+
+/// `MAX_SIZE_AT_DEPTH[d]` = ⌊(1/α)^d⌋ (saturating). (1/α)^d is never an
+/// integer for d ≥ 1 (`ALPHA` is in lowest terms), so
+/// (1/α)^d > n ⟺ `MAX_SIZE_AT_DEPTH[d] >= n`.
+const MAX_SIZE_AT_DEPTH: [u64; 64] = {
     let mut t = [u64::MAX; 64];
     let (mut num, mut den) = (1u128, 1u128);
     let mut d = 0;
-    // 5^54 < 2^127; beyond that (5/3)^d far exceeds any tree size anyway.
-    while d <= 54 {
+    // 9^40 < 2^127; (9/5)^40 > 2^33 already exceeds any tree size (slots
+    // are u32).
+    loop {
         t[d] = (num / den) as u64;
-        num *= 5;
-        den *= 3;
+        if d == 40 {
+            break;
+        }
+        num *= ALPHA.1 as u128;
+        den *= ALPHA.0 as u128;
         d += 1;
     }
     t
@@ -279,9 +292,9 @@ impl<F: Flavour, T: Default> Core<F, T> {
         self.len += 1;
         self.max_len = self.max_len.max(self.len);
         self.link(slot, parent, right);
-        // Deeper than log_{1/α} len, i.e. (5/3)^depth > len (α = 0.6): some
-        // ancestor is α-unbalanced.
-        let too_deep = POW_5_3
+        // Deeper than log_{1/α} len, i.e. (1/α)^depth > len: some ancestor
+        // is α-unbalanced.
+        let too_deep = MAX_SIZE_AT_DEPTH
             .get(depth as usize)
             .is_none_or(|&p| p >= self.len as u64);
         if depth > 0 && too_deep {
@@ -492,8 +505,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
             self.update(s);
             self.fix_up(p);
         }
-        // Shrunk below 0.6 max_len: rebuild everything.
-        if 5 * self.len < 3 * self.max_len {
+        // Shrunk below α max_len: rebuild everything.
+        if ALPHA.1 as usize * self.len < ALPHA.0 as usize * self.max_len {
             self.max_len = self.len;
             if self.root != NIL {
                 let root = self.root;
@@ -503,7 +516,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
     }
 
     /// After inserting the too-deep `slot`, rebuild the lowest ancestor whose
-    /// child on the path holds more than 0.6 of its nodes.
+    /// child on the path holds more than α of its nodes.
     fn rebuild_scapegoat(&mut self, slot: u32) {
         let mut child = slot;
         let mut child_size = 1u128;
@@ -512,7 +525,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let n = self.n(x);
             let sibling = if n.left == child { n.right } else { n.left };
             let size = child_size + 1 + self.subtree_size(sibling) as u128;
-            if 5 * child_size > 3 * size {
+            if ALPHA.1 as u128 * child_size > ALPHA.0 as u128 * size {
                 self.rebuild(x);
                 return;
             }
@@ -734,14 +747,14 @@ mod tests {
         let slots: Vec<u32> = (0..4096u64)
             .map(|i| c.insert(i, i, Mode::Write, i).0)
             .collect();
-        // log_{5/3}(4096) = 16.3: at most 16 edges, 17 levels.
-        assert!(depth(&c, c.root) <= 17, "depth {}", depth(&c, c.root));
+        // log_{9/5}(4096) = 14.2: at most 14 edges, 15 levels.
+        assert!(depth(&c, c.root) <= 15, "depth {}", depth(&c, c.root));
         c.check();
         for &s in &slots[..4000] {
             c.remove(s, |_, _| panic!("nothing waits"));
         }
         assert!(depth(&c, c.root) <= 10, "depth {}", depth(&c, c.root));
-        assert_eq!(&POW_5_3[..6], &[1, 1, 2, 4, 7, 12]);
+        assert_eq!(&MAX_SIZE_AT_DEPTH[..6], &[1, 1, 3, 5, 10, 18]);
         c.check();
     }
 

@@ -123,11 +123,16 @@ impl<F: Flavour> Raw<F> {
 
     /// Remove `slot`, held or waiting, and wake whoever that grants.
     pub(crate) fn unlock(&self, slot: u32) {
-        let mut wakeups = Wakeups::default();
-        {
-            let mut core = self.core();
-            core.remove(slot, |_, n| wakeups.push(n));
+        let mut core = self.core();
+        if core.waiting() == 0 {
+            // Fast path: nobody waits, so nobody can be granted. The removed
+            // payload is `Waiter::None` (only waiting requests have one).
+            core.remove(slot, |_, _| unreachable!("nothing waits"));
+            return;
         }
+        let mut wakeups = Wakeups::default();
+        core.remove(slot, |_, n| wakeups.push(n));
+        drop(core);
         wakeups.wake();
     }
 
@@ -138,6 +143,13 @@ impl<F: Flavour> Raw<F> {
             core.downgrade(slot, |_, n| wakeups.push(n));
         }
         wakeups.wake();
+    }
+
+    /// The range of queued request `slot`.
+    pub(crate) fn range(&self, slot: u32) -> std::ops::RangeInclusive<u64> {
+        let core = self.core();
+        let n = core.node(slot);
+        n.start..=n.last
     }
 
     /// Whether a held request overlaps `[start, last]`.
