@@ -243,12 +243,22 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     }
 
     let base = median(&samples[0].us_per_iter);
+    // Paired per round: each mode against the untraced run of the same
+    // round, which cancels slow drifts of the machine's load.
+    let paired = |s: &Sample| -> f64 {
+        let r: Vec<f64> = samples[0].us_per_iter.iter().zip(&s.us_per_iter).map(|(u, t)| u / t).collect();
+        median(&r)
+    };
     println!();
     println!(
-        "capture overhead: rl-workload --heavy, {} iterations x {} rounds (median; speed = untraced time / traced time)",
+        "capture overhead: rl-workload --heavy, {} iterations x {} rounds\n\
+         speed = median untraced time / median traced time; paired = median over rounds of the same ratio within a round",
         opts.iterations, opts.rounds
     );
-    println!("{:<32} {:>12} {:>10} {:>12} {:>8} {:>12}", "mode", "us/iter", "speed", "events/s", "lost", "bytes/event");
+    println!(
+        "{:<32} {:>9} {:>7} {:>8} {:>10} {:>6} {:>11}",
+        "mode", "us/iter", "speed", "paired", "events/s", "lost", "bytes/event"
+    );
     for (mode, s) in modes.iter().zip(&samples) {
         let m = median(&s.us_per_iter);
         let rate = if s.workload_secs > 0.0 { format!("{:.0}", s.events as f64 / s.workload_secs) } else { "-".into() };
@@ -256,7 +266,16 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
             Mode::Rltop => (s.lost.to_string(), format!("{:.2}", s.bytes as f64 / s.events.max(1) as f64)),
             _ => ("-".into(), "-".into()),
         };
-        println!("{:<32} {:>12.1} {:>10.3} {:>12} {:>8} {:>12}", mode.label(), m, base / m, rate, lost, bpe);
+        println!(
+            "{:<32} {:>9.1} {:>7.3} {:>8.3} {:>10} {:>6} {:>11}",
+            mode.label(),
+            m,
+            base / m,
+            paired(s),
+            rate,
+            lost,
+            bpe
+        );
         for n in &s.notes {
             println!("{:<32} note: {n}", "");
         }
