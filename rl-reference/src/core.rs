@@ -229,36 +229,53 @@ impl<F: Flavour, T: Default> Core<F, T> {
         let mut blocking = 0u32;
         let (mut parent, mut right) = (NIL, false);
         let mut depth = 0u32;
+        // Every lock pays this loop once per level, as a chain of dependent
+        // loads: keep it tight (the slice in registers, the rare conflict
+        // counting out of line) so a level costs little more than one load.
+        //
+        // An unconditional insert also raises `max_last`/`left_max` on the
+        // way down to cover the new leaf, so linking it needs no second,
+        // bottom-up walk of parent links (as long again when the leaf is
+        // the rightmost of a big subtree). A trylock may give up half-way,
+        // so it touches nothing and fixes up after linking instead.
+        let raise = !only_if_free;
+        let nodes = &mut self.nodes[..];
         let mut t = self.root;
         while t != NIL {
             depth += 1;
-            let n = self.n(t);
+            parent = t;
+            let n = &nodes[t as usize];
+            let next;
             if n.start <= start {
                 // n and its left subtree start at or before `start`: they
                 // overlap iff they reach it.
-                if n.last >= start && F::conflicts(n.mode, mode) {
-                    blocking += 1;
+                if n.last >= start || n.left_max >= start {
+                    blocking += count_self_and_left::<F>(nodes, t, start, last, mode);
                 }
-                if n.left_max >= start {
-                    blocking += self.count_conflicts_in(n.left, start, last, mode);
-                }
-                (parent, right) = (t, true);
-                t = n.right;
+                right = true;
+                next = n.right;
             } else {
                 // n and its right subtree start after `start`: they overlap
                 // iff they start by `last`.
                 if n.start <= last {
-                    if F::conflicts(n.mode, mode) {
-                        blocking += 1;
-                    }
-                    blocking += self.count_conflicts_in(n.right, start, last, mode);
+                    blocking += count_self_and_right::<F>(nodes, t, start, last, mode);
                 }
-                (parent, right) = (t, false);
-                t = n.left;
+                right = false;
+                next = n.left;
+            }
+            if raise {
+                let n = &mut nodes[t as usize];
+                if n.max_last < last {
+                    n.max_last = last;
+                }
+                if !right && n.left_max < last {
+                    n.left_max = last;
+                }
             }
             if only_if_free && blocking > 0 {
                 return None;
             }
+            t = next;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -291,7 +308,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         };
         self.len += 1;
         self.max_len = self.max_len.max(self.len);
-        self.link(slot, parent, right);
+        self.link(slot, parent, right, raise);
         // Deeper than log_{1/α} len, i.e. (1/α)^depth > len: some ancestor
         // is α-unbalanced.
         let too_deep = MAX_SIZE_AT_DEPTH
@@ -304,15 +321,6 @@ impl<F: Flavour, T: Default> Core<F, T> {
             self.waiting += 1;
         }
         Some((slot, blocking))
-    }
-
-    fn count_conflicts_in(&self, t: u32, start: u64, last: u64, mode: Mode) -> u32 {
-        let mut count = 0u32;
-        let _ = walk(&self.nodes, t, start, last, &mut |_, n: &Node| {
-            count += u32::from(F::conflicts(n.mode, mode));
-            ControlFlow::Continue(())
-        });
-        count
     }
 
     /// Remove a request (release if held, cancel if waiting) and return its
@@ -458,13 +466,16 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
     }
 
-    /// Hang the fresh leaf `slot` under `parent` on side `right`.
-    fn link(&mut self, slot: u32, parent: u32, right: bool) {
+    /// Hang the fresh leaf `slot` under `parent` on side `right`;
+    /// `raised`: the ancestors' `max_last` already covers it.
+    fn link(&mut self, slot: u32, parent: u32, right: bool, raised: bool) {
         if parent == NIL {
             self.root = slot;
         } else {
             self.set_child(parent, right, slot);
-            self.fix_up(parent);
+            if !raised {
+                self.fix_up(parent);
+            }
         }
     }
 
@@ -656,6 +667,54 @@ impl<F: Flavour, T: Default> Core<F, T> {
     }
 }
 
+/// Conflicts with `[start, last]` in `mode` among node `t` (starting at or
+/// before `start`) and its left subtree. Out of line: the descent calls it
+/// only where something overlaps.
+#[cold]
+#[inline(never)]
+fn count_self_and_left<F: Flavour>(
+    nodes: &[Node],
+    t: u32,
+    start: u64,
+    last: u64,
+    mode: Mode,
+) -> u32 {
+    let n = &nodes[t as usize];
+    let me = u32::from(n.last >= start && F::conflicts(n.mode, mode));
+    me + count_conflicts_in::<F>(nodes, n.left, start, last, mode)
+}
+
+/// Conflicts with `[start, last]` in `mode` among node `t` (starting in
+/// `(start, last]`) and its right subtree.
+#[cold]
+#[inline(never)]
+fn count_self_and_right<F: Flavour>(
+    nodes: &[Node],
+    t: u32,
+    start: u64,
+    last: u64,
+    mode: Mode,
+) -> u32 {
+    let n = &nodes[t as usize];
+    let me = u32::from(F::conflicts(n.mode, mode));
+    me + count_conflicts_in::<F>(nodes, n.right, start, last, mode)
+}
+
+fn count_conflicts_in<F: Flavour>(
+    nodes: &[Node],
+    t: u32,
+    start: u64,
+    last: u64,
+    mode: Mode,
+) -> u32 {
+    let mut count = 0u32;
+    let _ = walk(nodes, t, start, last, &mut |_, n: &Node| {
+        count += u32::from(F::conflicts(n.mode, mode));
+        ControlFlow::Continue(())
+    });
+    count
+}
+
 /// In-order walk of the nodes of subtree `t` overlapping `[start, last]`.
 /// Subtrees whose `max_last < start` are skipped, and so is everything right
 /// of a node starting after `last`.
@@ -820,3 +879,4 @@ mod props {
         }
     }
 }
+
