@@ -42,14 +42,20 @@ fn kread<T: Default>(base: u64, off: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
 }
 
-/// (dev, ino, i_size) of an inode.
+/// (dev, ino) of an inode: `i_sb->s_dev`, `i_ino`.
 #[inline(always)]
-fn inode_id(inode: u64) -> (u32, u64, u64) {
+fn inode_dev_ino(inode: u64) -> (u32, u64) {
     let ino: u64 = kread(inode, global!(KOFF.inode_ino));
     let sb: u64 = kread(inode, global!(KOFF.inode_sb));
     let dev: u32 = if sb != 0 { kread(sb, global!(KOFF.sb_dev)) } else { 0 };
-    let size: u64 = kread(inode, global!(KOFF.inode_size));
-    (dev, ino, size)
+    (dev, ino)
+}
+
+/// (dev, ino, i_size) of an inode.
+#[inline(always)]
+fn inode_id(inode: u64) -> (u32, u64, u64) {
+    let (dev, ino) = inode_dev_ino(inode);
+    (dev, ino, kread(inode, global!(KOFF.inode_size)))
 }
 
 /// raw `iomap_dio_rw_begin(iocb, iter, dio_flags, done_before)`.

@@ -21,8 +21,12 @@ pub enum BtfError {
     BitField { strukt: String, member: String },
 }
 
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_FUNC_PROTO: u32 = 13;
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -47,6 +51,7 @@ pub struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
+    typedefs_by_name: HashMap<String, u32>,
 }
 
 fn u32_at(d: &[u8], off: usize) -> Result<u32, BtfError> {
@@ -105,7 +110,19 @@ impl Btf {
                     12 * vlen
                 }
                 6 => 8 * vlen,         // ENUM
-                13 => 8 * vlen,        // FUNC_PROTO
+                KIND_FUNC_PROTO => {
+                    // Parameters as members without offsets: only their types matter here.
+                    for i in 0..vlen {
+                        let m = off + 8 * i;
+                        members.push(Member {
+                            name_off: u32_at(types_data, m)?,
+                            type_id: u32_at(types_data, m + 4)?,
+                            bit_offset: 0,
+                            bitfield_size: 0,
+                        });
+                    }
+                    8 * vlen
+                }
                 14 => 4,               // VAR
                 15 => 12 * vlen,       // DATASEC
                 17 => 4,               // DECL_TAG
@@ -116,13 +133,24 @@ impl Btf {
             off += extra;
             types.push(Type { name_off, kind, referee: size_or_type, members });
         }
-        let mut btf = Btf { types, strings, structs_by_name: HashMap::new() };
+        let mut btf = Btf { types, strings, structs_by_name: HashMap::new(), typedefs_by_name: HashMap::new() };
         for (id, t) in btf.types.iter().enumerate() {
-            if t.kind == KIND_STRUCT && t.name_off != 0 {
-                let name = btf.name(t.name_off).to_owned();
-                // The first definition wins; later ones are usually identical.
-                btf.structs_by_name.entry(name).or_insert(id as u32);
+            if t.name_off == 0 {
+                continue;
             }
+            let map = match t.kind {
+                KIND_STRUCT => &mut btf.structs_by_name,
+                // Only the tracepoint prototypes are looked up by typedef name.
+                KIND_TYPEDEF if btf.name(t.name_off).starts_with("btf_trace_") => &mut btf.typedefs_by_name,
+                _ => continue,
+            };
+            let name = std::str::from_utf8(&btf.strings[t.name_off as usize..])
+                .ok()
+                .and_then(|s| s.split('\0').next())
+                .unwrap_or("")
+                .to_owned();
+            // The first definition wins; later ones are usually identical.
+            map.entry(name).or_insert(id as u32);
         }
         Ok(btf)
     }
@@ -170,6 +198,38 @@ impl Btf {
             }
         }
         None
+    }
+
+    /// A C-like name of type `id`: `struct mm_struct *`, `bool`, `pgoff_t`.
+    fn type_name(&self, id: u32, depth: u32) -> String {
+        let Some(t) = self.types.get(id as usize) else { return "?".into() };
+        if depth > 8 {
+            return "?".into();
+        }
+        match t.kind {
+            0 if id == 0 => "void".into(),
+            KIND_INT | KIND_TYPEDEF => self.name(t.name_off).into(),
+            KIND_STRUCT => format!("struct {}", self.name(t.name_off)),
+            KIND_UNION => format!("union {}", self.name(t.name_off)),
+            KIND_PTR => format!("{} *", self.type_name(t.referee, depth + 1)),
+            9..=11 | 18 => self.type_name(t.referee, depth + 1),
+            _ => self.name(t.name_off).into(),
+        }
+    }
+
+    /// The C argument types of tracepoint `event` as a raw tracepoint gets
+    /// them (its `TP_PROTO`), from the `btf_trace_<event>` typedef; None
+    /// when this kernel's BTF does not describe it.
+    pub fn tracepoint_args(&self, event: &str) -> Option<Vec<String>> {
+        let id = *self.typedefs_by_name.get(&format!("btf_trace_{event}"))?;
+        let ptr = self.types.get(id as usize)?.referee;
+        let proto = self.types.get(ptr as usize)?.referee;
+        let proto = self.types.get(proto as usize)?;
+        if proto.kind != KIND_FUNC_PROTO {
+            return None;
+        }
+        // The first parameter is the probe's private `void *__data`.
+        Some(proto.members.iter().skip(1).map(|m| self.type_name(m.type_id, 0)).collect())
     }
 
     /// Byte offset of `strukt.member`.
@@ -250,6 +310,11 @@ mod tests {
     fn reads_this_kernels_vmlinux_when_present() {
         let Ok(btf) = Btf::from_kernel() else { return };
         // The members rltop's DIO and truncate probes read.
+        assert_eq!(
+            btf.tracepoint_args("mmap_lock_acquire_returned").unwrap(),
+            ["struct mm_struct *", "bool", "bool"]
+        );
+        assert_eq!(btf.tracepoint_args("mm_filemap_fault").unwrap(), ["struct address_space *", "long unsigned int"]);
         for (s, m) in [("kiocb", "ki_filp"), ("kiocb", "ki_pos"), ("file", "f_inode"), ("inode", "i_ino"),
             ("inode", "i_sb"), ("inode", "i_size"), ("super_block", "s_dev"), ("iov_iter", "count")] {
             btf.member_offset(s, m).unwrap_or_else(|e| panic!("{s}.{m}: {e}"));

@@ -46,6 +46,9 @@ pub struct ProbeSpec {
     pub attach: Attach,
     pub fields: &'static [TpField],
     pub members: &'static [BtfMember],
+    /// For raw tracepoints: the leading C argument types the program reads,
+    /// checked against the tracepoint's prototype in BTF.
+    pub args: &'static [&'static str],
     /// Probes that only make sense with another one (an end without its begin).
     pub requires: Option<&'static str>,
 }
@@ -92,6 +95,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: MMAP_FIELDS,
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -101,6 +105,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("mm", &[8], mmap_mm), f!("write", &[1], mmap_write), f!("success", &[1], mmap_success)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -110,6 +115,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: MMAP_FIELDS,
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -119,6 +125,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("i_ino", &[8], fault_ino), f!("s_dev", &[4], fault_dev), f!("index", &[8], fault_index)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -133,6 +140,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
             f!("order", &[1], add_order, optional),
         ],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -152,6 +160,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
             m!("iov_iter"."count", iter_count),
             m!("iov_iter"."data_source", iter_data_source),
         ],
+        args: &["struct kiocb *", "struct iov_iter *"],
         requires: None,
     },
     ProbeSpec {
@@ -161,6 +170,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Raw,
         fields: &[],
         members: &[],
+        args: &["struct kiocb *", "int", "ssize_t"],
         requires: Some("dio_begin"),
     },
     ProbeSpec {
@@ -175,6 +185,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
             f!("len", &[8], punch_len),
         ],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -184,6 +195,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("ret", &[8], fallocate_ret)],
         members: &[],
+        args: &[],
         requires: Some("punch_hole"),
     },
     ProbeSpec {
@@ -193,6 +205,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Raw,
         fields: &[],
         members: &INODE_MEMBERS,
+        args: &["struct inode *"],
         requires: None,
     },
     ProbeSpec {
@@ -202,6 +215,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Raw,
         fields: &[],
         members: &[],
+        args: &["struct inode *"],
         requires: Some("truncate_enter"),
     },
     ProbeSpec {
@@ -211,6 +225,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("lock_addr", &[8], contention_addr), f!("flags", &[4], contention_flags)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -220,6 +235,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("lock_addr", &[8], contention_addr), f!("ret", &[4], contention_ret)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -229,6 +245,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("msg", &[4], console_msg)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -238,6 +255,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -248,6 +266,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -257,6 +276,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("pid", &[4], free_pid)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -266,6 +286,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("child_pid", &[4], fork_child_pid)],
         members: &[],
+        args: &[],
         requires: None,
     },
     ProbeSpec {
@@ -275,6 +296,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Tracepoint,
         fields: &[f!("pid", &[4], rename_pid)],
         members: &[],
+        args: &[],
         requires: None,
     },
 ];
@@ -354,6 +376,16 @@ fn resolve_one(
             }
         }
     }
+    if !spec.args.is_empty() {
+        match btf.map(|b| b.tracepoint_args(spec.event)) {
+            None => missing.push("kernel BTF (/sys/kernel/btf/vmlinux) is not available".into()),
+            Some(None) => missing.push(format!("BTF has no prototype for tracepoint {}", spec.event)),
+            Some(Some(have)) if !have.starts_with(&spec.args.iter().map(|a| a.to_string()).collect::<Vec<_>>()) => {
+                missing.push(format!("its arguments are ({}) here, rltop reads ({}): unexpected layout", have.join(", "), spec.args.join(", ")))
+            }
+            Some(Some(_)) => {}
+        }
+    }
     if !spec.members.is_empty() {
         match btf {
             None => missing.push("kernel BTF (/sys/kernel/btf/vmlinux) is not available".into()),
@@ -389,18 +421,20 @@ mod tests {
     #[test]
     fn missing_tracepoint_and_fields_are_named() {
         let (_d, t) = fake_tracefs(&[
-            ("filemap", "mm_filemap_fault", "\tfield:unsigned long i_ino;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:dev_t s_dev;\toffset:16;\tsize:4;\tsigned:0;\n"),
+            ("filemap", "mm_filemap_add_to_page_cache", "\tfield:unsigned long i_ino;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:dev_t s_dev;\toffset:16;\tsize:4;\tsigned:0;\n"),
             ("lock", "contention_begin", "\tfield:void * lock_addr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:unsigned long flags;\toffset:16;\tsize:8;\tsigned:0;\n"),
         ]);
         let r = resolve(TRACEPOINTS, &t, None);
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
-        assert_eq!(status("filemap_fault"), &Err("no field index".to_string()));
+        assert_eq!(status("filemap_add"), &Err("no field index".to_string()));
+        // Raw tracepoints need BTF for their prototype.
+        assert!(status("truncate_enter").is_err());
         assert!(status("task_rename").is_err());
         assert!(status("contention_begin").as_ref().unwrap_err().contains("field flags has size 8"));
         assert_eq!(status("punch_hole"), &Err("tracepoint not in this kernel".to_string()));
         assert!(status("fallocate_exit").is_err());
-        assert_eq!(r.tp.fault_ino, 8);
-        assert_eq!(r.tp.fault_dev, 16);
+        assert_eq!(r.tp.add_ino, 8);
+        assert_eq!(r.tp.add_dev, 16);
     }
 
     #[test]
@@ -414,7 +448,7 @@ mod tests {
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
         assert!(status("fallocate_exit").as_ref().unwrap_err().contains("needs ext4:ext4_punch_hole"));
         assert!(status("dio_begin").as_ref().unwrap_err().contains("BTF"));
-        assert!(status("dio_complete").as_ref().unwrap_err().contains("needs iomap:iomap_dio_rw_begin (raw)"));
+        assert!(status("dio_complete").as_ref().unwrap_err().contains("BTF"));
     }
 
     #[test]
