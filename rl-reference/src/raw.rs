@@ -84,16 +84,25 @@ impl<F: Flavour> Raw<F> {
     }
 
     /// Block until `[start, last]` is granted; returns the slot.
-    #[cfg_attr(
-        loom,
-        allow(clippy::reversed_empty_ranges, clippy::absurd_extreme_comparisons)
-    )] // SPINS = 0
+    #[inline]
     pub(crate) fn lock(&self, start: u64, last: u64, mode: Mode) -> u32 {
         let mut core = self.core();
         let (slot, blocking) = core.insert(start, last, mode, Waiter::None);
         if blocking == 0 {
             return slot;
         }
+        Self::wait(core, slot)
+    }
+
+    /// The slow path of [`lock`](Self::lock), out of line so that the
+    /// uncontended path inlines into the caller.
+    #[cold]
+    #[inline(never)]
+    #[cfg_attr(
+        loom,
+        allow(clippy::reversed_empty_ranges, clippy::absurd_extreme_comparisons)
+    )] // SPINS = 0
+    fn wait(mut core: MutexGuard<'_, Core<F, Waiter>>, slot: u32) -> u32 {
         let granted = Arc::new(AtomicBool::new(false));
         *core.payload_mut(slot) = Waiter::Thread(current(), granted.clone());
         drop(core);
@@ -122,6 +131,7 @@ impl<F: Flavour> Raw<F> {
     }
 
     /// Remove `slot`, held or waiting, and wake whoever that grants.
+    #[inline]
     pub(crate) fn unlock(&self, slot: u32) {
         let mut core = self.core();
         if core.waiting() == 0 {
