@@ -23,6 +23,11 @@ fn main() -> anyhow::Result<()> {
     let root = root.to_str().context("workspace path is not UTF-8")?;
     // aya-build watches the eBPF crate; the ABI crate it shares with us too.
     println!("cargo:rerun-if-changed={root}/../rl-common");
+    // aya-build forwards the nested cargo's progress lines as build warnings;
+    // a quiet nested cargo keeps real warnings visible.
+    // SAFETY: build scripts are single-threaded here; nothing reads the
+    // environment concurrently.
+    unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf(
         [aya_build::Package { name: "rl-ebpf", root_dir: root, ..Default::default() }],
         aya_build::Toolchain::default(),

@@ -16,7 +16,6 @@ use serde_json::Value;
 
 const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_rl-workload");
-const PAGE: u64 = 4096;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -47,7 +46,7 @@ fn ext4_dir() -> tempfile::TempDir {
 }
 
 struct Recorder {
-    child: Child,
+    child: Reaped,
     stderr: std::sync::mpsc::Receiver<String>,
     lines: Vec<String>,
 }
@@ -70,7 +69,7 @@ impl Recorder {
                 let _ = tx.send(line);
             }
         });
-        let mut r = Recorder { child, stderr: rx, lines: Vec::new() };
+        let mut r = Recorder { child: Reaped(child), stderr: rx, lines: Vec::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let line = r
@@ -95,8 +94,32 @@ impl Recorder {
     }
 }
 
+/// A child process killed when the test lets go of it (also on panic), so
+/// a failing test leaves no workload waiting for its go-file.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Starts the workload waiting on a go-file; returns it and its ready line.
-fn workload(dir: &Path, iterations: u64) -> (Child, Value, PathBuf) {
+fn workload(dir: &Path, iterations: u64) -> (Reaped, Value, PathBuf) {
     let go = dir.join("go");
     let mut child = Command::new(WORKLOAD)
         .args(["--dir", dir.to_str().unwrap(), "--iterations", &iterations.to_string(), "--wait-file"])
@@ -111,10 +134,10 @@ fn workload(dir: &Path, iterations: u64) -> (Child, Value, PathBuf) {
     assert_eq!(ready["ready"], true);
     // Keep reading the rest of stdout through the same handle later.
     child.stdout = Some(out.into_inner());
-    (child, ready, go)
+    (Reaped(child), ready, go)
 }
 
-fn finish_workload(mut child: Child) -> Value {
+fn finish_workload(mut child: Reaped) -> Value {
     let mut rest = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut rest).unwrap();
     assert!(child.wait().unwrap().success());
@@ -397,7 +420,7 @@ fn overflowing_the_ring_is_recorded_as_lost_events() {
     let dir = ext4_dir();
     let trace = dir.path().join("t.rlt");
     let iterations = 300u64;
-    let mut rec = Recorder::start(&trace, &["--buffer-mb", "1"]);
+    let rec = Recorder::start(&trace, &["--buffer-mb", "1"]);
     // A reader that stops reading: the 1 MiB ring overflows.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.child.id() as i32, libc::SIGSTOP) };
