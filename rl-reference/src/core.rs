@@ -14,6 +14,11 @@
 //! (1.18·log2 N) rebuilds the smallest 5/9-unbalanced subtree on its path;
 //! removals rebuild the whole tree once it has shrunk to 5/9 of its peak.
 //! Depth stays at most 1.18·log2 N + 1; rebuilds cost O(log N) amortized.
+//! Every lock is a descent of the whole depth, so the tree is also rebuilt
+//! perfectly balanced when an insertion lands more than one level below
+//! what a perfect tree allows and 4N insertions have passed since the last
+//! whole rebuild (O(1) amortized): a set of ranges taken in order and then
+//! held stays at ⌊log2 N⌋ + 1 levels instead of up to 1.18·log2 N + 1.
 //! In the common case (a lock, an unlock) nothing moves but the node itself:
 //! insertion counts the conflicts on its single way down to the leaf
 //! position, removal splices the node out through its parent link, and
@@ -59,6 +64,10 @@ const MAX_SIZE_AT_DEPTH: [u64; 64] = {
     }
     t
 };
+
+/// A whole-tree rebuild for depth alone waits for this many insertions per
+/// node since the last one.
+const REBUILD_PERIOD: usize = 4;
 
 /// No node: slot 0 is a sentinel (`max_last` 0), so the update code needs
 /// no special case for empty children.
@@ -112,6 +121,8 @@ pub(crate) struct Core<F, T> {
     next_seq: u64,
     /// Largest `len` since the last whole-tree rebuild.
     max_len: usize,
+    /// Insertions since the last whole-tree rebuild.
+    inserts: usize,
     /// Reused buffer for rebuilds.
     scratch: Vec<u32>,
     _flavour: PhantomData<F>,
@@ -134,6 +145,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             waiting: 0,
             next_seq: 0,
             max_len: 0,
+            inserts: 0,
             scratch: Vec::new(),
             _flavour: PhantomData,
         }
@@ -314,8 +326,16 @@ impl<F: Flavour, T: Default> Core<F, T> {
         let too_deep = MAX_SIZE_AT_DEPTH
             .get(depth as usize)
             .is_none_or(|&p| p >= self.len as u64);
+        self.inserts += 1;
         if depth > 0 && too_deep {
             self.rebuild_scapegoat(slot);
+        } else if depth > self.len.ilog2() + 1 && self.inserts >= REBUILD_PERIOD * self.len {
+            // Deeper than a perfect tree allows (by 2), and enough
+            // insertions since the last full rebuild to pay for one
+            // (O(1) amortized). A set of ranges that was taken in order and
+            // is then held for long sits near the α bound otherwise, and
+            // every lock descends the whole depth.
+            self.rebuild_all();
         }
         if blocking > 0 {
             self.waiting += 1;
@@ -518,11 +538,16 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
         // Shrunk below α max_len: rebuild everything.
         if ALPHA.1 as usize * self.len < ALPHA.0 as usize * self.max_len {
-            self.max_len = self.len;
-            if self.root != NIL {
-                let root = self.root;
-                self.rebuild(root);
-            }
+            self.rebuild_all();
+        }
+    }
+
+    fn rebuild_all(&mut self) {
+        self.max_len = self.len;
+        self.inserts = 0;
+        if self.root != NIL {
+            let root = self.root;
+            self.rebuild(root);
         }
     }
 
@@ -818,6 +843,33 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "thousands of operations: too slow under miri")]
+    fn held_set_taken_in_order_is_rebuilt_perfect() {
+        fn depth<F: Flavour, T: Default>(c: &Core<F, T>, t: u32) -> u32 {
+            if t == NIL {
+                0
+            } else {
+                1 + depth(c, c.n(t).left).max(depth(c, c.n(t).right))
+            }
+        }
+        let mut c: Core<ExclFifo, u64> = Core::new();
+        for i in 0..1000u64 {
+            c.insert(8 * i, 8 * i + 3, Mode::Write, i);
+        }
+        // Scapegoat rebuilds alone leave it between 11 and 12 levels.
+        assert!(depth(&c, c.root) > 11);
+        // Lock + unlock churn on top of the held set.
+        for i in 0..5000u64 {
+            let (s, b) = c.insert(8 * (i % 1000) + 4, 8 * (i % 1000) + 7, Mode::Write, i);
+            assert_eq!(b, 0);
+            c.remove(s, |_, _| panic!("nothing waits"));
+        }
+        // A perfect tree of 1000 nodes has 10 levels.
+        assert!(depth(&c, c.root) <= 10, "depth {}", depth(&c, c.root));
+        c.check();
+    }
+
+    #[test]
     fn overlap_counts() {
         let mut c: Core<Rw, u64> = Core::new();
         let (a, ba) = c.insert(0, 10, Mode::Read, 1);
@@ -879,4 +931,3 @@ mod props {
         }
     }
 }
-
