@@ -63,6 +63,22 @@ pub enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Check a trace: ordering rules, conformance to the reference lock,
+    /// deadlocks, stalls. Exit 0 = no certain error, 1 = findings, 2 = could
+    /// not run.
+    Check {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Report a waiter the reference lock would grant that still waits
+        /// after this many milliseconds (lost wakeup).
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Range lock flavour, when the trace header does not say; else
+        /// decided by the request modes.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
     /// Show what this kernel supports: each probe, attached or why not.
     Probes {
         /// Also print each program's verified instruction count.
@@ -75,4 +91,19 @@ pub enum Command {
 pub enum DumpFormat {
     Jsonl,
     Text,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CheckFlavour {
+    /// Exclusive FIFO (Kara 2013, Lustre).
+    #[value(name = "excl_fifo")]
+    ExclFifo,
+    /// Reader/writer (Bueso).
+    Rw,
 }

@@ -11,11 +11,15 @@
 //! - [`events`]: the [`events::Event`] every source yields; raw-record decoding, JSONL, text.
 //! - [`probe`]: loads the eBPF programs, resolves kernel layouts (tracefs, BTF), collects events.
 //! - [`trace`]: the `.rlt` trace file format v1 (see `docs/trace-format.md`).
+//! - [`model`]: the current state rebuilt from events, driving the reference range lock per tree.
+//! - [`analysis`]: findings (ordering, conformance, wait-for cycles, stalls, leaks) with evidence.
 //! - [`cmd`]: the `rltop` sub-commands.
 
+pub mod analysis;
 pub mod cli;
 pub mod cmd;
 pub mod events;
+pub mod model;
 pub mod probe;
 pub mod trace;
 

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
         Some(Command::Import { file, output }) => cmd::import::run(&file, &output),
+        Some(Command::Check { file, format, stall_ms, flavour }) => {
+            cmd::check::run(&file, format, stall_ms, flavour)
+        }
         Some(Command::Probes { verbose }) => cmd::probes::run(&cli.live, verbose),
         None => cmd::live::run(&cli.live),
     };

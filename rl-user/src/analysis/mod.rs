@@ -1,0 +1,896 @@
+//! Analyses: read the [`Model`] as events arrive and emit [`Finding`]s with
+//! the events that prove them.
+//!
+//! [`Checker`] owns the model. For each event it runs the checks that need
+//! the state *before* the event (a grant, a release, an mmap_lock request, a
+//! page entering the cache), applies the event, then runs the checks that
+//! need the state after it (a new wait edge: deadlock search). Stalls are
+//! checked as time advances and at the end; leaked locks at the end.
+//! Nothing here allocates on the uncontended path: the wait-for graph is
+//! only walked when a new wait edge appears ([`waitfor`]), and the reference
+//! lock is only asked for blockers/conflicts when the cheap test fails.
+//!
+//! # Certainty and lost events
+//!
+//! Lost events never produce a false error (design principle 3). A *gap* is
+//! a `lost` event or a damaged part of the trace reported by the reader. A
+//! finding is `certain: false`, and does not fail `rltop check`, when a gap
+//! could explain it:
+//!
+//! - Findings built on events that *were* seen (ordering_inversion,
+//!   conflicting_grant, page_in_locked_range, fifo_violation, deadlock,
+//!   leaked_lock, fault_during_punch) are uncertain when a gap lies at or
+//!   after their earliest evidence event: a release, cancel or end event
+//!   lost in between would explain them.
+//! - Findings built on the *absence* of earlier events (unlock_unheld: the
+//!   request may have been lost; stall: a blocking request may have been
+//!   lost) are uncertain after any gap at all.
+//! - A trace recorded live (header source `record`) starts mid-stream: locks
+//!   may have been held before it began. There, unlock_unheld of a lock never
+//!   seen is uncertain, and stall and fifo_violation findings on a tree where
+//!   an unknown lock was released are uncertain.
+//! - A trylock failure is never a finding (kernel trylocks are coarse), and
+//!   unmatched begin/end events are absorbed without findings.
+
+pub mod render;
+pub mod waitfor;
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::events::{Body, Dev, Event, Mode};
+use crate::model::{Lock, LockState, Model, Wait};
+
+/// What a finding is about (`design.md`, "Findings").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    OrderingInversion,
+    ConflictingGrant,
+    PageInLockedRange,
+    UnlockUnheld,
+    FifoViolation,
+    Stall,
+    Deadlock,
+    LeakedLock,
+    FaultDuringPunch,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::OrderingInversion => "ordering_inversion",
+            Kind::ConflictingGrant => "conflicting_grant",
+            Kind::PageInLockedRange => "page_in_locked_range",
+            Kind::UnlockUnheld => "unlock_unheld",
+            Kind::FifoViolation => "fifo_violation",
+            Kind::Stall => "stall",
+            Kind::Deadlock => "deadlock",
+            Kind::LeakedLock => "leaked_lock",
+            Kind::FaultDuringPunch => "fault_during_punch",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Kind::FaultDuringPunch => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One link of an ordering report: `tid` holds `holds` and wants `wants`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub tid: u32,
+    pub task: String,
+    pub holds: String,
+    pub wants: String,
+}
+
+/// A rule broken, with the events that prove it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub severity: Severity,
+    pub certain: bool,
+    pub ts: u64,
+    pub tids: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<(u64, u64)>,
+    pub message: String,
+    /// Event indices (0-based positions in the stream), ascending.
+    pub evidence: Vec<u64>,
+    /// For ordering problems: the lockdep-style chain.
+    #[serde(skip)]
+    pub links: Vec<Link>,
+    /// Later occurrences of the same problem folded into this one.
+    #[serde(skip)]
+    pub repeats: u64,
+}
+
+/// Checker settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// A waiter the reference would grant may stay waiting this long.
+    pub stall_ns: u64,
+    /// The trace starts with no lock held (not a live recording begun
+    /// mid-stream).
+    pub clean_start: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            stall_ns: 1_000_000_000,
+            clean_start: true,
+        }
+    }
+}
+
+/// What the end of the checks found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub events: u64,
+    pub lost: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl Verdict {
+    /// Fails iff some finding is a certain error.
+    pub fn failed(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.certain && f.severity == Severity::Error)
+    }
+}
+
+/// Runs every analysis over a stream. See the module docs.
+#[derive(Debug)]
+pub struct Checker {
+    model: Model,
+    cfg: Config,
+    findings: Vec<Finding>,
+    /// Repeated problems fold into the first finding: (kind, a, b) -> index.
+    dedup: HashMap<(Kind, u64, u64), usize>,
+    /// Cycles already reported, as sorted tids.
+    cycles: HashSet<Vec<u32>>,
+    /// Waiters already reported as stalled: (tree, lock, request index).
+    stalled: HashSet<(u64, u64, u64)>,
+    next_stall_scan: u64,
+}
+
+/// What a task waits for: description, request event, `(tree, range)`.
+type WaitDesc = (String, u64, Option<(u64, (u64, u64))>);
+
+/// How far back an explanation by a gap may reach.
+#[derive(Clone, Copy)]
+enum Since {
+    /// Any gap at or after this event index explains the finding.
+    Event(u64),
+    /// The finding rests on the absence of earlier events: any gap does.
+    History,
+}
+
+impl Checker {
+    pub fn new(model: Model, cfg: Config) -> Checker {
+        Checker {
+            model,
+            cfg,
+            findings: Vec::new(),
+            dedup: HashMap::new(),
+            cycles: HashSet::new(),
+            stalled: HashSet::new(),
+            next_stall_scan: 0,
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Findings so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// A damaged part of the trace at `idx`: treated as a gap.
+    pub fn gap(&mut self, idx: u64) {
+        self.model.gap(idx, 0);
+    }
+
+    fn certain(&self, since: Since) -> bool {
+        match (self.model.last_gap, since) {
+            (Some(g), Since::Event(e)) => g < e,
+            (Some(_), Since::History) => false,
+            (None, Since::History) => self.cfg.clean_start,
+            (None, Since::Event(_)) => true,
+        }
+    }
+
+    fn describe_task(&self, tid: u32) -> String {
+        match self.model.comm(tid) {
+            Some(c) => format!("{c}/{tid}"),
+            None => format!("{tid}"),
+        }
+    }
+
+    fn describe_tree(&self, tree: u64) -> String {
+        match self.model.file_of(tree) {
+            Some((dev, ino)) => format!("tree {tree:#x} ({dev}:{ino})"),
+            None => format!("tree {tree:#x}"),
+        }
+    }
+
+    fn describe_lock(&self, tree: u64, lock: u64, l: &Lock) -> String {
+        format!(
+            "range lock {lock:#x} [{}, {}] {} on {}",
+            l.start,
+            l.last,
+            l.mode.as_str(),
+            self.describe_tree(tree)
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        kind: Kind,
+        since: Since,
+        ts: u64,
+        tids: Vec<u32>,
+        tree: Option<u64>,
+        range: Option<(u64, u64)>,
+        message: String,
+        mut evidence: Vec<u64>,
+        links: Vec<Link>,
+        dedup: Option<(u64, u64)>,
+    ) {
+        evidence.sort_unstable();
+        evidence.dedup();
+        let f = Finding {
+            kind,
+            severity: kind.severity(),
+            certain: self.certain(since),
+            ts,
+            tids,
+            tree,
+            range,
+            message,
+            evidence,
+            links,
+            repeats: 0,
+        };
+        if let Some((a, b)) = dedup {
+            if let Some(&i) = self.dedup.get(&(kind, a, b)) {
+                let old = &mut self.findings[i];
+                let repeats = old.repeats + 1;
+                // A certain occurrence replaces an uncertain first one.
+                if f.certain && !old.certain {
+                    *old = f;
+                }
+                old.repeats = repeats;
+                return;
+            }
+            self.dedup.insert((kind, a, b), self.findings.len());
+        }
+        self.findings.push(f);
+    }
+
+    /// Checks and applies event number `idx`.
+    pub fn event(&mut self, idx: u64, ev: &Event) {
+        if ev.ts >= self.next_stall_scan {
+            self.scan_stalls(ev.ts);
+            // Scan a few times per threshold: stalls are reported at most
+            // half a threshold late, and the scan stays off the hot path.
+            self.next_stall_scan = ev.ts.saturating_add((self.cfg.stall_ns / 2).max(1));
+        }
+        match &ev.body {
+            Body::RlAcquired { tree, lock } => self.check_acquire(idx, ev, *tree, *lock),
+            Body::RlRelease { tree, lock } => self.check_release(idx, ev, *tree, *lock),
+            Body::MmapLockRequest { mm, write } => self.check_inversion(idx, ev, *mm, *write),
+            Body::MmapLockAcquired {
+                mm,
+                write,
+                success: true,
+            } => {
+                // A trylock (no request first) counts as a request too.
+                let requested = matches!(
+                    self.model.tasks.get(&ev.tid).and_then(|t| t.waiting),
+                    Some(Wait::Mmap { mm: m, .. }) if m == *mm
+                );
+                if !requested {
+                    self.check_inversion(idx, ev, *mm, *write);
+                }
+            }
+            Body::Fault { dev, ino, index } => {
+                self.check_page(idx, ev, *dev, *ino, *index, *index);
+                self.check_punch(idx, ev, *dev, *ino, *index);
+            }
+            Body::PageAdd {
+                dev,
+                ino,
+                index,
+                order,
+            } => {
+                let n = 1u64.checked_shl(order.unwrap_or(0)).unwrap_or(u64::MAX);
+                let last = index.saturating_add(n - 1);
+                self.check_page(idx, ev, *dev, *ino, *index, last);
+            }
+            _ => {}
+        }
+        self.model.apply(idx, ev);
+        match &ev.body {
+            Body::RlRequest { tree, lock, .. } => {
+                let waits = self
+                    .model
+                    .trees
+                    .get(tree)
+                    .is_some_and(|t| !t.oracle.is_grantable(*lock));
+                if waits {
+                    self.check_deadlock(ev.tid, ev.ts);
+                }
+            }
+            Body::MmapLockRequest { mm, write } => {
+                let blocked = self.model.mms.get(mm).is_some_and(|m| {
+                    m.holders
+                        .iter()
+                        .any(|h| (*write || h.write) && h.tid != ev.tid)
+                });
+                if blocked {
+                    self.check_deadlock(ev.tid, ev.ts);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the stream: stalls still pending, leaked locks. Returns the
+    /// verdict; findings are in stream order.
+    pub fn finish(mut self) -> Verdict {
+        let now = self.model.now;
+        self.scan_stalls(now);
+        self.check_leaks(now);
+        if !self.cfg.clean_start {
+            // A tree that had a lock from before the trace: its waits may be
+            // on that unseen lock.
+            for f in &mut self.findings {
+                if matches!(f.kind, Kind::Stall | Kind::FifoViolation)
+                    && f.tree
+                        .is_some_and(|t| self.model.trees.get(&t).is_none_or(|t| t.unknown_state))
+                {
+                    f.certain = false;
+                }
+            }
+        }
+        for f in &mut self.findings {
+            if f.repeats > 0 {
+                f.message.push_str(&format!(" (and {} more)", f.repeats));
+            }
+        }
+        Verdict {
+            events: self.model.events,
+            lost: self.model.lost,
+            findings: self.findings,
+        }
+    }
+
+    fn check_acquire(&mut self, idx: u64, ev: &Event, tree: u64, lock: u64) {
+        let Some(t) = self.model.trees.get(&tree) else {
+            return;
+        };
+        let Some(l) = t.locks.get(&lock) else { return };
+        if l.is_held() {
+            return;
+        }
+        // Fast path: the reference grants it and the kernel's holders agree
+        // with the reference's, so nothing held can conflict.
+        let grantable = t.oracle.is_grantable(lock);
+        if grantable && t.divergent == 0 {
+            return;
+        }
+        let rmode = self.model.ref_mode(l.mode);
+        let conflicting: Vec<(u64, u64)> = t
+            .oracle
+            .conflicts(l.start, l.last, rmode)
+            .into_iter()
+            .filter(|&id| id != lock)
+            .filter_map(|id| match t.locks.get(&id)?.state {
+                LockState::Held { idx, .. } => Some((id, idx)),
+                LockState::Waiting => None,
+            })
+            .collect();
+        let who = self.describe_task(ev.tid);
+        let this = self.describe_lock(tree, lock, l);
+        let (l_req, l_tid, range) = (l.req_idx, l.tid, (l.start, l.last));
+        if let Some(&(other, other_acq)) = conflicting.first() {
+            let o = &t.locks[&other];
+            let message = format!(
+                "{who} acquired {this} while {} held conflicting {}",
+                self.describe_task(o.tid),
+                self.describe_lock(tree, other, o)
+            );
+            let tids = vec![l_tid, o.tid];
+            let mut evidence = vec![o.req_idx, other_acq, l_req, idx];
+            evidence.extend(conflicting[1..].iter().map(|&(_, a)| a));
+            self.push(
+                Kind::ConflictingGrant,
+                Since::Event(other_acq.min(l_req)),
+                ev.ts,
+                tids,
+                Some(tree),
+                Some(range),
+                message,
+                evidence,
+                Vec::new(),
+                None,
+            );
+            return;
+        }
+        if grantable {
+            return;
+        }
+        let blockers = t.oracle.blockers(lock);
+        let Some(&first) = blockers.first() else {
+            return;
+        };
+        let Some(b) = t.locks.get(&first) else { return };
+        let message = format!(
+            "{who} acquired {this} before earlier-queued conflicting {} of {} (still waiting)",
+            self.describe_lock(tree, first, b),
+            self.describe_task(b.tid)
+        );
+        let tids = vec![l_tid, b.tid];
+        let evidence = vec![b.req_idx, l_req, idx];
+        let since = b.req_idx;
+        self.push(
+            Kind::FifoViolation,
+            Since::Event(since),
+            ev.ts,
+            tids,
+            Some(tree),
+            Some(range),
+            message,
+            evidence,
+            Vec::new(),
+            None,
+        );
+    }
+
+    fn check_release(&mut self, idx: u64, ev: &Event, tree: u64, lock: u64) {
+        match self.model.lock(tree, lock) {
+            Some(l) if l.is_held() => {}
+            Some(l) => {
+                let message = format!(
+                    "{} released {} that was still waiting (never acquired)",
+                    self.describe_task(ev.tid),
+                    self.describe_lock(tree, lock, l)
+                );
+                let (tid, range, req) = (l.tid, (l.start, l.last), l.req_idx);
+                let mut tids = vec![ev.tid];
+                if tid != ev.tid {
+                    tids.push(tid);
+                }
+                // Only a lost rl_acquired explains this.
+                self.push(
+                    Kind::UnlockUnheld,
+                    Since::Event(req),
+                    ev.ts,
+                    tids,
+                    Some(tree),
+                    Some(range),
+                    message,
+                    vec![req, idx],
+                    Vec::new(),
+                    None,
+                );
+            }
+            None => {
+                let message = format!(
+                    "{} released range lock {lock:#x} on {}, which was not held",
+                    self.describe_task(ev.tid),
+                    self.describe_tree(tree)
+                );
+                self.push(
+                    Kind::UnlockUnheld,
+                    Since::History,
+                    ev.ts,
+                    vec![ev.tid],
+                    Some(tree),
+                    None,
+                    message,
+                    vec![idx],
+                    Vec::new(),
+                    None,
+                );
+            }
+        }
+    }
+
+    fn check_inversion(&mut self, idx: u64, ev: &Event, mm: u64, write: bool) {
+        let Some(task) = self.model.tasks.get(&ev.tid) else {
+            return;
+        };
+        let Some(&(tree, lock)) = task.held.first() else {
+            return;
+        };
+        let Some(l) = self.model.lock(tree, lock) else {
+            return;
+        };
+        // DIO completion releases it: a lock whose IO is in flight is still
+        // the locker's in the sense of ordering (get_user_pages runs before
+        // submission), so it counts like any other.
+        let LockState::Held { idx: acq, .. } = l.state else {
+            return;
+        };
+        let who = self.describe_task(ev.tid);
+        let held = self.describe_lock(tree, lock, l);
+        let wants = format!(
+            "mmap_lock of mm {mm:#x} ({})",
+            if write { "write" } else { "read" }
+        );
+        let message = format!(
+            "{who} requested {wants} while holding {held}: mmap_lock ranks above the range lock"
+        );
+        let links = vec![Link {
+            tid: ev.tid,
+            task: who,
+            holds: held,
+            wants,
+        }];
+        let range = Some((l.start, l.last));
+        self.push(
+            Kind::OrderingInversion,
+            Since::Event(l.req_idx),
+            ev.ts,
+            vec![ev.tid],
+            Some(tree),
+            range,
+            message,
+            vec![l.req_idx, acq, idx],
+            links,
+            Some((tree, mm)),
+        );
+    }
+
+    fn check_page(&mut self, idx: u64, ev: &Event, dev: Dev, ino: u64, first: u64, last: u64) {
+        let Some(tree) = self.model.tree_of(dev, ino) else {
+            return;
+        };
+        let Some(t) = self.model.trees.get(&tree) else {
+            return;
+        };
+        if t.locks.is_empty() {
+            return;
+        }
+        // Fast path: no writer (rw) or nothing at all (excl) overlaps.
+        let probe = self.model.ref_mode(Mode::Read);
+        if t.oracle.would_grant(first, last, probe) {
+            return;
+        }
+        let Some((lock, l, acq)) = t
+            .oracle
+            .conflicts(first, last, probe)
+            .into_iter()
+            .filter_map(|id| {
+                let l = t.locks.get(&id)?;
+                match l.state {
+                    LockState::Held { idx, .. } if l.is_exclusive() && l.tid != ev.tid => {
+                        Some((id, l, idx))
+                    }
+                    _ => None,
+                }
+            })
+            .next()
+        else {
+            return;
+        };
+        let what = if matches!(ev.body, Body::Fault { .. }) {
+            "faulted in"
+        } else {
+            "added"
+        };
+        let message = format!(
+            "{} {what} page {first} of {dev}:{ino} inside {} held by {}",
+            self.describe_task(ev.tid),
+            self.describe_lock(tree, lock, l),
+            self.describe_task(l.tid)
+        );
+        let tids = vec![ev.tid, l.tid];
+        let range = Some((l.start, l.last));
+        let evidence = vec![l.req_idx, acq, idx];
+        self.push(
+            Kind::PageInLockedRange,
+            Since::Event(acq),
+            ev.ts,
+            tids,
+            Some(tree),
+            range,
+            message,
+            evidence,
+            Vec::new(),
+            Some((tree, lock)),
+        );
+    }
+
+    fn check_punch(&mut self, idx: u64, ev: &Event, dev: Dev, ino: u64, index: u64) {
+        if self.model.punches.is_empty() {
+            return;
+        }
+        let Some((&ptid, p)) = self.model.punches.iter().find(|&(&tid, p)| {
+            tid != ev.tid && p.dev == dev && p.ino == ino && (p.first..=p.last).contains(&index)
+        }) else {
+            return;
+        };
+        let op = if p.truncate { "truncate" } else { "punch" };
+        let message = format!(
+            "{} faulted page {index} of {dev}:{ino} while {} was in a {op} of pages [{}, {}]",
+            self.describe_task(ev.tid),
+            self.describe_task(ptid),
+            p.first,
+            p.last
+        );
+        let (range, pidx) = ((p.first, p.last), p.idx);
+        self.push(
+            Kind::FaultDuringPunch,
+            Since::Event(pidx),
+            ev.ts,
+            vec![ev.tid, ptid],
+            self.model.tree_of(dev, ino),
+            Some(range),
+            message,
+            vec![pidx, idx],
+            Vec::new(),
+            Some((pidx, ev.tid as u64)),
+        );
+    }
+
+    fn scan_stalls(&mut self, now: u64) {
+        if self.model.grantable_waiters.is_empty() {
+            return;
+        }
+        let stall = self.cfg.stall_ns;
+        let due: Vec<((u64, u64), (u64, u64))> = self
+            .model
+            .grantable_waiters
+            .iter()
+            .filter(|(_, (since, _))| now.saturating_sub(*since) > stall)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for ((tree, lock), (since, since_idx)) in due {
+            let Some(l) = self.model.lock(tree, lock) else {
+                continue;
+            };
+            if l.is_held() || !self.stalled.insert((tree, lock, l.req_idx)) {
+                continue;
+            }
+            let waited = now - since;
+            let message = format!(
+                "{} still waits for {} {}.{:03} s after the reference lock would have granted it (lost wakeup?)",
+                self.describe_task(l.tid),
+                self.describe_lock(tree, lock, l),
+                waited / 1_000_000_000,
+                waited % 1_000_000_000 / 1_000_000
+            );
+            let (tid, range, req) = (l.tid, (l.start, l.last), l.req_idx);
+            self.push(
+                Kind::Stall,
+                Since::History,
+                now,
+                vec![tid],
+                Some(tree),
+                Some(range),
+                message,
+                vec![req, since_idx],
+                Vec::new(),
+                None,
+            );
+        }
+    }
+
+    fn check_leaks(&mut self, now: u64) {
+        let mut leaks: Vec<(u64, u64, u64)> = Vec::new();
+        for (&tree, t) in &self.model.trees {
+            for (&lock, l) in &t.locks {
+                if let LockState::Held { idx, .. } = l.state
+                    && l.holder_exited
+                {
+                    leaks.push((idx, tree, lock));
+                }
+            }
+        }
+        // Deterministic order: by acquisition.
+        leaks.sort_unstable();
+        for (acq, tree, lock) in leaks {
+            let Some(t) = self.model.trees.get(&tree) else {
+                continue;
+            };
+            let Some(l) = t.locks.get(&lock) else {
+                continue;
+            };
+            let message = format!(
+                "{} is still held at the end of the trace, but its holder {} exited",
+                self.describe_lock(tree, lock, l),
+                self.describe_task(l.tid)
+            );
+            // A DIO still in flight on the file may own it (completion
+            // releases it): then this is not proven.
+            let dio = self.model.dio_in_flight(self.model.file_of(tree));
+            let (tid, range, req) = (l.tid, (l.start, l.last), l.req_idx);
+            let before = self.findings.len();
+            self.push(
+                Kind::LeakedLock,
+                Since::Event(acq),
+                now,
+                vec![tid],
+                Some(tree),
+                Some(range),
+                message,
+                vec![req, acq],
+                Vec::new(),
+                None,
+            );
+            if dio && let Some(f) = self.findings.get_mut(before) {
+                f.certain = false;
+            }
+        }
+    }
+
+    /// Wait-for edges of `tid`: the owners of what blocks it now.
+    fn edges(&self, tid: u32) -> Vec<(u32, u64)> {
+        let m = &self.model;
+        match m.tasks.get(&tid).and_then(|t| t.waiting) {
+            Some(Wait::Range { tree, lock }) => {
+                let Some(t) = m.trees.get(&tree) else {
+                    return Vec::new();
+                };
+                t.oracle
+                    .blockers(lock)
+                    .into_iter()
+                    .filter_map(|id| {
+                        let b = t.locks.get(&id)?;
+                        match b.state {
+                            LockState::Held { idx, .. } => {
+                                // A DIO lock is released by IO completion,
+                                // not by its locker: no wait on the locker.
+                                let dio = m.file_of(tree).is_some_and(|(dev, ino)| {
+                                    m.dios
+                                        .values()
+                                        .any(|d| d.tid == b.tid && d.dev == dev && d.ino == ino)
+                                });
+                                (!dio).then_some((b.tid, idx))
+                            }
+                            LockState::Waiting => Some((b.tid, b.req_idx)),
+                        }
+                    })
+                    .collect()
+            }
+            Some(Wait::Mmap { mm, write, .. }) => m
+                .mms
+                .get(&mm)
+                .map(|mm| {
+                    mm.holders
+                        .iter()
+                        .filter(|h| (write || h.write) && h.tid != tid)
+                        .map(|h| (h.tid, h.idx))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// What `tid` waits for, for reports, and the event that asked for it.
+    fn wait_of(&self, tid: u32) -> Option<WaitDesc> {
+        match self.model.tasks.get(&tid)?.waiting? {
+            Wait::Range { tree, lock } => {
+                let l = self.model.lock(tree, lock)?;
+                Some((
+                    self.describe_lock(tree, lock, l),
+                    l.req_idx,
+                    Some((tree, (l.start, l.last))),
+                ))
+            }
+            Wait::Mmap { mm, write, idx } => Some((
+                format!(
+                    "mmap_lock of mm {mm:#x} ({})",
+                    if write { "write" } else { "read" }
+                ),
+                idx,
+                None,
+            )),
+        }
+    }
+
+    fn check_deadlock(&mut self, tid: u32, ts: u64) {
+        let Some(cycle) = waitfor::find_cycle(tid, |t| self.edges(t)) else {
+            return;
+        };
+        let mut key: Vec<u32> = cycle.iter().map(|s| s.tid).collect();
+        key.sort_unstable();
+        key.dedup();
+        if !self.cycles.insert(key) {
+            return;
+        }
+        let mut evidence = Vec::new();
+        let mut links = Vec::new();
+        let mut where_ = None;
+        let n = cycle.len();
+        // Step i waits for what step i+1 owns: that is what step i+1 "holds".
+        let waits: Vec<_> = cycle.iter().map(|s| self.wait_of(s.tid)).collect();
+        for (i, s) in cycle.iter().enumerate() {
+            evidence.push(s.evidence);
+            let wants = match &waits[i] {
+                Some((w, req, loc)) => {
+                    evidence.push(*req);
+                    if where_.is_none() {
+                        where_ = *loc;
+                    }
+                    w.clone()
+                }
+                None => "?".into(),
+            };
+            let prev = &cycle[(i + n - 1) % n];
+            let holds = self.owned_description(s.tid, prev.evidence);
+            links.push(Link {
+                tid: s.tid,
+                task: self.describe_task(s.tid),
+                holds,
+                wants,
+            });
+        }
+        let chain: Vec<String> = links
+            .iter()
+            .map(|l| format!("{} waits for {}", l.task, l.wants))
+            .collect();
+        let message = format!("wait-for cycle: {}", chain.join(", "));
+        let since = evidence.iter().copied().min().unwrap_or(0);
+        let tids = cycle.iter().map(|s| s.tid).collect();
+        self.push(
+            Kind::Deadlock,
+            Since::Event(since),
+            ts,
+            tids,
+            where_.map(|w| w.0),
+            where_.map(|w| w.1),
+            message,
+            evidence,
+            links,
+            None,
+        );
+    }
+
+    /// Describes what `tid` owns that was granted/requested at event `idx`.
+    fn owned_description(&self, tid: u32, idx: u64) -> String {
+        for (&tree, t) in &self.model.trees {
+            for (&lock, l) in &t.locks {
+                let at = match l.state {
+                    LockState::Held { idx, .. } => idx,
+                    LockState::Waiting => l.req_idx,
+                };
+                if l.tid == tid && at == idx {
+                    return self.describe_lock(tree, lock, l);
+                }
+            }
+        }
+        for (&mm, m) in &self.model.mms {
+            if let Some(h) = m.holders.iter().find(|h| h.tid == tid && h.idx == idx) {
+                return format!(
+                    "mmap_lock of mm {mm:#x} ({})",
+                    if h.write { "write" } else { "read" }
+                );
+            }
+        }
+        "?".into()
+    }
+}

@@ -1,0 +1,188 @@
+//! Rendering a [`Verdict`]: the JSON contract of `rltop check --format json`
+//! and the human text form, with lockdep-shaped reports (anchors.md) for
+//! ordering problems.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Finding, Kind, Severity, Verdict};
+
+#[derive(Serialize)]
+struct Json<'a> {
+    verdict: &'static str,
+    events: u64,
+    lost: u64,
+    findings: &'a [Finding],
+}
+
+/// The JSON document (one line, no trailing newline).
+pub fn json(v: &Verdict) -> String {
+    let doc = Json {
+        verdict: if v.failed() { "fail" } else { "pass" },
+        events: v.events,
+        lost: v.lost,
+        findings: &v.findings,
+    };
+    // Serializing plain data to a String cannot fail.
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+fn secs(ts: u64) -> String {
+    format!("{}.{:09}", ts / 1_000_000_000, ts % 1_000_000_000)
+}
+
+/// The text report. `evidence` maps event indices to their text lines (as
+/// `rltop dump --format text` prints them); missing ones print the index only.
+pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
+    let mut out = String::new();
+    for f in &v.findings {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let cert = if f.certain {
+            ""
+        } else {
+            " (uncertain: events were lost)"
+        };
+        let _ = writeln!(
+            out,
+            "{sev}: {} at {}{cert}: {}",
+            f.kind.as_str(),
+            secs(f.ts),
+            f.message
+        );
+        match f.kind {
+            Kind::OrderingInversion => lockdep_inversion(&mut out, f),
+            Kind::Deadlock => lockdep_cycle(&mut out, f),
+            _ => {}
+        }
+        let _ = writeln!(out, "  evidence:");
+        for i in &f.evidence {
+            match evidence.get(i) {
+                Some(line) => {
+                    let _ = writeln!(out, "    #{i:<8} {}", line.trim_end());
+                }
+                None => {
+                    let _ = writeln!(out, "    #{i}");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    let verdict = if v.failed() { "FAIL" } else { "PASS" };
+    let certain = v.findings.iter().filter(|f| f.certain).count();
+    let _ = writeln!(
+        out,
+        "{verdict}: {} events, {} lost, {} findings ({} certain)",
+        v.events,
+        v.lost,
+        v.findings.len(),
+        certain
+    );
+    out
+}
+
+const RULE: &str = "======================================================";
+const DASH: &str = "------------------------------------------------------";
+
+fn lockdep_inversion(out: &mut String, f: &Finding) {
+    let Some(l) = f.links.first() else { return };
+    let held = short(&l.holds);
+    let _ = write!(
+        out,
+        "\n{RULE}\nWARNING: possible circular locking dependency detected\n{DASH}\n\
+         {task} is trying to acquire lock:\n  {wants}\n\n\
+         but task is already holding lock:\n  {holds}\n\n\
+         which lock already depends on the new lock.\n\
+         the rule: mmap_lock ranks above the range lock (page faults take\n\
+         mmap_lock, then the range lock of the faulting page).\n\n\
+         other info that might help us debug this:\n\n\
+         \x20Possible unsafe locking scenario:\n\n",
+        task = l.task,
+        wants = l.wants,
+        holds = l.holds,
+    );
+    scenario(
+        out,
+        2,
+        &[
+            (0, held.clone()),
+            (1, "mmap_lock".into()),
+            (1, held),
+            (0, "mmap_lock".into()),
+        ],
+    );
+    let _ = write!(
+        out,
+        "\n1 lock held by {}:\n #0: {}\n{RULE}\n\n",
+        l.task, l.holds
+    );
+}
+
+/// The CPU0/CPU1/... table: one `lock(X);` per row, in column `col`.
+fn scenario(out: &mut String, cpus: usize, rows: &[(usize, String)]) {
+    const W: usize = 32;
+    let mut line = String::new();
+    for i in 0..cpus {
+        let _ = write!(line, "{:<W$}", format!("       CPU{i}"));
+    }
+    let _ = writeln!(out, "{}", line.trim_end());
+    line.clear();
+    for _ in 0..cpus {
+        let _ = write!(line, "{:<W$}", "       ----");
+    }
+    let _ = writeln!(out, "{}", line.trim_end());
+    for (col, what) in rows {
+        let _ = writeln!(out, "{:pad$}  lock({what});", "", pad = col * W);
+    }
+}
+
+/// `range lock 0x.. [s, l] mode on tree ..` -> `range lock [s, l]`.
+fn short(desc: &str) -> String {
+    if let Some(rest) = desc.strip_prefix("range lock ")
+        && let (Some(a), Some(b)) = (rest.find('['), rest.find(']'))
+    {
+        return format!("range lock {}", &rest[a..=b]);
+    }
+    if desc.starts_with("mmap_lock") {
+        return "mmap_lock".into();
+    }
+    desc.into()
+}
+
+fn lockdep_cycle(out: &mut String, f: &Finding) {
+    let Some(first) = f.links.first() else { return };
+    let _ = write!(
+        out,
+        "\n{RULE}\nWARNING: circular locking deadlock detected (wait-for cycle)\n{DASH}\n\
+         {} is trying to acquire lock:\n  {}\n\n\
+         but task is already holding lock:\n  {}\n\n\
+         the existing dependency chain (in reverse order) is:\n",
+        first.task, first.wants, first.holds
+    );
+    let n = f.links.len();
+    for (k, i) in (0..n).rev().enumerate() {
+        let l = &f.links[i];
+        let _ = writeln!(
+            out,
+            "\n-> #{k} ({}):\n       holds {}\n       waits for {}",
+            l.task, l.holds, l.wants
+        );
+    }
+    let _ = writeln!(out, "\nother info that might help us debug this:\n");
+    let _ = writeln!(out, " Possible unsafe locking scenario:\n");
+    // Each CPU takes what it holds, then in turn what it waits for.
+    let rows: Vec<(usize, String)> = (0..n)
+        .map(|c| (c, short(&f.links[c].holds)))
+        .chain((0..n).map(|c| (c, short(&f.links[c].wants))))
+        .collect();
+    scenario(out, n, &rows);
+    let _ = writeln!(out, "\n *** DEADLOCK ***\n");
+    for l in &f.links {
+        let _ = writeln!(out, "1 lock held by {}:\n #0: {}", l.task, l.holds);
+    }
+    let _ = writeln!(out, "{RULE}\n");
+}

@@ -1,0 +1,115 @@
+//! `rltop check FILE [--format text|json] [--stall-ms N] [--flavour F]`: run
+//! the analyses over a trace (or JSONL) and report findings.
+//!
+//! Streams the file once (memory follows the live state, not the trace
+//! length). Exit 0 when no certain error was found, 1 otherwise, 2 when the
+//! file could not be read. The text form reads the file a second time, only
+//! to print the evidence events of the findings.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::analysis::{Checker, Config, Verdict, render};
+use crate::cli::{CheckFlavour, CheckFormat};
+use crate::events::Body;
+use crate::events::text::TextWriter;
+use crate::model::{Flavour, Model};
+use crate::trace::{self, Item};
+
+pub fn run(
+    file: &Path,
+    format: CheckFormat,
+    stall_ms: u64,
+    flavour: Option<CheckFlavour>,
+) -> anyhow::Result<ExitCode> {
+    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let header = events.header();
+    // The trace's own word first, then the user's, else the first request.
+    let flavour = header
+        .flavour
+        .as_deref()
+        .and_then(Flavour::parse)
+        .or(flavour.map(|f| match f {
+            CheckFlavour::ExclFifo => Flavour::ExclFifo,
+            CheckFlavour::Rw => Flavour::Rw,
+        }));
+    let cfg = Config {
+        stall_ns: stall_ms.saturating_mul(1_000_000),
+        // A live recording starts while locks may already be held.
+        clean_start: header.source != "record",
+    };
+    let mut checker = Checker::new(Model::new(flavour), cfg);
+    let name = file.display();
+    let mut idx = 0u64;
+    for item in events {
+        match item.map_err(|e| crate::user_error(e.to_string()))? {
+            Item::Event(ev) => {
+                checker.event(idx, &ev);
+                idx += 1;
+            }
+            Item::Problem(p) => {
+                eprintln!("rltop: warning: {name}: {p}");
+                checker.gap(idx);
+            }
+        }
+    }
+    let verdict = checker.finish();
+    let out = match format {
+        CheckFormat::Json => {
+            let mut s = render::json(&verdict);
+            s.push('\n');
+            s
+        }
+        CheckFormat::Text => render::text(&verdict, &evidence_lines(file, &verdict)?),
+    };
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(crate::user_error(format!("check: writing output: {e}"))),
+    }
+    Ok(if verdict.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The text lines of the evidence events, from a second pass over the file.
+fn evidence_lines(file: &Path, v: &Verdict) -> anyhow::Result<HashMap<u64, String>> {
+    let wanted: HashSet<u64> = v
+        .findings
+        .iter()
+        .flat_map(|f| f.evidence.iter().copied())
+        .collect();
+    let mut lines = HashMap::new();
+    let Some(&max) = wanted.iter().max() else {
+        return Ok(lines);
+    };
+    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let mut tw = TextWriter::new();
+    let mut idx = 0u64;
+    for item in events {
+        let Item::Event(ev) = item.map_err(|e| crate::user_error(e.to_string()))? else {
+            continue;
+        };
+        if wanted.contains(&idx) {
+            let mut buf = Vec::new();
+            tw.write_event(&mut buf, &ev)?;
+            lines.insert(idx, String::from_utf8_lossy(&buf).into_owned());
+        } else if idx == 0 || matches!(ev.body, Body::Task { .. } | Body::Exit) {
+            // Keeps the time origin and task names of `rltop dump`.
+            tw.write_event(&mut io::sink(), &ev)?;
+        }
+        if idx >= max {
+            break;
+        }
+        idx += 1;
+    }
+    Ok(lines)
+}

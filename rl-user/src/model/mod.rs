@@ -1,0 +1,728 @@
+//! The model: the *current* state reconstructed from the event stream.
+//!
+//! [`Model::apply`] takes events one at a time and keeps only what is live:
+//! tasks and their names, lock trees (linked to `(dev, ino)` by `tree`
+//! events), range lock requests (held or waiting, keyed by `(tree, lock)`:
+//! the releasing task may differ from the locker, e.g. DIO completion in irq
+//! context, tid 0), mmap_lock holders and waiters per `mm`, and file
+//! operations in flight (DIO by `io`, punch and truncate by task). Memory is
+//! proportional to that live state, never to the trace length.
+//!
+//! Each tree also drives a reference [`rl_reference::StateMachine`] of the
+//! trace's flavour (ids are lock addresses), so "what blocks X now" and "may
+//! X be granted" come from the reference lock, not from this module. The
+//! model keeps the *kernel's* view (what the events said) next to it: the two
+//! differ exactly when the kernel misbehaves, which is what the analyses look
+//! for.
+//!
+//! No I/O, no clocks, no globals: the same events give the same state. No
+//! input makes it panic: unknown locks, double releases and events out of
+//! order are absorbed (the analyses report them).
+
+use std::collections::HashMap;
+
+use rl_reference::{ExclFifo, Mode as RefMode, Rw, StateMachine};
+
+use crate::events::{Body, Dev, Event, Mode};
+
+/// Page size used to turn byte positions into page indices.
+pub const PAGE_SHIFT: u32 = 12;
+
+/// Which reference semantics the range locks follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Kara 2013 / Lustre: exclusive, FIFO among overlapping requests.
+    ExclFifo,
+    /// Bueso 2017-2019: reader/writer, blocking-count rule.
+    Rw,
+}
+
+impl Flavour {
+    /// Parses the names used by trace headers and `--flavour`.
+    pub fn parse(s: &str) -> Option<Flavour> {
+        match s {
+            "excl_fifo" | "excl" | "kara" | "lustre" => Some(Flavour::ExclFifo),
+            "rw" | "bueso" => Some(Flavour::Rw),
+            _ => None,
+        }
+    }
+
+    /// The flavour a request mode implies (`excl` -> exclusive, else rw).
+    pub fn from_mode(mode: Mode) -> Flavour {
+        match mode {
+            Mode::Excl => Flavour::ExclFifo,
+            Mode::Read | Mode::Write => Flavour::Rw,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::ExclFifo => "excl_fifo",
+            Flavour::Rw => "rw",
+        }
+    }
+
+    fn ref_mode(self, mode: Mode) -> RefMode {
+        match (self, mode) {
+            // A read request in an exclusive flavour is treated as exclusive:
+            // conservative, the kernel cannot share either.
+            (Flavour::Rw, Mode::Read) => RefMode::Read,
+            _ => RefMode::Write,
+        }
+    }
+}
+
+/// The reference state machine of one tree.
+#[derive(Debug)]
+pub enum Oracle {
+    ExclFifo(StateMachine<ExclFifo>),
+    Rw(StateMachine<Rw>),
+}
+
+macro_rules! oracle {
+    ($self:expr, $sm:ident => $e:expr) => {
+        match $self {
+            Oracle::ExclFifo($sm) => $e,
+            Oracle::Rw($sm) => $e,
+        }
+    };
+}
+
+impl Oracle {
+    fn new(f: Flavour) -> Oracle {
+        match f {
+            Flavour::ExclFifo => Oracle::ExclFifo(StateMachine::new()),
+            Flavour::Rw => Oracle::Rw(StateMachine::new()),
+        }
+    }
+
+    /// Whether request `id` may own its range now (false if unknown).
+    pub fn is_grantable(&self, id: u64) -> bool {
+        oracle!(self, sm => sm.is_grantable(id).unwrap_or(false))
+    }
+
+    /// The earlier-queued conflicting requests blocking `id` (empty if
+    /// unknown or grantable).
+    pub fn blockers(&self, id: u64) -> Vec<u64> {
+        oracle!(self, sm => sm.blockers(id).unwrap_or_default())
+    }
+
+    /// Whether a new request for the range in `mode` would be granted now.
+    pub fn would_grant(&self, start: u64, last: u64, mode: RefMode) -> bool {
+        oracle!(self, sm => sm.would_grant(start, last, mode).unwrap_or(true))
+    }
+
+    /// Every queued request conflicting with the range in `mode`.
+    pub fn conflicts(&self, start: u64, last: u64, mode: RefMode) -> Vec<u64> {
+        oracle!(self, sm => sm.conflicts(start, last, mode).unwrap_or_default())
+    }
+
+    /// Queues `id`; returns whether it was granted at once.
+    fn request(&mut self, id: u64, start: u64, last: u64, mode: RefMode) -> bool {
+        oracle!(self, sm => matches!(sm.request(id, start, last, mode), Ok(rl_reference::Outcome::Granted)))
+    }
+
+    /// Removes `id` whatever its state; returns the ids granted as a result.
+    fn remove(&mut self, id: u64) -> Vec<u64> {
+        oracle!(self, sm => match sm.release(id) {
+            Ok(g) => g,
+            Err(rl_reference::Error::NotHeld(_)) => sm.cancel(id).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        })
+    }
+}
+
+/// Where a range lock request stands in the kernel's view (the events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockState {
+    /// Requested, not yet acquired.
+    Waiting,
+    /// `rl_acquired` seen at event `idx`, time `ts`.
+    Held { idx: u64, ts: u64 },
+}
+
+/// One range lock request, identified by `(tree, lock)`.
+#[derive(Clone, Debug)]
+pub struct Lock {
+    /// The task that requested it (the holder, once acquired).
+    pub tid: u32,
+    pub start: u64,
+    pub last: u64,
+    pub mode: Mode,
+    /// The `rl_request` event.
+    pub req_idx: u64,
+    pub req_ts: u64,
+    pub state: LockState,
+    /// When the reference lock first allowed it to own its range, while the
+    /// kernel still had it waiting (`None` once acquired or while blocked).
+    pub grantable_since: Option<(u64, u64)>,
+    /// The holder task exited while this was held.
+    pub holder_exited: bool,
+}
+
+impl Lock {
+    pub fn is_held(&self) -> bool {
+        matches!(self.state, LockState::Held { .. })
+    }
+
+    /// Excl or write: no other holder may share the range.
+    pub fn is_exclusive(&self) -> bool {
+        self.mode != Mode::Read
+    }
+}
+
+/// One range lock tree.
+#[derive(Debug)]
+pub struct Tree {
+    pub oracle: Oracle,
+    pub locks: HashMap<u64, Lock>,
+    /// Locks the kernel holds while the reference says they still wait:
+    /// zero on the fast path, where no conflict is possible.
+    pub divergent: u32,
+    /// A lock unknown to the model was released here: the tree had state
+    /// from before the trace (or from a gap) that the model never saw.
+    pub unknown_state: bool,
+}
+
+/// What a task is blocked on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Range { tree: u64, lock: u64 },
+    Mmap { mm: u64, write: bool, idx: u64 },
+}
+
+/// One task.
+#[derive(Clone, Debug, Default)]
+pub struct Task {
+    pub comm: Option<String>,
+    pub pid: u32,
+    /// Range locks this task acquired and still holds, `(tree, lock)`.
+    pub held: Vec<(u64, u64)>,
+    pub waiting: Option<Wait>,
+}
+
+/// An mmap_lock holder or waiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmapUse {
+    pub tid: u32,
+    pub write: bool,
+    pub idx: u64,
+    pub ts: u64,
+}
+
+/// One mm's mmap_lock.
+#[derive(Clone, Debug, Default)]
+pub struct Mm {
+    pub holders: Vec<MmapUse>,
+    pub waiters: Vec<MmapUse>,
+}
+
+/// A punch or truncate in flight: pages `[first, last]` of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Punch {
+    pub dev: Dev,
+    pub ino: u64,
+    pub first: u64,
+    pub last: u64,
+    pub idx: u64,
+    pub truncate: bool,
+}
+
+/// A direct IO in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dio {
+    pub tid: u32,
+    pub dev: Dev,
+    pub ino: u64,
+    pub idx: u64,
+}
+
+/// The current state. See the module docs.
+#[derive(Debug, Default)]
+pub struct Model {
+    flavour: Option<Flavour>,
+    pub tasks: HashMap<u32, Task>,
+    pub trees: HashMap<u64, Tree>,
+    /// `(dev, ino)` -> tree, from `tree` events.
+    pub files: HashMap<(Dev, u64), u64>,
+    /// tree -> `(dev, ino)`, the other way.
+    pub tree_files: HashMap<u64, (Dev, u64)>,
+    pub mms: HashMap<u64, Mm>,
+    /// Punches and truncates in flight, by task.
+    pub punches: HashMap<u32, Punch>,
+    pub dios: HashMap<u64, Dio>,
+    /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
+    /// `(ts, idx)` since when. Live only while the kernel lags the reference.
+    pub grantable_waiters: HashMap<(u64, u64), (u64, u64)>,
+    /// Events lost (sum of `lost` counts).
+    pub lost: u64,
+    /// Index of the latest gap (a `lost` event or a damaged part).
+    pub last_gap: Option<u64>,
+    /// Events applied.
+    pub events: u64,
+    /// Latest timestamp seen (events may be slightly out of order).
+    pub now: u64,
+}
+
+/// Byte range `[pos, pos + len)` to inclusive pages, `None` when empty.
+pub fn byte_pages(pos: u64, len: u64) -> Option<(u64, u64)> {
+    if len == 0 {
+        return None;
+    }
+    let end = pos.saturating_add(len - 1);
+    Some((pos >> PAGE_SHIFT, end >> PAGE_SHIFT))
+}
+
+impl Model {
+    /// An empty model. `flavour` `None` decides from the first request mode.
+    pub fn new(flavour: Option<Flavour>) -> Model {
+        Model {
+            flavour,
+            ..Model::default()
+        }
+    }
+
+    /// The flavour, once known.
+    pub fn flavour(&self) -> Option<Flavour> {
+        self.flavour
+    }
+
+    /// The reference mode of `mode` in this trace's flavour.
+    pub fn ref_mode(&self, mode: Mode) -> RefMode {
+        self.flavour
+            .unwrap_or(Flavour::from_mode(mode))
+            .ref_mode(mode)
+    }
+
+    /// The name of `tid`, when a `task` event gave one.
+    pub fn comm(&self, tid: u32) -> Option<&str> {
+        self.tasks.get(&tid).and_then(|t| t.comm.as_deref())
+    }
+
+    pub fn lock(&self, tree: u64, lock: u64) -> Option<&Lock> {
+        self.trees.get(&tree).and_then(|t| t.locks.get(&lock))
+    }
+
+    /// The file a tree is linked to.
+    pub fn file_of(&self, tree: u64) -> Option<(Dev, u64)> {
+        self.tree_files.get(&tree).copied()
+    }
+
+    /// The tree linked to a file.
+    pub fn tree_of(&self, dev: Dev, ino: u64) -> Option<u64> {
+        self.files.get(&(dev, ino)).copied()
+    }
+
+    /// Records a gap (lost events or a damaged part of the trace) at `idx`.
+    pub fn gap(&mut self, idx: u64, count: u64) {
+        self.lost = self.lost.saturating_add(count);
+        self.last_gap = Some(idx);
+    }
+
+    fn tree_mut(&mut self, tree: u64, mode: Mode) -> &mut Tree {
+        let f = *self.flavour.get_or_insert(Flavour::from_mode(mode));
+        self.trees.entry(tree).or_insert_with(|| Tree {
+            oracle: Oracle::new(f),
+            locks: HashMap::new(),
+            divergent: 0,
+            unknown_state: false,
+        })
+    }
+
+    /// Applies event number `idx` (0-based position in the stream).
+    pub fn apply(&mut self, idx: u64, ev: &Event) {
+        self.events = self.events.max(idx + 1);
+        self.now = self.now.max(ev.ts);
+        let tid = ev.tid;
+        match &ev.body {
+            Body::Task { comm } => {
+                let t = self.tasks.entry(tid).or_default();
+                t.pid = ev.pid;
+                // Names change rarely; reuse the allocation when they do.
+                match &mut t.comm {
+                    Some(c) if c == comm => {}
+                    slot => *slot = Some(comm.clone()),
+                }
+            }
+            Body::Exit => {
+                if let Some(t) = self.tasks.remove(&tid) {
+                    for (tree, lock) in t.held {
+                        if let Some(l) = self
+                            .trees
+                            .get_mut(&tree)
+                            .and_then(|t| t.locks.get_mut(&lock))
+                        {
+                            l.holder_exited = true;
+                        }
+                    }
+                }
+                self.punches.remove(&tid);
+            }
+            Body::Tree { tree, dev, ino } => {
+                if let Some(old) = self.tree_files.insert(*tree, (*dev, *ino)) {
+                    self.files.remove(&old);
+                }
+                if let Some(old_tree) = self.files.insert((*dev, *ino), *tree) {
+                    // The inode got a new tree: the old one is unlinked.
+                    if old_tree != *tree {
+                        self.tree_files.remove(&old_tree);
+                    }
+                }
+            }
+            Body::RlRequest {
+                tree,
+                lock,
+                start,
+                last,
+                mode,
+            } => self.rl_request(idx, ev, *tree, *lock, *start, *last, *mode),
+            Body::RlAcquired { tree, lock } => {
+                let Some(t) = self.trees.get_mut(tree) else {
+                    return;
+                };
+                let Some(l) = t.locks.get_mut(lock) else {
+                    return;
+                };
+                if l.is_held() {
+                    return;
+                }
+                l.state = LockState::Held { idx, ts: ev.ts };
+                l.grantable_since = None;
+                if !t.oracle.is_grantable(*lock) {
+                    t.divergent += 1;
+                }
+                let holder = l.tid;
+                self.grantable_waiters.remove(&(*tree, *lock));
+                let task = self.tasks.entry(holder).or_default();
+                task.held.push((*tree, *lock));
+                if task.waiting
+                    == Some(Wait::Range {
+                        tree: *tree,
+                        lock: *lock,
+                    })
+                {
+                    task.waiting = None;
+                }
+            }
+            Body::RlTrylockFailed { tree, lock }
+            | Body::RlCancel { tree, lock }
+            | Body::RlRelease { tree, lock } => {
+                let known = self.remove_lock(idx, ev.ts, *tree, *lock);
+                if !known && let Some(t) = self.trees.get_mut(tree) {
+                    t.unknown_state = true;
+                }
+            }
+            Body::MmapLockRequest { mm, write } => {
+                let u = MmapUse {
+                    tid,
+                    write: *write,
+                    idx,
+                    ts: ev.ts,
+                };
+                let m = self.mms.entry(*mm).or_default();
+                m.waiters.retain(|w| w.tid != tid);
+                m.waiters.push(u);
+                self.tasks.entry(tid).or_default().waiting = Some(Wait::Mmap {
+                    mm: *mm,
+                    write: *write,
+                    idx,
+                });
+            }
+            Body::MmapLockAcquired { mm, write, success } => {
+                let m = self.mms.entry(*mm).or_default();
+                m.waiters.retain(|w| w.tid != tid);
+                if *success {
+                    m.holders.push(MmapUse {
+                        tid,
+                        write: *write,
+                        idx,
+                        ts: ev.ts,
+                    });
+                }
+                if let Some(t) = self.tasks.get_mut(&tid)
+                    && matches!(t.waiting, Some(Wait::Mmap { mm: w, .. }) if w == *mm)
+                {
+                    t.waiting = None;
+                }
+                self.drop_empty_mm(*mm);
+            }
+            Body::MmapLockRelease { mm, write } => {
+                if let Some(m) = self.mms.get_mut(mm)
+                    && let Some(i) = m
+                        .holders
+                        .iter()
+                        .rposition(|h| h.tid == tid && h.write == *write)
+                {
+                    m.holders.swap_remove(i);
+                }
+                self.drop_empty_mm(*mm);
+            }
+            Body::PunchBegin { dev, ino, pos, len } => {
+                if let Some((first, last)) = byte_pages(*pos, *len) {
+                    self.punches.insert(
+                        tid,
+                        Punch {
+                            dev: *dev,
+                            ino: *ino,
+                            first,
+                            last,
+                            idx,
+                            truncate: false,
+                        },
+                    );
+                }
+            }
+            Body::TruncateBegin { dev, ino, size } => {
+                // Truncate to `size` = punch from the first whole page past it.
+                let first = size.div_ceil(1 << PAGE_SHIFT);
+                self.punches.insert(
+                    tid,
+                    Punch {
+                        dev: *dev,
+                        ino: *ino,
+                        first,
+                        last: u64::MAX,
+                        idx,
+                        truncate: true,
+                    },
+                );
+            }
+            Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
+                self.punches.remove(&tid);
+            }
+            Body::DioBegin { io, dev, ino, .. } => {
+                self.dios.insert(
+                    *io,
+                    Dio {
+                        tid,
+                        dev: *dev,
+                        ino: *ino,
+                        idx,
+                    },
+                );
+            }
+            Body::DioEnd { io, .. } => {
+                self.dios.remove(io);
+            }
+            Body::Lost { count, .. } => self.gap(idx, *count),
+            Body::Fault { .. }
+            | Body::PageAdd { .. }
+            | Body::ContentionBegin { .. }
+            | Body::ContentionEnd { .. }
+            | Body::Marker { .. } => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rl_request(
+        &mut self,
+        idx: u64,
+        ev: &Event,
+        tree: u64,
+        lock: u64,
+        start: u64,
+        last: u64,
+        mode: Mode,
+    ) {
+        // A request for a lock still queued: its release was lost (or the
+        // kernel reused a live lock). Forget the old one first.
+        if self.lock(tree, lock).is_some() {
+            self.remove_lock(idx, ev.ts, tree, lock);
+        }
+        let (start, last) = if start <= last {
+            (start, last)
+        } else {
+            (last, start)
+        };
+        let rmode = self.ref_mode(mode);
+        let t = self.tree_mut(tree, mode);
+        let granted = t.oracle.request(lock, start, last, rmode);
+        t.locks.insert(
+            lock,
+            Lock {
+                tid: ev.tid,
+                start,
+                last,
+                mode,
+                req_idx: idx,
+                req_ts: ev.ts,
+                state: LockState::Waiting,
+                grantable_since: granted.then_some((ev.ts, idx)),
+                holder_exited: false,
+            },
+        );
+        if granted {
+            self.grantable_waiters.insert((tree, lock), (ev.ts, idx));
+        }
+        let task = self.tasks.entry(ev.tid).or_default();
+        task.pid = ev.pid;
+        task.waiting = Some(Wait::Range { tree, lock });
+    }
+
+    /// Removes a lock (release, cancel, failed trylock). Returns whether it
+    /// was known.
+    fn remove_lock(&mut self, idx: u64, ts: u64, tree: u64, lock: u64) -> bool {
+        let Some(t) = self.trees.get_mut(&tree) else {
+            return false;
+        };
+        let Some(l) = t.locks.remove(&lock) else {
+            return false;
+        };
+        if l.is_held() && !t.oracle.is_grantable(lock) {
+            t.divergent = t.divergent.saturating_sub(1);
+        }
+        let granted = t.oracle.remove(lock);
+        for id in granted {
+            if let Some(w) = t.locks.get_mut(&id) {
+                if !w.is_held() {
+                    w.grantable_since = Some((ts, idx));
+                    self.grantable_waiters.insert((tree, id), (ts, idx));
+                } else {
+                    // Held by the kernel before the reference allowed it;
+                    // now they agree again.
+                    t.divergent = t.divergent.saturating_sub(1);
+                }
+            }
+        }
+        self.grantable_waiters.remove(&(tree, lock));
+        if let Some(task) = self.tasks.get_mut(&l.tid) {
+            if let Some(i) = task.held.iter().position(|&h| h == (tree, lock)) {
+                task.held.swap_remove(i);
+            }
+            if task.waiting == Some(Wait::Range { tree, lock }) {
+                task.waiting = None;
+            }
+        }
+        true
+    }
+
+    fn drop_empty_mm(&mut self, mm: u64) {
+        if self
+            .mms
+            .get(&mm)
+            .is_some_and(|m| m.holders.is_empty() && m.waiters.is_empty())
+        {
+            self.mms.remove(&mm);
+        }
+    }
+
+    /// Whether a DIO on this file is still in flight.
+    pub fn dio_in_flight(&self, file: Option<(Dev, u64)>) -> bool {
+        file.is_some_and(|(dev, ino)| self.dios.values().any(|d| d.dev == dev && d.ino == ino))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        }
+    }
+
+    fn req(tree: u64, lock: u64, start: u64, last: u64, mode: Mode) -> Body {
+        Body::RlRequest {
+            tree,
+            lock,
+            start,
+            last,
+            mode,
+        }
+    }
+
+    #[test]
+    fn tracks_holders_waiters_and_reference_grants() {
+        let mut m = Model::new(None);
+        let evs = [
+            ev(1, 10, req(1, 100, 0, 9, Mode::Excl)),
+            ev(2, 10, Body::RlAcquired { tree: 1, lock: 100 }),
+            ev(3, 11, req(1, 101, 5, 5, Mode::Excl)),
+        ];
+        for (i, e) in evs.iter().enumerate() {
+            m.apply(i as u64, e);
+        }
+        assert_eq!(m.flavour(), Some(Flavour::ExclFifo));
+        assert!(m.lock(1, 100).unwrap().is_held());
+        assert_eq!(m.tasks[&10].held, vec![(1, 100)]);
+        assert_eq!(
+            m.tasks[&11].waiting,
+            Some(Wait::Range { tree: 1, lock: 101 })
+        );
+        assert_eq!(m.trees[&1].oracle.blockers(101), vec![100]);
+        assert!(m.grantable_waiters.is_empty());
+        // Released from irq context (tid 0): identity is (tree, lock).
+        m.apply(3, &ev(4, 0, Body::RlRelease { tree: 1, lock: 100 }));
+        assert!(m.lock(1, 100).is_none());
+        assert!(m.tasks[&10].held.is_empty());
+        assert_eq!(m.lock(1, 101).unwrap().grantable_since, Some((4, 3)));
+        assert_eq!(m.grantable_waiters.len(), 1);
+        m.apply(4, &ev(5, 11, Body::RlAcquired { tree: 1, lock: 101 }));
+        assert!(m.grantable_waiters.is_empty());
+        assert_eq!(m.trees[&1].divergent, 0);
+    }
+
+    #[test]
+    fn absorbs_garbage() {
+        let mut m = Model::new(Some(Flavour::Rw));
+        m.apply(0, &ev(1, 1, Body::RlRelease { tree: 9, lock: 9 }));
+        m.apply(1, &ev(1, 1, Body::RlAcquired { tree: 9, lock: 9 }));
+        m.apply(2, &ev(0, 1, req(9, 9, 7, 3, Mode::Excl)));
+        m.apply(3, &ev(0, 1, req(9, 9, 1, 1, Mode::Read)));
+        m.apply(4, &ev(0, 1, Body::MmapLockRelease { mm: 1, write: true }));
+        m.apply(5, &ev(0, 1, Body::PunchEnd { ret: 0 }));
+        m.apply(6, &ev(0, 1, Body::Exit));
+        m.apply(7, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
+        m.apply(8, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
+        assert!(m.trees[&9].locks.is_empty());
+        assert!(m.trees[&9].unknown_state);
+        assert!(m.mms.is_empty());
+    }
+
+    #[test]
+    fn mmap_lock_and_file_ops() {
+        let mut m = Model::new(None);
+        let dev = Dev { major: 8, minor: 3 };
+        m.apply(0, &ev(1, 1, Body::MmapLockRequest { mm: 7, write: true }));
+        assert_eq!(m.mms[&7].waiters.len(), 1);
+        m.apply(
+            1,
+            &ev(
+                2,
+                1,
+                Body::MmapLockAcquired {
+                    mm: 7,
+                    write: true,
+                    success: true,
+                },
+            ),
+        );
+        assert_eq!(m.mms[&7].holders.len(), 1);
+        assert_eq!(m.tasks[&1].waiting, None);
+        m.apply(2, &ev(3, 1, Body::MmapLockRelease { mm: 7, write: true }));
+        assert!(m.mms.is_empty());
+        m.apply(
+            3,
+            &ev(
+                4,
+                2,
+                Body::PunchBegin {
+                    dev,
+                    ino: 5,
+                    pos: 4096,
+                    len: 8192,
+                },
+            ),
+        );
+        assert_eq!((m.punches[&2].first, m.punches[&2].last), (1, 2));
+        m.apply(4, &ev(5, 2, Body::PunchEnd { ret: 0 }));
+        assert!(m.punches.is_empty());
+        assert_eq!(byte_pages(4095, 2), Some((0, 1)));
+        assert_eq!(byte_pages(0, 0), None);
+    }
+}
