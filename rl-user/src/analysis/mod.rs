@@ -367,7 +367,7 @@ impl Checker {
             for f in &mut self.findings {
                 if matches!(f.kind, Kind::Stall | Kind::FifoViolation)
                     && f.tree
-                        .is_some_and(|t| self.model.trees.get(&t).is_none_or(|t| t.unknown_state))
+                        .is_some_and(|t| self.model.unknown_trees.contains(&t))
                 {
                     f.certain = false;
                 }
@@ -892,5 +892,109 @@ impl Checker {
             }
         }
         "?".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Mode;
+
+    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        }
+    }
+
+    fn run(cfg: Config, evs: &[Event]) -> Verdict {
+        let mut c = Checker::new(Model::new(None), cfg);
+        for (i, e) in evs.iter().enumerate() {
+            c.event(i as u64, e);
+        }
+        c.finish()
+    }
+
+    /// A live recording begins while a lock is held: its release, and the
+    /// wait it caused, are not proven bugs.
+    #[test]
+    fn recorded_traces_start_mid_stream() {
+        let s = 1_000_000_000;
+        let evs = [
+            // 7 waits for a lock taken before the trace began (unseen).
+            ev(
+                s,
+                7,
+                Body::RlRequest {
+                    tree: 1,
+                    lock: 2,
+                    start: 0,
+                    last: 0,
+                    mode: Mode::Excl,
+                },
+            ),
+            ev(3 * s, 6, Body::RlRelease { tree: 1, lock: 1 }),
+            ev(3 * s + 1, 7, Body::RlAcquired { tree: 1, lock: 2 }),
+        ];
+        let rec = run(
+            Config {
+                clean_start: false,
+                ..Config::default()
+            },
+            &evs,
+        );
+        let kinds: Vec<_> = rec.findings.iter().map(|f| (f.kind, f.certain)).collect();
+        assert_eq!(kinds, [(Kind::Stall, false), (Kind::UnlockUnheld, false)]);
+        assert!(!rec.failed());
+        // The same events in a trace that starts clean are bugs.
+        let clean = run(Config::default(), &evs);
+        assert!(clean.failed());
+        assert!(clean.findings.iter().all(|f| f.certain));
+    }
+
+    #[test]
+    fn repeated_problems_fold_into_one_finding() {
+        let dev = Dev { major: 8, minor: 1 };
+        let mut evs = vec![
+            ev(
+                1,
+                1,
+                Body::Tree {
+                    tree: 1,
+                    dev,
+                    ino: 5,
+                },
+            ),
+            ev(
+                2,
+                1,
+                Body::RlRequest {
+                    tree: 1,
+                    lock: 9,
+                    start: 0,
+                    last: 9,
+                    mode: Mode::Write,
+                },
+            ),
+            ev(3, 1, Body::RlAcquired { tree: 1, lock: 9 }),
+        ];
+        for i in 0..5 {
+            evs.push(ev(
+                4 + i,
+                2,
+                Body::Fault {
+                    dev,
+                    ino: 5,
+                    index: i,
+                },
+            ));
+        }
+        let v = run(Config::default(), &evs);
+        assert_eq!(v.findings.len(), 1);
+        assert_eq!(v.findings[0].kind, Kind::PageInLockedRange);
+        assert!(v.findings[0].message.ends_with("(and 4 more)"));
     }
 }

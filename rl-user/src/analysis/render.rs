@@ -144,6 +144,7 @@ fn scenario(out: &mut String, cpus: usize, rows: &[(usize, String)]) {
 fn short(desc: &str) -> String {
     if let Some(rest) = desc.strip_prefix("range lock ")
         && let (Some(a), Some(b)) = (rest.find('['), rest.find(']'))
+        && a < b
     {
         return format!("range lock {}", &rest[a..=b]);
     }

@@ -19,7 +19,7 @@
 //! input makes it panic: unknown locks, double releases and events out of
 //! order are absorbed (the analyses report them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rl_reference::{ExclFifo, Mode as RefMode, Rw, StateMachine};
 
@@ -179,9 +179,6 @@ pub struct Tree {
     /// Locks the kernel holds while the reference says they still wait:
     /// zero on the fast path, where no conflict is possible.
     pub divergent: u32,
-    /// A lock unknown to the model was released here: the tree had state
-    /// from before the trace (or from a gap) that the model never saw.
-    pub unknown_state: bool,
 }
 
 /// What a task is blocked on.
@@ -251,6 +248,9 @@ pub struct Model {
     /// Punches and truncates in flight, by task.
     pub punches: HashMap<u32, Punch>,
     pub dios: HashMap<u64, Dio>,
+    /// Trees where a lock unknown to the model was released: they had state
+    /// from before the trace (or from a gap) that the model never saw.
+    pub unknown_trees: HashSet<u64>,
     /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
     /// `(ts, idx)` since when. Live only while the kernel lags the reference.
     pub grantable_waiters: HashMap<(u64, u64), (u64, u64)>,
@@ -325,7 +325,6 @@ impl Model {
             oracle: Oracle::new(f),
             locks: HashMap::new(),
             divergent: 0,
-            unknown_state: false,
         })
     }
 
@@ -408,8 +407,8 @@ impl Model {
             | Body::RlCancel { tree, lock }
             | Body::RlRelease { tree, lock } => {
                 let known = self.remove_lock(idx, ev.ts, *tree, *lock);
-                if !known && let Some(t) = self.trees.get_mut(tree) {
-                    t.unknown_state = true;
+                if !known {
+                    self.unknown_trees.insert(*tree);
                 }
             }
             Body::MmapLockRequest { mm, write } => {
@@ -585,6 +584,10 @@ impl Model {
             }
         }
         self.grantable_waiters.remove(&(tree, lock));
+        if t.locks.is_empty() {
+            // Nothing left to remember: a new oracle is equivalent.
+            self.trees.remove(&tree);
+        }
         if let Some(task) = self.tasks.get_mut(&l.tid) {
             if let Some(i) = task.held.iter().position(|&h| h == (tree, lock)) {
                 task.held.swap_remove(i);
@@ -679,8 +682,9 @@ mod tests {
         m.apply(6, &ev(0, 1, Body::Exit));
         m.apply(7, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
         m.apply(8, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
-        assert!(m.trees[&9].locks.is_empty());
-        assert!(m.trees[&9].unknown_state);
+        // Empty trees are dropped: memory follows live state.
+        assert!(m.trees.is_empty());
+        assert!(m.unknown_trees.contains(&9));
         assert!(m.mms.is_empty());
     }
 
