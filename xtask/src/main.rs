@@ -8,10 +8,12 @@
 //!   bundled demo trace.
 //! - `test`: set up, then run the steps of `TEST_STEPS` (build, tests).
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
+//! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
 
 mod bench;
 mod setup;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +43,8 @@ enum Task {
     Test,
     /// Set up, then run clippy on the eBPF crate with the nightly.
     ClippyEbpf,
+    /// Set up, then run rltop on Debian's kernel in QEMU (TCG).
+    VmTest,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -97,6 +101,10 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             demo(&root, bundled)
         }
+        Task::VmTest => {
+            setup::all()?;
+            vm::test(&root)
+        }
         Task::ClippyEbpf => {
             setup::all()?;
             clippy_ebpf(&root)
@@ -120,6 +128,7 @@ const TEST_STEPS: &[Step] = &[
     Step { name: "build", run: build },
     Step { name: "clippy-ebpf", run: clippy_ebpf },
     Step { name: "test", run: cargo_test },
+    Step { name: "vm-test", run: vm::test },
     Step { name: "loom", run: loom },
     Step { name: "miri", run: miri },
 ];
