@@ -77,7 +77,7 @@ pub fn run(
         ..TraceHeader::default()
     };
     let mut writer = TraceWriter::create(output, &header)
-        .map_err(|e| user_error(format!("cannot create {}: {e}", output.display())))?;
+        .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
 
     let cost_accounting = if probe_cost { Some(session.enable_cost_accounting()?) } else { None };
     signals::install_stop_handlers();
