@@ -447,3 +447,44 @@ fn overflowing_the_ring_is_recorded_as_lost_events() {
     assert!(faults + lost >= 64 * iterations, "{faults} faults + {lost} lost < {}", 64 * iterations);
     assert!(faults < 64 * iterations, "the ring did not overflow");
 }
+
+#[test]
+fn live_stream_shows_the_workload_and_stops_on_ctrl_c() {
+    if !need_root("live_stream_shows_the_workload_and_stops_on_ctrl_c") {
+        return;
+    }
+    let dir = ext4_dir();
+    let (wl, ready, go) = workload(dir.path(), 1);
+    let pid = ready["pid"].as_u64().unwrap();
+    let mut live = Reaped(
+        Command::new(RLTOP)
+            .args(["--pid", &pid.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait for the probes to attach before letting the workload go.
+    let mut err = BufReader::new(live.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("streaming events"), "{line}");
+    std::fs::write(&go, b"").unwrap();
+    let done = finish_workload(wl);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(live.id() as i32, libc::SIGINT) };
+    let mut out = String::new();
+    std::io::Read::read_to_string(live.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let status = live.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains(" events, 0 lost"), "{rest}");
+    let ino = done["ino"].as_u64().unwrap();
+    for page in [3, 7, 11] {
+        let want = format!("fault {} ino {ino} index {page}", done["dev"].as_str().unwrap());
+        assert!(out.lines().any(|l| l.contains("rl-workload/") && l.contains(&want)), "no line with {want:?}");
+    }
+    assert!(out.contains("punch_begin") && out.contains("dio_end"));
+}
