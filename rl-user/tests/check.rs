@@ -577,3 +577,60 @@ mod prop {
         }
     }
 }
+
+/// Throughput of model + analyses on an uncontended-to-lightly-contended
+/// stream. `cargo test --release -p rl-user --test check -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark; run in release"]
+fn throughput() {
+    use rltop::analysis::{Checker, Config};
+    use rltop::events::{Body, Event, Mode};
+    use rltop::model::Model;
+    // 64 tasks on 16 trees, each taking and releasing small ranges.
+    let mut evs = Vec::new();
+    let mut ts = 0u64;
+    for round in 0..40_000u64 {
+        for task in 0..64u32 {
+            let tree = 0xffff_8881_0000_0000 + u64::from(task % 16) * 0x1000;
+            let lock = 0xffff_c900_0000_0000 + u64::from(task) * 0x100;
+            let start = (round * 7 + u64::from(task) * 13) % 4096;
+            for body in [
+                Body::RlRequest {
+                    tree,
+                    lock,
+                    start,
+                    last: start + 3,
+                    mode: Mode::Excl,
+                },
+                Body::RlAcquired { tree, lock },
+                Body::RlRelease { tree, lock },
+            ] {
+                ts += 10;
+                evs.push(Event {
+                    ts,
+                    tid: 1000 + task,
+                    pid: 1000,
+                    cpu: Some(task % 4),
+                    body,
+                });
+            }
+        }
+        if evs.len() >= 3_000_000 {
+            break;
+        }
+    }
+    let t = std::time::Instant::now();
+    let mut c = Checker::new(Model::new(None), Config::default());
+    for (i, e) in evs.iter().enumerate() {
+        c.event(i as u64, e);
+    }
+    let v = c.finish();
+    let dt = t.elapsed();
+    eprintln!(
+        "{} events in {:?}: {:.1} M events/s, {} findings",
+        evs.len(),
+        dt,
+        evs.len() as f64 / dt.as_secs_f64() / 1e6,
+        v.findings.len()
+    );
+}

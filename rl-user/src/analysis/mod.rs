@@ -35,12 +35,10 @@
 pub mod render;
 pub mod waitfor;
 
-use std::collections::{HashMap, HashSet};
-
 use serde::Serialize;
 
 use crate::events::{Body, Dev, Event, Mode};
-use crate::model::{Lock, LockState, Model, Wait};
+use crate::model::{FastMap, FastSet, Lock, LockState, Model, Wait};
 
 /// What a finding is about (`design.md`, "Findings").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -162,11 +160,11 @@ pub struct Checker {
     cfg: Config,
     findings: Vec<Finding>,
     /// Repeated problems fold into the first finding: (kind, a, b) -> index.
-    dedup: HashMap<(Kind, u64, u64), usize>,
+    dedup: FastMap<(Kind, u64, u64), usize>,
     /// Cycles already reported, as sorted tids.
-    cycles: HashSet<Vec<u32>>,
+    cycles: FastSet<Vec<u32>>,
     /// Waiters already reported as stalled: (tree, lock, request index).
-    stalled: HashSet<(u64, u64, u64)>,
+    stalled: FastSet<(u64, u64, u64)>,
     next_stall_scan: u64,
 }
 
@@ -188,9 +186,9 @@ impl Checker {
             model,
             cfg,
             findings: Vec::new(),
-            dedup: HashMap::new(),
-            cycles: HashSet::new(),
-            stalled: HashSet::new(),
+            dedup: FastMap::default(),
+            cycles: FastSet::default(),
+            stalled: FastSet::default(),
             next_stall_scan: 0,
         }
     }
@@ -660,13 +658,15 @@ impl Checker {
             return;
         }
         let stall = self.cfg.stall_ns;
-        let due: Vec<((u64, u64), (u64, u64))> = self
+        let mut due: Vec<((u64, u64), (u64, u64))> = self
             .model
             .grantable_waiters
             .iter()
             .filter(|(_, (since, _))| now.saturating_sub(*since) > stall)
             .map(|(k, v)| (*k, *v))
             .collect();
+        // Report in the order they became grantable.
+        due.sort_unstable_by_key(|&((tree, lock), (_, idx))| (idx, tree, lock));
         for ((tree, lock), (since, since_idx)) in due {
             let Some(l) = self.model.lock(tree, lock) else {
                 continue;

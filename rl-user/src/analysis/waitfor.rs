@@ -4,7 +4,7 @@
 //! model (reference blockers of a range-lock waiter, conflicting holders of
 //! an mmap_lock), and only when a new wait edge appears.
 
-use std::collections::HashMap;
+use crate::model::FastMap;
 
 /// Most tasks a cycle search visits; wait chains longer than this are not
 /// followed (the search is bounded, so a pathological trace stays fast).
@@ -23,7 +23,7 @@ pub struct Step {
 /// steps in wait order, starting at `start` (a self-wait gives one step).
 pub fn find_cycle(start: u32, mut edges: impl FnMut(u32) -> Vec<(u32, u64)>) -> Option<Vec<Step>> {
     // Depth-first, with the path kept as a stack of (tid, edges, next edge).
-    let mut parent: HashMap<u32, Option<(u32, u64)>> = HashMap::new();
+    let mut parent: FastMap<u32, Option<(u32, u64)>> = FastMap::default();
     parent.insert(start, None);
     type Frame = (u32, Vec<(u32, u64)>, usize);
     let mut stack: Vec<Frame> = vec![(start, edges(start), 0)];

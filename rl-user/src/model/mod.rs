@@ -19,7 +19,9 @@
 //! input makes it panic: unknown locks, double releases and events out of
 //! order are absorbed (the analyses report them).
 
-use std::collections::{HashMap, HashSet};
+pub mod hash;
+
+pub use hash::{FastMap, FastSet};
 
 use rl_reference::{ExclFifo, Mode as RefMode, Rw, StateMachine};
 
@@ -27,6 +29,9 @@ use crate::events::{Body, Dev, Event, Mode};
 
 /// Page size used to turn byte positions into page indices.
 pub const PAGE_SHIFT: u32 = 12;
+
+/// Empty trees are swept when there are more trees than this.
+const MIN_SWEEP: usize = 1024;
 
 /// Which reference semantics the range locks follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,7 +180,7 @@ impl Lock {
 #[derive(Debug)]
 pub struct Tree {
     pub oracle: Oracle,
-    pub locks: HashMap<u64, Lock>,
+    pub locks: FastMap<u64, Lock>,
     /// Locks the kernel holds while the reference says they still wait:
     /// zero on the fast path, where no conflict is possible.
     pub divergent: u32,
@@ -238,22 +243,24 @@ pub struct Dio {
 #[derive(Debug, Default)]
 pub struct Model {
     flavour: Option<Flavour>,
-    pub tasks: HashMap<u32, Task>,
-    pub trees: HashMap<u64, Tree>,
+    pub tasks: FastMap<u32, Task>,
+    pub trees: FastMap<u64, Tree>,
     /// `(dev, ino)` -> tree, from `tree` events.
-    pub files: HashMap<(Dev, u64), u64>,
+    pub files: FastMap<(Dev, u64), u64>,
     /// tree -> `(dev, ino)`, the other way.
-    pub tree_files: HashMap<u64, (Dev, u64)>,
-    pub mms: HashMap<u64, Mm>,
+    pub tree_files: FastMap<u64, (Dev, u64)>,
+    pub mms: FastMap<u64, Mm>,
     /// Punches and truncates in flight, by task.
-    pub punches: HashMap<u32, Punch>,
-    pub dios: HashMap<u64, Dio>,
+    pub punches: FastMap<u32, Punch>,
+    pub dios: FastMap<u64, Dio>,
     /// Trees where a lock unknown to the model was released: they had state
     /// from before the trace (or from a gap) that the model never saw.
-    pub unknown_trees: HashSet<u64>,
+    pub unknown_trees: FastSet<u64>,
     /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
     /// `(ts, idx)` since when. Live only while the kernel lags the reference.
-    pub grantable_waiters: HashMap<(u64, u64), (u64, u64)>,
+    pub grantable_waiters: FastMap<(u64, u64), (u64, u64)>,
+    /// Sweep empty trees once there are more trees than this.
+    sweep_at: usize,
     /// Events lost (sum of `lost` counts).
     pub lost: u64,
     /// Index of the latest gap (a `lost` event or a damaged part).
@@ -278,6 +285,7 @@ impl Model {
     pub fn new(flavour: Option<Flavour>) -> Model {
         Model {
             flavour,
+            sweep_at: MIN_SWEEP,
             ..Model::default()
         }
     }
@@ -323,7 +331,7 @@ impl Model {
         let f = *self.flavour.get_or_insert(Flavour::from_mode(mode));
         self.trees.entry(tree).or_insert_with(|| Tree {
             oracle: Oracle::new(f),
-            locks: HashMap::new(),
+            locks: FastMap::default(),
             divergent: 0,
         })
     }
@@ -584,9 +592,12 @@ impl Model {
             }
         }
         self.grantable_waiters.remove(&(tree, lock));
-        if t.locks.is_empty() {
-            // Nothing left to remember: a new oracle is equivalent.
-            self.trees.remove(&tree);
+        if t.locks.is_empty() && self.trees.len() > self.sweep_at {
+            // Empty trees hold nothing a new one would not; they are kept
+            // (recreating one per lock costs) and swept now and then, so
+            // memory follows the live trees.
+            self.trees.retain(|_, t| !t.locks.is_empty());
+            self.sweep_at = (2 * self.trees.len()).max(MIN_SWEEP);
         }
         if let Some(task) = self.tasks.get_mut(&l.tid) {
             if let Some(i) = task.held.iter().position(|&h| h == (tree, lock)) {
@@ -682,8 +693,7 @@ mod tests {
         m.apply(6, &ev(0, 1, Body::Exit));
         m.apply(7, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
         m.apply(8, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
-        // Empty trees are dropped: memory follows live state.
-        assert!(m.trees.is_empty());
+        assert!(m.trees[&9].locks.is_empty());
         assert!(m.unknown_trees.contains(&9));
         assert!(m.mms.is_empty());
     }
@@ -728,5 +738,17 @@ mod tests {
         assert!(m.punches.is_empty());
         assert_eq!(byte_pages(4095, 2), Some((0, 1)));
         assert_eq!(byte_pages(0, 0), None);
+    }
+
+    #[test]
+    fn empty_trees_are_swept() {
+        let mut m = Model::new(None);
+        let mut i = 0;
+        for tree in 0..5000u64 {
+            m.apply(i, &ev(i, 1, req(tree, 1, 0, 0, Mode::Excl)));
+            m.apply(i + 1, &ev(i + 1, 1, Body::RlRelease { tree, lock: 1 }));
+            i += 2;
+        }
+        assert!(m.trees.len() <= 2 * MIN_SWEEP, "{}", m.trees.len());
     }
 }
