@@ -215,6 +215,24 @@ fn each_finding_kind() {
 }
 
 #[test]
+fn fifo_violation_between_near_simultaneous_requests_is_uncertain() {
+    // The same trace with requests 100 ns apart: the kernel may have
+    // inserted them in either order.
+    let (code, doc) = check("fifo_violation_close.jsonl", &[]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(
+        summary(&doc),
+        vec![finding(
+            "fifo_violation",
+            false,
+            &[12, 11],
+            Some([0, 9]),
+            &[2, 3, 5]
+        )]
+    );
+}
+
+#[test]
 fn stall_threshold_is_configurable() {
     // The waiter waits 2 s after its blocker left: under a 3 s threshold
     // that is no stall.
