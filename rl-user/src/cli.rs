@@ -67,6 +67,7 @@ pub enum Command {
     /// deadlocks, stalls. Exit 0 = no certain error, 1 = findings, 2 = could
     /// not run.
     Check {
+        /// A trace (`.rlt`) or a JSONL file.
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,

@@ -332,7 +332,7 @@ fn text_report_of_an_inversion_has_lockdep_shape() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     let want = [
-        "error: ordering_inversion at 0.000002200: fio/10 requested mmap_lock",
+        "error: ordering_inversion at 0.000001200: fio/10 requested mmap_lock",
         "WARNING: possible circular locking dependency detected",
         "fio/10 is trying to acquire lock:",
         "  mmap_lock of mm 0xffff888100200000 (read)",

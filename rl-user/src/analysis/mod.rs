@@ -142,6 +142,9 @@ impl Default for Config {
 /// What the end of the checks found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Verdict {
+    /// Timestamp of the first event (text output shows times relative to it).
+    #[serde(skip)]
+    pub first_ts: u64,
     pub events: u64,
     pub lost: u64,
     pub findings: Vec<Finding>,
@@ -385,6 +388,7 @@ impl Checker {
             }
         }
         Verdict {
+            first_ts: self.model.first_ts.unwrap_or(0),
             events: self.model.events,
             lost: self.model.lost,
             findings: self.findings,

@@ -33,7 +33,8 @@ fn secs(ts: u64) -> String {
     format!("{}.{:09}", ts / 1_000_000_000, ts % 1_000_000_000)
 }
 
-/// The text report. `evidence` maps event indices to their text lines (as
+/// The text report; times are relative to the first event, as in
+/// `rltop dump --format text`. `evidence` maps event indices to their text lines (as
 /// `rltop dump --format text` prints them); missing ones print the index only.
 pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
     let mut out = String::new();
@@ -51,7 +52,7 @@ pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
             out,
             "{sev}: {} at {}{cert}: {}",
             f.kind.as_str(),
-            secs(f.ts),
+            secs(f.ts.saturating_sub(v.first_ts)),
             f.message
         );
         match f.kind {

@@ -269,6 +269,8 @@ pub struct Model {
     pub events: u64,
     /// Latest timestamp seen (events may be slightly out of order).
     pub now: u64,
+    /// Timestamp of the first event, the origin of relative times.
+    pub first_ts: Option<u64>,
 }
 
 /// Byte range `[pos, pos + len)` to inclusive pages, `None` when empty.
@@ -340,6 +342,7 @@ impl Model {
     pub fn apply(&mut self, idx: u64, ev: &Event) {
         self.events = self.events.max(idx + 1);
         self.now = self.now.max(ev.ts);
+        self.first_ts.get_or_insert(ev.ts);
         let tid = ev.tid;
         match &ev.body {
             Body::Task { comm } => {
