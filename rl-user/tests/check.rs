@@ -555,8 +555,86 @@ mod prop {
         c.finish()
     }
 
+    /// Any event at all, from small id spaces so that they collide.
+    fn any_event() -> impl Strategy<Value = Event> {
+        use rltop::events::Dev;
+        let dev = Dev { major: 8, minor: 1 };
+        let mode = prop_oneof![Just(Mode::Excl), Just(Mode::Read), Just(Mode::Write)];
+        let body = prop_oneof![
+            (1u64..3, 1u64..4, 0u64..8, 0u64..8, mode).prop_map(
+                |(tree, lock, start, last, mode)| {
+                    Body::RlRequest {
+                        tree,
+                        lock,
+                        start,
+                        last,
+                        mode,
+                    }
+                }
+            ),
+            (1u64..3, 1u64..4).prop_map(|(tree, lock)| Body::RlAcquired { tree, lock }),
+            (1u64..3, 1u64..4).prop_map(|(tree, lock)| Body::RlRelease { tree, lock }),
+            (1u64..3, 1u64..4).prop_map(|(tree, lock)| Body::RlCancel { tree, lock }),
+            (1u64..3, 1u64..4).prop_map(|(tree, lock)| Body::RlTrylockFailed { tree, lock }),
+            (1u64..3, 1u64..3).prop_map(move |(tree, ino)| Body::Tree { tree, dev, ino }),
+            (1u64..3, any::<bool>()).prop_map(|(mm, write)| Body::MmapLockRequest { mm, write }),
+            (1u64..3, any::<bool>(), any::<bool>())
+                .prop_map(|(mm, write, success)| Body::MmapLockAcquired { mm, write, success }),
+            (1u64..3, any::<bool>()).prop_map(|(mm, write)| Body::MmapLockRelease { mm, write }),
+            (1u64..3, 0u64..8).prop_map(move |(ino, index)| Body::Fault { dev, ino, index }),
+            (1u64..3, 0u64..8, prop::option::of(0u32..70)).prop_map(move |(ino, index, order)| {
+                Body::PageAdd {
+                    dev,
+                    ino,
+                    index,
+                    order,
+                }
+            }),
+            (1u64..3, any::<u64>(), any::<u64>())
+                .prop_map(move |(ino, pos, len)| Body::PunchBegin { dev, ino, pos, len }),
+            Just(Body::PunchEnd { ret: 0 }),
+            (1u64..3, any::<u64>()).prop_map(move |(ino, size)| Body::TruncateBegin {
+                dev,
+                ino,
+                size
+            }),
+            (1u64..3, 1u64..3).prop_map(move |(io, ino)| Body::DioBegin {
+                io,
+                dev,
+                ino,
+                pos: 0,
+                len: 8192,
+                write: true
+            }),
+            (1u64..3).prop_map(|io| Body::DioEnd { io, ret: 0 }),
+            Just(Body::Exit),
+            Just(Body::Lost { count: 1, cpu: 0 }),
+            Just(Body::Task { comm: "t".into() }),
+        ];
+        (0u64..3_000_000_000, 0u32..4, body).prop_map(|(ts, tid, body)| Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No input makes the checker panic, in either flavour or undecided.
+        #[test]
+        fn arbitrary_events_never_panic(evs in prop::collection::vec(any_event(), 0..200), f in 0u8..3) {
+            let flavour = [None, Some(Flavour::ExclFifo), Some(Flavour::Rw)][f as usize];
+            let mut c = Checker::new(Model::new(flavour), Config { stall_ns: 500_000_000, ..Config::default() });
+            for (i, e) in evs.iter().enumerate() {
+                c.event(i as u64, e);
+            }
+            let v = c.finish();
+            let _ = rltop::analysis::render::json(&v);
+            let _ = rltop::analysis::render::text(&v, &Default::default());
+        }
 
         #[test]
         fn reference_streams_are_clean(ops in prop::collection::vec(op(), 1..120), rw in any::<bool>()) {

@@ -1017,4 +1017,76 @@ mod tests {
         assert_eq!(v.findings[0].kind, Kind::PageInLockedRange);
         assert!(v.findings[0].message.ends_with("(and 4 more)"));
     }
+
+    /// A task waiting for a range it holds itself is an AA deadlock, unless
+    /// its DIO is in flight there: completion releases that lock.
+    #[test]
+    fn self_wait_is_a_deadlock_unless_dio_owns_the_lock() {
+        let dev = Dev { major: 8, minor: 1 };
+        let base = [
+            ev(
+                1,
+                1,
+                Body::Tree {
+                    tree: 1,
+                    dev,
+                    ino: 5,
+                },
+            ),
+            ev(
+                2,
+                1,
+                Body::RlRequest {
+                    tree: 1,
+                    lock: 9,
+                    start: 0,
+                    last: 9,
+                    mode: Mode::Excl,
+                },
+            ),
+            ev(3, 1, Body::RlAcquired { tree: 1, lock: 9 }),
+        ];
+        let again = ev(
+            4,
+            1,
+            Body::RlRequest {
+                tree: 1,
+                lock: 10,
+                start: 5,
+                last: 5,
+                mode: Mode::Excl,
+            },
+        );
+        let mut evs = base.to_vec();
+        evs.push(again.clone());
+        let v = run(Config::default(), &evs);
+        assert_eq!(v.findings.len(), 1);
+        let f = &v.findings[0];
+        assert_eq!(
+            (f.kind, f.certain, &f.tids[..]),
+            (Kind::Deadlock, true, &[1][..])
+        );
+        assert_eq!(f.evidence, [2, 3]);
+
+        let mut evs = vec![ev(
+            0,
+            1,
+            Body::DioBegin {
+                io: 7,
+                dev,
+                ino: 5,
+                pos: 0,
+                len: 40960,
+                write: true,
+            },
+        )];
+        evs.extend(base.iter().cloned());
+        evs.push(again);
+        evs.push(ev(5, 0, Body::DioEnd { io: 7, ret: 0 }));
+        evs.push(ev(6, 0, Body::RlRelease { tree: 1, lock: 9 }));
+        evs.push(ev(7, 1, Body::RlAcquired { tree: 1, lock: 10 }));
+        evs.push(ev(8, 1, Body::RlRelease { tree: 1, lock: 10 }));
+        let v = run(Config::default(), &evs);
+        assert_eq!(v.findings, []);
+    }
 }
