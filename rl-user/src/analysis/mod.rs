@@ -148,14 +148,27 @@ pub struct Verdict {
     pub events: u64,
     pub lost: u64,
     pub findings: Vec<Finding>,
+    /// Findings past [`MAX_FINDINGS`], counted only (an extension of the
+    /// JSON contract, present when not zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+    /// Whether a suppressed finding was a certain error.
+    #[serde(skip)]
+    pub suppressed_fail: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Verdict {
     /// Fails iff some finding is a certain error.
     pub fn failed(&self) -> bool {
-        self.findings
-            .iter()
-            .any(|f| f.certain && f.severity == Severity::Error)
+        self.suppressed_fail
+            || self
+                .findings
+                .iter()
+                .any(|f| f.certain && f.severity == Severity::Error)
     }
 }
 
@@ -172,12 +185,20 @@ pub struct Checker {
     /// Waiters already reported as stalled: (tree, lock, request index).
     stalled: FastSet<(u64, u64, u64)>,
     next_stall_scan: u64,
+    /// Findings not kept past [`MAX_FINDINGS`], and whether one of them
+    /// was a certain error.
+    suppressed: u64,
+    suppressed_fail: bool,
 }
 
 /// Requests closer than this (ns) have no observable queue order: a
 /// request event fires on entry, before the kernel inserts the request into
 /// the tree under its spinlock.
 pub const ORDER_WINDOW_NS: u64 = 100_000;
+
+/// Findings kept; later ones are only counted (memory stays bounded on a
+/// trace that is wrong everywhere).
+pub const MAX_FINDINGS: usize = 10_000;
 
 /// What a task waits for: description, request event, `(tree, range)`.
 type WaitDesc = (String, u64, Option<(u64, (u64, u64))>);
@@ -189,6 +210,8 @@ enum Since {
     Event(u64),
     /// The finding rests on the absence of earlier events: any gap does.
     History,
+    /// Something other than a gap already makes it uncertain.
+    Never,
 }
 
 impl Checker {
@@ -201,6 +224,8 @@ impl Checker {
             cycles: FastSet::default(),
             stalled: FastSet::default(),
             next_stall_scan: 0,
+            suppressed: 0,
+            suppressed_fail: false,
         }
     }
 
@@ -224,6 +249,7 @@ impl Checker {
             (Some(_), Since::History) => false,
             (None, Since::History) => self.cfg.clean_start,
             (None, Since::Event(_)) => true,
+            (_, Since::Never) => false,
         }
     }
 
@@ -292,6 +318,12 @@ impl Checker {
                 return;
             }
             self.dedup.insert((kind, a, b), self.findings.len());
+        }
+        if self.findings.len() >= MAX_FINDINGS {
+            // Keep the verdict right without keeping every finding.
+            self.suppressed += 1;
+            self.suppressed_fail |= f.certain && f.severity == Severity::Error;
+            return;
         }
         self.findings.push(f);
     }
@@ -392,6 +424,8 @@ impl Checker {
             events: self.model.events,
             lost: self.model.lost,
             findings: self.findings,
+            suppressed: self.suppressed,
+            suppressed_fail: self.suppressed_fail,
         }
     }
 
@@ -466,10 +500,14 @@ impl Checker {
         // Request events fire before the kernel inserts into the tree: two
         // requests this close may have been inserted in either order.
         let close = l_req_ts.saturating_sub(b.req_ts) < ORDER_WINDOW_NS;
-        let at = self.findings.len();
+        let (since, message) = if close {
+            (Since::Never, message + " (requests too close to order)")
+        } else {
+            (Since::Event(since), message)
+        };
         self.push(
             Kind::FifoViolation,
-            Since::Event(since),
+            since,
             ev.ts,
             tids,
             Some(tree),
@@ -479,10 +517,6 @@ impl Checker {
             Vec::new(),
             None,
         );
-        if close && let Some(f) = self.findings.get_mut(at) {
-            f.certain = false;
-            f.message.push_str(" (requests too close to order)");
-        }
     }
 
     fn check_release(&mut self, idx: u64, ev: &Event, tree: u64, lock: u64) {
@@ -747,10 +781,10 @@ impl Checker {
             // releases it): then this is not proven.
             let dio = self.model.dio_in_flight(self.model.file_of(tree));
             let (tid, range, req) = (l.tid, (l.start, l.last), l.req_idx);
-            let before = self.findings.len();
+            let since = if dio { Since::Never } else { Since::Event(acq) };
             self.push(
                 Kind::LeakedLock,
-                Since::Event(acq),
+                since,
                 now,
                 vec![tid],
                 Some(tree),
@@ -760,9 +794,6 @@ impl Checker {
                 Vec::new(),
                 None,
             );
-            if dio && let Some(f) = self.findings.get_mut(before) {
-                f.certain = false;
-            }
         }
     }
 
@@ -1088,5 +1119,17 @@ mod tests {
         evs.push(ev(8, 1, Body::RlRelease { tree: 1, lock: 10 }));
         let v = run(Config::default(), &evs);
         assert_eq!(v.findings, []);
+    }
+
+    #[test]
+    fn findings_past_the_cap_are_counted_and_still_fail() {
+        let evs: Vec<_> = (0..MAX_FINDINGS as u64 + 5)
+            .map(|i| ev(i, 1, Body::RlRelease { tree: 1, lock: i }))
+            .collect();
+        let v = run(Config::default(), &evs);
+        assert_eq!(v.findings.len(), MAX_FINDINGS);
+        assert_eq!(v.suppressed, 5);
+        assert!(v.failed());
+        assert!(render::json(&v).ends_with(",\"suppressed\":5}"));
     }
 }

@@ -15,6 +15,8 @@ struct Json<'a> {
     events: u64,
     lost: u64,
     findings: &'a [Finding],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed: Option<u64>,
 }
 
 /// The JSON document (one line, no trailing newline).
@@ -24,6 +26,7 @@ pub fn json(v: &Verdict) -> String {
         events: v.events,
         lost: v.lost,
         findings: &v.findings,
+        suppressed: (v.suppressed > 0).then_some(v.suppressed),
     };
     // Serializing plain data to a String cannot fail.
     serde_json::to_string(&doc).unwrap_or_default()
@@ -72,6 +75,9 @@ pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
             }
         }
         out.push('\n');
+    }
+    if v.suppressed > 0 {
+        let _ = writeln!(out, "... and {} more findings not shown", v.suppressed);
     }
     let verdict = if v.failed() { "FAIL" } else { "PASS" };
     let certain = v.findings.iter().filter(|f| f.certain).count();
