@@ -32,6 +32,9 @@
 //! - fifo_violation between two requests less than [`ORDER_WINDOW_NS`]
 //!   apart is uncertain: their order of insertion into the kernel's tree
 //!   is not observable (the request event fires before it).
+//! - Events with equal timestamps have no order: a conflicting_grant or
+//!   fifo_violation is withdrawn when a release (or cancel) of what it was
+//!   judged against follows with the same timestamp.
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
@@ -189,6 +192,21 @@ pub struct Checker {
     /// was a certain error.
     suppressed: u64,
     suppressed_fail: bool,
+    /// Grants judged against locks whose release may yet come with the
+    /// same timestamp (ties have no order); see [`Pending`].
+    pending: Vec<Pending>,
+    /// Findings withdrawn because such a release came.
+    retracted: FastSet<usize>,
+}
+
+/// A conflicting_grant or fifo_violation finding that a release (or
+/// cancel) of one of `locks` at a timestamp not after `ts` would explain.
+#[derive(Debug)]
+struct Pending {
+    finding: usize,
+    tree: u64,
+    locks: Vec<u64>,
+    ts: u64,
 }
 
 /// Requests closer than this (ns) have no observable queue order: a
@@ -226,6 +244,8 @@ impl Checker {
             next_stall_scan: 0,
             suppressed: 0,
             suppressed_fail: false,
+            pending: Vec::new(),
+            retracted: FastSet::default(),
         }
     }
 
@@ -290,7 +310,7 @@ impl Checker {
         mut evidence: Vec<u64>,
         links: Vec<Link>,
         dedup: Option<(u64, u64)>,
-    ) {
+    ) -> Option<usize> {
         evidence.sort_unstable();
         evidence.dedup();
         let f = Finding {
@@ -315,7 +335,7 @@ impl Checker {
                     *old = f;
                 }
                 old.repeats = repeats;
-                return;
+                return None;
             }
             self.dedup.insert((kind, a, b), self.findings.len());
         }
@@ -323,13 +343,17 @@ impl Checker {
             // Keep the verdict right without keeping every finding.
             self.suppressed += 1;
             self.suppressed_fail |= f.certain && f.severity == Severity::Error;
-            return;
+            return None;
         }
         self.findings.push(f);
+        Some(self.findings.len() - 1)
     }
 
     /// Checks and applies event number `idx`.
     pub fn event(&mut self, idx: u64, ev: &Event) {
+        if !self.pending.is_empty() {
+            self.settle(ev);
+        }
         if ev.ts >= self.next_stall_scan {
             self.scan_stalls(ev.ts);
             // Scan a few times per threshold: stalls are reported at most
@@ -399,6 +423,15 @@ impl Checker {
     /// Ends the stream: stalls still pending, leaked locks. Returns the
     /// verdict; findings are in stream order.
     pub fn finish(mut self) -> Verdict {
+        self.pending.clear();
+        if !self.retracted.is_empty() {
+            let retracted = std::mem::take(&mut self.retracted);
+            let mut i = 0;
+            self.findings.retain(|_| {
+                i += 1;
+                !retracted.contains(&(i - 1))
+            });
+        }
         let now = self.model.now;
         self.scan_stalls(now);
         self.check_leaks(now);
@@ -426,6 +459,30 @@ impl Checker {
             findings: self.findings,
             suppressed: self.suppressed,
             suppressed_fail: self.suppressed_fail,
+        }
+    }
+
+    /// Settles pending grant findings: a release or cancel of what they
+    /// were judged against, with a timestamp tied with the grant, means the
+    /// events were merely ordered arbitrarily: withdraw the finding. Time
+    /// moving past the grant makes the finding final.
+    fn settle(&mut self, ev: &Event) {
+        self.pending.retain(|p| p.ts >= ev.ts);
+        if let Body::RlRelease { tree, lock }
+        | Body::RlCancel { tree, lock }
+        | Body::RlTrylockFailed { tree, lock } = ev.body
+        {
+            let retracted = &mut self.retracted;
+            self.pending.retain_mut(|p| {
+                if p.tree == tree {
+                    p.locks.retain(|&l| l != lock);
+                }
+                if p.locks.is_empty() {
+                    retracted.insert(p.finding);
+                    return false;
+                }
+                true
+            });
         }
     }
 
@@ -467,7 +524,8 @@ impl Checker {
             let tids = vec![l_tid, o.tid];
             let mut evidence = vec![o.req_idx, other_acq, l_req, idx];
             evidence.extend(conflicting[1..].iter().map(|&(_, a)| a));
-            self.push(
+            let locks = conflicting.iter().map(|&(id, _)| id).collect();
+            let at = self.push(
                 Kind::ConflictingGrant,
                 Since::Event(other_acq.min(l_req)),
                 ev.ts,
@@ -479,6 +537,14 @@ impl Checker {
                 Vec::new(),
                 None,
             );
+            if let Some(finding) = at {
+                self.pending.push(Pending {
+                    finding,
+                    tree,
+                    locks,
+                    ts: ev.ts,
+                });
+            }
             return;
         }
         if grantable {
@@ -505,7 +571,7 @@ impl Checker {
         } else {
             (Since::Event(since), message)
         };
-        self.push(
+        let at = self.push(
             Kind::FifoViolation,
             since,
             ev.ts,
@@ -517,6 +583,14 @@ impl Checker {
             Vec::new(),
             None,
         );
+        if let Some(finding) = at {
+            self.pending.push(Pending {
+                finding,
+                tree,
+                locks: blockers,
+                ts: ev.ts,
+            });
+        }
     }
 
     fn check_release(&mut self, idx: u64, ev: &Event, tree: u64, lock: u64) {
