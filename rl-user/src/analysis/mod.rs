@@ -22,13 +22,18 @@
 //!   leaked_lock, fault_during_punch) are uncertain when a gap lies at or
 //!   after their earliest evidence event: a release, cancel or end event
 //!   lost in between would explain them.
-//! - Findings built on the *absence* of earlier events (unlock_unheld: the
-//!   request may have been lost; stall: a blocking request may have been
-//!   lost) are uncertain after any gap at all.
+//! - Findings built on the *absence* of earlier events (unlock_unheld of a
+//!   lock never seen: its request may have been lost; stall: a blocking
+//!   request may have been lost) are uncertain after any gap at all. A
+//!   release of a lock seen requested but never acquired is uncertain when a
+//!   gap follows its request (a lost rl_acquired).
+//! - leaked_lock is uncertain while a DIO on the same file is in flight
+//!   (its completion may still release the lock).
 //! - A trace recorded live (header source `record`) starts mid-stream: locks
 //!   may have been held before it began. There, unlock_unheld of a lock never
-//!   seen is uncertain, and stall and fifo_violation findings on a tree where
-//!   an unknown lock was released are uncertain.
+//!   seen is uncertain, stall and fifo_violation findings on a tree where
+//!   an unknown lock was released are uncertain, and so is a stall whose
+//!   waiter still waits at the end (its blocker may predate the trace).
 //! - fifo_violation between two requests less than [`ORDER_WINDOW_NS`]
 //!   apart is uncertain: their order of insertion into the kernel's tree
 //!   is not observable (the request event fires before it).
@@ -187,6 +192,8 @@ pub struct Checker {
     cycles: FastSet<Vec<u32>>,
     /// Waiters already reported as stalled: (tree, lock, request index).
     stalled: FastSet<(u64, u64, u64)>,
+    /// Stall findings: (finding index, tree, lock, request index).
+    stall_findings: Vec<(usize, u64, u64, u64)>,
     next_stall_scan: u64,
     /// Findings not kept past [`MAX_FINDINGS`], and whether one of them
     /// was a certain error.
@@ -228,6 +235,9 @@ enum Since {
     Event(u64),
     /// The finding rests on the absence of earlier events: any gap does.
     History,
+    /// Any gap explains it, but not the unseen start of a recording on
+    /// its own (that is judged per tree at the end).
+    AnyGap,
     /// Something other than a gap already makes it uncertain.
     Never,
 }
@@ -241,6 +251,7 @@ impl Checker {
             dedup: FastMap::default(),
             cycles: FastSet::default(),
             stalled: FastSet::default(),
+            stall_findings: Vec::new(),
             next_stall_scan: 0,
             suppressed: 0,
             suppressed_fail: false,
@@ -266,8 +277,9 @@ impl Checker {
     fn certain(&self, since: Since) -> bool {
         match (self.model.last_gap, since) {
             (Some(g), Since::Event(e)) => g < e,
-            (Some(_), Since::History) => false,
+            (Some(_), Since::History | Since::AnyGap) => false,
             (None, Since::History) => self.cfg.clean_start,
+            (None, Since::AnyGap) => true,
             (None, Since::Event(_)) => true,
             (_, Since::Never) => false,
         }
@@ -424,20 +436,13 @@ impl Checker {
     /// verdict; findings are in stream order.
     pub fn finish(mut self) -> Verdict {
         self.pending.clear();
-        if !self.retracted.is_empty() {
-            let retracted = std::mem::take(&mut self.retracted);
-            let mut i = 0;
-            self.findings.retain(|_| {
-                i += 1;
-                !retracted.contains(&(i - 1))
-            });
-        }
         let now = self.model.now;
         self.scan_stalls(now);
         self.check_leaks(now);
         if !self.cfg.clean_start {
-            // A tree that had a lock from before the trace: its waits may be
-            // on that unseen lock.
+            // A recording's unseen start: a tree where an unknown lock was
+            // released had state from before the trace, which its waits may
+            // have been on.
             for f in &mut self.findings {
                 if matches!(f.kind, Kind::Stall | Kind::FifoViolation)
                     && f.tree
@@ -446,11 +451,30 @@ impl Checker {
                     f.certain = false;
                 }
             }
+            // A waiter still waiting at the end may wait for a lock held
+            // since before the trace that is never released in it.
+            for &(i, tree, lock, req) in &self.stall_findings {
+                let waiting = self
+                    .model
+                    .lock(tree, lock)
+                    .is_some_and(|l| l.req_idx == req && !l.is_held());
+                if waiting && let Some(f) = self.findings.get_mut(i) {
+                    f.certain = false;
+                }
+            }
         }
         for f in &mut self.findings {
             if f.repeats > 0 {
                 f.message.push_str(&format!(" (and {} more)", f.repeats));
             }
+        }
+        if !self.retracted.is_empty() {
+            let retracted = std::mem::take(&mut self.retracted);
+            let mut i = 0;
+            self.findings.retain(|_| {
+                i += 1;
+                !retracted.contains(&(i - 1))
+            });
         }
         Verdict {
             first_ts: self.model.first_ts.unwrap_or(0),
@@ -811,9 +835,11 @@ impl Checker {
                 waited % 1_000_000_000 / 1_000_000
             );
             let (tid, range, req) = (l.tid, (l.start, l.last), l.req_idx);
-            self.push(
+            // Any gap may have hidden a blocker; a recording's unseen start
+            // is judged per tree at the end.
+            let at = self.push(
                 Kind::Stall,
-                Since::History,
+                Since::AnyGap,
                 now,
                 vec![tid],
                 Some(tree),
@@ -823,6 +849,9 @@ impl Checker {
                 Vec::new(),
                 None,
             );
+            if let Some(i) = at {
+                self.stall_findings.push((i, tree, lock, req));
+            }
         }
     }
 
@@ -1074,6 +1103,61 @@ mod tests {
         let kinds: Vec<_> = rec.findings.iter().map(|f| (f.kind, f.certain)).collect();
         assert_eq!(kinds, [(Kind::Stall, false), (Kind::UnlockUnheld, false)]);
         assert!(!rec.failed());
+        // A stall on a tree with no unseen lock is a bug even there.
+        let evs2 = [
+            ev(
+                s,
+                6,
+                Body::RlRequest {
+                    tree: 1,
+                    lock: 1,
+                    start: 0,
+                    last: 0,
+                    mode: Mode::Excl,
+                },
+            ),
+            ev(s, 6, Body::RlAcquired { tree: 1, lock: 1 }),
+            ev(
+                s,
+                7,
+                Body::RlRequest {
+                    tree: 1,
+                    lock: 2,
+                    start: 0,
+                    last: 0,
+                    mode: Mode::Excl,
+                },
+            ),
+            ev(s + 1, 6, Body::RlRelease { tree: 1, lock: 1 }),
+            ev(
+                3 * s,
+                6,
+                Body::Marker {
+                    text: String::new(),
+                },
+            ),
+            // Woken at last: it was never blocked by anything unseen.
+            ev(3 * s + 1, 7, Body::RlAcquired { tree: 1, lock: 2 }),
+        ];
+        let rec2 = run(
+            Config {
+                clean_start: false,
+                ..Config::default()
+            },
+            &evs2,
+        );
+        let kinds: Vec<_> = rec2.findings.iter().map(|f| (f.kind, f.certain)).collect();
+        assert_eq!(kinds, [(Kind::Stall, true)]);
+        // Still waiting at the end: maybe for a lock older than the trace.
+        let rec3 = run(
+            Config {
+                clean_start: false,
+                ..Config::default()
+            },
+            &evs2[..5],
+        );
+        let kinds: Vec<_> = rec3.findings.iter().map(|f| (f.kind, f.certain)).collect();
+        assert_eq!(kinds, [(Kind::Stall, false)]);
         // The same events in a trace that starts clean are bugs.
         let clean = run(Config::default(), &evs);
         assert!(clean.failed());
