@@ -40,6 +40,9 @@
 //! - Events with equal timestamps have no order: a conflicting_grant or
 //!   fifo_violation is withdrawn when a release (or cancel) of what it was
 //!   judged against follows with the same timestamp.
+//! - page_in_locked_range from a `fault` alone is uncertain: the event fires
+//!   at fault entry, and the fault may still take the range lock and wait;
+//!   a `page_add` in the range is what proves the race (and upgrades it).
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
@@ -745,23 +748,29 @@ impl Checker {
         else {
             return;
         };
-        let what = if matches!(ev.body, Body::Fault { .. }) {
-            "faulted in"
-        } else {
-            "added"
-        };
-        let message = format!(
+        // `fault` fires at filemap_fault entry: the fault may still take
+        // the range lock and wait, so only a page added proves the race.
+        let fault = matches!(ev.body, Body::Fault { .. });
+        let what = if fault { "faulted" } else { "added" };
+        let mut message = format!(
             "{} {what} page {first} of {dev}:{ino} inside {} held by {}",
             self.describe_task(ev.tid),
             self.describe_lock(tree, lock, l),
             self.describe_task(l.tid)
         );
+        if fault {
+            message.push_str(" (the fault may yet wait for the lock)");
+        }
         let tids = vec![ev.tid, l.tid];
         let range = Some((l.start, l.last));
         let evidence = vec![l.req_idx, acq, idx];
         self.push(
             Kind::PageInLockedRange,
-            Since::Event(acq),
+            if fault {
+                Since::Never
+            } else {
+                Since::Event(acq)
+            },
             ev.ts,
             tids,
             Some(tree),
