@@ -52,7 +52,7 @@ pub mod waitfor;
 use serde::Serialize;
 
 use crate::events::{Body, Dev, Event, Mode};
-use crate::model::{FastMap, FastSet, Lock, LockState, Model, Wait};
+use crate::model::{FastMap, FastSet, Lock, LockState, Mm, Model, Wait};
 
 /// What a finding is about (`design.md`, "Findings").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -217,6 +217,24 @@ struct Pending {
     tree: u64,
     locks: Vec<u64>,
     ts: u64,
+}
+
+/// What an mmap_lock waiter `tid` waits for: `(owner, evidence)` of the
+/// conflicting holders, and (rwsem queueing: no lock stealing past a waiting
+/// writer) the earlier waiters it queues behind: writers for a reader, all
+/// for a writer.
+fn mmap_blockers(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let holders = m
+        .holders
+        .iter()
+        .filter(move |h| (write || h.write) && h.tid != tid);
+    let pos = m
+        .waiters
+        .iter()
+        .position(|w| w.tid == tid)
+        .unwrap_or(m.waiters.len());
+    let earlier = m.waiters[..pos].iter().filter(move |w| write || w.write);
+    holders.chain(earlier).map(|u| (u.tid, u.idx))
 }
 
 /// Requests closer than this (ns) have no observable queue order: a
@@ -422,11 +440,11 @@ impl Checker {
                 }
             }
             Body::MmapLockRequest { mm, write } => {
-                let blocked = self.model.mms.get(mm).is_some_and(|m| {
-                    m.holders
-                        .iter()
-                        .any(|h| (*write || h.write) && h.tid != ev.tid)
-                });
+                let blocked = self
+                    .model
+                    .mms
+                    .get(mm)
+                    .is_some_and(|m| mmap_blockers(m, ev.tid, *write).next().is_some());
                 if blocked {
                     self.check_deadlock(ev.tid, ev.ts);
                 }
@@ -941,13 +959,7 @@ impl Checker {
             Some(Wait::Mmap { mm, write, .. }) => m
                 .mms
                 .get(&mm)
-                .map(|mm| {
-                    mm.holders
-                        .iter()
-                        .filter(|h| (write || h.write) && h.tid != tid)
-                        .map(|h| (h.tid, h.idx))
-                        .collect()
-                })
+                .map(|mm| mmap_blockers(mm, tid, write).collect())
                 .unwrap_or_default(),
             None => Vec::new(),
         }
@@ -1298,5 +1310,64 @@ mod tests {
         assert_eq!(v.suppressed, 5);
         assert!(v.failed());
         assert!(render::json(&v).ends_with(",\"suppressed\":5}"));
+    }
+
+    /// rwsem queueing: a reader queues behind a waiting writer, so
+    /// reader-holds-range / writer-waits / reader-waits closes a cycle.
+    #[test]
+    fn mmap_reader_queued_behind_a_waiting_writer_can_deadlock() {
+        let rq = |tree, lock| Body::RlRequest {
+            tree,
+            lock,
+            start: 0,
+            last: 0,
+            mode: Mode::Excl,
+        };
+        let evs = [
+            // 1 holds mmap_lock for reading.
+            ev(
+                1,
+                1,
+                Body::MmapLockRequest {
+                    mm: 5,
+                    write: false,
+                },
+            ),
+            ev(
+                2,
+                1,
+                Body::MmapLockAcquired {
+                    mm: 5,
+                    write: false,
+                    success: true,
+                },
+            ),
+            // 3 holds a range lock.
+            ev(3, 3, rq(1, 30)),
+            ev(4, 3, Body::RlAcquired { tree: 1, lock: 30 }),
+            // 2 wants to write mmap_lock: waits for 1.
+            ev(5, 2, Body::MmapLockRequest { mm: 5, write: true }),
+            // 3 wants to read mmap_lock: queued behind writer 2.
+            ev(
+                6,
+                3,
+                Body::MmapLockRequest {
+                    mm: 5,
+                    write: false,
+                },
+            ),
+            // 1 wants 3's range: 1 -> 3 -> 2 -> 1.
+            ev(7, 1, rq(1, 10)),
+        ];
+        let v = run(Config::default(), &evs);
+        let dl: Vec<_> = v
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::Deadlock)
+            .collect();
+        assert_eq!(dl.len(), 1, "{:#?}", v.findings);
+        assert_eq!(dl[0].tids, [1, 3, 2]);
+        assert_eq!(dl[0].evidence, [1, 3, 4, 5, 6]);
+        assert!(dl[0].certain);
     }
 }
