@@ -43,6 +43,9 @@
 //! - page_in_locked_range from a `fault` alone is uncertain: the event fires
 //!   at fault entry, and the fault may still take the range lock and wait;
 //!   a `page_add` in the range is what proves the race (and upgrades it).
+//! - A deadlock is withdrawn if a member of its cycle later gets what it
+//!   waited for (the model's wait-for edges were too pessimistic, e.g. an
+//!   rwsem reader stealing mmap_lock past a waiting writer).
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
@@ -205,8 +208,10 @@ pub struct Checker {
     /// Grants judged against locks whose release may yet come with the
     /// same timestamp (ties have no order); see [`Pending`].
     pending: Vec<Pending>,
-    /// Findings withdrawn because such a release came.
+    /// Findings withdrawn because such a release came (or a cycle moved).
     retracted: FastSet<usize>,
+    /// Deadlock findings and their members' waits, until one of them moves.
+    cycles_live: Vec<(usize, Vec<(u32, Wait)>)>,
 }
 
 /// A conflicting_grant or fifo_violation finding that a release (or
@@ -278,6 +283,7 @@ impl Checker {
             suppressed_fail: false,
             pending: Vec::new(),
             retracted: FastSet::default(),
+            cycles_live: Vec::new(),
         }
     }
 
@@ -392,6 +398,17 @@ impl Checker {
             // Scan a few times per threshold: stalls are reported at most
             // half a threshold late, and the scan stays off the hot path.
             self.next_stall_scan = ev.ts.saturating_add((self.cfg.stall_ns / 2).max(1));
+        }
+        if !self.cycles_live.is_empty() {
+            match ev.body {
+                Body::RlAcquired { tree, lock } => {
+                    if let Some(owner) = self.model.lock(tree, lock).map(|l| l.tid) {
+                        self.progress(owner);
+                    }
+                }
+                Body::MmapLockAcquired { success: true, .. } => self.progress(ev.tid),
+                _ => {}
+            }
         }
         match &ev.body {
             Body::RlAcquired { tree, lock } => self.check_acquire(idx, ev, *tree, *lock),
@@ -1031,7 +1048,11 @@ impl Checker {
         let message = format!("wait-for cycle: {}", chain.join(", "));
         let since = evidence.iter().copied().min().unwrap_or(0);
         let tids = cycle.iter().map(|s| s.tid).collect();
-        self.push(
+        let members: Vec<(u32, Wait)> = cycle
+            .iter()
+            .filter_map(|s| Some((s.tid, self.model.tasks.get(&s.tid)?.waiting?)))
+            .collect();
+        let at = self.push(
             Kind::Deadlock,
             Since::Event(since),
             ts,
@@ -1043,6 +1064,31 @@ impl Checker {
             links,
             None,
         );
+        if let Some(i) = at {
+            self.cycles_live.push((i, members));
+        }
+    }
+
+    /// A member of a reported cycle got what it waited for: the cycle was
+    /// not a deadlock (e.g. an rwsem reader stole the lock past a waiting
+    /// writer). Withdraw the finding.
+    fn progress(&mut self, tid: u32) {
+        let Some(w) = self.model.tasks.get(&tid).and_then(|t| t.waiting) else {
+            return;
+        };
+        let (retracted, cycles) = (&mut self.retracted, &mut self.cycles);
+        self.cycles_live.retain(|(i, members)| {
+            if members.contains(&(tid, w)) {
+                retracted.insert(*i);
+                // The same tasks may still deadlock for real later.
+                let mut key: Vec<u32> = members.iter().map(|m| m.0).collect();
+                key.sort_unstable();
+                key.dedup();
+                cycles.remove(&key);
+                return false;
+            }
+            true
+        });
     }
 
     /// Describes what `tid` owns that was granted/requested at event `idx`.
@@ -1369,5 +1415,23 @@ mod tests {
         assert_eq!(dl[0].tids, [1, 3, 2]);
         assert_eq!(dl[0].evidence, [1, 3, 4, 5, 6]);
         assert!(dl[0].certain);
+        // If the reader then gets mmap_lock after all (rwsem reader lock
+        // stealing), there was no deadlock.
+        let mut evs = evs.to_vec();
+        evs.push(ev(
+            8,
+            3,
+            Body::MmapLockAcquired {
+                mm: 5,
+                write: false,
+                success: true,
+            },
+        ));
+        let v = run(Config::default(), &evs);
+        assert!(
+            v.findings.iter().all(|f| f.kind != Kind::Deadlock),
+            "{:#?}",
+            v.findings
+        );
     }
 }
