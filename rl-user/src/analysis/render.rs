@@ -49,7 +49,7 @@ pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
         let cert = if f.certain {
             ""
         } else {
-            " (uncertain: events were lost)"
+            " (uncertain: lost events, event order or an unseen start could explain it)"
         };
         let _ = writeln!(
             out,
