@@ -80,6 +80,24 @@ pub enum Command {
         #[arg(long, value_enum)]
         flavour: Option<CheckFlavour>,
     },
+    /// A synthetic workload on the reference range lock, written as a trace:
+    /// `mixed` (Kara's design, correct), or one injected bug per defect
+    /// scenario (inversion, overlap, unlocked-page, unlock-unheld, unfair,
+    /// lost-wakeup, deadlock, leak).
+    Simulate {
+        #[arg(long, default_value = "mixed")]
+        scenario: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// About how many events the workload records.
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Simulated tasks doing file operations.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Show what this kernel supports: each probe, attached or why not.
     Probes {
         /// Also print each program's verified instruction count.

@@ -21,6 +21,7 @@ pub mod cmd;
 pub mod events;
 pub mod model;
 pub mod probe;
+pub mod sim;
 pub mod trace;
 
 /// An error the user can act on: printed as one line, exit status 2.

@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         }
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
         Some(Command::Import { file, output }) => cmd::import::run(&file, &output),
+        Some(Command::Simulate { scenario, seed, events, threads, output }) => cmd::simulate::run(
+            &rltop::sim::Config { scenario, seed, events, threads },
+            &output,
+        ),
         Some(Command::Check { file, format, stall_ms, flavour }) => {
             cmd::check::run(&file, format, stall_ms, flavour)
         }

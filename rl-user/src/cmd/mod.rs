@@ -8,3 +8,4 @@ pub mod live;
 pub mod probes;
 pub mod record;
 pub mod signals;
+pub mod simulate;

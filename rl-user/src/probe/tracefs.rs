@@ -24,7 +24,7 @@ impl Format {
 }
 
 /// Parses a tracefs `format` file. Lines look like
-/// `field:unsigned long i_ino;	offset:8;	size:8;	signed:0;`; the name is
+/// `field:unsigned long i_ino; offset:8; size:8; signed:0;`; the name is
 /// the last identifier of the declaration (`char comm[16]` -> `comm`).
 pub fn parse_format(text: &str) -> Format {
     let mut fields = Vec::new();
