@@ -166,35 +166,42 @@ fn acquire<'a>(log: &Log, tid: u32, lock: &'a RangeLock, start: u64, last: u64) 
             },
         );
         // The first poll joins the lock's queue, under the log's mutex.
-        if let Poll::Ready(guard) = fut.as_mut().poll(&mut cx) {
-            Log::push_locked(
-                &mut g,
-                log.now(),
-                tid,
-                Body::RlAcquired {
-                    tree: TREE,
-                    lock: id,
-                },
-            );
-            return Held { guard, id };
+        if let Some(held) = poll_logged(log, &mut g, tid, id, fut.as_mut(), &mut cx) {
+            return held;
         }
     }
     loop {
         std::thread::park();
         let mut g = log.events.lock().expect("log poisoned");
-        if let Poll::Ready(guard) = fut.as_mut().poll(&mut cx) {
-            Log::push_locked(
-                &mut g,
-                log.now(),
-                tid,
-                Body::RlAcquired {
-                    tree: TREE,
-                    lock: id,
-                },
-            );
-            return Held { guard, id };
+        if let Some(held) = poll_logged(log, &mut g, tid, id, fut.as_mut(), &mut cx) {
+            return held;
         }
     }
+}
+
+/// Polls a lock future with the log held; when it is granted, logs
+/// `rl_acquired` before anyone else can log anything.
+fn poll_logged<'a>(
+    log: &Log,
+    g: &mut Vec<Event>,
+    tid: u32,
+    id: u64,
+    fut: std::pin::Pin<&mut rl_reference::LockFuture<'a>>,
+    cx: &mut Context<'_>,
+) -> Option<Held<'a>> {
+    let Poll::Ready(guard) = fut.poll(cx) else {
+        return None;
+    };
+    Log::push_locked(
+        g,
+        log.now(),
+        tid,
+        Body::RlAcquired {
+            tree: TREE,
+            lock: id,
+        },
+    );
+    Some(Held { guard, id })
 }
 
 /// Unlocks as task `tid` (which may differ from the locker), logging
