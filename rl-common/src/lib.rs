@@ -68,8 +68,6 @@ pub enum Kind {
     Lost = 22,
     /// The task `tid` exited.
     Exit = 23,
-    /// `w0` = ordering-check evidence (reserved for the kprobe profiles).
-    Reserved24 = 24,
 }
 
 impl Kind {
@@ -100,7 +98,6 @@ impl Kind {
             21 => Marker,
             22 => Lost,
             23 => Exit,
-            24 => Reserved24,
             _ => return None,
         })
     }

@@ -30,11 +30,6 @@ impl Dev {
     pub fn to_kernel(self) -> u32 {
         (self.major << 20) | (self.minor & 0xfffff)
     }
-
-    /// From a user-space `st_dev` (glibc encoding, as `stat(2)` returns).
-    pub fn from_user(st_dev: u64) -> Dev {
-        Dev { major: libc::major(st_dev), minor: libc::minor(st_dev) }
-    }
 }
 
 impl fmt::Display for Dev {

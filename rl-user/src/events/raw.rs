@@ -118,7 +118,7 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             Body::Marker { text: c_text(text).trim_end_matches('\n').to_owned() }
         }
         Kind::Exit => Body::Exit,
-        Kind::Lost | Kind::Reserved24 => return Err(RawError::NotFromKernel(kind)),
+        Kind::Lost => return Err(RawError::NotFromKernel(kind)),
     };
     Ok(Event { ts: h.ts, tid: h.tid, pid: h.pid, cpu: Some(h.cpu as u32), body })
 }

@@ -319,40 +319,23 @@ impl Session {
         // Detach first: afterwards nothing writes to the staging areas.
         drop(self.ebpf.take());
         self.read_ring();
-        for cpu_stage in self.stage.get(&0, 0).context("reading the staged records")?.iter() {
-            let b = &cpu_stage.batch;
-            for r in &b.records[..(b.n as usize).min(rl_common::BATCH_LEN)] {
-                // SAFETY: Record is #[repr(C)] plain integers; viewing it as bytes is sound.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts((r as *const rl_common::Record).cast::<u8>(), rl_common::RECORD_SIZE)
-                };
-                match crate::events::raw::decode(bytes) {
-                    Ok(ev) => self.reorder.push(ev),
-                    Err(e) => self.decode_error(e),
-                }
-            }
+        let staged = self.stage.get(&0, 0).context("reading the staged records")?;
+        for cpu_stage in staged.iter() {
+            // A staged batch has the layout of a ring entry: decode it as one.
+            // SAFETY: Batch is #[repr(C)] plain integers without padding;
+            // viewing it as its bytes is sound.
+            let bytes = unsafe {
+                std::slice::from_raw_parts((&cpu_stage.batch as *const rl_common::Batch).cast::<u8>(), rl_common::BATCH_SIZE)
+            };
+            push_entry(&mut self.reorder, &mut self.decode_errors, bytes);
         }
         Ok(self.reorder.release(u64::MAX, out))
     }
 
     /// Moves every ring entry into the reorder buffer.
     fn read_ring(&mut self) {
-        let mut errors = Vec::new();
         while let Some(item) = self.ring.next() {
-            crate::events::raw::decode_entry(&item, &mut |r| match r {
-                Ok(ev) => self.reorder.push(ev),
-                Err(e) => errors.push(e),
-            });
-        }
-        for e in errors {
-            self.decode_error(e);
-        }
-    }
-
-    fn decode_error(&mut self, e: crate::events::raw::RawError) {
-        self.decode_errors += 1;
-        if self.decode_errors == 1 {
-            log::error!("undecodable ring-buffer record ({e}); rltop's kernel and user halves disagree");
+            push_entry(&mut self.reorder, &mut self.decode_errors, &item);
         }
     }
 
@@ -405,6 +388,19 @@ impl Session {
         }
         Ok(total)
     }
+}
+
+/// Decodes one ring entry (a batch or a single record) into `reorder`.
+fn push_entry(reorder: &mut Reorder, decode_errors: &mut u64, bytes: &[u8]) {
+    crate::events::raw::decode_entry(bytes, &mut |r| match r {
+        Ok(ev) => reorder.push(ev),
+        Err(e) => {
+            *decode_errors += 1;
+            if *decode_errors == 1 {
+                log::error!("undecodable ring-buffer record ({e}); rltop's kernel and user halves disagree");
+            }
+        }
+    });
 }
 
 /// How often idle CPUs are kicked to hand over staged records; this bounds
