@@ -75,7 +75,12 @@ impl Aligned {
 impl Drop for Aligned {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, std::alloc::Layout::from_size_align(self.len, PAGE).expect("layout")) };
+        unsafe {
+            std::alloc::dealloc(
+                self.ptr,
+                std::alloc::Layout::from_size_align(self.len, PAGE).expect("layout"),
+            )
+        };
     }
 }
 
@@ -90,7 +95,14 @@ fn iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()> {
             bail!("posix_fadvise: {}", std::io::Error::from_raw_os_error(rc));
         }
         let len = PAGES * PAGE;
-        let map = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
         if map == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error()).context("mmap");
         }
@@ -103,7 +115,12 @@ fn iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()> {
         check(libc::munmap(map, len), "munmap")?;
 
         for (page, n) in DIO {
-            let rc = libc::pwrite(dio.as_raw_fd(), buf.ptr.cast(), n * PAGE, (page * PAGE) as i64);
+            let rc = libc::pwrite(
+                dio.as_raw_fd(),
+                buf.ptr.cast(),
+                n * PAGE,
+                (page * PAGE) as i64,
+            );
             if rc != (n * PAGE) as isize {
                 return Err(std::io::Error::last_os_error()).context("O_DIRECT pwrite");
             }
@@ -117,8 +134,14 @@ fn iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()> {
             ),
             "fallocate(PUNCH_HOLE)",
         )?;
-        check(libc::ftruncate(fd, (TRUNCATE_TO * PAGE) as i64), "ftruncate")?;
-        check(libc::ftruncate(fd, (PAGES * PAGE) as i64), "ftruncate (extend)")?;
+        check(
+            libc::ftruncate(fd, (TRUNCATE_TO * PAGE) as i64),
+            "ftruncate",
+        )?;
+        check(
+            libc::ftruncate(fd, (PAGES * PAGE) as i64),
+            "ftruncate (extend)",
+        )?;
     }
     Ok(())
 }
@@ -131,7 +154,14 @@ fn heavy_iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()>
     // SAFETY: plain syscalls on valid fds; the private mapping is written
     // only inside its bounds and unmapped before returning.
     unsafe {
-        let map = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, fd, 0);
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+            fd,
+            0,
+        );
         if map == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error()).context("mmap");
         }
@@ -142,16 +172,29 @@ fn heavy_iteration(file: &File, dio: &File, buf: &Aligned) -> anyhow::Result<()>
         }
         check(libc::munmap(map, len), "munmap")?;
         for page in [16, 20, 24, 28] {
-            if libc::pwrite(dio.as_raw_fd(), buf.ptr.cast(), PAGE, (page * PAGE) as i64) != PAGE as isize {
+            if libc::pwrite(dio.as_raw_fd(), buf.ptr.cast(), PAGE, (page * PAGE) as i64)
+                != PAGE as isize
+            {
                 return Err(std::io::Error::last_os_error()).context("O_DIRECT pwrite");
             }
         }
         check(
-            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, (PUNCH.0 * PAGE) as i64, (PUNCH.1 * PAGE) as i64),
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                (PUNCH.0 * PAGE) as i64,
+                (PUNCH.1 * PAGE) as i64,
+            ),
             "fallocate(PUNCH_HOLE)",
         )?;
-        check(libc::ftruncate(fd, (TRUNCATE_TO * PAGE) as i64), "ftruncate")?;
-        check(libc::ftruncate(fd, (PAGES * PAGE) as i64), "ftruncate (extend)")?;
+        check(
+            libc::ftruncate(fd, (TRUNCATE_TO * PAGE) as i64),
+            "ftruncate",
+        )?;
+        check(
+            libc::ftruncate(fd, (PAGES * PAGE) as i64),
+            "ftruncate (extend)",
+        )?;
     }
     Ok(())
 }
@@ -167,7 +210,8 @@ fn main() -> anyhow::Result<()> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(&vec![0x5a; PAGES * PAGE]).context("filling the work file")?;
+    file.write_all(&vec![0x5a; PAGES * PAGE])
+        .context("filling the work file")?;
     file.sync_all()?;
     let dio = OpenOptions::new()
         .write(true)
@@ -205,7 +249,10 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&path);
 
     let pages = |v: &[(usize, usize)]| -> String {
-        v.iter().map(|(p, n)| format!("[{},{}]", p * PAGE, n * PAGE)).collect::<Vec<_>>().join(",")
+        v.iter()
+            .map(|(p, n)| format!("[{},{}]", p * PAGE, n * PAGE))
+            .collect::<Vec<_>>()
+            .join(",")
     };
     println!(
         "{{\"pid\":{},\"path\":{},\"dev\":\"{}:{}\",\"ino\":{},\"iterations\":{},\"elapsed_ns\":{},\

@@ -18,7 +18,10 @@ pub fn run(live: &LiveArgs) -> anyhow::Result<ExitCode> {
     for line in session.not_attached() {
         eprintln!("rltop: warning: not attached: {line}");
     }
-    eprintln!("rltop: {} probes attached; streaming events, Ctrl-C to stop", session.attached().len());
+    eprintln!(
+        "rltop: {} probes attached; streaming events, Ctrl-C to stop",
+        session.attached().len()
+    );
     signals::install_stop_handlers();
 
     let mut out = BufWriter::new(io::stdout().lock());

@@ -20,11 +20,20 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     let session = Session::start(&opts)?;
     let (release, _) = crate::cmd::record::uname();
     let mut out = String::new();
-    writeln!(out, "kernel {release}, profile {} (asked: {})", session.profile, opts.profile)?;
+    writeln!(
+        out,
+        "kernel {release}, profile {} (asked: {})",
+        session.profile, opts.profile
+    )?;
     if session.mounted_tracefs {
         writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }
-    let width = session.probes.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let width = session
+        .probes
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
     for p in &session.probes {
         let status = match &p.status {
             Status::Attached { verified_insns } if verbose => match verified_insns {
@@ -38,7 +47,11 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         writeln!(out, "{:width$}  {status}", p.name)?;
     }
     let attached = session.attached().len();
-    writeln!(out, "{attached} of {} probes attached", session.probes.len())?;
+    writeln!(
+        out,
+        "{attached} of {} probes attached",
+        session.probes.len()
+    )?;
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         // `rltop probes | head` is fine.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),

@@ -36,7 +36,11 @@ pub fn uname() -> (String, String) {
         return (String::new(), String::new());
     }
     let s = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let b: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&b).into_owned()
     };
     (s(&u.release), s(&u.nodename))
@@ -51,7 +55,11 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let opts = Options::from_cli(live)?;
     let duration = match duration {
-        Some(d) if !(d > 0.0 && d.is_finite()) => return Err(user_error("--duration must be a positive number of seconds")),
+        Some(d) if !(d > 0.0 && d.is_finite()) => {
+            return Err(user_error(
+                "--duration must be a positive number of seconds",
+            ));
+        }
         Some(d) => Some(Duration::from_secs_f64(d)),
         None => None,
     };
@@ -79,7 +87,11 @@ pub fn run(
     let mut writer = TraceWriter::create(output, &header)
         .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
 
-    let cost_accounting = if probe_cost { Some(session.enable_cost_accounting()?) } else { None };
+    let cost_accounting = if probe_cost {
+        Some(session.enable_cost_accounting()?)
+    } else {
+        None
+    };
     signals::install_stop_handlers();
     let mut child = match argv.split_first() {
         None => None,
@@ -94,34 +106,56 @@ pub fn run(
         "rltop: recording {} probes to {}{}",
         session.attached().len(),
         output.display(),
-        if child.is_some() { "" } else { "; Ctrl-C to stop" }
+        if child.is_some() {
+            ""
+        } else {
+            "; Ctrl-C to stop"
+        }
     );
 
     let started = Instant::now();
     let mut costs = Vec::new();
-    let result = record_loop(&mut session, &mut writer, &mut child, started, duration, &mut |s| {
-        if cost_accounting.is_some() {
-            costs = s.costs();
-        }
-    });
+    let result = record_loop(
+        &mut session,
+        &mut writer,
+        &mut child,
+        started,
+        duration,
+        &mut |s| {
+            if cost_accounting.is_some() {
+                costs = s.costs();
+            }
+        },
+    );
     let child_status = stop_child(&mut child);
     match result {
         Ok(lost) => {
-            let stats = writer.finish().with_context(|| format!("finishing {}", output.display()))?;
+            let stats = writer
+                .finish()
+                .with_context(|| format!("finishing {}", output.display()))?;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "rltop: {} events ({lost} lost) in {secs:.1} s, {} bytes ({:.1} bytes/event) -> {}",
                 stats.events,
                 stats.bytes,
-                if stats.events > 0 { stats.bytes as f64 / stats.events as f64 } else { 0.0 },
+                if stats.events > 0 {
+                    stats.bytes as f64 / stats.events as f64
+                } else {
+                    0.0
+                },
                 output.display()
             );
             if cost_accounting.is_some() {
-                let (runs, ns) = costs.iter().fold((0u64, 0f64), |(r, t), c| (r + c.1, t + c.1 as f64 * c.2));
+                let (runs, ns) = costs
+                    .iter()
+                    .fold((0u64, 0f64), |(r, t), c| (r + c.1, t + c.1 as f64 * c.2));
                 for (name, n, mean) in costs.iter().filter(|c| c.1 > 0) {
                     eprintln!("rltop: probe cost: {name}: {n} runs, {mean:.0} ns/run");
                 }
-                eprintln!("rltop: probe cost: all probes: {runs} runs, {:.0} ns/run", ns / runs.max(1) as f64);
+                eprintln!(
+                    "rltop: probe cost: all probes: {runs} runs, {:.0} ns/run",
+                    ns / runs.max(1) as f64
+                );
             }
             Ok(child_status.unwrap_or(ExitCode::SUCCESS))
         }
@@ -152,7 +186,9 @@ fn record_loop(
         session.poll(POLL, &mut |ev| batch.push(ev))?;
         let stop = signals::stop_requested()
             || duration.is_some_and(|d| started.elapsed() >= d)
-            || child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            || child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
         let flush = stop || last_flush.elapsed() >= FLUSH_EVERY;
         if flush {
             lost += session.lost_events()?;
@@ -184,6 +220,8 @@ fn stop_child(child: &mut Option<Child>) -> Option<ExitCode> {
     }
     let status = c.wait().ok()?;
     use std::os::unix::process::ExitStatusExt as _;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     Some(ExitCode::from(code.clamp(0, 255) as u8))
 }

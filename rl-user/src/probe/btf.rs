@@ -80,7 +80,12 @@ impl Btf {
             .to_vec();
 
         // Id 0 is void.
-        let mut types = vec![Type { name_off: 0, kind: 0, referee: 0, members: Vec::new() }];
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            referee: 0,
+            members: Vec::new(),
+        }];
         let mut off = 0;
         while off < types_data.len() {
             let name_off = u32_at(types_data, off)?;
@@ -92,14 +97,17 @@ impl Btf {
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
             let extra = match kind {
-                1 => 4,                // INT
-                3 => 12,               // ARRAY
+                1 => 4,  // INT
+                3 => 12, // ARRAY
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = off + 12 * i;
                         let raw = u32_at(types_data, m + 8)?;
-                        let (bit_offset, bitfield_size) =
-                            if kind_flag { (raw & 0xffffff, raw >> 24) } else { (raw, 0) };
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (raw & 0xffffff, raw >> 24)
+                        } else {
+                            (raw, 0)
+                        };
                         members.push(Member {
                             name_off: u32_at(types_data, m)?,
                             type_id: u32_at(types_data, m + 4)?,
@@ -109,7 +117,7 @@ impl Btf {
                     }
                     12 * vlen
                 }
-                6 => 8 * vlen,         // ENUM
+                6 => 8 * vlen, // ENUM
                 KIND_FUNC_PROTO => {
                     // Parameters as members without offsets: only their types matter here.
                     for i in 0..vlen {
@@ -123,17 +131,27 @@ impl Btf {
                     }
                     8 * vlen
                 }
-                14 => 4,               // VAR
-                15 => 12 * vlen,       // DATASEC
-                17 => 4,               // DECL_TAG
-                19 => 12 * vlen,       // ENUM64
+                14 => 4,         // VAR
+                15 => 12 * vlen, // DATASEC
+                17 => 4,         // DECL_TAG
+                19 => 12 * vlen, // ENUM64
                 2 | 7 | 8 | 9 | 10 | 11 | 12 | 16 | 18 => 0,
                 _ => return Err(BtfError::Malformed("unknown type kind")),
             };
             off += extra;
-            types.push(Type { name_off, kind, referee: size_or_type, members });
+            types.push(Type {
+                name_off,
+                kind,
+                referee: size_or_type,
+                members,
+            });
         }
-        let mut btf = Btf { types, strings, structs_by_name: HashMap::new(), typedefs_by_name: HashMap::new() };
+        let mut btf = Btf {
+            types,
+            strings,
+            structs_by_name: HashMap::new(),
+            typedefs_by_name: HashMap::new(),
+        };
         for (id, t) in btf.types.iter().enumerate() {
             if t.name_off == 0 {
                 continue;
@@ -141,7 +159,9 @@ impl Btf {
             let map = match t.kind {
                 KIND_STRUCT => &mut btf.structs_by_name,
                 // Only the tracepoint prototypes are looked up by typedef name.
-                KIND_TYPEDEF if btf.name(t.name_off).starts_with("btf_trace_") => &mut btf.typedefs_by_name,
+                KIND_TYPEDEF if btf.name(t.name_off).starts_with("btf_trace_") => {
+                    &mut btf.typedefs_by_name
+                }
                 _ => continue,
             };
             let name = std::str::from_utf8(&btf.strings[t.name_off as usize..])
@@ -202,7 +222,9 @@ impl Btf {
 
     /// A C-like name of type `id`: `struct mm_struct *`, `bool`, `pgoff_t`.
     fn type_name(&self, id: u32, depth: u32) -> String {
-        let Some(t) = self.types.get(id as usize) else { return "?".into() };
+        let Some(t) = self.types.get(id as usize) else {
+            return "?".into();
+        };
         if depth > 8 {
             return "?".into();
         }
@@ -229,18 +251,31 @@ impl Btf {
             return None;
         }
         // The first parameter is the probe's private `void *__data`.
-        Some(proto.members.iter().skip(1).map(|m| self.type_name(m.type_id, 0)).collect())
+        Some(
+            proto
+                .members
+                .iter()
+                .skip(1)
+                .map(|m| self.type_name(m.type_id, 0))
+                .collect(),
+        )
     }
 
     /// Byte offset of `strukt.member`.
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self.structs_by_name.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let id = *self
+            .structs_by_name
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         let (bits, m) = self.find(id, member, 0).ok_or_else(|| BtfError::NoMember {
             strukt: strukt.into(),
             member: member.into(),
         })?;
         if m.bitfield_size != 0 || bits % 8 != 0 {
-            return Err(BtfError::BitField { strukt: strukt.into(), member: member.into() });
+            return Err(BtfError::BitField {
+                strukt: strukt.into(),
+                member: member.into(),
+            });
         }
         Ok(bits / 8)
     }
@@ -255,26 +290,54 @@ mod tests {
         let strings = b"\0int\0long\0inner\0a\0outer\0x\0y\0z\0q\0";
         let s = |name: &str| -> u32 {
             let pat = format!("\0{name}\0");
-            strings.windows(pat.len()).position(|w| w == pat.as_bytes()).unwrap() as u32 + 1
+            strings
+                .windows(pat.len())
+                .position(|w| w == pat.as_bytes())
+                .unwrap() as u32
+                + 1
         };
         let mut t = Vec::new();
         let mut push = |v: u32| t.extend_from_slice(&v.to_le_bytes());
         // 1: int
-        push(s("int")); push(1 << 24); push(4); push(32);
+        push(s("int"));
+        push(1 << 24);
+        push(4);
+        push(32);
         // 2: long
-        push(s("long")); push(1 << 24); push(8); push(64);
+        push(s("long"));
+        push(1 << 24);
+        push(8);
+        push(64);
         // 3: struct inner { int a @0 }
-        push(s("inner")); push((4 << 24) | 1); push(4);
-        push(s("a")); push(1); push(0);
+        push(s("inner"));
+        push((4 << 24) | 1);
+        push(4);
+        push(s("a"));
+        push(1);
+        push(0);
         // 4: anonymous union { int y @0; struct inner z @0 }
-        push(0); push((5 << 24) | 2); push(4);
-        push(s("y")); push(1); push(0);
-        push(s("z")); push(3); push(0);
+        push(0);
+        push((5 << 24) | 2);
+        push(4);
+        push(s("y"));
+        push(1);
+        push(0);
+        push(s("z"));
+        push(3);
+        push(0);
         // 5: struct outer { long x @0; union @64; int q @96 }
-        push(s("outer")); push((4 << 24) | 3); push(16);
-        push(s("x")); push(2); push(0);
-        push(0); push(4); push(64);
-        push(s("q")); push(1); push(96);
+        push(s("outer"));
+        push((4 << 24) | 3);
+        push(16);
+        push(s("x"));
+        push(2);
+        push(0);
+        push(0);
+        push(4);
+        push(64);
+        push(s("q"));
+        push(1);
+        push(96);
         let mut d = Vec::new();
         d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
         d.extend_from_slice(&24u32.to_le_bytes());
@@ -294,8 +357,14 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "y"), Ok(8));
         assert_eq!(btf.member_offset("outer", "q"), Ok(12));
         assert_eq!(btf.member_offset("inner", "a"), Ok(0));
-        assert!(matches!(btf.member_offset("outer", "nope"), Err(BtfError::NoMember { .. })));
-        assert!(matches!(btf.member_offset("nope", "x"), Err(BtfError::NoStruct(_))));
+        assert!(matches!(
+            btf.member_offset("outer", "nope"),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("nope", "x"),
+            Err(BtfError::NoStruct(_))
+        ));
     }
 
     #[test]
@@ -314,10 +383,22 @@ mod tests {
             btf.tracepoint_args("mmap_lock_acquire_returned").unwrap(),
             ["struct mm_struct *", "bool", "bool"]
         );
-        assert_eq!(btf.tracepoint_args("mm_filemap_fault").unwrap(), ["struct address_space *", "long unsigned int"]);
-        for (s, m) in [("kiocb", "ki_filp"), ("kiocb", "ki_pos"), ("file", "f_inode"), ("inode", "i_ino"),
-            ("inode", "i_sb"), ("inode", "i_size"), ("super_block", "s_dev"), ("iov_iter", "count")] {
-            btf.member_offset(s, m).unwrap_or_else(|e| panic!("{s}.{m}: {e}"));
+        assert_eq!(
+            btf.tracepoint_args("mm_filemap_fault").unwrap(),
+            ["struct address_space *", "long unsigned int"]
+        );
+        for (s, m) in [
+            ("kiocb", "ki_filp"),
+            ("kiocb", "ki_pos"),
+            ("file", "f_inode"),
+            ("inode", "i_ino"),
+            ("inode", "i_sb"),
+            ("inode", "i_size"),
+            ("super_block", "s_dev"),
+            ("iov_iter", "count"),
+        ] {
+            btf.member_offset(s, m)
+                .unwrap_or_else(|e| panic!("{s}.{m}: {e}"));
         }
     }
 }

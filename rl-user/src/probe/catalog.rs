@@ -65,16 +65,30 @@ impl ProbeSpec {
 
 macro_rules! f {
     ($name:literal, $sizes:expr, $slot:ident) => {
-        TpField { name: $name, sizes: $sizes, slot: |o| &mut o.$slot, optional: false }
+        TpField {
+            name: $name,
+            sizes: $sizes,
+            slot: |o| &mut o.$slot,
+            optional: false,
+        }
     };
     ($name:literal, $sizes:expr, $slot:ident, optional) => {
-        TpField { name: $name, sizes: $sizes, slot: |o| &mut o.$slot, optional: true }
+        TpField {
+            name: $name,
+            sizes: $sizes,
+            slot: |o| &mut o.$slot,
+            optional: true,
+        }
     };
 }
 
 macro_rules! m {
     ($s:literal . $m:literal, $slot:ident) => {
-        BtfMember { strukt: $s, member: $m, slot: |o| &mut o.$slot }
+        BtfMember {
+            strukt: $s,
+            member: $m,
+            slot: |o| &mut o.$slot,
+        }
     };
 }
 
@@ -103,7 +117,11 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         category: "mmap_lock",
         event: "mmap_lock_acquire_returned",
         attach: Attach::Tracepoint,
-        fields: &[f!("mm", &[8], mmap_mm), f!("write", &[1], mmap_write), f!("success", &[1], mmap_success)],
+        fields: &[
+            f!("mm", &[8], mmap_mm),
+            f!("write", &[1], mmap_write),
+            f!("success", &[1], mmap_success),
+        ],
         members: &[],
         args: &[],
         requires: None,
@@ -123,7 +141,11 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         category: "filemap",
         event: "mm_filemap_fault",
         attach: Attach::Tracepoint,
-        fields: &[f!("i_ino", &[8], fault_ino), f!("s_dev", &[4], fault_dev), f!("index", &[8], fault_index)],
+        fields: &[
+            f!("i_ino", &[8], fault_ino),
+            f!("s_dev", &[4], fault_dev),
+            f!("index", &[8], fault_index),
+        ],
         members: &[],
         args: &[],
         requires: None,
@@ -223,7 +245,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         category: "lock",
         event: "contention_begin",
         attach: Attach::Tracepoint,
-        fields: &[f!("lock_addr", &[8], contention_addr), f!("flags", &[4], contention_flags)],
+        fields: &[
+            f!("lock_addr", &[8], contention_addr),
+            f!("flags", &[4], contention_flags),
+        ],
         members: &[],
         args: &[],
         requires: None,
@@ -233,7 +258,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         category: "lock",
         event: "contention_end",
         attach: Attach::Tracepoint,
-        fields: &[f!("lock_addr", &[8], contention_addr), f!("ret", &[4], contention_ret)],
+        fields: &[
+            f!("lock_addr", &[8], contention_addr),
+            f!("ret", &[4], contention_ret),
+        ],
         members: &[],
         args: &[],
         requires: None,
@@ -379,9 +407,19 @@ fn resolve_one(
     if !spec.args.is_empty() {
         match btf.map(|b| b.tracepoint_args(spec.event)) {
             None => missing.push("kernel BTF (/sys/kernel/btf/vmlinux) is not available".into()),
-            Some(None) => missing.push(format!("BTF has no prototype for tracepoint {}", spec.event)),
-            Some(Some(have)) if !have.starts_with(&spec.args.iter().map(|a| a.to_string()).collect::<Vec<_>>()) => {
-                missing.push(format!("its arguments are ({}) here, rltop reads ({}): unexpected layout", have.join(", "), spec.args.join(", ")))
+            Some(None) => missing.push(format!(
+                "BTF has no prototype for tracepoint {}",
+                spec.event
+            )),
+            Some(Some(have))
+                if !have
+                    .starts_with(&spec.args.iter().map(|a| a.to_string()).collect::<Vec<_>>()) =>
+            {
+                missing.push(format!(
+                    "its arguments are ({}) here, rltop reads ({}): unexpected layout",
+                    have.join(", "),
+                    spec.args.join(", ")
+                ))
             }
             Some(Some(_)) => {}
         }
@@ -399,7 +437,11 @@ fn resolve_one(
             }
         }
     }
-    if missing.is_empty() { Ok(()) } else { Err(missing.join("; ")) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -421,8 +463,16 @@ mod tests {
     #[test]
     fn missing_tracepoint_and_fields_are_named() {
         let (_d, t) = fake_tracefs(&[
-            ("filemap", "mm_filemap_add_to_page_cache", "\tfield:unsigned long i_ino;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:dev_t s_dev;\toffset:16;\tsize:4;\tsigned:0;\n"),
-            ("lock", "contention_begin", "\tfield:void * lock_addr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:unsigned long flags;\toffset:16;\tsize:8;\tsigned:0;\n"),
+            (
+                "filemap",
+                "mm_filemap_add_to_page_cache",
+                "\tfield:unsigned long i_ino;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:dev_t s_dev;\toffset:16;\tsize:4;\tsigned:0;\n",
+            ),
+            (
+                "lock",
+                "contention_begin",
+                "\tfield:void * lock_addr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:unsigned long flags;\toffset:16;\tsize:8;\tsigned:0;\n",
+            ),
         ]);
         let r = resolve(TRACEPOINTS, &t, None);
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
@@ -430,8 +480,16 @@ mod tests {
         // Raw tracepoints need BTF for their prototype.
         assert!(status("truncate_enter").is_err());
         assert!(status("task_rename").is_err());
-        assert!(status("contention_begin").as_ref().unwrap_err().contains("field flags has size 8"));
-        assert_eq!(status("punch_hole"), &Err("tracepoint not in this kernel".to_string()));
+        assert!(
+            status("contention_begin")
+                .as_ref()
+                .unwrap_err()
+                .contains("field flags has size 8")
+        );
+        assert_eq!(
+            status("punch_hole"),
+            &Err("tracepoint not in this kernel".to_string())
+        );
         assert!(status("fallocate_exit").is_err());
         assert_eq!(r.tp.add_ino, 8);
         assert_eq!(r.tp.add_dev, 16);
@@ -440,13 +498,22 @@ mod tests {
     #[test]
     fn end_probes_need_their_begin() {
         let (_d, t) = fake_tracefs(&[
-            ("syscalls", "sys_exit_fallocate", "\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n"),
+            (
+                "syscalls",
+                "sys_exit_fallocate",
+                "\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n",
+            ),
             ("iomap", "iomap_dio_rw_begin", ""),
             ("iomap", "iomap_dio_complete", ""),
         ]);
         let r = resolve(TRACEPOINTS, &t, None);
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
-        assert!(status("fallocate_exit").as_ref().unwrap_err().contains("needs ext4:ext4_punch_hole"));
+        assert!(
+            status("fallocate_exit")
+                .as_ref()
+                .unwrap_err()
+                .contains("needs ext4:ext4_punch_hole")
+        );
         assert!(status("dio_begin").as_ref().unwrap_err().contains("BTF"));
         assert!(status("dio_complete").as_ref().unwrap_err().contains("BTF"));
     }

@@ -41,7 +41,10 @@ impl Options {
     /// From the command line's shared live arguments.
     pub fn from_cli(live: &crate::cli::LiveArgs) -> anyhow::Result<Options> {
         let dev = match &live.dev {
-            Some(s) => Some(s.parse::<Dev>().map_err(|e| user_error(format!("--dev: {e}")))?),
+            Some(s) => Some(
+                s.parse::<Dev>()
+                    .map_err(|e| user_error(format!("--dev: {e}")))?,
+            ),
             None => None,
         };
         if live.buffer_mb == 0 || live.buffer_mb > 1024 {
@@ -160,7 +163,11 @@ impl Session {
             .zip(&resolved.ready)
             .any(|(s, r)| s.program == "flush_kick" && r.is_ok());
         let batching = Batching {
-            len: if kick_ready { rl_common::BATCH_LEN as u32 } else { 1 },
+            len: if kick_ready {
+                rl_common::BATCH_LEN as u32
+            } else {
+                1
+            },
             _pad: 0,
             flush_ns: BATCH_FLUSH.as_nanos() as u64,
         };
@@ -196,18 +203,28 @@ impl Session {
             let status = match ready {
                 Err(why) => Status::Unavailable(why),
                 Ok(()) => match attach(&mut ebpf, spec) {
-                    Ok(insns) => Status::Attached { verified_insns: insns },
+                    Ok(insns) => Status::Attached {
+                        verified_insns: insns,
+                    },
                     Err(e) => Status::Failed(format!("{e:#}")),
                 },
             };
-            probes.push(ProbeReport { name: spec.name(), program: spec.program, status });
+            probes.push(ProbeReport {
+                name: spec.name(),
+                program: spec.program,
+                status,
+            });
         }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
         let stage = PerCpuArray::try_from(ebpf.take_map("STAGE").context("STAGE map")?)?;
-        let kicks = probes.iter().any(|p| p.program == "flush_kick" && matches!(p.status, Status::Attached { .. }));
-        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+        let kicks = probes
+            .iter()
+            .any(|p| p.program == "flush_kick" && matches!(p.status, Status::Attached { .. }));
+        let ncpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .context("counting CPUs")?;
         Ok(Session {
             ebpf: Some(ebpf),
             ring,
@@ -241,7 +258,11 @@ impl Session {
             .filter_map(|p| {
                 let info = self.ebpf.as_ref()?.program(p.program)?.info().ok()?;
                 let n = info.run_count();
-                let mean = if n > 0 { info.run_time().as_nanos() as f64 / n as f64 } else { 0.0 };
+                let mean = if n > 0 {
+                    info.run_time().as_nanos() as f64 / n as f64
+                } else {
+                    0.0
+                };
                 Some((p.name.clone(), n, mean))
             })
             .collect()
@@ -262,7 +283,9 @@ impl Session {
             .iter()
             .filter_map(|p| match &p.status {
                 Status::Attached { .. } => None,
-                Status::Unavailable(why) | Status::Failed(why) => Some(format!("{}: {why}", p.name)),
+                Status::Unavailable(why) | Status::Failed(why) => {
+                    Some(format!("{}: {why}", p.name))
+                }
             })
             .collect()
     }
@@ -270,9 +293,17 @@ impl Session {
     /// Waits up to `timeout` for records, then hands `out`, in time order,
     /// every event that can no longer be preceded by one still staged on a
     /// CPU. Returns how many events were delivered.
-    pub fn poll(&mut self, timeout: Duration, out: &mut impl FnMut(Event)) -> anyhow::Result<usize> {
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        out: &mut impl FnMut(Event),
+    ) -> anyhow::Result<usize> {
         let mut fds = [
-            libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
             libc::pollfd {
                 fd: self.logger.as_ref().map_or(-1, |l| l.as_raw_fd()),
                 events: libc::POLLIN,
@@ -319,13 +350,19 @@ impl Session {
         // Detach first: afterwards nothing writes to the staging areas.
         drop(self.ebpf.take());
         self.read_ring();
-        let staged = self.stage.get(&0, 0).context("reading the staged records")?;
+        let staged = self
+            .stage
+            .get(&0, 0)
+            .context("reading the staged records")?;
         for cpu_stage in staged.iter() {
             // A staged batch has the layout of a ring entry: decode it as one.
             // SAFETY: Batch is #[repr(C)] plain integers without padding;
             // viewing it as its bytes is sound.
             let bytes = unsafe {
-                std::slice::from_raw_parts((&cpu_stage.batch as *const rl_common::Batch).cast::<u8>(), rl_common::BATCH_SIZE)
+                std::slice::from_raw_parts(
+                    (&cpu_stage.batch as *const rl_common::Batch).cast::<u8>(),
+                    rl_common::BATCH_SIZE,
+                )
             };
             push_entry(&mut self.reorder, &mut self.decode_errors, bytes);
         }
@@ -380,7 +417,16 @@ impl Session {
         let mut total = 0;
         for (cpu, (&v, last)) in values.iter().zip(self.last_drops.iter_mut()).enumerate() {
             if v > *last {
-                let ev = Event { ts: now, tid: 0, pid: 0, cpu: Some(cpu as u32), body: Body::Lost { count: v - *last, cpu: cpu as u32 } };
+                let ev = Event {
+                    ts: now,
+                    tid: 0,
+                    pid: 0,
+                    cpu: Some(cpu as u32),
+                    body: Body::Lost {
+                        count: v - *last,
+                        cpu: cpu as u32,
+                    },
+                };
                 self.reorder.push(ev);
                 total += v - *last;
                 *last = v;
@@ -397,7 +443,9 @@ fn push_entry(reorder: &mut Reorder, decode_errors: &mut u64, bytes: &[u8]) {
         Err(e) => {
             *decode_errors += 1;
             if *decode_errors == 1 {
-                log::error!("undecodable ring-buffer record ({e}); rltop's kernel and user halves disagree");
+                log::error!(
+                    "undecodable ring-buffer record ({e}); rltop's kernel and user halves disagree"
+                );
             }
         }
     });
@@ -445,7 +493,11 @@ impl Ord for Pending {
 impl Reorder {
     fn push(&mut self, ev: Event) {
         self.seq += 1;
-        self.heap.push(std::cmp::Reverse(Pending { ts: ev.ts, seq: self.seq, ev }));
+        self.heap.push(std::cmp::Reverse(Pending {
+            ts: ev.ts,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     /// Hands over, in order, every event older than `watermark`.
@@ -477,21 +529,36 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<Option<u32>> {
         }
     }
     let prog = ebpf.program(spec.program).expect("just attached");
-    Ok(prog.info().ok().and_then(|i| i.verified_instruction_count()))
+    Ok(prog
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count()))
 }
 
 /// Keeps the verifier's verdict — the last lines before its statistics —
 /// and drops the rest of the log (set RLTOP_VERIFIER_LOG=1 for all of it).
 fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
     match e {
-        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
             if std::env::var_os("RLTOP_VERIFIER_LOG").is_some() {
                 eprintln!("{log}");
             }
-            let lines: Vec<&str> =
-                log.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("verification time")).collect();
-            let verdict = lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" / ");
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with("verification time"))
+                .collect();
+            let verdict = lines
+                .iter()
+                .rev()
+                .take(2)
+                .rev()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" / ");
             anyhow::anyhow!("the verifier rejected it ({io_error}): {verdict}")
         }
         other => other.into(),
@@ -502,7 +569,10 @@ fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
 /// the memory cgroup. Raising it may fail without CAP_SYS_RESOURCE, which
 /// matters only on old kernels.
 fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: `lim` is a valid rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels from 5.11");
@@ -511,7 +581,10 @@ fn raise_memlock() {
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec to write into.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -519,7 +592,10 @@ pub fn monotonic_ns() -> u64 {
 
 /// CLOCK_REALTIME in nanoseconds since the epoch.
 pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: as above.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -530,7 +606,13 @@ mod tests {
     use super::*;
 
     fn ev(ts: u64, tid: u32) -> Event {
-        Event { ts, tid, pid: tid, cpu: None, body: Body::Exit }
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body: Body::Exit,
+        }
     }
 
     #[test]

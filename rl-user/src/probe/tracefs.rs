@@ -30,7 +30,9 @@ pub fn parse_format(text: &str) -> Format {
     let mut fields = Vec::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
         let mut parts = rest.split(';').map(str::trim);
         let Some(decl) = parts.next() else { continue };
         let mut offset = None;
@@ -52,7 +54,11 @@ pub fn parse_format(text: &str) -> Format {
             .next()
             .unwrap_or("");
         if let (false, Some(offset), Some(size)) = (name.is_empty(), offset, size) {
-            fields.push(Field { name: name.to_owned(), offset, size });
+            fields.push(Field {
+                name: name.to_owned(),
+                offset,
+                size,
+            });
         }
     }
     Format { fields }
@@ -77,13 +83,26 @@ impl Tracefs {
         }
         let legacy = Path::new("/sys/kernel/debug/tracing");
         if legacy.join("events").is_dir() {
-            return Ok((Tracefs { root: legacy.into() }, false));
+            return Ok((
+                Tracefs {
+                    root: legacy.into(),
+                },
+                false,
+            ));
         }
         let src = c"nodev";
         let target = c"/sys/kernel/tracing";
         let fstype = c"tracefs";
         // SAFETY: all pointers are valid NUL-terminated strings; data is null.
-        let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
         if rc != 0 {
             let err = std::io::Error::last_os_error();
             return Err(format!(
@@ -92,7 +111,9 @@ impl Tracefs {
             ));
         }
         if !root.join("events").is_dir() {
-            return Err(format!("mounted tracefs at {TRACEFS} but it has no events/ directory"));
+            return Err(format!(
+                "mounted tracefs at {TRACEFS} but it has no events/ directory"
+            ));
         }
         Ok((Tracefs { root: root.into() }, true))
     }
@@ -108,7 +129,9 @@ impl Tracefs {
 
     /// The format of `cat:name`, or `None` when this kernel lacks it.
     pub fn format(&self, cat: &str, name: &str) -> Option<Format> {
-        let text = std::fs::read_to_string(self.root.join("events").join(cat).join(name).join("format")).ok()?;
+        let text =
+            std::fs::read_to_string(self.root.join("events").join(cat).join(name).join("format"))
+                .ok()?;
         Some(parse_format(&text))
     }
 }
@@ -136,7 +159,14 @@ print fmt: \"dev %d:%d\"
     #[test]
     fn parses_names_offsets_and_sizes() {
         let f = parse_format(FAULT);
-        assert_eq!(f.field("i_ino"), Some(&Field { name: "i_ino".into(), offset: 8, size: 8 }));
+        assert_eq!(
+            f.field("i_ino"),
+            Some(&Field {
+                name: "i_ino".into(),
+                offset: 8,
+                size: 8
+            })
+        );
         assert_eq!(f.field("s_dev").map(|f| (f.offset, f.size)), Some((16, 4)));
         assert_eq!(f.field("index").map(|f| f.offset), Some(24));
         assert_eq!(f.field("comm").map(|f| (f.offset, f.size)), Some((32, 16)));
