@@ -636,8 +636,8 @@ mod prop {
                 c.event(i as u64, e);
             }
             let v = c.finish();
-            let _ = rltop::analysis::render::json(&v);
-            let _ = rltop::analysis::render::text(&v, &Default::default());
+            let _ = rltop::views::findings::json(&v);
+            let _ = rltop::views::findings::text(&v, &Default::default());
         }
 
         #[test]

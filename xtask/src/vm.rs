@@ -44,7 +44,9 @@ poweroff -f
 
 /// Debian's current kernel image package, e.g. `linux-image-6.1.0-56-amd64`.
 fn kernel_package() -> anyhow::Result<String> {
-    let out = Command::new("apt-cache").args(["depends", "linux-image-amd64"]).output()?;
+    let out = Command::new("apt-cache")
+        .args(["depends", "linux-image-amd64"])
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.trim().strip_prefix("Depends: "))
@@ -69,16 +71,24 @@ fn kernel(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     let deb = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_"))));
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
+        });
     let deb = match deb {
         Some(d) => d,
         None => {
             println!("vm-test: downloading {pkg}");
-            run(Command::new("apt-get").current_dir(dir).args(["download", "-qq", &pkg]))?;
+            run(Command::new("apt-get")
+                .current_dir(dir)
+                .args(["download", "-qq", &pkg]))?;
             std::fs::read_dir(dir)?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_"))))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
+                })
                 .context("apt-get download left no .deb")?
         }
     };
@@ -97,7 +107,15 @@ fn static_binaries(root: &Path) -> anyhow::Result<PathBuf> {
     // zstd-sys builds C: the system cc does for musl too (no musl-tools).
     run(Command::new("cargo")
         .current_dir(root)
-        .args(["build", "--release", "--target", MUSL, "-p", "rl-user", "--bins"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            MUSL,
+            "-p",
+            "rl-user",
+            "--bins",
+        ])
         .env("CC_x86_64_unknown_linux_musl", "cc"))?;
     Ok(crate::target_dir(root).join(MUSL).join("release"))
 }
@@ -108,7 +126,8 @@ fn initramfs(dir: &Path, bins: &Path) -> anyhow::Result<PathBuf> {
     for d in ["bin", "proc", "sys", "dev", "work", "tmp"] {
         std::fs::create_dir_all(tree.join(d))?;
     }
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).context("busybox-static is not installed")?;
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox"))
+        .context("busybox-static is not installed")?;
     for b in ["rltop", "rl-workload"] {
         std::fs::copy(bins.join(b), tree.join("bin").join(b))?;
     }
@@ -116,14 +135,21 @@ fn initramfs(dir: &Path, bins: &Path) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))?;
     let out = dir.join("initramfs.gz");
-    let script = format!("cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'", tree.display(), out.display());
+    let script = format!(
+        "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        tree.display(),
+        out.display()
+    );
     run(Command::new("sh").args(["-c", &script]))?;
     Ok(out)
 }
 
 /// `NAME=value` from the console output.
 fn value<'a>(console: &'a str, name: &str) -> Option<&'a str> {
-    console.lines().find_map(|l| l.split(&format!("{name}=")).nth(1)).map(str::trim)
+    console
+        .lines()
+        .find_map(|l| l.split(&format!("{name}=")).nth(1))
+        .map(str::trim)
 }
 
 pub fn test(root: &Path) -> anyhow::Result<()> {
@@ -134,12 +160,29 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     let initrd = initramfs(&dir, &bins)?;
     println!("vm-test: booting Debian {abi} under QEMU TCG");
     let out = Command::new("timeout")
-        .args(["-k", "5", "240", "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024"])
+        .args([
+            "-k",
+            "5",
+            "240",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "1024",
+        ])
         .arg("-kernel")
         .arg(&vmlinuz)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet", "-nographic", "-no-reboot", "-nodefaults"])
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 quiet",
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+        ])
         .args(["-serial", "stdio", "-monitor", "none"])
         .output()
         .context("running qemu-system-x86_64")?;
@@ -149,7 +192,9 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         bail!("the VM never reached rltop's init; console:\n{console}");
     };
     let body = &console[begin..];
-    let body = &body[..body.find("RLTOP-VM-END").map_or(body.len(), |e| e + "RLTOP-VM-END".len())];
+    let body = &body[..body
+        .find("RLTOP-VM-END")
+        .map_or(body.len(), |e| e + "RLTOP-VM-END".len())];
     println!("{body}");
 
     let mut failures = Vec::new();
@@ -158,18 +203,44 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             failures.push(what.to_string());
         }
     };
-    expect(value(body, "RLTOP-VM-PROBES-RC") == Some("0"), "rltop probes exits 0");
-    expect(value(body, "RLTOP-VM-RECORD-RC") == Some("0"), "rltop record exits 0");
-    expect(value(body, "RLTOP-VM-DUMP-RC") == Some("0"), "rltop dump reads the trace back");
-    let events: u64 = value(body, "RLTOP-VM-EVENTS").and_then(|v| v.parse().ok()).unwrap_or(0);
-    expect(events > 0, "the trace has events");
-    let mmap: u64 = value(body, "RLTOP-VM-MMAP-EVENTS").and_then(|v| v.parse().ok()).unwrap_or(0);
-    expect(mmap > 0, "mmap_lock events are recorded at this kernel's layout");
-    // Each probe line says attached, or why not.
-    let probe_lines: Vec<&str> = body.lines().filter(|l| l.contains(':') && (l.contains(" attached") || l.contains("not attached:"))).collect();
-    expect(probe_lines.iter().any(|l| l.starts_with("mmap_lock:mmap_lock_acquire_returned") && l.contains("attached  ")), "mmap_lock probes attach");
     expect(
-        probe_lines.iter().all(|l| l.contains(" insns ") || l.contains("not attached: ") || l.contains("failed: ")),
+        value(body, "RLTOP-VM-PROBES-RC") == Some("0"),
+        "rltop probes exits 0",
+    );
+    expect(
+        value(body, "RLTOP-VM-RECORD-RC") == Some("0"),
+        "rltop record exits 0",
+    );
+    expect(
+        value(body, "RLTOP-VM-DUMP-RC") == Some("0"),
+        "rltop dump reads the trace back",
+    );
+    let events: u64 = value(body, "RLTOP-VM-EVENTS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    expect(events > 0, "the trace has events");
+    let mmap: u64 = value(body, "RLTOP-VM-MMAP-EVENTS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    expect(
+        mmap > 0,
+        "mmap_lock events are recorded at this kernel's layout",
+    );
+    // Each probe line says attached, or why not.
+    let probe_lines: Vec<&str> = body
+        .lines()
+        .filter(|l| l.contains(':') && (l.contains(" attached") || l.contains("not attached:")))
+        .collect();
+    expect(
+        probe_lines.iter().any(|l| {
+            l.starts_with("mmap_lock:mmap_lock_acquire_returned") && l.contains("attached  ")
+        }),
+        "mmap_lock probes attach",
+    );
+    expect(
+        probe_lines.iter().all(|l| {
+            l.contains(" insns ") || l.contains("not attached: ") || l.contains("failed: ")
+        }),
         "every probe is attached with its instruction count, or says why not",
     );
     if !failures.is_empty() {

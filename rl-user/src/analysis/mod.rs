@@ -49,13 +49,13 @@
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
-pub mod render;
+pub mod stats;
 pub mod waitfor;
 
 use serde::Serialize;
 
 use crate::events::{Body, Dev, Event, Mode};
-use crate::model::{FastMap, FastSet, Lock, LockState, Mm, Model, Wait};
+use crate::model::{FastMap, FastSet, Lock, LockState, Model, Wait};
 
 /// What a finding is about (`design.md`, "Findings").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -222,24 +222,6 @@ struct Pending {
     tree: u64,
     locks: Vec<u64>,
     ts: u64,
-}
-
-/// What an mmap_lock waiter `tid` waits for: `(owner, evidence)` of the
-/// conflicting holders, and (rwsem queueing: no lock stealing past a waiting
-/// writer) the earlier waiters it queues behind: writers for a reader, all
-/// for a writer.
-fn mmap_blockers(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (u32, u64)> + '_ {
-    let holders = m
-        .holders
-        .iter()
-        .filter(move |h| (write || h.write) && h.tid != tid);
-    let pos = m
-        .waiters
-        .iter()
-        .position(|w| w.tid == tid)
-        .unwrap_or(m.waiters.len());
-    let earlier = m.waiters[..pos].iter().filter(move |w| write || w.write);
-    holders.chain(earlier).map(|u| (u.tid, u.idx))
 }
 
 /// Requests closer than this (ns) have no observable queue order: a
@@ -457,11 +439,10 @@ impl Checker {
                 }
             }
             Body::MmapLockRequest { mm, write } => {
-                let blocked = self
-                    .model
-                    .mms
-                    .get(mm)
-                    .is_some_and(|m| mmap_blockers(m, ev.tid, *write).next().is_some());
+                let blocked =
+                    self.model.mms.get(mm).is_some_and(|m| {
+                        waitfor::mmap_blockers(m, ev.tid, *write).next().is_some()
+                    });
                 if blocked {
                     self.check_deadlock(ev.tid, ev.ts);
                 }
@@ -723,7 +704,9 @@ impl Checker {
         let Some((tree, lock, l, acq)) = task.held.iter().find_map(|&(tree, lock)| {
             let l = model.lock(tree, lock)?;
             match l.state {
-                LockState::Held { idx: acq, .. } if !io_owned(tree, l.req_idx) => Some((tree, lock, l, acq)),
+                LockState::Held { idx: acq, .. } if !io_owned(tree, l.req_idx) => {
+                    Some((tree, lock, l, acq))
+                }
                 _ => None,
             }
         }) else {
@@ -963,40 +946,7 @@ impl Checker {
 
     /// Wait-for edges of `tid`: the owners of what blocks it now.
     fn edges(&self, tid: u32) -> Vec<(u32, u64)> {
-        let m = &self.model;
-        match m.tasks.get(&tid).and_then(|t| t.waiting) {
-            Some(Wait::Range { tree, lock }) => {
-                let Some(t) = m.trees.get(&tree) else {
-                    return Vec::new();
-                };
-                t.oracle
-                    .blockers(lock)
-                    .into_iter()
-                    .filter_map(|id| {
-                        let b = t.locks.get(&id)?;
-                        match b.state {
-                            LockState::Held { idx, .. } => {
-                                // A DIO lock is released by IO completion,
-                                // not by its locker: no wait on the locker.
-                                let dio = m.file_of(tree).is_some_and(|(dev, ino)| {
-                                    m.dios
-                                        .values()
-                                        .any(|d| d.tid == b.tid && d.dev == dev && d.ino == ino)
-                                });
-                                (!dio).then_some((b.tid, idx))
-                            }
-                            LockState::Waiting => Some((b.tid, b.req_idx)),
-                        }
-                    })
-                    .collect()
-            }
-            Some(Wait::Mmap { mm, write, .. }) => m
-                .mms
-                .get(&mm)
-                .map(|mm| mmap_blockers(mm, tid, write).collect())
-                .unwrap_or_default(),
-            None => Vec::new(),
-        }
+        waitfor::edges(&self.model, tid)
     }
 
     /// What `tid` waits for, for reports, and the event that asked for it.
@@ -1373,7 +1323,7 @@ mod tests {
         assert_eq!(v.findings.len(), MAX_FINDINGS);
         assert_eq!(v.suppressed, 5);
         assert!(v.failed());
-        assert!(render::json(&v).ends_with(",\"suppressed\":5}"));
+        assert!(crate::views::findings::json(&v).ends_with(",\"suppressed\":5}"));
     }
 
     /// rwsem queueing: a reader queues behind a waiting writer, so
