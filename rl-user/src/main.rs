@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             // One line: what is wrong and, in the message, what to do.
             match err.downcast_ref::<UserError>() {
                 Some(u) => eprintln!("rltop: {u}"),
-                None => eprintln!("rltop: error: {err:#}"),
+                None => eprintln!("rltop: error: {}", rltop::one_line(&err)),
             }
             ExitCode::from(2)
         }

@@ -678,3 +678,79 @@ fn live_stream_shows_the_workload_and_stops_on_ctrl_c() {
     }
     assert!(out.contains("punch_begin") && out.contains("dio_end"));
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs");
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_recording_cleanly() {
+    if !need_root("a_full_disk_stops_the_recording_cleanly") {
+        return;
+    }
+    let fs = SmallFs::new("512k");
+    let trace = fs.0.path().join("t.rlt");
+    let work = ext4_dir();
+    // An endless event-dense workload: the disk fills within seconds.
+    let out = Command::new(RLTOP)
+        .args(["record", "-o"])
+        .arg(&trace)
+        .args(["--duration", "60", "--"])
+        .arg(WORKLOAD)
+        .args(["--heavy", "--iterations", "100000000", "--dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("stopped"))
+        .unwrap_or_else(|| panic!("{err}"));
+    // One clear line, the cause said once.
+    assert!(line.contains("No space left on device"), "{line}");
+    assert_eq!(line.matches("No space left").count(), 1, "{line}");
+    assert!(line.contains("still readable"), "{line}");
+    // What was flushed before is readable.
+    let dumped = Command::new(RLTOP)
+        .args(["dump", "--format", "count"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let n: u64 = String::from_utf8_lossy(&dumped.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n > 1000, "only {n} events readable");
+}

@@ -162,8 +162,9 @@ pub fn run(
         Err(e) => {
             // Whatever was flushed before the failure stays readable.
             Err(user_error(format!(
-                "recording to {} stopped: {e:#}; events flushed before this are still readable",
-                output.display()
+                "recording to {} stopped: {}; events flushed before this are still readable",
+                output.display(),
+                crate::one_line(&e)
             )))
         }
     }
