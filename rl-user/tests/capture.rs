@@ -754,3 +754,87 @@ fn a_full_disk_stops_the_recording_cleanly() {
         .unwrap();
     assert!(n > 1000, "only {n} events readable");
 }
+
+/// The event count of `rltop: N events (...)`, the recorder's last line.
+fn summary_events(lines: &[String]) -> u64 {
+    let line = lines
+        .iter()
+        .find(|l| l.contains(" events (") && l.contains(" lost) in "))
+        .unwrap_or_else(|| panic!("no summary line: {lines:?}"));
+    line.trim_start_matches("rltop: ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn dump_count(trace: &Path) -> (u64, String) {
+    let out = Command::new(RLTOP)
+        .args(["dump", "--format", "count"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let n = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (n, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn sigterm_finishes_the_recording_cleanly() {
+    if !need_root("sigterm_finishes_the_recording_cleanly") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let (wl, ready, go) = workload(dir.path(), 200);
+    let pid = ready["pid"].as_u64().unwrap();
+    let mut rec = Recorder::start(&trace, &["--pid", &pid.to_string()]);
+    std::fs::write(&go, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.child.id() as i32, libc::SIGTERM) };
+    let status = rec.child.wait().unwrap();
+    rec.lines.extend(rec.stderr.iter());
+    let _ = finish_workload(wl);
+    assert!(status.success(), "{:?}", rec.lines);
+    // Everything it counted is in the file, whole: no damaged chunk.
+    let (n, warnings) = dump_count(&trace);
+    assert_eq!(n, summary_events(&rec.lines), "{:?}", rec.lines);
+    assert!(warnings.is_empty(), "{warnings}");
+    assert!(n > 0);
+}
+
+#[test]
+fn a_killed_command_ends_the_recording_with_its_signal() {
+    if !need_root("a_killed_command_ends_the_recording_with_its_signal") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let out = Command::new(RLTOP)
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=$0 bs=4k count=64 oflag=direct 2>/dev/null; kill -9 $$",
+        ])
+        .arg(dir.path().join("f"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // As a shell reports it: 128 + SIGKILL.
+    assert_eq!(out.status.code(), Some(128 + 9), "{err}");
+    let lines: Vec<String> = err.lines().map(str::to_owned).collect();
+    let (n, warnings) = dump_count(&trace);
+    assert_eq!(n, summary_events(&lines), "{err}");
+    assert!(warnings.is_empty(), "{warnings}");
+}
