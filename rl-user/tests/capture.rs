@@ -838,3 +838,74 @@ fn a_killed_command_ends_the_recording_with_its_signal() {
     assert_eq!(n, summary_events(&lines), "{err}");
     assert!(warnings.is_empty(), "{warnings}");
 }
+
+#[test]
+fn an_idle_cpu_hands_over_its_staged_events_promptly() {
+    if !need_root("an_idle_cpu_hands_over_its_staged_events_promptly") {
+        return;
+    }
+    // SAFETY: sysconf has no preconditions.
+    if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let dir = ext4_dir();
+    let go = dir.path().join("go");
+    // The workload runs on CPU 1 only; once it exits, nothing of its own
+    // lands there again: its last records sit in CPU 1's staging batch.
+    let mut wl = Reaped(
+        Command::new("taskset")
+            .args(["-c", "1", WORKLOAD, "--iterations", "1", "--dir"])
+            .arg(dir.path())
+            .arg("--wait-file")
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(wl.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let pid = ready["pid"].as_u64().unwrap();
+    let mut live = Reaped(
+        Command::new(RLTOP)
+            .args(["--pid", &pid.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(live.stderr.take().unwrap());
+    let mut l = String::new();
+    err.read_line(&mut l).unwrap();
+    assert!(l.contains("streaming events"), "{l}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = live.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    std::fs::write(&go, b"").unwrap();
+    assert!(wl.wait().unwrap().success());
+    let exited = Instant::now();
+    // The workload's exit is its last event: it must show within about a
+    // kick period, not wait for CPU 1 to run something traced again.
+    let deadline = exited + Duration::from_secs(3);
+    let mut seen = None;
+    while let Ok((at, line)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.ends_with(&format!("{pid}[{pid}] exit")) {
+            seen = Some(at);
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(live.id() as i32, libc::SIGINT) };
+    let at = seen.expect("the workload's exit never showed while its CPU was idle");
+    let late = at.saturating_duration_since(exited);
+    assert!(
+        late < Duration::from_millis(1000),
+        "exit shown {late:?} after it happened"
+    );
+}
