@@ -162,9 +162,7 @@ impl Btf {
             let map = match t.kind {
                 KIND_STRUCT => &mut btf.structs_by_name,
                 // Only the tracepoint prototypes are looked up by typedef name.
-                KIND_TYPEDEF if name.starts_with("btf_trace_") => {
-                    &mut btf.typedefs_by_name
-                }
+                KIND_TYPEDEF if name.starts_with("btf_trace_") => &mut btf.typedefs_by_name,
                 _ => continue,
             };
             // The first definition wins; later ones are usually identical.
