@@ -1,0 +1,113 @@
+//! The drawing thread: waits for a key or the next frame tick, draws the
+//! newest snapshot when it changed (at most ~20 frames a second), and sends
+//! replay controls to the pipeline thread. It never touches the model, so a
+//! busy pipeline cannot make keys slow, and an idle one costs a wake-up per
+//! tick and no drawing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event};
+
+use super::app::{Action, AppState, Control, handle_key};
+use super::render::render;
+use super::snapshot::Snapshot;
+use super::term::Term;
+use crate::cmd::signals;
+
+/// Frame period: the most often a new snapshot is drawn.
+pub const FRAME: Duration = Duration::from_millis(50);
+
+/// What the pipeline thread and the drawing thread share.
+#[derive(Default)]
+pub struct Shared {
+    snap: Mutex<Arc<Snapshot>>,
+    generation: AtomicU64,
+    /// The user quit: the pipeline thread stops.
+    pub quit: AtomicBool,
+    /// The pipeline stopped on an error: the TUI ends and prints it.
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub fn publish(&self, s: Snapshot) {
+        *self.snap.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn latest(&self) -> (u64, Arc<Snapshot>) {
+        let g = self.generation.load(Ordering::Acquire);
+        (
+            g,
+            self.snap.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        )
+    }
+
+    pub fn fail(&self, msg: String) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn quitting(&self) -> bool {
+        self.quit.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs the TUI until `q`, Ctrl-C, SIGTERM or a pipeline error (returned).
+/// `controls` is the replay control channel (`None` live).
+pub fn run(shared: &Shared, controls: Option<&Sender<Control>>) -> anyhow::Result<()> {
+    signals::install_stop_handlers();
+    let result = draw_loop(shared, controls);
+    shared.quit.store(true, Ordering::Relaxed);
+    result?;
+    match shared.error() {
+        Some(e) => Err(crate::user_error(e)),
+        None => Ok(()),
+    }
+}
+
+fn draw_loop(shared: &Shared, controls: Option<&Sender<Control>>) -> anyhow::Result<()> {
+    let mut term = Term::enter()?;
+    let mut app = AppState::new(controls.is_some());
+    let mut drawn: Option<u64> = None;
+    let mut dirty = true;
+    loop {
+        if signals::stop_requested() || shared.error().is_some() {
+            return Ok(());
+        }
+        let (generation, snap) = shared.latest();
+        if dirty || drawn != Some(generation) {
+            term.terminal.draw(|f| render(f, &snap, &app))?;
+            drawn = Some(generation);
+            dirty = false;
+        }
+        // Blocks until a key or the next tick: no busy loop.
+        if !event::poll(FRAME)? {
+            continue;
+        }
+        match event::read()? {
+            Event::Key(k) => {
+                dirty = true;
+                match handle_key(&mut app, k, &snap) {
+                    Action::None => {}
+                    Action::Quit => return Ok(()),
+                    Action::Control(c) => {
+                        if let Some(tx) = controls {
+                            // The pipeline thread gone means it ended; the
+                            // next frame shows why.
+                            let _ = tx.send(c);
+                        }
+                    }
+                }
+            }
+            Event::Resize(..) => dirty = true,
+            _ => {}
+        }
+    }
+}
