@@ -152,7 +152,7 @@ impl Pipeline {
             });
         }
         // Newest first by time (stall and leak findings come late).
-        rows.sort_by(|a, b| b.finding.ts.cmp(&a.finding.ts));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.finding.ts));
         self.findings = Arc::new(rows);
         self.findings.clone()
     }

@@ -364,7 +364,7 @@ fn files(m: &Model, stats: &Stats, base: &FastMap<FileKey, u64>, window_ns: u64)
             }
         })
         .collect();
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_by_key(|r| r.key);
     rows
 }
 

@@ -42,7 +42,7 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
 pub fn bound(v: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
     for (u, s) in UNITS {
-        if v >= u && v % u == 0 {
+        if v >= u && v.is_multiple_of(u) {
             return format!("{}{s}", v / u);
         }
     }
