@@ -207,11 +207,17 @@ pub fn overview_rows<'a>(snap: &'a Snapshot, app: &AppState) -> Vec<&'a FileRow>
 }
 
 /// The file the Ranges view shows: the chosen one, else the Overview's
-/// first row.
+/// first row that has ranges now (else its first row).
 pub fn ranges_file<'a>(snap: &'a Snapshot, app: &AppState) -> Option<&'a FileRow> {
     match app.file {
         Some(k) => snap.files.iter().find(|r| r.key == k),
-        None => overview_rows(snap, app).first().copied(),
+        None => {
+            let rows = overview_rows(snap, app);
+            rows.iter()
+                .find(|r| !r.ranges.is_empty())
+                .or(rows.first())
+                .copied()
+        }
     }
 }
 

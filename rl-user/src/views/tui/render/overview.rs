@@ -83,8 +83,14 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
                 row
             }
         });
+    let name_w = rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .clamp(8, 48) as u16;
     let widths = [
-        Constraint::Min(16),
+        Constraint::Length(name_w),
         Constraint::Length(7),
         Constraint::Length(6),
         Constraint::Length(8),

@@ -125,6 +125,15 @@ fn render_map(frame: &mut Frame, area: Rect, file: &FileRow, app: &AppState) {
         legend.push(Span::styled(op.as_str(), Style::new().fg(op_color(op))));
         legend.push(Span::raw(" "));
     }
+    if file.ranges.is_empty() {
+        let title = format!(" Ranges of {} ", file.name);
+        let msg = "Nothing held, waiting or in flight on this file now.";
+        frame.render_widget(
+            Paragraph::new(msg).block(Block::bordered().title(title)),
+            area,
+        );
+        return;
+    }
     let lines = vec![
         cell_line("held", held_spans),
         cell_line("wait", want_spans),
