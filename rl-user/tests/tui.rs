@@ -150,7 +150,7 @@ const TREE0: u64 = 0xffff_8880_4000_0000;
 fn many_trees(n: u64) -> Vec<Event> {
     let mut v = Vec::new();
     let mut ts = 1_000;
-    let mut next = |ts: &mut u64| {
+    let next = |ts: &mut u64| {
         *ts += 1_000;
         *ts
     };
