@@ -7,7 +7,8 @@
 //! the wait chains, the findings and the lockdep report have something to
 //! show), later ones are correct `mixed` workloads. Each batch is shifted in
 //! time to follow the previous one. The simulator's threads run at full
-//! speed, so the playback is slowed down (`--speed`).
+//! speed, so the playback is slowed down (`--speed`), and pauses longer
+//! than [`MAX_IDLE`] of wall time are shortened to it.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,10 @@ use crate::views::tui::snapshot::Status;
 
 /// Events per simulated batch.
 const BATCH: u64 = 4000;
+/// Longest pause in the demo: the simulator's threads sometimes wait for
+/// the scheduler for tens of milliseconds, which the slowed-down playback
+/// would turn into seconds of nothing; such pauses are shortened.
+const MAX_IDLE: std::time::Duration = std::time::Duration::from_millis(150);
 /// Time between two batches.
 const BATCH_GAP_NS: u64 = 200_000;
 
@@ -107,6 +112,7 @@ pub fn run(scenario: &str, seed: u64, threads: usize, speed: f64) -> anyhow::Res
         cfg: Config::default(),
         speed,
         paused: false,
+        max_idle: Some(MAX_IDLE),
     };
     play(source, pc)
 }

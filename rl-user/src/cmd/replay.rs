@@ -109,6 +109,9 @@ pub(crate) struct PlayerConfig {
     pub cfg: Config,
     pub speed: f64,
     pub paused: bool,
+    /// Shorten a wait for the next event to this much wall time (the
+    /// demo: the simulator's threads idle when the scheduler delays them).
+    pub max_idle: Option<Duration>,
 }
 
 /// Where playback is heading besides "follow the clock".
@@ -348,13 +351,22 @@ impl<S: Source> Player<S> {
                 if self.paused || self.goal.is_some() {
                     return Ok(None);
                 }
-                let wait = match self.clock() {
+                let mut wait = match self.clock() {
                     Some(c) => {
                         let ns = ts.saturating_sub(c) as f64 / self.speed;
                         Duration::from_nanos(ns.min(1e12) as u64)
                     }
                     None => Duration::ZERO,
                 };
+                if let Some(max) = self.pc.max_idle
+                    && wait > max
+                {
+                    // Move the clock on so the event is due in `max`.
+                    let ahead = (max.as_secs_f64() * self.speed * 1e9) as u64;
+                    self.anchor_ts = Some(ts.saturating_sub(ahead));
+                    self.anchor_at = Instant::now();
+                    wait = max;
+                }
                 return Ok(Some(wait));
             }
             let Some(ev) = self.pending.take() else {
@@ -490,6 +502,8 @@ pub fn run(
         },
         speed,
         paused,
+        // A replay keeps the trace's time: `n` and `g` skip idle parts.
+        max_idle: None,
     };
     play(source, pc)
 }
