@@ -507,3 +507,162 @@ pub fn run(
     };
     play(source, pc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Body, Mode};
+
+    /// Events from memory, restartable like a file.
+    struct VecSource {
+        events: Vec<Event>,
+        at: usize,
+    }
+
+    impl Source for VecSource {
+        fn next(&mut self) -> Option<anyhow::Result<Item>> {
+            let e = self.events.get(self.at)?.clone();
+            self.at += 1;
+            Some(Ok(Item::Event(e)))
+        }
+        fn restart(&mut self) -> anyhow::Result<bool> {
+            self.at = 0;
+            Ok(true)
+        }
+    }
+
+    const T: u64 = 0xffff_8880_0000_1000;
+
+    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        }
+    }
+
+    /// 1 ms apart: two tasks lock crossing ranges in opposite order (a
+    /// deadlock at the fourth request), then a third, unrelated lock.
+    fn events() -> Vec<Event> {
+        let req = |ts, tid, lock: u32, start| {
+            ev(
+                ts,
+                tid,
+                Body::RlRequest {
+                    tree: T + u64::from(lock >= 3),
+                    lock: u64::from(lock),
+                    start,
+                    last: start,
+                    mode: Mode::Excl,
+                },
+            )
+        };
+        let acq = |ts, tid, lock: u32| {
+            ev(
+                ts,
+                tid,
+                Body::RlAcquired {
+                    tree: T + u64::from(lock >= 3),
+                    lock: u64::from(lock),
+                },
+            )
+        };
+        vec![
+            req(1_000_000, 1, 1, 0),
+            acq(2_000_000, 1, 1),
+            req(3_000_000, 2, 3, 5),
+            acq(4_000_000, 2, 3),
+            req(5_000_000, 1, 4, 5),
+            req(6_000_000, 2, 2, 0),
+            req(7_000_000, 3, 9, 100),
+            acq(8_000_000, 3, 9),
+        ]
+    }
+
+    fn player(paused: bool) -> Player<VecSource> {
+        Player::new(
+            VecSource {
+                events: events(),
+                at: 0,
+            },
+            PlayerConfig {
+                status: Status::default(),
+                flavour: None,
+                cfg: Config::default(),
+                speed: 1.0,
+                paused,
+                max_idle: None,
+            },
+        )
+    }
+
+    fn seen(p: &Player<VecSource>) -> u64 {
+        p.pipeline.as_ref().map_or(0, |p| p.events())
+    }
+
+    #[test]
+    fn paused_player_runs_nothing_and_step_runs_one_event() {
+        let mut p = player(true);
+        assert_eq!(p.work().unwrap(), None, "paused: nothing to wait for");
+        assert_eq!(seen(&p), 0);
+        p.control(Control::Step).unwrap();
+        p.work().unwrap();
+        assert_eq!(seen(&p), 1);
+        p.control(Control::Step).unwrap();
+        p.work().unwrap();
+        assert_eq!(seen(&p), 2);
+        assert!(p.paused);
+    }
+
+    #[test]
+    fn seek_forward_then_back_restarts_from_the_first_event() {
+        let mut p = player(true);
+        // To 2.5 ms after the first event: the events at 1, 2 and 3 ms.
+        p.control(Control::Seek(2_500_000)).unwrap();
+        p.work().unwrap();
+        assert_eq!(seen(&p), 3);
+        assert!(p.paused && p.goal.is_none());
+        // Back to 0.5 ms: only the first event.
+        p.control(Control::Seek(500_000)).unwrap();
+        p.work().unwrap();
+        assert_eq!(seen(&p), 1);
+    }
+
+    #[test]
+    fn next_finding_stops_right_after_the_deadlock() {
+        let mut p = player(true);
+        p.control(Control::NextFinding).unwrap();
+        p.work().unwrap();
+        assert_eq!(seen(&p), 6, "the sixth event closes the cycle");
+        let f = p.pipeline.as_ref().unwrap().findings();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, crate::analysis::Kind::Deadlock);
+        assert!(p.paused);
+    }
+
+    #[test]
+    fn playing_follows_the_clock_and_the_end_keeps_the_last_frame() {
+        let mut p = player(false);
+        // At 1000x the 7 ms of trace take 7 us: one slice runs them all.
+        p.control(Control::Speed(1000.0)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        while p.work().unwrap().is_some() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(p.finished && p.pipeline.is_none());
+        let last = p.last.as_ref().expect("the last frame is kept");
+        assert_eq!(last.status.events, 8);
+        assert!(
+            last.findings
+                .iter()
+                .any(|f| f.finding.kind == crate::analysis::Kind::Deadlock)
+        );
+        // Seeking back after the end starts again.
+        p.control(Control::Seek(0)).unwrap();
+        p.work().unwrap();
+        assert_eq!(seen(&p), 1);
+        assert!(!p.finished);
+    }
+}
