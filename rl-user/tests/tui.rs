@@ -279,7 +279,7 @@ fn many_trees_ranges_of_the_selected_file() {
     let s = screen(&snap, &app);
     insta::assert_snapshot!("many_trees_ranges", s);
     // Zoom in (on the middle), scroll left to the start: the map shows
-    // pages 0 to 11 of 24, two columns and more per page.
+    // the first half of the page space.
     for k in [
         KeyCode::Char('+'),
         KeyCode::Left,

@@ -103,7 +103,8 @@ fn pipeline(session: &mut Session, shared: &Shared, status: Status) -> anyhow::R
             last_drops = Instant::now();
         }
         if last_frame.is_none_or(|t| t.elapsed() >= FRAME) {
-            shared.publish(p.snapshot(status.clone()));
+            let now = probe::monotonic_ns();
+            shared.publish(p.snapshot_at(status.clone(), Some(now)));
             last_frame = Some(Instant::now());
         }
     }

@@ -197,9 +197,13 @@ pub fn overview_rows<'a>(snap: &'a Snapshot, app: &AppState) -> Vec<&'a FileRow>
         .filter(|r| filter.is_empty() || r.name.to_lowercase().contains(&filter))
         .collect();
     let col = app.sort;
+    // Ties: what is going on now, then the longest hold, then the name.
+    let live = |r: &FileRow| r.held + r.waiters + r.in_flight;
     rows.sort_by(|a, b| {
         col.key(b)
             .cmp(&col.key(a))
+            .then_with(|| live(b).cmp(&live(a)))
+            .then_with(|| b.hold_max.cmp(&a.hold_max))
             .then_with(|| a.name.cmp(&b.name))
             .then_with(|| a.key.cmp(&b.key))
     });

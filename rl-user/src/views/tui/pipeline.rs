@@ -168,8 +168,14 @@ impl Pipeline {
     }
 
     /// A snapshot of the current state.
-    pub fn snapshot(&mut self, mut status: Status) -> Snapshot {
-        let now = self.checker.model().now;
+    pub fn snapshot(&mut self, status: Status) -> Snapshot {
+        self.snapshot_at(status, None)
+    }
+
+    /// A snapshot at time `now` (CLOCK_MONOTONIC ns) when that is later than
+    /// the last event: live, rates fall and ages grow while nothing happens.
+    pub fn snapshot_at(&mut self, mut status: Status, clock: Option<u64>) -> Snapshot {
+        let now = self.checker.model().now.max(clock.unwrap_or(0));
         let first = self.checker.model().first_ts.unwrap_or(now);
         if self.win_ts == 0 {
             self.win_ts = first;
@@ -188,6 +194,7 @@ impl Pipeline {
             cont_base: self.win_cont.clone(),
             window_ns: window,
             findings,
+            now: clock,
         };
         let snap = snapshot::build(self.checker.model(), &self.stats, extra);
         if window >= RATE_WINDOW_NS {

@@ -177,6 +177,8 @@ pub struct Extra {
     pub cont_base: FastMap<FileKey, u64>,
     pub window_ns: u64,
     pub findings: Arc<Vec<FindingRow>>,
+    /// The time now, when it runs ahead of the last event (live, idle).
+    pub now: Option<u64>,
 }
 
 fn dio_op(write: bool) -> Op {
@@ -190,7 +192,7 @@ pub fn build(m: &Model, stats: &Stats, extra: Extra) -> Snapshot {
     status.lost = m.lost;
     status.flavour = m.flavour().map(|f| f.as_str());
     let first = m.first_ts.unwrap_or(0);
-    status.now = m.now.saturating_sub(first);
+    status.now = m.now.max(extra.now.unwrap_or(0)).saturating_sub(first);
     status.first_ts = first;
     let files = files(m, stats, &extra.cont_base, extra.window_ns);
     Snapshot {
