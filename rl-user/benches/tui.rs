@@ -3,6 +3,9 @@
 //! figure). Two shapes: all on one file (the Ranges map and list of that
 //! file are the heaviest view), and spread over 100 files (the Overview).
 //!
+//! Also the pipeline's event rate (`tui_pipeline`), which decides whether
+//! the TUI keeps up with a live stream.
+//!
 //! `AYA_BUILD_SKIP=1 cargo bench -p rl-user --bench tui`
 
 use std::hint::black_box;
@@ -119,5 +122,30 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Events per second through the TUI's pipeline (checker, statistics,
+/// evidence ring), snapshots aside: a simulated mixed workload.
+fn throughput(c: &mut Criterion) {
+    let events = rltop::sim::simulate(&rltop::sim::Config {
+        scenario: "mixed".into(),
+        seed: 3,
+        events: 100_000,
+        threads: 4,
+    })
+    .unwrap();
+    let mut g = c.benchmark_group("tui_pipeline");
+    g.throughput(criterion::Throughput::Elements(events.len() as u64));
+    g.sample_size(10);
+    g.bench_function("mixed_100k_events", |b| {
+        b.iter(|| {
+            let mut p = Pipeline::new(Model::new(None), Config::default());
+            for e in &events {
+                p.event(e.clone());
+            }
+            black_box(p.events())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, throughput);
 criterion_main!(benches);
