@@ -447,3 +447,27 @@ fn keys_switch_views_sort_and_quit() {
         Action::None
     );
 }
+
+#[test]
+fn resolved_paths_name_the_files() {
+    let mut p = Pipeline::new(Model::new(None), Config::default());
+    for e in jsonl("tests/data/check/deadlock.jsonl") {
+        p.event(e);
+    }
+    let dev = Dev { major: 8, minor: 3 };
+    let paths = [((dev, 12), "/mnt/scratch/a".to_string())]
+        .into_iter()
+        .collect();
+    p.set_paths(std::sync::Arc::new(paths));
+    let snap = p.snapshot(status("live"));
+    let s = screen(&snap, &app_at(View::Overview));
+    assert!(s.contains("/mnt/scratch/a (8:3:12)"), "{s}");
+    assert!(s.contains("8:3:13"), "unresolved: dev:ino: {s}");
+    // The filter matches paths.
+    let mut app = app_at(View::Overview);
+    for c in "scratch".chars() {
+        app.filter.push(c);
+    }
+    let s = screen(&snap, &app);
+    assert!(s.contains("1 of 2 files match"), "{s}");
+}

@@ -94,6 +94,8 @@ fn pipeline(session: &mut Session, shared: &Shared, status: Status) -> anyhow::R
     let mut p = Pipeline::new(Model::new(None), cfg);
     let mut last_drops = Instant::now();
     let mut last_frame: Option<Instant> = None;
+    let mut paths = crate::probe::paths::Resolver::start();
+    let mut last_paths = Instant::now();
     while !shared.quitting() {
         // Short polls while events flow keep frames on time; the session
         // sleeps inside poll when the kernel is quiet.
@@ -102,6 +104,13 @@ fn pipeline(session: &mut Session, shared: &Shared, status: Status) -> anyhow::R
             session.lost_events()?;
             last_drops = Instant::now();
         }
+        if last_paths.elapsed() >= Duration::from_secs(1) {
+            ask_paths(&mut paths, p.model());
+            last_paths = Instant::now();
+        }
+        if paths.poll() {
+            p.set_paths(Arc::new(paths.paths().clone()));
+        }
         if last_frame.is_none_or(|t| t.elapsed() >= FRAME) {
             let now = probe::monotonic_ns();
             shared.publish(p.snapshot_at(status.clone(), Some(now)));
@@ -109,6 +118,21 @@ fn pipeline(session: &mut Session, shared: &Shared, status: Status) -> anyhow::R
         }
     }
     Ok(())
+}
+
+/// Asks for the paths of the files in the model, among the open files of
+/// the tasks traced.
+fn ask_paths(r: &mut crate::probe::paths::Resolver, m: &Model) {
+    let files = m
+        .tree_files
+        .values()
+        .copied()
+        .chain(m.dios.values().map(|d| (d.dev, d.ino)))
+        .chain(m.punches.values().map(|p| (p.dev, p.ino)));
+    let mut pids: Vec<u32> = m.tasks.values().map(|t| t.pid).filter(|&p| p > 0).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    r.ask(files, &pids);
 }
 
 /// The text stream.

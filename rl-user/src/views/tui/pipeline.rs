@@ -40,6 +40,7 @@ pub struct Pipeline {
     /// The rate of the last full window (shown while the next fills).
     last_rate: f64,
     next_idx: u64,
+    paths: Arc<FastMap<(crate::events::Dev, u64), String>>,
 }
 
 impl Pipeline {
@@ -57,6 +58,7 @@ impl Pipeline {
             win_cont: FastMap::default(),
             last_rate: 0.0,
             next_idx: 0,
+            paths: Arc::default(),
         }
     }
 
@@ -71,6 +73,11 @@ impl Pipeline {
 
     pub fn findings(&self) -> &[Finding] {
         self.checker.findings()
+    }
+
+    /// Paths of inodes, for the file names (live: see [`crate::probe::paths`]).
+    pub fn set_paths(&mut self, paths: Arc<FastMap<(crate::events::Dev, u64), String>>) {
+        self.paths = paths;
     }
 
     /// Runs one event through the analyses.
@@ -195,6 +202,7 @@ impl Pipeline {
             window_ns: window,
             findings,
             now: clock,
+            paths: self.paths.clone(),
         };
         let snap = snapshot::build(self.checker.model(), &self.stats, extra);
         if window >= RATE_WINDOW_NS {

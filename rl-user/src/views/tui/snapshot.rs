@@ -179,6 +179,8 @@ pub struct Extra {
     pub findings: Arc<Vec<FindingRow>>,
     /// The time now, when it runs ahead of the last event (live, idle).
     pub now: Option<u64>,
+    /// Paths of inodes, where known (live).
+    pub paths: Arc<FastMap<(Dev, u64), String>>,
 }
 
 fn dio_op(write: bool) -> Op {
@@ -194,7 +196,7 @@ pub fn build(m: &Model, stats: &Stats, extra: Extra) -> Snapshot {
     let first = m.first_ts.unwrap_or(0);
     status.now = m.now.max(extra.now.unwrap_or(0)).saturating_sub(first);
     status.first_ts = first;
-    let files = files(m, stats, &extra.cont_base, extra.window_ns);
+    let files = files(m, stats, &extra.cont_base, extra.window_ns, &extra.paths);
     Snapshot {
         status,
         files,
@@ -240,7 +242,13 @@ struct Acc {
     ranges: Vec<RangeRow>,
 }
 
-fn files(m: &Model, stats: &Stats, base: &FastMap<FileKey, u64>, window_ns: u64) -> Vec<FileRow> {
+fn files(
+    m: &Model,
+    stats: &Stats,
+    base: &FastMap<FileKey, u64>,
+    window_ns: u64,
+    paths: &FastMap<(Dev, u64), String>,
+) -> Vec<FileRow> {
     let mut acc: FastMap<FileKey, Acc> = FastMap::default();
     let comm = |tid: u32| m.comm(tid).map(str::to_string);
     for (&tree, t) in &m.trees {
@@ -353,7 +361,10 @@ fn files(m: &Model, stats: &Stats, base: &FastMap<FileKey, u64>, window_ns: u64)
             };
             FileRow {
                 key,
-                name: name(m, key),
+                name: match file_of(m, key).and_then(|f| paths.get(&f)) {
+                    Some(p) => format!("{p} ({})", name(m, key)),
+                    None => name(m, key),
+                },
                 held: a.held,
                 waiters: a.waiters,
                 in_flight: a.in_flight,
@@ -368,6 +379,14 @@ fn files(m: &Model, stats: &Stats, base: &FastMap<FileKey, u64>, window_ns: u64)
         .collect();
     rows.sort_by_key(|r| r.key);
     rows
+}
+
+/// The inode of a row, when known.
+fn file_of(m: &Model, key: FileKey) -> Option<(Dev, u64)> {
+    match key {
+        FileKey::Tree(t) => m.file_of(t),
+        FileKey::Inode(dev, ino) => Some((dev, ino)),
+    }
 }
 
 /// `dev:ino` (and the tree when there is one), else the tree address.
