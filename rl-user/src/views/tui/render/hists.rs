@@ -1,5 +1,6 @@
 //! Histograms: log2 wait and hold times per operation, as bpftrace prints
-//! `hist()`: `[256, 512)  12 |@@@@      |`, bounds in ns with K/M/G.
+//! `hist()`: `[256, 512)  12 |@@@@      |`, bounds in ns with K/M/G. Unlike
+//! bpftrace, a bucket that is not empty always gets at least one `@`.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
