@@ -221,3 +221,60 @@ fn without_a_terminal_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+/// Root, and an eBPF object in the binary (not built with AYA_BUILD_SKIP).
+fn can_trace(test: &str) -> bool {
+    if option_env!("AYA_BUILD_SKIP").is_some() {
+        eprintln!("skipping {test}: built with AYA_BUILD_SKIP (no eBPF object to load)");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
+            panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
+        }
+        eprintln!("skipping {test}: needs root");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn live_tui_as_root_shows_a_workload() {
+    if !have_tmux() || !can_trace("live_tui_as_root_shows_a_workload") {
+        return;
+    }
+    // The workload's file must be on ext4 (the punch probe is ext4's): the
+    // target dir is.
+    let dir = tempfile::Builder::new()
+        .prefix("tui-live")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let cmd = format!(
+        "{}; echo RLTOP-EXIT=$?; sleep 60",
+        shell_quote(Path::new(RLTOP))
+    );
+    let t = Tmux::start(&cmd);
+    let s = t.wait_for("probes ");
+    assert!(s.contains("live"), "{s}");
+    let out = Command::new(env!("CARGO_BIN_EXE_rl-workload"))
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--iterations", "300"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // `{"pid":..,"path":..,"dev":"254:0","ino":123,...}`
+    let json: serde_json::Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).expect("workload JSON line");
+    let name = format!("{}:{}", json["dev"].as_str().unwrap(), json["ino"]);
+    let s = t.wait_for(&name);
+    assert!(s.contains("lost "), "{s}");
+    // Its direct IOs and punches are in the histograms.
+    t.keys(&["5"]);
+    let s = t.wait_for("dio_write: time in flight");
+    assert!(s.contains("punch: time in flight"), "{s}");
+    t.keys(&["q"]);
+    let s = t.wait_for("RLTOP-EXIT=");
+    assert!(s.contains("RLTOP-EXIT=0"), "{s}");
+}
