@@ -171,6 +171,9 @@ pub enum Command {
 pub enum DumpFormat {
     Jsonl,
     Text,
+    /// Decode every event and print only how many there were (a decoding
+    /// baseline for benchmarks, and a quick integrity check).
+    Count,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

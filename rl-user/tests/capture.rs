@@ -600,6 +600,14 @@ fn overflowing_the_ring_is_recorded_as_lost_events() {
         lost > 0,
         "no drops recorded although the reader was stopped"
     );
+    // Each lost event says since when its drops may have happened: no later
+    // than the event itself, and never before the recording began.
+    let first_ts = events[0]["ts"].as_u64().unwrap();
+    for e in events.iter().filter(|e| kind(e) == "lost") {
+        let since = e["since"].as_u64().expect("lost events carry since");
+        assert!(since <= e["ts"].as_u64().unwrap(), "{e}");
+        assert!(since + 1_000_000_000 >= first_ts, "{e}");
+    }
     let summary = stderr
         .iter()
         .find(|l| l.contains(" lost) in "))

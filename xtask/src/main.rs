@@ -11,8 +11,11 @@
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
+//! - `bench check`: analysis throughput and memory on long simulated traces,
+//!   beside decoding (see bench_check.rs).
 
 mod bench;
+mod bench_check;
 mod setup;
 mod vm;
 
@@ -64,6 +67,15 @@ enum Bench {
         rounds: usize,
         #[arg(long, default_value_t = 2000)]
         iterations: u64,
+    },
+    /// `rltop check`/`report` throughput and peak memory on simulated
+    /// traces, beside `rltop dump` of the same trace.
+    Check {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Trace lengths (events), comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        events: Vec<u64>,
     },
 }
 
@@ -129,6 +141,9 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             bench::capture(&root, &bench::Options { rounds, iterations })
         }
+        Task::Bench {
+            what: Bench::Check { rounds, events },
+        } => bench_check::run(&root, &bench_check::Options { rounds, events }),
     }
 }
 

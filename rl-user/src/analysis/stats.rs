@@ -617,7 +617,15 @@ mod tests {
     fn lost_events_forget_open_begins() {
         let s = run(&[
             ev(100, 1, Body::ContentionBegin { addr: 5, flags: 0 }),
-            ev(150, 1, Body::Lost { count: 3, cpu: 0 }),
+            ev(
+                150,
+                1,
+                Body::Lost {
+                    count: 3,
+                    cpu: 0,
+                    since: None,
+                },
+            ),
             ev(9_000, 1, Body::ContentionEnd { addr: None, ret: 0 }),
         ]);
         assert!(s.row(&Class::Kernel { addr: 5 }).is_none());

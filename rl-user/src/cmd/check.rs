@@ -26,6 +26,7 @@ pub fn run(
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
     let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let events = trace::ReadAhead::new(events);
     let header = events.header();
     let flavour = flavour_of(header, flavour);
     let cfg = Config {

@@ -21,6 +21,7 @@ pub fn run(
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
     let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let events = trace::ReadAhead::new(events);
     let mut model = Model::new(super::check::flavour_of(events.header(), flavour));
     let mut stats = Stats::new(true);
     let name = file.display();

@@ -102,10 +102,10 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 27] = [
+const FIELDS: [&str; 28] = [
     "ts", "kind", "tid", "pid", "cpu", "comm", "tree", "dev", "ino", "lock", "start", "last",
     "mode", "mm", "write", "success", "index", "order", "io", "pos", "len", "ret", "size", "addr",
-    "flags", "text", "count",
+    "flags", "text", "count", "since",
 ];
 
 #[derive(Clone, Copy)]
@@ -138,6 +138,7 @@ enum F {
     Flags,
     Text,
     Count,
+    Since,
 }
 
 impl F {
@@ -187,7 +188,7 @@ const KINDS: [(&str, u32); 23] = [
     ("contention_begin", mask(&[F::Addr, F::Flags])),
     ("contention_end", mask(&[F::Ret, F::Addr])),
     ("marker", mask(&[F::Text])),
-    ("lost", mask(&[F::Count])),
+    ("lost", mask(&[F::Count, F::Since])),
     ("exit", 0),
 ];
 
@@ -491,6 +492,7 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             Body::Lost {
                 count: o.u64(F::Count)?,
                 cpu: c,
+                since: o.opt_u64(F::Since)?,
             }
         }
         "exit" => Body::Exit,
@@ -721,9 +723,12 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             }
         }
         Body::Marker { text } => o.str("text", text)?,
-        Body::Lost { count, cpu } => {
+        Body::Lost { count, cpu, since } => {
             o.u64("count", *count)?;
             o.u64("cpu", (*cpu).into())?;
+            if let Some(s) = since {
+                o.u64("since", *s)?;
+            }
         }
         Body::Exit => {}
     }
@@ -861,7 +866,8 @@ pub(crate) mod tests {
                 (any::<Option<u64>>(), any::<i64>())
                     .prop_map(|(addr, ret)| Body::ContentionEnd { addr, ret }),
                 s.prop_map(|text| Body::Marker { text }),
-                (any::<u64>(), any::<u32>()).prop_map(|(count, cpu)| Body::Lost { count, cpu }),
+                (any::<u64>(), any::<u32>(), any::<Option<u64>>())
+                    .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
                 Just(Body::Exit),
             ];
         (

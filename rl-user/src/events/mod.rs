@@ -197,6 +197,9 @@ pub enum Body {
     Lost {
         count: u64,
         cpu: u32,
+        /// The drops happened after this time (the recorder's previous
+        /// look at the counters) and before the event's own `ts`.
+        since: Option<u64>,
     },
     Exit,
 }

@@ -16,7 +16,8 @@ const KIND_MASK: u8 = 0x1f;
 const F_PID_IS_TID: u8 = 0x20;
 /// The event has a cpu.
 const F_CPU: u8 = 0x40;
-/// The kind's optional field is present (`page_add` order, `contention_end` addr).
+/// The kind's optional field is present (`page_add` order, `contention_end`
+/// addr, `lost` since).
 const F_OPT: u8 = 0x80;
 
 /// Why a chunk's payload does not decode.
@@ -141,7 +142,9 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
     }
     if matches!(
         ev.body,
-        Body::PageAdd { order: Some(_), .. } | Body::ContentionEnd { addr: Some(_), .. }
+        Body::PageAdd { order: Some(_), .. }
+            | Body::ContentionEnd { addr: Some(_), .. }
+            | Body::Lost { since: Some(_), .. }
     ) {
         k |= F_OPT;
     }
@@ -256,9 +259,12 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             }
         }
         Body::Marker { text } => put_str(out, text),
-        Body::Lost { count, cpu } => {
+        Body::Lost { count, cpu, since } => {
             put(out, *count);
             put(out, (*cpu).into());
+            if let Some(s) = since {
+                put(out, *s);
+            }
         }
         Body::Exit => {}
     }
@@ -290,7 +296,36 @@ impl<'a> Decoder<'a> {
         Ok(b)
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
+        // Most values (deltas, small ids) fit one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        // Addresses take 9 or 10 bytes: decode them from a fixed window
+        // when the payload has one, without a bounds check per byte.
+        if let Some(w) = self.buf.get(self.pos..self.pos + 10) {
+            let mut v = 0u64;
+            for (i, &b) in w.iter().enumerate() {
+                if i == 9 && b > 1 {
+                    return Err(DecodeError::BadVarint);
+                }
+                v |= u64::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    self.pos += i + 1;
+                    return Ok(v);
+                }
+            }
+            return Err(DecodeError::BadVarint);
+        }
+        self.u64_tail()
+    }
+
+    /// [`Self::u64`] near the end of the payload.
+    fn u64_tail(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.byte()?;
@@ -362,7 +397,7 @@ impl<'a> Decoder<'a> {
         let k = self.byte()?;
         let code = k & KIND_MASK;
         let opt = k & F_OPT != 0;
-        if opt && !matches!(code, 11 | 19) {
+        if opt && !matches!(code, 11 | 19 | 21) {
             return Err(DecodeError::BadFlags(k));
         }
         self.st.ts = self.delta(self.st.ts)?;
@@ -501,6 +536,7 @@ impl<'a> Decoder<'a> {
             21 => Body::Lost {
                 count: self.u64()?,
                 cpu: self.u32("cpu")?,
+                since: if opt { Some(self.u64()?) } else { None },
             },
             22 => Body::Exit,
             c => return Err(DecodeError::BadKind(c)),

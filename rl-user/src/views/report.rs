@@ -14,6 +14,7 @@ use crate::model::Model;
 /// What rows are sorted by (descending), `-k` (perf lock's names are
 /// accepted as aliases).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum SortKey {
     #[value(alias = "contended")]
     Contentions,
@@ -21,12 +22,11 @@ pub enum SortKey {
     WaitTotal,
     WaitMax,
     WaitMin,
-    #[value(alias = "avg_wait", alias = "wait_avg")]
+    #[value(alias = "avg_wait")]
     WaitAvg,
     WaitP99,
     HoldTotal,
     HoldMax,
-    #[value(alias = "hold_avg")]
     HoldAvg,
     HoldP99,
 }
