@@ -57,7 +57,11 @@ fn jsonl(rel: &str) -> Vec<Event> {
 }
 
 fn draw(snap: &Snapshot, app: &AppState) -> Buffer {
-    let mut t = Terminal::new(TestBackend::new(W, H)).unwrap();
+    draw_sized(snap, app, W, H)
+}
+
+fn draw_sized(snap: &Snapshot, app: &AppState, w: u16, h: u16) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| render(f, snap, app)).unwrap();
     t.backend().buffer().clone()
 }
@@ -470,4 +474,22 @@ fn resolved_paths_name_the_files() {
     }
     let s = screen(&snap, &app);
     assert!(s.contains("1 of 2 files match"), "{s}");
+}
+
+#[test]
+fn histograms_take_two_columns_on_a_wide_screen() {
+    let snap = pipeline_snapshot(jsonl("tests/data/demo.jsonl"), true);
+    assert!(snap.hists.len() >= 2);
+    let s = text(&draw_sized(&snap, &app_at(View::Hists), 160, 24));
+    // The second column starts at column 1 + 79 (border, half the inside).
+    let second = snap.hists.iter().any(|h| {
+        s.lines().any(|l| {
+            l.chars()
+                .skip(80)
+                .collect::<String>()
+                .starts_with(h.title.as_str())
+        })
+    });
+    assert!(second, "a panel title in the second column: {s}");
+    insta::assert_snapshot!("demo_histograms_wide", s);
 }

@@ -211,15 +211,10 @@ pub fn contentions(m: &Model, stats: &Stats) -> FastMap<FileKey, u64> {
     let mut out: FastMap<FileKey, u64> = FastMap::default();
     for (c, r) in stats.rows() {
         if let Class::RangeLock { tree, .. } = c {
-            *out.entry(key_of_tree(m, *tree)).or_default() += r.contentions;
+            *out.entry(FileKey::Tree(*tree)).or_default() += r.contentions;
         }
     }
     out
-}
-
-/// The row of a tree: the tree itself (its inode, if any, is merged in).
-fn key_of_tree(_m: &Model, tree: u64) -> FileKey {
-    FileKey::Tree(tree)
 }
 
 /// The row of a file: its tree when one is linked, else the inode.
@@ -325,7 +320,7 @@ fn files(
     }
     for (c, r) in stats.rows() {
         let key = match *c {
-            Class::RangeLock { tree, .. } => key_of_tree(m, tree),
+            Class::RangeLock { tree, .. } => FileKey::Tree(tree),
             Class::FileOp { dev, ino, .. } => key_of_file(m, dev, ino),
             Class::Mmap { .. } | Class::Kernel { .. } => continue,
         };

@@ -28,16 +28,35 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
         return;
     }
     let first = app.hists_scroll.min(snap.hists.len() - 1);
-    let mut lines = Vec::new();
-    for p in &snap.hists[first..] {
-        lines.extend(panel(p));
-        lines.push(Line::raw(""));
-        if lines.len() > area.height as usize {
-            break;
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    // Wide screens get two columns, filled one after the other.
+    let ncols: u16 = if inner.width >= 2 * COL_W { 2 } else { 1 };
+    let w = inner.width / ncols;
+    let mut panels = snap.hists[first..].iter().map(panel).peekable();
+    for c in 0..ncols {
+        let mut lines: Vec<Line> = Vec::new();
+        while let Some(p) = panels.peek() {
+            // A panel that does not fit waits for the next column (unless
+            // the column is empty: then it is cut).
+            if !lines.is_empty() && lines.len() + p.len() > inner.height as usize {
+                break;
+            }
+            lines.extend(panels.next().into_iter().flatten());
+            lines.push(Line::raw(""));
         }
+        let col = Rect {
+            x: inner.x + c * w,
+            y: inner.y,
+            width: w,
+            height: inner.height,
+        };
+        frame.render_widget(Paragraph::new(lines), col);
     }
-    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
+
+/// Width of one column of histograms.
+const COL_W: u16 = 72;
 
 /// bpftrace's bound labels: 1K = 1024.
 pub fn bound(v: u64) -> String {
