@@ -209,7 +209,7 @@ impl Pipeline {
             self.last_rate = rate;
             self.win_ts = now;
             self.win_events = events;
-            self.win_cont = snapshot::contentions(self.checker.model(), &self.stats);
+            self.win_cont = snapshot::contentions(&self.stats);
         }
         snap
     }

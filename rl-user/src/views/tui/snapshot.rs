@@ -207,7 +207,7 @@ pub fn build(m: &Model, stats: &Stats, extra: Extra) -> Snapshot {
 }
 
 /// Current contentions per row key (the pipeline keeps them for rates).
-pub fn contentions(m: &Model, stats: &Stats) -> FastMap<FileKey, u64> {
+pub fn contentions(stats: &Stats) -> FastMap<FileKey, u64> {
     let mut out: FastMap<FileKey, u64> = FastMap::default();
     for (c, r) in stats.rows() {
         if let Class::RangeLock { tree, .. } = c {
