@@ -278,3 +278,34 @@ fn live_tui_as_root_shows_a_workload() {
     let s = t.wait_for("RLTOP-EXIT=");
     assert!(s.contains("RLTOP-EXIT=0"), "{s}");
 }
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = simulated_deadlock(dir.path());
+    let cmd = format!(
+        "{} replay --paused {}; echo RLTOP-EXIT=$?; sleep 60",
+        shell_quote(Path::new(RLTOP)),
+        shell_quote(&trace)
+    );
+    let t = Tmux::start(&cmd);
+    t.wait_for("1 Overview");
+    // rltop is the child of the pane's shell.
+    let out = t.run(&["display-message", "-p", "-t", "rltop", "#{pane_pid}"]);
+    let shell: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let pid: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("rltop runs")
+        .parse()
+        .unwrap();
+    // SAFETY: kill has no memory-safety preconditions; pid is our child's child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let s = t.wait_for("RLTOP-EXIT=");
+    assert!(s.contains("RLTOP-EXIT=0"), "{s}");
+    assert!(!s.contains("1 Overview"), "the TUI screen is gone: {s}");
+}
