@@ -196,12 +196,27 @@ pub fn build(m: &Model, stats: &Stats, extra: Extra) -> Snapshot {
     let first = m.first_ts.unwrap_or(0);
     status.now = m.now.max(extra.now.unwrap_or(0)).saturating_sub(first);
     status.first_ts = first;
-    let files = files(m, stats, &extra.cont_base, extra.window_ns, &extra.paths);
+    // What each waiting task waits on, asked of the reference lock once
+    // for both the Ranges list and the wait chains.
+    let blockers: Blockers = m
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.waiting.is_some())
+        .map(|(&tid, _)| (tid, waitfor::blockers(m, tid)))
+        .collect();
+    let files = files(
+        m,
+        stats,
+        &blockers,
+        &extra.cont_base,
+        extra.window_ns,
+        &extra.paths,
+    );
     Snapshot {
         status,
         files,
         findings: extra.findings,
-        waits: wait_forest(m),
+        waits: wait_forest(m, &blockers),
         hists: hists(stats),
     }
 }
@@ -237,9 +252,13 @@ struct Acc {
     ranges: Vec<RangeRow>,
 }
 
+/// The blockers of each waiting task.
+type Blockers = FastMap<u32, Vec<waitfor::Blocker>>;
+
 fn files(
     m: &Model,
     stats: &Stats,
+    blockers: &Blockers,
     base: &FastMap<FileKey, u64>,
     window_ns: u64,
     paths: &FastMap<(Dev, u64), String>,
@@ -259,10 +278,9 @@ fn files(
                     a.waiters += 1;
                     let waits_here = m.tasks.get(&l.tid).and_then(|t| t.waiting)
                         == Some(Wait::Range { tree, lock });
-                    let mut b: Vec<u32> = if waits_here {
-                        waitfor::blockers(m, l.tid).iter().map(|b| b.tid).collect()
-                    } else {
-                        Vec::new()
+                    let mut b: Vec<u32> = match blockers.get(&l.tid) {
+                        Some(b) if waits_here => b.iter().map(|b| b.tid).collect(),
+                        _ => Vec::new(),
                     };
                     b.sort_unstable();
                     b.dedup();
@@ -342,10 +360,8 @@ fn files(
     let mut rows: Vec<FileRow> = acc
         .into_iter()
         .map(|(key, mut a)| {
-            a.ranges.sort_by(|x, y| {
-                (x.start, x.last, x.state, x.tid, x.lock)
-                    .cmp(&(y.start, y.last, y.state, y.tid, y.lock))
-            });
+            a.ranges
+                .sort_unstable_by_key(|r| (r.start, r.last, r.state, r.tid, r.lock, r.since));
             let cont_rate = if window_ns == 0 {
                 0.0
             } else {
@@ -427,13 +443,8 @@ fn describe_wait(m: &Model, w: Wait) -> Option<String> {
 /// for; its children are what blocks it, and theirs what blocks them.
 /// Tasks on a cycle (where no root exists) are taken as roots too, lowest
 /// tid first, and the edge that closes the cycle is marked.
-fn wait_forest(m: &Model) -> Vec<WaitNode> {
-    let mut waiters: Vec<u32> = m
-        .tasks
-        .iter()
-        .filter(|(_, t)| t.waiting.is_some())
-        .map(|(&tid, _)| tid)
-        .collect();
+fn wait_forest(m: &Model, blockers: &Blockers) -> Vec<WaitNode> {
+    let mut waiters: Vec<u32> = blockers.keys().copied().collect();
     if waiters.is_empty() {
         return Vec::new();
     }
@@ -441,6 +452,7 @@ fn wait_forest(m: &Model) -> Vec<WaitNode> {
     // Who owns each held or queued range lock, by the event that made it so
     // (blockers name their evidence event).
     let mut by_evidence: FastMap<(u64, u64), (u64, u64)> = FastMap::default();
+    by_evidence.reserve(m.trees.values().map(|t| t.locks.len()).sum());
     for (&tree, t) in &m.trees {
         for (&lock, l) in &t.locks {
             let ev = match l.state {
@@ -450,10 +462,6 @@ fn wait_forest(m: &Model) -> Vec<WaitNode> {
             by_evidence.insert((tree, ev), (lock, tree));
         }
     }
-    let blockers: FastMap<u32, Vec<waitfor::Blocker>> = waiters
-        .iter()
-        .map(|&t| (t, waitfor::blockers(m, t)))
-        .collect();
     let blocking: crate::model::FastSet<u32> = blockers
         .values()
         .flat_map(|b| b.iter().map(|b| b.tid))
@@ -473,7 +481,7 @@ fn wait_forest(m: &Model) -> Vec<WaitNode> {
         let mut path = Vec::new();
         walk(
             m,
-            &blockers,
+            blockers,
             &by_evidence,
             root,
             None,
@@ -537,7 +545,7 @@ fn owned(
 #[allow(clippy::too_many_arguments)]
 fn walk(
     m: &Model,
-    blockers: &FastMap<u32, Vec<waitfor::Blocker>>,
+    blockers: &Blockers,
     by_evidence: &FastMap<(u64, u64), (u64, u64)>,
     tid: u32,
     owns: Option<(String, bool, bool)>,
