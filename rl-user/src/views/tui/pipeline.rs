@@ -139,6 +139,10 @@ impl Pipeline {
     /// The findings as rows, newest first; rebuilt only when they changed.
     fn finding_rows(&mut self, findings: &[Finding], names: &Names) -> Arc<Vec<FindingRow>> {
         self.findings_sig = signature(findings);
+        // Bounded: withdrawn findings leave their evidence behind.
+        if self.evidence.len() > 4 * KEEP_EVENTS {
+            self.evidence.clear();
+        }
         let mut rows = Vec::with_capacity(findings.len());
         for f in findings.iter().rev() {
             let mut evidence = Vec::with_capacity(f.evidence.len());
