@@ -231,6 +231,14 @@ impl<S: Source> Player<S> {
     fn control(&mut self, c: Control) -> anyhow::Result<()> {
         self.note = None;
         match c {
+            Control::TogglePause if self.finished => {
+                // Play again from the start.
+                if self.restart()? {
+                    self.paused = false;
+                    self.goal = None;
+                    self.anchor_ts = None;
+                }
+            }
             Control::TogglePause => {
                 self.paused = !self.paused;
                 self.goal = None;
@@ -259,20 +267,27 @@ impl<S: Source> Player<S> {
                     Some(now) => t < now,
                     None => self.finished,
                 };
-                if behind || (self.finished && self.pipeline.is_none()) {
-                    if !self.source.restart()? {
-                        self.note = Some("this stream cannot seek backwards".into());
-                        return Ok(());
-                    }
-                    self.pipeline = Some(Pipeline::new(Model::new(self.pc.flavour), self.pc.cfg));
-                    self.last = None;
-                    self.pending = None;
-                    self.finished = false;
+                if (behind || (self.finished && self.pipeline.is_none())) && !self.restart()? {
+                    return Ok(());
                 }
                 self.goal = Some(Goal::Seek(t));
             }
         }
         Ok(())
+    }
+
+    /// Back to the first event with fresh analyses; false (and a note)
+    /// when the source cannot.
+    fn restart(&mut self) -> anyhow::Result<bool> {
+        if !self.source.restart()? {
+            self.note = Some("this stream cannot seek backwards".into());
+            return Ok(false);
+        }
+        self.pipeline = Some(Pipeline::new(Model::new(self.pc.flavour), self.pc.cfg));
+        self.last = None;
+        self.pending = None;
+        self.finished = false;
+        Ok(true)
     }
 
     /// Whether an event at `ts` may be processed now.
@@ -659,6 +674,14 @@ mod tests {
                 .iter()
                 .any(|f| f.finding.kind == crate::analysis::Kind::Deadlock)
         );
+        // Play at the end starts again from the first event.
+        p.control(Control::TogglePause).unwrap();
+        assert!(!p.finished && !p.paused);
+        assert_eq!(seen(&p), 0);
+        while p.work().unwrap().is_some() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(p.finished);
         // Seeking back after the end starts again.
         p.control(Control::Seek(0)).unwrap();
         p.work().unwrap();
