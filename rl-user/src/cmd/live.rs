@@ -75,7 +75,7 @@ fn run_tui(opts: Options) -> anyhow::Result<ExitCode> {
             ));
         }
     };
-    let result = ui::run(&shared, None);
+    let result = ui::run(&shared, None).map_err(ui::to_anyhow);
     let _ = worker.join();
     for line in not_attached {
         eprintln!("rltop: warning: not attached: {line}");

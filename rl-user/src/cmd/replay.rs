@@ -469,7 +469,7 @@ pub(crate) fn play<S: Source + 'static>(source: S, pc: PlayerConfig) -> anyhow::
             .name("rltop-pipeline".into())
             .spawn(move || player.run(&shared, &rx))?
     };
-    let result = ui::run(&shared, Some(&tx));
+    let result = ui::run(&shared, Some(&tx)).map_err(ui::to_anyhow);
     shared.quit.store(true, Ordering::Relaxed);
     drop(tx);
     // The player wakes at least twice a second to see `quit`.

@@ -59,20 +59,39 @@ impl Shared {
     }
 }
 
+/// Why the TUI stopped other than by the user's wish.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+    /// The pipeline thread stopped on this error (one line for people).
+    #[error("{0}")]
+    Pipeline(String),
+}
+
 /// Runs the TUI until `q`, Ctrl-C, SIGTERM or a pipeline error (returned).
 /// `controls` is the replay control channel (`None` live).
-pub fn run(shared: &Shared, controls: Option<&Sender<Control>>) -> anyhow::Result<()> {
+pub fn run(shared: &Shared, controls: Option<&Sender<Control>>) -> Result<(), TuiError> {
     signals::install_stop_handlers();
     let result = draw_loop(shared, controls);
     shared.quit.store(true, Ordering::Relaxed);
     result?;
     match shared.error() {
-        Some(e) => Err(crate::user_error(e)),
+        Some(e) => Err(TuiError::Pipeline(e)),
         None => Ok(()),
     }
 }
 
-fn draw_loop(shared: &Shared, controls: Option<&Sender<Control>>) -> anyhow::Result<()> {
+/// The edge's view of a [`TuiError`]: a pipeline error is the user's to
+/// act on (one line, exit 2), a terminal error is ours.
+pub fn to_anyhow(e: TuiError) -> anyhow::Error {
+    match e {
+        TuiError::Pipeline(m) => crate::user_error(m),
+        e => anyhow::Error::new(e),
+    }
+}
+
+fn draw_loop(shared: &Shared, controls: Option<&Sender<Control>>) -> Result<(), TuiError> {
     let mut term = Term::enter()?;
     let mut app = AppState::new(controls.is_some());
     let mut drawn: Option<u64> = None;
