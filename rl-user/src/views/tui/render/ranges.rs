@@ -35,7 +35,7 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
         );
         return;
     };
-    let [map, list] = Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(area);
+    let [map, list] = Layout::vertical([Constraint::Length(8), Constraint::Min(3)]).areas(area);
     render_map(frame, map, file, app);
     render_list(frame, list, snap, file, app);
 }
@@ -137,6 +137,7 @@ fn render_map(frame: &mut Frame, area: Rect, file: &FileRow, app: &AppState) {
     let lines = vec![
         cell_line("held", held_spans),
         cell_line("wait", want_spans),
+        Line::raw(selected_marks(file, app, off, span, w)),
         Line::raw(axis),
         Line::from(legend),
         Line::raw(format!(
@@ -152,6 +153,25 @@ fn render_map(frame: &mut Frame, area: Rect, file: &FileRow, app: &AppState) {
         Paragraph::new(lines).block(Block::bordered().title(title)),
         area,
     );
+}
+
+/// `^` under the pages of the range selected in the list (when in view).
+fn selected_marks(file: &FileRow, app: &AppState, off: u64, span: u64, w: usize) -> String {
+    const LABEL: usize = 6;
+    let mut line = format!("{:<LABEL$}", "sel");
+    let sel = app.ranges_sel.min(file.ranges.len().saturating_sub(1));
+    match file
+        .ranges
+        .get(sel)
+        .and_then(|r| cols(r.start, r.last, off, span, w))
+    {
+        Some((c0, c1)) => {
+            line.push_str(&" ".repeat(c0));
+            line.push_str(&"^".repeat(c1 - c0 + 1));
+        }
+        None => line.push_str("(the selected range is outside the view)"),
+    }
+    line
 }
 
 fn render_list(frame: &mut Frame, area: Rect, snap: &Snapshot, file: &FileRow, app: &AppState) {
