@@ -14,12 +14,17 @@ const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
 /// A tmux server of our own (its own socket), killed on drop.
 struct Tmux {
     socket: String,
+    /// The socket file, removed on drop (kill-server leaves it behind).
+    socket_path: Option<PathBuf>,
 }
 
 impl Tmux {
     fn start(cmd: &str) -> Tmux {
         let socket = format!("rltop-test-{}-{}", std::process::id(), rand_suffix());
-        let t = Tmux { socket };
+        let mut t = Tmux {
+            socket,
+            socket_path: None,
+        };
         let out = t.run(&[
             "new-session",
             "-d",
@@ -32,6 +37,9 @@ impl Tmux {
             cmd,
         ]);
         assert!(out.status.success(), "tmux new-session: {out:?}");
+        let out = t.run(&["display-message", "-p", "#{socket_path}"]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        t.socket_path = (!path.is_empty()).then(|| PathBuf::from(path));
         t
     }
 
@@ -77,6 +85,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
