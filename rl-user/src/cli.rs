@@ -146,8 +146,9 @@ pub enum Command {
     /// A simulated workload on the reference range lock, shown live in the
     /// TUI: no root or patched kernel needed.
     Demo {
-        /// The bug the first batch injects (see `simulate`); later batches
-        /// run the correct `mixed` workload.
+        /// The bug the first batch injects (see `simulate`); later, every
+        /// sixth batch injects the next bug, the others run the correct
+        /// `mixed` workload (`mixed` here: no bugs at all).
         #[arg(long, default_value = "deadlock")]
         scenario: String,
         #[arg(long, default_value_t = 1)]
