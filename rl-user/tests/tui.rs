@@ -493,3 +493,34 @@ fn histograms_take_two_columns_on_a_wide_screen() {
     assert!(second, "a panel title in the second column: {s}");
     insta::assert_snapshot!("demo_histograms_wide", s);
 }
+
+#[test]
+fn every_view_draws_on_tiny_and_odd_terminals() {
+    let mut snap = pipeline_snapshot(jsonl("tests/data/check/deadlock_mmap.jsonl"), true);
+    snap.status.lost = 3;
+    let busy = pipeline_snapshot(many_trees(12), false);
+    for s in [&snap, &busy, &Snapshot::default()] {
+        for v in View::ALL {
+            for (w, h) in [
+                (1, 1),
+                (2, 3),
+                (10, 4),
+                (30, 7),
+                (80, 5),
+                (200, 12),
+                (13, 50),
+            ] {
+                let mut app = AppState::new(true);
+                app.view = v;
+                draw_sized(s, &app, w, h);
+                app.help = true;
+                app.detail = true;
+                app.zoom = 5;
+                app.offset = 1_000;
+                app.ranges_sel = 99;
+                app.findings_sel = 99;
+                draw_sized(s, &app, w, h);
+            }
+        }
+    }
+}
