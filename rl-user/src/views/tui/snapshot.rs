@@ -360,8 +360,16 @@ fn files(
     let mut rows: Vec<FileRow> = acc
         .into_iter()
         .map(|(key, mut a)| {
-            a.ranges
-                .sort_unstable_by_key(|r| (r.start, r.last, r.state, r.tid, r.lock, r.since));
+            // Starts mostly differ: compare field by field, not whole keys.
+            a.ranges.sort_unstable_by(|x, y| {
+                x.start
+                    .cmp(&y.start)
+                    .then_with(|| x.last.cmp(&y.last))
+                    .then_with(|| x.state.cmp(&y.state))
+                    .then_with(|| x.tid.cmp(&y.tid))
+                    .then_with(|| x.lock.cmp(&y.lock))
+                    .then_with(|| x.since.cmp(&y.since))
+            });
             let cont_rate = if window_ns == 0 {
                 0.0
             } else {
