@@ -241,10 +241,10 @@ const HELP: &[(&str, &str)] = &[
     ("Ranges: + -", "zoom in / out of the page space"),
     ("Ranges: ← → h l, 0", "scroll the page space, reset zoom"),
     ("Findings: Enter", "open the full report and its events"),
-    ("replay: space", "play / pause"),
+    ("replay: space", "play / pause (at the end: again)"),
     ("replay: < >", "half / double speed"),
     ("replay: .", "one event, then pause"),
-    ("replay: g", "seek to a time (seconds from the start)"),
+    ("replay: g", "seek to a time, in seconds"),
     ("replay: n", "run to the next finding"),
 ];
 
