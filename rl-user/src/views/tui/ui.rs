@@ -33,8 +33,15 @@ pub struct Shared {
 
 impl Shared {
     pub fn publish(&self, s: Snapshot) {
-        *self.snap.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        let new = Arc::new(s);
+        let old = std::mem::replace(
+            &mut *self.snap.lock().unwrap_or_else(|p| p.into_inner()),
+            new,
+        );
         self.generation.fetch_add(1, Ordering::Release);
+        // A big snapshot is freed here, not while the drawing thread waits
+        // for the lock.
+        drop(old);
     }
 
     pub fn latest(&self) -> (u64, Arc<Snapshot>) {
