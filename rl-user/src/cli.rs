@@ -21,6 +21,10 @@ pub struct Cli {
     /// when stdout is not a terminal).
     #[arg(long)]
     pub text: bool,
+    /// Write output files even into a directory other users can write to
+    /// (refused by default: rltop runs as root).
+    #[arg(long, global = true)]
+    pub force: bool,
 }
 
 /// What to trace: shared by `rltop`, `record` and `probes`.

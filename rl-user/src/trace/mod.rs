@@ -148,6 +148,12 @@ pub enum TraceError {
     #[error("refusing to write {}: not a regular file", path.display())]
     NotRegular { path: PathBuf },
     #[error(
+        "refusing to write {}: its directory {} is writable by other users, who could plant a file or link there; write elsewhere or pass --force",
+        path.display(),
+        dir.display()
+    )]
+    SharedDir { path: PathBuf, dir: PathBuf },
+    #[error(
         "{name} is not an rltop trace (bad magic); record one with `rltop record -o FILE` or build one with `rltop import`"
     )]
     NotATrace { name: String },
