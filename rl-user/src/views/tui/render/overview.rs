@@ -21,6 +21,9 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
             app.filter
         );
     }
+    if rows.iter().any(|r| r.in_flight > 0) {
+        title.push_str("(HELD +N: DIO, punch or truncate in flight) ");
+    }
     let block = Block::bordered().title(title);
     if rows.is_empty() {
         let text = if snap.files.is_empty() {
