@@ -17,6 +17,10 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Live: stream events as text lines instead of the TUI (the default
+    /// when stdout is not a terminal).
+    #[arg(long)]
+    pub text: bool,
     /// Write output files even into a directory other users can write to
     /// (refused by default: rltop runs as root).
     #[arg(long, global = true)]
@@ -123,6 +127,42 @@ pub enum Command {
         threads: usize,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
+    },
+    /// The TUI over a trace: play/pause (space), speed (< >), step (.),
+    /// seek (g), next finding (n).
+    Replay {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        /// Playback speed: 1 = the trace's own time, 0.01 = 100 times slower.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Start paused at the first event.
+        #[arg(long)]
+        paused: bool,
+        /// Report a waiter the reference lock would grant that still waits
+        /// after this many milliseconds (lost wakeup).
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
+    /// A simulated workload on the reference range lock, shown live in the
+    /// TUI: no root or patched kernel needed.
+    Demo {
+        /// The bug the first batch injects (see `simulate`); later, every
+        /// sixth batch injects the next bug, the others run the correct
+        /// `mixed` workload (`mixed` here: no bugs at all).
+        #[arg(long, default_value = "deadlock")]
+        scenario: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated tasks doing file operations.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Playback speed against the simulator's clock (it runs flat out).
+        #[arg(long, default_value_t = 0.01)]
+        speed: f64,
     },
     /// Show what this kernel supports: each probe, attached or why not.
     Probes {

@@ -14,7 +14,7 @@
 //! - [`model`]: the current state rebuilt from events, driving the reference range lock per tree.
 //! - [`analysis`]: findings (ordering, conformance, wait-for cycles, stalls, leaks) with evidence.
 //! - [`views`]: what people read: findings (text with lockdep-shaped reports, JSON),
-//!   contention reports.
+//!   contention reports, and the live TUI ([`views::tui`]).
 //! - [`cmd`]: the `rltop` sub-commands.
 
 pub mod analysis;

@@ -46,8 +46,21 @@ fn main() -> ExitCode {
             sort,
             flavour,
         }) => cmd::report::run(&file, format, sort, flavour),
+        Some(Command::Replay {
+            file,
+            speed,
+            paused,
+            stall_ms,
+            flavour,
+        }) => cmd::replay::run(&file, speed, paused, stall_ms, flavour),
+        Some(Command::Demo {
+            scenario,
+            seed,
+            threads,
+            speed,
+        }) => cmd::demo::run(&scenario, seed, threads, speed),
         Some(Command::Probes { verbose }) => cmd::probes::run(&cli.live, verbose),
-        None => cmd::live::run(&cli.live),
+        None => cmd::live::run(&cli.live, cli.text),
     };
     match result {
         Ok(code) => code,

@@ -2,11 +2,13 @@
 //! renders its result. They return the process exit code.
 
 pub mod check;
+pub mod demo;
 pub mod dump;
 pub mod import;
 pub mod live;
 pub mod probes;
 pub mod record;
+pub mod replay;
 pub mod report;
 pub mod signals;
 pub mod simulate;

@@ -8,6 +8,7 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod paths;
 pub mod tracefs;
 
 use std::collections::VecDeque;
