@@ -36,6 +36,43 @@ pub struct TraceWriter {
     stats: TraceStats,
 }
 
+/// Creates (`new`: fails if it exists; else creates or truncates) a regular
+/// file for rltop's output, mode 0600, refusing symlinks: trace files, and
+/// the files `hist` and `export` write.
+pub fn create_private(path: &Path, new: bool) -> Result<File, TraceError> {
+    let io_err = |source| TraceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut opts = OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    // O_NOFOLLOW: never write through a symlink someone planted (record
+    // runs as root). O_NONBLOCK: do not hang opening a FIFO; it has no
+    // effect on regular files.
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+    let file = opts.open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => TraceError::Symlink {
+            path: path.to_owned(),
+        },
+        _ => io_err(e),
+    })?;
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(TraceError::NotRegular {
+            path: path.to_owned(),
+        });
+    }
+    // An existing file keeps its old mode through O_TRUNC: tighten it.
+    file.set_permissions(Permissions::from_mode(0o600))
+        .map_err(io_err)?;
+    Ok(file)
+}
+
 impl TraceWriter {
     /// Creates (or truncates) `path`, mode 0600, refusing symlinks.
     pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceWriter, TraceError> {
@@ -53,32 +90,7 @@ impl TraceWriter {
             path: path.to_owned(),
             source,
         };
-        let mut opts = OpenOptions::new();
-        opts.write(true).mode(0o600);
-        if new {
-            opts.create_new(true);
-        } else {
-            opts.create(true).truncate(true);
-        }
-        // O_NOFOLLOW: never write through a symlink someone planted (record
-        // runs as root). O_NONBLOCK: do not hang opening a FIFO; it has no
-        // effect on regular files.
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
-        let file = opts.open(path).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => TraceError::Symlink {
-                path: path.to_owned(),
-            },
-            _ => io_err(e),
-        })?;
-        let meta = file.metadata().map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(TraceError::NotRegular {
-                path: path.to_owned(),
-            });
-        }
-        // An existing file keeps its old mode through O_TRUNC: tighten it.
-        file.set_permissions(Permissions::from_mode(0o600))
-            .map_err(io_err)?;
+        let file = create_private(path, new)?;
 
         let header = TraceHeader {
             version: VERSION,

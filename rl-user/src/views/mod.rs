@@ -2,4 +2,6 @@
 //! are pure: the same input gives the same text.
 
 pub mod findings;
+pub mod hist;
 pub mod report;
+pub mod timeline;

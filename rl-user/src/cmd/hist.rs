@@ -1,0 +1,97 @@
+//! `rltop hist FILE... [--metric wait|hold] [--by op|tree|task|test]
+//! [--format text|json|csv|prom|hdr] [--svg OUT] [--merge] [-o OUT]`:
+//! histograms of lock wait or hold times (see [`crate::analysis::hist`] and
+//! [`crate::views::hist`]).
+//!
+//! Each file is streamed once. Several files are shown side by side (a
+//! `trace` label per series), or added up exactly with `--merge`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::analysis::hist::{By, HistSet, Histograms};
+use crate::analysis::stats::Metric;
+use crate::cli::{CheckFlavour, HistBy, HistFormat, HistMetric};
+use crate::trace::{self, Item};
+use crate::views::hist as view;
+
+/// What `rltop hist` was asked for.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub files: Vec<PathBuf>,
+    pub metric: HistMetric,
+    pub by: HistBy,
+    pub format: HistFormat,
+    pub svg: Option<PathBuf>,
+    pub merge: bool,
+    pub output: Option<PathBuf>,
+    pub flavour: Option<CheckFlavour>,
+}
+
+/// The histograms of one file.
+pub fn build(
+    file: &Path,
+    metric: Metric,
+    by: By,
+    flavour: Option<CheckFlavour>,
+) -> anyhow::Result<HistSet> {
+    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let events = trace::ReadAhead::new(events);
+    let mut h = Histograms::new(
+        super::check::flavour_of(events.header(), flavour),
+        metric,
+        by,
+    );
+    let name = file.display();
+    let mut idx = 0u64;
+    for item in events {
+        match item.map_err(|e| crate::user_error(e.to_string()))? {
+            Item::Event(ev) => {
+                h.event(idx, &ev);
+                idx += 1;
+            }
+            Item::Problem(p) => {
+                eprintln!("rltop: warning: {name}: {p}");
+                h.gap(idx);
+            }
+        }
+    }
+    Ok(h.finish())
+}
+
+pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let metric = match a.metric {
+        HistMetric::Wait => Metric::Wait,
+        HistMetric::Hold => Metric::Hold,
+    };
+    let by = match a.by {
+        HistBy::Op => By::Op,
+        HistBy::Tree => By::Tree,
+        HistBy::Task => By::Task,
+        HistBy::Test => By::Test,
+    };
+    let mut set = HistSet::new(metric, by);
+    let apart = a.files.len() > 1 && !a.merge;
+    for f in &a.files {
+        let mut s = build(f, metric, by, a.flavour)?;
+        if apart {
+            s.label_trace(&f.display().to_string());
+        }
+        set.merge(&s);
+    }
+    let out = match a.format {
+        HistFormat::Text => view::text(&set),
+        HistFormat::Json => view::json(&set),
+        HistFormat::Csv => view::csv(&set),
+        HistFormat::Prom => view::prom(&set),
+        HistFormat::Hdr => view::hdr(&set)?,
+    };
+    if let Some(svg) = &a.svg {
+        super::write_output_file(svg, view::svg(&set).as_bytes())?;
+    }
+    match &a.output {
+        Some(path) => super::write_output_file(path, out.as_bytes())?,
+        None => super::write_stdout("hist", out.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
