@@ -9,7 +9,8 @@
 //! - flows from a release to the waiter it woke: when a contended lock is
 //!   acquired, the release that made the reference lock grant it (the
 //!   model's `grantable_since`) is the one that woke it;
-//! - a counter of waiters per tree (requests not yet acquired);
+//! - a counter of waiters per tree (contended requests not yet acquired:
+//!   those with a wait slice);
 //! - markers (and lost events) and the checker's findings as instants.
 //!
 //! Slices on one track may overlap without nesting (a task holds two
@@ -136,6 +137,16 @@ impl Timeline {
     /// A task's name.
     pub fn task_label(&self, tid: u32) -> String {
         self.tasks.get(&tid).cloned().unwrap_or_default().label(tid)
+    }
+}
+
+/// A range of pages as slice names show it: `[48, EOF]` for a range to the
+/// end of the file (truncate).
+pub fn range_name(start: u64, last: u64) -> String {
+    if last == u64::MAX {
+        format!("[{start}, EOF]")
+    } else {
+        format!("[{start}, {last}]")
     }
 }
 
@@ -343,7 +354,7 @@ impl Builder {
                         ("op", op.to_string()),
                     ];
                     self.task(tid, pid);
-                    let name = format!("wait {op} [{start}, {last}]");
+                    let name = format!("wait {op} {}", range_name(*start, *last));
                     let w = self.open(Track::Task(tid), ts, SliceKind::Wait, name, args);
                     self.waits.insert((*tree, *lock), w);
                 }
@@ -370,7 +381,7 @@ impl Builder {
                         Track::Task(owner),
                         ts,
                         SliceKind::Hold,
-                        format!("hold {op} [{start}, {last}]"),
+                        format!("hold {op} {}", range_name(start, last)),
                         args.clone(),
                     );
                     let who = self.tl.task_label(owner);
@@ -378,7 +389,7 @@ impl Builder {
                         Track::Tree(*tree),
                         ts,
                         SliceKind::Hold,
-                        format!("[{start}, {last}] {mode} {op} by {who}"),
+                        format!("{} {mode} {op} by {who}", range_name(start, last)),
                         args,
                     );
                     self.holds.insert((*tree, *lock), (t, r));
@@ -540,13 +551,12 @@ impl Builder {
         | Body::RlCancel { tree, .. }
         | Body::RlTrylockFailed { tree, .. } = ev.body
         {
-            let n = self
-                .checker
-                .model()
-                .trees
-                .get(&tree)
-                .map_or(0, |t| t.locks.values().filter(|l| !l.is_held()).count())
-                as u64;
+            let n = self.checker.model().trees.get(&tree).map_or(0, |t| {
+                t.locks
+                    .values()
+                    .filter(|l| l.contended && !l.is_held())
+                    .count()
+            }) as u64;
             let last = self.waiters.get(&tree).copied();
             if last != Some(n) && (last.is_some() || n > 0) {
                 self.waiters.insert(tree, n);

@@ -150,28 +150,33 @@ pub fn text(set: &HistSet) -> String {
 /// commas without spaces, as bpftrace prints tuple keys; `max` is
 /// inclusive, as in bpftrace.
 pub fn json(set: &HistSet) -> String {
-    let mut map = serde_json::Map::new();
+    // Written by hand for bpftrace's exact shape and spacing: objects
+    // spaced (`{"min": 1, "max": 1, "count": 2}`), arrays not, entries in
+    // series order.
+    let q = |s: &str| serde_json::to_string(s).expect("strings always serialize");
+    let mut series = Vec::with_capacity(set.series.len());
     for (k, h) in &set.series {
         let key: Vec<String> = labels(set, k)
             .into_iter()
             .filter(|(n, _)| Some(*n) != note_label(set.by))
             .map(|(_, v)| v.replace(' ', ""))
             .collect();
-        let buckets: Vec<serde_json::Value> = h
+        let buckets: Vec<String> = h
             .log2()
             .into_iter()
             .map(|(low, high, count)| {
-                serde_json::json!({"min": low, "max": high - 1, "count": count})
+                format!(
+                    "{{\"min\": {low}, \"max\": {}, \"count\": {count}}}",
+                    high - 1
+                )
             })
             .collect();
-        map.insert(key.join(","), serde_json::Value::Array(buckets));
+        series.push(format!("{}: [{}]", q(&key.join(",")), buckets.join(",")));
     }
-    let mut data = serde_json::Map::new();
-    data.insert(map_name(set), serde_json::Value::Object(map));
-    // bpftrace's own spacing: `{"type": "hist", "data": ...}`.
     format!(
-        "{{\"type\": \"hist\", \"data\": {}}}\n",
-        serde_json::Value::Object(data)
+        "{{\"type\": \"hist\", \"data\": {{{}: {{{}}}}}}}\n",
+        q(&map_name(set)),
+        series.join(", ")
     )
 }
 
