@@ -206,14 +206,13 @@ pub fn trace(tl: &Timeline) -> Trace {
     let mut packets = Vec::new();
 
     // Processes, their threads (tasks) and the tasks' extra lanes.
-    let mut pids: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut pids = std::collections::BTreeSet::new();
     for (&tid, info) in &tl.tasks {
         if !lay.lanes.contains_key(&Track::Task(tid)) {
             continue;
         }
-        if !pids.contains_key(&info.pid) {
+        if pids.insert(info.pid) {
             let id = u.take();
-            pids.insert(info.pid, id);
             let name = tl
                 .tasks
                 .get(&info.pid)
