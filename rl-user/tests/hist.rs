@@ -391,3 +391,71 @@ fn bad_input_is_one_line_and_exit_2() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// Histograms from many machines: each writes an HDR log, one merges them;
+/// the result is exactly that of merging the traces themselves, in every
+/// format (exact sums, min and max travel with each series).
+#[test]
+fn hdr_logs_merge_like_the_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    for by in ["op", "tree", "task", "test"] {
+        for metric in ["wait", "hold"] {
+            let a = dir.path().join(format!("a.{by}.{metric}.hdr"));
+            let b = dir.path().join(format!("b.{by}.{metric}.hdr"));
+            let common = ["--by", by, "--metric", metric, "--format", "hdr", "-o"];
+            let mut args = vec!["hist"];
+            args.extend_from_slice(&common);
+            let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+            let s = small();
+            let t = second();
+            ok(&[args.as_slice(), &[a_s, &s]].concat());
+            ok(&[args.as_slice(), &[b_s, &t]].concat());
+            for format in ["text", "csv", "prom", "json"] {
+                let opts = [
+                    "--by", by, "--metric", metric, "--format", format, "--merge",
+                ];
+                let from_logs = ok(&[&["hist"], &opts[..], &[a_s, b_s]].concat());
+                let from_traces = ok(&[&["hist"], &opts[..], &[&s, &t]].concat());
+                assert_eq!(
+                    from_logs, from_traces,
+                    "--by {by} --metric {metric} {format}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hdr_log_that_lies_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.hdr");
+    ok(&[
+        "hist",
+        "--format",
+        "hdr",
+        "-o",
+        a.to_str().unwrap(),
+        &small(),
+    ]);
+    let text = std::fs::read_to_string(&a).unwrap();
+    // A sum no set of the histogram's values can have.
+    let bad = text.replace("sum_ns=9200 ", "sum_ns=1 ");
+    assert_ne!(bad, text);
+    std::fs::write(&a, bad).unwrap();
+    let out = rltop(&["hist", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("disagree"), "{err}");
+    // Asking for another metric than the log holds.
+    ok(&[
+        "hist",
+        "--format",
+        "hdr",
+        "-o",
+        a.to_str().unwrap(),
+        &small(),
+    ]);
+    let out = rltop(&["hist", "--metric", "hold", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metric wait --by op"));
+}

@@ -83,6 +83,30 @@ impl Hist {
         self.count == 0
     }
 
+    /// A distribution from its parts, as `rltop hist --format hdr` wrote
+    /// them. `None` when they disagree (the count is not the histogram's,
+    /// min or max outside its range): the figures would lie.
+    pub fn from_parts(mut h: Histogram<u64>, total: u64, min: u64, max: u64) -> Option<Hist> {
+        let count = h.len();
+        if count == 0 {
+            return (total == 0).then(Hist::default);
+        }
+        if min > max || !h.equivalent(h.min(), min) || !h.equivalent(h.max(), max) {
+            return None;
+        }
+        if total < min.saturating_mul(count) || total > max.saturating_mul(count) {
+            return None;
+        }
+        h.auto(true);
+        Some(Hist {
+            h,
+            count,
+            total,
+            min,
+            max,
+        })
+    }
+
     /// The HDR histogram behind the distribution (2 significant digits,
     /// values in ns): what `rltop hist --format hdr` serializes.
     pub fn hdr(&self) -> &Histogram<u64> {

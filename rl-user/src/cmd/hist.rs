@@ -4,7 +4,9 @@
 //! [`crate::views::hist`]).
 //!
 //! Each file is streamed once. Several files are shown side by side (a
-//! `trace` label per series), or added up exactly with `--merge`.
+//! `trace` label per series), or added up exactly with `--merge`. A file
+//! may also be an HDR interval log written by `--format hdr` (on another
+//! machine, say): its histograms are read back exactly and merge the same.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,13 +30,27 @@ pub struct Args {
     pub flavour: Option<CheckFlavour>,
 }
 
-/// The histograms of one file.
+/// The histograms of one file: a trace, a JSONL file, or an interval log
+/// `rltop hist --format hdr` wrote (histograms from another machine).
 pub fn build(
     file: &Path,
     metric: Metric,
     by: By,
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<HistSet> {
+    if let Some(set) = read_hdr_file(file)? {
+        if set.metric != metric || set.by != by {
+            return Err(crate::user_error(format!(
+                "{}: holds {} times by {}; ask for --metric {} --by {}",
+                file.display(),
+                set.metric.as_str(),
+                set.by.as_str(),
+                set.metric.as_str(),
+                set.by.as_str()
+            )));
+        }
+        return Ok(set);
+    }
     let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
     let events = trace::ReadAhead::new(events);
     let mut h = Histograms::new(
@@ -94,4 +110,23 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         None => super::write_stdout("hist", out.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The histograms of an interval log `rltop hist --format hdr` wrote, or
+/// `None` when `file` is something else.
+fn read_hdr_file(file: &Path) -> anyhow::Result<Option<HistSet>> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| {
+        crate::user_error(format!("cannot read {}: {e}", file.display()))
+    };
+    let mut f = std::fs::File::open(file).map_err(|e| cannot(&e))?;
+    let mut head = [0u8; 16];
+    let n = f.read(&mut head).map_err(|e| cannot(&e))?;
+    if !view::is_hdr(&head[..n]) {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| cannot(&e))?;
+    view::read_hdr(&text)
+        .map(Some)
+        .map_err(|e| crate::user_error(format!("{}: {e}", file.display())))
 }

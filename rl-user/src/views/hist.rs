@@ -6,6 +6,7 @@
 //! `[0]`, `[1]`, `[2, 3]`, `[4, 7]`, ... They are exact: the HDR
 //! histogram's sub-buckets never straddle a power of two.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::serialization::V2DeflateSerializer;
@@ -28,17 +29,26 @@ fn note_label(by: By) -> Option<&'static str> {
     }
 }
 
-/// The labels of a series, in order: `trace`, `lock`, the `--by` key, and
-/// the key's note (comm or file) when known.
-pub fn labels(set: &HistSet, k: &SeriesKey) -> Vec<(&'static str, String)> {
+/// The labels that identify a series, in order: `trace`, `lock`, the
+/// `--by` key.
+pub fn key_labels(set: &HistSet, k: &SeriesKey) -> Vec<(&'static str, String)> {
     let mut l = Vec::with_capacity(4);
     if let Some(t) = &k.trace {
         l.push(("trace", t.clone()));
     }
     l.push(("lock", k.lock.as_str().to_string()));
     l.push((key_label(set.by, k.lock), k.key.clone()));
+    l
+}
+
+/// The labels of a series: [`key_labels`], then the key's note (comm or
+/// file) when known.
+pub fn labels(set: &HistSet, k: &SeriesKey) -> Vec<(&'static str, String)> {
+    let mut l = key_labels(set, k);
     if let Some(name) = note_label(set.by)
         && let Some(n) = set.notes.get(&k.key)
+        // A file operation's key is its file already.
+        && !l.iter().any(|(x, _)| *x == name)
     {
         l.push((name, n.clone()));
     }
@@ -156,9 +166,8 @@ pub fn json(set: &HistSet) -> String {
     let q = |s: &str| serde_json::to_string(s).expect("strings always serialize");
     let mut series = Vec::with_capacity(set.series.len());
     for (k, h) in &set.series {
-        let key: Vec<String> = labels(set, k)
+        let key: Vec<String> = key_labels(set, k)
             .into_iter()
-            .filter(|(n, _)| Some(*n) != note_label(set.by))
             .map(|(_, v)| v.replace(' ', ""))
             .collect();
         let buckets: Vec<String> = h
@@ -288,10 +297,7 @@ pub fn prom(set: &HistSet) -> String {
 /// Characters a tag may not hold (`,`, space, CR, LF) become `_`.
 pub fn hdr_tag(set: &HistSet, k: &SeriesKey) -> String {
     let mut t = format!("metric={}", set.metric.as_str());
-    for (n, v) in labels(set, k) {
-        if Some(n) == note_label(set.by) {
-            continue;
-        }
+    for (n, v) in key_labels(set, k) {
         let _ = write!(t, ";{n}={v}");
     }
     t.chars()
@@ -306,27 +312,203 @@ pub fn hdr_tag(set: &HistSet, k: &SeriesKey) -> String {
 }
 
 /// HdrHistogram interval log (the format of HdrHistogram's
-/// `HistogramLogWriter`): a comment header, then one line per series,
+/// `HistogramLogWriter`): a comment header, then per series a comment with
+/// its exact sum, min and max (and what its key names) and a line
 /// `Tag=<labels>,0.000,0.000,<max ns>,<base64 V2 deflate histogram>`.
 /// Values are ns. Histograms of many machines merge exactly by adding
-/// those with the same tag.
+/// those with the same tag; `rltop hist` reads these logs back
+/// ([`read_hdr`]) and merges them like traces.
 pub fn hdr(set: &HistSet) -> anyhow::Result<String> {
     let mut buf = Vec::new();
     let mut ser = V2DeflateSerializer::new();
     let mut b = IntervalLogWriterBuilder::new();
     b.add_comment(&format!(
-        "rltop hist: {} times in ns by {}; one HdrHistogram (V2, deflate) per series",
+        "{HDR_HEADER} metric={} by={} unit=ns; one HdrHistogram (V2, deflate) per series",
         set.metric.as_str(),
         set.by.as_str()
     ));
     let mut w = b.begin_log_with(&mut buf, &mut ser)?;
     for (k, h) in &set.series {
         let tag = hdr_tag(set, k);
+        let mut c = format!(
+            "{HDR_SERIES} Tag={tag} sum_ns={} min_ns={} max_ns={}",
+            h.total, h.min, h.max
+        );
+        if let Some(n) = set.notes.get(&k.key)
+            && note_label(set.by).is_some()
+        {
+            let _ = write!(c, " note={}", n.replace(['\r', '\n'], "_"));
+        }
+        w.write_comment(&c)?;
         let zero = std::time::Duration::ZERO;
         w.write_histogram(h.hdr(), zero, zero, Tag::new(&tag))
             .map_err(|e| anyhow::anyhow!("hdr: {e}"))?;
     }
     Ok(String::from_utf8(buf)?)
+}
+
+/// The first line of an interval log `rltop hist` wrote (after `#`).
+pub const HDR_HEADER: &str = "rltop hist:";
+const HDR_SERIES: &str = "rltop series";
+
+/// Whether `head` (the start of a file) is an interval log of `rltop hist`.
+pub fn is_hdr(head: &[u8]) -> bool {
+    head.starts_with(format!("#{HDR_HEADER}").as_bytes())
+}
+
+/// Reads back an interval log written by [`hdr`]: the same series, with
+/// their exact counts, sums, min and max. Errors say what is wrong.
+pub fn read_hdr(text: &str) -> Result<HistSet, String> {
+    use crate::analysis::hist::LockKind;
+    use crate::analysis::stats::Metric;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let mut lines = text.lines();
+    let head = lines
+        .next()
+        .and_then(|l| l.strip_prefix('#'))
+        .and_then(|l| l.strip_prefix(HDR_HEADER))
+        .ok_or("not an interval log of `rltop hist --format hdr`")?;
+    let field = |name: &str| {
+        head.split([' ', ';'])
+            .find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    let metric = match field("metric").as_deref() {
+        Some("wait") => Metric::Wait,
+        Some("hold") => Metric::Hold,
+        _ => return Err("header: no metric=wait|hold".into()),
+    };
+    let by = match field("by").as_deref() {
+        Some("op") => By::Op,
+        Some("tree") => By::Tree,
+        Some("task") => By::Task,
+        Some("test") => By::Test,
+        _ => return Err("header: no by=op|tree|task|test".into()),
+    };
+    if field("unit").as_deref() != Some("ns") {
+        return Err("header: values are not in ns (unit=ns)".into());
+    }
+    // Tag -> (sum, min, max, note), from the series comments.
+    let mut exact = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix('#').and_then(|l| l.strip_prefix(HDR_SERIES)) else {
+            continue;
+        };
+        let (before, note) = match rest.split_once(" note=") {
+            Some((b, n)) => (b, Some(n.to_string())),
+            None => (rest, None),
+        };
+        let mut tag = None;
+        let mut nums = [None; 3];
+        for w in before.split_whitespace() {
+            if let Some(t) = w.strip_prefix("Tag=") {
+                tag = Some(t.to_string());
+            }
+            for (i, name) in ["sum_ns=", "min_ns=", "max_ns="].iter().enumerate() {
+                if let Some(v) = w.strip_prefix(name) {
+                    nums[i] = v.parse::<u64>().ok();
+                }
+            }
+        }
+        match (tag, nums) {
+            (Some(t), [Some(sum), Some(min), Some(max)]) => {
+                exact.insert(t, (sum, min, max, note));
+            }
+            _ => return Err(format!("bad series comment: {l}")),
+        }
+    }
+    let mut set = HistSet::new(metric, by);
+    let mut de = Deserializer::new();
+    for e in IntervalLogIterator::new(text.as_bytes()) {
+        let e = e.map_err(|e| format!("bad interval line: {e:?}"))?;
+        let LogEntry::Interval(iv) = e else {
+            continue;
+        };
+        let tag = iv
+            .tag()
+            .map(|t| t.as_str().to_string())
+            .ok_or("an interval without a Tag")?;
+        let (sum, min, max, note) = exact
+            .get(&tag)
+            .cloned()
+            .ok_or_else(|| format!("no exact sum, min and max for Tag={tag}"))?;
+        let bytes = base64_decode(iv.encoded_histogram())
+            .ok_or_else(|| format!("Tag={tag}: bad base64"))?;
+        let h: hdrhistogram::Histogram<u64> = de
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("Tag={tag}: {e:?}"))?;
+        let hist = Hist::from_parts(h, sum, min, max)
+            .ok_or_else(|| format!("Tag={tag}: sum, min or max disagree with the histogram"))?;
+        // Tag: metric=..;[trace=..;]lock=..;<key label>=<key>
+        let mut trace = None;
+        let mut lock = None;
+        let mut key = None;
+        for part in tag.split(';') {
+            let (n, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("Tag={tag}: {part:?} is not name=value"))?;
+            match n {
+                "metric" => {
+                    if v != metric.as_str() {
+                        return Err(format!("Tag={tag}: not {} times", metric.as_str()));
+                    }
+                }
+                "trace" => trace = Some(v.to_string()),
+                "lock" => {
+                    lock = Some(match v {
+                        "range_lock" => LockKind::RangeLock,
+                        "mmap_lock" => LockKind::MmapLock,
+                        "file_op" => LockKind::FileOp,
+                        "kernel_lock" => LockKind::KernelLock,
+                        _ => return Err(format!("Tag={tag}: unknown lock {v:?}")),
+                    })
+                }
+                _ => key = Some(v.to_string()),
+            }
+        }
+        let (Some(lock), Some(key)) = (lock, key) else {
+            return Err(format!("Tag={tag}: no lock or key"));
+        };
+        if let Some(n) = note {
+            set.notes.insert(key.clone(), n);
+        }
+        set.series
+            .entry(SeriesKey { trace, lock, key })
+            .or_default()
+            .merge(&hist);
+    }
+    Ok(set)
+}
+
+/// Standard base64, as interval logs encode histograms.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.as_bytes().chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
 }
 
 fn xml_escape(s: &str) -> String {
