@@ -628,3 +628,160 @@ impl Builder {
         self.tl
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::events::Mode;
+
+    pub(crate) fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        }
+    }
+
+    pub(crate) fn req(ts: u64, tid: u32, lock: u64, start: u64, last: u64, mode: Mode) -> Event {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 1,
+                lock,
+                start,
+                last,
+                mode,
+            },
+        )
+    }
+
+    pub(crate) fn acq(ts: u64, tid: u32, lock: u64) -> Event {
+        ev(ts, tid, Body::RlAcquired { tree: 1, lock })
+    }
+
+    pub(crate) fn rel(ts: u64, tid: u32, lock: u64) -> Event {
+        ev(ts, tid, Body::RlRelease { tree: 1, lock })
+    }
+
+    pub(crate) fn build(evs: &[Event]) -> Timeline {
+        let mut b = Builder::new(None, Config::default());
+        for (i, e) in evs.iter().enumerate() {
+            b.event(i as u64, e);
+        }
+        b.finish()
+    }
+
+    fn hold(tl: &Timeline, tid: u32) -> &Slice {
+        tl.slices
+            .iter()
+            .find(|s| s.track == Track::Task(tid) && s.kind == SliceKind::Hold)
+            .unwrap()
+    }
+
+    /// A holds; B then C queue for the same page. A's release wakes B,
+    /// B's wakes C: two flows, B's hold in the middle of the chain.
+    pub(crate) fn chain() -> Vec<Event> {
+        let x = Mode::Excl;
+        vec![
+            req(10, 1, 100, 0, 0, x),
+            acq(10, 1, 100),
+            req(20, 2, 200, 0, 0, x),
+            req(30, 3, 300, 0, 0, x),
+            rel(100, 1, 100),
+            acq(110, 2, 200),
+            rel(200, 2, 200),
+            acq(210, 3, 300),
+            rel(300, 3, 300),
+        ]
+    }
+
+    #[test]
+    fn flows_follow_wakeups_down_a_chain() {
+        let tl = build(&chain());
+        assert_eq!(tl.flows, 2);
+        assert_eq!(hold(&tl, 1).flow_out, vec![1]);
+        assert_eq!(hold(&tl, 2).flow_in, vec![1]);
+        assert_eq!(hold(&tl, 2).flow_out, vec![2]);
+        assert_eq!(hold(&tl, 3).flow_in, vec![2]);
+        // Waits: B 20..110, C 30..210; waiters 1, 2, 1, 0.
+        let waits: Vec<(u32, u64, u64)> = tl
+            .slices
+            .iter()
+            .filter(|s| s.kind == SliceKind::Wait)
+            .map(|s| match s.track {
+                Track::Task(t) => (t, s.begin, s.end),
+                Track::Tree(_) => panic!("a wait on a tree"),
+            })
+            .collect();
+        assert_eq!(waits, vec![(2, 20, 110), (3, 30, 210)]);
+        let w: Vec<(u64, u64)> = tl.counters.iter().map(|c| (c.ts, c.waiters)).collect();
+        assert_eq!(w, vec![(20, 1), (30, 2), (110, 1), (210, 0)]);
+    }
+
+    /// One writer's release grants two readers at once: two flows.
+    pub(crate) fn readers() -> Vec<Event> {
+        vec![
+            req(10, 1, 100, 0, 9, Mode::Write),
+            acq(10, 1, 100),
+            req(20, 2, 200, 1, 1, Mode::Read),
+            req(30, 3, 300, 5, 5, Mode::Read),
+            rel(100, 1, 100),
+            acq(110, 2, 200),
+            acq(120, 3, 300),
+            rel(200, 2, 200),
+            rel(300, 3, 300),
+        ]
+    }
+
+    #[test]
+    fn one_release_may_wake_several() {
+        let tl = build(&readers());
+        assert_eq!(hold(&tl, 1).flow_out, vec![1, 2]);
+        assert_eq!(hold(&tl, 2).flow_in, vec![1]);
+        assert_eq!(hold(&tl, 3).flow_in, vec![2]);
+        // The tree shows both readers' ranges, overlapping in time.
+        let tree: Vec<&str> = tl
+            .slices
+            .iter()
+            .filter(|s| s.track == Track::Tree(1))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            tree,
+            vec![
+                "[0, 9] write buffered by tid 1",
+                "[1, 1] read buffered by tid 2",
+                "[5, 5] read buffered by tid 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn open_slices_end_with_the_trace_and_uncontended_locks_have_no_wait() {
+        let x = Mode::Excl;
+        let tl = build(&[
+            req(10, 1, 100, 0, 0, x),
+            acq(12, 1, 100),
+            req(20, 2, 200, 0, 0, x),
+            ev(50, 9, Body::Marker { text: "end".into() }),
+        ]);
+        let open: Vec<(SliceKind, u64, u64, bool)> = tl
+            .slices
+            .iter()
+            .filter(|s| matches!(s.track, Track::Task(_)))
+            .map(|s| (s.kind, s.begin, s.end, s.unfinished))
+            .collect();
+        assert_eq!(
+            open,
+            vec![
+                (SliceKind::Hold, 12, 50, true),
+                (SliceKind::Wait, 20, 50, true)
+            ]
+        );
+        assert_eq!(tl.instants.len(), 1);
+        assert_eq!(range_name(48, u64::MAX), "[48, EOF]");
+    }
+}

@@ -186,3 +186,49 @@ pub fn encode(tl: &Timeline) -> Vec<u8> {
     v.push(b'\n');
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::timeline::tests::{build, chain, readers};
+
+    fn holds(doc: &Value) -> Vec<&Value> {
+        doc["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == "hold" && e["pid"].as_u64() < Some(SYNTHETIC))
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_is_one_v2_flow_stepping_through_the_middle_hold() {
+        let doc = document(&build(&chain()));
+        let h = holds(&doc);
+        assert_eq!(h.len(), 3);
+        let id = &h[0]["bind_id"];
+        assert!(id.is_string());
+        assert!(h.iter().all(|e| &e["bind_id"] == id));
+        assert_eq!(
+            (h[0]["flow_out"] == true, h[0].get("flow_in")),
+            (true, None)
+        );
+        assert_eq!(
+            (h[1]["flow_in"] == true, h[1]["flow_out"] == true),
+            (true, true)
+        );
+        assert_eq!(
+            (h[2]["flow_in"] == true, h[2].get("flow_out")),
+            (true, None)
+        );
+    }
+
+    #[test]
+    fn a_release_waking_several_draws_one_arrow() {
+        let doc = document(&build(&readers()));
+        let h = holds(&doc);
+        let bound: Vec<&&Value> = h.iter().filter(|e| e.get("bind_id").is_some()).collect();
+        assert_eq!(bound.len(), 2);
+        assert_eq!(bound[0]["bind_id"], bound[1]["bind_id"]);
+    }
+}
