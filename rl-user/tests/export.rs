@@ -185,6 +185,17 @@ fn perfetto_tracks_slices_flows_counters_instants() {
     assert_eq!((r.begin, r.end), (1200, 11200));
     assert_eq!(r.args["tid"], "100");
 
+    // The xfstests tests, from marker to marker (the last to the end).
+    let tests_track = *names.iter().find(|(_, n)| *n == "xfstests").unwrap().0;
+    let g1 = find(tests_track, "generic/001");
+    let g2 = find(tests_track, "generic/002");
+    assert_eq!(
+        (g1.begin, g1.end, g2.begin, g2.end),
+        (100, 20000, 20000, 30600)
+    );
+    assert_eq!(g2.args["unfinished"], "true");
+    assert!(!g1.args.contains_key("unfinished"));
+
     // Flows: from the release to the hold it granted.
     assert_eq!(punch.flows.len(), 1);
     assert_eq!(fault.terminating, punch.flows);
@@ -297,6 +308,22 @@ fn chrome_json_nests_per_thread_with_flows_counters_instants() {
         .find(|s| s.2["name"] == "wait fault [5, 5]")
         .unwrap();
     assert_eq!((wait.0, wait.1), (2.3, 11.5));
+    // The tests: a process of their own, a slice per test.
+    let tests_pid = *process_names
+        .iter()
+        .find(|(_, n)| *n == "xfstests")
+        .unwrap()
+        .0;
+    let tests: Vec<(&str, f64, f64)> = per_thread
+        .iter()
+        .filter(|(k, _)| k.0 == tests_pid)
+        .flat_map(|(_, v)| v.iter())
+        .map(|s| (s.2["name"].as_str().unwrap(), s.0, s.1))
+        .collect();
+    assert_eq!(
+        tests,
+        vec![("generic/001", 0.1, 20.0), ("generic/002", 20.0, 30.6)]
+    );
     // Flows: two, each from a hold that ends no later than the hold it
     // feeds begins.
     assert_eq!(binds.len(), 2);

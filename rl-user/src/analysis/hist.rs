@@ -144,9 +144,11 @@ impl HistSet {
     }
 }
 
-/// The sequence name of an xfstests marker, `run fstests <seq> at <date>`.
+/// The sequence name of an xfstests marker, `run fstests <seq> at <date>`
+/// (anywhere in the text: a console line may carry a prefix).
 pub fn fstests_test(text: &str) -> Option<&str> {
-    let rest = text.trim().strip_prefix("run fstests ")?;
+    const RUN: &str = "run fstests ";
+    let rest = &text[text.find(RUN)? + RUN.len()..];
     let seq = rest.split_whitespace().next()?;
     Some(seq)
 }
@@ -371,6 +373,10 @@ mod tests {
             Some("xfs/123")
         );
         assert_eq!(fstests_test("hello"), None);
+        assert_eq!(
+            fstests_test("[  12.5] run fstests generic/002 at 2026-01-01"),
+            Some("generic/002")
+        );
         assert_eq!(fstests_test("run fstests "), None);
     }
 }

@@ -11,7 +11,8 @@
 //!   model's `grantable_since`) is the one that woke it;
 //! - a counter of waiters per tree (contended requests not yet acquired:
 //!   those with a wait slice);
-//! - markers (and lost events) and the checker's findings as instants.
+//! - markers (and lost events) and the checker's findings as instants, and
+//!   a slice per xfstests test (from its marker to the next).
 //!
 //! Slices on one track may overlap without nesting (a task holds two
 //! locks, released out of order; a tree has concurrent readers): the views
@@ -29,6 +30,9 @@ use crate::model::{FastMap, Flavour, Model};
 pub enum Track {
     Task(u32),
     Tree(u64),
+    /// xfstests tests: a slice per test, from its `run fstests` marker to
+    /// the next one (xfstests marks no end).
+    Tests,
 }
 
 /// What kind of slice.
@@ -37,6 +41,7 @@ pub enum SliceKind {
     Wait,
     Hold,
     Io,
+    Test,
 }
 
 impl SliceKind {
@@ -46,6 +51,7 @@ impl SliceKind {
             SliceKind::Wait => "wait",
             SliceKind::Hold => "hold",
             SliceKind::Io => "io",
+            SliceKind::Test => "test",
         }
     }
 }
@@ -172,6 +178,8 @@ pub struct Builder {
     released: VecDeque<(u64, usize)>,
     /// Last waiter count per tree.
     waiters: FastMap<u64, u64>,
+    /// The xfstests test running, as its slice.
+    test: Option<usize>,
     started: bool,
 }
 
@@ -189,6 +197,7 @@ impl Builder {
             kernel: FastMap::default(),
             released: VecDeque::new(),
             waiters: FastMap::default(),
+            test: None,
             started: false,
         }
     }
@@ -529,12 +538,27 @@ impl Builder {
                     self.close(k, ts, None);
                 }
             }
-            Body::Marker { text } => self.tl.instants.push(Instant {
-                track: InstantTrack::Markers,
-                ts,
-                name: text.clone(),
-                args: vec![("tid", tid.to_string())],
-            }),
+            Body::Marker { text } => {
+                self.tl.instants.push(Instant {
+                    track: InstantTrack::Markers,
+                    ts,
+                    name: text.clone(),
+                    args: vec![("tid", tid.to_string())],
+                });
+                if let Some(seq) = super::hist::fstests_test(text) {
+                    if let Some(t) = self.test.take() {
+                        self.close(t, ts, None);
+                    }
+                    let t = self.open(
+                        Track::Tests,
+                        ts,
+                        SliceKind::Test,
+                        seq.to_string(),
+                        vec![("marker", text.clone())],
+                    );
+                    self.test = Some(t);
+                }
+            }
             Body::Lost { count, cpu, .. } => self.tl.instants.push(Instant {
                 track: InstantTrack::Markers,
                 ts,
@@ -713,7 +737,7 @@ pub(crate) mod tests {
             .filter(|s| s.kind == SliceKind::Wait)
             .map(|s| match s.track {
                 Track::Task(t) => (t, s.begin, s.end),
-                Track::Tree(_) => panic!("a wait on a tree"),
+                _ => panic!("a wait off a task track"),
             })
             .collect();
         assert_eq!(waits, vec![(2, 20, 110), (3, 30, 210)]);

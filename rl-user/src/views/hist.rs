@@ -563,7 +563,9 @@ pub fn svg(set: &HistSet) -> String {
         let max = buckets.iter().map(|b| b.2).max().unwrap_or(0).max(1);
         for (low, high, count) in buckets {
             y += ROW;
+            // A bucket with samples always shows (at least 1 px).
             let w = (u128::from(BAR) * u128::from(count) / u128::from(max)) as u32;
+            let w = if count > 0 { w.max(1) } else { 0 };
             let _ = writeln!(
                 body,
                 r#"<text x="{}" y="{}" text-anchor="end">{low} -&gt; {}</text><rect class="bar" x="{}" y="{}" width="{w}" height="{}" fill="steelblue"><title>{count}</title></rect><text x="{}" y="{}">{count}</text>"#,

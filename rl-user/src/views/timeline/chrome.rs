@@ -14,6 +14,7 @@
 //!   wakes the next waiter continues that flow (both `flow_in` and
 //!   `flow_out`); a release that woke several waiters draws its first
 //!   arrow only (the Perfetto export draws all).
+//! - xfstests tests are a process of their own too, a slice per test.
 //! - Markers and findings are global instants (`i`, `s: g`).
 
 use serde_json::{Map, Value, json};
@@ -87,10 +88,16 @@ pub fn document(tl: &Timeline) -> Value {
                         "tid": t, "args": {"sort_index": u64::from(tid) * 64 + u64::from(lane)}}));
                 }
             }
-            Track::Tree(tree) => {
+            Track::Tree(_) | Track::Tests => {
                 let pid = take();
-                tree_pids.insert(tree, pid);
-                events.push(meta("process_name", pid, None, &tl.tree_label(tree)));
+                let name = match track {
+                    Track::Tree(tree) => {
+                        tree_pids.insert(tree, pid);
+                        tl.tree_label(tree)
+                    }
+                    _ => "xfstests".to_string(),
+                };
+                events.push(meta("process_name", pid, None, &name));
                 for lane in 0..n {
                     let t = take();
                     threads.insert((track, lane), (pid, t));

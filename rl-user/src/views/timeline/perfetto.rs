@@ -251,6 +251,13 @@ pub fn trace(tl: &Timeline) -> Trace {
                     ..TrackDescriptor::default()
                 }));
             }
+            Track::Tests => {
+                packets.push(descriptor(TrackDescriptor {
+                    uuid: Some(base),
+                    name: Some("xfstests".to_string()),
+                    ..TrackDescriptor::default()
+                }));
+            }
         }
         for lane in 1..n {
             let id = u.take();
@@ -258,6 +265,7 @@ pub fn trace(tl: &Timeline) -> Trace {
             let name = match track {
                 Track::Task(tid) => format!("{} (lane {lane})", tl.task_label(tid)),
                 Track::Tree(tree) => format!("{} (lane {lane})", tl.tree_label(tree)),
+                Track::Tests => format!("xfstests (lane {lane})"),
             };
             packets.push(descriptor(TrackDescriptor {
                 uuid: Some(id),
