@@ -459,3 +459,74 @@ fn hdr_log_that_lies_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--metric wait --by op"));
 }
+
+/// On a simulated workload, `hist` and `report` (the same pairing, two
+/// views) agree: per kind of lock and operation, the histogram's count and
+/// exact sum are the report's wait and hold counts and totals.
+#[test]
+fn agrees_with_report_on_a_simulated_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim.rlt");
+    let sim_s = sim.to_str().unwrap();
+    ok(&[
+        "simulate",
+        "--scenario",
+        "mixed",
+        "--events",
+        "5000",
+        "-o",
+        sim_s,
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["report", "--format", "json", sim_s])).unwrap();
+    for metric in ["wait", "hold"] {
+        // (lock, op) -> (count, total) from the report's rows.
+        let mut want: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for r in report["rows"].as_array().unwrap() {
+            let class = r["class"].as_str().unwrap();
+            let op = match class {
+                "range_lock" | "file_op" => r["op"].as_str().unwrap().to_string(),
+                "mmap_lock" => if r["write"] == true { "write" } else { "read" }.to_string(),
+                "kernel_lock" => "contention".to_string(),
+                c => panic!("class {c}"),
+            };
+            if let Some(s) = r.get(metric).filter(|s| !s.is_null()) {
+                let e = want.entry((class.to_string(), op)).or_default();
+                e.0 += s["count"].as_u64().unwrap();
+                e.1 += s["total"].as_u64().unwrap();
+            }
+        }
+        assert!(!want.is_empty(), "{metric}: the workload has none");
+        let prom = ok(&["hist", "--metric", metric, "--format", "prom", sim_s]);
+        let scrape =
+            prometheus_parse::Scrape::parse(prom.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let key_of = |s: &prometheus_parse::Sample| {
+            (
+                s.labels.get("lock").unwrap().to_string(),
+                s.labels.get("op").unwrap().to_string(),
+            )
+        };
+        let mut got: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        let mut inf: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for s in &scrape.samples {
+            let e = got.entry(key_of(s)).or_default();
+            match (&s.value, s.metric.as_str()) {
+                (prometheus_parse::Value::Histogram(b), _) => {
+                    inf.insert((key_of(s).0, key_of(s).1), b.last().unwrap().count as u64);
+                }
+                (prometheus_parse::Value::Untyped(v), m) if m.ends_with("_count") => {
+                    e.0 = *v as u64
+                }
+                (prometheus_parse::Value::Untyped(v), m) if m.ends_with("_sum") => {
+                    e.1 = (v * 1e9).round() as u64
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(got, want, "{metric}");
+        // The +Inf bucket is the count.
+        let counts: BTreeMap<(String, String), u64> =
+            got.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+        assert_eq!(inf, counts, "{metric}");
+    }
+}
