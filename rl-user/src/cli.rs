@@ -17,6 +17,10 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Write output files even into a directory other users can write to
+    /// (refused by default: rltop runs as root).
+    #[arg(long, global = true)]
+    pub force: bool,
 }
 
 /// What to trace: shared by `rltop`, `record` and `probes`.

@@ -32,6 +32,24 @@ pub mod views;
 #[error("{0}")]
 pub struct UserError(pub String);
 
+/// An error and its causes on one line, `a: b: c`, leaving out a cause
+/// whose text its parent already shows (our errors print their source).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut prev = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !prev.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+        prev = s;
+    }
+    out
+}
+
 /// Shorthand for returning a [`UserError`].
 pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UserError(msg.into()))

@@ -15,9 +15,9 @@ fn main() -> ExitCode {
             duration,
             probe_cost,
             cmd: argv,
-        }) => cmd::record::run(&cli.live, &output, duration, probe_cost, &argv),
+        }) => cmd::record::run(&cli.live, &output, duration, probe_cost, &argv, cli.force),
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
-        Some(Command::Import { file, output }) => cmd::import::run(&file, &output),
+        Some(Command::Import { file, output }) => cmd::import::run(&file, &output, cli.force),
         Some(Command::Simulate {
             scenario,
             seed,
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
                 threads,
             },
             &output,
+            cli.force,
         ),
         Some(Command::Check {
             file,
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             merge,
             output,
             flavour,
+            force: cli.force,
         }),
         Some(Command::Export {
             file,
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             chrome.as_deref(),
             stall_ms,
             flavour,
+            cli.force,
         ),
         Some(Command::Probes { verbose }) => cmd::probes::run(&cli.live, verbose),
         None => cmd::live::run(&cli.live),
@@ -86,7 +89,7 @@ fn main() -> ExitCode {
             // One line: what is wrong and, in the message, what to do.
             match err.downcast_ref::<UserError>() {
                 Some(u) => eprintln!("rltop: {u}"),
-                None => eprintln!("rltop: error: {err:#}"),
+                None => eprintln!("rltop: error: {}", rltop::one_line(&err)),
             }
             ExitCode::from(2)
         }

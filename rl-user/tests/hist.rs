@@ -530,3 +530,18 @@ fn agrees_with_report_on_a_simulated_trace() {
         assert_eq!(inf, counts, "{metric}");
     }
 }
+
+#[test]
+fn shared_directories_are_refused_unless_forced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.path().join("h.svg");
+    let o = out.to_str().unwrap();
+    let r = rltop(&["hist", "--svg", o, &small()]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(!out.exists());
+    assert_eq!(String::from_utf8_lossy(&r.stderr).lines().count(), 1);
+    ok(&["hist", "--force", "--svg", o, &small()]);
+    assert!(out.exists());
+}

@@ -10,6 +10,8 @@
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
+//! - `bench peers`: the same beside `perf record` too, with file sizes and
+//!   the time from a recording to a contention report (see bench.rs).
 //! - `bench check`: analysis throughput and memory on long simulated traces,
 //!   beside decoding (see bench_check.rs).
 
@@ -59,6 +61,15 @@ enum Task {
 enum Bench {
     /// Overhead of live capture on a fault/DIO/punch-heavy loop, beside bpftrace.
     Capture {
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long, default_value_t = 2000)]
+        iterations: u64,
+    },
+    /// rltop against its peers in one run: overhead beside bpftrace and
+    /// `perf record` on the same tracepoints, bytes per event against
+    /// perf.data, time from the recording to a contention report.
+    Peers {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         #[arg(long, default_value_t = 2000)]
@@ -131,7 +142,27 @@ fn main() -> anyhow::Result<()> {
             what: Bench::Capture { rounds, iterations },
         } => {
             setup::all()?;
-            bench::capture(&root, &bench::Options { rounds, iterations })
+            bench::capture(
+                &root,
+                &bench::Options {
+                    rounds,
+                    iterations,
+                    peers: false,
+                },
+            )
+        }
+        Task::Bench {
+            what: Bench::Peers { rounds, iterations },
+        } => {
+            setup::all()?;
+            bench::capture(
+                &root,
+                &bench::Options {
+                    rounds,
+                    iterations,
+                    peers: true,
+                },
+            )
         }
         Task::Bench {
             what: Bench::Check { rounds, events },

@@ -4,7 +4,8 @@
 //!
 //! The file is streamed once; the timeline is kept whole (it is as long as
 //! the trace). Output files are written whole or not at all, mode 0600,
-//! never through a symlink.
+//! never through a symlink, not into a directory others can write to
+//! unless `--force`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -52,6 +53,7 @@ pub fn run(
     chrome_out: Option<&Path>,
     stall_ms: u64,
     flavour: Option<CheckFlavour>,
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     if perfetto_out.is_none() && chrome_out.is_none() {
         return Err(crate::user_error(
@@ -60,10 +62,10 @@ pub fn run(
     }
     let tl = build(file, stall_ms, flavour)?;
     if let Some(out) = perfetto_out {
-        super::write_output_file(out, &perfetto::encode(&tl))?;
+        super::write_output_file(out, &perfetto::encode(&tl), force)?;
     }
     if let Some(out) = chrome_out {
-        super::write_output_file(out, &chrome::encode(&tl))?;
+        super::write_output_file(out, &chrome::encode(&tl), force)?;
     }
     Ok(ExitCode::SUCCESS)
 }

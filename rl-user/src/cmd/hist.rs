@@ -28,6 +28,8 @@ pub struct Args {
     pub merge: bool,
     pub output: Option<PathBuf>,
     pub flavour: Option<CheckFlavour>,
+    /// Write into directories others can write to (`--force`).
+    pub force: bool,
 }
 
 /// The histograms of one file: a trace, a JSONL file, or an interval log
@@ -103,10 +105,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         HistFormat::Hdr => view::hdr(&set)?,
     };
     if let Some(svg) = &a.svg {
-        super::write_output_file(svg, view::svg(&set).as_bytes())?;
+        super::write_output_file(svg, view::svg(&set).as_bytes(), a.force)?;
     }
     match &a.output {
-        Some(path) => super::write_output_file(path, out.as_bytes())?,
+        Some(path) => super::write_output_file(path, out.as_bytes(), a.force)?,
         None => super::write_stdout("hist", out.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)

@@ -17,14 +17,18 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path` whole or not at all: into a new temporary file
-/// beside it (mode 0600, never through a symlink), renamed into place. A
-/// symlink at `path` is replaced, never followed.
-pub(crate) fn write_output_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// beside it ([`crate::trace::create_private`]: mode 0600, never through a
+/// symlink, not in a directory others can write to unless `force`),
+/// renamed into place. A symlink at `path` is replaced, never followed.
+pub(crate) fn write_output_file(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
     let tmp = import::temp_path(path);
     let cannot = |e: &dyn std::fmt::Display| {
         crate::user_error(format!("cannot write {}: {e}", path.display()))
     };
-    let mut f = crate::trace::create_private(&tmp, true).map_err(|e| cannot(&e))?;
+    let mut f = crate::trace::create_private(&tmp, true, force).map_err(|e| match e {
+        e @ crate::trace::TraceError::SharedDir { .. } => crate::user_error(e.to_string()),
+        e => cannot(&e),
+    })?;
     let result = f
         .write_all(bytes)
         .and_then(|()| f.sync_all())

@@ -36,61 +36,96 @@ pub struct TraceWriter {
     stats: TraceStats,
 }
 
-/// Creates (`new`: fails if it exists; else creates or truncates) a regular
-/// file for rltop's output, mode 0600, refusing symlinks: trace files, and
-/// the files `hist` and `export` write.
-pub fn create_private(path: &Path, new: bool) -> Result<File, TraceError> {
+/// Creates (or, unless `new`, truncates) an output file the way rltop
+/// writes every file as root: mode 0600, never through a symlink, only a
+/// regular file, and not in a directory other users may write to (where a
+/// planted file or hard link could redirect the write) unless `force`.
+pub fn create_private(path: &Path, new: bool, force: bool) -> Result<File, TraceError> {
     let io_err = |source| TraceError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut opts = OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if new {
-        opts.create_new(true);
-    } else {
-        opts.create(true).truncate(true);
+    if !force {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let meta = std::fs::metadata(dir).map_err(io_err)?;
+        if meta.permissions().mode() & 0o002 != 0 {
+            return Err(TraceError::SharedDir {
+                path: path.to_owned(),
+                dir: dir.to_owned(),
+            });
+        }
     }
-    // O_NOFOLLOW: never write through a symlink someone planted (record
-    // runs as root). O_NONBLOCK: do not hang opening a FIFO; it has no
-    // effect on regular files.
-    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
-    let file = opts.open(path).map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP) => TraceError::Symlink {
-            path: path.to_owned(),
-        },
-        _ => io_err(e),
-    })?;
-    let meta = file.metadata().map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(TraceError::NotRegular {
-            path: path.to_owned(),
-        });
+    {
+        let mut opts = OpenOptions::new();
+        opts.write(true).mode(0o600);
+        if new {
+            opts.create_new(true);
+        } else {
+            opts.create(true).truncate(true);
+        }
+        // O_NOFOLLOW: never write through a symlink someone planted (record
+        // runs as root). O_NONBLOCK: do not hang opening a FIFO; it has no
+        // effect on regular files.
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+        let file = opts.open(path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => TraceError::Symlink {
+                path: path.to_owned(),
+            },
+            _ => io_err(e),
+        })?;
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(TraceError::NotRegular {
+                path: path.to_owned(),
+            });
+        }
+        // An existing file keeps its old mode through O_TRUNC: tighten it.
+        file.set_permissions(Permissions::from_mode(0o600))
+            .map_err(io_err)?;
+        Ok(file)
     }
-    // An existing file keeps its old mode through O_TRUNC: tighten it.
-    file.set_permissions(Permissions::from_mode(0o600))
-        .map_err(io_err)?;
-    Ok(file)
 }
 
 impl TraceWriter {
-    /// Creates (or truncates) `path`, mode 0600, refusing symlinks.
+    /// Creates (or truncates) `path` with [`create_private`].
     pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceWriter, TraceError> {
-        TraceWriter::open(path, header, false)
+        TraceWriter::open(path, header, false, false)
+    }
+
+    /// Like [`create`](TraceWriter::create), with `force` as in
+    /// [`create_private`].
+    pub fn create_forced(
+        path: &Path,
+        header: &TraceHeader,
+        force: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        TraceWriter::open(path, header, false, force)
     }
 
     /// Like [`create`](TraceWriter::create), but fails if `path` exists: for
     /// temporary files.
-    pub fn create_new(path: &Path, header: &TraceHeader) -> Result<TraceWriter, TraceError> {
-        TraceWriter::open(path, header, true)
+    pub fn create_new(
+        path: &Path,
+        header: &TraceHeader,
+        force: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        TraceWriter::open(path, header, true, force)
     }
 
-    fn open(path: &Path, header: &TraceHeader, new: bool) -> Result<TraceWriter, TraceError> {
+    fn open(
+        path: &Path,
+        header: &TraceHeader,
+        new: bool,
+        force: bool,
+    ) -> Result<TraceWriter, TraceError> {
         let io_err = |source| TraceError::Io {
             path: path.to_owned(),
             source,
         };
-        let file = create_private(path, new)?;
+        let mut file = create_private(path, new, force)?;
 
         let header = TraceHeader {
             version: VERSION,
@@ -103,7 +138,6 @@ impl TraceWriter {
         head.extend_from_slice(&(json.len() as u32).to_le_bytes());
         head.extend_from_slice(&json);
         head.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-        let mut file = file;
         file.write_all(&head).map_err(io_err)?;
 
         Ok(TraceWriter {
