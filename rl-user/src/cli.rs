@@ -128,7 +128,8 @@ pub enum Command {
     /// text, bpftrace JSON, CSV, Prometheus or HdrHistogram logs.
     /// Several files are shown side by side, or added up with --merge.
     Hist {
-        /// Traces (`.rlt`) or JSONL files.
+        /// Traces (`.rlt`), JSONL files, or HDR logs written by `--format
+        /// hdr` (on other machines, say).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Wait (contended acquisitions only, as lock_stat) or hold times.
@@ -141,14 +142,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = HistFormat::Text)]
         format: HistFormat,
         /// Also draw the histograms into this SVG file (mode 0600, never
-        /// through a symlink).
+        /// through a symlink, not into a directory others can write to).
         #[arg(long, value_name = "OUT")]
         svg: Option<PathBuf>,
         /// Add the files' histograms up, exactly (same series keys add).
         #[arg(long)]
         merge: bool,
         /// Write the output to this file instead of stdout (mode 0600,
-        /// never through a symlink).
+        /// never through a symlink, not into a directory others can write
+        /// to).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
         /// Range lock flavour, when the trace header does not say.
