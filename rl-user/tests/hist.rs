@@ -174,6 +174,33 @@ fn golden_svg() {
     assert!(svg.trim_end().ends_with("</svg>"));
 }
 
+/// The HDR log's text around its histograms: header, per-series exact
+/// figures, tags, interval columns. The base64 payloads (deflate output,
+/// which may change with the compressor's version) are masked here and
+/// decoded in the tests below.
+#[test]
+fn golden_hdr_hold_by_task() {
+    let s = ok(&[
+        "hist",
+        "--format",
+        "hdr",
+        "--metric",
+        "hold",
+        "--by",
+        "task",
+        &small(),
+    ]);
+    let masked: String = s
+        .lines()
+        .map(|l| match l.rsplit_once(",HISTF") {
+            Some((head, _)) => format!("{head},<V2 deflate histogram>\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    golden("hold_task.hdr", &masked);
+    assert_eq!(masked.matches("<V2 deflate histogram>").count(), 7);
+}
+
 /// Prometheus text format: parsed back by a parser of the format, the
 /// buckets are cumulative, `+Inf` is the count, and the figures are the
 /// hand-worked ones.
