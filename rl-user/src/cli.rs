@@ -164,6 +164,58 @@ pub enum Command {
         #[arg(long, default_value_t = 0.01)]
         speed: f64,
     },
+    /// Histograms of lock wait or hold times, bcc/bpftrace log2 style, as
+    /// text, bpftrace JSON, CSV, Prometheus or HdrHistogram logs.
+    /// Several files are shown side by side, or added up with --merge.
+    Hist {
+        /// Traces (`.rlt`), JSONL files, or HDR logs written by `--format
+        /// hdr` (on other machines, say).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Wait (contended acquisitions only, as lock_stat) or hold times.
+        #[arg(long, value_enum, default_value_t = HistMetric::Wait)]
+        metric: HistMetric,
+        /// One series per operation, lock tree (mm, kernel lock, file), task,
+        /// or xfstests test (`run fstests <seq> at ...` markers).
+        #[arg(long, value_enum, default_value_t = HistBy::Op)]
+        by: HistBy,
+        #[arg(long, value_enum, default_value_t = HistFormat::Text)]
+        format: HistFormat,
+        /// Also draw the histograms into this SVG file (mode 0600, never
+        /// through a symlink, not into a directory others can write to).
+        #[arg(long, value_name = "OUT")]
+        svg: Option<PathBuf>,
+        /// Add the files' histograms up, exactly (same series keys add).
+        #[arg(long)]
+        merge: bool,
+        /// Write the output to this file instead of stdout (mode 0600,
+        /// never through a symlink, not into a directory others can write
+        /// to).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
+    /// Timelines: a trace as a Perfetto protobuf trace (TrackEvent) or a
+    /// Chrome JSON trace, for ui.perfetto.dev or chrome://tracing.
+    Export {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        /// Write a Perfetto protobuf trace here.
+        #[arg(long, value_name = "OUT", required_unless_present = "chrome")]
+        perfetto: Option<PathBuf>,
+        /// Write a Chrome JSON trace here.
+        #[arg(long, value_name = "OUT.json")]
+        chrome: Option<PathBuf>,
+        /// Waiters the reference lock would grant that still wait after
+        /// this many milliseconds are stall findings.
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
     /// Show what this kernel supports: each probe, attached or why not.
     Probes {
         /// Also print each program's verified instruction count.
@@ -194,4 +246,32 @@ pub enum CheckFlavour {
     ExclFifo,
     /// Reader/writer (Bueso).
     Rw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HistMetric {
+    Wait,
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HistBy {
+    Op,
+    Tree,
+    Task,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HistFormat {
+    /// bcc's log2 histograms.
+    Text,
+    /// bpftrace's `-f json` shape.
+    Json,
+    /// One row per bucket.
+    Csv,
+    /// Prometheus text exposition, classic histograms in seconds.
+    Prom,
+    /// HdrHistogram interval log, one V2 (deflate) histogram per series.
+    Hdr,
 }

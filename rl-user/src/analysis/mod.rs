@@ -56,7 +56,9 @@
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
+pub mod hist;
 pub mod stats;
+pub mod timeline;
 pub mod waitfor;
 
 use serde::Serialize;

@@ -56,7 +56,7 @@ pub fn run(file: &Path, output: &Path, force: bool) -> anyhow::Result<ExitCode> 
 
 /// `.NAME.PID.tmp` in the output's directory: same filesystem, so the
 /// rename is atomic.
-fn temp_path(output: &Path) -> PathBuf {
+pub(crate) fn temp_path(output: &Path) -> PathBuf {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned());
     let tmp = format!(
         ".{}.{}.tmp",

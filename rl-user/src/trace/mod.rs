@@ -28,7 +28,7 @@ use crate::events::jsonl::{JsonlError, JsonlReader};
 
 pub use codec::{DecodeError, MAX_STRING};
 pub use reader::TraceReader;
-pub use writer::TraceWriter;
+pub use writer::{TraceWriter, create_private};
 
 /// File magic: the first 8 bytes of every trace.
 pub const MAGIC: [u8; 8] = *b"RLTRACE\0";
