@@ -342,6 +342,68 @@ fn deadlock_through_mmap_lock_in_wait_chains() {
     insta::assert_snapshot!("deadlock_mmap_waits", s);
 }
 
+#[test]
+fn a_task_waiting_on_its_own_dio_is_no_deadlock() {
+    // Task 1 submits a DIO over pages [0, 7] (its lock is the IO's until
+    // completion), then faults on page 3 and waits for that IO; task 2
+    // waits behind task 1's fault. The chain ends at the DIO: no cycle.
+    let dev = Dev { major: 8, minor: 1 };
+    let rl = |ts, tid, lock, start, last| {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 9,
+                lock,
+                start,
+                last,
+                mode: Mode::Excl,
+            },
+        )
+    };
+    let evs = vec![
+        ev(
+            1,
+            1,
+            Body::Tree {
+                tree: 9,
+                dev,
+                ino: 5,
+            },
+        ),
+        ev(
+            2,
+            1,
+            Body::DioBegin {
+                io: 77,
+                dev,
+                ino: 5,
+                pos: 0,
+                len: 8 * 4096,
+                write: true,
+            },
+        ),
+        rl(3, 1, 100, 0, 7),
+        ev(4, 1, Body::RlAcquired { tree: 9, lock: 100 }),
+        ev(
+            5,
+            1,
+            Body::Fault {
+                dev,
+                ino: 5,
+                index: 3,
+            },
+        ),
+        rl(6, 1, 101, 3, 3),
+        rl(7, 2, 102, 3, 3),
+    ];
+    let snap = pipeline_snapshot(evs, false);
+    assert!(snap.waits.iter().all(|n| !n.cycle), "{:#?}", snap.waits);
+    let s = screen(&snap, &app_at(View::Waits));
+    assert!(!s.contains("DEADLOCK") && !s.contains("cycle"), "{s}");
+    assert!(s.contains("completion releases it"), "{s}");
+}
+
 // ------------------------------------------------------------ demo trace
 
 #[test]

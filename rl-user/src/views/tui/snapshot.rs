@@ -566,11 +566,15 @@ fn walk(
     }
     let task = m.tasks.get(&tid);
     let wait = task.and_then(|t| t.waiting);
-    let cycle = path.contains(&tid);
     let (owns, held, dio) = match owns {
         Some((o, h, d)) => (Some(o), h, d),
         None => (None, false, false),
     };
+    // A lock held for a direct IO is released by IO completion, not by its
+    // submitter: the chain ends there, and what the submitter waits for in
+    // turn is no part of it (nor a cycle: Kara's design lets a task fault
+    // on pages its own DIO holds, waiting only for the IO).
+    let cycle = !dio && path.contains(&tid);
     let since = wait.and_then(|w| match w {
         Wait::Range { tree, lock } => m.lock(tree, lock).map(|l| l.req_ts),
         Wait::Mmap { mm, .. } => m
@@ -585,7 +589,7 @@ fn walk(
         owns,
         held,
         dio,
-        waits: if cycle {
+        waits: if cycle || dio {
             None
         } else {
             wait.and_then(|w| describe_wait(m, w))
@@ -595,7 +599,7 @@ fn walk(
     });
     // A cycle is shown once, where it closes; a task already expanded
     // elsewhere is not expanded again (its subtree is above).
-    if cycle || path.len() >= MAX_WAIT_DEPTH || !shown.insert(tid) {
+    if cycle || dio || path.len() >= MAX_WAIT_DEPTH || !shown.insert(tid) {
         return;
     }
     let (Some(w), Some(bs)) = (wait, blockers.get(&tid)) else {
