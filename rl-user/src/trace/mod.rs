@@ -209,11 +209,10 @@ impl Events {
 }
 
 impl Events {
-    /// Moves the next items into `out` (up to a chunk's worth); false at
-    /// the end.
-    pub fn next_batch(&mut self, out: &mut Vec<Result<Item, TraceError>>) -> bool {
+    /// Moves up to `max` next items into `out`; false at the end.
+    pub fn next_batch(&mut self, out: &mut Vec<Result<Item, TraceError>>, max: usize) -> bool {
         match self {
-            Events::Trace(r) => r.next_batch(out),
+            Events::Trace(r) => r.next_batch(out, max),
             Events::Jsonl { .. } => match self.next() {
                 Some(item) => {
                     out.push(item);
@@ -276,7 +275,11 @@ impl ReadAhead {
         std::thread::spawn(move || {
             let mut events = events;
             let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
-            while events.next_batch(&mut batch) {
+            loop {
+                let room = READ_AHEAD_BATCH - batch.len();
+                if !events.next_batch(&mut batch, room) {
+                    break;
+                }
                 if batch.len() >= READ_AHEAD_BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
                     if tx.send(full).is_err() {

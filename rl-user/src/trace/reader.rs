@@ -399,16 +399,17 @@ impl<R: Read> TraceReader<R> {
 }
 
 impl<R: Read> TraceReader<R> {
-    /// Moves the next items (a chunk's worth) into `out`; false at the end.
-    /// The same items as [`Iterator::next`], without a move per item.
-    pub fn next_batch(&mut self, out: &mut Vec<Result<Item, TraceError>>) -> bool {
+    /// Moves up to `max` next items into `out`; false at the end. The same
+    /// items as [`Iterator::next`], without a call per item.
+    pub fn next_batch(&mut self, out: &mut Vec<Result<Item, TraceError>>, max: usize) -> bool {
         if self.queue.is_empty() {
             match self.next() {
                 Some(item) => out.push(item),
                 None => return false,
             }
         }
-        out.extend(self.queue.drain(..).map(Ok));
+        let n = self.queue.len().min(max.saturating_sub(1).max(1));
+        out.extend(self.queue.drain(..n).map(Ok));
         true
     }
 }
