@@ -10,6 +10,8 @@
 //! - `test`: set up, then run the steps of `TEST_STEPS` (build, tests).
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
+//! - `soak`: 10-minute recordings (record, live TUI) under mixed IO: RSS
+//!   over time, drops (see soak.rs).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
 //! - `bench peers`: the same beside `perf record` too, with file sizes and
 //!   the time from a recording to a contention report (see bench.rs).
@@ -19,6 +21,7 @@
 mod bench;
 mod bench_check;
 mod setup;
+mod soak;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +57,13 @@ enum Task {
     ClippyEbpf,
     /// Set up, then run rltop on Debian's kernel in QEMU (TCG).
     VmTest,
+    /// Long recordings (record, then the live TUI) under a mixed IO
+    /// workload: memory over time and drops.
+    Soak {
+        /// Minutes per run.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -141,6 +151,10 @@ fn main() -> anyhow::Result<()> {
         Task::VmTest => {
             setup::all()?;
             vm::test(&root)
+        }
+        Task::Soak { minutes } => {
+            setup::all()?;
+            soak::run(&root, minutes)
         }
         Task::ClippyEbpf => {
             setup::all()?;
