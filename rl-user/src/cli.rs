@@ -75,8 +75,14 @@ pub enum Command {
     Check {
         /// A trace (`.rlt`) or a JSONL file.
         file: PathBuf,
-        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
-        format: CheckFormat,
+        /// `junit`: JUnit XML, one testcase per xfstests test (implies
+        /// `--by-test`).
+        #[arg(long, value_enum, default_value_t = VerdictFormat::Text)]
+        format: VerdictFormat,
+        /// Split the trace into xfstests tests at their `run fstests <seq>`
+        /// markers: a verdict and a summary per test.
+        #[arg(long)]
+        by_test: bool,
         /// Report a waiter the reference lock would grant that still waits
         /// after this many milliseconds (lost wakeup).
         #[arg(long, default_value_t = 1000)]
@@ -98,6 +104,10 @@ pub enum Command {
         /// `avg_wait` are accepted too).
         #[arg(short = 'k', long = "sort", value_enum, default_value_t = SortKey::Contentions)]
         sort: SortKey,
+        /// Split the trace into xfstests tests at their `run fstests <seq>`
+        /// markers: a summary and a report per test.
+        #[arg(long)]
+        by_test: bool,
         /// Range lock flavour, when the trace header does not say.
         #[arg(long, value_enum)]
         flavour: Option<CheckFlavour>,
@@ -141,6 +151,15 @@ pub enum DumpFormat {
 pub enum CheckFormat {
     Text,
     Json,
+}
+
+/// Output formats of `rltop check`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum VerdictFormat {
+    Text,
+    Json,
+    /// JUnit XML for CI systems: one testcase per xfstests test.
+    Junit,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -36,15 +36,17 @@ fn main() -> ExitCode {
         Some(Command::Check {
             file,
             format,
+            by_test,
             stall_ms,
             flavour,
-        }) => cmd::check::run(&file, format, stall_ms, flavour),
+        }) => cmd::check::run(&file, format, by_test, stall_ms, flavour),
         Some(Command::Report {
             file,
             format,
             sort,
+            by_test,
             flavour,
-        }) => cmd::report::run(&file, format, sort, flavour),
+        }) => cmd::report::run(&file, format, sort, by_test, flavour),
         Some(Command::Probes { verbose }) => cmd::probes::run(&cli.live, verbose),
         None => cmd::live::run(&cli.live),
     };

@@ -246,6 +246,19 @@ impl Stats {
         &self.top
     }
 
+    /// Takes the rows and longest waits counted so far out, leaving what is
+    /// in flight: a wait or hold that began before and ends after is counted
+    /// in the next part. Splits a stream's statistics in parts (xfstests
+    /// tests) without losing a pair that spans the split.
+    pub fn take_rows(&mut self) -> Stats {
+        Stats {
+            rows: std::mem::take(&mut self.rows),
+            top: std::mem::take(&mut self.top),
+            chains: self.chains,
+            ..Stats::default()
+        }
+    }
+
     fn row_mut(&mut self, class: Class) -> &mut Row {
         self.rows.entry(class).or_default()
     }

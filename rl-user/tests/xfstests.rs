@@ -1,0 +1,218 @@
+//! xfstests: `rltop check --by-test`, `--format junit` and `rltop report
+//! --by-test` over a hand-written trace of three tests
+//! (`tests/data/xfstests/three_tests.jsonl`), whose figures are worked out
+//! by hand below; and, as root, a whole fake xfstests run recorded live
+//! (`tests/data/fake-check`) with a defect spliced into its second test.
+//!
+//! The hand-written trace (tree 0x1000 = 8:1 inode 12; ts in ns):
+//!
+//! - before the first marker: 2 task names and the tree (3 events);
+//! - generic/001 (2000..10000): 10 holds [0,9] 2200..3300, 11 asks [5,5]
+//!   at 2300 and gets it at 3400: one contention, wait 1100, holds
+//!   1100 + 100 = 1200; clean;
+//! - generic/002 (10000..20000): 10 holds [0,9] from 10200, 11 asks
+//!   [5,14] at 10300 and is granted at 10400 while 10 still holds: the
+//!   defect (conflicting_grant, evidence events 11..=14); wait 100, holds
+//!   300 + 200; then 10 takes [20,29] at 10800 and keeps it across the
+//!   next marker;
+//! - generic/003 (20000..21300): 11 asks [25,25] at 20100, 10 releases
+//!   [20,29] at 21100 (held 10300 ns, counted here where it ends), 11 gets
+//!   it at 21200: wait 1100, hold 100. The release is of a lock taken in
+//!   the previous test: the model carries on across markers, so this is
+//!   no unlock_unheld.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/xfstests")
+        .join(name)
+}
+
+fn rltop(args: &[&str]) -> Output {
+    Command::new(RLTOP).args(args).output().unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// (test, verdict, events, finding kinds) per test of a by-test document.
+fn verdicts(doc: &Value) -> Vec<(String, String, u64, Vec<String>)> {
+    doc["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["test"].as_str().unwrap().to_string(),
+                t["verdict"].as_str().unwrap().to_string(),
+                t["events"].as_u64().unwrap(),
+                t["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["kind"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn v(test: &str, verdict: &str, events: u64, kinds: &[&str]) -> (String, String, u64, Vec<String>) {
+    (
+        test.into(),
+        verdict.into(),
+        events,
+        kinds.iter().map(|k| k.to_string()).collect(),
+    )
+}
+
+#[test]
+fn check_by_test_gives_a_verdict_per_test_and_attributes_the_defect() {
+    let path = data("three_tests.jsonl");
+    let out = rltop(&[
+        "check",
+        "--by-test",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a test failed: exit 1");
+    let doc = json_of(&out);
+    // The whole-trace contract is still there.
+    assert_eq!(doc["verdict"], "fail");
+    assert_eq!(doc["events"], 24);
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        verdicts(&doc),
+        [
+            v("(before first test)", "pass", 3, &[]),
+            v("generic/001", "pass", 7, &[]),
+            v("generic/002", "fail", 9, &["conflicting_grant"]),
+            v("generic/003", "pass", 5, &[]),
+        ]
+    );
+    let t2 = &doc["tests"][2];
+    assert_eq!(t2["start_ts"], 10000);
+    assert_eq!(t2["duration_ns"], 10000);
+    assert_eq!(
+        t2["findings"][0]["evidence"],
+        serde_json::json!([11, 12, 13, 14])
+    );
+    // The last test ends with the trace.
+    assert_eq!(doc["tests"][3]["duration_ns"], 1300);
+
+    // Text: the table and the failing test's findings with evidence.
+    let out = rltop(&["check", "--by-test", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("rltop check: 3 tests, 1 failed; 24 events, 0 lost\n"));
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}:\n{text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("generic/002")[1..],
+        ["fail", "0.000", "9", "0", "1", "0", "0"]
+    );
+    assert_eq!(
+        row("generic/003")[1..],
+        ["pass", "0.000", "5", "0", "0", "0", "0"]
+    );
+    assert!(text.contains("== generic/002 (fail) ==\n\nerror: conflicting_grant"));
+    assert!(text.contains("#14 "), "{text}");
+    assert!(!text.contains("== generic/003"), "{text}");
+}
+
+#[test]
+fn junit_has_one_testcase_per_test_and_failures_carry_the_findings() {
+    let path = data("three_tests.jsonl");
+    let out = rltop(&["check", "--format", "junit", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let golden = std::fs::read_to_string(data("three_tests.junit.xml")).unwrap();
+    let xml = xml.replace(path.to_str().unwrap(), "TRACE");
+    assert_eq!(xml, golden);
+    assert_eq!(xml.matches("<testcase ").count(), 4);
+    assert_eq!(xml.matches("<failure ").count(), 1);
+}
+
+#[test]
+fn report_by_test_counts_each_wait_and_hold_in_the_test_where_it_ended() {
+    let path = data("three_tests.jsonl");
+    let out = rltop(&[
+        "report",
+        "--by-test",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let doc = json_of(&out);
+    let got: Vec<(String, u64, u64, u64, u64, u64)> = doc["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let rows = t["rows"].as_array().unwrap();
+            let sum = |f: &dyn Fn(&Value) -> u64| rows.iter().map(f).sum::<u64>();
+            (
+                t["test"].as_str().unwrap().to_string(),
+                sum(&|r| r["acquisitions"].as_u64().unwrap()),
+                sum(&|r| r["contentions"].as_u64().unwrap()),
+                sum(&|r| r["wait"]["total"].as_u64().unwrap_or(0)),
+                sum(&|r| r["hold"]["total"].as_u64().unwrap_or(0)),
+                sum(&|r| r["hold"]["max"].as_u64().unwrap_or(0)),
+            )
+        })
+        .collect();
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        got,
+        [
+            (s("(before first test)"), 0, 0, 0, 0, 0),
+            (s("generic/001"), 2, 1, 1100, 1200, 1100),
+            (s("generic/002"), 3, 1, 100, 500, 300),
+            (s("generic/003"), 1, 1, 1100, 10400, 10300),
+        ]
+    );
+    let text =
+        String::from_utf8(rltop(&["report", "--by-test", path.to_str().unwrap()]).stdout).unwrap();
+    assert!(text.contains("\n== generic/003 ==\nrltop report: 5 events, 0 lost"));
+}
+
+#[test]
+fn by_test_without_markers_is_one_part_and_a_warning() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/check/conflicting_grant.jsonl");
+    let out = rltop(&[
+        "check",
+        "--by-test",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no xfstests marker"));
+    let doc = json_of(&out);
+    assert_eq!(
+        verdicts(&doc),
+        [v("(before first test)", "fail", 8, &["conflicting_grant"])]
+    );
+}
