@@ -130,6 +130,21 @@ pub enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// What if this kernel had Kara's range locks: replay the file
+    /// operations of a trace (recorded without range locks) through the
+    /// reference range lock, per page / DIO request / punched range /
+    /// truncated tail, against whole-file serialization; predicted waits
+    /// and parallelism per file.
+    Whatif {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// How long buffered IO and faults hold a page's lock (ns): the
+        /// trace does not time them.
+        #[arg(long, default_value_t = 1000)]
+        page_hold_ns: u64,
+    },
     /// Show what this kernel supports: each probe, attached or why not.
     Probes {
         /// Also print each program's verified instruction count.

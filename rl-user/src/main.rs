@@ -47,6 +47,11 @@ fn main() -> ExitCode {
             by_test,
             flavour,
         }) => cmd::report::run(&file, format, sort, by_test, flavour),
+        Some(Command::Whatif {
+            file,
+            format,
+            page_hold_ns,
+        }) => cmd::whatif::run(&file, format, page_hold_ns),
         Some(Command::Probes { verbose }) => cmd::probes::run(&cli.live, verbose),
         None => cmd::live::run(&cli.live),
     };

@@ -58,6 +58,7 @@
 
 pub mod stats;
 pub mod waitfor;
+pub mod whatif;
 pub mod xfstests;
 
 use serde::Serialize;

@@ -10,3 +10,4 @@ pub mod record;
 pub mod report;
 pub mod signals;
 pub mod simulate;
+pub mod whatif;

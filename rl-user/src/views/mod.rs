@@ -3,4 +3,5 @@
 
 pub mod findings;
 pub mod report;
+pub mod whatif;
 pub mod xfstests;

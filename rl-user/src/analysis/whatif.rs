@@ -1,0 +1,620 @@
+//! What if: how much would Kara's range locking gain or cost, on the file
+//! operations of a trace recorded on a kernel *without* range locks?
+//!
+//! The trace's file operations are collected ([`Collector`]) and replayed,
+//! in a discrete-event simulation over the trace's own timestamps and
+//! durations ([`replay`]), through the reference exclusive FIFO range lock
+//! ([`rl_reference::StateMachine<ExclFifo>`], one per file) under two
+//! policies:
+//!
+//! - [`Policy::Range`], Kara's 2013 design: buffered IO and page-cache fills
+//!   lock the page (`page_add`, the folio's pages for a large folio), faults
+//!   the faulting page, DIO the request's byte range from submit to
+//!   completion, punch the punched range, truncate from the new EOF to the
+//!   end of the page space (`~0`);
+//! - [`Policy::WholeFile`], today's serialization (an i_rwsem /
+//!   invalidate_lock taken exclusively): the same operations, each holding
+//!   the whole file.
+//!
+//! Both policies see the same operations with the same hold times, so the
+//! difference is that of the locking granularity alone.
+//!
+//! # The replay
+//!
+//! - An operation arrives at its begin event's time and holds its lock for
+//!   its observed duration (`dio_end - dio_begin`, `punch_end -
+//!   punch_begin`, `truncate_end - truncate_begin`). `page_add` and `fault`
+//!   are instants in the trace: they hold for [`Config::page_hold_ns`], an
+//!   assumption of the model that the output states.
+//! - A task does one thing at a time: when one of its operations waits for
+//!   `w` ns, everything the task does afterwards arrives `w` ns later (its
+//!   *lag*); the next operation of a task arrives only once the previous one
+//!   was granted. The hold itself does not delay the task beyond what the
+//!   trace shows (a DIO's task goes on after submitting it, as recorded).
+//! - Requests are granted by the reference lock: FIFO among overlapping
+//!   requests. At equal times releases go first, then arrivals, in trace
+//!   order: the replay is deterministic.
+//! - Operations whose begin or end is missing (lost, or outside the trace)
+//!   are not replayed; they are counted as `unmatched`.
+//!
+//! Figures per file and policy: how many operations waited, total / max /
+//! mean wait, the time the file's lock was busy (some range held), the
+//! *parallelism* (sum of hold times over busy time: the mean number of
+//! operations running at once while any runs; 1.0 under whole-file
+//! serialization by construction) and the most operations held at once.
+//!
+//! Memory follows the number of file operations of the trace (they are
+//! replayed after the whole trace was read). Pure: no I/O, no clocks.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use rl_reference::{ExclFifo, Mode as RefMode, Outcome, StateMachine};
+use serde::Serialize;
+
+use crate::events::{Body, Dev, Event};
+use crate::model::{FastMap, PAGE_SHIFT, byte_pages};
+
+/// Replay settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// How long a per-page lock (page_add, fault) is held: the trace has no
+    /// duration for these.
+    pub page_hold_ns: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            page_hold_ns: 1_000,
+        }
+    }
+}
+
+/// What kind of file operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// A page entering the page cache (buffered IO, readahead).
+    PageAdd,
+    Fault,
+    DioRead,
+    DioWrite,
+    Punch,
+    Truncate,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::PageAdd => "page_add",
+            OpKind::Fault => "fault",
+            OpKind::DioRead => "dio_read",
+            OpKind::DioWrite => "dio_write",
+            OpKind::Punch => "punch",
+            OpKind::Truncate => "truncate",
+        }
+    }
+}
+
+/// One file operation to replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOp {
+    pub ts: u64,
+    pub tid: u32,
+    pub dev: Dev,
+    pub ino: u64,
+    pub kind: OpKind,
+    /// Pages locked under Kara's design (inclusive).
+    pub start: u64,
+    pub last: u64,
+    /// How long the lock is held.
+    pub hold: u64,
+}
+
+/// Collects the file operations of a stream (pairs begins with ends).
+#[derive(Debug, Default)]
+pub struct Collector {
+    cfg: Config,
+    ops: Vec<FileOp>,
+    /// Begun DIOs by `io`: the op with its hold still unknown.
+    dios: FastMap<u64, FileOp>,
+    /// Begun punches and truncates by task.
+    punches: FastMap<u32, FileOp>,
+    /// Begins never ended, ends never begun.
+    pub unmatched: u64,
+    /// The last event's time (unmatched begins are counted at the end).
+    pub last_ts: u64,
+}
+
+impl Collector {
+    pub fn new(cfg: Config) -> Collector {
+        Collector {
+            cfg,
+            ..Collector::default()
+        }
+    }
+
+    pub fn event(&mut self, ev: &Event) {
+        self.last_ts = self.last_ts.max(ev.ts);
+        let op = |kind, dev, ino, start, last, hold| FileOp {
+            ts: ev.ts,
+            tid: ev.tid,
+            dev,
+            ino,
+            kind,
+            start,
+            last,
+            hold,
+        };
+        match ev.body {
+            Body::PageAdd {
+                dev,
+                ino,
+                index,
+                order,
+            } => {
+                let n = 1u64 << order.unwrap_or(0).min(20);
+                let last = index.saturating_add(n - 1);
+                self.ops.push(op(
+                    OpKind::PageAdd,
+                    dev,
+                    ino,
+                    index,
+                    last,
+                    self.cfg.page_hold_ns,
+                ));
+            }
+            Body::Fault { dev, ino, index } => {
+                self.ops.push(op(
+                    OpKind::Fault,
+                    dev,
+                    ino,
+                    index,
+                    index,
+                    self.cfg.page_hold_ns,
+                ));
+            }
+            Body::DioBegin {
+                io,
+                dev,
+                ino,
+                pos,
+                len,
+                write,
+            } => {
+                let kind = if write {
+                    OpKind::DioWrite
+                } else {
+                    OpKind::DioRead
+                };
+                if let Some((s, l)) = byte_pages(pos, len)
+                    && self.dios.insert(io, op(kind, dev, ino, s, l, 0)).is_some()
+                {
+                    self.unmatched += 1;
+                }
+            }
+            Body::DioEnd { io, .. } => match self.dios.remove(&io) {
+                Some(mut o) => {
+                    o.hold = ev.ts.saturating_sub(o.ts);
+                    self.ops.push(o);
+                }
+                None => self.unmatched += 1,
+            },
+            Body::PunchBegin { dev, ino, pos, len } => {
+                if let Some((s, l)) = byte_pages(pos, len)
+                    && self
+                        .punches
+                        .insert(ev.tid, op(OpKind::Punch, dev, ino, s, l, 0))
+                        .is_some()
+                {
+                    self.unmatched += 1;
+                }
+            }
+            Body::TruncateBegin { dev, ino, size } => {
+                let first = size.div_ceil(1 << PAGE_SHIFT);
+                if self
+                    .punches
+                    .insert(ev.tid, op(OpKind::Truncate, dev, ino, first, u64::MAX, 0))
+                    .is_some()
+                {
+                    self.unmatched += 1;
+                }
+            }
+            Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
+                let truncate = matches!(ev.body, Body::TruncateEnd { .. });
+                match self.punches.remove(&ev.tid) {
+                    Some(mut o) if (o.kind == OpKind::Truncate) == truncate => {
+                        o.hold = ev.ts.saturating_sub(o.ts);
+                        self.ops.push(o);
+                    }
+                    _ => self.unmatched += 1,
+                }
+            }
+            // Begins in flight across a gap may pair with unrelated ends.
+            Body::Lost { .. } => {
+                self.unmatched += (self.dios.len() + self.punches.len()) as u64;
+                self.dios.clear();
+                self.punches.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// The operations, in arrival order (by time, then trace order), and
+    /// the count of unmatched begins and ends.
+    pub fn finish(mut self) -> (Vec<FileOp>, u64) {
+        let unmatched = self.unmatched + (self.dios.len() + self.punches.len()) as u64;
+        // Stable: equal times keep the order in which operations completed
+        // in the trace, which for instants is trace order.
+        self.ops.sort_by_key(|o| o.ts);
+        (self.ops, unmatched)
+    }
+}
+
+/// How the replay locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Kara's range locking.
+    Range,
+    /// The whole file, exclusively.
+    WholeFile,
+}
+
+/// The predicted figures of one file (or all files) under one policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Figures {
+    pub ops: u64,
+    /// Operations that had to wait.
+    pub waited: u64,
+    pub wait_total_ns: u64,
+    pub wait_max_ns: u64,
+    /// Time during which some lock on the file was held.
+    pub busy_ns: u64,
+    /// Sum of hold times.
+    pub hold_total_ns: u64,
+    /// `hold_total / busy`: mean operations running at once while any ran.
+    pub parallelism: f64,
+    /// The most operations holding the file's lock at once.
+    pub max_concurrent: u64,
+    /// From the first arrival to the last release.
+    pub span_ns: u64,
+}
+
+impl Figures {
+    pub fn wait_mean_ns(&self) -> u64 {
+        self.wait_total_ns.checked_div(self.ops).unwrap_or(0)
+    }
+}
+
+/// One file's predictions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FileWhatIf {
+    /// `major:minor`, as the JSONL events spell it.
+    pub dev: String,
+    pub ino: u64,
+    /// Operations by kind.
+    pub kinds: BTreeMap<OpKind, u64>,
+    pub range: Figures,
+    pub whole_file: Figures,
+}
+
+/// Everything `rltop whatif` reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WhatIf {
+    pub page_hold_ns: u64,
+    pub ops: u64,
+    pub unmatched: u64,
+    /// All files together (busy time and parallelism summed per file).
+    pub range: Figures,
+    pub whole_file: Figures,
+    /// Files, most whole-file wait first.
+    pub files: Vec<FileWhatIf>,
+}
+
+/// Per-file state of a replay.
+struct FileState {
+    sm: StateMachine<ExclFifo>,
+    fig: Figures,
+    held: u64,
+    busy_since: u64,
+    first: Option<u64>,
+}
+
+/// Replays `ops` (arrival order, as [`Collector::finish`] gives them) under
+/// `policy`. Returns the figures per file, keyed by `(dev, ino)`.
+pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
+    // Each task's operations, in order.
+    let mut per_task: FastMap<u32, VecDeque<usize>> = FastMap::default();
+    for (i, o) in ops.iter().enumerate() {
+        per_task.entry(o.tid).or_default().push_back(i);
+    }
+    let mut lag: FastMap<u32, u64> = FastMap::default();
+    let mut arrived = vec![0u64; ops.len()];
+    let mut files: FastMap<(Dev, u64), FileState> = FastMap::default();
+    // (time, 0 = release / 1 = arrival, op): releases first at equal times,
+    // then by op index (trace order).
+    let mut queue: BinaryHeap<Reverse<(u64, u8, usize)>> = BinaryHeap::new();
+    for q in per_task.values_mut() {
+        if let Some(i) = q.pop_front() {
+            queue.push(Reverse((ops[i].ts, 1, i)));
+        }
+    }
+    let range = |o: &FileOp| match policy {
+        Policy::Range => (o.start, o.last),
+        Policy::WholeFile => (0, u64::MAX),
+    };
+    let mut granted_now: Vec<(usize, u64)> = Vec::new();
+    while let Some(Reverse((t, what, i))) = queue.pop() {
+        let o = &ops[i];
+        let f = files.entry((o.dev, o.ino)).or_insert_with(|| FileState {
+            sm: StateMachine::new(),
+            fig: Figures::default(),
+            held: 0,
+            busy_since: 0,
+            first: None,
+        });
+        granted_now.clear();
+        if what == 1 {
+            arrived[i] = t;
+            f.fig.ops += 1;
+            f.first.get_or_insert(t);
+            let (s, l) = range(o);
+            // Ids are op indices: unique, and the ranges are valid.
+            if let Ok(Outcome::Granted) = f.sm.request(i as u64, s, l, RefMode::EXCLUSIVE) {
+                granted_now.push((i, t));
+            }
+        } else {
+            f.held -= 1;
+            if f.held == 0 {
+                f.fig.busy_ns += t - f.busy_since;
+            }
+            f.fig.span_ns = t - f.first.unwrap_or(t);
+            for g in f.sm.release(i as u64).unwrap_or_default() {
+                granted_now.push((g as usize, t));
+            }
+        }
+        for &(g, at) in &granted_now {
+            let go = &ops[g];
+            let wait = at - arrived[g];
+            if f.held == 0 {
+                f.busy_since = at;
+            }
+            f.held += 1;
+            f.fig.max_concurrent = f.fig.max_concurrent.max(f.held);
+            f.fig.hold_total_ns += go.hold;
+            if wait > 0 {
+                f.fig.waited += 1;
+                f.fig.wait_total_ns += wait;
+                f.fig.wait_max_ns = f.fig.wait_max_ns.max(wait);
+            }
+            queue.push(Reverse((at + go.hold, 0, g)));
+            // The task goes on, `wait` later than it did in the trace.
+            let lag = lag.entry(go.tid).or_default();
+            *lag += wait;
+            if let Some(next) = per_task.get_mut(&go.tid).and_then(|q| q.pop_front()) {
+                queue.push(Reverse(((ops[next].ts + *lag).max(at), 1, next)));
+            }
+        }
+    }
+    files
+        .into_iter()
+        .map(|(k, mut f)| {
+            f.fig.parallelism = ratio(f.fig.hold_total_ns, f.fig.busy_ns);
+            (k, f.fig)
+        })
+        .collect()
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn total(figs: &[&Figures]) -> Figures {
+    let mut t = Figures::default();
+    for f in figs {
+        t.ops += f.ops;
+        t.waited += f.waited;
+        t.wait_total_ns += f.wait_total_ns;
+        t.wait_max_ns = t.wait_max_ns.max(f.wait_max_ns);
+        t.busy_ns += f.busy_ns;
+        t.hold_total_ns += f.hold_total_ns;
+        t.max_concurrent = t.max_concurrent.max(f.max_concurrent);
+        t.span_ns = t.span_ns.max(f.span_ns);
+    }
+    t.parallelism = ratio(t.hold_total_ns, t.busy_ns);
+    t
+}
+
+/// Replays under both policies and puts the figures together.
+pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
+    let range = replay(ops, Policy::Range);
+    let whole = replay(ops, Policy::WholeFile);
+    let mut kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>> = BTreeMap::new();
+    for o in ops {
+        *kinds
+            .entry((o.dev, o.ino))
+            .or_default()
+            .entry(o.kind)
+            .or_default() += 1;
+    }
+    let mut files: Vec<FileWhatIf> = range
+        .iter()
+        .map(|(&(dev, ino), r)| FileWhatIf {
+            dev: dev.to_string(),
+            ino,
+            kinds: kinds.remove(&(dev, ino)).unwrap_or_default(),
+            range: r.clone(),
+            whole_file: whole.get(&(dev, ino)).cloned().unwrap_or_default(),
+        })
+        .collect();
+    files.sort_by(|a, b| {
+        b.whole_file
+            .wait_total_ns
+            .cmp(&a.whole_file.wait_total_ns)
+            .then((&a.dev, a.ino).cmp(&(&b.dev, b.ino)))
+    });
+    WhatIf {
+        page_hold_ns: cfg.page_hold_ns,
+        ops: ops.len() as u64,
+        unmatched,
+        range: total(&files.iter().map(|f| &f.range).collect::<Vec<_>>()),
+        whole_file: total(&files.iter().map(|f| &f.whole_file).collect::<Vec<_>>()),
+        files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: Dev = Dev { major: 8, minor: 1 };
+
+    fn op(ts: u64, tid: u32, start: u64, last: u64, hold: u64) -> FileOp {
+        FileOp {
+            ts,
+            tid,
+            dev: DEV,
+            ino: 1,
+            kind: OpKind::DioWrite,
+            start,
+            last,
+            hold,
+        }
+    }
+
+    /// Worked by hand (times in us):
+    /// A: [0,3] at 0 for 100; B: [10,13] at 10 for 100; C: [2,2] at 20 for 50.
+    /// Range: A 0-100, B 10-110 (disjoint), C waits for A: 100-150 (wait 80).
+    ///   busy 0-150 = 150, holds 250: parallelism 250/150; at most 2 at once.
+    /// Whole file: A 0-100, B waits 90: 100-200, C waits 180: 200-250.
+    ///   busy 250, holds 250: parallelism 1.
+    #[test]
+    fn three_operations_worked_by_hand() {
+        let ops = [
+            op(0, 1, 0, 3, 100),
+            op(10, 2, 10, 13, 100),
+            op(20, 3, 2, 2, 50),
+        ];
+        let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+        assert_eq!(
+            (r.ops, r.waited, r.wait_total_ns, r.wait_max_ns),
+            (3, 1, 80, 80)
+        );
+        assert_eq!(
+            (r.busy_ns, r.hold_total_ns, r.max_concurrent, r.span_ns),
+            (150, 250, 2, 150)
+        );
+        assert!((r.parallelism - 250.0 / 150.0).abs() < 1e-12);
+        let w = &replay(&ops, Policy::WholeFile)[&(DEV, 1)];
+        assert_eq!(
+            (w.ops, w.waited, w.wait_total_ns, w.wait_max_ns),
+            (3, 2, 270, 180)
+        );
+        assert_eq!(
+            (w.busy_ns, w.hold_total_ns, w.max_concurrent, w.span_ns),
+            (250, 250, 1, 250)
+        );
+        assert_eq!(w.parallelism, 1.0);
+    }
+
+    /// A task that waits does everything after it that much later.
+    /// Task 1: [0,0] at 0 for 100. Task 2: [0,0] at 10 for 10, then [50,50]
+    /// at 30 for 10 (disjoint from everything).
+    /// Range: task 2's first op waits 90 (granted at 100, held to 110); its
+    /// second op arrives at 30 + 90 = 120, runs at once (120-130).
+    #[test]
+    fn a_waiting_task_is_delayed_afterwards() {
+        let ops = [
+            op(0, 1, 0, 0, 100),
+            op(10, 2, 0, 0, 10),
+            op(30, 2, 50, 50, 10),
+        ];
+        let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+        assert_eq!((r.waited, r.wait_total_ns), (1, 90));
+        // busy: 0-110, then 120-130.
+        assert_eq!((r.busy_ns, r.span_ns), (120, 130));
+        assert_eq!(r.max_concurrent, 1);
+    }
+
+    /// FIFO among overlapping requests: C ([5,5]) queues behind B ([0,9],
+    /// waiting for A) although A ([0,2]) does not touch page 5.
+    /// A 0-100; B arrives 10, waits for A: 100-200 (wait 90); C arrives 20,
+    /// waits for B: 200-210 (wait 180).
+    #[test]
+    fn overlapping_requests_keep_fifo_order() {
+        let ops = [
+            op(0, 1, 0, 2, 100),
+            op(10, 2, 0, 9, 100),
+            op(20, 3, 5, 5, 10),
+        ];
+        let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+        assert_eq!((r.waited, r.wait_total_ns, r.wait_max_ns), (2, 270, 180));
+    }
+
+    #[test]
+    fn collector_pairs_operations_and_uses_kara_ranges() {
+        let ev = |ts, tid, body| Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        };
+        let evs = [
+            ev(
+                10,
+                1,
+                Body::DioBegin {
+                    io: 7,
+                    dev: DEV,
+                    ino: 1,
+                    pos: 4096,
+                    len: 8192,
+                    write: true,
+                },
+            ),
+            ev(
+                15,
+                2,
+                Body::TruncateBegin {
+                    dev: DEV,
+                    ino: 1,
+                    size: 5000,
+                },
+            ),
+            ev(
+                20,
+                3,
+                Body::PageAdd {
+                    dev: DEV,
+                    ino: 1,
+                    index: 8,
+                    order: Some(2),
+                },
+            ),
+            ev(30, 0, Body::DioEnd { io: 7, ret: 8192 }),
+            ev(40, 2, Body::TruncateEnd { ret: 0 }),
+            ev(50, 4, Body::PunchEnd { ret: 0 }),
+        ];
+        let mut c = Collector::new(Config { page_hold_ns: 5 });
+        for e in &evs {
+            c.event(e);
+        }
+        let (ops, unmatched) = c.finish();
+        let got: Vec<_> = ops
+            .iter()
+            .map(|o| (o.ts, o.tid, o.kind, o.start, o.last, o.hold))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10, 1, OpKind::DioWrite, 1, 2, 20),
+                (15, 2, OpKind::Truncate, 2, u64::MAX, 25),
+                (20, 3, OpKind::PageAdd, 8, 11, 5),
+            ]
+        );
+        assert_eq!(unmatched, 1);
+    }
+}
