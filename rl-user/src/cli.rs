@@ -53,6 +53,12 @@ pub enum Command {
         /// kernel (enables the kernel's BPF run-time accounting meanwhile).
         #[arg(long)]
         probe_cost: bool,
+        /// Serve OpenMetrics (contention and wait/hold histograms, drops,
+        /// findings by kind) at http://ADDR/metrics while recording. A bare
+        /// PORT binds to 127.0.0.1; give an address (e.g. 0.0.0.0:9464) to
+        /// serve beyond this machine.
+        #[arg(long, value_name = "[ADDR:]PORT")]
+        metrics: Option<String>,
         /// Command to run while recording; recording stops when it exits.
         #[arg(last = true)]
         cmd: Vec<String>,

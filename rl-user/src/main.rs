@@ -14,8 +14,16 @@ fn main() -> ExitCode {
             output,
             duration,
             probe_cost,
+            metrics,
             cmd: argv,
-        }) => cmd::record::run(&cli.live, &output, duration, probe_cost, &argv),
+        }) => cmd::record::run(
+            &cli.live,
+            &output,
+            duration,
+            probe_cost,
+            metrics.as_deref(),
+            &argv,
+        ),
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
         Some(Command::Import { file, output }) => cmd::import::run(&file, &output),
         Some(Command::Simulate {

@@ -298,6 +298,22 @@ impl Checker {
         &self.findings
     }
 
+    /// Findings so far that stand (not withdrawn): what a live view may
+    /// show. A later event may still withdraw one (a release tied with a
+    /// grant, a cycle that moves) or make it uncertain.
+    pub fn standing(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.retracted.contains(i))
+            .map(|(_, f)| f)
+    }
+
+    /// Findings past [`MAX_FINDINGS`] so far, counted only.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
+    }
+
     /// A damaged part of the trace at `idx`: treated as a gap.
     pub fn gap(&mut self, idx: u64) {
         self.model.gap(idx, 0);

@@ -5,6 +5,7 @@ pub mod check;
 pub mod dump;
 pub mod import;
 pub mod live;
+pub mod metrics;
 pub mod probes;
 pub mod record;
 pub mod report;

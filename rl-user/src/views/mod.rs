@@ -2,6 +2,7 @@
 //! are pure: the same input gives the same text.
 
 pub mod findings;
+pub mod metrics;
 pub mod report;
 pub mod whatif;
 pub mod xfstests;
