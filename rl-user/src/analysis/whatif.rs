@@ -14,10 +14,14 @@
 //!   end of the page space (`~0`);
 //! - [`Policy::WholeFile`], today's serialization (an i_rwsem /
 //!   invalidate_lock taken exclusively): the same operations, each holding
-//!   the whole file.
+//!   the whole file;
+//! - [`Policy::FileShared`], the gentler whole-file baseline of
+//!   invalidate_lock as mainline uses it: page-cache fills, faults and DIO
+//!   share the whole file (reader/writer reference lock, read mode), punch
+//!   and truncate take it exclusively.
 //!
-//! Both policies see the same operations with the same hold times, so the
-//! difference is that of the locking granularity alone.
+//! All policies see the same operations with the same hold times, so the
+//! differences are those of the locking granularity and modes alone.
 //!
 //! # The replay
 //!
@@ -49,7 +53,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use rl_reference::{ExclFifo, Mode as RefMode, Outcome, StateMachine};
+use rl_reference::{ExclFifo, Mode as RefMode, Outcome, Rw, StateMachine};
 use serde::Serialize;
 
 use crate::events::{Body, Dev, Event};
@@ -260,6 +264,42 @@ pub enum Policy {
     Range,
     /// The whole file, exclusively.
     WholeFile,
+    /// The whole file, shared by page-cache fills, faults and DIO,
+    /// exclusive for punch and truncate (invalidate_lock style).
+    FileShared,
+}
+
+/// The reference lock of one file under a policy.
+enum Sm {
+    Excl(StateMachine<ExclFifo>),
+    Rw(StateMachine<Rw>),
+}
+
+impl Sm {
+    fn new(policy: Policy) -> Sm {
+        match policy {
+            Policy::FileShared => Sm::Rw(StateMachine::new()),
+            _ => Sm::Excl(StateMachine::new()),
+        }
+    }
+
+    /// Whether request `id` is granted at once.
+    fn request(&mut self, id: u64, start: u64, last: u64, mode: RefMode) -> bool {
+        let r = match self {
+            Sm::Excl(sm) => sm.request(id, start, last, RefMode::EXCLUSIVE),
+            Sm::Rw(sm) => sm.request(id, start, last, mode),
+        };
+        // Ids are op indices (unique) and ranges valid: never an error.
+        matches!(r, Ok(Outcome::Granted))
+    }
+
+    fn release(&mut self, id: u64) -> Vec<u64> {
+        match self {
+            Sm::Excl(sm) => sm.release(id),
+            Sm::Rw(sm) => sm.release(id),
+        }
+        .unwrap_or_default()
+    }
 }
 
 /// The predicted figures of one file (or all files) under one policy.
@@ -298,6 +338,7 @@ pub struct FileWhatIf {
     pub kinds: BTreeMap<OpKind, u64>,
     pub range: Figures,
     pub whole_file: Figures,
+    pub file_shared: Figures,
 }
 
 /// Everything `rltop whatif` reports.
@@ -309,13 +350,14 @@ pub struct WhatIf {
     /// All files together (busy time and parallelism summed per file).
     pub range: Figures,
     pub whole_file: Figures,
+    pub file_shared: Figures,
     /// Files, most whole-file wait first.
     pub files: Vec<FileWhatIf>,
 }
 
 /// Per-file state of a replay.
 struct FileState {
-    sm: StateMachine<ExclFifo>,
+    sm: Sm,
     fig: Figures,
     held: u64,
     busy_since: u64,
@@ -343,13 +385,17 @@ pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
     }
     let range = |o: &FileOp| match policy {
         Policy::Range => (o.start, o.last),
-        Policy::WholeFile => (0, u64::MAX),
+        Policy::WholeFile | Policy::FileShared => (0, u64::MAX),
+    };
+    let mode = |o: &FileOp| match o.kind {
+        OpKind::Punch | OpKind::Truncate => RefMode::Write,
+        _ => RefMode::Read,
     };
     let mut granted_now: Vec<(usize, u64)> = Vec::new();
     while let Some(Reverse((t, what, i))) = queue.pop() {
         let o = &ops[i];
         let f = files.entry((o.dev, o.ino)).or_insert_with(|| FileState {
-            sm: StateMachine::new(),
+            sm: Sm::new(policy),
             fig: Figures::default(),
             held: 0,
             busy_since: 0,
@@ -361,8 +407,7 @@ pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
             f.fig.ops += 1;
             f.first.get_or_insert(t);
             let (s, l) = range(o);
-            // Ids are op indices: unique, and the ranges are valid.
-            if let Ok(Outcome::Granted) = f.sm.request(i as u64, s, l, RefMode::EXCLUSIVE) {
+            if f.sm.request(i as u64, s, l, mode(o)) {
                 granted_now.push((i, t));
             }
         } else {
@@ -371,7 +416,7 @@ pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
                 f.fig.busy_ns += t - f.busy_since;
             }
             f.fig.span_ns = t - f.first.unwrap_or(t);
-            for g in f.sm.release(i as u64).unwrap_or_default() {
+            for g in f.sm.release(i as u64) {
                 granted_now.push((g as usize, t));
             }
         }
@@ -431,6 +476,7 @@ fn total(figs: &[&Figures]) -> Figures {
 pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
     let range = replay(ops, Policy::Range);
     let whole = replay(ops, Policy::WholeFile);
+    let shared = replay(ops, Policy::FileShared);
     let mut kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>> = BTreeMap::new();
     for o in ops {
         *kinds
@@ -447,6 +493,7 @@ pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
             kinds: kinds.remove(&(dev, ino)).unwrap_or_default(),
             range: r.clone(),
             whole_file: whole.get(&(dev, ino)).cloned().unwrap_or_default(),
+            file_shared: shared.get(&(dev, ino)).cloned().unwrap_or_default(),
         })
         .collect();
     files.sort_by(|a, b| {
@@ -461,6 +508,7 @@ pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
         unmatched,
         range: total(&files.iter().map(|f| &f.range).collect::<Vec<_>>()),
         whole_file: total(&files.iter().map(|f| &f.whole_file).collect::<Vec<_>>()),
+        file_shared: total(&files.iter().map(|f| &f.file_shared).collect::<Vec<_>>()),
         files,
     }
 }
@@ -517,6 +565,38 @@ mod tests {
             (250, 250, 1, 250)
         );
         assert_eq!(w.parallelism, 1.0);
+    }
+
+    /// invalidate_lock style: DIOs and page ops share the file, punch is
+    /// exclusive. Same ops as above but C is a punch: A 0-100 and B 10-110
+    /// share; C (punch) waits for both: 110-160 (wait 90). Busy 0-160.
+    #[test]
+    fn shared_whole_file_lets_io_run_together_but_not_punch() {
+        let mut ops = [
+            op(0, 1, 0, 3, 100),
+            op(10, 2, 10, 13, 100),
+            op(20, 3, 2, 2, 50),
+        ];
+        ops[2].kind = OpKind::Punch;
+        let r = &replay(&ops, Policy::FileShared)[&(DEV, 1)];
+        assert_eq!(
+            (
+                r.waited,
+                r.wait_total_ns,
+                r.busy_ns,
+                r.max_concurrent,
+                r.span_ns
+            ),
+            (1, 90, 160, 2, 160)
+        );
+        // A later DIO queues behind the waiting punch (FIFO): D at 30 for 10
+        // waits until the punch ends at 160 (130).
+        let ops2 = [ops[0], ops[1], ops[2], op(30, 4, 40, 40, 10)];
+        let r = &replay(&ops2, Policy::FileShared)[&(DEV, 1)];
+        assert_eq!(
+            (r.waited, r.wait_total_ns, r.wait_max_ns),
+            (2, 90 + 130, 130)
+        );
     }
 
     /// A task that waits does everything after it that much later.

@@ -27,7 +27,8 @@ pub fn text(r: &WhatIf) -> String {
     let _ = writeln!(
         s,
         "rltop whatif: {} file operations on {} files replayed under Kara's range locking \
-         (range) and whole-file serialization (file){}",
+         (range), whole-file serialization (file) and a whole-file lock shared by IO, \
+         exclusive for punch/truncate (file-rw){}",
         r.ops,
         r.files.len(),
         if r.unmatched > 0 {
@@ -88,19 +89,27 @@ pub fn text(r: &WhatIf) -> String {
     );
     line(&mut s, "all files", w, "range", &r.range);
     line(&mut s, "", w, "file", &r.whole_file);
+    line(&mut s, "", w, "file-rw", &r.file_shared);
     for (f, name) in r.files.iter().zip(&names) {
         line(&mut s, name, w, "range", &f.range);
         line(&mut s, "", w, "file", &f.whole_file);
+        line(&mut s, "", w, "file-rw", &f.file_shared);
     }
-    let (a, b) = (r.range.wait_total_ns, r.whole_file.wait_total_ns);
-    let _ = writeln!(
-        s,
-        "\nrange locking {} total predicted wait by {} ({} -> {})",
-        if a <= b { "reduces" } else { "increases" },
-        fmt_ns(a.abs_diff(b)),
-        fmt_ns(b),
-        fmt_ns(a)
-    );
+    let a = r.range.wait_total_ns;
+    for (what, b) in [
+        ("whole-file serialization", r.whole_file.wait_total_ns),
+        ("a shared whole-file lock", r.file_shared.wait_total_ns),
+    ] {
+        let _ = writeln!(
+            s,
+            "{}range locking {} total predicted wait by {} against {what} ({} -> {})",
+            if what.starts_with("whole") { "\n" } else { "" },
+            if a <= b { "reduces" } else { "increases" },
+            fmt_ns(a.abs_diff(b)),
+            fmt_ns(b),
+            fmt_ns(a)
+        );
+    }
     s
 }
 
