@@ -347,3 +347,43 @@ fn record_serves_metrics_that_follow_a_live_workload() {
     let recorded = events_of(&trace).len() as f64;
     assert!(recorded >= total_events(&after));
 }
+
+/// The hand-worked three-test trace of `tests/xfstests.rs` through the
+/// endpoint: while xfs_io/11 waits (after event 6) one task waits for a
+/// range lock; at the end the three contended acquisitions (waits 1100,
+/// 100 and 1100 ns) are in the histogram, and the conflicting grant of
+/// generic/002 is a certain error.
+#[test]
+fn endpoint_figures_of_a_hand_worked_trace() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/xfstests/three_tests.jsonl");
+    let events = events_of(&path);
+    assert_eq!(events.len(), 24);
+    let mut m = Metrics::start(parse_addr("127.0.0.1:0").unwrap()).unwrap();
+    let url = format!("http://{}/metrics", m.addr());
+    m.offer(&events[..7]);
+    let p = scrape_until(&url, |p| total_events(p) == 7.0);
+    assert_eq!(p.get("rltop_waiting_tasks{class=\"range_lock\"}"), 1.0);
+    assert_eq!(
+        p.get("rltop_contentions_total{class=\"range_lock\",mode=\"excl\",op=\"buffered\"}"),
+        0.0
+    );
+    m.offer(&events[7..]);
+    m.drain();
+    let p = parse(&get(&url).1);
+    p.check_histograms();
+    let l = "class=\"range_lock\",mode=\"excl\",op=\"buffered\"";
+    assert_eq!(p.get("rltop_waiting_tasks{class=\"range_lock\"}"), 0.0);
+    assert_eq!(p.get(&format!("rltop_acquisitions_total{{{l}}}")), 6.0);
+    assert_eq!(p.get(&format!("rltop_contentions_total{{{l}}}")), 3.0);
+    assert_eq!(p.get(&format!("rltop_wait_seconds_count{{{l}}}")), 3.0);
+    assert!((p.get(&format!("rltop_wait_seconds_sum{{{l}}}")) - 2.3e-6).abs() < 1e-15);
+    let wait = &p.hists[&format!("rltop_wait_seconds{{{l}}}")];
+    // 100 ns <= 1023 ns; the two 1100 ns waits <= 2047 ns.
+    assert_eq!(wait[0], (1.023e-6, 1.0));
+    assert_eq!(wait[1], (2.047e-6, 3.0));
+    assert_eq!(
+        p.get("rltop_findings{certain=\"true\",kind=\"conflicting_grant\",severity=\"error\"}"),
+        1.0
+    );
+    assert_eq!(p.get("rltop_events_total{kind=\"marker\"}"), 3.0);
+}

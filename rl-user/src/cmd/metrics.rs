@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::analysis::stats::Stats;
 use crate::analysis::{Checker, Config, Finding};
 use crate::events::Event;
-use crate::model::Model;
+use crate::model::{Model, Wait};
 use crate::views::metrics::{self, Input};
 
 /// Batches the analysis may lag behind before batches are skipped.
@@ -172,6 +172,14 @@ fn analyse(s: &Shared, rx: Receiver<Vec<Event>>) {
 fn render(s: &Shared) -> String {
     let l = s.live.lock().unwrap_or_else(|e| e.into_inner());
     let findings: Vec<&Finding> = l.checker.standing().collect();
+    let mut waiting = (0, 0);
+    for t in l.checker.model().tasks.values() {
+        match t.waiting {
+            Some(Wait::Range { .. }) => waiting.0 += 1,
+            Some(Wait::Mmap { .. }) => waiting.1 += 1,
+            None => {}
+        }
+    }
     metrics::openmetrics(&Input {
         stats: &l.stats,
         events_by_kind: &l.events_by_kind,
@@ -179,6 +187,7 @@ fn render(s: &Shared) -> String {
         skipped: s.skipped.load(Ordering::Relaxed),
         findings: &findings,
         suppressed: l.checker.suppressed(),
+        waiting,
     })
 }
 

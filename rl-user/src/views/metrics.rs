@@ -13,7 +13,9 @@
 //! - `rltop_wait_seconds` and `rltop_hold_seconds{class,op,mode}`: classic
 //!   histograms (wait: contended acquisitions only, as lock_stat);
 //! - `rltop_findings{kind,severity,certain}` (a gauge: a finding may be
-//!   withdrawn or turn uncertain as later events come).
+//!   withdrawn or turn uncertain as later events come);
+//! - `rltop_waiting_tasks{class}`: tasks waiting now for a range lock or
+//!   an mmap_lock (requested, not yet acquired).
 //!
 //! Labels are low-cardinality on purpose: `class` is `range_lock`,
 //! `mmap_lock`, `file_op` or `kernel_lock`; `op` and `mode` as in `rltop
@@ -52,6 +54,8 @@ pub struct Input<'a> {
     pub findings: &'a [&'a Finding],
     /// Findings past the checker's cap, only counted.
     pub suppressed: u64,
+    /// Tasks waiting now: for a range lock, for an mmap_lock.
+    pub waiting: (u64, u64),
 }
 
 /// The labels of a row, summed over trees, mms, files and addresses.
@@ -221,6 +225,21 @@ pub fn openmetrics(i: &Input<'_>) -> String {
         "# HELP rltop_findings_suppressed Findings past the cap, counted only."
     );
     let _ = writeln!(out, "rltop_findings_suppressed {}", i.suppressed);
+    let _ = writeln!(out, "# TYPE rltop_waiting_tasks gauge");
+    let _ = writeln!(
+        out,
+        "# HELP rltop_waiting_tasks Tasks waiting now (requested, not yet acquired)."
+    );
+    let _ = writeln!(
+        out,
+        "rltop_waiting_tasks{{class=\"range_lock\"}} {}",
+        i.waiting.0
+    );
+    let _ = writeln!(
+        out,
+        "rltop_waiting_tasks{{class=\"mmap_lock\"}} {}",
+        i.waiting.1
+    );
     out.push_str("# EOF\n");
     out
 }

@@ -160,7 +160,8 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 /// `rltop check --format junit`: JUnit XML, one `<testcase>` per xfstests
-/// test (and one for the events before the first test, if any). A test
+/// test; the events before the first test get one only when a finding is
+/// attributed to them (or the trace has no test marker at all). A test
 /// fails when a certain error finding is attributed to it; the
 /// `<failure>` carries its findings, as `rltop check` prints them.
 /// Warnings and uncertain findings of a passing test go to `<system-out>`.
@@ -170,6 +171,14 @@ pub fn junit(
     tests: &[TestVerdict],
     evidence: &HashMap<u64, String>,
 ) -> String {
+    let tests: Vec<&TestVerdict> = tests
+        .iter()
+        .filter(|t| {
+            t.segment.test != crate::analysis::xfstests::BEFORE
+                || !t.verdict.findings.is_empty()
+                || tests.len() == 1
+        })
+        .collect();
     let failures = tests.iter().filter(|t| t.verdict.failed()).count();
     let total: u64 = tests.iter().map(|t| t.segment.duration_ns()).sum();
     let mut x = String::new();
