@@ -633,6 +633,66 @@ mod tests {
         assert_eq!((r.waited, r.wait_total_ns, r.wait_max_ns), (2, 270, 180));
     }
 
+    proptest::proptest! {
+        /// Any operations: every one is replayed once under each policy
+        /// with its own hold; the whole file never runs two at once;
+        /// pairwise disjoint ranges never wait under range locking; and
+        /// parallelism never exceeds the most running at once.
+        #[test]
+        fn replays_are_complete_and_consistent(
+            raw in proptest::collection::vec(
+                (0u64..1_000, 1u32..5, 0u64..64, 0u64..8, 0u64..200, 0u8..6, 0u64..2),
+                1..40,
+            )
+        ) {
+            let mut ops: Vec<FileOp> = raw
+                .iter()
+                .map(|&(ts, tid, start, len, hold, kind, ino)| FileOp {
+                    ts,
+                    tid,
+                    dev: DEV,
+                    ino,
+                    kind: [
+                        OpKind::PageAdd,
+                        OpKind::Fault,
+                        OpKind::DioRead,
+                        OpKind::DioWrite,
+                        OpKind::Punch,
+                        OpKind::Truncate,
+                    ][kind as usize],
+                    start,
+                    last: start + len,
+                    hold,
+                })
+                .collect();
+            ops.sort_by_key(|o| o.ts);
+            let holds: u64 = ops.iter().map(|o| o.hold).sum();
+            for policy in [Policy::Range, Policy::WholeFile, Policy::FileShared] {
+                let r = replay(&ops, policy);
+                let n: u64 = r.values().map(|f| f.ops).sum();
+                let h: u64 = r.values().map(|f| f.hold_total_ns).sum();
+                proptest::prop_assert_eq!(n, ops.len() as u64);
+                proptest::prop_assert_eq!(h, holds);
+                for f in r.values() {
+                    proptest::prop_assert!(f.busy_ns <= f.hold_total_ns);
+                    proptest::prop_assert!(f.parallelism <= f.max_concurrent as f64 + 1e-9);
+                    if policy == Policy::WholeFile {
+                        proptest::prop_assert!(f.max_concurrent <= 1);
+                    }
+                }
+            }
+            let disjoint = ops.iter().enumerate().all(|(i, a)| {
+                ops[i + 1..]
+                    .iter()
+                    .all(|b| a.ino != b.ino || a.last < b.start || b.last < a.start)
+            });
+            if disjoint {
+                let r = replay(&ops, Policy::Range);
+                proptest::prop_assert!(r.values().all(|f| f.waited == 0));
+            }
+        }
+    }
+
     #[test]
     fn collector_pairs_operations_and_uses_kara_ranges() {
         let ev = |ts, tid, body| Event {

@@ -226,6 +226,60 @@ mod tests {
         assert_eq!(test_name("EXT4-fs (loop0): mounted filesystem"), None);
     }
 
+    proptest::proptest! {
+        /// Every event is in exactly one segment, and every finding goes to
+        /// the segment holding its last evidence event.
+        #[test]
+        fn events_and_findings_land_in_exactly_one_test(
+            is_marker in proptest::collection::vec(proptest::bool::weighted(0.2), 1..60),
+            evidence in proptest::collection::vec(proptest::collection::vec(0u64..60, 1..4), 0..10),
+        ) {
+            let n = is_marker.len() as u64;
+            let mut s = Splitter::new();
+            for (i, &m) in is_marker.iter().enumerate() {
+                let e = if m {
+                    marker(i as u64, &format!("run fstests generic/{i:03} at now"))
+                } else {
+                    ev(i as u64, Body::Exit)
+                };
+                s.event(i as u64, &e);
+            }
+            let total: u64 = s.segments().iter().map(|g| g.events).sum();
+            proptest::prop_assert_eq!(total, n);
+            let mut v = Verdict::default();
+            for mut e in evidence {
+                e.retain(|&i| i < n);
+                e.sort_unstable();
+                if e.is_empty() {
+                    continue;
+                }
+                v.findings.push(Finding {
+                    kind: crate::analysis::Kind::Stall,
+                    severity: crate::analysis::Severity::Error,
+                    certain: true,
+                    ts: 0,
+                    tids: vec![],
+                    tree: None,
+                    range: None,
+                    message: String::new(),
+                    evidence: e,
+                    links: vec![],
+                    repeats: 0,
+                });
+            }
+            let tests = split(&v, &s);
+            let placed: usize = tests.iter().map(|t| t.verdict.findings.len()).sum();
+            proptest::prop_assert_eq!(placed, v.findings.len());
+            for (k, t) in tests.iter().enumerate() {
+                let end = tests.get(k + 1).map_or(n, |u| u.segment.first_idx);
+                for f in &t.verdict.findings {
+                    let last = *f.evidence.last().unwrap();
+                    proptest::prop_assert!(t.segment.first_idx <= last && last < end);
+                }
+            }
+        }
+    }
+
     #[test]
     fn segments_run_from_marker_to_marker() {
         let mut s = Splitter::new();
