@@ -369,7 +369,14 @@ fn endpoint_figures_of_a_hand_worked_trace() {
     );
     m.offer(&events[7..]);
     m.drain();
-    let p = parse(&get(&url).1);
+    let body = get(&url).1;
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/xfstests/three_tests.metrics");
+    if std::env::var_os("RLTOP_BLESS").is_some() {
+        std::fs::write(&golden, &body).unwrap();
+    }
+    assert_eq!(body, std::fs::read_to_string(golden).unwrap());
+    let p = parse(&body);
     p.check_histograms();
     let l = "class=\"range_lock\",mode=\"excl\",op=\"buffered\"";
     assert_eq!(p.get("rltop_waiting_tasks{class=\"range_lock\"}"), 0.0);

@@ -129,6 +129,8 @@ fn predictions_match_the_hand_worked_figures() {
         ),
         "{text}"
     );
+    let golden = std::fs::read_to_string(data().replace(".jsonl", ".txt")).unwrap();
+    assert_eq!(text, golden);
     // A longer page hold changes only what the page ops hold: D holds 10 us.
     // Whole file: D waits 30 -> 250 still, busy 260.
     let out = rltop(&[

@@ -445,3 +445,18 @@ fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_
     );
     assert!(case.contains("type=\"conflicting_grant\""));
 }
+
+/// The text forms, whole, against golden files (reviewed by hand against
+/// the figures in the module docs).
+#[test]
+fn by_test_text_matches_the_golden_files() {
+    let path = data("three_tests.jsonl");
+    for (cmd, golden) in [
+        ("check", "three_tests.check.txt"),
+        ("report", "three_tests.report.txt"),
+    ] {
+        let out = rltop(&[cmd, "--by-test", path.to_str().unwrap()]);
+        let want = std::fs::read_to_string(data(golden)).unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), want, "{cmd}");
+    }
+}
