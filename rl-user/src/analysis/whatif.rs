@@ -235,14 +235,18 @@ impl Collector {
                     _ => self.unmatched += 1,
                 }
             }
-            // Begins in flight across a gap may pair with unrelated ends.
-            Body::Lost { .. } => {
-                self.unmatched += (self.dios.len() + self.punches.len()) as u64;
-                self.dios.clear();
-                self.punches.clear();
-            }
+            Body::Lost { .. } => self.gap(),
             _ => {}
         }
+    }
+
+    /// Lost events or a damaged part of the trace: begins in flight may
+    /// have lost their ends (and would pair with unrelated ones). Forget
+    /// them; they count as unmatched.
+    pub fn gap(&mut self) {
+        self.unmatched += (self.dios.len() + self.punches.len()) as u64;
+        self.dios.clear();
+        self.punches.clear();
     }
 
     /// The operations, in arrival order (by time, then trace order), and

@@ -29,17 +29,7 @@ pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Resul
             }
             Item::Problem(p) => {
                 eprintln!("rltop: warning: {name}: {p}");
-                c.event(&crate::events::Event {
-                    ts: c.last_ts,
-                    tid: 0,
-                    pid: 0,
-                    cpu: None,
-                    body: crate::events::Body::Lost {
-                        count: 0,
-                        cpu: 0,
-                        since: None,
-                    },
-                });
+                c.gap();
             }
         }
     }
