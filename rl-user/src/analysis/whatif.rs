@@ -127,8 +127,6 @@ pub struct Collector {
     punches: FastMap<u32, FileOp>,
     /// Begins never ended, ends never begun.
     pub unmatched: u64,
-    /// The last event's time (unmatched begins are counted at the end).
-    pub last_ts: u64,
 }
 
 impl Collector {
@@ -140,7 +138,6 @@ impl Collector {
     }
 
     pub fn event(&mut self, ev: &Event) {
-        self.last_ts = self.last_ts.max(ev.ts);
         let op = |kind, dev, ino, start, last, hold| FileOp {
             ts: ev.ts,
             tid: ev.tid,
