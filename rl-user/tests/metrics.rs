@@ -394,3 +394,43 @@ fn endpoint_figures_of_a_hand_worked_trace() {
     );
     assert_eq!(p.get("rltop_events_total{kind=\"marker\"}"), 3.0);
 }
+
+#[test]
+fn a_bad_metrics_address_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(RLTOP)
+        .args(["record", "--metrics", "localhost", "-o"])
+        .arg(dir.path().join("x.rlt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--metrics \"localhost\""), "{err}");
+    assert!(!dir.path().join("x.rlt").exists());
+}
+
+#[test]
+fn a_port_in_use_stops_record_before_it_writes_anything() {
+    if !need_root("a_port_in_use_stops_record_before_it_writes_anything") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(RLTOP)
+        .args(["record", "--metrics", &port, "-o"])
+        .arg(dir.path().join("x.rlt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .contains("--metrics: cannot listen on 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.rlt").exists());
+}

@@ -92,9 +92,7 @@ pub fn run(
         source: "record".into(),
         ..TraceHeader::default()
     };
-    let mut writer = TraceWriter::create(output, &header)
-        .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
-
+    // Before the trace file: a port in use leaves no file behind.
     let metrics = match metrics_addr {
         None => None,
         Some(a) => {
@@ -110,6 +108,9 @@ pub fn run(
             Some(m)
         }
     };
+    let mut writer = TraceWriter::create(output, &header)
+        .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
+
     let cost_accounting = if probe_cost {
         Some(session.enable_cost_accounting()?)
     } else {
