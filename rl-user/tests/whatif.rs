@@ -96,6 +96,37 @@ fn predictions_match_the_hand_worked_figures() {
         figures(&f["file_shared"]),
         json!([4, 2, 220_000, 130_000, 161_000, 251_000, 2])
     );
+    // Who waited: under range locking only the punch (C); under the whole
+    // file B (DIO), C and D (page fill); shared, C and D. (JSON objects
+    // come back sorted by key.)
+    let by_kind = |f: &Value| {
+        f["waits_by_kind"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, w)| {
+                (
+                    k.clone(),
+                    w["waited"].as_u64().unwrap(),
+                    w["wait_total_ns"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let s = |k: &str, n, t| (k.to_string(), n, t);
+    assert_eq!(by_kind(&f["range"]), [s("punch", 1, 80_000)]);
+    assert_eq!(
+        by_kind(&f["whole_file"]),
+        [
+            s("dio_write", 1, 90_000),
+            s("page_add", 1, 220_000),
+            s("punch", 1, 180_000)
+        ]
+    );
+    assert_eq!(
+        by_kind(&f["file_shared"]),
+        [s("page_add", 1, 130_000), s("punch", 1, 90_000)]
+    );
     let g = &files[1];
     assert_eq!(
         (g["ino"].clone(), g["kinds"].clone()),

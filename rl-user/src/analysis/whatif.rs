@@ -321,6 +321,16 @@ pub struct Figures {
     pub max_concurrent: u64,
     /// From the first arrival to the last release.
     pub span_ns: u64,
+    /// Who waits: per kind of operation, how many waited and how long in
+    /// total (kinds that never waited are left out).
+    pub waits_by_kind: BTreeMap<OpKind, KindWaits>,
+}
+
+/// The waits of one kind of operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KindWaits {
+    pub waited: u64,
+    pub wait_total_ns: u64,
 }
 
 impl Figures {
@@ -434,6 +444,9 @@ pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
                 f.fig.waited += 1;
                 f.fig.wait_total_ns += wait;
                 f.fig.wait_max_ns = f.fig.wait_max_ns.max(wait);
+                let k = f.fig.waits_by_kind.entry(go.kind).or_default();
+                k.waited += 1;
+                k.wait_total_ns += wait;
             }
             queue.push(Reverse((at + go.hold, 0, g)));
             // The task goes on, `wait` later than it did in the trace.
@@ -468,6 +481,11 @@ fn total(figs: &[&Figures]) -> Figures {
         t.hold_total_ns += f.hold_total_ns;
         t.max_concurrent = t.max_concurrent.max(f.max_concurrent);
         t.span_ns = t.span_ns.max(f.span_ns);
+        for (k, w) in &f.waits_by_kind {
+            let e = t.waits_by_kind.entry(*k).or_default();
+            e.waited += w.waited;
+            e.wait_total_ns += w.wait_total_ns;
+        }
     }
     t.parallelism = ratio(t.hold_total_ns, t.busy_ns);
     t
@@ -566,6 +584,14 @@ mod tests {
             (250, 250, 1, 250)
         );
         assert_eq!(w.parallelism, 1.0);
+        // Under range locking only C (a DIO write here) waited.
+        assert_eq!(
+            r.waits_by_kind
+                .iter()
+                .map(|(k, w)| (*k, w.waited, w.wait_total_ns))
+                .collect::<Vec<_>>(),
+            [(OpKind::DioWrite, 1, 80)]
+        );
     }
 
     /// invalidate_lock style: DIOs and page ops share the file, punch is

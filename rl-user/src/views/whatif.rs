@@ -95,6 +95,30 @@ pub fn text(r: &WhatIf) -> String {
         line(&mut s, "", w, "file", &f.whole_file);
         line(&mut s, "", w, "file-rw", &f.file_shared);
     }
+    // Who waits, all files together.
+    let kinds: std::collections::BTreeSet<_> = [&r.range, &r.whole_file, &r.file_shared]
+        .iter()
+        .flat_map(|f| f.waits_by_kind.keys().copied())
+        .collect();
+    if !kinds.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nwho waits (all files): waited / wait-total per kind of operation\n\n{:<10} {:>22} {:>22} {:>22}",
+            "op", "range", "file", "file-rw"
+        );
+        for k in kinds {
+            let _ = write!(s, "{:<10}", k.as_str());
+            for f in [&r.range, &r.whole_file, &r.file_shared] {
+                let w = f.waits_by_kind.get(&k).copied().unwrap_or_default();
+                let _ = write!(
+                    s,
+                    " {:>22}",
+                    format!("{} / {}", w.waited, fmt_ns(w.wait_total_ns))
+                );
+            }
+            s.push('\n');
+        }
+    }
     let a = r.range.wait_total_ns;
     for (what, b) in [
         ("whole-file serialization", r.whole_file.wait_total_ns),
