@@ -212,3 +212,38 @@ fn a_missing_file_is_one_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// The command streams (operations released as soon as nothing can arrive
+/// before them); collecting the whole trace first and replaying it in one
+/// go gives the same predictions.
+#[test]
+fn streaming_and_whole_trace_replays_agree_on_a_simulated_workload() {
+    use rltop::analysis::whatif::{Collector, Config, WhatIfRun, whatif};
+    use rltop::trace::{self, Item};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.rlt");
+    let out = rltop(&[
+        "simulate",
+        "--scenario",
+        "mixed",
+        "--events",
+        "5000",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let cfg = Config::default();
+    let mut run = WhatIfRun::new(cfg);
+    let mut all = Collector::new(cfg);
+    for item in trace::open_events(&path).unwrap() {
+        let Item::Event(ev) = item.unwrap() else {
+            panic!("damaged trace")
+        };
+        run.event(&ev);
+        all.event(&ev);
+    }
+    let (ops, unmatched) = all.finish();
+    let streamed = run.finish();
+    assert!(streamed.ops > 500);
+    assert_eq!(streamed, whatif(&ops, unmatched, cfg));
+}

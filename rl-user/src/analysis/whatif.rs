@@ -3,9 +3,8 @@
 //!
 //! The trace's file operations are collected ([`Collector`]) and replayed,
 //! in a discrete-event simulation over the trace's own timestamps and
-//! durations ([`replay`]), through the reference exclusive FIFO range lock
-//! ([`rl_reference::StateMachine<ExclFifo>`], one per file) under two
-//! policies:
+//! durations ([`Replay`]), through the reference range lock
+//! ([`rl_reference::StateMachine`], one per file) under three policies:
 //!
 //! - [`Policy::Range`], Kara's 2013 design: buffered IO and page-cache fills
 //!   lock the page (`page_add`, the folio's pages for a large folio), faults
@@ -47,8 +46,13 @@
 //! operations running at once while any runs; 1.0 under whole-file
 //! serialization by construction) and the most operations held at once.
 //!
-//! Memory follows the number of file operations of the trace (they are
-//! replayed after the whole trace was read). Pure: no I/O, no clocks.
+//! The replay streams ([`WhatIfRun`]): the [`Collector`] releases an
+//! operation once no operation can still arrive before it (none begun
+//! earlier is still in flight), and each policy's [`Replay`] simulates up
+//! to that horizon. Memory follows the operations in flight in the trace
+//! and the simulation's own backlog, not the trace's length (a begin that
+//! never ends holds the horizon back until the end or a gap). Pure: no
+//! I/O, no clocks.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -116,15 +120,25 @@ pub struct FileOp {
     pub hold: u64,
 }
 
-/// Collects the file operations of a stream (pairs begins with ends).
+/// Collects the file operations of a stream (pairs begins with ends) and
+/// releases them in arrival order as soon as no operation can still arrive
+/// earlier: memory follows the operations in flight in the trace, not the
+/// trace's length.
 #[derive(Debug, Default)]
 pub struct Collector {
     cfg: Config,
-    ops: Vec<FileOp>,
+    /// Completed operations not yet released: `(ts, completion order)`.
+    pending: BinaryHeap<Reverse<(u64, u64)>>,
+    pending_ops: FastMap<u64, FileOp>,
+    seq: u64,
     /// Begun DIOs by `io`: the op with its hold still unknown.
     dios: FastMap<u64, FileOp>,
     /// Begun punches and truncates by task.
     punches: FastMap<u32, FileOp>,
+    /// Begin times of the operations in flight (a multiset).
+    in_flight: BTreeMap<u64, u32>,
+    /// The latest time seen.
+    now: u64,
     /// Begins never ended, ends never begun.
     pub unmatched: u64,
 }
@@ -137,7 +151,27 @@ impl Collector {
         }
     }
 
+    fn complete(&mut self, o: FileOp) {
+        self.pending.push(Reverse((o.ts, self.seq)));
+        self.pending_ops.insert(self.seq, o);
+        self.seq += 1;
+    }
+
+    fn begin(&mut self, ts: u64) {
+        *self.in_flight.entry(ts).or_default() += 1;
+    }
+
+    fn end(&mut self, ts: u64) {
+        if let Some(n) = self.in_flight.get_mut(&ts) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&ts);
+            }
+        }
+    }
+
     pub fn event(&mut self, ev: &Event) {
+        self.now = self.now.max(ev.ts);
         let op = |kind, dev, ino, start, last, hold| FileOp {
             ts: ev.ts,
             tid: ev.tid,
@@ -157,24 +191,12 @@ impl Collector {
             } => {
                 let n = 1u64 << order.unwrap_or(0).min(20);
                 let last = index.saturating_add(n - 1);
-                self.ops.push(op(
-                    OpKind::PageAdd,
-                    dev,
-                    ino,
-                    index,
-                    last,
-                    self.cfg.page_hold_ns,
-                ));
+                let hold = self.cfg.page_hold_ns;
+                self.complete(op(OpKind::PageAdd, dev, ino, index, last, hold));
             }
             Body::Fault { dev, ino, index } => {
-                self.ops.push(op(
-                    OpKind::Fault,
-                    dev,
-                    ino,
-                    index,
-                    index,
-                    self.cfg.page_hold_ns,
-                ));
+                let hold = self.cfg.page_hold_ns;
+                self.complete(op(OpKind::Fault, dev, ino, index, index, hold));
             }
             Body::DioBegin {
                 io,
@@ -189,36 +211,38 @@ impl Collector {
                 } else {
                     OpKind::DioRead
                 };
-                if let Some((s, l)) = byte_pages(pos, len)
-                    && self.dios.insert(io, op(kind, dev, ino, s, l, 0)).is_some()
-                {
-                    self.unmatched += 1;
+                if let Some((s, l)) = byte_pages(pos, len) {
+                    self.begin(ev.ts);
+                    if let Some(old) = self.dios.insert(io, op(kind, dev, ino, s, l, 0)) {
+                        self.end(old.ts);
+                        self.unmatched += 1;
+                    }
                 }
             }
             Body::DioEnd { io, .. } => match self.dios.remove(&io) {
                 Some(mut o) => {
+                    self.end(o.ts);
                     o.hold = ev.ts.saturating_sub(o.ts);
-                    self.ops.push(o);
+                    self.complete(o);
                 }
                 None => self.unmatched += 1,
             },
             Body::PunchBegin { dev, ino, pos, len } => {
-                if let Some((s, l)) = byte_pages(pos, len)
-                    && self
-                        .punches
-                        .insert(ev.tid, op(OpKind::Punch, dev, ino, s, l, 0))
-                        .is_some()
-                {
-                    self.unmatched += 1;
+                if let Some((s, l)) = byte_pages(pos, len) {
+                    self.begin(ev.ts);
+                    let o = op(OpKind::Punch, dev, ino, s, l, 0);
+                    if let Some(old) = self.punches.insert(ev.tid, o) {
+                        self.end(old.ts);
+                        self.unmatched += 1;
+                    }
                 }
             }
             Body::TruncateBegin { dev, ino, size } => {
                 let first = size.div_ceil(1 << PAGE_SHIFT);
-                if self
-                    .punches
-                    .insert(ev.tid, op(OpKind::Truncate, dev, ino, first, u64::MAX, 0))
-                    .is_some()
-                {
+                self.begin(ev.ts);
+                let o = op(OpKind::Truncate, dev, ino, first, u64::MAX, 0);
+                if let Some(old) = self.punches.insert(ev.tid, o) {
+                    self.end(old.ts);
                     self.unmatched += 1;
                 }
             }
@@ -226,10 +250,16 @@ impl Collector {
                 let truncate = matches!(ev.body, Body::TruncateEnd { .. });
                 match self.punches.remove(&ev.tid) {
                     Some(mut o) if (o.kind == OpKind::Truncate) == truncate => {
+                        self.end(o.ts);
                         o.hold = ev.ts.saturating_sub(o.ts);
-                        self.ops.push(o);
+                        self.complete(o);
                     }
-                    _ => self.unmatched += 1,
+                    Some(o) => {
+                        // A begin of the other kind: both ends unmatched.
+                        self.end(o.ts);
+                        self.unmatched += 2;
+                    }
+                    None => self.unmatched += 1,
                 }
             }
             Body::Lost { .. } => self.gap(),
@@ -244,16 +274,41 @@ impl Collector {
         self.unmatched += (self.dios.len() + self.punches.len()) as u64;
         self.dios.clear();
         self.punches.clear();
+        self.in_flight.clear();
     }
 
-    /// The operations, in arrival order (by time, then trace order), and
-    /// the count of unmatched begins and ends.
+    /// Moves the operations that no later event can precede into `out`,
+    /// in arrival order (by time, then completion order), and returns the
+    /// time before which every operation has now been released.
+    pub fn ready(&mut self, out: &mut Vec<FileOp>) -> u64 {
+        let horizon = self
+            .in_flight
+            .keys()
+            .next()
+            .map_or(self.now, |&t| t.min(self.now));
+        while let Some(&Reverse((ts, seq))) = self.pending.peek() {
+            if ts >= horizon {
+                break;
+            }
+            self.pending.pop();
+            if let Some(o) = self.pending_ops.remove(&seq) {
+                out.push(o);
+            }
+        }
+        horizon
+    }
+
+    /// The operations not yet released, in arrival order, and the count of
+    /// unmatched begins and ends.
     pub fn finish(mut self) -> (Vec<FileOp>, u64) {
         let unmatched = self.unmatched + (self.dios.len() + self.punches.len()) as u64;
-        // Stable: equal times keep the order in which operations completed
-        // in the trace, which for instants is trace order.
-        self.ops.sort_by_key(|o| o.ts);
-        (self.ops, unmatched)
+        let mut out = Vec::with_capacity(self.pending.len());
+        while let Some(Reverse((_, seq))) = self.pending.pop() {
+            if let Some(o) = self.pending_ops.remove(&seq) {
+                out.push(o);
+            }
+        }
+        (out, unmatched)
     }
 }
 
@@ -375,67 +430,144 @@ struct FileState {
     first: Option<u64>,
 }
 
-/// Replays `ops` (arrival order, as [`Collector::finish`] gives them) under
-/// `policy`. Returns the figures per file, keyed by `(dev, ino)`.
-pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
-    // Each task's operations, in order.
-    let mut per_task: FastMap<u32, VecDeque<usize>> = FastMap::default();
-    for (i, o) in ops.iter().enumerate() {
-        per_task.entry(o.tid).or_default().push_back(i);
-    }
-    let mut lag: FastMap<u32, u64> = FastMap::default();
-    let mut arrived = vec![0u64; ops.len()];
-    let mut files: FastMap<(Dev, u64), FileState> = FastMap::default();
-    // (time, 0 = release / 1 = arrival, op): releases first at equal times,
-    // then by op index (trace order).
-    let mut queue: BinaryHeap<Reverse<(u64, u8, usize)>> = BinaryHeap::new();
-    for q in per_task.values_mut() {
-        if let Some(i) = q.pop_front() {
-            queue.push(Reverse((ops[i].ts, 1, i)));
+/// Per-task state of a replay.
+#[derive(Default)]
+struct TaskState {
+    /// Its operations released but not yet arrived, in order.
+    queue: VecDeque<u64>,
+    /// An operation of it is arriving or waiting: the next one must wait
+    /// for its grant.
+    busy: bool,
+    /// How much later than in the trace it runs.
+    lag: u64,
+    /// When its last operation was granted.
+    ready_at: u64,
+}
+
+/// The discrete-event replay of one policy (see the module docs). Push
+/// operations in arrival order; `advance(h)` runs the simulation up to
+/// (not including) time `h`, which is safe once every operation arriving
+/// before `h` was pushed.
+pub struct Replay {
+    policy: Policy,
+    next_id: u64,
+    /// Operations pushed and not yet released, by id.
+    ops: FastMap<u64, FileOp>,
+    /// When each operation arrived (until granted).
+    arrived: FastMap<u64, u64>,
+    tasks: FastMap<u32, TaskState>,
+    files: FastMap<(Dev, u64), FileState>,
+    /// `(time, 0 = release / 1 = arrival, id)`: releases first at equal
+    /// times, then by id (arrival order): deterministic.
+    queue: BinaryHeap<Reverse<(u64, u8, u64)>>,
+    /// The simulated time reached.
+    clock: u64,
+}
+
+impl Replay {
+    pub fn new(policy: Policy) -> Replay {
+        Replay {
+            policy,
+            next_id: 0,
+            ops: FastMap::default(),
+            arrived: FastMap::default(),
+            tasks: FastMap::default(),
+            files: FastMap::default(),
+            queue: BinaryHeap::new(),
+            clock: 0,
         }
     }
-    let range = |o: &FileOp| match policy {
-        Policy::Range => (o.start, o.last),
-        Policy::WholeFile | Policy::FileShared => (0, u64::MAX),
-    };
-    let mode = |o: &FileOp| match o.kind {
-        OpKind::Punch | OpKind::Truncate => RefMode::Write,
-        _ => RefMode::Read,
-    };
-    let mut granted_now: Vec<(usize, u64)> = Vec::new();
-    while let Some(Reverse((t, what, i))) = queue.pop() {
-        let o = &ops[i];
-        let f = files.entry((o.dev, o.ino)).or_insert_with(|| FileState {
-            sm: Sm::new(policy),
-            fig: Figures::default(),
-            held: 0,
-            busy_since: 0,
-            first: None,
-        });
-        granted_now.clear();
+
+    /// The next operation, in arrival order.
+    pub fn push(&mut self, op: FileOp) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ops.insert(id, op);
+        let t = self.tasks.entry(op.tid).or_default();
+        t.queue.push_back(id);
+        if !t.busy {
+            self.schedule_next(op.tid);
+        }
+    }
+
+    /// Schedules the arrival of the task's next released operation.
+    fn schedule_next(&mut self, tid: u32) {
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        match t.queue.pop_front() {
+            Some(id) => {
+                t.busy = true;
+                let ts = self.ops.get(&id).map_or(0, |o| o.ts);
+                // Never in the simulation's past (a trace out of order).
+                let at = ts.saturating_add(t.lag).max(t.ready_at).max(self.clock);
+                self.queue.push(Reverse((at, 1, id)));
+            }
+            None => t.busy = false,
+        }
+    }
+
+    /// Runs every simulation event before time `until`.
+    pub fn advance(&mut self, until: u64) {
+        while let Some(&Reverse((t, what, id))) = self.queue.peek() {
+            if t >= until {
+                break;
+            }
+            self.queue.pop();
+            self.clock = t;
+            self.step(t, what, id);
+        }
+    }
+
+    fn step(&mut self, t: u64, what: u8, id: u64) {
+        let Some(&o) = self.ops.get(&id) else { return };
+        let policy = self.policy;
+        let f = self
+            .files
+            .entry((o.dev, o.ino))
+            .or_insert_with(|| FileState {
+                sm: Sm::new(policy),
+                fig: Figures::default(),
+                held: 0,
+                busy_since: 0,
+                first: None,
+            });
+        let mut granted: Vec<u64> = Vec::new();
         if what == 1 {
-            arrived[i] = t;
+            self.arrived.insert(id, t);
             f.fig.ops += 1;
             f.first.get_or_insert(t);
-            let (s, l) = range(o);
-            if f.sm.request(i as u64, s, l, mode(o)) {
-                granted_now.push((i, t));
+            let (s, l) = match policy {
+                Policy::Range => (o.start, o.last),
+                Policy::WholeFile | Policy::FileShared => (0, u64::MAX),
+            };
+            let mode = match o.kind {
+                OpKind::Punch | OpKind::Truncate => RefMode::Write,
+                _ => RefMode::Read,
+            };
+            if f.sm.request(id, s, l, mode) {
+                granted.push(id);
             }
         } else {
             f.held -= 1;
             if f.held == 0 {
-                f.fig.busy_ns += t - f.busy_since;
+                f.fig.busy_ns += t.saturating_sub(f.busy_since);
             }
-            f.fig.span_ns = t - f.first.unwrap_or(t);
-            for g in f.sm.release(i as u64) {
-                granted_now.push((g as usize, t));
-            }
+            f.fig.span_ns = t.saturating_sub(f.first.unwrap_or(t));
+            granted = f.sm.release(id);
+            self.ops.remove(&id);
         }
-        for &(g, at) in &granted_now {
-            let go = &ops[g];
-            let wait = at - arrived[g];
+        for g in granted {
+            let Some(&go) = self.ops.get(&g) else {
+                continue;
+            };
+            let f = self
+                .files
+                .get_mut(&(go.dev, go.ino))
+                .expect("the same file");
+            let wait = t.saturating_sub(self.arrived.remove(&g).unwrap_or(t));
             if f.held == 0 {
-                f.busy_since = at;
+                f.busy_since = t;
             }
             f.held += 1;
             f.fig.max_concurrent = f.fig.max_concurrent.max(f.held);
@@ -448,22 +580,41 @@ pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
                 k.waited += 1;
                 k.wait_total_ns += wait;
             }
-            queue.push(Reverse((at + go.hold, 0, g)));
+            self.queue.push(Reverse((t.saturating_add(go.hold), 0, g)));
             // The task goes on, `wait` later than it did in the trace.
-            let lag = lag.entry(go.tid).or_default();
-            *lag += wait;
-            if let Some(next) = per_task.get_mut(&go.tid).and_then(|q| q.pop_front()) {
-                queue.push(Reverse(((ops[next].ts + *lag).max(at), 1, next)));
-            }
+            let task = self.tasks.entry(go.tid).or_default();
+            task.lag += wait;
+            task.ready_at = t;
+            self.schedule_next(go.tid);
         }
     }
-    files
-        .into_iter()
-        .map(|(k, mut f)| {
-            f.fig.parallelism = ratio(f.fig.hold_total_ns, f.fig.busy_ns);
-            (k, f.fig)
-        })
-        .collect()
+
+    /// Runs the simulation to its end; the figures per file.
+    pub fn finish(mut self) -> BTreeMap<(Dev, u64), Figures> {
+        self.advance(u64::MAX);
+        // Releases at u64::MAX (saturated) are the only ones left.
+        while let Some(Reverse((t, what, id))) = self.queue.pop() {
+            self.clock = t;
+            self.step(t, what, id);
+        }
+        self.files
+            .into_iter()
+            .map(|(k, mut f)| {
+                f.fig.parallelism = ratio(f.fig.hold_total_ns, f.fig.busy_ns);
+                (k, f.fig)
+            })
+            .collect()
+    }
+}
+
+/// Replays `ops` (in arrival order, as [`Collector`] releases them) under
+/// `policy`. Returns the figures per file, keyed by `(dev, ino)`.
+pub fn replay(ops: &[FileOp], policy: Policy) -> BTreeMap<(Dev, u64), Figures> {
+    let mut r = Replay::new(policy);
+    for &o in ops {
+        r.push(o);
+    }
+    r.finish()
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -491,11 +642,82 @@ fn total(figs: &[&Figures]) -> Figures {
     t
 }
 
-/// Replays under both policies and puts the figures together.
+/// The whole `rltop whatif` analysis over a stream: collects operations
+/// and replays them under the three policies as the stream goes.
+pub struct WhatIfRun {
+    cfg: Config,
+    collector: Collector,
+    replays: [Replay; 3],
+    kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>>,
+    ops: u64,
+    buf: Vec<FileOp>,
+}
+
+impl WhatIfRun {
+    pub fn new(cfg: Config) -> WhatIfRun {
+        WhatIfRun {
+            cfg,
+            collector: Collector::new(cfg),
+            replays: [
+                Replay::new(Policy::Range),
+                Replay::new(Policy::WholeFile),
+                Replay::new(Policy::FileShared),
+            ],
+            kinds: BTreeMap::new(),
+            ops: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn event(&mut self, ev: &Event) {
+        self.collector.event(ev);
+        let horizon = self.collector.ready(&mut self.buf);
+        self.feed();
+        for r in &mut self.replays {
+            r.advance(horizon);
+        }
+    }
+
+    /// A damaged part of the trace (see [`Collector::gap`]).
+    pub fn gap(&mut self) {
+        self.collector.gap();
+    }
+
+    fn feed(&mut self) {
+        for o in self.buf.drain(..) {
+            self.ops += 1;
+            *self
+                .kinds
+                .entry((o.dev, o.ino))
+                .or_default()
+                .entry(o.kind)
+                .or_default() += 1;
+            for r in &mut self.replays {
+                r.push(o);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> WhatIf {
+        let (rest, unmatched) = std::mem::take(&mut self.collector).finish();
+        self.buf = rest;
+        self.feed();
+        let [range, whole, shared] = self.replays;
+        assemble(
+            self.cfg,
+            self.ops,
+            unmatched,
+            self.kinds,
+            range.finish(),
+            whole.finish(),
+            shared.finish(),
+        )
+    }
+}
+
+/// Replays operations (in arrival order) under the three policies and puts
+/// the figures together.
 pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
-    let range = replay(ops, Policy::Range);
-    let whole = replay(ops, Policy::WholeFile);
-    let shared = replay(ops, Policy::FileShared);
     let mut kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>> = BTreeMap::new();
     for o in ops {
         *kinds
@@ -504,6 +726,28 @@ pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
             .entry(o.kind)
             .or_default() += 1;
     }
+    assemble(
+        cfg,
+        ops.len() as u64,
+        unmatched,
+        kinds,
+        replay(ops, Policy::Range),
+        replay(ops, Policy::WholeFile),
+        replay(ops, Policy::FileShared),
+    )
+}
+
+type PerFile = BTreeMap<(Dev, u64), Figures>;
+
+fn assemble(
+    cfg: Config,
+    ops: u64,
+    unmatched: u64,
+    mut kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>>,
+    range: PerFile,
+    whole: PerFile,
+    shared: PerFile,
+) -> WhatIf {
     let mut files: Vec<FileWhatIf> = range
         .iter()
         .map(|(&(dev, ino), r)| FileWhatIf {
@@ -523,7 +767,7 @@ pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
     });
     WhatIf {
         page_hold_ns: cfg.page_hold_ns,
-        ops: ops.len() as u64,
+        ops,
         unmatched,
         range: total(&files.iter().map(|f| &f.range).collect::<Vec<_>>()),
         whole_file: total(&files.iter().map(|f| &f.whole_file).collect::<Vec<_>>()),
@@ -718,6 +962,112 @@ mod tests {
                 proptest::prop_assert!(r.values().all(|f| f.waited == 0));
             }
         }
+    }
+
+    proptest::proptest! {
+        /// Streaming: running the simulation up to any safe horizon between
+        /// pushes (every later operation arrives at or after it) gives the
+        /// figures of the batch replay.
+        #[test]
+        fn advancing_between_pushes_changes_nothing(
+            raw in proptest::collection::vec(
+                (0u64..300, 1u32..4, 0u64..16, 0u64..4, 0u64..100, 0u8..6, 0u64..50),
+                1..40,
+            )
+        ) {
+            let mut ops: Vec<(FileOp, u64)> = raw
+                .iter()
+                .map(|&(ts, tid, start, len, hold, kind, back)| (FileOp {
+                    ts,
+                    tid,
+                    dev: DEV,
+                    ino: 1,
+                    kind: [
+                        OpKind::PageAdd,
+                        OpKind::Fault,
+                        OpKind::DioRead,
+                        OpKind::DioWrite,
+                        OpKind::Punch,
+                        OpKind::Truncate,
+                    ][kind as usize],
+                    start,
+                    last: start + len,
+                    hold,
+                }, back))
+                .collect();
+            ops.sort_by_key(|o| o.0.ts);
+            let plain: Vec<FileOp> = ops.iter().map(|o| o.0).collect();
+            for policy in [Policy::Range, Policy::WholeFile, Policy::FileShared] {
+                let mut r = Replay::new(policy);
+                for (i, &(o, back)) in ops.iter().enumerate() {
+                    r.push(o);
+                    // Any horizon up to the next arrival is safe.
+                    if let Some(next) = ops.get(i + 1) {
+                        r.advance(next.0.ts.saturating_sub(back));
+                    }
+                }
+                proptest::prop_assert_eq!(r.finish(), replay(&plain, policy));
+            }
+        }
+    }
+
+    /// The collector releases operations only once nothing can arrive
+    /// before them: a DIO in flight holds back the page ops after it.
+    #[test]
+    fn collector_releases_in_arrival_order_behind_operations_in_flight() {
+        let ev = |ts, tid, body| Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        };
+        let page = |ts| {
+            ev(
+                ts,
+                2,
+                Body::PageAdd {
+                    dev: DEV,
+                    ino: 1,
+                    index: 0,
+                    order: None,
+                },
+            )
+        };
+        let mut c = Collector::new(Config::default());
+        let mut out = Vec::new();
+        c.event(&page(5));
+        c.event(&ev(
+            10,
+            1,
+            Body::DioBegin {
+                io: 7,
+                dev: DEV,
+                ino: 1,
+                pos: 0,
+                len: 4096,
+                write: false,
+            },
+        ));
+        assert_eq!(c.ready(&mut out), 10);
+        assert_eq!(out.iter().map(|o| o.ts).collect::<Vec<_>>(), [5]);
+        c.event(&page(20));
+        c.event(&page(30));
+        // Still held back by the DIO begun at 10.
+        assert_eq!(c.ready(&mut out), 10);
+        assert_eq!(out.len(), 1);
+        c.event(&ev(40, 0, Body::DioEnd { io: 7, ret: 4096 }));
+        assert_eq!(c.ready(&mut out), 40);
+        let got: Vec<_> = out.iter().map(|o| (o.ts, o.kind, o.hold)).collect();
+        assert_eq!(
+            got,
+            [
+                (5, OpKind::PageAdd, 1000),
+                (10, OpKind::DioRead, 30),
+                (20, OpKind::PageAdd, 1000),
+                (30, OpKind::PageAdd, 1000),
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::analysis::whatif::{self, Collector, Config};
+use crate::analysis::whatif::{Config, WhatIfRun};
 use crate::cli::CheckFormat;
 use crate::trace::{self, Item};
 use crate::views::whatif as render;
@@ -16,7 +16,7 @@ pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Resul
     let events = trace::ReadAhead::new(events);
     let header = events.header().clone();
     let cfg = Config { page_hold_ns };
-    let mut c = Collector::new(cfg);
+    let mut run = WhatIfRun::new(cfg);
     let mut range_locks = 0u64;
     let name = file.display();
     for item in events {
@@ -25,11 +25,11 @@ pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Resul
                 if matches!(ev.body, crate::events::Body::RlRequest { .. }) {
                     range_locks += 1;
                 }
-                c.event(&ev);
+                run.event(&ev);
             }
             Item::Problem(p) => {
                 eprintln!("rltop: warning: {name}: {p}");
-                c.gap();
+                run.gap();
             }
         }
     }
@@ -40,8 +40,7 @@ pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Resul
             header.source
         );
     }
-    let (ops, unmatched) = c.finish();
-    let w = whatif::whatif(&ops, unmatched, cfg);
+    let w = run.finish();
     let out = match format {
         CheckFormat::Json => render::json(&w),
         CheckFormat::Text => render::text(&w),
