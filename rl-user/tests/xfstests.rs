@@ -263,7 +263,9 @@ fn dev_ino(path: &Path) -> (String, u64) {
 /// those tests with each test's IO in it, and all pass. Then a simulator
 /// defect (`overlap`: a conflicting grant) is spliced into the second
 /// test's time window through `dump`/`import`: the second test fails, the
-/// other two still pass.
+/// other two still pass. (The recording is system-wide: findings on other
+/// processes of the machine, if any, are told apart and printed as a
+/// note; they may fail a test too, which is then not required to pass.)
 #[test]
 fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_its_test() {
     if !need_root("fake_xfstests_run_recorded_live") {
@@ -332,23 +334,84 @@ fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_
         ]);
         (out.status.code(), json_of(&out))
     };
-    let (code, doc) = by_test(&trace);
-    let tests: Vec<(String, String)> = verdicts(&doc)
-        .into_iter()
-        .filter(|t| t.0 != "(before first test)")
-        .map(|t| (t.0, t.1))
+    // The recording is system-wide, so whatever else this machine runs is
+    // in it too (a parallel build, say), and the checker may find things
+    // there. The verdicts are judged on the fake check's own tasks: the
+    // processes that wrote the markers or touched its files, and, once
+    // spliced in, the simulator's (renumbered past pid_max).
+    let mut ours: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let scratch: Vec<(String, u64)> = ["buffered", "direct", "punch"]
+        .iter()
+        .map(|f| dev_ino(&work.join(f)))
         .collect();
-    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
-    assert_eq!(
-        tests,
-        [
-            s("generic/001", "pass"),
-            s("generic/002", "pass"),
-            s("generic/003", "pass")
-        ],
-        "{doc:#}"
-    );
-    assert_eq!(code, Some(0));
+    for e in &events {
+        let touches = scratch
+            .iter()
+            .any(|(d, i)| e["dev"] == d.as_str() && e["ino"] == *i);
+        if touches
+            || (e["kind"] == "marker"
+                && markers
+                    .iter()
+                    .any(|m| e["text"].as_str().unwrap().contains(&m.2)))
+        {
+            ours.insert(e["pid"].as_u64().unwrap());
+        }
+    }
+    let tid_pid: std::collections::HashMap<u64, u64> = events
+        .iter()
+        .map(|e| (e["tid"].as_u64().unwrap(), e["pid"].as_u64().unwrap()))
+        .collect();
+    let is_ours = |f: &Value, sim: bool| {
+        f["tids"].as_array().unwrap().iter().any(|t| {
+            let t = t.as_u64().unwrap();
+            (sim && t >= 5_000_000) || tid_pid.get(&t).is_some_and(|p| ours.contains(p))
+        })
+    };
+    let certain_error = |f: &Value| f["certain"] == true && f["severity"] == "error";
+    // Per test: (test, certain error kinds of ours, certain errors of others).
+    let judged = |doc: &Value, sim: bool| -> Vec<(String, Vec<String>, usize)> {
+        doc["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["test"] != "(before first test)")
+            .map(|t| {
+                let f = t["findings"].as_array().unwrap();
+                let ours: Vec<String> = f
+                    .iter()
+                    .filter(|f| certain_error(f) && is_ours(f, sim))
+                    .map(|f| f["kind"].as_str().unwrap().to_string())
+                    .collect();
+                let others = f
+                    .iter()
+                    .filter(|f| certain_error(f) && !is_ours(f, sim))
+                    .count();
+                // The verdict is what the findings say.
+                assert_eq!(
+                    t["verdict"] == "fail",
+                    !ours.is_empty() || others > 0,
+                    "{t:#}"
+                );
+                (t["test"].as_str().unwrap().to_string(), ours, others)
+            })
+            .collect()
+    };
+    let noise = |j: &[(String, Vec<String>, usize)], doc: &Value| {
+        if j.iter().any(|t| t.2 > 0) {
+            eprintln!(
+                "note: certain errors on other processes of this machine (not the fake check's):\n{doc:#}"
+            );
+        }
+    };
+    let (code, doc) = by_test(&trace);
+    let j = judged(&doc, false);
+    noise(&j, &doc);
+    let names: Vec<&str> = j.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(names, ["generic/001", "generic/002", "generic/003"]);
+    assert!(j.iter().all(|t| t.1.is_empty()), "{doc:#}");
+    if j.iter().all(|t| t.2 == 0) {
+        assert_eq!(code, Some(0), "{doc:#}");
+    }
 
     // Splice the simulator's overlap defect into generic/002's window:
     // its timestamps scaled into (marker 2, marker 3), its tasks renumbered
@@ -400,50 +463,50 @@ fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_
 
     let (code, doc) = by_test(&spliced);
     assert_eq!(code, Some(1), "{doc:#}");
-    // The recording is system-wide: a fault_during_punch warning (never a
-    // failure) from other tasks may land anywhere; the kinds compared are
-    // the rest.
-    let tests: Vec<(String, String, Vec<String>)> = verdicts(&doc)
-        .into_iter()
-        .filter(|t| t.0 != "(before first test)")
-        .map(|t| {
-            (
-                t.0,
-                t.1,
-                t.3.into_iter()
-                    .filter(|k| k != "fault_during_punch")
-                    .collect(),
-            )
-        })
-        .collect();
+    let j = judged(&doc, true);
+    noise(&j, &doc);
+    let ours: Vec<(&str, &[String])> = j.iter().map(|t| (t.0.as_str(), &t.1[..])).collect();
     assert_eq!(
-        tests,
+        ours,
         [
-            ("generic/001".into(), "pass".into(), vec![]),
-            (
-                "generic/002".into(),
-                "fail".into(),
-                vec!["conflicting_grant".to_string()]
-            ),
-            ("generic/003".into(), "pass".into(), vec![]),
+            ("generic/001", &[][..]),
+            ("generic/002", &["conflicting_grant".to_string()][..]),
+            ("generic/003", &[][..]),
         ],
         "{doc:#}"
     );
+    let verdicts: Vec<(String, String)> = verdicts(&doc)
+        .into_iter()
+        .filter(|t| t.0 != "(before first test)")
+        .map(|t| (t.0, t.1))
+        .collect();
+    assert_eq!(verdicts[1], ("generic/002".to_string(), "fail".to_string()));
+    for (k, t) in [(0, "generic/001"), (2, "generic/003")] {
+        if j[k].2 == 0 {
+            assert_eq!(verdicts[k], (t.to_string(), "pass".to_string()), "{doc:#}");
+        }
+    }
 
-    // The same, as JUnit: one failure, in generic/002's testcase.
+    // The same, as JUnit: generic/002's testcase fails with the defect,
+    // and no other testcase carries it.
     let out = rltop(&["check", "--format", "junit", spliced.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let xml = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(xml.matches("<failure ").count(), 1);
-    let case = xml
-        .split("<testcase ")
-        .find(|c| c.contains("<failure"))
-        .unwrap();
-    assert!(
-        case.starts_with("classname=\"rltop.xfstests\" name=\"generic/002\""),
-        "{case}"
-    );
-    assert!(case.contains("type=\"conflicting_grant\""));
+    let cases: Vec<&str> = xml.split("<testcase ").skip(1).collect();
+    let case = |name: &str| {
+        *cases
+            .iter()
+            .find(|c| c.starts_with(&format!("classname=\"rltop.xfstests\" name=\"{name}\"")))
+            .unwrap_or_else(|| panic!("no testcase {name}: {xml}"))
+    };
+    assert!(case("generic/002").contains("<failure "), "{xml}");
+    assert!(case("generic/002").contains("conflicting_grant"), "{xml}");
+    for name in ["generic/001", "generic/003"] {
+        assert!(!case(name).contains("conflicting_grant"), "{xml}");
+        if j.iter().all(|t| t.2 == 0) {
+            assert!(!case(name).contains("<failure "), "{xml}");
+        }
+    }
 }
 
 /// The text forms, whole, against golden files (reviewed by hand against
