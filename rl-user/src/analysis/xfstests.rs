@@ -29,10 +29,8 @@ pub const BEFORE: &str = "(before first test)";
 /// The test a console line starts, if it is an xfstests marker:
 /// `run fstests generic/001 at 2024-05-01 10:00:00` -> `generic/001`.
 pub fn test_name(text: &str) -> Option<&str> {
-    let at = text.find("run fstests ")?;
-    let rest = &text[at + "run fstests ".len()..];
-    let name = rest.split_whitespace().next()?;
-    (!name.is_empty()).then_some(name)
+    // One parser for `check`, `report` and `hist --by test`.
+    super::hist::fstests_test(text)
 }
 
 /// One test (or the part before the first one).

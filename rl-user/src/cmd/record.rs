@@ -56,6 +56,7 @@ pub fn run(
     probe_cost: bool,
     metrics: Option<&str>,
     argv: &[String],
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     let opts = Options::from_cli(live)?;
     let metrics_addr = metrics
@@ -108,7 +109,7 @@ pub fn run(
             Some(m)
         }
     };
-    let mut writer = TraceWriter::create(output, &header)
+    let mut writer = TraceWriter::create_forced(output, &header, force)
         .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
 
     let cost_accounting = if probe_cost {
@@ -187,8 +188,9 @@ pub fn run(
         Err(e) => {
             // Whatever was flushed before the failure stays readable.
             Err(user_error(format!(
-                "recording to {} stopped: {e:#}; events flushed before this are still readable",
-                output.display()
+                "recording to {} stopped: {}; events flushed before this are still readable",
+                output.display(),
+                crate::one_line(&e)
             )))
         }
     }

@@ -2,7 +2,10 @@
 //! are pure: the same input gives the same text.
 
 pub mod findings;
+pub mod hist;
 pub mod metrics;
 pub mod report;
+pub mod timeline;
+pub mod tui;
 pub mod whatif;
 pub mod xfstests;
