@@ -385,9 +385,11 @@ fn endpoint_figures_of_a_hand_worked_trace() {
     assert_eq!(p.get(&format!("rltop_wait_seconds_count{{{l}}}")), 3.0);
     assert!((p.get(&format!("rltop_wait_seconds_sum{{{l}}}")) - 2.3e-6).abs() < 1e-15);
     let wait = &p.hists[&format!("rltop_wait_seconds{{{l}}}")];
-    // 100 ns <= 1023 ns; the two 1100 ns waits <= 2047 ns.
-    assert_eq!(wait[0], (1.023e-6, 1.0));
-    assert_eq!(wait[1], (2.047e-6, 3.0));
+    // 100 ns <= 255 ns; the two 1100 ns waits <= 2047 ns, not <= 1023 ns.
+    let at = |le: f64| wait.iter().find(|b| b.0 == le).unwrap().1;
+    assert_eq!(at(255e-9), 1.0);
+    assert_eq!(at(1.023e-6), 1.0);
+    assert_eq!(at(2.047e-6), 3.0);
     assert_eq!(
         p.get("rltop_findings{certain=\"true\",kind=\"conflicting_grant\",severity=\"error\"}"),
         1.0

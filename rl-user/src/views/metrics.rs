@@ -24,8 +24,9 @@
 //!
 //! # Histograms merge exactly
 //!
-//! Every rltop uses the same fixed bucket bounds: `le` is `2^k - 1`
-//! nanoseconds for k = 10..=35 (about 1 us to 34 s), then `+Inf`. Durations
+//! Every rltop uses the same fixed bucket bounds, those of `rltop hist
+//! --format prom` too ([`crate::views::hist::PROM_BITS`]): `le` is `2^k -
+//! 1` nanoseconds for k = 8..=36 (about 256 ns to 69 s), then `+Inf`. Durations
 //! are integer nanoseconds, so the bucket `le = 2^k - 1 ns` counts exactly
 //! the samples below `2^k` ns. Those counts are exact, not estimates: the
 //! HDR histogram behind each row ([`crate::analysis::stats::Hist`]) never
@@ -41,8 +42,9 @@ use std::fmt::Write as _;
 use crate::analysis::stats::{Class, Hist, Row, Stats};
 use crate::analysis::{Finding, Severity};
 
-/// The bucket bounds: `le = 2^k - 1` ns for these k.
-pub const BUCKET_POW2: std::ops::RangeInclusive<u32> = 10..=35;
+/// The bucket bounds: `le = 2^k - 1` ns for these k (shared with `rltop
+/// hist --format prom`, so both merge).
+pub const BUCKET_POW2: std::ops::RangeInclusive<u32> = crate::views::hist::PROM_BITS;
 
 /// What the metrics are rendered from.
 pub struct Input<'a> {
