@@ -61,6 +61,12 @@ pub enum Command {
         /// kernel (enables the kernel's BPF run-time accounting meanwhile).
         #[arg(long)]
         probe_cost: bool,
+        /// Serve OpenMetrics (contention and wait/hold histograms, drops,
+        /// findings by kind) at http://ADDR/metrics while recording. A bare
+        /// PORT binds to 127.0.0.1; give an address (e.g. 0.0.0.0:9464) to
+        /// serve beyond this machine.
+        #[arg(long, value_name = "[ADDR:]PORT")]
+        metrics: Option<String>,
         /// Command to run while recording; recording stops when it exits.
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -83,8 +89,14 @@ pub enum Command {
     Check {
         /// A trace (`.rlt`) or a JSONL file.
         file: PathBuf,
-        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
-        format: CheckFormat,
+        /// `junit`: JUnit XML, one testcase per xfstests test (implies
+        /// `--by-test`).
+        #[arg(long, value_enum, default_value_t = VerdictFormat::Text)]
+        format: VerdictFormat,
+        /// Split the trace into xfstests tests at their `run fstests <seq>`
+        /// markers: a verdict and a summary per test.
+        #[arg(long)]
+        by_test: bool,
         /// Report a waiter the reference lock would grant that still waits
         /// after this many milliseconds (lost wakeup).
         #[arg(long, default_value_t = 1000)]
@@ -106,6 +118,10 @@ pub enum Command {
         /// `avg_wait` are accepted too).
         #[arg(short = 'k', long = "sort", value_enum, default_value_t = SortKey::Contentions)]
         sort: SortKey,
+        /// Split the trace into xfstests tests at their `run fstests <seq>`
+        /// markers: a summary and a report per test.
+        #[arg(long)]
+        by_test: bool,
         /// Range lock flavour, when the trace header does not say.
         #[arg(long, value_enum)]
         flavour: Option<CheckFlavour>,
@@ -127,6 +143,21 @@ pub enum Command {
         threads: usize,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
+    },
+    /// What if this kernel had Kara's range locks: replay the file
+    /// operations of a trace (recorded without range locks) through the
+    /// reference range lock, per page / DIO request / punched range /
+    /// truncated tail, against whole-file serialization; predicted waits
+    /// and parallelism per file.
+    Whatif {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// How long buffered IO and faults hold a page's lock (ns): the
+        /// trace does not time them.
+        #[arg(long, default_value_t = 1000)]
+        page_hold_ns: u64,
     },
     /// The TUI over a trace: play/pause (space), speed (< >), step (.),
     /// seek (g), next finding (n).
@@ -237,6 +268,15 @@ pub enum DumpFormat {
 pub enum CheckFormat {
     Text,
     Json,
+}
+
+/// Output formats of `rltop check`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum VerdictFormat {
+    Text,
+    Json,
+    /// JUnit XML for CI systems: one testcase per xfstests test.
+    Junit,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

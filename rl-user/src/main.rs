@@ -14,8 +14,17 @@ fn main() -> ExitCode {
             output,
             duration,
             probe_cost,
+            metrics,
             cmd: argv,
-        }) => cmd::record::run(&cli.live, &output, duration, probe_cost, &argv, cli.force),
+        }) => cmd::record::run(
+            &cli.live,
+            &output,
+            duration,
+            probe_cost,
+            metrics.as_deref(),
+            &argv,
+            cli.force,
+        ),
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
         Some(Command::Import { file, output }) => cmd::import::run(&file, &output, cli.force),
         Some(Command::Simulate {
@@ -37,15 +46,22 @@ fn main() -> ExitCode {
         Some(Command::Check {
             file,
             format,
+            by_test,
             stall_ms,
             flavour,
-        }) => cmd::check::run(&file, format, stall_ms, flavour),
+        }) => cmd::check::run(&file, format, by_test, stall_ms, flavour),
         Some(Command::Report {
             file,
             format,
             sort,
+            by_test,
             flavour,
-        }) => cmd::report::run(&file, format, sort, flavour),
+        }) => cmd::report::run(&file, format, sort, by_test, flavour),
+        Some(Command::Whatif {
+            file,
+            format,
+            page_hold_ns,
+        }) => cmd::whatif::run(&file, format, page_hold_ns),
         Some(Command::Replay {
             file,
             speed,

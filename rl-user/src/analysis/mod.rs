@@ -60,6 +60,8 @@ pub mod hist;
 pub mod stats;
 pub mod timeline;
 pub mod waitfor;
+pub mod whatif;
+pub mod xfstests;
 
 use serde::Serialize;
 
@@ -296,6 +298,22 @@ impl Checker {
     /// Findings so far.
     pub fn findings(&self) -> &[Finding] {
         &self.findings
+    }
+
+    /// Findings so far that stand (not withdrawn): what a live view may
+    /// show. A later event may still withdraw one (a release tied with a
+    /// grant, a cycle that moves) or make it uncertain.
+    pub fn standing(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.retracted.contains(i))
+            .map(|(_, f)| f)
+    }
+
+    /// Findings past [`MAX_FINDINGS`] so far, counted only.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
     }
 
     /// A damaged part of the trace at `idx`: treated as a gap.
@@ -1454,6 +1472,39 @@ mod tests {
         assert_eq!(v.suppressed, 5);
         assert!(v.failed());
         assert!(crate::views::findings::json(&v).ends_with(",\"suppressed\":5}"));
+    }
+
+    /// munmap() downgrades its mmap_lock (a read acquisition with no
+    /// request, then a read release): no write hold may stay behind, or
+    /// the next two writers "deadlock" on it (seen in system-wide
+    /// recordings of parallel builds, when the trace ends meanwhile).
+    #[test]
+    fn mmap_write_downgrade_leaves_no_phantom_writer() {
+        let acq = |write| Body::MmapLockAcquired {
+            mm: 5,
+            write,
+            success: true,
+        };
+        let evs = [
+            ev(1, 1, Body::MmapLockRequest { mm: 5, write: true }),
+            ev(2, 1, acq(true)),
+            // mmap_write_downgrade(), then mmap_read_unlock().
+            ev(3, 1, acq(false)),
+            ev(
+                4,
+                1,
+                Body::MmapLockRelease {
+                    mm: 5,
+                    write: false,
+                },
+            ),
+            // Two writers arrive; the trace ends before either is seen
+            // acquiring.
+            ev(5, 2, Body::MmapLockRequest { mm: 5, write: true }),
+            ev(6, 1, Body::MmapLockRequest { mm: 5, write: true }),
+        ];
+        let v = run(Config::default(), &evs);
+        assert_eq!(v.findings, [], "{:#?}", v.findings);
     }
 
     /// rwsem queueing: a reader queues behind a waiting writer, so

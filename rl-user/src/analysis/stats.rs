@@ -331,6 +331,19 @@ impl Stats {
         &self.top
     }
 
+    /// Takes the rows and longest waits counted so far out, leaving what is
+    /// in flight: a wait or hold that began before and ends after is counted
+    /// in the next part. Splits a stream's statistics in parts (xfstests
+    /// tests) without losing a pair that spans the split.
+    pub fn take_rows(&mut self) -> Stats {
+        Stats {
+            rows: std::mem::take(&mut self.rows),
+            top: std::mem::take(&mut self.top),
+            chains: self.chains,
+            ..Stats::default()
+        }
+    }
+
     fn row_mut(&mut self, class: Class) -> &mut Row {
         self.rows.entry(class).or_default()
     }
@@ -394,6 +407,23 @@ impl Stats {
             }
             Body::MmapLockAcquired { mm, write, success } => {
                 let req = self.mmap_wait.remove(&tid).filter(|r| r.0 == *mm);
+                // mmap_write_downgrade(): the write hold ends here (the
+                // model turns it into the read hold acquired now).
+                if *success
+                    && !*write
+                    && let Some(h) = m
+                        .mms
+                        .get(mm)
+                        .and_then(|s| s.holders.iter().rfind(|h| h.tid == tid && h.write))
+                {
+                    let held = ev.ts.saturating_sub(h.ts);
+                    self.row_mut(Class::Mmap {
+                        mm: *mm,
+                        write: true,
+                    })
+                    .hold
+                    .record(held);
+                }
                 if !success {
                     self.open_chains.remove(&tid);
                     return;
@@ -657,6 +687,42 @@ mod tests {
 
     fn rel(ts: u64, tid: u32, lock: u64) -> Event {
         ev(ts, tid, Body::RlRelease { tree: 1, lock })
+    }
+
+    /// munmap()'s mmap_write_downgrade(): the write hold ends at the
+    /// downgrade, the read hold runs from there to the read release.
+    #[test]
+    fn mmap_write_downgrade_splits_the_hold() {
+        let acq = |ts, write| {
+            ev(
+                ts,
+                1,
+                Body::MmapLockAcquired {
+                    mm: 5,
+                    write,
+                    success: true,
+                },
+            )
+        };
+        let s = run(&[
+            ev(100, 1, Body::MmapLockRequest { mm: 5, write: true }),
+            acq(200, true),
+            acq(1_200, false),
+            ev(
+                1_700,
+                1,
+                Body::MmapLockRelease {
+                    mm: 5,
+                    write: false,
+                },
+            ),
+        ]);
+        let hold = |write| {
+            let h = &s.row(&Class::Mmap { mm: 5, write }).unwrap().hold;
+            (h.count, h.total)
+        };
+        assert_eq!(hold(true), (1, 1_000));
+        assert_eq!(hold(false), (1, 500));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! `rltop check FILE [--format text|json] [--stall-ms N] [--flavour F]`: run
-//! the analyses over a trace (or JSONL) and report findings.
+//! `rltop check FILE [--format text|json|junit] [--by-test] [--stall-ms N]
+//! [--flavour F]`: run the analyses over a trace (or JSONL) and report
+//! findings, for the whole trace or per xfstests test (see
+//! [`crate::analysis::xfstests`]).
 //!
 //! Streams the file once (memory follows the live state, not the trace
 //! length). Exit 0 when no certain error was found, 1 otherwise, 2 when the
@@ -11,17 +13,20 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::analysis::xfstests::{self, Splitter};
 use crate::analysis::{Checker, Config, Verdict};
-use crate::cli::{CheckFlavour, CheckFormat};
+use crate::cli::{CheckFlavour, VerdictFormat};
 use crate::events::Body;
 use crate::events::text::TextWriter;
 use crate::model::{Flavour, Model};
 use crate::trace::{self, Item};
 use crate::views::findings as render;
+use crate::views::xfstests as by_test_view;
 
 pub fn run(
     file: &Path,
-    format: CheckFormat,
+    format: VerdictFormat,
+    by_test: bool,
     stall_ms: u64,
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
@@ -35,28 +40,54 @@ pub fn run(
         clean_start: header.source != "record",
     };
     let mut checker = Checker::new(Model::new(flavour), cfg);
+    let by_test = by_test || format == VerdictFormat::Junit;
+    let mut splitter = Splitter::new();
     let name = file.display();
     let mut idx = 0u64;
     for item in events {
         match item.map_err(|e| crate::user_error(e.to_string()))? {
             Item::Event(ev) => {
+                if by_test {
+                    splitter.event(idx, &ev);
+                }
                 checker.event(idx, &ev);
                 idx += 1;
             }
             Item::Problem(p) => {
                 eprintln!("rltop: warning: {name}: {p}");
                 checker.gap(idx);
+                splitter.gap(idx);
             }
         }
     }
     let verdict = checker.finish();
-    let out = match format {
-        CheckFormat::Json => {
+    if by_test && !splitter.has_tests() {
+        eprintln!(
+            "rltop: warning: {name}: no xfstests marker (`run fstests <seq> at ...`) in this trace"
+        );
+    }
+    let tests = xfstests::split(&verdict, &splitter);
+    let out = match (format, by_test) {
+        (VerdictFormat::Json, false) => {
             let mut s = render::json(&verdict);
             s.push('\n');
             s
         }
-        CheckFormat::Text => render::text(&verdict, &evidence_lines(file, &verdict)?),
+        (VerdictFormat::Json, true) => {
+            let mut s = by_test_view::check_json(&verdict, &tests);
+            s.push('\n');
+            s
+        }
+        (VerdictFormat::Text, false) => render::text(&verdict, &evidence_lines(file, &verdict)?),
+        (VerdictFormat::Text, true) => {
+            by_test_view::check_text(&verdict, &tests, &evidence_lines(file, &verdict)?)
+        }
+        (VerdictFormat::Junit, _) => by_test_view::junit(
+            &file.display().to_string(),
+            &verdict,
+            &tests,
+            &evidence_lines(file, &verdict)?,
+        ),
     };
     let mut stdout = io::stdout().lock();
     match stdout

@@ -3,6 +3,9 @@
 //! exits. The file is flushed at least every second, so a recorder killed
 //! with SIGKILL leaves a readable trace up to its last flush.
 //!
+//! With `--metrics [ADDR:]PORT`, OpenMetrics are served meanwhile from the
+//! same events (see [`super::metrics`]), on threads apart from this loop.
+//!
 //! Exit status: 2 when recording could not start or a write failed; else
 //! CMD's exit status when a command was run (128 + signal if it was killed),
 //! so `rltop record -o run.rlt -- ./check -g quick` fails when `check` does.
@@ -51,10 +54,15 @@ pub fn run(
     output: &Path,
     duration: Option<f64>,
     probe_cost: bool,
+    metrics: Option<&str>,
     argv: &[String],
     force: bool,
 ) -> anyhow::Result<ExitCode> {
     let opts = Options::from_cli(live)?;
+    let metrics_addr = metrics
+        .map(super::metrics::parse_addr)
+        .transpose()
+        .map_err(user_error)?;
     let duration = match duration {
         Some(d) if !(d > 0.0 && d.is_finite()) => {
             return Err(user_error(
@@ -84,6 +92,22 @@ pub fn run(
         start_monotonic_ns: Some(probe::monotonic_ns()),
         source: "record".into(),
         ..TraceHeader::default()
+    };
+    // Before the trace file: a port in use leaves no file behind.
+    let metrics = match metrics_addr {
+        None => None,
+        Some(a) => {
+            let m = super::metrics::Metrics::start(a)
+                .map_err(|e| user_error(format!("--metrics: cannot listen on {a}: {e}")))?;
+            if !m.addr().ip().is_loopback() {
+                eprintln!(
+                    "rltop: warning: metrics are served beyond this machine on {}",
+                    m.addr()
+                );
+            }
+            eprintln!("rltop: serving OpenMetrics on http://{}/metrics", m.addr());
+            Some(m)
+        }
     };
     let mut writer = TraceWriter::create_forced(output, &header, force)
         .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
@@ -122,6 +146,7 @@ pub fn run(
         &mut child,
         started,
         duration,
+        metrics.as_ref(),
         &mut |s| {
             if cost_accounting.is_some() {
                 costs = s.costs();
@@ -179,6 +204,7 @@ fn record_loop(
     child: &mut Option<Child>,
     started: Instant,
     duration: Option<Duration>,
+    metrics: Option<&super::metrics::Metrics>,
     before_stop: &mut impl FnMut(&Session),
 ) -> anyhow::Result<u64> {
     let mut last_flush = Instant::now();
@@ -200,9 +226,13 @@ fn record_loop(
             // Detach, then everything still staged or in the ring.
             session.finish(&mut |ev| batch.push(ev))?;
         }
-        for ev in batch.drain(..) {
-            writer.push(&ev).context("writing the trace")?;
+        for ev in &batch {
+            writer.push(ev).context("writing the trace")?;
         }
+        if let Some(m) = metrics {
+            m.offer(&batch);
+        }
+        batch.clear();
         if flush {
             writer.flush().context("writing the trace")?;
             last_flush = Instant::now();

@@ -9,26 +9,36 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::analysis::stats::Stats;
+use crate::analysis::xfstests::Splitter;
 use crate::cli::{CheckFlavour, CheckFormat};
 use crate::model::Model;
 use crate::trace::{self, Item};
 use crate::views::report::{self, SortKey};
+use crate::views::xfstests::{self as by_test_view, TestReport};
 
 pub fn run(
     file: &Path,
     format: CheckFormat,
     sort: SortKey,
+    by_test: bool,
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
     let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
     let events = trace::ReadAhead::new(events);
     let mut model = Model::new(super::check::flavour_of(events.header(), flavour));
     let mut stats = Stats::new(true);
+    let mut splitter = Splitter::new();
+    // The statistics of each finished test (waits and holds are counted
+    // in the test where they end).
+    let mut parts: Vec<Stats> = Vec::new();
     let name = file.display();
     let mut idx = 0u64;
     for item in events {
         match item.map_err(|e| crate::user_error(e.to_string()))? {
             Item::Event(ev) => {
+                if by_test && splitter.event(idx, &ev) && splitter.segments().len() > 1 {
+                    parts.push(stats.take_rows());
+                }
                 stats.before(&model, &ev);
                 model.apply(idx, &ev);
                 stats.after(&model, idx, &ev);
@@ -38,13 +48,34 @@ pub fn run(
                 eprintln!("rltop: warning: {name}: {p}");
                 model.gap(idx, 0);
                 stats.gap();
+                splitter.gap(idx);
             }
         }
     }
-    let r = report::build(&stats, &model, sort);
-    let out = match format {
-        CheckFormat::Json => report::json(&r),
-        CheckFormat::Text => report::text(&r),
+    let out = if by_test {
+        if !splitter.has_tests() {
+            eprintln!(
+                "rltop: warning: {name}: no xfstests marker (`run fstests <seq> at ...`) in this trace"
+            );
+        }
+        parts.push(stats.take_rows());
+        let tests: Vec<TestReport> = splitter
+            .segments()
+            .iter()
+            .zip(&parts)
+            .map(|(seg, st)| TestReport::new(seg, report::build(st, &model, sort)))
+            .collect();
+        let whole = report::build(&Stats::new(false), &model, sort);
+        match format {
+            CheckFormat::Json => by_test_view::report_json(&whole, &tests),
+            CheckFormat::Text => by_test_view::report_text(&whole, &tests),
+        }
+    } else {
+        let r = report::build(&stats, &model, sort);
+        match format {
+            CheckFormat::Json => report::json(&r),
+            CheckFormat::Text => report::text(&r),
+        }
     };
     let mut stdout = io::stdout().lock();
     match stdout

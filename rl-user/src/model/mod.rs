@@ -488,7 +488,20 @@ impl Model {
             Body::MmapLockAcquired { mm, write, success } => {
                 let m = self.mms.entry(*mm).or_default();
                 m.waiters.retain(|w| w.tid != tid);
-                if *success {
+                // mmap_write_downgrade() reports a read acquisition (no
+                // request, no release of the write hold): the task's write
+                // hold becomes a read hold. Nothing else makes a write
+                // holder acquire the same mm for reading.
+                let downgrade = *success && !*write;
+                if let Some(h) = m
+                    .holders
+                    .iter_mut()
+                    .rfind(|h| downgrade && h.tid == tid && h.write)
+                {
+                    h.write = false;
+                    h.idx = idx;
+                    h.ts = ev.ts;
+                } else if *success {
                     m.holders.push(MmapUse {
                         tid,
                         write: *write,
@@ -800,6 +813,72 @@ mod tests {
         assert!(m.trees[&9].locks.is_empty());
         assert!(m.unknown_trees.contains(&9));
         assert!(m.mms.is_empty());
+    }
+
+    /// mmap_write_downgrade(): a read acquisition by the write holder,
+    /// without a request, turns its hold into a read hold; its read
+    /// release then leaves nothing behind (no phantom writer for others to
+    /// wait on).
+    #[test]
+    fn mmap_write_downgrade_turns_the_write_hold_into_a_read_hold() {
+        let mut m = Model::new(None);
+        let acq = |write| Body::MmapLockAcquired {
+            mm: 7,
+            write,
+            success: true,
+        };
+        m.apply(0, &ev(1, 1, Body::MmapLockRequest { mm: 7, write: true }));
+        m.apply(1, &ev(2, 1, acq(true)));
+        m.apply(2, &ev(3, 1, acq(false)));
+        let h: Vec<_> = m.mms[&7]
+            .holders
+            .iter()
+            .map(|h| (h.tid, h.write, h.idx))
+            .collect();
+        assert_eq!(h, [(1, false, 2)]);
+        // A reader may join; a writer waits for both.
+        m.apply(
+            3,
+            &ev(
+                4,
+                2,
+                Body::MmapLockRequest {
+                    mm: 7,
+                    write: false,
+                },
+            ),
+        );
+        m.apply(4, &ev(5, 2, acq(false)));
+        m.apply(5, &ev(6, 3, Body::MmapLockRequest { mm: 7, write: true }));
+        let b: Vec<_> = crate::analysis::waitfor::mmap_blockers(&m.mms[&7], 3, true).collect();
+        assert_eq!(b, [(1, 2), (2, 4)]);
+        m.apply(
+            6,
+            &ev(
+                7,
+                1,
+                Body::MmapLockRelease {
+                    mm: 7,
+                    write: false,
+                },
+            ),
+        );
+        m.apply(
+            7,
+            &ev(
+                8,
+                2,
+                Body::MmapLockRelease {
+                    mm: 7,
+                    write: false,
+                },
+            ),
+        );
+        assert!(m.mms[&7].holders.is_empty());
+        // A reader that is not the write holder just joins.
+        m.apply(8, &ev(9, 3, acq(true)));
+        m.apply(9, &ev(10, 4, acq(false)));
+        assert_eq!(m.mms[&7].holders.len(), 2);
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 pub mod findings;
 pub mod hist;
+pub mod metrics;
 pub mod report;
 pub mod timeline;
 pub mod tui;
+pub mod whatif;
+pub mod xfstests;

@@ -43,7 +43,7 @@ pub struct Report {
     pub chains: Vec<ReportChain>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ReportRow {
     /// `range_lock`, `mmap_lock`, `file_op` or `kernel_lock`.
     pub class: &'static str,
@@ -71,7 +71,7 @@ pub struct ReportRow {
     pub hold: Option<Summary>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ReportChain {
     pub ts: u64,
     pub wait: u64,
@@ -79,7 +79,7 @@ pub struct ReportChain {
     pub steps: Vec<ReportStep>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ReportStep {
     pub tid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,145 @@
+//! `rltop whatif`: the predictions of [`crate::analysis::whatif`] as a
+//! table per file (range locking, then whole-file serialization), or JSON.
+
+use std::fmt::Write as _;
+
+use crate::analysis::whatif::{Figures, WhatIf};
+use crate::views::report::fmt_ns;
+
+fn line(s: &mut String, name: &str, w: usize, policy: &str, f: &Figures) {
+    let _ = writeln!(
+        s,
+        "{name:<w$} {policy:<10} {:>8} {:>8} {:>12} {:>12} {:>12} {:>12} {:>11.2} {:>8}",
+        f.ops,
+        f.waited,
+        fmt_ns(f.wait_total_ns),
+        fmt_ns(f.wait_max_ns),
+        fmt_ns(f.wait_mean_ns()),
+        fmt_ns(f.busy_ns),
+        f.parallelism,
+        f.max_concurrent,
+    );
+}
+
+/// The text form.
+pub fn text(r: &WhatIf) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "rltop whatif: {} file operations on {} files replayed under Kara's range locking \
+         (range), whole-file serialization (file) and a whole-file lock shared by IO, \
+         exclusive for punch/truncate (file-rw){}",
+        r.ops,
+        r.files.len(),
+        if r.unmatched > 0 {
+            format!("; {} unmatched begins/ends not replayed", r.unmatched)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        s,
+        "assumption: page_add and fault hold their pages' lock {} (the trace does not time them); \
+         other operations hold it as long as they took in the trace",
+        fmt_ns(r.page_hold_ns)
+    );
+    if r.files.is_empty() {
+        let _ = writeln!(s, "\nno file operations in this trace");
+        return s;
+    }
+    let names: Vec<String> = r
+        .files
+        .iter()
+        .map(|f| {
+            let kinds: Vec<String> = f
+                .kinds
+                .iter()
+                .map(|(k, n)| {
+                    format!(
+                        "{}={n}",
+                        serde_json::to_value(k)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!("{}:{} ({})", f.dev, f.ino, kinds.join(" "))
+        })
+        .collect();
+    let w = names
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("all files".len());
+    let _ = writeln!(
+        s,
+        "\n{:<w$} {:<10} {:>8} {:>8} {:>12} {:>12} {:>12} {:>12} {:>11} {:>8}",
+        "file",
+        "locking",
+        "ops",
+        "waited",
+        "wait-total",
+        "wait-max",
+        "wait-avg",
+        "busy",
+        "parallelism",
+        "max-conc"
+    );
+    line(&mut s, "all files", w, "range", &r.range);
+    line(&mut s, "", w, "file", &r.whole_file);
+    line(&mut s, "", w, "file-rw", &r.file_shared);
+    for (f, name) in r.files.iter().zip(&names) {
+        line(&mut s, name, w, "range", &f.range);
+        line(&mut s, "", w, "file", &f.whole_file);
+        line(&mut s, "", w, "file-rw", &f.file_shared);
+    }
+    // Who waits, all files together.
+    let kinds: std::collections::BTreeSet<_> = [&r.range, &r.whole_file, &r.file_shared]
+        .iter()
+        .flat_map(|f| f.waits_by_kind.keys().copied())
+        .collect();
+    if !kinds.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nwho waits (all files): waited / wait-total per kind of operation\n\n{:<10} {:>22} {:>22} {:>22}",
+            "op", "range", "file", "file-rw"
+        );
+        for k in kinds {
+            let _ = write!(s, "{:<10}", k.as_str());
+            for f in [&r.range, &r.whole_file, &r.file_shared] {
+                let w = f.waits_by_kind.get(&k).copied().unwrap_or_default();
+                let _ = write!(
+                    s,
+                    " {:>22}",
+                    format!("{} / {}", w.waited, fmt_ns(w.wait_total_ns))
+                );
+            }
+            s.push('\n');
+        }
+    }
+    let a = r.range.wait_total_ns;
+    for (what, b) in [
+        ("whole-file serialization", r.whole_file.wait_total_ns),
+        ("a shared whole-file lock", r.file_shared.wait_total_ns),
+    ] {
+        let _ = writeln!(
+            s,
+            "{}range locking {} total predicted wait by {} against {what} ({} -> {})",
+            if what.starts_with("whole") { "\n" } else { "" },
+            if a <= b { "reduces" } else { "increases" },
+            fmt_ns(a.abs_diff(b)),
+            fmt_ns(b),
+            fmt_ns(a)
+        );
+    }
+    s
+}
+
+/// The JSON form (one object, newline-terminated).
+pub fn json(r: &WhatIf) -> String {
+    let mut s = serde_json::to_string(r).unwrap_or_default();
+    s.push('\n');
+    s
+}
