@@ -68,6 +68,10 @@ pub enum Kind {
     Lost = 22,
     /// The task `tid` exited.
     Exit = 23,
+    /// In-kernel ordering check: the task asked for mmap_lock while it held
+    /// range locks. `w0` = mm, `w1` = kernel stack id in the `STACKS` map
+    /// (negative: no stack), `w2` = range locks held; `flags` bit [`FLAG_WRITE`].
+    OrderEvidence = 24,
 }
 
 impl Kind {
@@ -98,6 +102,7 @@ impl Kind {
             21 => Marker,
             22 => Lost,
             23 => Exit,
+            24 => OrderEvidence,
             _ => return None,
         })
     }
@@ -313,6 +318,31 @@ impl KernelOffsets {
     };
 }
 
+/// How the range-lock kprobes of a profile read their arguments (set by the
+/// loader from the profile; see rl-user's `probe::profile`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeLockLayout {
+    /// Which function argument (0..=5) is the tree and which the lock.
+    pub tree_arg: u32,
+    pub lock_arg: u32,
+    /// Byte offsets of the range's first and last values in the lock struct
+    /// (from BTF when the kernel or module has it, else the profile).
+    pub start_off: u32,
+    pub last_off: u32,
+    /// Right shift turning those values into page indices (0: already pages,
+    /// 12: bytes on 4 KiB pages).
+    pub shift: u32,
+    /// 1 when a range-lock profile is attached: held locks are counted per
+    /// task and mmap_lock requests checked against them.
+    pub order_check: u32,
+}
+
+impl RangeLockLayout {
+    pub const NONE: RangeLockLayout =
+        RangeLockLayout { tree_arg: 0, lock_arg: 1, start_off: NO_FIELD, last_off: NO_FIELD, shift: 0, order_check: 0 };
+}
+
 /// In-kernel filters. A zero field means "no filter on this".
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -342,6 +372,8 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Filter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RangeLockLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Record {}
     // SAFETY: as above.

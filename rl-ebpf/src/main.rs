@@ -23,6 +23,7 @@
 
 mod file;
 mod mm;
+mod rangelock;
 mod sys;
 
 use aya_ebpf::{
