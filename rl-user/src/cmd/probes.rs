@@ -25,6 +25,7 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         "kernel {release}, profile {} (asked: {})",
         session.profile, opts.profile
     )?;
+    writeln!(out, "{}", session.detection)?;
     if session.mounted_tracefs {
         writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }

@@ -7,6 +7,10 @@ use rl_common::{
 
 use super::{Body, Dev, Event, Mode};
 
+/// What the decoder puts in an `ordering_evidence` stack before user space
+/// symbolizes it: this prefix and the kernel stack id.
+pub const STACK_ID_PREFIX: &str = "stackid:";
+
 /// Why a ring-buffer record could not be decoded. Seeing one means the
 /// kernel and user halves disagree about the ABI: a bug, not bad input.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -118,6 +122,13 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             Body::Marker { text: c_text(text).trim_end_matches('\n').to_owned() }
         }
         Kind::Exit => Body::Exit,
+        // User space symbolizes the stack id (see `probe::Session`).
+        Kind::OrderEvidence => Body::OrderingEvidence {
+            mm: w(0),
+            write,
+            held: w(2),
+            stack: format!("{STACK_ID_PREFIX}{}", w(1) as i64),
+        },
         Kind::Lost => return Err(RawError::NotFromKernel(kind)),
     };
     Ok(Event { ts: h.ts, tid: h.tid, pid: h.pid, cpu: Some(h.cpu as u32), body })

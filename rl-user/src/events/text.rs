@@ -134,6 +134,16 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
         Body::Marker { text } => write!(w, " {text:?}"),
         Body::Lost { count, cpu } => write!(w, " {count} events on cpu {cpu}"),
         Body::Exit => Ok(()),
+        Body::OrderingEvidence {
+            mm,
+            write,
+            held,
+            stack,
+        } => write!(
+            w,
+            " mm {mm:#x} {} while holding {held} range lock(s); stack {stack}",
+            rw(*write)
+        ),
     }
 }
 

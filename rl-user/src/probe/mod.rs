@@ -8,16 +8,17 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod profile;
 pub mod tracefs;
 
 use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::programs::{KProbe, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use rl_common::{Batching, Filter};
+use rl_common::{Batching, Filter, RangeLockLayout};
 
 use crate::events::{Body, Dev, Event};
 use crate::user_error;
@@ -102,17 +103,69 @@ pub fn check_privileges(what: &str) -> anyhow::Result<()> {
     )))
 }
 
-/// The profiles this build knows.
-pub const PROFILES: &[&str] = &["auto", "tracepoints"];
-
-fn profile_specs(profile: &str) -> anyhow::Result<(&'static str, &'static [ProbeSpec])> {
-    match profile {
-        // Only the tracepoint profile exists so far; auto picks it.
-        "auto" | "tracepoints" => Ok(("tracepoints", catalog::TRACEPOINTS)),
-        other => Err(user_error(format!(
-            "unknown profile {other:?}: available profiles are {}",
-            PROFILES.join(", ")
-        ))),
+/// The range-lock probes of `--profile` (a built-in flavour or a TOML
+/// file), or of the flavour `auto` detected; None for the tracepoints only.
+/// Returns the plan and a line saying what detection found. Errors are one
+/// line for the user: no kprobes here, a symbol missing, a bad profile.
+fn range_lock_plan(
+    asked: &str,
+    tracefs: &tracefs::Tracefs,
+    btf: Option<&btf::Btf>,
+) -> anyhow::Result<(Option<profile::Plan>, String)> {
+    use profile::{Detection, Kallsyms, Profile};
+    if asked == "tracepoints" {
+        return Ok((None, "range locks: not probed (profile tracepoints)".into()));
+    }
+    let explicit = if asked == "auto" {
+        None
+    } else {
+        Some(Profile::load(asked).map_err(user_error)?)
+    };
+    let kprobes = profile::kprobes_available(tracefs.root());
+    if let Some(p) = &explicit
+        && !kprobes
+    {
+        return Err(user_error(format!(
+            "profile {} needs kprobes, which this kernel does not have (no kprobe PMU in \
+             /sys/bus/event_source/devices and no kprobe_events in tracefs); without --profile \
+             rltop runs its tracepoint probes",
+            p.name
+        )));
+    }
+    let syms = match Kallsyms::read() {
+        Ok(s) => s,
+        Err(e) if explicit.is_some() => {
+            return Err(user_error(format!("cannot read /proc/kallsyms to find the profile's functions: {e}")));
+        }
+        Err(_) => Kallsyms::default(),
+    };
+    match explicit {
+        Some(p) => {
+            let plan = p.plan(&syms, btf).map_err(user_error)?;
+            let line = format!("range locks: profile {} (asked), offsets from {}", plan.name, plan.offsets_from);
+            Ok((Some(plan), line))
+        }
+        None => match profile::detect(&syms, btf) {
+            Detection::None => Ok((None, "range locks: no range-lock functions in /proc/kallsyms".into())),
+            Detection::Ambiguous(names) => Ok((
+                None,
+                format!(
+                    "range locks: functions of {} found (same symbols, no BTF to tell them apart): choose with --profile",
+                    names.join(" or ")
+                ),
+            )),
+            Detection::Found(_) if !kprobes => Ok((
+                None,
+                "range locks: functions found, but this kernel has no kprobes to probe them".into(),
+            )),
+            Detection::Found(p) => match p.plan(&syms, btf) {
+                Ok(plan) => {
+                    let line = format!("range locks: detected profile {}, offsets from {}", plan.name, plan.offsets_from);
+                    Ok((Some(plan), line))
+                }
+                Err(e) => Ok((None, format!("range locks: {e}"))),
+            },
+        },
     }
 }
 
@@ -131,8 +184,16 @@ pub struct Session {
     drops: PerCpuArray<MapData, u64>,
     last_drops: Vec<u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    pub profile: &'static str,
+    /// The profile traced: "tracepoints", or a range-lock profile's name.
+    pub profile: String,
+    /// The range-lock flavour (`excl_fifo`/`rw`) of that profile.
+    pub flavour: Option<String>,
+    /// What range-lock detection found, for the user.
+    pub detection: String,
     pub probes: Vec<ProbeReport>,
+    /// Kernel stacks of ordering evidence, and the symbols to name them.
+    stacks: Option<StackTraceMap<MapData>>,
+    ksyms: Option<std::collections::BTreeMap<u64, String>>,
     /// Whether rltop mounted tracefs itself.
     pub mounted_tracefs: bool,
     decode_errors: u64,
@@ -141,7 +202,11 @@ pub struct Session {
 impl Session {
     /// Resolves layouts, loads and attaches the profile's probes.
     pub fn start(opts: &Options) -> anyhow::Result<Session> {
-        let (profile, specs) = profile_specs(&opts.profile)?;
+        let specs = catalog::TRACEPOINTS;
+        if opts.profile != "auto" && opts.profile != "tracepoints" {
+            // A bad profile is reported before anything else.
+            profile::Profile::load(&opts.profile).map_err(user_error)?;
+        }
         check_privileges("tracing")?;
         if EBPF_OBJECT.is_empty() {
             return Err(user_error(
@@ -151,7 +216,8 @@ impl Session {
         let (tracefs, mounted_tracefs) = tracefs::Tracefs::open().map_err(user_error)?;
         let btf = btf::Btf::from_kernel().ok();
         let resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
-        if resolved.ready.iter().all(Result::is_err) {
+        let (plan, detection) = range_lock_plan(&opts.profile, &tracefs, btf.as_ref())?;
+        if resolved.ready.iter().all(Result::is_err) && plan.is_none() {
             return Err(user_error(
                 "no probe can attach on this kernel; `rltop probes` lists what each one lacks",
             ));
@@ -185,6 +251,11 @@ impl Session {
             .override_global("KOFF", &resolved.kernel, true)
             .override_global("FILTER", &filter, true)
             .override_global("BATCHING", &batching, true)
+            .override_global(
+                "RL",
+                &plan.as_ref().map_or(RangeLockLayout::NONE, |p| p.layout),
+                true,
+            )
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
@@ -215,10 +286,32 @@ impl Session {
                 status,
             });
         }
+        if let Some(plan) = &plan {
+            for k in &plan.probes {
+                let status = match attach_kprobe(&mut ebpf, k) {
+                    Ok(insns) => Status::Attached {
+                        verified_insns: insns,
+                    },
+                    Err(e) => Status::Failed(format!("{e:#}")),
+                };
+                probes.push(ProbeReport {
+                    name: format!(
+                        "{}:{}",
+                        if k.ret { "kretprobe" } else { "kprobe" },
+                        k.symbol
+                    ),
+                    program: k.program,
+                    status,
+                });
+            }
+        }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
         let stage = PerCpuArray::try_from(ebpf.take_map("STAGE").context("STAGE map")?)?;
+        let stacks = ebpf
+            .take_map("STACKS")
+            .and_then(|m| StackTraceMap::try_from(m).ok());
         let kicks = probes
             .iter()
             .any(|p| p.program == "flush_kick" && matches!(p.status, Status::Attached { .. }));
@@ -235,8 +328,14 @@ impl Session {
             drops,
             last_drops: vec![0; ncpus],
             logger,
-            profile,
+            profile: plan
+                .as_ref()
+                .map_or_else(|| "tracepoints".to_string(), |p| p.name.clone()),
+            flavour: plan.as_ref().map(|p| p.flavour.clone()),
+            detection,
             probes,
+            stacks,
+            ksyms: None,
             mounted_tracefs,
             decode_errors: 0,
         })
@@ -340,7 +439,11 @@ impl Session {
         } else {
             self.reorder.watermark
         };
-        Ok(self.reorder.release(watermark, out))
+        let (stacks, ksyms) = (&self.stacks, &mut self.ksyms);
+        Ok(self.reorder.release(watermark, &mut |mut ev| {
+            symbolize(stacks, ksyms, &mut ev);
+            out(ev)
+        }))
     }
 
     /// Stops tracing: detaches every probe, collects what the CPUs still
@@ -366,7 +469,11 @@ impl Session {
             };
             push_entry(&mut self.reorder, &mut self.decode_errors, bytes);
         }
-        Ok(self.reorder.release(u64::MAX, out))
+        let (stacks, ksyms) = (&self.stacks, &mut self.ksyms);
+        Ok(self.reorder.release(u64::MAX, &mut |mut ev| {
+            symbolize(stacks, ksyms, &mut ev);
+            out(ev)
+        }))
     }
 
     /// Moves every ring entry into the reorder buffer.
@@ -533,6 +640,64 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<Option<u32>> {
         .info()
         .ok()
         .and_then(|i| i.verified_instruction_count()))
+}
+
+/// Loads (once) a kprobe program and attaches it to one more symbol.
+fn attach_kprobe(ebpf: &mut Ebpf, k: &profile::KprobeAttach) -> anyhow::Result<Option<u32>> {
+    let prog = ebpf
+        .program_mut(k.program)
+        .with_context(|| format!("program {} is not in the eBPF object", k.program))?;
+    let p: &mut KProbe = prog.try_into()?;
+    if p.fd().is_err() {
+        p.load().map_err(verifier_error)?;
+    }
+    p.attach(&k.symbol, 0).map_err(|e| match e {
+        aya::programs::ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            anyhow::anyhow!("symbol {} is not in this kernel", k.symbol)
+        }
+        other => other.into(),
+    })?;
+    let prog = ebpf.program(k.program).expect("just attached");
+    Ok(prog
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count()))
+}
+
+/// Replaces the stack id of an `ordering_evidence` event by its frames,
+/// named from /proc/kallsyms (`sym+0xoff;...`, innermost first).
+fn symbolize(
+    stacks: &Option<StackTraceMap<MapData>>,
+    ksyms: &mut Option<std::collections::BTreeMap<u64, String>>,
+    ev: &mut Event,
+) {
+    let Body::OrderingEvidence { stack, .. } = &mut ev.body else {
+        return;
+    };
+    let Some(id) = stack
+        .strip_prefix(crate::events::raw::STACK_ID_PREFIX)
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let (Some(map), Ok(id)) = (stacks, u32::try_from(id)) else {
+        *stack = format!("(no stack: error {id})");
+        return;
+    };
+    let Ok(trace) = map.get(&id, 0) else {
+        *stack = format!("(stack {id} no longer in the map)");
+        return;
+    };
+    let syms = ksyms.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
+    *stack = trace
+        .frames()
+        .iter()
+        .map(|f| match syms.range(..=f.ip).next_back() {
+            Some((addr, name)) => format!("{name}+{:#x}", f.ip - addr),
+            None => format!("{:#x}", f.ip),
+        })
+        .collect::<Vec<_>>()
+        .join(";");
 }
 
 /// Keeps the verifier's verdict — the last lines before its statistics —
