@@ -10,7 +10,14 @@
 //!   `memcg_id`), attaches what the kernel has and names what it lacks;
 //! - `rltop record` records there, and the trace reads back.
 //!
-//! The kprobe profiles for range-lock kernels will be tested here too.
+//! - the range-lock profiles on kprobes: for each flavour (kara2013,
+//!   bueso2017, bueso2019, lustre) the test module `kmod/rltest` (built here
+//!   against Debian's linux-headers of that kernel) is loaded, and each of
+//!   its patterns is recorded with `rltop record --profile <flavour>`. The
+//!   traces come back to the host over the serial console (base64 between
+//!   markers), where `rltop check` must find nothing in the clean runs and
+//!   exactly the injected bug in the others, and the range-lock events must
+//!   equal the lock operations the module counted, with nothing lost.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +45,174 @@ rltop dump /work/t.rlt --format jsonl > /work/t.jsonl 2>&1
 echo "RLTOP-VM-DUMP-RC=$?"
 echo "RLTOP-VM-EVENTS=$(wc -l < /work/t.jsonl)"
 echo "RLTOP-VM-MMAP-EVENTS=$(grep -c mmap_lock_acquired /work/t.jsonl)"
+echo RLTOP-VM-NOMOD-BEGIN
+rltop probes --profile kara2013 2>&1
+echo "RLTOP-VM-NOMOD-RC=$?"
+for f in kara2013 bueso2017 bueso2019 lustre; do
+  insmod /lib/rltest_$f.ko || echo "RLTOP-VM-INSMOD-FAILED $f"
+  echo "RLTOP-VM-PROBES-BEGIN $f"
+  rltop probes --verbose 2>&1 | grep -E 'range locks|kprobe|mmap_lock_start'
+  echo "RLTOP-VM-PROBES-END $f"
+  for p in clean mmap overlap leak; do
+    rltop record --profile $f -o /work/$f-$p.rlt -- sh -c "echo $p > /sys/module/rltest_$f/parameters/run" > /work/rec.log 2>&1
+    rc=$?
+    echo "RLTOP-VM-RUN $f $p rc=$rc $(cat /sys/module/rltest_$f/parameters/ops)"
+    grep -E 'events \(|error' /work/rec.log
+    echo "RLTOP-VM-TRACE-BEGIN $f $p"
+    base64 /work/$f-$p.rlt
+    echo "RLTOP-VM-TRACE-END"
+    rm -f /work/$f-$p.rlt
+  done
+  rmmod rltest_$f
+done
 echo RLTOP-VM-END
 poweroff -f
 "#;
+
+/// The module patterns and the finding each must produce.
+const PATTERNS: &[(&str, Option<&str>)] =
+    &[("clean", None), ("mmap", Some("ordering_inversion")), ("overlap", Some("conflicting_grant")), ("leak", Some("leaked_lock"))];
+const FLAVOURS: &[&str] = &["kara2013", "bueso2017", "bueso2019", "lustre"];
+
+/// Builds kmod/rltest against Debian's headers for `abi` (installed with
+/// apt-get when missing) and returns the directory holding the modules.
+fn test_module(root: &Path, dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
+    let build = PathBuf::from(format!("/lib/modules/{abi}/build"));
+    if !build.join("Makefile").exists() {
+        println!("vm-test: installing linux-headers-{abi}");
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", &format!("linux-headers-{abi}")])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let src = dir.join("kmod");
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src)?;
+    for e in std::fs::read_dir(root.join("kmod/rltest"))? {
+        let e = e?;
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".c") || n.ends_with(".h") || n == "Makefile" {
+            std::fs::copy(e.path(), src.join(&name))?;
+        }
+    }
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(&build)
+        .arg(format!("M={}", src.display()))
+        .arg("modules")
+        .output()
+        .context("running make for the test module")?;
+    if !out.status.success() {
+        bail!("building kmod/rltest failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(src)
+}
+
+/// Lock operations the module counted in one run (`ops` parameter).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Ops {
+    locks: u64,
+    unlocks: u64,
+    acquired: u64,
+    failed: u64,
+    cancelled: u64,
+}
+
+fn parse_ops(line: &str) -> Ops {
+    let get = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    Ops { locks: get("locks"), unlocks: get("unlocks"), acquired: get("acquired"), failed: get("failed"), cancelled: get("cancelled") }
+}
+
+/// One recorded pattern, checked on the host.
+struct RunResult {
+    flavour: String,
+    pattern: String,
+    module: Ops,
+    traced: Ops,
+    lost: u64,
+    evidence: u64,
+    evidence_stack: String,
+    findings: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Decodes the traces between markers, and checks each with the host's rltop.
+fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunResult>> {
+    let mut results = Vec::new();
+    let mut lines = body.lines();
+    let mut module_ops = std::collections::HashMap::new();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.split("RLTOP-VM-RUN ").nth(1) {
+            let mut w = rest.split_whitespace();
+            let (f, p) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            module_ops.insert((f.to_string(), p.to_string()), (parse_ops(rest), rest.contains("rc=0")));
+        }
+        let Some(rest) = line.split("RLTOP-VM-TRACE-BEGIN ").nth(1) else { continue };
+        let mut w = rest.split_whitespace();
+        let (flavour, pattern) = (w.next().unwrap_or("").to_string(), w.next().unwrap_or("").to_string());
+        let mut b64 = String::new();
+        for l in lines.by_ref() {
+            if l.contains("RLTOP-VM-TRACE-END") {
+                break;
+            }
+            b64.push_str(l.trim());
+        }
+        let file = dir.join(format!("{flavour}-{pattern}.rlt"));
+        let b64_file = dir.join(format!("{flavour}-{pattern}.b64"));
+        std::fs::write(&b64_file, &b64)?;
+        let mut problems = Vec::new();
+        let dec = Command::new("sh")
+            .arg("-c")
+            .arg(format!("base64 -d '{}' > '{}'", b64_file.display(), file.display()))
+            .status()?;
+        if !dec.success() {
+            problems.push("the trace did not come back intact (base64)".to_string());
+        }
+        let (module, rec_ok) = module_ops.get(&(flavour.clone(), pattern.clone())).copied().unwrap_or_default();
+        if !rec_ok {
+            problems.push("rltop record did not exit 0".to_string());
+        }
+        let dump = Command::new(rltop).arg("dump").arg(&file).args(["--format", "jsonl"]).output()?;
+        if !dump.status.success() {
+            problems.push(format!("rltop dump failed: {}", String::from_utf8_lossy(&dump.stderr).trim()));
+        }
+        let mut traced = Ops::default();
+        let (mut lost, mut evidence, mut evidence_stack) = (0, 0, String::new());
+        for l in String::from_utf8_lossy(&dump.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            match v["kind"].as_str().unwrap_or("") {
+                "rl_request" => traced.locks += 1,
+                "rl_release" => traced.unlocks += 1,
+                "rl_acquired" => traced.acquired += 1,
+                "rl_trylock_failed" => traced.failed += 1,
+                "rl_cancel" => traced.cancelled += 1,
+                "lost" => lost += v["count"].as_u64().unwrap_or(0),
+                "ordering_evidence" => {
+                    evidence += 1;
+                    evidence_stack = v["stack"].as_str().unwrap_or("").to_string();
+                }
+                _ => {}
+            }
+        }
+        let check = Command::new(rltop).arg("check").arg(&file).args(["--format", "json"]).output()?;
+        let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap_or_default();
+        let findings: Vec<String> = report["findings"]
+            .as_array()
+            .map(|a| a.iter().map(|f| f["kind"].as_str().unwrap_or("?").to_string()).collect())
+            .unwrap_or_default();
+        if report.is_null() {
+            problems.push(format!("rltop check gave no JSON: {}", String::from_utf8_lossy(&check.stderr).trim()));
+        }
+        results.push(RunResult { flavour, pattern, module, traced, lost, evidence, evidence_stack, findings, problems });
+    }
+    Ok(results)
+}
+
 
 /// Debian's current kernel image package, e.g. `linux-image-6.1.0-56-amd64`.
 fn kernel_package() -> anyhow::Result<String> {
@@ -102,11 +274,15 @@ fn static_binaries(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(crate::target_dir(root).join(MUSL).join("release"))
 }
 
-fn initramfs(dir: &Path, bins: &Path) -> anyhow::Result<PathBuf> {
+fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     let tree = dir.join("root");
     let _ = std::fs::remove_dir_all(&tree);
-    for d in ["bin", "proc", "sys", "dev", "work", "tmp"] {
+    for d in ["bin", "proc", "sys", "dev", "work", "tmp", "lib"] {
         std::fs::create_dir_all(tree.join(d))?;
+    }
+    for f in FLAVOURS {
+        let ko = format!("rltest_{f}.ko");
+        std::fs::copy(kmod.join(&ko), tree.join("lib").join(&ko)).with_context(|| format!("{ko} was not built"))?;
     }
     std::fs::copy("/bin/busybox", tree.join("bin/busybox")).context("busybox-static is not installed")?;
     for b in ["rltop", "rl-workload"] {
@@ -131,10 +307,11 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let (abi, vmlinuz) = kernel(&dir)?;
     let bins = static_binaries(root)?;
-    let initrd = initramfs(&dir, &bins)?;
+    let kmod = test_module(root, &dir, &abi)?;
+    let initrd = initramfs(&dir, &bins, &kmod)?;
     println!("vm-test: booting Debian {abi} under QEMU TCG");
     let out = Command::new("timeout")
-        .args(["-k", "5", "240", "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024"])
+        .args(["-k", "5", "420", "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024"])
         .arg("-kernel")
         .arg(&vmlinuz)
         .arg("-initrd")
@@ -150,7 +327,18 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     };
     let body = &console[begin..];
     let body = &body[..body.find("RLTOP-VM-END").map_or(body.len(), |e| e + "RLTOP-VM-END".len())];
-    println!("{body}");
+    std::fs::write(dir.join("console.txt"), body)?;
+    // The traces are long base64: print the rest.
+    let mut skipping = false;
+    for l in body.lines() {
+        if l.contains("RLTOP-VM-TRACE-BEGIN") {
+            skipping = true;
+        } else if l.contains("RLTOP-VM-TRACE-END") {
+            skipping = false;
+        } else if !skipping {
+            println!("{l}");
+        }
+    }
 
     let mut failures = Vec::new();
     let mut expect = |ok: bool, what: &str| {
@@ -172,6 +360,70 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         probe_lines.iter().all(|l| l.contains(" insns ") || l.contains("not attached: ") || l.contains("failed: ")),
         "every probe is attached with its instruction count, or says why not",
     );
+    // Without the module, a range-lock profile is a one-line error naming the symbols.
+    let nomod = body.split("RLTOP-VM-NOMOD-BEGIN").nth(1).unwrap_or("");
+    expect(
+        value(nomod, "RLTOP-VM-NOMOD-RC") == Some("2") && nomod.contains("has no range_lock, range_unlock in /proc/kallsyms"),
+        "a profile whose symbols are missing is a clear error (exit 2)",
+    );
+
+    let results = check_runs(body, &dir, &bins.join("rltop"))?;
+    println!("\nvm-test: range-lock profiles on Debian {abi} (module lock ops vs traced events; findings of rltop check on the host)");
+    println!(
+        "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>4}  {:<20} verdict",
+        "flavour", "pattern", "locks mod/ev", "unlock mod/ev", "acq mod/ev", "fail", "canc", "lost", "findings"
+    );
+    for f in FLAVOURS {
+        for (p, want) in PATTERNS {
+            let Some(r) = results.iter().find(|r| r.flavour == *f && r.pattern == *p) else {
+                failures.push(format!("{f} {p}: no trace came back"));
+                continue;
+            };
+            let mut bad = r.problems.clone();
+            let m = &r.module;
+            if m.locks == u64::MAX {
+                bad.push("the module's op counts are missing".into());
+            }
+            if r.traced != r.module {
+                bad.push(format!("traced {:?} != module {:?}", r.traced, r.module));
+            }
+            if r.lost != 0 {
+                bad.push(format!("{} events lost", r.lost));
+            }
+            if m.locks == 0 {
+                bad.push("the module did nothing".into());
+            }
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            if r.findings != want {
+                bad.push(format!("findings {:?}, expected {:?}", r.findings, want));
+            }
+            if *p == "mmap" && (r.evidence == 0 || !r.evidence_stack.contains("bug_mmap")) {
+                bad.push(format!("in-kernel ordering evidence missing or without the module's stack ({} events, stack {:?})", r.evidence, r.evidence_stack));
+            }
+            if *p != "mmap" && r.evidence != 0 {
+                bad.push(format!("{} ordering_evidence events in a run without the inversion", r.evidence));
+            }
+            println!(
+                "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>4}  {:<20} {}",
+                f,
+                p,
+                format!("{}/{}", m.locks, r.traced.locks),
+                format!("{}/{}", m.unlocks, r.traced.unlocks),
+                format!("{}/{}", m.acquired, r.traced.acquired),
+                format!("{}/{}", m.failed, r.traced.failed),
+                format!("{}/{}", m.cancelled, r.traced.cancelled),
+                r.lost,
+                if r.findings.is_empty() { "-".to_string() } else { r.findings.join(",") },
+                if bad.is_empty() { "ok".to_string() } else { format!("FAIL: {}", bad.join("; ")) }
+            );
+            if !bad.is_empty() {
+                failures.push(format!("{f} {p}: {}", bad.join("; ")));
+            }
+        }
+    }
+    if let Some(r) = results.iter().find(|r| r.pattern == "mmap" && r.evidence > 0) {
+        println!("vm-test: in-kernel ordering evidence ({}): {}", r.flavour, r.evidence_stack);
+    }
     if !failures.is_empty() {
         bail!("vm-test on {abi} failed: {}", failures.join("; "));
     }
