@@ -8,7 +8,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use rl_common::{FLAG_SUCCESS, FLAG_WRITE, Kind};
 
 use crate::rangelock::{RL, RL_HELD, STACKS};
-use crate::{TP, TpRecord, emit, global, traced_file, traced_task};
+use crate::{TP, TpRecord, emit, global, traced_file, traced_task, write};
 
 #[inline(always)]
 fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
@@ -34,7 +34,8 @@ fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
         {
             use aya_ebpf::programs::tracing::StackIdContext as _;
             let stack = ctx.get_stackid(&STACKS, 0).unwrap_or(-1);
-            emit(t, Kind::OrderEvidence, flags, 0, [mm, stack as u64, held, 0]);
+            // The task was named by the request just emitted.
+            write(t, Kind::OrderEvidence, flags, 0, [mm, stack as u64, held, 0]);
         }
     }
 }

@@ -39,7 +39,7 @@ use aya_ebpf::{
 };
 use rl_common::{Kind, Mode, RangeLockLayout};
 
-use crate::{current, emit, global, traced_task};
+use crate::{current, emit, global, traced_task, write};
 
 /// How to read the lock functions' arguments (set by the loader).
 #[unsafe(no_mangle)]
@@ -246,7 +246,8 @@ pub fn rl_downgrade(ctx: ProbeContext) -> u32 {
     let start = kread_u64(lock, global!(RL.start_off)) >> shift;
     let last = kread_u64(lock, global!(RL.last_off)) >> shift;
     emit(t, Kind::RlRelease, 0, 0, [tree, lock, 0, 0]);
-    emit(t, Kind::RlRequest, Mode::Read as u8, 0, [tree, lock, start, last]);
-    emit(t, Kind::RlAcquired, 0, 0, [tree, lock, 0, 0]);
+    // Named by the first record.
+    write(t, Kind::RlRequest, Mode::Read as u8, 0, [tree, lock, start, last]);
+    write(t, Kind::RlAcquired, 0, 0, [tree, lock, 0, 0]);
     0
 }

@@ -36,6 +36,10 @@ pub struct Options {
     pub ino: Option<u64>,
     /// Ring buffer bytes (a power of two).
     pub ring_bytes: u32,
+    /// `rltop probes`: a range-lock profile that cannot attach here (no
+    /// kprobes, missing symbols) is still loaded, so the verifier checks
+    /// its programs, and each probe says why it is not attached.
+    pub listing: bool,
 }
 
 impl Options {
@@ -48,6 +52,10 @@ impl Options {
             ),
             None => None,
         };
+        if live.profile != "auto" && live.profile != "tracepoints" {
+            // A bad profile is reported before anything else (even privileges).
+            profile::Profile::load(&live.profile).map_err(user_error)?;
+        }
         if live.buffer_mb == 0 || live.buffer_mb > 1024 {
             return Err(user_error("--buffer-mb must be between 1 and 1024"));
         }
@@ -57,6 +65,7 @@ impl Options {
             dev,
             ino: live.ino,
             ring_bytes: (live.buffer_mb << 20).next_power_of_two(),
+            listing: false,
         })
     }
 }
@@ -108,6 +117,25 @@ pub fn check_privileges(what: &str) -> anyhow::Result<()> {
 /// Returns the plan and a line saying what detection found. Errors are one
 /// line for the user: no kprobes here, a symbol missing, a bad profile.
 fn range_lock_plan(
+    asked: &str,
+    listing: bool,
+    tracefs: &tracefs::Tracefs,
+    btf: Option<&btf::Btf>,
+) -> anyhow::Result<(Option<profile::Plan>, String, Option<String>)> {
+    let (plan, line) = match range_lock_plan_strict(asked, tracefs, btf) {
+        Err(e) if listing && asked != "auto" => {
+            // Listed anyway: every probe of the profile is loaded, and says why it is not attached.
+            let p = profile::Profile::load(asked).map_err(user_error)?;
+            let plan = p.plan_unchecked(btf).map_err(user_error)?;
+            let why = format!("{e:#}");
+            return Ok((Some(plan), format!("range locks: {why}"), Some(why)));
+        }
+        other => other?,
+    };
+    Ok((plan, line, None))
+}
+
+fn range_lock_plan_strict(
     asked: &str,
     tracefs: &tracefs::Tracefs,
     btf: Option<&btf::Btf>,
@@ -203,10 +231,6 @@ impl Session {
     /// Resolves layouts, loads and attaches the profile's probes.
     pub fn start(opts: &Options) -> anyhow::Result<Session> {
         let specs = catalog::TRACEPOINTS;
-        if opts.profile != "auto" && opts.profile != "tracepoints" {
-            // A bad profile is reported before anything else.
-            profile::Profile::load(&opts.profile).map_err(user_error)?;
-        }
         check_privileges("tracing")?;
         if EBPF_OBJECT.is_empty() {
             return Err(user_error(
@@ -216,7 +240,8 @@ impl Session {
         let (tracefs, mounted_tracefs) = tracefs::Tracefs::open().map_err(user_error)?;
         let btf = btf::Btf::from_kernel().ok();
         let resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
-        let (plan, detection) = range_lock_plan(&opts.profile, &tracefs, btf.as_ref())?;
+        let (plan, detection, cannot_attach) =
+            range_lock_plan(&opts.profile, opts.listing, &tracefs, btf.as_ref())?;
         if resolved.ready.iter().all(Result::is_err) && plan.is_none() {
             return Err(user_error(
                 "no probe can attach on this kernel; `rltop probes` lists what each one lacks",
@@ -288,11 +313,21 @@ impl Session {
         }
         if let Some(plan) = &plan {
             for k in &plan.probes {
-                let status = match attach_kprobe(&mut ebpf, k) {
+                let status = match &cannot_attach {
+                    Some(why) => match load_kprobe(&mut ebpf, k.program) {
+                        Ok(Some(n)) => Status::Unavailable(format!(
+                            "{} (program verified here: {n} instructions)",
+                            short_reason(why, &k.symbol)
+                        )),
+                        Ok(None) => Status::Unavailable(short_reason(why, &k.symbol)),
+                        Err(e) => Status::Failed(format!("{e:#}")),
+                    },
+                    None => match attach_kprobe(&mut ebpf, k) {
                     Ok(insns) => Status::Attached {
                         verified_insns: insns,
                     },
                     Err(e) => Status::Failed(format!("{e:#}")),
+                    },
                 };
                 probes.push(ProbeReport {
                     name: format!(
@@ -642,15 +677,40 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<Option<u32>> {
         .and_then(|i| i.verified_instruction_count()))
 }
 
-/// Loads (once) a kprobe program and attaches it to one more symbol.
-fn attach_kprobe(ebpf: &mut Ebpf, k: &profile::KprobeAttach) -> anyhow::Result<Option<u32>> {
+/// Why one probe of a profile that cannot attach is not attached.
+fn short_reason(why: &str, symbol: &str) -> String {
+    if why.contains("needs kprobes") {
+        "this kernel has no kprobes".into()
+    } else if why.contains(&format!(" {symbol},")) || why.contains(&format!(" {symbol} in")) {
+        format!("no {symbol} in /proc/kallsyms")
+    } else {
+        why.to_string()
+    }
+}
+
+/// Loads a kprobe program once (the verifier checks it); its verified
+/// instruction count.
+fn load_kprobe(ebpf: &mut Ebpf, program: &str) -> anyhow::Result<Option<u32>> {
     let prog = ebpf
-        .program_mut(k.program)
-        .with_context(|| format!("program {} is not in the eBPF object", k.program))?;
+        .program_mut(program)
+        .with_context(|| format!("program {program} is not in the eBPF object"))?;
     let p: &mut KProbe = prog.try_into()?;
     if p.fd().is_err() {
         p.load().map_err(verifier_error)?;
     }
+    Ok(ebpf
+        .program(program)
+        .and_then(|p| p.info().ok())
+        .and_then(|i| i.verified_instruction_count()))
+}
+
+/// Loads (once) a kprobe program and attaches it to one more symbol.
+fn attach_kprobe(ebpf: &mut Ebpf, k: &profile::KprobeAttach) -> anyhow::Result<Option<u32>> {
+    load_kprobe(ebpf, k.program)?;
+    let prog = ebpf
+        .program_mut(k.program)
+        .with_context(|| format!("program {} is not in the eBPF object", k.program))?;
+    let p: &mut KProbe = prog.try_into()?;
     p.attach(&k.symbol, 0).map_err(|e| match e {
         aya::programs::ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
             anyhow::anyhow!("symbol {} is not in this kernel", k.symbol)
@@ -693,7 +753,11 @@ fn symbolize(
         .frames()
         .iter()
         .map(|f| match syms.range(..=f.ip).next_back() {
-            Some((addr, name)) => format!("{name}+{:#x}", f.ip - addr),
+            // Module symbols read `name\t[module]`: `name+0x12 [module]`.
+            Some((addr, name)) => match name.split_once('\t') {
+                Some((n, module)) => format!("{n}+{:#x} {}", f.ip - addr, module.trim()),
+                None => format!("{name}+{:#x}", f.ip - addr),
+            },
             None => format!("{:#x}", f.ip),
         })
         .collect::<Vec<_>>()

@@ -189,6 +189,12 @@ impl Profile {
                 }
             ));
         }
+        self.plan_unchecked(btf)
+    }
+
+    /// The plan without checking that the symbols exist (for `rltop probes`,
+    /// which lists each probe and why it is not attached).
+    pub fn plan_unchecked(&self, btf: Option<&Btf>) -> Result<Plan, String> {
         let (start_off, last_off, offsets_from) = match self.btf_offsets(btf) {
             Some(Ok((s, l))) => (s, l, format!("BTF struct {}", self.lock_struct.as_deref().unwrap_or(""))),
             Some(Err(e)) => return Err(format!("profile {}: BTF disagrees with the profile: {e}", self.name)),
