@@ -302,6 +302,13 @@ pub struct KernelOffsets {
     /// `struct iov_iter`: `count`, and `data_source` (true for writes).
     pub iter_count: u32,
     pub iter_data_source: u32,
+    /// For the file kprobes (kernels without the file tracepoints):
+    /// `struct vm_fault`: `vma`, `pgoff`; `struct vm_area_struct`:
+    /// `vm_file`; `struct iomap_dio`: `iocb`.
+    pub vmf_vma: u32,
+    pub vmf_pgoff: u32,
+    pub vma_file: u32,
+    pub dio_iocb: u32,
 }
 
 impl KernelOffsets {
@@ -315,6 +322,10 @@ impl KernelOffsets {
         sb_dev: NO_FIELD,
         iter_count: NO_FIELD,
         iter_data_source: NO_FIELD,
+        vmf_vma: NO_FIELD,
+        vmf_pgoff: NO_FIELD,
+        vma_file: NO_FIELD,
+        dio_iocb: NO_FIELD,
     };
 }
 

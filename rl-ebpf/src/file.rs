@@ -25,26 +25,26 @@ use crate::{KOFF, TP, TpRecord, current, emit, emit_detached, global, traced_fil
 /// DIOs in flight, by kiocb address. LRU so that a begin whose end never
 /// fires (an error path without a completion) cannot fill it.
 #[map]
-static DIO_INFLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static DIO_INFLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Tasks inside ext4 punch hole, until their fallocate returns.
 #[map]
-static PUNCHING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static PUNCHING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Tasks inside ext4 truncate.
 #[map]
-static TRUNCATING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static TRUNCATING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Reads a `T` at `base + off` in kernel memory; 0 when unreadable.
 #[inline(always)]
-fn kread<T: Default>(base: u64, off: u32) -> T {
+pub(crate) fn kread<T: Default>(base: u64, off: u32) -> T {
     // SAFETY: bpf_probe_read_kernel checks the address; a fault gives Err.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
 }
 
 /// (dev, ino) of an inode: `i_sb->s_dev`, `i_ino`.
 #[inline(always)]
-fn inode_dev_ino(inode: u64) -> (u32, u64) {
+pub(crate) fn inode_dev_ino(inode: u64) -> (u32, u64) {
     let ino: u64 = kread(inode, global!(KOFF.inode_ino));
     let sb: u64 = kread(inode, global!(KOFF.inode_sb));
     let dev: u32 = if sb != 0 { kread(sb, global!(KOFF.sb_dev)) } else { 0 };
@@ -53,7 +53,7 @@ fn inode_dev_ino(inode: u64) -> (u32, u64) {
 
 /// (dev, ino, i_size) of an inode.
 #[inline(always)]
-fn inode_id(inode: u64) -> (u32, u64, u64) {
+pub(crate) fn inode_id(inode: u64) -> (u32, u64, u64) {
     let (dev, ino) = inode_dev_ino(inode);
     (dev, ino, kread(inode, global!(KOFF.inode_size)))
 }

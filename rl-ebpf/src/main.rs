@@ -22,6 +22,7 @@
 #![feature(asm_experimental_arch)]
 
 mod file;
+mod kfile;
 mod mm;
 mod rangelock;
 mod sys;

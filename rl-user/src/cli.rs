@@ -18,7 +18,8 @@ pub struct Cli {
 pub struct LiveArgs {
     /// Probe profile: `auto` (default: the tracepoints, plus the range-lock
     /// flavour detected from kallsyms/BTF when the kernel has kprobes),
-    /// `tracepoints`, a range-lock flavour (`kara2013`, `bueso2017`,
+    /// `tracepoints`, `kprobes` (file events from kprobes instead of their
+    /// tracepoints, plus the detected range-lock flavour), a range-lock flavour (`kara2013`, `bueso2017`,
     /// `bueso2019`, `lustre`: tracepoints plus its kprobes), or FILE.toml.
     #[arg(long, global = true, default_value = "auto")]
     pub profile: String,

@@ -52,7 +52,7 @@ fn a_profile_without_kprobes_is_one_clear_error_and_tracepoints_still_run() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.rlt");
     let t = trace.to_str().unwrap();
-    for p in ["kara2013", "bueso2017", "bueso2019", "lustre"] {
+    for p in ["kara2013", "bueso2017", "bueso2019", "lustre", "kprobes"] {
         let err = one_line_error(&["record", "--profile", p, "-o", t, "--duration", "1"]);
         assert!(err.contains(&format!("profile {p} needs kprobes, which this kernel does not have")), "{err}");
         assert!(!trace.exists(), "no partial trace is written");
@@ -74,7 +74,7 @@ fn wrong_or_unknown_profiles_are_one_clear_error() {
     let t = dir.path().join("t.rlt");
     let t = t.to_str().unwrap();
     let err = one_line_error(&["record", "--profile", "kara", "-o", t]);
-    assert!(err.contains("unknown profile \"kara\": available profiles are auto, tracepoints, kara2013, bueso2017, bueso2019, lustre"), "{err}");
+    assert!(err.contains("unknown profile \"kara\": available profiles are auto, tracepoints, kprobes, kara2013, bueso2017, bueso2019, lustre"), "{err}");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\nflavour = \"fifo\"\n").unwrap();
     let err = one_line_error(&["record", "--profile", bad.to_str().unwrap(), "-o", t]);
@@ -88,7 +88,7 @@ fn probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs() {
     if !need_root("probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs") {
         return;
     }
-    for p in ["kara2013", "bueso2017", "bueso2019", "lustre"] {
+    for p in ["kara2013", "bueso2017", "bueso2019", "lustre", "kprobes"] {
         let out = Command::new(RLTOP).args(["probes", "--verbose", "--profile", p]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8(out.stdout).unwrap();

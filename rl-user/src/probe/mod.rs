@@ -8,6 +8,7 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod kfile;
 pub mod profile;
 pub mod tracefs;
 
@@ -52,7 +53,7 @@ impl Options {
             ),
             None => None,
         };
-        if live.profile != "auto" && live.profile != "tracepoints" {
+        if !matches!(live.profile.as_str(), "auto" | "tracepoints" | "kprobes") {
             // A bad profile is reported before anything else (even privileges).
             profile::Profile::load(&live.profile).map_err(user_error)?;
         }
@@ -123,7 +124,7 @@ fn range_lock_plan(
     btf: Option<&btf::Btf>,
 ) -> anyhow::Result<(Option<profile::Plan>, String, Option<String>)> {
     let (plan, line) = match range_lock_plan_strict(asked, tracefs, btf) {
-        Err(e) if listing && asked != "auto" => {
+        Err(e) if listing && asked != "auto" && asked != "kprobes" => {
             // Listed anyway: every probe of the profile is loaded, and says why it is not attached.
             let p = profile::Profile::load(asked).map_err(user_error)?;
             let plan = p.plan_unchecked(btf).map_err(user_error)?;
@@ -144,7 +145,7 @@ fn range_lock_plan_strict(
     if asked == "tracepoints" {
         return Ok((None, "range locks: not probed (profile tracepoints)".into()));
     }
-    let explicit = if asked == "auto" {
+    let explicit = if asked == "auto" || asked == "kprobes" {
         None
     } else {
         Some(Profile::load(asked).map_err(user_error)?)
@@ -239,10 +240,46 @@ impl Session {
         }
         let (tracefs, mounted_tracefs) = tracefs::Tracefs::open().map_err(user_error)?;
         let btf = btf::Btf::from_kernel().ok();
-        let resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
+        let mut resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
+        // File kprobes where the file tracepoints are missing (or under
+        // profile kprobes, instead of them).
+        let kprobes = profile::kprobes_available(tracefs.root());
+        let syms = if kprobes {
+            profile::Kallsyms::read().ok()
+        } else {
+            None
+        };
+        let prefer = opts.profile == "kprobes";
+        if prefer && !kprobes && !opts.listing {
+            return Err(user_error(
+                "profile kprobes needs kprobes, which this kernel does not have (no kprobe PMU in \
+                 /sys/bus/event_source/devices and no kprobe_events in tracefs); without --profile \
+                 rltop runs its tracepoint probes",
+            ));
+        }
+        let kfile_ready = {
+            let tp_ready = |p: &str| {
+                specs
+                    .iter()
+                    .zip(&resolved.ready)
+                    .any(|(s, r)| s.program == p && r.is_ok())
+            };
+            kfile::resolve(kprobes, syms.as_ref(), btf.as_ref(), prefer, &tp_ready, &mut resolved.kernel)
+        };
+        if prefer {
+            for (k, r) in kfile::KFILE.iter().zip(&kfile_ready) {
+                if r.is_ok() {
+                    for (s, sr) in specs.iter().zip(resolved.ready.iter_mut()) {
+                        if k.instead_of.contains(&s.program) && sr.is_ok() {
+                            *sr = Err(format!("replaced by {} (profile kprobes)", k.name()));
+                        }
+                    }
+                }
+            }
+        }
         let (plan, detection, cannot_attach) =
             range_lock_plan(&opts.profile, opts.listing, &tracefs, btf.as_ref())?;
-        if resolved.ready.iter().all(Result::is_err) && plan.is_none() {
+        if resolved.ready.iter().all(Result::is_err) && plan.is_none() && kfile_ready.iter().all(Result::is_err) {
             return Err(user_error(
                 "no probe can attach on this kernel; `rltop probes` lists what each one lacks",
             ));
@@ -311,6 +348,38 @@ impl Session {
                 status,
             });
         }
+        for (k, ready) in kfile::KFILE.iter().zip(kfile_ready) {
+            let status = match ready {
+                Err(why) if opts.listing && why == kfile::NO_KPROBES => {
+                    match load_kprobe(&mut ebpf, k.program) {
+                        Ok(Some(n)) => Status::Unavailable(format!(
+                            "{why} (program verified here: {n} instructions)"
+                        )),
+                        Ok(None) => Status::Unavailable(why),
+                        Err(e) => Status::Failed(format!("{e:#}")),
+                    }
+                }
+                Err(why) => Status::Unavailable(why),
+                Ok(()) => match attach_kprobe(
+                    &mut ebpf,
+                    &profile::KprobeAttach {
+                        program: k.program,
+                        symbol: k.symbol.to_string(),
+                        ret: k.ret,
+                    },
+                ) {
+                    Ok(insns) => Status::Attached {
+                        verified_insns: insns,
+                    },
+                    Err(e) => Status::Failed(format!("{e:#}")),
+                },
+            };
+            probes.push(ProbeReport {
+                name: k.name(),
+                program: k.program,
+                status,
+            });
+        }
         if let Some(plan) = &plan {
             for k in &plan.probes {
                 let status = match &cannot_attach {
@@ -363,9 +432,10 @@ impl Session {
             drops,
             last_drops: vec![0; ncpus],
             logger,
-            profile: plan
-                .as_ref()
-                .map_or_else(|| "tracepoints".to_string(), |p| p.name.clone()),
+            profile: plan.as_ref().map_or_else(
+                || if prefer { "kprobes" } else { "tracepoints" }.to_string(),
+                |p| p.name.clone(),
+            ),
             flavour: plan.as_ref().map(|p| p.flavour.clone()),
             detection,
             probes,

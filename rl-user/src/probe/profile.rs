@@ -159,7 +159,7 @@ impl Profile {
             return Profile::parse(&text).map_err(|e| format!("profile {arg}: {e}"));
         }
         Err(format!(
-            "unknown profile {arg:?}: available profiles are auto, tracepoints, {}, or a FILE.toml",
+            "unknown profile {arg:?}: available profiles are auto, tracepoints, kprobes, {}, or a FILE.toml",
             BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
         ))
     }
@@ -433,6 +433,6 @@ mod tests {
         assert!(e.contains("shared"), "{e}");
         let e = Profile::parse(&text.replace("unit", "units")).unwrap_err();
         assert!(e.contains("unit"), "{e}");
-        assert!(Profile::load("nosuch").unwrap_err().contains("available profiles are auto, tracepoints, kara2013"));
+        assert!(Profile::load("nosuch").unwrap_err().contains("available profiles are auto, tracepoints, kprobes, kara2013"));
     }
 }
