@@ -58,7 +58,10 @@ fn a_profile_without_kprobes_is_one_clear_error_and_tracepoints_still_run() {
         assert!(!trace.exists(), "no partial trace is written");
     }
     // Without a profile, the tracepoints record.
-    let out = Command::new(RLTOP).args(["record", "-o", t, "--duration", "1"]).output().unwrap();
+    let out = Command::new(RLTOP)
+        .args(["record", "-o", t, "--", "sh", "-c", "for i in 1 2 3; do cat /proc/version > /dev/null; done"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("range locks: no range-lock functions in /proc/kallsyms"), "{err}");
@@ -94,7 +97,7 @@ fn probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs() {
         let text = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("kprobe:") || l.starts_with("kretprobe:")).collect();
         assert!(lines.len() >= 3, "{text}");
-        for l in &lines {
+        for l in lines.iter().filter(|l| !l.contains("its tracepoint is used instead")) {
             // Here: no kprobes, or (elsewhere) no such symbol; either way the
             // program was loaded and its verified size is within the budget.
             assert!(l.contains("not attached: ") || l.contains(" attached "), "{l}");
