@@ -45,8 +45,20 @@ rltop dump /work/t.rlt --format jsonl > /work/t.jsonl 2>&1
 echo "RLTOP-VM-DUMP-RC=$?"
 echo "RLTOP-VM-EVENTS=$(wc -l < /work/t.jsonl)"
 echo "RLTOP-VM-MMAP-EVENTS=$(grep -c mmap_lock_acquired /work/t.jsonl)"
+for m in crc16 mbcache jbd2 crc32c_generic ext4 loop; do insmod /lib/fs/$m.ko || echo "RLTOP-VM-FS-INSMOD-FAILED $m"; done
+mkdir -p /mnt
+losetup /dev/loop0 /fs.img && mount -t ext4 /dev/loop0 /mnt && echo RLTOP-VM-FS-MOUNTED
+echo RLTOP-VM-FS-PROBES-BEGIN
+rltop probes --verbose --profile kprobes 2>&1 | grep -E 'kprobe|kretprobe|replaced'
+echo RLTOP-VM-FS-PROBES-END
+rltop record --profile kprobes -o /work/fs.rlt -- rl-workload --dir /mnt --iterations 3 > /work/fs.log 2>&1
+echo "RLTOP-VM-FS-RC=$?"
+cat /work/fs.log
+echo "RLTOP-VM-TRACE-BEGIN fs kprobes"
+base64 /work/fs.rlt
+echo "RLTOP-VM-TRACE-END"
 echo RLTOP-VM-NOMOD-BEGIN
-rltop probes --profile kara2013 2>&1
+rltop record --profile kara2013 -o /work/nomod.rlt --duration 1 2>&1
 echo "RLTOP-VM-NOMOD-RC=$?"
 for f in kara2013 bueso2017 bueso2019 lustre; do
   insmod /lib/rltest_$f.ko || echo "RLTOP-VM-INSMOD-FAILED $f"
@@ -68,6 +80,103 @@ done
 echo RLTOP-VM-END
 poweroff -f
 "#;
+
+/// Kernel modules for an ext4 image on a loop device, in load order, and
+/// where they are in the kernel package.
+const FS_MODULES: &[(&str, &str)] = &[
+    ("crc16", "lib/crc16.ko"),
+    ("mbcache", "fs/mbcache.ko"),
+    ("jbd2", "fs/jbd2/jbd2.ko"),
+    ("crc32c_generic", "crypto/crc32c_generic.ko"),
+    ("ext4", "fs/ext4/ext4.ko"),
+    ("loop", "drivers/block/loop.ko"),
+];
+
+/// Extracts FS_MODULES from the kernel package into `dir/mods`.
+fn fs_modules(dir: &Path, abi: &str) -> anyhow::Result<()> {
+    let mods = dir.join("mods");
+    if FS_MODULES.iter().all(|(_, p)| mods.join(p).exists()) {
+        return Ok(());
+    }
+    let deb = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("linux-image-{abi}_"))))
+        .context("the kernel package is gone")?;
+    let tmp = dir.join("mods-tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let members: Vec<String> = FS_MODULES.iter().map(|(_, p)| format!("./lib/modules/{abi}/kernel/{p}")).collect();
+    run(Command::new("sh").arg("-c").arg(format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' {}",
+        deb.display(),
+        tmp.display(),
+        members.join(" ")
+    )))?;
+    for (_, p) in FS_MODULES {
+        let to = mods.join(p);
+        std::fs::create_dir_all(to.parent().expect("has a parent"))?;
+        std::fs::rename(tmp.join(format!("lib/modules/{abi}/kernel/{p}")), &to)?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// The file kprobes on ext4: what the workload did vs what was traced.
+fn check_fs(body: &str, dir: &Path, rltop: &Path, failures: &mut Vec<String>) -> anyhow::Result<()> {
+    let mut expect = |ok: bool, what: String| {
+        println!("vm-test: file kprobes: {what}: {}", if ok { "ok" } else { "FAIL" });
+        if !ok {
+            failures.push(format!("file kprobes: {what}"));
+        }
+    };
+    expect(body.contains("RLTOP-VM-FS-MOUNTED"), "an ext4 image is mounted in the VM".into());
+    expect(value(body, "RLTOP-VM-FS-RC") == Some("0"), "rltop record --profile kprobes -- rl-workload exits 0".into());
+    let probes = body.split("RLTOP-VM-FS-PROBES-BEGIN").nth(1).and_then(|s| s.split("RLTOP-VM-FS-PROBES-END").next()).unwrap_or("");
+    for sym in ["kprobe:filemap_fault", "kprobe:iomap_dio_rw", "kretprobe:iomap_dio_complete", "kprobe:vfs_fallocate", "kprobe:truncate_pagecache"] {
+        expect(probes.lines().any(|l| l.starts_with(sym) && l.contains(" attached ")), format!("{sym} attaches"));
+    }
+    let Some(wl) = body.lines().find_map(|l| l.find("{\"pid\":").map(|i| &l[i..])) else {
+        expect(false, "rl-workload reported what it did".into());
+        return Ok(());
+    };
+    let wl: serde_json::Value = serde_json::from_str(wl).context("rl-workload's report")?;
+    let (dev, ino, iters) = (wl["dev"].as_str().unwrap_or(""), wl["ino"].as_u64().unwrap_or(0), wl["iterations"].as_u64().unwrap_or(0));
+    let dump = Command::new(rltop).arg("dump").arg(dir.join("fs-kprobes.rlt")).output()?;
+    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&dump.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let on_file = |e: &&serde_json::Value| e["dev"].as_str() == Some(dev) && e["ino"].as_u64() == Some(ino);
+    let kind = |e: &serde_json::Value, k: &str| e["kind"].as_str() == Some(k);
+    let faults: Vec<u64> = evs.iter().filter(|e| kind(e, "fault")).filter(on_file).filter_map(|e| e["index"].as_u64()).collect();
+    let want_pages: Vec<u64> = wl["fault_pages"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
+    expect(
+        want_pages.iter().all(|p| faults.iter().filter(|&&f| f == *p).count() as u64 >= iters),
+        format!("faults at pages {want_pages:?} in each of {iters} iterations ({} fault events on the file)", faults.len()),
+    );
+    let dios: Vec<&serde_json::Value> = evs.iter().filter(|e| kind(e, "dio_begin")).filter(on_file).collect();
+    let ends = dios.iter().filter(|b| evs.iter().any(|e| kind(e, "dio_end") && e["io"] == b["io"] && e["ret"] == b["len"])).count();
+    expect(
+        dios.len() as u64 == 2 * iters && ends == dios.len(),
+        format!("{} O_DIRECT writes begun and {ends} ended with their length (workload: {})", dios.len(), 2 * iters),
+    );
+    let punch = wl["punch"].as_array().cloned().unwrap_or_default();
+    let punches = evs.iter().filter(|e| kind(e, "punch_begin")).filter(on_file).filter(|e| e["pos"] == punch[0] && e["len"] == punch[1]).count();
+    let punch_ends = evs.iter().filter(|e| kind(e, "punch_end") && e["ret"] == 0).count();
+    expect(
+        punches as u64 == iters && punch_ends == punches,
+        format!("{punches} punch holes at {punch:?} and {punch_ends} ends (workload: {iters})"),
+    );
+    let size = wl["truncate"][0].as_u64().unwrap_or(0);
+    let truncs = evs.iter().filter(|e| kind(e, "truncate_begin")).filter(on_file).filter(|e| e["size"].as_u64() == Some(size)).count();
+    let trunc_begins = evs.iter().filter(|e| kind(e, "truncate_begin")).filter(on_file).count();
+    let trunc_ends = evs.iter().filter(|e| kind(e, "truncate_end")).count();
+    expect(
+        truncs as u64 >= iters && trunc_ends >= trunc_begins,
+        format!("{truncs} truncates to {size} bytes ({trunc_begins} page-cache truncations, {trunc_ends} ends; workload: {iters})"),
+    );
+    let lost: u64 = evs.iter().filter(|e| kind(e, "lost")).filter_map(|e| e["count"].as_u64()).sum();
+    expect(lost == 0, format!("{lost} events lost"));
+    Ok(())
+}
 
 /// The module patterns and the finding each must produce.
 const PATTERNS: &[(&str, Option<&str>)] =
@@ -284,6 +393,15 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
         let ko = format!("rltest_{f}.ko");
         std::fs::copy(kmod.join(&ko), tree.join("lib").join(&ko)).with_context(|| format!("{ko} was not built"))?;
     }
+    // ext4 and loop are modules on Debian: a real filesystem for the file kprobes.
+    let fs = tree.join("lib/fs");
+    std::fs::create_dir_all(&fs)?;
+    for (name, path) in FS_MODULES {
+        std::fs::copy(dir.join("mods").join(path), fs.join(format!("{name}.ko"))).with_context(|| format!("{name}.ko"))?;
+    }
+    let img = tree.join("fs.img");
+    run(Command::new("truncate").arg("-s").arg("16M").arg(&img))?;
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
     std::fs::copy("/bin/busybox", tree.join("bin/busybox")).context("busybox-static is not installed")?;
     for b in ["rltop", "rl-workload"] {
         std::fs::copy(bins.join(b), tree.join("bin").join(b))?;
@@ -308,6 +426,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     let (abi, vmlinuz) = kernel(&dir)?;
     let bins = static_binaries(root)?;
     let kmod = test_module(root, &dir, &abi)?;
+    fs_modules(&dir, &abi)?;
     let initrd = initramfs(&dir, &bins, &kmod)?;
     println!("vm-test: booting Debian {abi} under QEMU TCG");
     let out = Command::new("timeout")
@@ -368,6 +487,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     );
 
     let results = check_runs(body, &dir, &bins.join("rltop"))?;
+    check_fs(body, &dir, &bins.join("rltop"), &mut failures)?;
     println!("\nvm-test: range-lock profiles on Debian {abi} (module lock ops vs traced events; findings of rltop check on the host)");
     println!(
         "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>4}  {:<20} verdict",
