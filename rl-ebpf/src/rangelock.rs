@@ -32,7 +32,6 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::bpf_probe_read_kernel,
     macros::{kprobe, kretprobe, map},
     maps::{HashMap, LruHashMap, StackTrace},
     programs::{ProbeContext, RetProbeContext},
@@ -95,11 +94,11 @@ fn arg(ctx: &ProbeContext, n: u32) -> u64 {
     }
 }
 
-/// Reads a `u64` at `base + off` in kernel memory; 0 when unreadable.
+/// Reads a `u64` at `base + off` in kernel memory; 0 when unreadable
+/// (branch-free, see `file::kread`).
 #[inline(always)]
 fn kread_u64(base: u64, off: u32) -> u64 {
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault gives Err.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const u64) }.unwrap_or(0)
+    crate::file::kread(base, off)
 }
 
 #[inline(always)]

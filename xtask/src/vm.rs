@@ -63,7 +63,7 @@ echo "RLTOP-VM-NOMOD-RC=$?"
 for f in kara2013 bueso2017 bueso2019 lustre; do
   insmod /lib/rltest_$f.ko || echo "RLTOP-VM-INSMOD-FAILED $f"
   echo "RLTOP-VM-PROBES-BEGIN $f"
-  rltop probes --verbose 2>&1 | grep -E 'range locks|kprobe|mmap_lock_start'
+  rltop probes --verbose --profile $f 2>&1 | grep -E 'range locks|kprobe:range|kretprobe:range|mmap_lock_start'
   echo "RLTOP-VM-PROBES-END $f"
   for p in clean mmap overlap leak; do
     rltop record --profile $f -o /work/$f-$p.rlt -- sh -c "echo $p > /sys/module/rltest_$f/parameters/run" > /work/rec.log 2>&1
