@@ -39,8 +39,16 @@ pub fn kfault(ctx: ProbeContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
     let vmf: u64 = ctx.arg(0).unwrap_or(0);
     let vma: u64 = kread(vmf, global!(KOFF.vmf_vma));
-    let file: u64 = if vma != 0 { kread(vma, global!(KOFF.vma_file)) } else { 0 };
-    let inode: u64 = if file != 0 { kread(file, global!(KOFF.file_inode)) } else { 0 };
+    let file: u64 = if vma != 0 {
+        kread(vma, global!(KOFF.vma_file))
+    } else {
+        0
+    };
+    let inode: u64 = if file != 0 {
+        kread(file, global!(KOFF.file_inode))
+    } else {
+        0
+    };
     if inode == 0 {
         return 0;
     }
@@ -60,7 +68,11 @@ pub fn kdio_begin(ctx: ProbeContext) -> u32 {
     let iocb: u64 = ctx.arg(0).unwrap_or(0);
     let iter: u64 = ctx.arg(1).unwrap_or(0);
     let file: u64 = kread(iocb, global!(KOFF.kiocb_filp));
-    let inode: u64 = if file != 0 { kread(file, global!(KOFF.file_inode)) } else { 0 };
+    let inode: u64 = if file != 0 {
+        kread(file, global!(KOFF.file_inode))
+    } else {
+        0
+    };
     if inode == 0 {
         return 0;
     }
@@ -73,7 +85,13 @@ pub fn kdio_begin(ctx: ProbeContext) -> u32 {
     let write: u8 = kread(iter, global!(KOFF.iter_data_source));
     // A full map only loses this DIO's end (counted as an unmatched begin).
     let _ = DIO_INFLIGHT.insert(&iocb, &1, 0);
-    emit(t, Kind::DioBegin, if write != 0 { FLAG_WRITE } else { 0 }, dev, [iocb, ino, pos, len]);
+    emit(
+        t,
+        Kind::DioBegin,
+        if write != 0 { FLAG_WRITE } else { 0 },
+        dev,
+        [iocb, ino, pos, len],
+    );
     0
 }
 
@@ -97,7 +115,9 @@ pub fn kdio_complete(ctx: ProbeContext) -> u32 {
 pub fn kdio_complete_ret(ctx: RetProbeContext) -> u32 {
     let tid = current().tid;
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(&iocb) = (unsafe { DIO_COMPLETING.get(&tid) }) else { return 0 };
+    let Some(&iocb) = (unsafe { DIO_COMPLETING.get(&tid) }) else {
+        return 0;
+    };
     let _ = DIO_COMPLETING.remove(&tid);
     let _ = DIO_INFLIGHT.remove(&iocb);
     let ret: i64 = ctx.ret();
@@ -114,7 +134,11 @@ pub fn kpunch(ctx: ProbeContext) -> u32 {
     }
     let Some(t) = traced_task() else { return 0 };
     let file: u64 = ctx.arg(0).unwrap_or(0);
-    let inode: u64 = if file != 0 { kread(file, global!(KOFF.file_inode)) } else { 0 };
+    let inode: u64 = if file != 0 {
+        kread(file, global!(KOFF.file_inode))
+    } else {
+        0
+    };
     if inode == 0 {
         return 0;
     }

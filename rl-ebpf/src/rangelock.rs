@@ -103,7 +103,10 @@ fn kread_u64(base: u64, off: u32) -> u64 {
 
 #[inline(always)]
 fn tree_lock(ctx: &ProbeContext) -> (u64, u64) {
-    (arg(ctx, global!(RL.tree_arg)), arg(ctx, global!(RL.lock_arg)))
+    (
+        arg(ctx, global!(RL.tree_arg)),
+        arg(ctx, global!(RL.lock_arg)),
+    )
 }
 
 /// Adds `delta` to the held count of `tid`.
@@ -113,7 +116,13 @@ fn held_add(tid: u32, delta: i32) {
         Some(p) => {
             // SAFETY: `p` is a valid map value for the program's run.
             let now = unsafe { core::ptr::read_volatile(p) };
-            let d: i64 = if delta > 0 { 1 } else if now > 0 { -1 } else { 0 };
+            let d: i64 = if delta > 0 {
+                1
+            } else if now > 0 {
+                -1
+            } else {
+                0
+            };
             // SAFETY: an atomic add (BPF_ATOMIC | BPF_ADD) on that value: a
             // DIO completion on another CPU may release one of this task's
             // locks while it takes another. The BPF target has no atomic
@@ -176,7 +185,9 @@ enum Ret {
 fn returned(ctx: &RetProbeContext, how: Ret) {
     let t = current();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(&[tree, lock]) = (unsafe { RL_PENDING.get(&t.tid) }) else { return };
+    let Some(&[tree, lock]) = (unsafe { RL_PENDING.get(&t.tid) }) else {
+        return;
+    };
     let _ = RL_PENDING.remove(&t.tid);
     let rc = ctx.ret::<u64>() as i32;
     let kind = match how {
@@ -246,7 +257,13 @@ pub fn rl_downgrade(ctx: ProbeContext) -> u32 {
     let last = kread_u64(lock, global!(RL.last_off)) >> shift;
     emit(t, Kind::RlRelease, 0, 0, [tree, lock, 0, 0]);
     // Named by the first record.
-    write(t, Kind::RlRequest, Mode::Read as u8, 0, [tree, lock, start, last]);
+    write(
+        t,
+        Kind::RlRequest,
+        Mode::Read as u8,
+        0,
+        [tree, lock, start, last],
+    );
     write(t, Kind::RlAcquired, 0, 0, [tree, lock, 0, 0]);
     0
 }

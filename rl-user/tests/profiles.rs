@@ -54,20 +54,43 @@ fn a_profile_without_kprobes_is_one_clear_error_and_tracepoints_still_run() {
     let t = trace.to_str().unwrap();
     for p in ["kara2013", "bueso2017", "bueso2019", "lustre", "kprobes"] {
         let err = one_line_error(&["record", "--profile", p, "-o", t, "--duration", "1"]);
-        assert!(err.contains(&format!("profile {p} needs kprobes, which this kernel does not have")), "{err}");
+        assert!(
+            err.contains(&format!(
+                "profile {p} needs kprobes, which this kernel does not have"
+            )),
+            "{err}"
+        );
         assert!(!trace.exists(), "no partial trace is written");
     }
     // Without a profile, the tracepoints record.
     let out = Command::new(RLTOP)
-        .args(["record", "-o", t, "--", "sh", "-c", "for i in 1 2 3; do cat /proc/version > /dev/null; done"])
+        .args([
+            "record",
+            "-o",
+            t,
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do cat /proc/version > /dev/null; done",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("range locks: no range-lock functions in /proc/kallsyms"), "{err}");
+    assert!(
+        err.contains("range locks: no range-lock functions in /proc/kallsyms"),
+        "{err}"
+    );
     let dump = Command::new(RLTOP).args(["dump", t]).output().unwrap();
     assert!(dump.status.success());
-    assert!(String::from_utf8_lossy(&dump.stdout).contains("\"kind\":\"mmap_lock_"), "tracepoint events recorded");
+    assert!(
+        String::from_utf8_lossy(&dump.stdout).contains("\"kind\":\"mmap_lock_"),
+        "tracepoint events recorded"
+    );
 }
 
 #[test]
@@ -81,9 +104,15 @@ fn wrong_or_unknown_profiles_are_one_clear_error() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\nflavour = \"fifo\"\n").unwrap();
     let err = one_line_error(&["record", "--profile", bad.to_str().unwrap(), "-o", t]);
-    assert!(err.starts_with(&format!("rltop: profile {}: ", bad.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("rltop: profile {}: ", bad.display())),
+        "{err}"
+    );
     let err = one_line_error(&["probes", "--profile", "/nonexistent/p.toml"]);
-    assert!(err.contains("cannot read profile /nonexistent/p.toml"), "{err}");
+    assert!(
+        err.contains("cannot read profile /nonexistent/p.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,15 +121,31 @@ fn probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs() {
         return;
     }
     for p in ["kara2013", "bueso2017", "bueso2019", "lustre", "kprobes"] {
-        let out = Command::new(RLTOP).args(["probes", "--verbose", "--profile", p]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(RLTOP)
+            .args(["probes", "--verbose", "--profile", p])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
-        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("kprobe:") || l.starts_with("kretprobe:")).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kprobe:") || l.starts_with("kretprobe:"))
+            .collect();
         assert!(lines.len() >= 3, "{text}");
-        for l in lines.iter().filter(|l| !l.contains("its tracepoint is used instead")) {
+        for l in lines
+            .iter()
+            .filter(|l| !l.contains("its tracepoint is used instead"))
+        {
             // Here: no kprobes, or (elsewhere) no such symbol; either way the
             // program was loaded and its verified size is within the budget.
-            assert!(l.contains("not attached: ") || l.contains(" attached "), "{l}");
+            assert!(
+                l.contains("not attached: ") || l.contains(" attached "),
+                "{l}"
+            );
             if let Some(n) = l.split("program verified here: ").nth(1) {
                 let n: u32 = n.split_whitespace().next().unwrap().parse().unwrap();
                 assert!(n > 0 && n <= rltop::cmd::probes::INSN_BUDGET, "{l}");
@@ -109,13 +154,21 @@ fn probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs() {
             }
         }
         // The tracepoint probes and the ordering check still attach beside them.
-        assert!(text.lines().any(|l| l.starts_with("mmap_lock:mmap_lock_start_locking") && l.contains(" attached ")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("mmap_lock:mmap_lock_start_locking")
+                    && l.contains(" attached ")),
+            "{text}"
+        );
         let n: u32 = text
             .lines()
             .find(|l| l.starts_with("mmap_lock:mmap_lock_start_locking"))
             .and_then(|l| l.split_whitespace().rev().nth(2))
             .and_then(|n| n.parse().ok())
             .unwrap();
-        assert!(n <= rltop::cmd::probes::INSN_BUDGET, "mmap_lock_start_locking with the ordering check: {n}");
+        assert!(
+            n <= rltop::cmd::probes::INSN_BUDGET,
+            "mmap_lock_start_locking with the ordering check: {n}"
+        );
     }
 }

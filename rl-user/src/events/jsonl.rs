@@ -886,6 +886,14 @@ pub(crate) mod tests {
                 s.prop_map(|text| Body::Marker { text }),
                 (any::<u64>(), any::<u32>()).prop_map(|(count, cpu)| Body::Lost { count, cpu }),
                 Just(Body::Exit),
+                (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(|(mm, write, held, stack)| {
+                    Body::OrderingEvidence {
+                        mm,
+                        write,
+                        held,
+                        stack,
+                    }
+                }),
             ];
         (
             any::<u64>(),

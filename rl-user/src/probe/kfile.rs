@@ -25,7 +25,11 @@ pub struct KfileSpec {
 
 impl KfileSpec {
     pub fn name(&self) -> String {
-        format!("{}:{}", if self.ret { "kretprobe" } else { "kprobe" }, self.symbol)
+        format!(
+            "{}:{}",
+            if self.ret { "kretprobe" } else { "kprobe" },
+            self.symbol
+        )
     }
 }
 
@@ -182,7 +186,11 @@ pub fn resolve(
             .filter_map(|p| KFILE.iter().position(|k| k.program == *p))
             .collect();
         if let Some(&bad) = idx.iter().find(|&&i| out[i].is_err()) {
-            let why = format!("needs {} ({})", KFILE[bad].name(), out[bad].as_ref().unwrap_err());
+            let why = format!(
+                "needs {} ({})",
+                KFILE[bad].name(),
+                out[bad].as_ref().unwrap_err()
+            );
             for &i in &idx {
                 if out[i].is_ok() {
                     out[i] = Err(why.clone());

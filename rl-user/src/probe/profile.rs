@@ -130,13 +130,18 @@ impl Profile {
     pub fn parse(text: &str) -> Result<Profile, String> {
         let p: Profile = toml::from_str(text).map_err(|e| e.message().to_string())?;
         if p.flavour != "excl_fifo" && p.flavour != "rw" {
-            return Err(format!("flavour must be \"excl_fifo\" or \"rw\", not {:?}", p.flavour));
+            return Err(format!(
+                "flavour must be \"excl_fifo\" or \"rw\", not {:?}",
+                p.flavour
+            ));
         }
         if p.tree_arg > 5 || p.lock_arg > 5 {
             return Err("tree_arg and lock_arg must be 0..=5 (register arguments)".into());
         }
         if p.lock.is_empty() || p.unlock.is_empty() {
-            return Err("a profile needs at least one [[lock]] function and one unlock symbol".into());
+            return Err(
+                "a profile needs at least one [[lock]] function and one unlock symbol".into(),
+            );
         }
         Ok(p)
     }
@@ -155,12 +160,17 @@ impl Profile {
             return Ok(p);
         }
         if arg.ends_with(".toml") {
-            let text = std::fs::read_to_string(arg).map_err(|e| format!("cannot read profile {arg}: {e}"))?;
+            let text = std::fs::read_to_string(arg)
+                .map_err(|e| format!("cannot read profile {arg}: {e}"))?;
             return Profile::parse(&text).map_err(|e| format!("profile {arg}: {e}"));
         }
         Err(format!(
             "unknown profile {arg:?}: available profiles are auto, tracepoints, kprobes, {}, or a FILE.toml",
-            BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            BUILTIN
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 
@@ -183,8 +193,10 @@ impl Profile {
                 self.name,
                 missing.join(", "),
                 match detect(syms, btf) {
-                    Detection::Found(p) if p.name != self.name => format!("; it looks like profile {}", p.name),
-                    Detection::Ambiguous(names) => format!("; it could be profile {}", names.join(" or ")),
+                    Detection::Found(p) if p.name != self.name =>
+                        format!("; it looks like profile {}", p.name),
+                    Detection::Ambiguous(names) =>
+                        format!("; it could be profile {}", names.join(" or ")),
                     _ => String::new(),
                 }
             ));
@@ -196,9 +208,22 @@ impl Profile {
     /// which lists each probe and why it is not attached).
     pub fn plan_unchecked(&self, btf: Option<&Btf>) -> Result<Plan, String> {
         let (start_off, last_off, offsets_from) = match self.btf_offsets(btf) {
-            Some(Ok((s, l))) => (s, l, format!("BTF struct {}", self.lock_struct.as_deref().unwrap_or(""))),
-            Some(Err(e)) => return Err(format!("profile {}: BTF disagrees with the profile: {e}", self.name)),
-            None => (self.start.offset, self.last.offset, "profile (no BTF for the lock struct)".into()),
+            Some(Ok((s, l))) => (
+                s,
+                l,
+                format!("BTF struct {}", self.lock_struct.as_deref().unwrap_or("")),
+            ),
+            Some(Err(e)) => {
+                return Err(format!(
+                    "profile {}: BTF disagrees with the profile: {e}",
+                    self.name
+                ));
+            }
+            None => (
+                self.start.offset,
+                self.last.offset,
+                "profile (no BTF for the lock struct)".into(),
+            ),
         };
         let layout = RangeLockLayout {
             tree_arg: self.tree_arg,
@@ -223,16 +248,38 @@ impl Profile {
                 Returns::Trylock => "rl_ret_try",
                 Returns::Errno => "rl_ret_errno",
             };
-            probes.push(KprobeAttach { program: entry, symbol: l.symbol.clone(), ret: false });
-            probes.push(KprobeAttach { program: ret, symbol: l.symbol.clone(), ret: true });
+            probes.push(KprobeAttach {
+                program: entry,
+                symbol: l.symbol.clone(),
+                ret: false,
+            });
+            probes.push(KprobeAttach {
+                program: ret,
+                symbol: l.symbol.clone(),
+                ret: true,
+            });
         }
         for s in &self.unlock {
-            probes.push(KprobeAttach { program: "rl_unlock", symbol: s.clone(), ret: false });
+            probes.push(KprobeAttach {
+                program: "rl_unlock",
+                symbol: s.clone(),
+                ret: false,
+            });
         }
         for s in &self.downgrade {
-            probes.push(KprobeAttach { program: "rl_downgrade", symbol: s.clone(), ret: false });
+            probes.push(KprobeAttach {
+                program: "rl_downgrade",
+                symbol: s.clone(),
+                ret: false,
+            });
         }
-        Ok(Plan { name: self.name.clone(), flavour: self.flavour.clone(), layout, probes, offsets_from })
+        Ok(Plan {
+            name: self.name.clone(),
+            flavour: self.flavour.clone(),
+            layout,
+            probes,
+            offsets_from,
+        })
     }
 
     /// Range offsets from BTF: None when BTF lacks the lock struct (a module
@@ -240,17 +287,27 @@ impl Profile {
     fn btf_offsets(&self, btf: Option<&Btf>) -> Option<Result<(u32, u32), String>> {
         let btf = btf?;
         let strukt = self.lock_struct.as_deref()?;
-        if btf.member_offset(strukt, self.btf_member.as_deref().unwrap_or("")).is_err() {
+        if btf
+            .member_offset(strukt, self.btf_member.as_deref().unwrap_or(""))
+            .is_err()
+        {
             // No such struct, or another flavour's struct of the same name.
             return None;
         }
         let one = |b: &Bound| -> Result<u32, String> {
-            let Some(path) = &b.member else { return Ok(b.offset) };
+            let Some(path) = &b.member else {
+                return Ok(b.offset);
+            };
             match path.split_once('.') {
                 None => btf.member_offset(strukt, path).map_err(|e| e.to_string()),
                 Some((outer, inner)) => {
-                    let node = self.node_struct.as_deref().ok_or("member path needs node_struct")?;
-                    Ok(btf.member_offset(strukt, outer).map_err(|e| e.to_string())?
+                    let node = self
+                        .node_struct
+                        .as_deref()
+                        .ok_or("member path needs node_struct")?;
+                    Ok(btf
+                        .member_offset(strukt, outer)
+                        .map_err(|e| e.to_string())?
                         + btf.member_offset(node, inner).map_err(|e| e.to_string())?)
                 }
             }
@@ -262,7 +319,11 @@ impl Profile {
 fn page_shift() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { (size as u64).trailing_zeros() } else { 12 }
+    if size > 0 {
+        (size as u64).trailing_zeros()
+    } else {
+        12
+    }
 }
 
 /// The kernel's symbol names (`/proc/kallsyms`, module symbols included).
@@ -299,7 +360,7 @@ impl Kallsyms {
 /// What [`detect`] found.
 #[derive(Debug)]
 pub enum Detection {
-    Found(Profile),
+    Found(Box<Profile>),
     /// Several flavours match the symbols and BTF cannot tell them apart.
     Ambiguous(Vec<String>),
     None,
@@ -310,14 +371,21 @@ pub fn detect(syms: &Kallsyms, btf: Option<&Btf>) -> Detection {
     let mut found: Vec<Profile> = BUILTIN
         .iter()
         .map(|(_, t)| Profile::parse(t).expect("built-in profiles parse"))
-        .filter(|p| p.detect.iter().chain(p.symbols().map(|s| s.to_owned()).collect::<Vec<_>>().iter()).all(|s| syms.has(s)))
+        .filter(|p| {
+            p.detect
+                .iter()
+                .chain(p.symbols().map(|s| s.to_owned()).collect::<Vec<_>>().iter())
+                .all(|s| syms.has(s))
+        })
         .collect();
     if found.len() > 1 {
         // Same symbols (Kara and Lustre): the struct layout in BTF decides.
         let by_btf: Vec<Profile> = found
             .iter()
             .filter(|p| {
-                let (Some(b), Some(s), Some(m)) = (btf, &p.lock_struct, &p.btf_member) else { return false };
+                let (Some(b), Some(s), Some(m)) = (btf, &p.lock_struct, &p.btf_member) else {
+                    return false;
+                };
                 b.member_offset(s, m).is_ok()
             })
             .cloned()
@@ -328,7 +396,7 @@ pub fn detect(syms: &Kallsyms, btf: Option<&Btf>) -> Detection {
     }
     match found.len() {
         0 => Detection::None,
-        1 => Detection::Found(found.pop().expect("one")),
+        1 => Detection::Found(Box::new(found.pop().expect("one"))),
         _ => Detection::Ambiguous(found.into_iter().map(|p| p.name).collect()),
     }
 }
@@ -358,17 +426,31 @@ mod tests {
         for (name, _) in BUILTIN {
             let p = Profile::builtin(name).unwrap();
             assert_eq!(&p.name, name);
-            let s = syms(&p.symbols().chain(p.detect.iter().map(String::as_str)).collect::<Vec<_>>());
+            let s = syms(
+                &p.symbols()
+                    .chain(p.detect.iter().map(String::as_str))
+                    .collect::<Vec<_>>(),
+            );
             let plan = p.plan(&s, None).unwrap();
             // Every lock function has an entry and a return probe.
             assert_eq!(plan.probes.iter().filter(|k| k.ret).count(), p.lock.len());
             assert!(plan.probes.iter().any(|k| k.program == "rl_unlock"));
             assert_eq!(plan.offsets_from, "profile (no BTF for the lock struct)");
         }
-        let lustre = Profile::builtin("lustre").unwrap().plan(&syms(&["range_lock", "range_unlock"]), None).unwrap();
+        let lustre = Profile::builtin("lustre")
+            .unwrap()
+            .plan(&syms(&["range_lock", "range_unlock"]), None)
+            .unwrap();
         assert_eq!((lustre.layout.start_off, lustre.layout.last_off), (0, 8));
-        assert!(lustre.probes.contains(&KprobeAttach { program: "rl_ret_errno", symbol: "range_lock".into(), ret: true }));
-        let kara = Profile::builtin("kara2013").unwrap().plan(&syms(&["range_lock", "range_unlock"]), None).unwrap();
+        assert!(lustre.probes.contains(&KprobeAttach {
+            program: "rl_ret_errno",
+            symbol: "range_lock".into(),
+            ret: true
+        }));
+        let kara = Profile::builtin("kara2013")
+            .unwrap()
+            .plan(&syms(&["range_lock", "range_unlock"]), None)
+            .unwrap();
         assert_eq!((kara.layout.start_off, kara.layout.last_off), (24, 32));
     }
 
@@ -388,25 +470,42 @@ mod tests {
             "range_write_trylock",
             "range_downgrade_write",
         ]);
-        let e = Profile::builtin("kara2013").unwrap().plan(&bueso17, None).unwrap_err();
+        let e = Profile::builtin("kara2013")
+            .unwrap()
+            .plan(&bueso17, None)
+            .unwrap_err();
         assert_eq!(
             e,
             "profile kara2013: this kernel has no range_lock, range_unlock in /proc/kallsyms \
              (is the range-lock code or module loaded?); it looks like profile bueso2017"
         );
         assert!(matches!(detect(&bueso17, None), Detection::Found(p) if p.name == "bueso2017"));
-        let e = Profile::builtin("bueso2019").unwrap().plan(&syms(&[]), None).unwrap_err();
-        assert!(e.contains("range_read_lock, range_read_lock_interruptible"), "{e}");
+        let e = Profile::builtin("bueso2019")
+            .unwrap()
+            .plan(&syms(&[]), None)
+            .unwrap_err();
+        assert!(
+            e.contains("range_read_lock, range_read_lock_interruptible"),
+            "{e}"
+        );
     }
 
     #[test]
     fn kara_and_lustre_share_symbols_and_need_btf_or_a_choice() {
-        let s = syms(&["range_lock", "range_unlock", "range_lock_init", "range_lock_tree_init"]);
+        let s = syms(&[
+            "range_lock",
+            "range_unlock",
+            "range_lock_init",
+            "range_lock_tree_init",
+        ]);
         match detect(&s, None) {
             Detection::Ambiguous(names) => assert_eq!(names, vec!["kara2013", "lustre"]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(detect(&syms(&["vfs_read"]), None), Detection::None));
+        assert!(matches!(
+            detect(&syms(&["vfs_read"]), None),
+            Detection::None
+        ));
     }
 
     #[test]
@@ -433,6 +532,10 @@ mod tests {
         assert!(e.contains("shared"), "{e}");
         let e = Profile::parse(&text.replace("unit", "units")).unwrap_err();
         assert!(e.contains("unit"), "{e}");
-        assert!(Profile::load("nosuch").unwrap_err().contains("available profiles are auto, tracepoints, kprobes, kara2013"));
+        assert!(
+            Profile::load("nosuch")
+                .unwrap_err()
+                .contains("available profiles are auto, tracepoints, kprobes, kara2013")
+        );
     }
 }
