@@ -62,6 +62,7 @@ rltop record --profile kara2013 -o /work/nomod.rlt --duration 1 2>&1
 echo "RLTOP-VM-NOMOD-RC=$?"
 for f in kara2013 bueso2017 bueso2019 lustre; do
   insmod /lib/rltest_$f.ko || echo "RLTOP-VM-INSMOD-FAILED $f"
+  echo "RLTOP-VM-DETECT $f: $(rltop probes 2>&1 | grep 'range locks:')"
   echo "RLTOP-VM-PROBES-BEGIN $f"
   rltop probes --verbose --profile $f 2>&1 | grep -E 'range locks|kprobe:range|kretprobe:range|mmap_lock_start'
   echo "RLTOP-VM-PROBES-END $f"
@@ -479,6 +480,18 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         probe_lines.iter().all(|l| l.contains(" insns ") || l.contains("not attached: ") || l.contains("failed: ")),
         "every probe is attached with its instruction count, or says why not",
     );
+    // Detection without --profile: Bueso's two flavours by their symbols;
+    // Kara's and Lustre's share theirs and the module has no BTF.
+    for (f, want) in [
+        ("kara2013", "functions of kara2013 or lustre found"),
+        ("bueso2017", "detected profile bueso2017"),
+        ("bueso2019", "detected profile bueso2019"),
+        ("lustre", "functions of kara2013 or lustre found"),
+    ] {
+        let line = body.lines().find_map(|l| l.split(&format!("RLTOP-VM-DETECT {f}: ")).nth(1)).unwrap_or("");
+        println!("vm-test: detection with rltest_{f} loaded: {line}");
+        expect(line.contains(want), "range-lock flavour detection from kallsyms");
+    }
     // Without the module, a range-lock profile is a one-line error naming the symbols.
     let nomod = body.split("RLTOP-VM-NOMOD-BEGIN").nth(1).unwrap_or("");
     expect(
