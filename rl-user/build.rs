@@ -29,8 +29,14 @@ fn main() -> anyhow::Result<()> {
     // environment concurrently.
     unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf(
-        [aya_build::Package { name: "rl-ebpf", root_dir: root, ..Default::default() }],
+        [aya_build::Package {
+            name: "rl-ebpf",
+            root_dir: root,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
-    .context("building the eBPF programs (run `cargo xtask setup` for nightly, rust-src and bpf-linker)")
+    .context(
+        "building the eBPF programs (run `cargo xtask setup` for nightly, rust-src and bpf-linker)",
+    )
 }

@@ -514,7 +514,8 @@ static void puncher(struct worker *w)
 	for (i = 0; i < iters / 8; i++) {
 		L_INIT(&l, 0, PAGES - 1);
 		LOCK_W(&tree, &l);
-		udelay(20);
+		/* Sleeps holding it: the others queue behind. */
+		usleep_range(20, 50);
 		UNLOCK_W(&tree, &l);
 		msleep(1);
 	}

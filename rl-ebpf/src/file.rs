@@ -61,7 +61,11 @@ pub(crate) fn kread<T: Default>(base: u64, off: u32) -> T {
 pub(crate) fn inode_dev_ino(inode: u64) -> (u32, u64) {
     let ino: u64 = kread(inode, global!(KOFF.inode_ino));
     let sb: u64 = kread(inode, global!(KOFF.inode_sb));
-    let dev: u32 = if sb != 0 { kread(sb, global!(KOFF.sb_dev)) } else { 0 };
+    let dev: u32 = if sb != 0 {
+        kread(sb, global!(KOFF.sb_dev))
+    } else {
+        0
+    };
     (dev, ino)
 }
 
@@ -79,7 +83,11 @@ pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
     let iocb: u64 = ctx.arg(0);
     let iter: u64 = ctx.arg(1);
     let file: u64 = kread(iocb, global!(KOFF.kiocb_filp));
-    let inode: u64 = if file != 0 { kread(file, global!(KOFF.file_inode)) } else { 0 };
+    let inode: u64 = if file != 0 {
+        kread(file, global!(KOFF.file_inode))
+    } else {
+        0
+    };
     if inode == 0 {
         return 0;
     }
@@ -91,9 +99,18 @@ pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
     let len: u64 = kread(iter, global!(KOFF.iter_count));
     let write: u8 = kread(iter, global!(KOFF.iter_data_source));
     if DIO_INFLIGHT.insert(&iocb, &1, 0).is_err() {
-        warn!(&ctx, "rltop: DIO in-flight map insert failed; this DIO's end is not traced");
+        warn!(
+            &ctx,
+            "rltop: DIO in-flight map insert failed; this DIO's end is not traced"
+        );
     }
-    emit(t, Kind::DioBegin, if write != 0 { FLAG_WRITE } else { 0 }, dev, [iocb, ino, pos, len]);
+    emit(
+        t,
+        Kind::DioBegin,
+        if write != 0 { FLAG_WRITE } else { 0 },
+        dev,
+        [iocb, ino, pos, len],
+    );
     0
 }
 
@@ -117,7 +134,9 @@ pub fn dio_complete(ctx: RawTracePointContext) -> i32 {
 #[tracepoint]
 pub fn punch_hole(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let dev: u32 = r.get(global!(TP.punch_dev));
     let ino: u64 = r.get(global!(TP.punch_ino));
     if !traced_file(dev, ino) {
@@ -126,7 +145,10 @@ pub fn punch_hole(ctx: TracePointContext) -> u32 {
     let pos: u64 = r.get(global!(TP.punch_offset));
     let len: u64 = r.get(global!(TP.punch_len));
     if PUNCHING.insert(&t.tid, &1, 0).is_err() {
-        warn!(&ctx, "rltop: punch map full; this punch's end is not traced");
+        warn!(
+            &ctx,
+            "rltop: punch map full; this punch's end is not traced"
+        );
     }
     emit(t, Kind::PunchBegin, 0, dev, [ino, pos, len, 0]);
     0
@@ -156,7 +178,10 @@ pub fn truncate_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     if TRUNCATING.insert(&t.tid, &1, 0).is_err() {
-        warn!(&ctx, "rltop: truncate map full; this truncate's end is not traced");
+        warn!(
+            &ctx,
+            "rltop: truncate map full; this truncate's end is not traced"
+        );
     }
     emit(t, Kind::TruncateBegin, 0, dev, [ino, size, 0, 0]);
     0

@@ -27,16 +27,18 @@ mod mm;
 mod rangelock;
 mod sys;
 
+use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+    },
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
 use rl_common::{
-    BATCH_LEN, Batching, Filter, KernelOffsets, Kind, Record, RecordHeader, Staging, TP_PREFIX, TpOffsets,
-    WAKEUP_BYTES,
+    BATCH_LEN, Batching, Filter, KernelOffsets, Kind, Record, RecordHeader, Staging, TP_PREFIX,
+    TpOffsets, WAKEUP_BYTES,
 };
 
 /// Tracepoint field offsets from tracefs (set by the loader).
@@ -49,7 +51,13 @@ static KOFF: KernelOffsets = KernelOffsets::NONE;
 
 /// In-kernel filters (set by the loader).
 #[unsafe(no_mangle)]
-static FILTER: Filter = Filter { self_tgid: 0, pid_filter: 0, dev: 0, _pad: 0, ino: 0 };
+static FILTER: Filter = Filter {
+    self_tgid: 0,
+    pid_filter: 0,
+    dev: 0,
+    _pad: 0,
+    ino: 0,
+};
 
 /// Reads one field of a loader-set global. The volatile read keeps the
 /// compiler from folding the default value in; the verifier sees a load from
@@ -73,7 +81,11 @@ static STAGE: PerCpuArray<Staging> = PerCpuArray::with_max_entries(1, 0);
 
 /// How to batch (set by the loader; the default writes every record directly).
 #[unsafe(no_mangle)]
-static BATCHING: Batching = Batching { len: 1, _pad: 0, flush_ns: 0 };
+static BATCHING: Batching = Batching {
+    len: 1,
+    _pad: 0,
+    flush_ns: 0,
+};
 
 /// Records that did not fit in `EVENTS`, per CPU (index 0).
 #[map]
@@ -109,7 +121,10 @@ pub(crate) struct Task {
 #[inline(always)]
 pub(crate) fn current() -> Task {
     let id = bpf_get_current_pid_tgid();
-    Task { tid: id as u32, pid: (id >> 32) as u32 }
+    Task {
+        tid: id as u32,
+        pid: (id >> 32) as u32,
+    }
 }
 
 /// The current task if rltop traces it: never rltop itself; under `--pid`,
@@ -183,10 +198,16 @@ fn name_once(t: Task) {
     }
     // SAFETY: presence test only.
     if unsafe { SEEN.get(&t.tid) }.is_none() {
-        let Ok(comm) = bpf_get_current_comm() else { return };
+        let Ok(comm) = bpf_get_current_comm() else {
+            return;
+        };
         let mut w = [0u64; 4];
-        w[0] = u64::from_ne_bytes([comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7]]);
-        w[1] = u64::from_ne_bytes([comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15]]);
+        w[0] = u64::from_ne_bytes([
+            comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7],
+        ]);
+        w[1] = u64::from_ne_bytes([
+            comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15],
+        ]);
         if !write(t, Kind::Task, 0, 0, w) {
             return;
         }
@@ -238,7 +259,8 @@ pub(crate) fn write(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) -> bo
                     st.first_ts = hdr.ts;
                 }
             }
-            if !ok || i + 1 >= len || hdr.ts.wrapping_sub(st.first_ts) > global!(BATCHING.flush_ns) {
+            if !ok || i + 1 >= len || hdr.ts.wrapping_sub(st.first_ts) > global!(BATCHING.flush_ns)
+            {
                 flush(st);
             }
             st.busy = 0;
@@ -247,7 +269,10 @@ pub(crate) fn write(t: Task, kind: Kind, flags: u8, dev: u32, w: [u64; 4]) -> bo
     }
     match EVENTS.reserve::<Record>(0) {
         Some(mut entry) => {
-            entry.write(Record { hdr: header(t, kind, flags, dev), w });
+            entry.write(Record {
+                hdr: header(t, kind, flags, dev),
+                w,
+            });
             entry.submit(submit_flags());
             true
         }
@@ -265,7 +290,10 @@ pub(crate) fn flush(st: &mut Staging) {
     if n == 0 {
         return;
     }
-    if EVENTS.output::<rl_common::Batch>(&st.batch, submit_flags()).is_err() {
+    if EVENTS
+        .output::<rl_common::Batch>(&st.batch, submit_flags())
+        .is_err()
+    {
         count_drops(n as u64);
     }
     st.batch.n = 0;
@@ -343,7 +371,13 @@ impl TpField for i64 {
 impl TpField for u32 {
     #[inline(always)]
     fn load(ctx: &TracePointContext, off: u32) -> u32 {
-        ctx_load!(ctx, off, u32, "u32", [8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60])
+        ctx_load!(
+            ctx,
+            off,
+            u32,
+            "u32",
+            [8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60]
+        )
     }
 }
 
@@ -357,11 +391,17 @@ impl TpField for i32 {
 impl TpField for u8 {
     #[inline(always)]
     fn load(ctx: &TracePointContext, off: u32) -> u8 {
-        ctx_load!(ctx, off, u8, "u8", [
-            8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
-            32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
-            56, 57, 58, 59, 60, 61, 62, 63
-        ])
+        ctx_load!(
+            ctx,
+            off,
+            u8,
+            "u8",
+            [
+                8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
+                29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
+                50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63
+            ]
+        )
     }
 }
 

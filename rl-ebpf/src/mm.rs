@@ -65,8 +65,10 @@ pub fn mmap_lock_released(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn filemap_fault(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
-    let ino: u64 = r.get( global!(TP.fault_ino));
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
+    let ino: u64 = r.get(global!(TP.fault_ino));
     let dev: u32 = r.get(global!(TP.fault_dev));
     if !traced_file(dev, ino) {
         return 0;
@@ -80,8 +82,10 @@ pub fn filemap_fault(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn filemap_add(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
-    let ino: u64 = r.get( global!(TP.add_ino));
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
+    let ino: u64 = r.get(global!(TP.add_ino));
     let dev: u32 = r.get(global!(TP.add_dev));
     if !traced_file(dev, ino) {
         return 0;

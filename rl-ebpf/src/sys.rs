@@ -6,23 +6,23 @@
 //! `sched_process_fork` child_pid; `task_rename` pid.
 
 use aya_ebpf::{
-    EbpfContext as _,
-    helpers::bpf_probe_read_kernel_buf,
-    macros::tracepoint,
+    EbpfContext as _, helpers::bpf_probe_read_kernel_buf, macros::tracepoint,
     programs::TracePointContext,
 };
 use rl_common::{Kind, MARKER_TEXT_LEN, MarkerRecord};
 
 use crate::{
-    EVENTS, STAGE, count_drops, flush, FILTER, PIDS, SEEN, TP, TpRecord, current, emit, forget_name, global, header, submit_flags,
-    traced_task,
+    EVENTS, FILTER, PIDS, SEEN, STAGE, TP, TpRecord, count_drops, current, emit, flush,
+    forget_name, global, header, submit_flags, traced_task,
 };
 
 /// `lock:contention_begin`: any kernel lock (spinlock, mutex, rwsem) contended.
 #[tracepoint]
 pub fn contention_begin(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let addr: u64 = r.get(global!(TP.contention_addr));
     let flags: u32 = r.get(global!(TP.contention_flags));
     emit(t, Kind::ContentionBegin, 0, 0, [addr, flags as u64, 0, 0]);
@@ -33,10 +33,18 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn contention_end(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let addr: u64 = r.get(global!(TP.contention_addr));
     let ret: i32 = r.get(global!(TP.contention_ret));
-    emit(t, Kind::ContentionEnd, 0, 0, [addr, ret as i64 as u64, 0, 0]);
+    emit(
+        t,
+        Kind::ContentionEnd,
+        0,
+        0,
+        [addr, ret as i64 as u64, 0, 0],
+    );
     0
 }
 
@@ -49,7 +57,9 @@ pub fn console(ctx: TracePointContext) -> u32 {
     if t.pid == global!(FILTER.self_tgid) {
         return 0;
     }
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let loc: u32 = r.get(global!(TP.console_msg));
     let off = (loc & 0xffff) as usize;
     let mut len = (loc >> 16) as usize;
@@ -95,7 +105,9 @@ pub fn task_exit(_ctx: TracePointContext) -> u32 {
 /// `sched:sched_process_free`: the task is gone; its tid may be reused.
 #[tracepoint]
 pub fn task_free(ctx: TracePointContext) -> u32 {
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let pid: u32 = r.get(global!(TP.free_pid));
     forget_name(pid);
     0
@@ -118,7 +130,9 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
     if unsafe { PIDS.get(&parent.pid) }.is_none() {
         return 0;
     }
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let child: u32 = r.get(global!(TP.fork_child_pid));
     let _ = PIDS.insert(&child, &1, 0);
     0
@@ -128,7 +142,9 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
 /// fires it); write it again on the task's next event.
 #[tracepoint]
 pub fn task_rename(ctx: TracePointContext) -> u32 {
-    let Some(r) = TpRecord::read(&ctx) else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
     let pid: u32 = r.get(global!(TP.rename_pid));
     forget_name(pid);
     0

@@ -1,6 +1,6 @@
 //! The deterministic oracle: no threads, no clocks, caller-chosen ids.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 
 use crate::core::Core;
@@ -110,7 +110,8 @@ impl<F: Flavour> StateMachine<F> {
     pub fn new() -> Self {
         Self {
             core: Core::new(),
-            ids: HashMap::new(),
+            // Ids are kernel addresses: Fx, not SipHash (a tenth of `rltop check`).
+            ids: HashMap::default(),
         }
     }
 

@@ -4,8 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use crate::views::report::SortKey;
+
 #[derive(Debug, Parser)]
-#[command(name = "rltop", version, about = "See and check kernel range locking, live or from traces")]
+#[command(
+    name = "rltop",
+    version,
+    about = "See and check kernel range locking, live or from traces"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -84,6 +90,22 @@ pub enum Command {
         #[arg(long, value_enum)]
         flavour: Option<CheckFlavour>,
     },
+    /// Contention summary, lock_stat style: per range lock tree/inode,
+    /// operation and mode, per mmap_lock, per file operation and kernel
+    /// lock; then the longest waits with their wait chains.
+    Report {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Sort rows by this key, descending (perf lock's `contended` and
+        /// `avg_wait` are accepted too).
+        #[arg(short = 'k', long = "sort", value_enum, default_value_t = SortKey::Contentions)]
+        sort: SortKey,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
     /// A synthetic workload on the reference range lock, written as a trace:
     /// `mixed` (Kara's design, correct), or one injected bug per defect
     /// scenario (inversion, overlap, unlocked-page, unlock-unheld, unfair,
@@ -114,6 +136,9 @@ pub enum Command {
 pub enum DumpFormat {
     Jsonl,
     Text,
+    /// Decode every event and print only how many there were (a decoding
+    /// baseline for benchmarks, and a quick integrity check).
+    Count,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -13,6 +13,8 @@
 //! - [`trace`]: the `.rlt` trace file format v1 (see `docs/trace-format.md`).
 //! - [`model`]: the current state rebuilt from events, driving the reference range lock per tree.
 //! - [`analysis`]: findings (ordering, conformance, wait-for cycles, stalls, leaks) with evidence.
+//! - [`views`]: what people read: findings (text with lockdep-shaped reports, JSON),
+//!   contention reports.
 //! - [`cmd`]: the `rltop` sub-commands.
 
 pub mod analysis;
@@ -23,6 +25,7 @@ pub mod model;
 pub mod probe;
 pub mod sim;
 pub mod trace;
+pub mod views;
 
 /// An error the user can act on: printed as one line, exit status 2.
 #[derive(Debug, thiserror::Error)]

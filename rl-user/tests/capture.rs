@@ -36,7 +36,10 @@ fn need_root(test: &str) -> bool {
 
 /// A fresh directory on ext4 (the target dir lives on the root filesystem).
 fn ext4_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("capture").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("capture")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
     // SAFETY: valid path and statfs buffer.
@@ -69,7 +72,11 @@ impl Recorder {
                 let _ = tx.send(line);
             }
         });
-        let mut r = Recorder { child: Reaped(child), stderr: rx, lines: Vec::new() };
+        let mut r = Recorder {
+            child: Reaped(child),
+            stderr: rx,
+            lines: Vec::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let line = r
@@ -122,7 +129,13 @@ impl std::ops::DerefMut for Reaped {
 fn workload(dir: &Path, iterations: u64) -> (Reaped, Value, PathBuf) {
     let go = dir.join("go");
     let mut child = Command::new(WORKLOAD)
-        .args(["--dir", dir.to_str().unwrap(), "--iterations", &iterations.to_string(), "--wait-file"])
+        .args([
+            "--dir",
+            dir.to_str().unwrap(),
+            "--iterations",
+            &iterations.to_string(),
+            "--wait-file",
+        ])
         .arg(&go)
         .stdout(Stdio::piped())
         .spawn()
@@ -145,9 +158,21 @@ fn finish_workload(mut child: Reaped) -> Value {
 }
 
 fn dump(trace: &Path) -> Vec<Value> {
-    let out = Command::new(RLTOP).args(["dump", "--format", "jsonl"]).arg(trace).output().unwrap();
-    assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let out = Command::new(RLTOP)
+        .args(["dump", "--format", "jsonl"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn kind(e: &Value) -> &str {
@@ -162,9 +187,21 @@ fn check_workload_events(events: &[Value], wl: &Value) {
     let on_file = |e: &&Value| e["dev"] == dev && e["ino"] == ino;
 
     // Faults: exactly the pages the workload read, by the workload.
-    let faults: Vec<&Value> = events.iter().filter(|e| kind(e) == "fault").filter(on_file).collect();
-    let fault_pages: HashSet<u64> = faults.iter().map(|e| e["index"].as_u64().unwrap()).collect();
-    let want: HashSet<u64> = wl["fault_pages"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let faults: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e) == "fault")
+        .filter(on_file)
+        .collect();
+    let fault_pages: HashSet<u64> = faults
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    let want: HashSet<u64> = wl["fault_pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(fault_pages, want, "fault page indices");
     assert!(faults.iter().all(|e| e["pid"] == pid));
     // Each faulted page was added to the page cache (the cache was dropped first).
@@ -174,10 +211,17 @@ fn check_workload_events(events: &[Value], wl: &Value) {
         .filter(on_file)
         .map(|e| e["index"].as_u64().unwrap())
         .collect();
-    assert!(want.is_subset(&added), "page_add indices {added:?} lack some of {want:?}");
+    assert!(
+        want.is_subset(&added),
+        "page_add indices {added:?} lack some of {want:?}"
+    );
 
     // DIO: each write at its byte range, paired with its end through `io`.
-    let begins: Vec<&Value> = events.iter().filter(|e| kind(e) == "dio_begin").filter(on_file).collect();
+    let begins: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e) == "dio_begin")
+        .filter(on_file)
+        .collect();
     for r in wl["dio"].as_array().unwrap() {
         let (pos, len) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
         let b = begins
@@ -196,14 +240,22 @@ fn check_workload_events(events: &[Value], wl: &Value) {
     }
 
     // Punch: begin with the byte range, end from the same task.
-    let (ppos, plen) = (wl["punch"][0].as_u64().unwrap(), wl["punch"][1].as_u64().unwrap());
+    let (ppos, plen) = (
+        wl["punch"][0].as_u64().unwrap(),
+        wl["punch"][1].as_u64().unwrap(),
+    );
     let pi = events
         .iter()
-        .position(|e| kind(e) == "punch_begin" && on_file(&e) && e["pos"] == ppos && e["len"] == plen)
+        .position(|e| {
+            kind(e) == "punch_begin" && on_file(&e) && e["pos"] == ppos && e["len"] == plen
+        })
         .expect("punch_begin with the punched range");
     let tid = &events[pi]["tid"];
     assert_eq!(events[pi]["pid"], pid);
-    let end = events[pi..].iter().find(|e| kind(e) == "punch_end" && e["tid"] == *tid).expect("punch_end");
+    let end = events[pi..]
+        .iter()
+        .find(|e| kind(e) == "punch_end" && e["tid"] == *tid)
+        .expect("punch_end");
     assert_eq!(end["ret"], 0);
 
     // Truncate: to the new size, ended by the same task.
@@ -214,13 +266,24 @@ fn check_workload_events(events: &[Value], wl: &Value) {
         .expect("truncate_begin to the truncated size");
     assert_eq!(events[ti]["pid"], pid);
     let tid = &events[ti]["tid"];
-    assert!(events[ti..].iter().any(|e| kind(e) == "truncate_end" && e["tid"] == *tid));
+    assert!(
+        events[ti..]
+            .iter()
+            .any(|e| kind(e) == "truncate_end" && e["tid"] == *tid)
+    );
 }
 
 fn check_task_events(events: &[Value], pid: u64) {
     // The task is named once, before its first other event, and its exit is seen.
-    let first = events.iter().position(|e| e["tid"] == pid).expect("events of the workload");
-    assert_eq!(kind(&events[first]), "task", "first event of a task names it");
+    let first = events
+        .iter()
+        .position(|e| e["tid"] == pid)
+        .expect("events of the workload");
+    assert_eq!(
+        kind(&events[first]),
+        "task",
+        "first event of a task names it"
+    );
     // Named once per name: a child forked by rltop is named again after its exec.
     let names: Vec<&str> = events
         .iter()
@@ -228,21 +291,36 @@ fn check_task_events(events: &[Value], pid: u64) {
         .map(|e| e["comm"].as_str().unwrap())
         .collect();
     assert_eq!(names.last(), Some(&"rl-workload"), "{names:?}");
-    assert!(names.len() <= 2 && names.windows(2).all(|w| w[0] != w[1]), "task named repeatedly: {names:?}");
-    assert!(events.iter().any(|e| kind(e) == "exit" && e["tid"] == pid), "exit of the workload");
+    assert!(
+        names.len() <= 2 && names.windows(2).all(|w| w[0] != w[1]),
+        "task named repeatedly: {names:?}"
+    );
+    assert!(
+        events.iter().any(|e| kind(e) == "exit" && e["tid"] == pid),
+        "exit of the workload"
+    );
 }
 
 fn check_mmap_lock(events: &[Value], pid: u64) {
-    let mine: Vec<&Value> =
-        events.iter().filter(|e| kind(e).starts_with("mmap_lock") && e["pid"] == pid).collect();
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e).starts_with("mmap_lock") && e["pid"] == pid)
+        .collect();
     let mms: HashSet<u64> = mine.iter().map(|e| e["mm"].as_u64().unwrap()).collect();
-    assert_eq!(mms.len(), 1, "all mmap_lock events of one process share its mm: {mms:?}");
+    assert_eq!(
+        mms.len(),
+        1,
+        "all mmap_lock events of one process share its mm: {mms:?}"
+    );
     let mm = *mms.iter().next().unwrap();
     assert_ne!(mm, 0);
     // mmap and munmap take mmap_lock for writing: request, acquired, release.
     let w = |k: &str| mine.iter().any(|e| kind(e) == k && e["write"] == true);
     assert!(w("mmap_lock_request") && w("mmap_lock_release"));
-    assert!(mine.iter().any(|e| kind(e) == "mmap_lock_acquired" && e["write"] == true && e["success"] == true));
+    assert!(
+        mine.iter()
+            .any(|e| kind(e) == "mmap_lock_acquired" && e["write"] == true && e["success"] == true)
+    );
 }
 
 #[test]
@@ -261,7 +339,10 @@ fn record_with_pid_filter_captures_the_workload_exactly() {
     std::thread::sleep(Duration::from_millis(300));
     let (status, stderr) = rec.stop();
     assert!(status.success(), "record failed: {stderr:?}");
-    assert!(!stderr.iter().any(|l| l.contains("not attached")), "{stderr:?}");
+    assert!(
+        !stderr.iter().any(|l| l.contains("not attached")),
+        "{stderr:?}"
+    );
 
     let events = dump(&trace);
     // Only the workload is traced (a DIO end belongs to its IO, not its context).
@@ -270,13 +351,19 @@ fn record_with_pid_filter_captures_the_workload_exactly() {
             assert_eq!(e["pid"], pid, "event of another process under --pid: {e}");
         }
     }
-    assert!(!events.iter().any(|e| kind(e) == "lost"), "no drops expected");
+    assert!(
+        !events.iter().any(|e| kind(e) == "lost"),
+        "no drops expected"
+    );
     check_workload_events(&events, &done);
     check_task_events(&events, pid);
     check_mmap_lock(&events, pid);
     // Per-CPU batches are put back in time order: timestamps never go back.
     let ts: Vec<u64> = events.iter().map(|e| e["ts"].as_u64().unwrap()).collect();
-    assert!(ts.windows(2).all(|w| w[1] >= w[0]), "events out of time order");
+    assert!(
+        ts.windows(2).all(|w| w[1] >= w[0]),
+        "events out of time order"
+    );
 }
 
 #[test]
@@ -287,7 +374,10 @@ fn record_with_dev_and_ino_filter_keeps_only_that_file() {
     let dir = ext4_dir();
     let trace = dir.path().join("t.rlt");
     let (wl, ready, go) = workload(dir.path(), 1);
-    let (dev, ino) = (ready["dev"].as_str().unwrap().to_string(), ready["ino"].as_u64().unwrap());
+    let (dev, ino) = (
+        ready["dev"].as_str().unwrap().to_string(),
+        ready["ino"].as_u64().unwrap(),
+    );
     let rec = Recorder::start(&trace, &["--dev", &dev, "--ino", &ino.to_string()]);
     // Other file IO on the same device at the same time must be filtered out.
     let (other, _, other_go) = workload(dir.path(), 1);
@@ -301,7 +391,11 @@ fn record_with_dev_and_ino_filter_keeps_only_that_file() {
     let events = dump(&trace);
     for e in &events {
         if e.get("ino").is_some() {
-            assert_eq!((e["dev"].as_str().unwrap(), e["ino"].as_u64().unwrap()), (dev.as_str(), ino), "{e}");
+            assert_eq!(
+                (e["dev"].as_str().unwrap(), e["ino"].as_u64().unwrap()),
+                (dev.as_str(), ino),
+                "{e}"
+            );
         }
     }
     check_workload_events(&events, &done);
@@ -325,20 +419,36 @@ fn record_a_command_until_it_exits_and_pass_its_status() {
         .unwrap();
     let rltop_pid = u64::from(rec.id());
     let out = rec.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let done: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     let events = dump(&trace);
     check_workload_events(&events, &done);
     check_task_events(&events, done["pid"].as_u64().unwrap());
     // rltop never traces itself (its forked child is traced from the fork on).
-    assert!(events.iter().all(|e| e["pid"] != rltop_pid), "rltop traced itself");
+    assert!(
+        events.iter().all(|e| e["pid"] != rltop_pid),
+        "rltop traced itself"
+    );
 
     // The command's failure is rltop's exit status.
-    let out = Command::new(RLTOP).arg("record").arg("-o").arg(&trace).args(["--", "sh", "-c", "exit 3"]).output().unwrap();
+    let out = Command::new(RLTOP)
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     // The file is 0600 even when it existed before.
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(std::fs::metadata(&trace).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&trace).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -357,9 +467,20 @@ fn sigkilled_recorder_leaves_a_readable_trace() {
     rec.child.kill().unwrap();
     rec.child.wait().unwrap();
     let _ = finish_workload(wl);
-    let out = Command::new(RLTOP).args(["dump", "--format", "jsonl"]).arg(&trace).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let n_faults = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("\"kind\":\"fault\"")).count();
+    let out = Command::new(RLTOP)
+        .args(["dump", "--format", "jsonl"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n_faults = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"fault\""))
+        .count();
     assert!(n_faults >= 3, "only {n_faults} faults survived the SIGKILL");
 }
 
@@ -368,19 +489,40 @@ fn probes_attach_and_stay_under_the_instruction_budget() {
     if !need_root("probes_attach_and_stay_under_the_instruction_budget") {
         return;
     }
-    let out = Command::new(RLTOP).args(["probes", "--verbose"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(RLTOP)
+        .args(["probes", "--verbose"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut counts: HashMap<String, u32> = HashMap::new();
     for line in text.lines().filter(|l| l.contains(" insns ")) {
-        let prog = line.rsplit('(').next().unwrap().trim_end_matches(')').to_string();
-        let n: u32 = line.split_whitespace().rev().nth(2).unwrap().parse().unwrap();
+        let prog = line
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .to_string();
+        let n: u32 = line
+            .split_whitespace()
+            .rev()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
         counts.insert(prog, n);
     }
     // Every probe of the tracepoint profile attaches on this kernel (6.18).
     assert_eq!(counts.len(), 19, "{text}");
     for (prog, n) in &counts {
-        assert!(*n > 0 && *n <= rltop::cmd::probes::INSN_BUDGET, "{prog}: {n} verified instructions");
+        assert!(
+            *n > 0 && *n <= rltop::cmd::probes::INSN_BUDGET,
+            "{prog}: {n} verified instructions"
+        );
     }
 }
 
@@ -391,7 +533,11 @@ fn non_root_record_is_one_clear_error() {
     }
     let dir = ext4_dir();
     // The unprivileged user must be able to write there, or the error would be about the file.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let trace = dir.path().join("t.rlt");
     let out = Command::new(RLTOP)
         .arg("record")
@@ -407,7 +553,10 @@ fn non_root_record_is_one_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
-    assert!(!trace.exists(), "no file is written when recording cannot start");
+    assert!(
+        !trace.exists(),
+        "no file is written when recording cannot start"
+    );
 }
 
 use std::os::unix::process::CommandExt as _;
@@ -425,7 +574,13 @@ fn overflowing_the_ring_is_recorded_as_lost_events() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.child.id() as i32, libc::SIGSTOP) };
     let out = Command::new(WORKLOAD)
-        .args(["--heavy", "--dir", dir.path().to_str().unwrap(), "--iterations", &iterations.to_string()])
+        .args([
+            "--heavy",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--iterations",
+            &iterations.to_string(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -436,15 +591,35 @@ fn overflowing_the_ring_is_recorded_as_lost_events() {
     let (status, stderr) = rec.stop();
     assert!(status.success(), "{stderr:?}");
     let events = dump(&trace);
-    let lost: u64 = events.iter().filter(|e| kind(e) == "lost").map(|e| e["count"].as_u64().unwrap()).sum();
-    assert!(lost > 0, "no drops recorded although the reader was stopped");
-    let summary = stderr.iter().find(|l| l.contains(" lost) in ")).expect("summary line");
-    assert!(summary.contains(&format!("({lost} lost)")), "{summary} vs {lost}");
+    let lost: u64 = events
+        .iter()
+        .filter(|e| kind(e) == "lost")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert!(
+        lost > 0,
+        "no drops recorded although the reader was stopped"
+    );
+    let summary = stderr
+        .iter()
+        .find(|l| l.contains(" lost) in "))
+        .expect("summary line");
+    assert!(
+        summary.contains(&format!("({lost} lost)")),
+        "{summary} vs {lost}"
+    );
     // Every fault of the workload is either in the trace or counted as lost:
     // nothing goes missing silently. (Lost counts include other tasks' events.)
     let ino = wl["ino"].as_u64().unwrap();
-    let faults = events.iter().filter(|e| kind(e) == "fault" && e["ino"] == ino).count() as u64;
-    assert!(faults + lost >= 64 * iterations, "{faults} faults + {lost} lost < {}", 64 * iterations);
+    let faults = events
+        .iter()
+        .filter(|e| kind(e) == "fault" && e["ino"] == ino)
+        .count() as u64;
+    assert!(
+        faults + lost >= 64 * iterations,
+        "{faults} faults + {lost} lost < {}",
+        64 * iterations
+    );
     assert!(faults < 64 * iterations, "the ring did not overflow");
 }
 
@@ -483,8 +658,15 @@ fn live_stream_shows_the_workload_and_stops_on_ctrl_c() {
     assert!(rest.contains(" events, 0 lost"), "{rest}");
     let ino = done["ino"].as_u64().unwrap();
     for page in [3, 7, 11] {
-        let want = format!("fault {} ino {ino} index {page}", done["dev"].as_str().unwrap());
-        assert!(out.lines().any(|l| l.contains("rl-workload/") && l.contains(&want)), "no line with {want:?}");
+        let want = format!(
+            "fault {} ino {ino} index {page}",
+            done["dev"].as_str().unwrap()
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.contains("rl-workload/") && l.contains(&want)),
+            "no line with {want:?}"
+        );
     }
     assert!(out.contains("punch_begin") && out.contains("dio_end"));
 }

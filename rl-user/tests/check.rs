@@ -612,7 +612,11 @@ mod prop {
             }),
             (1u64..3).prop_map(|io| Body::DioEnd { io, ret: 0 }),
             Just(Body::Exit),
-            Just(Body::Lost { count: 1, cpu: 0 }),
+            Just(Body::Lost {
+                count: 1,
+                cpu: 0,
+                since: None
+            }),
             Just(Body::Task { comm: "t".into() }),
         ];
         (0u64..3_000_000_000, 0u32..4, body).prop_map(|(ts, tid, body)| Event {
@@ -636,8 +640,8 @@ mod prop {
                 c.event(i as u64, e);
             }
             let v = c.finish();
-            let _ = rltop::analysis::render::json(&v);
-            let _ = rltop::analysis::render::text(&v, &Default::default());
+            let _ = rltop::views::findings::json(&v);
+            let _ = rltop::views::findings::text(&v, &Default::default());
         }
 
         #[test]
@@ -667,8 +671,48 @@ mod prop {
             }
             for d in &drops {
                 let i = d.index(evs.len());
-                evs[i].body = Body::Lost { count: 1, cpu: 0 };
+                evs[i].body = Body::Lost { count: 1, cpu: 0, since: None };
                 evs[i].tid = 0;
+            }
+            let v = run(&evs, f);
+            let certain: Vec<_> = v.findings.iter().filter(|f| f.certain).collect();
+            prop_assert!(certain.is_empty(), "{:#?}\n{:#?}", certain, evs);
+            prop_assert!(!v.failed());
+        }
+
+        /// As the recorder reports them: the drop is only noticed later, so
+        /// the `lost` event comes `delay` events after the dropped one,
+        /// with `since` no later than the dropped event's time.
+        #[test]
+        fn late_lost_events_never_give_a_certain_finding(
+            ops in prop::collection::vec(op(), 1..120),
+            rw in any::<bool>(),
+            drops in prop::collection::vec((any::<prop::sample::Index>(), 0usize..20), 1..4),
+        ) {
+            let (mut evs, f) = if rw {
+                (stream::<rl_reference::Rw>(&ops, true), Flavour::Rw)
+            } else {
+                (stream::<rl_reference::ExclFifo>(&ops, false), Flavour::ExclFifo)
+            };
+            for (d, delay) in &drops {
+                if evs.is_empty() {
+                    break;
+                }
+                let i = d.index(evs.len());
+                if matches!(evs[i].body, Body::Lost { .. }) {
+                    // The recorder never loses its own lost records.
+                    continue;
+                }
+                let dropped = evs.remove(i);
+                let at = (i + delay).min(evs.len());
+                let ts = evs.get(at).map_or(dropped.ts, |e| e.ts.max(dropped.ts));
+                evs.insert(at, Event {
+                    ts,
+                    tid: 0,
+                    pid: 0,
+                    cpu: None,
+                    body: Body::Lost { count: 1, cpu: 0, since: Some(dropped.ts.saturating_sub(1)) },
+                });
             }
             let v = run(&evs, f);
             let certain: Vec<_> = v.findings.iter().filter(|f| f.certain).collect();

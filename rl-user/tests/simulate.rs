@@ -88,3 +88,88 @@ fn an_unknown_scenario_is_one_clear_error() {
         "{err}"
     );
 }
+
+mod lost {
+    //! Property: dropping random events from a correct simulated trace, and
+    //! recording each drop as a `lost` event the way the recorder does
+    //! (possibly some events later, with the window's start in `since`),
+    //! never gives a certain finding.
+
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use rltop::analysis::{Checker, Config};
+    use rltop::events::{Body, Event};
+    use rltop::model::Model;
+    use rltop::sim;
+
+    fn traces() -> &'static [Vec<Event>] {
+        static T: OnceLock<Vec<Vec<Event>>> = OnceLock::new();
+        T.get_or_init(|| {
+            (1..=3)
+                .map(|seed| {
+                    sim::simulate(&sim::Config {
+                        scenario: "mixed".into(),
+                        seed,
+                        events: 6_000,
+                        threads: 2 + seed as usize,
+                    })
+                    .unwrap()
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn drops_never_give_a_certain_finding(
+            which in 0usize..3,
+            drops in prop::collection::vec((any::<prop::sample::Index>(), 1usize..40, 0usize..30), 1..12),
+        ) {
+            let mut evs = traces()[which].clone();
+            // The correct trace is clean to begin with.
+            for (d, run, delay) in &drops {
+                let i = d.index(evs.len());
+                let end = (i + run).min(evs.len());
+                // The recorder never loses its own lost records.
+                if evs[i..end].iter().any(|e| matches!(e.body, Body::Lost { .. })) {
+                    continue;
+                }
+                // A run of consecutive events vanishes (a full ring drops
+                // bursts), reported `delay` events later.
+                let gone: Vec<Event> = evs.drain(i..end).collect();
+                let first = &gone[0];
+                let at = (i + delay).min(evs.len());
+                let ts = evs.get(at).map_or(first.ts, |e| e.ts.max(first.ts));
+                evs.insert(at, Event {
+                    ts,
+                    tid: 0,
+                    pid: 0,
+                    cpu: Some(0),
+                    body: Body::Lost { count: gone.len() as u64, cpu: 0, since: Some(first.ts.saturating_sub(1)) },
+                });
+            }
+            let mut c = Checker::new(Model::new(None), Config::default());
+            for (i, e) in evs.iter().enumerate() {
+                c.event(i as u64, e);
+            }
+            let v = c.finish();
+            let certain: Vec<_> = v.findings.iter().filter(|f| f.certain).collect();
+            prop_assert!(certain.is_empty(), "{:#?}", certain);
+            prop_assert!(!v.failed());
+        }
+    }
+
+    #[test]
+    fn the_traces_are_clean_before_drops() {
+        for evs in traces() {
+            let mut c = Checker::new(Model::new(None), Config::default());
+            for (i, e) in evs.iter().enumerate() {
+                c.event(i as u64, e);
+            }
+            assert_eq!(c.finish().findings, vec![]);
+        }
+    }
+}

@@ -80,14 +80,19 @@ pub struct Options {
 fn bpftrace_print_script() -> String {
     let mut s = String::new();
     for tp in TRACEPOINTS {
-        s.push_str(&format!("tracepoint:{tp} {{ printf(\"%llu %d %s\\n\", nsecs, tid, probe); }}\n"));
+        s.push_str(&format!(
+            "tracepoint:{tp} {{ printf(\"%llu %d %s\\n\", nsecs, tid, probe); }}\n"
+        ));
     }
     s
 }
 
 /// bpftrace program counting events per tracepoint in the kernel.
 fn bpftrace_count_script() -> String {
-    let probes: Vec<String> = TRACEPOINTS.iter().map(|t| format!("tracepoint:{t}")).collect();
+    let probes: Vec<String> = TRACEPOINTS
+        .iter()
+        .map(|t| format!("tracepoint:{t}"))
+        .collect();
     format!("{} {{ @[probe] = count(); }}\n", probes.join(",\n"))
 }
 
@@ -99,25 +104,40 @@ fn run_workload(workload: &Path, dir: &Path, iterations: u64) -> anyhow::Result<
         .output()
         .context("running rl-workload")?;
     if !out.status.success() {
-        bail!("rl-workload failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "rl-workload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     parse_elapsed(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// `elapsed_ns` from the workload's JSON line.
 fn parse_elapsed(stdout: &str) -> anyhow::Result<f64> {
-    let line = stdout.lines().last().context("rl-workload printed nothing")?;
-    let v = line.split("\"elapsed_ns\":").nth(1).context("no elapsed_ns in rl-workload output")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("rl-workload printed nothing")?;
+    let v = line
+        .split("\"elapsed_ns\":")
+        .nth(1)
+        .context("no elapsed_ns in rl-workload output")?;
     let n: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
     Ok(n.parse::<f64>()? / 1e9)
 }
 
 /// `rltop: N events (M lost) in S s, B bytes (...)`.
 fn parse_rltop_summary(stderr: &str) -> Option<(u64, u64, u64)> {
-    let line = stderr.lines().find(|l| l.contains(" events (") && l.contains(" lost) in "))?;
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" events (") && l.contains(" lost) in "))?;
     let num = |after: &str, s: &str| -> Option<u64> {
         let t = s.split(after).nth(1)?;
-        t.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        t.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     };
     let events = num("rltop: ", line)?;
     let lost = num("events (", line)?;
@@ -152,26 +172,41 @@ fn start_bpftrace(script: &Path, out: &Path) -> anyhow::Result<std::process::Chi
 
 fn stop(child: &mut std::process::Child) {
     // bpftrace prints its maps and exits cleanly on SIGINT.
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
 
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     if !crate::is_root() {
         bail!("bench capture needs root (it loads eBPF programs)");
     }
-    crate::run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "rl-user", "--bins"]))?;
+    crate::run(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "rl-user",
+        "--bins",
+    ]))?;
     let bin = crate::target_dir(root).join("release");
     let (rltop, workload) = (bin.join("rltop"), bin.join("rl-workload"));
     let dir = crate::target_dir(root).join("bench-capture");
     std::fs::create_dir_all(&dir)?;
-    let have_bpftrace = Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_bpftrace = Command::new("bpftrace")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let print_script = dir.join("print.bt");
     let count_script = dir.join("count.bt");
     std::fs::write(&print_script, bpftrace_print_script())?;
@@ -209,11 +244,15 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
                         .output()
                         .context("running rltop record")?;
                     if !out.status.success() {
-                        bail!("rltop record failed: {}", String::from_utf8_lossy(&out.stderr));
+                        bail!(
+                            "rltop record failed: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
                     }
                     let secs = parse_elapsed(&String::from_utf8_lossy(&out.stdout))?;
-                    let (events, lost, bytes) = parse_rltop_summary(&String::from_utf8_lossy(&out.stderr))
-                        .context("no summary line from rltop record")?;
+                    let (events, lost, bytes) =
+                        parse_rltop_summary(&String::from_utf8_lossy(&out.stderr))
+                            .context("no summary line from rltop record")?;
                     s.events += events;
                     s.lost += lost;
                     s.bytes += bytes;
@@ -221,7 +260,11 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
                     secs
                 }
                 Mode::BpftracePrint | Mode::BpftraceCount => {
-                    let script = if mode == Mode::BpftracePrint { &print_script } else { &count_script };
+                    let script = if mode == Mode::BpftracePrint {
+                        &print_script
+                    } else {
+                        &count_script
+                    };
                     let out = dir.join("bpftrace.out");
                     let mut child = start_bpftrace(script, &out)?;
                     let secs = run_workload(&workload, &dir, opts.iterations)?;
@@ -231,7 +274,8 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
                         s.notes.push(l.to_string());
                     }
                     if mode == Mode::BpftracePrint {
-                        s.events += text.lines().filter(|l| l.contains("tracepoint:")).count() as u64;
+                        s.events +=
+                            text.lines().filter(|l| l.contains("tracepoint:")).count() as u64;
                         s.workload_secs += secs;
                     }
                     secs
@@ -246,7 +290,12 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     // Paired per round: each mode against the untraced run of the same
     // round, which cancels slow drifts of the machine's load.
     let paired = |s: &Sample| -> f64 {
-        let r: Vec<f64> = samples[0].us_per_iter.iter().zip(&s.us_per_iter).map(|(u, t)| u / t).collect();
+        let r: Vec<f64> = samples[0]
+            .us_per_iter
+            .iter()
+            .zip(&s.us_per_iter)
+            .map(|(u, t)| u / t)
+            .collect();
         median(&r)
     };
     println!();
@@ -261,9 +310,16 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     );
     for (mode, s) in modes.iter().zip(&samples) {
         let m = median(&s.us_per_iter);
-        let rate = if s.workload_secs > 0.0 { format!("{:.0}", s.events as f64 / s.workload_secs) } else { "-".into() };
+        let rate = if s.workload_secs > 0.0 {
+            format!("{:.0}", s.events as f64 / s.workload_secs)
+        } else {
+            "-".into()
+        };
         let (lost, bpe) = match mode {
-            Mode::Rltop => (s.lost.to_string(), format!("{:.2}", s.bytes as f64 / s.events.max(1) as f64)),
+            Mode::Rltop => (
+                s.lost.to_string(),
+                format!("{:.2}", s.bytes as f64 / s.events.max(1) as f64),
+            ),
             _ => ("-".into(), "-".into()),
         };
         println!(
@@ -280,7 +336,13 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
             println!("{:<32} note: {n}", "");
         }
     }
-    println!("all rounds: {:?}", samples.iter().map(|s| s.us_per_iter.iter().map(|v| v.round()).collect::<Vec<_>>()).collect::<Vec<_>>());
+    println!(
+        "all rounds: {:?}",
+        samples
+            .iter()
+            .map(|s| s.us_per_iter.iter().map(|v| v.round()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_file(dir.join("bench.rlt"));
     Ok(())
 }

@@ -10,8 +10,11 @@
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
+//! - `bench check`: analysis throughput and memory on long simulated traces,
+//!   beside decoding (see bench_check.rs).
 
 mod bench;
+mod bench_check;
 mod setup;
 mod vm;
 
@@ -61,10 +64,22 @@ enum Bench {
         #[arg(long, default_value_t = 2000)]
         iterations: u64,
     },
+    /// `rltop check`/`report` throughput and peak memory on simulated
+    /// traces, beside `rltop dump` of the same trace.
+    Check {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Trace lengths (events), comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        events: Vec<u64>,
+    },
 }
 
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Runs a command, inheriting stdio; fails when it fails.
@@ -77,7 +92,10 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` when set, else `target/`.
@@ -109,10 +127,15 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             clippy_ebpf(&root)
         }
-        Task::Bench { what: Bench::Capture { rounds, iterations } } => {
+        Task::Bench {
+            what: Bench::Capture { rounds, iterations },
+        } => {
             setup::all()?;
             bench::capture(&root, &bench::Options { rounds, iterations })
         }
+        Task::Bench {
+            what: Bench::Check { rounds, events },
+        } => bench_check::run(&root, &bench_check::Options { rounds, events }),
     }
 }
 
@@ -125,12 +148,30 @@ struct Step {
 /// What `cargo xtask test` runs, in order, after set-up. A new kind of test
 /// (e.g. kprobe tests in a VM) is one more entry here.
 const TEST_STEPS: &[Step] = &[
-    Step { name: "build", run: build },
-    Step { name: "clippy-ebpf", run: clippy_ebpf },
-    Step { name: "test", run: cargo_test },
-    Step { name: "vm-test", run: vm::test },
-    Step { name: "loom", run: loom },
-    Step { name: "miri", run: miri },
+    Step {
+        name: "build",
+        run: build,
+    },
+    Step {
+        name: "clippy-ebpf",
+        run: clippy_ebpf,
+    },
+    Step {
+        name: "test",
+        run: cargo_test,
+    },
+    Step {
+        name: "vm-test",
+        run: vm::test,
+    },
+    Step {
+        name: "loom",
+        run: loom,
+    },
+    Step {
+        name: "miri",
+        run: miri,
+    },
 ];
 
 fn test(root: &Path) -> anyhow::Result<()> {
@@ -140,12 +181,21 @@ fn test(root: &Path) -> anyhow::Result<()> {
         println!("== xtask test: {}", step.name);
         let t = std::time::Instant::now();
         if let Err(e) = (step.run)(root) {
-            println!("xtask test: FAILED at step {} ({e:#}); passed before it: {}", step.name, summary(&done));
+            println!(
+                "xtask test: FAILED at step {} ({e:#}); passed before it: {}",
+                step.name,
+                summary(&done)
+            );
             return Err(e);
         }
         done.push((step.name, t.elapsed()));
     }
-    println!("xtask test: all {} steps passed in {:.0?}: {}", done.len(), started.elapsed(), summary(&done));
+    println!(
+        "xtask test: all {} steps passed in {:.0?}: {}",
+        done.len(),
+        started.elapsed(),
+        summary(&done)
+    );
     Ok(())
 }
 
@@ -153,7 +203,10 @@ fn summary(done: &[(&str, std::time::Duration)]) -> String {
     if done.is_empty() {
         return "none".into();
     }
-    done.iter().map(|(n, d)| format!("{n} ({:.0?})", d)).collect::<Vec<_>>().join(", ")
+    done.iter()
+        .map(|(n, d)| format!("{n} ({:.0?})", d))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The default members (rl-ebpf is not one: it cannot build for the host;
@@ -177,8 +230,18 @@ fn loom(root: &Path) -> anyhow::Result<()> {
 fn miri(root: &Path) -> anyhow::Result<()> {
     run(Command::new("rustup")
         .current_dir(root)
-        .args(["run", "nightly", "cargo", "miri", "test", "-p", "rl-reference"])
-        .args(["--lib", "--test", "oracle", "--test", "stress", "--test", "threads"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "miri",
+            "test",
+            "-p",
+            "rl-reference",
+        ])
+        .args([
+            "--lib", "--test", "oracle", "--test", "stress", "--test", "threads",
+        ])
         .env("MIRIFLAGS", "-Zmiri-disable-isolation"))
 }
 
@@ -201,7 +264,16 @@ fn cargo_test(root: &Path) -> anyhow::Result<()> {
 fn clippy_ebpf(root: &Path) -> anyhow::Result<()> {
     run(Command::new("rustup")
         .current_dir(root)
-        .args(["run", "nightly", "cargo", "clippy", "-p", "rl-ebpf", "--target", "bpfel-unknown-none"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "-p",
+            "rl-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         .args(["-Z", "build-std=core", "--", "-D", "warnings"]))
 }
 
@@ -213,13 +285,22 @@ fn live_blocker() -> Option<String> {
     // Set-up has mounted tracefs if it could.
     let filemap = Path::new("/sys/kernel/tracing/events/filemap");
     if !filemap.is_dir() {
-        return Some(format!("{} does not exist (tracefs not mounted, or no filemap tracepoints)", filemap.display()));
+        return Some(format!(
+            "{} does not exist (tracefs not mounted, or no filemap tracepoints)",
+            filemap.display()
+        ));
     }
     None
 }
 
 fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
-    run(Command::new("cargo").current_dir(root).args(["build", "--release", "-p", "rl-user", "--bins"]))?;
+    run(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "rl-user",
+        "--bins",
+    ]))?;
     let bin = target_dir(root).join("release");
     let rltop = bin.join("rltop");
     // Under the target dir (the root filesystem, ext4 here), not /tmp, which
@@ -229,12 +310,18 @@ fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let trace = dir.join("demo.rlt");
     let _ = std::fs::remove_file(&trace);
-    let blocker = if bundled { Some("--bundled given".to_string()) } else { live_blocker() };
+    let blocker = if bundled {
+        Some("--bundled given".to_string())
+    } else {
+        live_blocker()
+    };
     // The workload's file, from the JSON line it prints at the end.
     let mut workload_ino = None;
     match &blocker {
         None => {
-            println!("== live: recording rl-workload (mmap faults, O_DIRECT writes, punch hole, truncate) for up to 5 s");
+            println!(
+                "== live: recording rl-workload (mmap faults, O_DIRECT writes, punch hole, truncate) for up to 5 s"
+            );
             let out = capture_stdout(
                 Command::new(&rltop)
                     .arg("record")
@@ -247,54 +334,96 @@ fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
                     .args(["--iterations", "200"]),
             )?;
             print!("{out}");
-            workload_ino = out.split("\"ino\":").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()).map(str::to_string);
+            workload_ino = out
+                .split("\"ino\":")
+                .nth(1)
+                .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+                .map(str::to_string);
         }
         Some(why) => {
             println!("== no live recording: {why}");
-            println!("== showing the bundled hand-written trace rl-user/tests/data/demo.jsonl instead");
-            run(Command::new(&rltop).arg("import").arg(root.join("rl-user/tests/data/demo.jsonl")).arg("-o").arg(&trace))?;
+            println!(
+                "== showing the bundled hand-written trace rl-user/tests/data/demo.jsonl instead"
+            );
+            run(Command::new(&rltop)
+                .arg("import")
+                .arg(root.join("rl-user/tests/data/demo.jsonl"))
+                .arg("-o")
+                .arg(&trace))?;
         }
     }
-    let text = capture(Command::new(&rltop).args(["dump", "--format", "text"]).arg(&trace))?;
+    let text = capture(
+        Command::new(&rltop)
+            .args(["dump", "--format", "text"])
+            .arg(&trace),
+    )?;
     // A live trace starts with whatever else the machine was doing (the
     // workload's own start-up faults too): show the events on its file.
     let on_file = |l: &&str| match &workload_ino {
         Some(ino) => {
             l.contains(&format!(" ino {ino} "))
-                || (l.contains("rl-workload/") && ["dio_end", "punch_end", "truncate_end"].iter().any(|k| l.contains(k)))
+                || (l.contains("rl-workload/")
+                    && ["dio_end", "punch_end", "truncate_end"]
+                        .iter()
+                        .any(|k| l.contains(k)))
         }
         None => true,
     };
     // The bundled trace is short: all of it.
-    let limit = if workload_ino.is_some() { 40 } else { usize::MAX };
+    let limit = if workload_ino.is_some() {
+        40
+    } else {
+        usize::MAX
+    };
     let shown: Vec<&str> = text.lines().filter(on_file).take(limit).collect();
     let filter = match &workload_ino {
         Some(ino) => format!(", the workload's file (inode {ino}) only"),
         None => String::new(),
     };
-    println!("== {} events (rltop dump --format text {}{filter}):", shown.len(), trace.display());
+    println!(
+        "== {} events (rltop dump --format text {}{filter}):",
+        shown.len(),
+        trace.display()
+    );
     for line in shown {
         println!("{line}");
     }
-    let jsonl = capture(Command::new(&rltop).args(["dump", "--format", "jsonl"]).arg(&trace))?;
+    let jsonl = capture(
+        Command::new(&rltop)
+            .args(["dump", "--format", "jsonl"])
+            .arg(&trace),
+    )?;
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
     for line in jsonl.lines() {
-        if let Some(k) = line.split("\"kind\":\"").nth(1).and_then(|s| s.split('"').next()) {
+        if let Some(k) = line
+            .split("\"kind\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        {
             *counts.entry(k.to_string()).or_default() += 1;
         }
     }
-    println!("== events by kind ({} in all):", counts.values().sum::<u64>());
+    println!(
+        "== events by kind ({} in all):",
+        counts.values().sum::<u64>()
+    );
     for (k, n) in counts {
         println!("{n:>8}  {k}");
     }
-    println!("(the trace is {}; `rltop dump` it again, or record your own with `sudo rltop record -o FILE -- CMD`)", trace.display());
+    println!(
+        "(the trace is {}; `rltop dump` it again, or record your own with `sudo rltop record -o FILE -- CMD`)",
+        trace.display()
+    );
     Ok(())
 }
 
 /// Runs a command with standard error shown as it comes, and returns its
 /// standard output; fails when it fails.
 fn capture_stdout(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         print!("{}", String::from_utf8_lossy(&out.stdout));
         bail!("{cmd:?} failed with {}", out.status);
@@ -307,7 +436,11 @@ fn capture_stdout(cmd: &mut Command) -> anyhow::Result<String> {
 fn capture(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -18,12 +18,12 @@ use crate::{is_root, run};
 
 /// Debian packages, installed only when missing. Add new ones here.
 const APT_PACKAGES: &[&str] = &[
-    "bpftrace",         // the capture benchmark compares with it
-    "util-linux",       // setpriv (tests that drop privileges)
-    "tmux",             // terminal (TUI) tests
-    "qemu-system-x86",  // kprobe tests in a VM (the host kernel has no kprobes)
-    "busybox-static",   // the VM's initramfs
-    "cpio",             // packing the initramfs
+    "bpftrace",        // the capture benchmark compares with it
+    "util-linux",      // setpriv (tests that drop privileges)
+    "tmux",            // terminal (TUI) tests
+    "qemu-system-x86", // kprobe tests in a VM (the host kernel has no kprobes)
+    "busybox-static",  // the VM's initramfs
+    "cpio",            // packing the initramfs
 ];
 
 /// Nightly components: `rust-src` for `-Z build-std=core` (the eBPF crate),
@@ -45,11 +45,15 @@ fn tracefs() -> anyhow::Result<()> {
     if events.is_dir() {
         println!("setup: tracefs mounted at /sys/kernel/tracing");
     } else if !is_root() {
-        println!("setup: tracefs not mounted at /sys/kernel/tracing, and not root to mount it (live tracing needs root)");
+        println!(
+            "setup: tracefs not mounted at /sys/kernel/tracing, and not root to mount it (live tracing needs root)"
+        );
     } else {
         match mount_tracefs() {
             Ok(()) => println!("setup: mounted tracefs at /sys/kernel/tracing"),
-            Err(e) => println!("setup: could not mount tracefs ({e:#}); live capture will not work"),
+            Err(e) => {
+                println!("setup: could not mount tracefs ({e:#}); live capture will not work")
+            }
         }
     }
     Ok(())
@@ -63,13 +67,24 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
-        println!("setup: Debian packages present ({})", APT_PACKAGES.join(", "));
+        println!(
+            "setup: Debian packages present ({})",
+            APT_PACKAGES.join(", ")
+        );
         return Ok(());
     }
     if !is_root() {
-        bail!("missing Debian packages {}: install them as root (apt-get install {})", missing.join(", "), missing.join(" "));
+        bail!(
+            "missing Debian packages {}: install them as root (apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     println!("setup: installing {}", missing.join(", "));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
@@ -81,13 +96,21 @@ fn apt_packages() -> anyhow::Result<()> {
 
 /// `rustc +nightly -vV`, or None when there is no nightly.
 fn nightly_version() -> Option<String> {
-    let out = Command::new("rustup").args(["run", "nightly", "rustc", "-vV"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "-vV"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn nightly() -> anyhow::Result<()> {
     if nightly_version().is_none() {
-        println!("setup: installing the nightly toolchain with {}", NIGHTLY_COMPONENTS.join(", "));
+        println!(
+            "setup: installing the nightly toolchain with {}",
+            NIGHTLY_COMPONENTS.join(", ")
+        );
         let mut cmd = Command::new("rustup");
         cmd.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
         for c in NIGHTLY_COMPONENTS {
@@ -95,22 +118,46 @@ fn nightly() -> anyhow::Result<()> {
         }
         return run(&mut cmd);
     }
-    let out = Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]).output()?;
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()?;
     let installed = String::from_utf8_lossy(&out.stdout);
     // Names are listed with the host triple (`clippy-x86_64-unknown-linux-gnu`), except rust-src.
-    let has = |c: &str| installed.lines().any(|l| l == c || l.strip_prefix(c).is_some_and(|r| r.starts_with('-')));
-    let missing: Vec<&str> = NIGHTLY_COMPONENTS.iter().copied().filter(|c| !has(c)).collect();
+    let has = |c: &str| {
+        installed
+            .lines()
+            .any(|l| l == c || l.strip_prefix(c).is_some_and(|r| r.starts_with('-')))
+    };
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !has(c))
+        .collect();
     if out.status.success() && missing.is_empty() {
-        println!("setup: nightly toolchain present with {}", NIGHTLY_COMPONENTS.join(", "));
+        println!(
+            "setup: nightly toolchain present with {}",
+            NIGHTLY_COMPONENTS.join(", ")
+        );
         return Ok(());
     }
-    let missing = if out.status.success() { missing } else { NIGHTLY_COMPONENTS.to_vec() };
-    println!("setup: adding {} to the nightly toolchain", missing.join(", "));
-    run(Command::new("rustup").args(["component", "add", "--toolchain", "nightly"]).args(&missing))
+    let missing = if out.status.success() {
+        missing
+    } else {
+        NIGHTLY_COMPONENTS.to_vec()
+    };
+    println!(
+        "setup: adding {} to the nightly toolchain",
+        missing.join(", ")
+    );
+    run(Command::new("rustup")
+        .args(["component", "add", "--toolchain", "nightly"])
+        .args(&missing))
 }
 
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {
-    let out = Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]).output()?;
+    let out = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()?;
     if !out.status.success() {
         bail!("no nightly toolchain");
     }
@@ -129,7 +176,9 @@ fn llvm_major(vv: &str) -> anyhow::Result<u32> {
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
 }
 
 fn cache_dir() -> PathBuf {
@@ -139,7 +188,10 @@ fn cache_dir() -> PathBuf {
 fn bpf_linker() -> anyhow::Result<()> {
     let vv = nightly_version().context("no nightly toolchain")?;
     let major = llvm_major(&vv)?;
-    let commit = vv.lines().find_map(|l| l.strip_prefix("commit-hash: ")).unwrap_or("unknown");
+    let commit = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("commit-hash: "))
+        .unwrap_or("unknown");
     let stamp_text = format!("bpf-linker {BPF_LINKER_VERSION} llvm-{major} nightly {commit}\n");
     let stamp = cache_dir().join("bpf-linker.stamp");
     let binary = cargo_home().join("bin/bpf-linker");
@@ -152,23 +204,50 @@ fn bpf_linker() -> anyhow::Result<()> {
     let lib = std::fs::read_dir(sysroot.join("lib"))?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libLLVM"))
+        })
         .with_context(|| format!("no libLLVM in {}/lib", sysroot.display()))?;
     let prefix = cache_dir().join(format!("llvm-{major}"));
     std::fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&lib, &link).with_context(|| format!("linking {}", link.display()))?;
-    println!("setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (about a minute)");
+    std::os::unix::fs::symlink(&lib, &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    println!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (about a minute)"
+    );
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--force", "--locked", "--version", BPF_LINKER_VERSION])
-        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "install",
+            "bpf-linker",
+            "--force",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .env("LLVM_PREFIX", &prefix))
     .or_else(|_| {
         // --locked can fail when the lock file predates a yanked crate.
         run(Command::new("cargo")
-            .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION])
-            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .args([
+                "install",
+                "bpf-linker",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
             .env("LLVM_PREFIX", &prefix))
     })?;
     std::fs::create_dir_all(cache_dir())?;
@@ -186,7 +265,8 @@ mod tests {
 
     #[test]
     fn reads_the_llvm_major() {
-        let vv = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
+        let vv =
+            "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
         assert_eq!(llvm_major(vv).unwrap(), 22);
         assert_eq!(llvm_major("LLVM version: 23.0.0\n").unwrap(), 23);
         assert!(llvm_major("no llvm here").is_err());

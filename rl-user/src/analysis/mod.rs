@@ -29,6 +29,13 @@
 //!   gap follows its request (a lost rl_acquired).
 //! - leaked_lock is uncertain while a DIO on the same file is in flight
 //!   (its completion may still release the lock).
+//! - A `lost` event may be reported after the drops it counts: with a
+//!   `since` time, every finding made since then is uncertain too.
+//! - A gap taints every task busy at that moment (holding, waiting, or with
+//!   IO, punch or mmap_lock in flight): the model may misjudge it (a lost
+//!   release keeps a lock held, a lost dio_begin makes an IO's lock look
+//!   like the task's). Its findings are uncertain until the model sees it
+//!   idle again.
 //! - A trace recorded live (header source `record`) starts mid-stream: locks
 //!   may have been held before it began. There, unlock_unheld of a lock never
 //!   seen is uncertain, stall and fifo_violation findings on a tree where
@@ -49,13 +56,13 @@
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
-pub mod render;
+pub mod stats;
 pub mod waitfor;
 
 use serde::Serialize;
 
 use crate::events::{Body, Dev, Event, Mode};
-use crate::model::{FastMap, FastSet, Lock, LockState, Mm, Model, Wait};
+use crate::model::{FastMap, FastSet, Lock, LockState, Model, Wait};
 
 /// What a finding is about (`design.md`, "Findings").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -212,6 +219,15 @@ pub struct Checker {
     retracted: FastSet<usize>,
     /// Deadlock findings and their members' waits, until one of them moves.
     cycles_live: Vec<(usize, Vec<(u32, Wait)>)>,
+    /// Tasks that may have lost events: what the model knows of them may
+    /// be wrong (a missing release, a missing dio_begin that would make a
+    /// lock the IO's), so their findings are uncertain until the model has
+    /// seen them go from busy to idle after the gap (the value: seen busy).
+    /// Empty unless there was a gap.
+    tainted: FastMap<u32, bool>,
+    /// After a gap, the tasks seen so far: a task first seen after a gap
+    /// may have lost its first events (a dio_begin), so it starts tainted.
+    known: Option<FastSet<u32>>,
 }
 
 /// A conflicting_grant or fifo_violation finding that a release (or
@@ -222,24 +238,6 @@ struct Pending {
     tree: u64,
     locks: Vec<u64>,
     ts: u64,
-}
-
-/// What an mmap_lock waiter `tid` waits for: `(owner, evidence)` of the
-/// conflicting holders, and (rwsem queueing: no lock stealing past a waiting
-/// writer) the earlier waiters it queues behind: writers for a reader, all
-/// for a writer.
-fn mmap_blockers(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (u32, u64)> + '_ {
-    let holders = m
-        .holders
-        .iter()
-        .filter(move |h| (write || h.write) && h.tid != tid);
-    let pos = m
-        .waiters
-        .iter()
-        .position(|w| w.tid == tid)
-        .unwrap_or(m.waiters.len());
-    let earlier = m.waiters[..pos].iter().filter(move |w| write || w.write);
-    holders.chain(earlier).map(|u| (u.tid, u.idx))
 }
 
 /// Requests closer than this (ns) have no observable queue order: a
@@ -284,6 +282,8 @@ impl Checker {
             pending: Vec::new(),
             retracted: FastSet::default(),
             cycles_live: Vec::new(),
+            tainted: FastMap::default(),
+            known: None,
         }
     }
 
@@ -355,7 +355,8 @@ impl Checker {
         let f = Finding {
             kind,
             severity: kind.severity(),
-            certain: self.certain(since),
+            certain: self.certain(since)
+                && (self.tainted.is_empty() || !tids.iter().any(|t| self.tainted.contains_key(t))),
             ts,
             tids,
             tree,
@@ -410,7 +411,27 @@ impl Checker {
                 _ => {}
             }
         }
+        if let Some(known) = &mut self.known
+            && known.insert(ev.tid)
+            && !matches!(ev.body, Body::Lost { .. })
+        {
+            self.tainted.insert(ev.tid, false);
+        }
         match &ev.body {
+            Body::Lost {
+                since: Some(since), ..
+            } => {
+                // The drops fell somewhere after `since`: a finding made
+                // since then may rest on a missing event, though the
+                // recorder only reported the gap now.
+                for f in &mut self.findings {
+                    if f.ts >= *since {
+                        f.certain = false;
+                    }
+                }
+                self.taint_busy();
+            }
+            Body::Lost { since: None, .. } => self.taint_busy(),
             Body::RlAcquired { tree, lock } => self.check_acquire(idx, ev, *tree, *lock),
             Body::RlRelease { tree, lock } => self.check_release(idx, ev, *tree, *lock),
             Body::MmapLockRequest { mm, write } => self.check_inversion(idx, ev, *mm, *write),
@@ -445,6 +466,9 @@ impl Checker {
             _ => {}
         }
         self.model.apply(idx, ev);
+        if !self.tainted.is_empty() {
+            self.untaint(ev);
+        }
         match &ev.body {
             Body::RlRequest { tree, lock, .. } => {
                 let waits = self
@@ -457,16 +481,70 @@ impl Checker {
                 }
             }
             Body::MmapLockRequest { mm, write } => {
-                let blocked = self
-                    .model
-                    .mms
-                    .get(mm)
-                    .is_some_and(|m| mmap_blockers(m, ev.tid, *write).next().is_some());
+                let blocked =
+                    self.model.mms.get(mm).is_some_and(|m| {
+                        waitfor::mmap_blockers(m, ev.tid, *write).next().is_some()
+                    });
                 if blocked {
                     self.check_deadlock(ev.tid, ev.ts);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A gap: every task the model knows (or with an IO, punch or
+    /// mmap_lock in flight) may have lost events; tasks first seen later
+    /// are tainted then.
+    fn taint_busy(&mut self) {
+        let m = &self.model;
+        let known = self.known.get_or_insert_with(FastSet::default);
+        known.extend(m.tasks.keys().copied());
+        let tids = m
+            .tasks
+            .keys()
+            .copied()
+            .chain(m.punches.keys().copied())
+            .chain(m.dios.values().map(|d| d.tid))
+            .chain(
+                m.mms
+                    .values()
+                    .flat_map(|mm| mm.holders.iter().chain(&mm.waiters).map(|u| u.tid)),
+            );
+        for t in tids {
+            // Busy or not, it must be seen busy and then idle again.
+            self.tainted.insert(t, false);
+        }
+    }
+
+    /// Clears the taint of the tasks event `ev` touched once they are idle
+    /// in the model: holding and waiting for nothing, nothing in flight.
+    fn untaint(&mut self, ev: &Event) {
+        let m = &self.model;
+        let idle = |tid: u32| {
+            m.tasks
+                .get(&tid)
+                .is_none_or(|t| t.held.is_empty() && t.waiting.is_none())
+                && !m.punches.contains_key(&tid)
+                && !m.dios.values().any(|d| d.tid == tid)
+                && !m
+                    .mms
+                    .values()
+                    .any(|mm| mm.holders.iter().any(|u| u.tid == tid))
+        };
+        // Only a task's own work after the gap shows the model is right
+        // about it again: busy, then idle.
+        if let Some(busy) = self.tainted.get_mut(&ev.tid) {
+            if !idle(ev.tid) {
+                *busy = true;
+            } else if *busy {
+                self.tainted.remove(&ev.tid);
+            }
+        }
+        // A release or IO end by another task (completion) may idle the owner.
+        if matches!(ev.body, Body::RlRelease { .. } | Body::DioEnd { .. }) {
+            self.tainted
+                .retain(|&t, busy| t == ev.tid || !*busy || !idle(t));
         }
     }
 
@@ -715,15 +793,24 @@ impl Checker {
         // submitter may take mmap_lock meanwhile (an async DIO returns to
         // user space and faults).
         let model = &self.model;
-        let io_owned = |tree: u64, req_idx: u64| {
+        // A tree not linked to a file (its `tree` event unseen) may be the
+        // DIO's file's: then the DIO's pages must cover the lock.
+        let io_owned = |tree: u64, l: &Lock| {
             model.dios.values().any(|d| {
-                d.tid == ev.tid && d.idx < req_idx && model.tree_of(d.dev, d.ino) == Some(tree)
+                d.tid == ev.tid
+                    && d.idx < l.req_idx
+                    && match model.file_of(tree) {
+                        Some(f) => f == (d.dev, d.ino),
+                        None => d.pages.is_some_and(|(a, b)| a <= l.last && l.start <= b),
+                    }
             })
         };
         let Some((tree, lock, l, acq)) = task.held.iter().find_map(|&(tree, lock)| {
             let l = model.lock(tree, lock)?;
             match l.state {
-                LockState::Held { idx: acq, .. } if !io_owned(tree, l.req_idx) => Some((tree, lock, l, acq)),
+                LockState::Held { idx: acq, .. } if !io_owned(tree, l) => {
+                    Some((tree, lock, l, acq))
+                }
                 _ => None,
             }
         }) else {
@@ -852,9 +939,20 @@ impl Checker {
             p.last
         );
         let (range, pidx) = ((p.first, p.last), p.idx);
+        // The warning rests on the file having no tree: a lock tree not
+        // linked to any file may be this file's (its `tree` event unseen),
+        // and after a gap the link itself may be what was lost.
+        let m = &self.model;
+        let since = if m.trees.keys().any(|t| !m.tree_files.contains_key(t)) {
+            Since::Never
+        } else if m.last_gap.is_some() {
+            Since::AnyGap
+        } else {
+            Since::Event(pidx)
+        };
         self.push(
             Kind::FaultDuringPunch,
-            Since::Event(pidx),
+            since,
             ev.ts,
             vec![ev.tid, ptid],
             self.model.tree_of(dev, ino),
@@ -963,40 +1061,7 @@ impl Checker {
 
     /// Wait-for edges of `tid`: the owners of what blocks it now.
     fn edges(&self, tid: u32) -> Vec<(u32, u64)> {
-        let m = &self.model;
-        match m.tasks.get(&tid).and_then(|t| t.waiting) {
-            Some(Wait::Range { tree, lock }) => {
-                let Some(t) = m.trees.get(&tree) else {
-                    return Vec::new();
-                };
-                t.oracle
-                    .blockers(lock)
-                    .into_iter()
-                    .filter_map(|id| {
-                        let b = t.locks.get(&id)?;
-                        match b.state {
-                            LockState::Held { idx, .. } => {
-                                // A DIO lock is released by IO completion,
-                                // not by its locker: no wait on the locker.
-                                let dio = m.file_of(tree).is_some_and(|(dev, ino)| {
-                                    m.dios
-                                        .values()
-                                        .any(|d| d.tid == b.tid && d.dev == dev && d.ino == ino)
-                                });
-                                (!dio).then_some((b.tid, idx))
-                            }
-                            LockState::Waiting => Some((b.tid, b.req_idx)),
-                        }
-                    })
-                    .collect()
-            }
-            Some(Wait::Mmap { mm, write, .. }) => m
-                .mms
-                .get(&mm)
-                .map(|mm| mmap_blockers(mm, tid, write).collect())
-                .unwrap_or_default(),
-            None => Vec::new(),
-        }
+        waitfor::edges(&self.model, tid)
     }
 
     /// What `tid` waits for, for reports, and the event that asked for it.
@@ -1373,7 +1438,7 @@ mod tests {
         assert_eq!(v.findings.len(), MAX_FINDINGS);
         assert_eq!(v.suppressed, 5);
         assert!(v.failed());
-        assert!(render::json(&v).ends_with(",\"suppressed\":5}"));
+        assert!(crate::views::findings::json(&v).ends_with(",\"suppressed\":5}"));
     }
 
     /// rwsem queueing: a reader queues behind a waiting writer, so

@@ -4,7 +4,7 @@
 //! model (reference blockers of a range-lock waiter, conflicting holders of
 //! an mmap_lock), and only when a new wait edge appears.
 
-use crate::model::FastMap;
+use crate::model::{FastMap, LockState, Mm, Model, Op, Wait};
 
 /// Most tasks a cycle search visits; wait chains longer than this are not
 /// followed (the search is bounded, so a pathological trace stays fast).
@@ -16,6 +16,138 @@ pub const MAX_VISIT: usize = 4096;
 pub struct Step {
     pub tid: u32,
     pub evidence: u64,
+}
+
+/// What an mmap_lock waiter `tid` waits for: `(owner, evidence)` of the
+/// conflicting holders, and (rwsem queueing: no lock stealing past a waiting
+/// writer) the earlier waiters it queues behind: writers for a reader, all
+/// for a writer.
+pub fn mmap_blockers(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let holders = m
+        .holders
+        .iter()
+        .filter(move |h| (write || h.write) && h.tid != tid);
+    let pos = m
+        .waiters
+        .iter()
+        .position(|w| w.tid == tid)
+        .unwrap_or(m.waiters.len());
+    let earlier = m.waiters[..pos].iter().filter(move |w| write || w.write);
+    holders.chain(earlier).map(|u| (u.tid, u.idx))
+}
+
+/// Something a waiter waits on: the task owning it and the event by which
+/// it owns it. `dio`: a range lock held for a direct IO, which IO
+/// completion releases, not its locker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    pub tid: u32,
+    pub evidence: u64,
+    pub dio: bool,
+}
+
+/// Everything `tid` waits on now. A range lock waiter waits for the
+/// reference lock's blockers (held conflicting locks, and earlier-queued
+/// ones where the flavour queues); an mmap_lock waiter for the conflicting
+/// holders and the earlier waiters it queues behind.
+pub fn blockers(m: &Model, tid: u32) -> Vec<Blocker> {
+    match m.tasks.get(&tid).and_then(|t| t.waiting) {
+        Some(Wait::Range { tree, lock }) => {
+            let Some(t) = m.trees.get(&tree) else {
+                return Vec::new();
+            };
+            t.oracle
+                .blockers(lock)
+                .into_iter()
+                .filter_map(|id| {
+                    let b = t.locks.get(&id)?;
+                    Some(match b.state {
+                        LockState::Held { idx, .. } => Blocker {
+                            tid: b.tid,
+                            evidence: idx,
+                            dio: matches!(b.op, Op::DioRead | Op::DioWrite)
+                                || m.file_of(tree).is_some_and(|(dev, ino)| {
+                                    m.dios
+                                        .values()
+                                        .any(|d| d.tid == b.tid && d.dev == dev && d.ino == ino)
+                                }),
+                        },
+                        LockState::Waiting => Blocker {
+                            tid: b.tid,
+                            evidence: b.req_idx,
+                            dio: false,
+                        },
+                    })
+                })
+                .collect()
+        }
+        Some(Wait::Mmap { mm, write, .. }) => m
+            .mms
+            .get(&mm)
+            .map(|mm| {
+                mmap_blockers(mm, tid, write)
+                    .map(|(tid, evidence)| Blocker {
+                        tid,
+                        evidence,
+                        dio: false,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+/// The wait-for edges out of `tid`: `(owner tid, evidence event)` of each
+/// task that must act for `tid` to go on. A DIO lock is released by IO
+/// completion, not by its locker, so it is no edge to the locker.
+pub fn edges(m: &Model, tid: u32) -> Vec<(u32, u64)> {
+    blockers(m, tid)
+        .into_iter()
+        .filter(|b| !b.dio)
+        .map(|b| (b.tid, b.evidence))
+        .collect()
+}
+
+/// A wait chain from `start`: each step waits for something owned by the
+/// next (the oldest blocker is followed at each hop). Ends at a task that
+/// waits for nothing, at a lock held for a direct IO (its completion, not
+/// its locker, releases it: `dio` is then true), after `max` steps, or where
+/// it meets itself again (`cycle` is then true).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// `(tid, evidence)`: the task, and the event by which it owns what the
+    /// previous step waits for (the first step's is its own request).
+    pub steps: Vec<(u32, u64)>,
+    pub cycle: bool,
+    pub dio: bool,
+}
+
+/// Follows the wait-for graph from `start` (see [`Chain`]).
+pub fn chain(m: &Model, start: u32, max: usize) -> Chain {
+    let mut c = Chain::default();
+    let mut cur = start;
+    let mut ev = match m.tasks.get(&start).and_then(|t| t.waiting) {
+        Some(Wait::Range { tree, lock }) => m.lock(tree, lock).map_or(0, |l| l.req_idx),
+        Some(Wait::Mmap { idx, .. }) => idx,
+        None => return c,
+    };
+    loop {
+        c.steps.push((cur, ev));
+        if c.steps.len() >= max || c.dio {
+            return c;
+        }
+        let Some(b) = blockers(m, cur).into_iter().min_by_key(|b| b.evidence) else {
+            return c;
+        };
+        if c.steps.iter().any(|s| s.0 == b.tid) && !b.dio {
+            c.cycle = true;
+            return c;
+        }
+        c.dio = b.dio;
+        cur = b.tid;
+        ev = b.evidence;
+    }
 }
 
 /// Finds a cycle through `start`: a path `start -> ... -> start`. `edges(t)`

@@ -11,12 +11,13 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::analysis::{Checker, Config, Verdict, render};
+use crate::analysis::{Checker, Config, Verdict};
 use crate::cli::{CheckFlavour, CheckFormat};
 use crate::events::Body;
 use crate::events::text::TextWriter;
 use crate::model::{Flavour, Model};
 use crate::trace::{self, Item};
+use crate::views::findings as render;
 
 pub fn run(
     file: &Path,
@@ -25,16 +26,9 @@ pub fn run(
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
     let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let events = trace::ReadAhead::new(events);
     let header = events.header();
-    // The trace's own word first, then the user's, else the first request.
-    let flavour = header
-        .flavour
-        .as_deref()
-        .and_then(Flavour::parse)
-        .or(flavour.map(|f| match f {
-            CheckFlavour::ExclFifo => Flavour::ExclFifo,
-            CheckFlavour::Rw => Flavour::Rw,
-        }));
+    let flavour = flavour_of(header, flavour);
     let cfg = Config {
         stall_ns: stall_ms.saturating_mul(1_000_000),
         // A live recording starts while locks may already be held.
@@ -78,6 +72,22 @@ pub fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The range lock flavour: the trace's own word first, then the user's,
+/// else (`None`) the first request's mode decides.
+pub(crate) fn flavour_of(
+    header: &trace::TraceHeader,
+    user: Option<CheckFlavour>,
+) -> Option<Flavour> {
+    header
+        .flavour
+        .as_deref()
+        .and_then(Flavour::parse)
+        .or(user.map(|f| match f {
+            CheckFlavour::ExclFifo => Flavour::ExclFifo,
+            CheckFlavour::Rw => Flavour::Rw,
+        }))
 }
 
 /// The text lines of the evidence events, from a second pass over the file.

@@ -1,4 +1,4 @@
-//! `rltop dump FILE [--format jsonl|text]`: print every event of a trace (or
+//! `rltop dump FILE [--format jsonl|text|count]`: print every event of a trace (or
 //! a JSONL file), one per line. Damaged chunks are reported on stderr as
 //! warnings and skipped.
 
@@ -16,12 +16,17 @@ pub fn run(file: &Path, format: DumpFormat) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     let mut text = TextWriter::new();
     let name = file.display();
+    let mut count = 0u64;
     let written = (|| -> Result<(), DumpError> {
         for item in events {
             match item.map_err(DumpError::Trace)? {
                 Item::Event(ev) => match format {
                     DumpFormat::Jsonl => jsonl::write_event(&mut out, &ev),
                     DumpFormat::Text => text.write_event(&mut out, &ev),
+                    DumpFormat::Count => {
+                        count += 1;
+                        Ok(())
+                    }
                 }
                 .map_err(DumpError::Out)?,
                 Item::Problem(p) => {
@@ -30,6 +35,9 @@ pub fn run(file: &Path, format: DumpFormat) -> anyhow::Result<ExitCode> {
                     eprintln!("rltop: warning: {name}: {p}");
                 }
             }
+        }
+        if format == DumpFormat::Count {
+            writeln!(out, "{count} events").map_err(DumpError::Out)?;
         }
         out.flush().map_err(DumpError::Out)
     })();

@@ -7,5 +7,6 @@ pub mod import;
 pub mod live;
 pub mod probes;
 pub mod record;
+pub mod report;
 pub mod signals;
 pub mod simulate;

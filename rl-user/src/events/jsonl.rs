@@ -102,10 +102,10 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 29] = [
+const FIELDS: [&str; 30] = [
     "ts", "kind", "tid", "pid", "cpu", "comm", "tree", "dev", "ino", "lock", "start", "last",
     "mode", "mm", "write", "success", "index", "order", "io", "pos", "len", "ret", "size", "addr",
-    "flags", "text", "count", "held", "stack",
+    "flags", "text", "count", "since", "held", "stack",
 ];
 
 #[derive(Clone, Copy)]
@@ -138,6 +138,7 @@ enum F {
     Flags,
     Text,
     Count,
+    Since,
     Held,
     Stack,
 }
@@ -189,7 +190,7 @@ const KINDS: [(&str, u32); 24] = [
     ("contention_begin", mask(&[F::Addr, F::Flags])),
     ("contention_end", mask(&[F::Ret, F::Addr])),
     ("marker", mask(&[F::Text])),
-    ("lost", mask(&[F::Count])),
+    ("lost", mask(&[F::Count, F::Since])),
     ("exit", 0),
     (
         "ordering_evidence",
@@ -497,6 +498,7 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             Body::Lost {
                 count: o.u64(F::Count)?,
                 cpu: c,
+                since: o.opt_u64(F::Since)?,
             }
         }
         "exit" => Body::Exit,
@@ -733,9 +735,12 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             }
         }
         Body::Marker { text } => o.str("text", text)?,
-        Body::Lost { count, cpu } => {
+        Body::Lost { count, cpu, since } => {
             o.u64("count", *count)?;
             o.u64("cpu", (*cpu).into())?;
+            if let Some(s) = since {
+                o.u64("since", *s)?;
+            }
         }
         Body::Exit => {}
         Body::OrderingEvidence {
@@ -884,7 +889,8 @@ pub(crate) mod tests {
                 (any::<Option<u64>>(), any::<i64>())
                     .prop_map(|(addr, ret)| Body::ContentionEnd { addr, ret }),
                 s.prop_map(|text| Body::Marker { text }),
-                (any::<u64>(), any::<u32>()).prop_map(|(count, cpu)| Body::Lost { count, cpu }),
+                (any::<u64>(), any::<u32>(), any::<Option<u64>>())
+                    .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
                 Just(Body::Exit),
                 (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(|(mm, write, held, stack)| {
                     Body::OrderingEvidence {

@@ -22,7 +22,10 @@ impl Dev {
     /// From the kernel's internal `dev_t` (`major << 20 | minor`), as
     /// tracepoints and `super_block.s_dev` carry it.
     pub fn from_kernel(dev: u32) -> Dev {
-        Dev { major: dev >> 20, minor: dev & 0xfffff }
+        Dev {
+            major: dev >> 20,
+            minor: dev & 0xfffff,
+        }
     }
 
     /// Back to the kernel's internal `dev_t`. Only meaningful when major fits
@@ -44,17 +47,23 @@ impl std::str::FromStr for Dev {
         let (ma, mi) = s
             .split_once(':')
             .ok_or_else(|| format!("device {s:?} is not \"major:minor\""))?;
-        let major = ma.parse::<u32>().map_err(|_| format!("device {s:?}: bad major"))?;
-        let minor = mi.parse::<u32>().map_err(|_| format!("device {s:?}: bad minor"))?;
+        let major = ma
+            .parse::<u32>()
+            .map_err(|_| format!("device {s:?}: bad major"))?;
+        let minor = mi
+            .parse::<u32>()
+            .map_err(|_| format!("device {s:?}: bad minor"))?;
         if major >= 1 << 12 || minor >= 1 << 20 {
-            return Err(format!("device {s:?} does not fit the kernel's dev_t (12-bit major, 20-bit minor)"));
+            return Err(format!(
+                "device {s:?} does not fit the kernel's dev_t (12-bit major, 20-bit minor)"
+            ));
         }
         Ok(Dev { major, minor })
     }
 }
 
 /// Range lock request modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mode {
     Excl,
     Read,
@@ -88,30 +97,110 @@ pub struct Event {
 /// What happened. One variant per JSONL `kind`; see `design.md`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    Task { comm: String },
-    Tree { tree: u64, dev: Dev, ino: u64 },
-    RlRequest { tree: u64, lock: u64, start: u64, last: u64, mode: Mode },
-    RlAcquired { tree: u64, lock: u64 },
-    RlTrylockFailed { tree: u64, lock: u64 },
-    RlCancel { tree: u64, lock: u64 },
-    RlRelease { tree: u64, lock: u64 },
-    MmapLockRequest { mm: u64, write: bool },
-    MmapLockAcquired { mm: u64, write: bool, success: bool },
-    MmapLockRelease { mm: u64, write: bool },
-    Fault { dev: Dev, ino: u64, index: u64 },
-    PageAdd { dev: Dev, ino: u64, index: u64, order: Option<u32> },
-    DioBegin { io: u64, dev: Dev, ino: u64, pos: u64, len: u64, write: bool },
-    DioEnd { io: u64, ret: i64 },
-    PunchBegin { dev: Dev, ino: u64, pos: u64, len: u64 },
-    PunchEnd { ret: i64 },
-    TruncateBegin { dev: Dev, ino: u64, size: u64 },
-    TruncateEnd { ret: i64 },
+    Task {
+        comm: String,
+    },
+    Tree {
+        tree: u64,
+        dev: Dev,
+        ino: u64,
+    },
+    RlRequest {
+        tree: u64,
+        lock: u64,
+        start: u64,
+        last: u64,
+        mode: Mode,
+    },
+    RlAcquired {
+        tree: u64,
+        lock: u64,
+    },
+    RlTrylockFailed {
+        tree: u64,
+        lock: u64,
+    },
+    RlCancel {
+        tree: u64,
+        lock: u64,
+    },
+    RlRelease {
+        tree: u64,
+        lock: u64,
+    },
+    MmapLockRequest {
+        mm: u64,
+        write: bool,
+    },
+    MmapLockAcquired {
+        mm: u64,
+        write: bool,
+        success: bool,
+    },
+    MmapLockRelease {
+        mm: u64,
+        write: bool,
+    },
+    Fault {
+        dev: Dev,
+        ino: u64,
+        index: u64,
+    },
+    PageAdd {
+        dev: Dev,
+        ino: u64,
+        index: u64,
+        order: Option<u32>,
+    },
+    DioBegin {
+        io: u64,
+        dev: Dev,
+        ino: u64,
+        pos: u64,
+        len: u64,
+        write: bool,
+    },
+    DioEnd {
+        io: u64,
+        ret: i64,
+    },
+    PunchBegin {
+        dev: Dev,
+        ino: u64,
+        pos: u64,
+        len: u64,
+    },
+    PunchEnd {
+        ret: i64,
+    },
+    TruncateBegin {
+        dev: Dev,
+        ino: u64,
+        size: u64,
+    },
+    TruncateEnd {
+        ret: i64,
+    },
     /// `addr` is an rltop extension of the contract: the kernel's
     /// `contention_end` carries the lock address, and pairing needs it.
-    ContentionBegin { addr: u64, flags: u32 },
-    ContentionEnd { addr: Option<u64>, ret: i64 },
-    Marker { text: String },
-    Lost { count: u64, cpu: u32 },
+    ContentionBegin {
+        addr: u64,
+        flags: u32,
+    },
+    ContentionEnd {
+        addr: Option<u64>,
+        ret: i64,
+    },
+    Marker {
+        text: String,
+    },
+    Lost {
+        count: u64,
+        cpu: u32,
+        /// The drops happened after this time (the recorder's previous
+        /// look at the counters) and before the event's own `ts`.
+        since: Option<u64>,
+    },
     Exit,
     /// rltop extension (kprobe profiles): the kernel side saw this task ask
     /// for mmap_lock while holding `held` range locks. `stack` is the kernel

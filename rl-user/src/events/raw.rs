@@ -1,8 +1,8 @@
 //! Decoding of kernel ring-buffer records (`rl-common`) into [`Event`]s.
 
 use rl_common::{
-    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_SUCCESS, FLAG_WRITE, Kind, MARKER_RECORD_SIZE, MARKER_TEXT_LEN, RECORD_SIZE,
-    RecordHeader,
+    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_SUCCESS, FLAG_WRITE, Kind, MARKER_RECORD_SIZE,
+    MARKER_TEXT_LEN, RECORD_SIZE, RecordHeader,
 };
 
 use super::{Body, Dev, Event, Mode};
@@ -73,16 +73,30 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
     }
     let h = header(b);
     let kind = Kind::from_u8(h.kind).ok_or(RawError::UnknownKind(h.kind))?;
-    let want = if kind == Kind::Marker { MARKER_RECORD_SIZE } else { RECORD_SIZE };
+    let want = if kind == Kind::Marker {
+        MARKER_RECORD_SIZE
+    } else {
+        RECORD_SIZE
+    };
     if b.len() < want {
-        return Err(RawError::BadSize { kind, len: b.len(), want });
+        return Err(RawError::BadSize {
+            kind,
+            len: b.len(),
+            want,
+        });
     }
     let w = |i: usize| u64_at(b, HDR + 8 * i);
     let dev = Dev::from_kernel(h.dev);
     let write = h.flags & FLAG_WRITE != 0;
     let body = match kind {
-        Kind::Task => Body::Task { comm: c_text(&b[HDR..HDR + COMM_LEN]) },
-        Kind::Tree => Body::Tree { tree: w(0), dev, ino: w(1) },
+        Kind::Task => Body::Task {
+            comm: c_text(&b[HDR..HDR + COMM_LEN]),
+        },
+        Kind::Tree => Body::Tree {
+            tree: w(0),
+            dev,
+            ino: w(1),
+        },
         Kind::RlRequest => Body::RlRequest {
             tree: w(0),
             lock: w(1),
@@ -94,10 +108,22 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
                 _ => Mode::Excl,
             },
         },
-        Kind::RlAcquired => Body::RlAcquired { tree: w(0), lock: w(1) },
-        Kind::RlTrylockFailed => Body::RlTrylockFailed { tree: w(0), lock: w(1) },
-        Kind::RlCancel => Body::RlCancel { tree: w(0), lock: w(1) },
-        Kind::RlRelease => Body::RlRelease { tree: w(0), lock: w(1) },
+        Kind::RlAcquired => Body::RlAcquired {
+            tree: w(0),
+            lock: w(1),
+        },
+        Kind::RlTrylockFailed => Body::RlTrylockFailed {
+            tree: w(0),
+            lock: w(1),
+        },
+        Kind::RlCancel => Body::RlCancel {
+            tree: w(0),
+            lock: w(1),
+        },
+        Kind::RlRelease => Body::RlRelease {
+            tree: w(0),
+            lock: w(1),
+        },
         Kind::MmapLockRequest => Body::MmapLockRequest { mm: w(0), write },
         Kind::MmapLockAcquired => Body::MmapLockAcquired {
             mm: w(0),
@@ -105,21 +131,57 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             success: h.flags & FLAG_SUCCESS != 0,
         },
         Kind::MmapLockRelease => Body::MmapLockRelease { mm: w(0), write },
-        Kind::Fault => Body::Fault { dev, ino: w(0), index: w(1) },
-        Kind::PageAdd => Body::PageAdd { dev, ino: w(0), index: w(1), order: Some(w(2) as u32) },
-        Kind::DioBegin => Body::DioBegin { io: w(0), dev, ino: w(1), pos: w(2), len: w(3), write },
-        Kind::DioEnd => Body::DioEnd { io: w(0), ret: w(1) as i64 },
-        Kind::PunchBegin => Body::PunchBegin { dev, ino: w(0), pos: w(1), len: w(2) },
+        Kind::Fault => Body::Fault {
+            dev,
+            ino: w(0),
+            index: w(1),
+        },
+        Kind::PageAdd => Body::PageAdd {
+            dev,
+            ino: w(0),
+            index: w(1),
+            order: Some(w(2) as u32),
+        },
+        Kind::DioBegin => Body::DioBegin {
+            io: w(0),
+            dev,
+            ino: w(1),
+            pos: w(2),
+            len: w(3),
+            write,
+        },
+        Kind::DioEnd => Body::DioEnd {
+            io: w(0),
+            ret: w(1) as i64,
+        },
+        Kind::PunchBegin => Body::PunchBegin {
+            dev,
+            ino: w(0),
+            pos: w(1),
+            len: w(2),
+        },
         Kind::PunchEnd => Body::PunchEnd { ret: w(0) as i64 },
-        Kind::TruncateBegin => Body::TruncateBegin { dev, ino: w(0), size: w(1) },
+        Kind::TruncateBegin => Body::TruncateBegin {
+            dev,
+            ino: w(0),
+            size: w(1),
+        },
         Kind::TruncateEnd => Body::TruncateEnd { ret: w(0) as i64 },
-        Kind::ContentionBegin => Body::ContentionBegin { addr: w(0), flags: w(1) as u32 },
-        Kind::ContentionEnd => Body::ContentionEnd { addr: Some(w(0)), ret: w(1) as i64 },
+        Kind::ContentionBegin => Body::ContentionBegin {
+            addr: w(0),
+            flags: w(1) as u32,
+        },
+        Kind::ContentionEnd => Body::ContentionEnd {
+            addr: Some(w(0)),
+            ret: w(1) as i64,
+        },
         Kind::Marker => {
             let len = (u32_at(b, HDR) as usize).min(MARKER_TEXT_LEN);
             let text = &b[HDR + 8..HDR + 8 + len];
             // Console lines end with a newline on some kernels; the marker is the text.
-            Body::Marker { text: c_text(text).trim_end_matches('\n').to_owned() }
+            Body::Marker {
+                text: c_text(text).trim_end_matches('\n').to_owned(),
+            }
         }
         Kind::Exit => Body::Exit,
         // User space symbolizes the stack id (see `probe::Session`).
@@ -131,7 +193,13 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
         },
         Kind::Lost => return Err(RawError::NotFromKernel(kind)),
     };
-    Ok(Event { ts: h.ts, tid: h.tid, pid: h.pid, cpu: Some(h.cpu as u32), body })
+    Ok(Event {
+        ts: h.ts,
+        tid: h.tid,
+        pid: h.pid,
+        cpu: Some(h.cpu as u32),
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -148,7 +216,15 @@ mod tests {
     #[test]
     fn decodes_a_dio_begin() {
         let r = Record {
-            hdr: RecordHeader { ts: 5, tid: 7, pid: 6, kind: Kind::DioBegin as u8, flags: FLAG_WRITE, cpu: 1, dev: (8 << 20) | 3 },
+            hdr: RecordHeader {
+                ts: 5,
+                tid: 7,
+                pid: 6,
+                kind: Kind::DioBegin as u8,
+                flags: FLAG_WRITE,
+                cpu: 1,
+                dev: (8 << 20) | 3,
+            },
             w: [0xffff_8880_0000_1000, 42, 8192, 4096],
         };
         let e = decode(&bytes(&r)).unwrap();
@@ -156,22 +232,52 @@ mod tests {
         assert_eq!((e.tid, e.pid, e.cpu), (7, 6, Some(1)));
         assert_eq!(
             e.body,
-            Body::DioBegin { io: 0xffff_8880_0000_1000, dev: Dev { major: 8, minor: 3 }, ino: 42, pos: 8192, len: 4096, write: true }
+            Body::DioBegin {
+                io: 0xffff_8880_0000_1000,
+                dev: Dev { major: 8, minor: 3 },
+                ino: 42,
+                pos: 8192,
+                len: 4096,
+                write: true
+            }
         );
     }
 
     #[test]
     fn decodes_a_marker_and_cuts_at_len() {
-        let mut m = MarkerRecord { hdr: RecordHeader { kind: Kind::Marker as u8, ..Default::default() }, len: 5, _pad: 0, text: [b'x'; MARKER_TEXT_LEN] };
+        let mut m = MarkerRecord {
+            hdr: RecordHeader {
+                kind: Kind::Marker as u8,
+                ..Default::default()
+            },
+            len: 5,
+            _pad: 0,
+            text: [b'x'; MARKER_TEXT_LEN],
+        };
         m.text[..5].copy_from_slice(b"run f");
-        assert_eq!(decode(&bytes(&m)).unwrap().body, Body::Marker { text: "run f".into() });
+        assert_eq!(
+            decode(&bytes(&m)).unwrap().body,
+            Body::Marker {
+                text: "run f".into()
+            }
+        );
     }
 
     #[test]
     fn decodes_a_batch_up_to_its_count() {
-        let mut b = rl_common::Batch { n: 2, ..Default::default() };
+        let mut b = rl_common::Batch {
+            n: 2,
+            ..Default::default()
+        };
         for (i, r) in b.records.iter_mut().enumerate() {
-            *r = Record { hdr: RecordHeader { ts: i as u64, kind: Kind::Exit as u8, ..Default::default() }, w: [0; 4] };
+            *r = Record {
+                hdr: RecordHeader {
+                    ts: i as u64,
+                    kind: Kind::Exit as u8,
+                    ..Default::default()
+                },
+                w: [0; 4],
+            };
         }
         let mut got = Vec::new();
         decode_entry(&bytes(&b), &mut |e| got.push(e.unwrap().ts));
@@ -198,9 +304,21 @@ mod tests {
     #[test]
     fn rejects_unknown_and_short_records() {
         assert_eq!(decode(&[0u8; 3]), Err(RawError::Short(3)));
-        let r = Record { hdr: RecordHeader { kind: 200, ..Default::default() }, w: [0; 4] };
+        let r = Record {
+            hdr: RecordHeader {
+                kind: 200,
+                ..Default::default()
+            },
+            w: [0; 4],
+        };
         assert_eq!(decode(&bytes(&r)), Err(RawError::UnknownKind(200)));
-        let r = Record { hdr: RecordHeader { kind: Kind::Marker as u8, ..Default::default() }, w: [0; 4] };
+        let r = Record {
+            hdr: RecordHeader {
+                kind: Kind::Marker as u8,
+                ..Default::default()
+            },
+            w: [0; 4],
+        };
         assert!(matches!(decode(&bytes(&r)), Err(RawError::BadSize { .. })));
     }
 }

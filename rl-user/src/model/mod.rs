@@ -137,6 +137,41 @@ impl Oracle {
     }
 }
 
+/// What a range lock (or a file operation) was taken for, judged from what
+/// its task was doing when it asked: a punch or truncate in flight, a fault
+/// on a page in the range, a direct IO over the range; else buffered IO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    Fault,
+    DioRead,
+    DioWrite,
+    Punch,
+    Truncate,
+    Buffered,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::Fault,
+        Op::DioRead,
+        Op::DioWrite,
+        Op::Punch,
+        Op::Truncate,
+        Op::Buffered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Fault => "fault",
+            Op::DioRead => "dio_read",
+            Op::DioWrite => "dio_write",
+            Op::Punch => "punch",
+            Op::Truncate => "truncate",
+            Op::Buffered => "buffered",
+        }
+    }
+}
+
 /// Where a range lock request stands in the kernel's view (the events).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockState {
@@ -154,6 +189,10 @@ pub struct Lock {
     pub start: u64,
     pub last: u64,
     pub mode: Mode,
+    /// What it was taken for.
+    pub op: Op,
+    /// The reference lock could not grant it when it was requested.
+    pub contended: bool,
     /// The `rl_request` event.
     pub req_idx: u64,
     pub req_ts: u64,
@@ -201,6 +240,9 @@ pub struct Task {
     /// Range locks this task acquired and still holds, `(tree, lock)`.
     pub held: Vec<(u64, u64)>,
     pub waiting: Option<Wait>,
+    /// The page of a fault that has not yet taken its range lock:
+    /// `(dev, ino, index)`.
+    pub fault: Option<(Dev, u64, u64)>,
 }
 
 /// An mmap_lock holder or waiter.
@@ -227,6 +269,7 @@ pub struct Punch {
     pub first: u64,
     pub last: u64,
     pub idx: u64,
+    pub ts: u64,
     pub truncate: bool,
 }
 
@@ -236,7 +279,11 @@ pub struct Dio {
     pub tid: u32,
     pub dev: Dev,
     pub ino: u64,
+    /// Pages `[first, last]` (`None` for an empty IO).
+    pub pages: Option<(u64, u64)>,
+    pub write: bool,
     pub idx: u64,
+    pub ts: u64,
 }
 
 /// The current state. See the module docs.
@@ -457,6 +504,10 @@ impl Model {
                 self.drop_empty_mm(*mm);
             }
             Body::MmapLockRelease { mm, write } => {
+                // A fault ends with its mmap_lock.
+                if let Some(t) = self.tasks.get_mut(&tid) {
+                    t.fault = None;
+                }
                 if let Some(m) = self.mms.get_mut(mm)
                     && let Some(i) = m
                         .holders
@@ -477,6 +528,7 @@ impl Model {
                             first,
                             last,
                             idx,
+                            ts: ev.ts,
                             truncate: false,
                         },
                     );
@@ -493,6 +545,7 @@ impl Model {
                         first,
                         last: u64::MAX,
                         idx,
+                        ts: ev.ts,
                         truncate: true,
                     },
                 );
@@ -500,14 +553,24 @@ impl Model {
             Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
                 self.punches.remove(&tid);
             }
-            Body::DioBegin { io, dev, ino, .. } => {
+            Body::DioBegin {
+                io,
+                dev,
+                ino,
+                pos,
+                len,
+                write,
+            } => {
                 self.dios.insert(
                     *io,
                     Dio {
                         tid,
                         dev: *dev,
                         ino: *ino,
+                        pages: byte_pages(*pos, *len),
+                        write: *write,
                         idx,
+                        ts: ev.ts,
                     },
                 );
             }
@@ -515,8 +578,10 @@ impl Model {
                 self.dios.remove(io);
             }
             Body::Lost { count, .. } => self.gap(idx, *count),
-            Body::Fault { .. }
-            | Body::PageAdd { .. }
+            Body::Fault { dev, ino, index } => {
+                self.tasks.entry(tid).or_default().fault = Some((*dev, *ino, *index));
+            }
+            Body::PageAdd { .. }
             | Body::ContentionBegin { .. }
             | Body::ContentionEnd { .. }
             | Body::Marker { .. } => {}
@@ -548,6 +613,7 @@ impl Model {
             (last, start)
         };
         let rmode = self.ref_mode(mode);
+        let op = self.op_of(ev.tid, tree, start, last);
         let t = self.tree_mut(tree, mode);
         let granted = t.oracle.request(lock, start, last, rmode);
         t.locks.insert(
@@ -557,6 +623,8 @@ impl Model {
                 start,
                 last,
                 mode,
+                op,
+                contended: !granted,
                 req_idx: idx,
                 req_ts: ev.ts,
                 state: LockState::Waiting,
@@ -570,6 +638,39 @@ impl Model {
         let task = self.tasks.entry(ev.tid).or_default();
         task.pid = ev.pid;
         task.waiting = Some(Wait::Range { tree, lock });
+    }
+
+    /// What task `tid` takes range `[start, last]` of `tree` for (see
+    /// [`Op`]). A fault's page is consumed by the lock that covers it.
+    fn op_of(&mut self, tid: u32, tree: u64, start: u64, last: u64) -> Op {
+        let overlaps = |a: u64, b: u64| a <= last && start <= b;
+        let file = self.tree_files.get(&tree).copied();
+        let same_file = |dev: Dev, ino: u64| file.is_none_or(|f| f == (dev, ino));
+        if let Some(p) = self.punches.get(&tid)
+            && same_file(p.dev, p.ino)
+            && overlaps(p.first, p.last)
+        {
+            return if p.truncate { Op::Truncate } else { Op::Punch };
+        }
+        if let Some(t) = self.tasks.get_mut(&tid)
+            && let Some((dev, ino, index)) = t.fault
+            && same_file(dev, ino)
+            && overlaps(index, index)
+        {
+            t.fault = None;
+            return Op::Fault;
+        }
+        // In-flight DIOs are few; the map is empty on most workloads.
+        if !self.dios.is_empty()
+            && let Some(d) = self.dios.values().find(|d| {
+                d.tid == tid
+                    && same_file(d.dev, d.ino)
+                    && d.pages.is_some_and(|(a, b)| overlaps(a, b))
+            })
+        {
+            return if d.write { Op::DioWrite } else { Op::DioRead };
+        }
+        Op::Buffered
     }
 
     /// Removes a lock (release, cancel, failed trylock). Returns whether it

@@ -212,6 +212,9 @@ pub struct Session {
     last_kick: std::time::Instant,
     drops: PerCpuArray<MapData, u64>,
     last_drops: Vec<u64>,
+    /// When the drop counters were last read (monotonic ns): drops seen
+    /// at the next read happened after this.
+    drops_read_at: u64,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The profile traced: "tracepoints", or a range-lock profile's name.
     pub profile: String,
@@ -431,6 +434,8 @@ impl Session {
             last_kick: std::time::Instant::now(),
             drops,
             last_drops: vec![0; ncpus],
+            // Programs were attached just before: nothing dropped earlier.
+            drops_read_at: monotonic_ns(),
             logger,
             profile: plan.as_ref().map_or_else(
                 || if prefer { "kprobes" } else { "tracepoints" }.to_string(),
@@ -621,11 +626,15 @@ impl Session {
     }
 
     /// Queues a `lost` event for each CPU whose drop counter grew since the
-    /// last call, stamped with the current monotonic time; `poll` and
+    /// last call, stamped with the current monotonic time and, as `since`,
+    /// the time of the previous read (the drops fell between: the checker
+    /// treats the whole window as a gap, so a finding made from events
+    /// released before this `lost` event is still judged uncertain); `poll` and
     /// `finish` deliver it in order. Returns how many were lost.
     pub fn lost_events(&mut self) -> anyhow::Result<u64> {
         let values = self.drops.get(&0, 0).context("reading drop counters")?;
         let now = monotonic_ns();
+        let since = std::mem::replace(&mut self.drops_read_at, now);
         let mut total = 0;
         for (cpu, (&v, last)) in values.iter().zip(self.last_drops.iter_mut()).enumerate() {
             if v > *last {
@@ -637,6 +646,7 @@ impl Session {
                     body: Body::Lost {
                         count: v - *last,
                         cpu: cpu as u32,
+                        since: Some(since),
                     },
                 };
                 self.reorder.push(ev);

@@ -16,7 +16,8 @@ const KIND_MASK: u8 = 0x1f;
 const F_PID_IS_TID: u8 = 0x20;
 /// The event has a cpu.
 const F_CPU: u8 = 0x40;
-/// The kind's optional field is present (`page_add` order, `contention_end` addr).
+/// The kind's optional field is present (`page_add` order, `contention_end`
+/// addr, `lost` since).
 const F_OPT: u8 = 0x80;
 
 /// Why a chunk's payload does not decode.
@@ -148,7 +149,9 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
     }
     if matches!(
         ev.body,
-        Body::PageAdd { order: Some(_), .. } | Body::ContentionEnd { addr: Some(_), .. }
+        Body::PageAdd { order: Some(_), .. }
+            | Body::ContentionEnd { addr: Some(_), .. }
+            | Body::Lost { since: Some(_), .. }
     ) {
         k |= F_OPT;
     }
@@ -263,9 +266,12 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             }
         }
         Body::Marker { text } => put_str(out, text),
-        Body::Lost { count, cpu } => {
+        Body::Lost { count, cpu, since } => {
             put(out, *count);
             put(out, (*cpu).into());
+            if let Some(s) = since {
+                put(out, *s);
+            }
         }
         Body::Exit => {}
         Body::OrderingEvidence {
@@ -380,7 +386,7 @@ impl<'a> Decoder<'a> {
         let k = self.byte()?;
         let code = k & KIND_MASK;
         let opt = k & F_OPT != 0;
-        if opt && !matches!(code, 11 | 19) {
+        if opt && !matches!(code, 11 | 19 | 21) {
             return Err(DecodeError::BadFlags(k));
         }
         self.st.ts = self.delta(self.st.ts)?;
@@ -519,6 +525,7 @@ impl<'a> Decoder<'a> {
             21 => Body::Lost {
                 count: self.u64()?,
                 cpu: self.u32("cpu")?,
+                since: if opt { Some(self.u64()?) } else { None },
             },
             22 => Body::Exit,
             23 => Body::OrderingEvidence {

@@ -230,6 +230,64 @@ impl Iterator for Events {
     }
 }
 
+/// Events decoded on a thread of their own, handed over in batches: the
+/// analyses run while the next chunks decompress, so on two cores a
+/// stream costs the slower of decoding and analysis, not their sum. Same
+/// items in the same order as the [`Events`] it wraps.
+pub struct ReadAhead {
+    header: TraceHeader,
+    rx: std::sync::mpsc::Receiver<Vec<Result<Item, TraceError>>>,
+    batch: std::vec::IntoIter<Result<Item, TraceError>>,
+}
+
+/// Items per hand-over: large enough that the channel costs nothing per
+/// event, small enough to stay in cache.
+const READ_AHEAD_BATCH: usize = 4096;
+/// Batches in flight: bounds memory whatever the trace length.
+const READ_AHEAD_DEPTH: usize = 4;
+
+impl ReadAhead {
+    pub fn new(events: Events) -> ReadAhead {
+        let header = events.header().clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_DEPTH);
+        std::thread::spawn(move || {
+            let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+            for item in events {
+                batch.push(item);
+                if batch.len() == READ_AHEAD_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+                    if tx.send(full).is_err() {
+                        return; // The reader went away.
+                    }
+                }
+            }
+            let _ = tx.send(batch);
+        });
+        ReadAhead {
+            header,
+            rx,
+            batch: Vec::new().into_iter(),
+        }
+    }
+
+    pub fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<Item, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.batch.next() {
+                return Some(item);
+            }
+            self.batch = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}
+
 /// Opens `path` as a trace, or as JSONL when its first non-blank byte is `{`.
 pub fn open_events(path: &Path) -> Result<Events, TraceError> {
     let io_err = |source| TraceError::Io {

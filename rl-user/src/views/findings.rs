@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Finding, Kind, Severity, Verdict};
+use crate::analysis::{Finding, Kind, Severity, Verdict};
 
 #[derive(Serialize)]
 struct Json<'a> {

@@ -1,0 +1,755 @@
+//! Contention statistics, lock_stat style: per lock class, acquisitions,
+//! contentions, wait and hold times (min/avg/max/total, p50/p99), and the
+//! longest waits with the wait chain that caused them.
+//!
+//! Classes (rows):
+//! - a range lock tree, per operation and mode (`Op` comes from the model:
+//!   what the task was doing when it asked);
+//! - an mmap_lock, per mm and read/write;
+//! - a file operation without a range lock (DIO, punch, truncate, fault) per
+//!   inode: its "hold" is the time it was in flight;
+//! - a kernel lock seen by `lock:contention_begin/end`, per address.
+//!
+//! As in `/proc/lock_stat`, wait times are those of contended acquisitions
+//! only; a range lock request is contended when the reference lock could
+//! not grant it on arrival, an mmap_lock request when a conflicting holder
+//! or earlier writer was there. Unmatched begins and ends are never counted
+//! (a release whose acquire was lost, an end whose begin was not seen): the
+//! numbers come from pairs the model saw whole.
+//!
+//! [`Stats::before`] runs before the model applies an event (it reads the
+//! state the event ends), [`Stats::after`] after it (a new waiter's chain).
+//! Memory follows the live state and the number of classes, not the trace.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::waitfor;
+use crate::events::{Body, Dev, Event, Mode};
+use crate::model::{FastMap, LockState, Model, Op, Wait};
+
+/// Wait chains kept by [`Stats`] (the longest waits).
+pub const TOP_CHAINS: usize = 10;
+/// Steps of a wait chain followed.
+pub const CHAIN_STEPS: usize = 8;
+
+/// What a row of statistics is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    RangeLock { tree: u64, op: Op, mode: Mode },
+    Mmap { mm: u64, write: bool },
+    FileOp { dev: Dev, ino: u64, op: Op },
+    Kernel { addr: u64 },
+}
+
+/// A distribution of durations in ns: exact count, sum, min and max, and an
+/// HDR histogram (2 significant digits) for percentiles.
+#[derive(Clone, Debug)]
+pub struct Hist {
+    h: Histogram<u64>,
+    pub count: u64,
+    pub total: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Default for Hist {
+    fn default() -> Hist {
+        Hist {
+            // 2 significant digits, auto-resizing: small until long waits come.
+            h: Histogram::new(2).expect("2 significant digits is valid"),
+            count: 0,
+            total: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl Hist {
+    pub fn record(&mut self, ns: u64) {
+        // Auto-resize grows the histogram to fit; should that ever fail,
+        // clamp to the largest trackable value rather than lose the sample.
+        if self.h.record(ns).is_err() {
+            self.h.saturating_record(ns);
+        }
+        self.count += 1;
+        self.total = self.total.saturating_add(ns);
+        self.min = self.min.min(ns);
+        self.max = self.max.max(ns);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn mean(&self) -> u64 {
+        self.total.checked_div(self.count).unwrap_or(0)
+    }
+
+    /// The value at quantile `q` (0..=1), 0 when empty. Clamped to the exact
+    /// min and max (the histogram's buckets are 1% wide).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        self.h.value_at_quantile(q).clamp(self.min, self.max)
+    }
+
+    /// Log2 buckets `(low, high_exclusive, count)`, bcc/bpftrace style,
+    /// from the bucket of the smallest value to that of the largest.
+    pub fn log2(&self) -> Vec<(u64, u64, u64)> {
+        if self.count == 0 {
+            return Vec::new();
+        }
+        let bucket = |v: u64| 64 - v.leading_zeros();
+        let (lo, hi) = (bucket(self.min), bucket(self.max));
+        let mut out: Vec<(u64, u64, u64)> = (lo..=hi)
+            .map(|b| {
+                let low = if b == 0 { 0 } else { 1u64 << (b - 1) };
+                let high = if b >= 64 { u64::MAX } else { 1u64 << b };
+                (low, high, 0)
+            })
+            .collect();
+        for v in self.h.iter_recorded() {
+            let b = bucket(v.value_iterated_to()).clamp(lo, hi);
+            out[(b - lo) as usize].2 += v.count_at_value();
+        }
+        out
+    }
+
+    /// Summary for reports.
+    pub fn summary(&self) -> Option<Summary> {
+        (self.count > 0).then(|| Summary {
+            count: self.count,
+            min: self.min,
+            avg: self.mean(),
+            max: self.max,
+            total: self.total,
+            p50: self.quantile(0.50),
+            p99: self.quantile(0.99),
+        })
+    }
+
+    /// Adds another distribution (merging rows).
+    pub fn merge(&mut self, other: &Hist) {
+        if other.count == 0 {
+            return;
+        }
+        // Both auto-resize, so adding cannot fail for lack of range.
+        let _ = self.h.add(&other.h);
+        self.count += other.count;
+        self.total = self.total.saturating_add(other.total);
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+}
+
+/// The figures of one distribution, in ns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub count: u64,
+    pub min: u64,
+    pub avg: u64,
+    pub max: u64,
+    pub total: u64,
+    pub p50: u64,
+    pub p99: u64,
+}
+
+/// One class's statistics.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub acquisitions: u64,
+    pub contentions: u64,
+    pub wait: Hist,
+    pub hold: Hist,
+}
+
+/// What a wait chain step waits for or owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Range {
+        tree: u64,
+        start: u64,
+        last: u64,
+        mode: Mode,
+        op: Op,
+    },
+    Mmap {
+        mm: u64,
+        write: bool,
+    },
+}
+
+/// One task of a recorded wait chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainStep {
+    pub tid: u32,
+    pub comm: Option<String>,
+    /// What it owns that the previous step waits for (none for the first).
+    pub owns: Option<Target>,
+    /// It holds `owns` (else it is queued earlier for it, and waits).
+    pub held: bool,
+    /// `owns` is held for a direct IO in flight: IO completion releases it.
+    pub dio: bool,
+    /// What it waits for itself (none for the last step of an open chain).
+    pub waits: Option<Target>,
+}
+
+/// A long wait and the chain of tasks behind it, as seen when it began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitChain {
+    /// Request event and time; `wait` is how long until it was granted.
+    pub idx: u64,
+    pub ts: u64,
+    pub wait: u64,
+    pub steps: Vec<ChainStep>,
+    pub cycle: bool,
+}
+
+/// The statistics analysis. See the module docs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    rows: FastMap<Class, Row>,
+    /// mmap_lock requests in flight by task: `(mm, ts, contended)`.
+    mmap_wait: FastMap<u32, (u64, u64, bool)>,
+    /// Kernel lock contentions in flight by task: `(addr, ts)`.
+    kernel_wait: FastMap<u32, (u64, u64)>,
+    /// Keep wait chains (costs a graph walk per contended request).
+    chains: bool,
+    /// Chains of waits in progress, by waiting task.
+    open_chains: FastMap<u32, WaitChain>,
+    /// The longest finished waits, longest first.
+    top: Vec<WaitChain>,
+}
+
+impl Stats {
+    /// `chains`: also keep the [`TOP_CHAINS`] longest waits' chains.
+    pub fn new(chains: bool) -> Stats {
+        Stats {
+            chains,
+            ..Stats::default()
+        }
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = (&Class, &Row)> {
+        self.rows.iter()
+    }
+
+    pub fn row(&self, class: &Class) -> Option<&Row> {
+        self.rows.get(class)
+    }
+
+    /// The longest waits with their chains, longest first.
+    pub fn top_chains(&self) -> &[WaitChain] {
+        &self.top
+    }
+
+    fn row_mut(&mut self, class: Class) -> &mut Row {
+        self.rows.entry(class).or_default()
+    }
+
+    /// Counts what event `ev` ends, from the model's state before it.
+    pub fn before(&mut self, m: &Model, ev: &Event) {
+        let tid = ev.tid;
+        match &ev.body {
+            Body::RlAcquired { tree, lock } => {
+                let Some(l) = m.lock(*tree, *lock) else {
+                    return;
+                };
+                if l.is_held() {
+                    return;
+                }
+                let (op, mode, contended, waited) =
+                    (l.op, l.mode, l.contended, ev.ts.saturating_sub(l.req_ts));
+                let owner = l.tid;
+                let r = self.row_mut(Class::RangeLock {
+                    tree: *tree,
+                    op,
+                    mode,
+                });
+                r.acquisitions += 1;
+                if contended {
+                    r.contentions += 1;
+                    r.wait.record(waited);
+                }
+                self.close_chain(owner, ev.ts);
+            }
+            Body::RlRelease { tree, lock } => {
+                if let Some(l) = m.lock(*tree, *lock)
+                    && let LockState::Held { ts, .. } = l.state
+                {
+                    let class = Class::RangeLock {
+                        tree: *tree,
+                        op: l.op,
+                        mode: l.mode,
+                    };
+                    self.row_mut(class).hold.record(ev.ts.saturating_sub(ts));
+                }
+            }
+            Body::RlCancel { tree, lock } | Body::RlTrylockFailed { tree, lock } => {
+                if let Some(l) = m.lock(*tree, *lock) {
+                    self.open_chains.remove(&l.tid);
+                }
+            }
+            Body::MmapLockRequest { mm, write } => {
+                let contended = m
+                    .mms
+                    .get(mm)
+                    .is_some_and(|s| waitfor::mmap_blockers(s, tid, *write).next().is_some());
+                self.mmap_wait.insert(tid, (*mm, ev.ts, contended));
+            }
+            Body::MmapLockAcquired { mm, write, success } => {
+                let req = self.mmap_wait.remove(&tid).filter(|r| r.0 == *mm);
+                if !success {
+                    self.open_chains.remove(&tid);
+                    return;
+                }
+                let r = self.row_mut(Class::Mmap {
+                    mm: *mm,
+                    write: *write,
+                });
+                r.acquisitions += 1;
+                if let Some((_, ts, true)) = req {
+                    r.contentions += 1;
+                    r.wait.record(ev.ts.saturating_sub(ts));
+                }
+                self.close_chain(tid, ev.ts);
+            }
+            Body::MmapLockRelease { mm, write } => {
+                // The same holder the model will drop.
+                if let Some(h) = m.mms.get(mm).and_then(|s| {
+                    s.holders
+                        .iter()
+                        .rfind(|h| h.tid == tid && h.write == *write)
+                }) {
+                    let held = ev.ts.saturating_sub(h.ts);
+                    self.row_mut(Class::Mmap {
+                        mm: *mm,
+                        write: *write,
+                    })
+                    .hold
+                    .record(held);
+                }
+            }
+            Body::DioEnd { io, .. } => {
+                if let Some(d) = m.dios.get(io) {
+                    let op = if d.write { Op::DioWrite } else { Op::DioRead };
+                    let r = self.row_mut(Class::FileOp {
+                        dev: d.dev,
+                        ino: d.ino,
+                        op,
+                    });
+                    r.acquisitions += 1;
+                    r.hold.record(ev.ts.saturating_sub(d.ts));
+                }
+            }
+            Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
+                let truncate = matches!(ev.body, Body::TruncateEnd { .. });
+                if let Some(p) = m.punches.get(&tid)
+                    && p.truncate == truncate
+                {
+                    let op = if truncate { Op::Truncate } else { Op::Punch };
+                    let r = self.row_mut(Class::FileOp {
+                        dev: p.dev,
+                        ino: p.ino,
+                        op,
+                    });
+                    r.acquisitions += 1;
+                    r.hold.record(ev.ts.saturating_sub(p.ts));
+                }
+            }
+            Body::Fault { dev, ino, .. } => {
+                self.row_mut(Class::FileOp {
+                    dev: *dev,
+                    ino: *ino,
+                    op: Op::Fault,
+                })
+                .acquisitions += 1;
+            }
+            Body::ContentionBegin { addr, .. } => {
+                self.kernel_wait.insert(tid, (*addr, ev.ts));
+            }
+            Body::ContentionEnd { .. } => {
+                if let Some((addr, ts)) = self.kernel_wait.remove(&tid) {
+                    let r = self.row_mut(Class::Kernel { addr });
+                    r.contentions += 1;
+                    r.wait.record(ev.ts.saturating_sub(ts));
+                }
+            }
+            Body::Exit => {
+                self.mmap_wait.remove(&tid);
+                self.kernel_wait.remove(&tid);
+                self.open_chains.remove(&tid);
+            }
+            Body::Lost { .. } => self.gap(),
+            _ => {}
+        }
+    }
+
+    /// A gap (lost events, a damaged part of a trace): begins whose ends
+    /// may be lost would pair with a later, unrelated end. Forget them.
+    pub fn gap(&mut self) {
+        self.mmap_wait.clear();
+        self.kernel_wait.clear();
+    }
+
+    /// Records the chain behind a new wait, from the model's state after
+    /// event `idx`.
+    pub fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
+        if !self.chains {
+            return;
+        }
+        let waits = match &ev.body {
+            Body::RlRequest { tree, lock, .. } => m
+                .lock(*tree, *lock)
+                .is_some_and(|l| l.contended && !l.is_held()),
+            Body::MmapLockRequest { .. } => self.mmap_wait.get(&ev.tid).is_some_and(|w| w.2),
+            _ => false,
+        };
+        if !waits {
+            return;
+        }
+        let c = waitfor::chain(m, ev.tid, CHAIN_STEPS);
+        let mut steps = Vec::with_capacity(c.steps.len());
+        let mut prev_wait: Option<Wait> = None;
+        let n = c.steps.len();
+        for (i, &(tid, evidence)) in c.steps.iter().enumerate() {
+            let task = m.tasks.get(&tid);
+            let owns = prev_wait.and_then(|w| owned(m, w, tid, evidence));
+            let wait = task.and_then(|t| t.waiting);
+            steps.push(ChainStep {
+                tid,
+                comm: task.and_then(|t| t.comm.clone()),
+                owns: owns.map(|o| o.0),
+                held: owns.is_some_and(|o| o.1),
+                dio: c.dio && i + 1 == n,
+                waits: wait.and_then(|w| target(m, w)),
+            });
+            prev_wait = wait;
+        }
+        self.open_chains.insert(
+            ev.tid,
+            WaitChain {
+                idx,
+                ts: ev.ts,
+                wait: 0,
+                steps,
+                cycle: c.cycle,
+            },
+        );
+    }
+
+    /// `tid` got what it waited for at `ts`: keep its chain if long enough.
+    fn close_chain(&mut self, tid: u32, ts: u64) {
+        let Some(mut c) = self.open_chains.remove(&tid) else {
+            return;
+        };
+        c.wait = ts.saturating_sub(c.ts);
+        if self.top.len() == TOP_CHAINS && self.top.last().is_some_and(|l| l.wait >= c.wait) {
+            return;
+        }
+        let at = self.top.partition_point(|x| x.wait >= c.wait);
+        self.top.insert(at, c);
+        self.top.truncate(TOP_CHAINS);
+    }
+}
+
+/// What a wait is for.
+fn target(m: &Model, w: Wait) -> Option<Target> {
+    match w {
+        Wait::Range { tree, lock } => {
+            let l = m.lock(tree, lock)?;
+            Some(Target::Range {
+                tree,
+                start: l.start,
+                last: l.last,
+                mode: l.mode,
+                op: l.op,
+            })
+        }
+        Wait::Mmap { mm, write, .. } => Some(Target::Mmap { mm, write }),
+    }
+}
+
+/// What `tid` owns, by event `evidence`, that a waiter for `w` waits on,
+/// and whether it holds it (else it is queued for it).
+fn owned(m: &Model, w: Wait, tid: u32, evidence: u64) -> Option<(Target, bool)> {
+    match w {
+        Wait::Range { tree, .. } => {
+            let t = m.trees.get(&tree)?;
+            let (_, l) = t.locks.iter().find(|(_, l)| {
+                l.tid == tid
+                    && match l.state {
+                        LockState::Held { idx, .. } => idx == evidence,
+                        LockState::Waiting => l.req_idx == evidence,
+                    }
+            })?;
+            let t = Target::Range {
+                tree,
+                start: l.start,
+                last: l.last,
+                mode: l.mode,
+                op: l.op,
+            };
+            Some((t, l.is_held()))
+        }
+        Wait::Mmap { mm, .. } => {
+            let s = m.mms.get(&mm)?;
+            let (u, held) = s
+                .holders
+                .iter()
+                .map(|u| (u, true))
+                .chain(s.waiters.iter().map(|u| (u, false)))
+                .find(|(u, _)| u.tid == tid && u.idx == evidence)?;
+            Some((Target::Mmap { mm, write: u.write }, held))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        }
+    }
+
+    fn run(evs: &[Event]) -> Stats {
+        let mut m = Model::new(None);
+        let mut s = Stats::new(true);
+        for (i, e) in evs.iter().enumerate() {
+            s.before(&m, e);
+            m.apply(i as u64, e);
+            s.after(&m, i as u64, e);
+        }
+        s
+    }
+
+    fn req(ts: u64, tid: u32, lock: u64, start: u64, last: u64) -> Event {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 1,
+                lock,
+                start,
+                last,
+                mode: Mode::Excl,
+            },
+        )
+    }
+
+    fn acq(ts: u64, tid: u32, lock: u64) -> Event {
+        ev(ts, tid, Body::RlAcquired { tree: 1, lock })
+    }
+
+    fn rel(ts: u64, tid: u32, lock: u64) -> Event {
+        ev(ts, tid, Body::RlRelease { tree: 1, lock })
+    }
+
+    #[test]
+    fn contended_range_lock_counts_wait_and_hold() {
+        let s = run(&[
+            req(100, 1, 10, 0, 9),
+            acq(110, 1, 10),
+            req(200, 2, 20, 5, 5),
+            rel(1_110, 1, 10),
+            acq(1_200, 2, 20),
+            rel(1_300, 2, 20),
+        ]);
+        let r = s
+            .row(&Class::RangeLock {
+                tree: 1,
+                op: Op::Buffered,
+                mode: Mode::Excl,
+            })
+            .unwrap();
+        assert_eq!((r.acquisitions, r.contentions), (2, 1));
+        // Only the contended acquisition's wait counts (lock_stat).
+        assert_eq!((r.wait.count, r.wait.min, r.wait.max), (1, 1_000, 1_000));
+        assert_eq!((r.hold.count, r.hold.min, r.hold.max), (2, 100, 1_000));
+        assert_eq!(r.hold.total, 1_100);
+        // The chain: task 2 waited behind task 1's lock [0, 9].
+        let c = &s.top_chains()[0];
+        assert_eq!(c.wait, 1_000);
+        assert_eq!(c.steps.len(), 2);
+        assert_eq!((c.steps[0].tid, c.steps[1].tid), (2, 1));
+        assert!(matches!(
+            c.steps[1].owns,
+            Some(Target::Range {
+                start: 0,
+                last: 9,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unmatched_ends_are_not_counted() {
+        let s = run(&[
+            // A release and a DIO end whose beginnings were never seen.
+            rel(100, 1, 10),
+            ev(200, 1, Body::DioEnd { io: 7, ret: 0 }),
+            ev(300, 1, Body::ContentionEnd { addr: None, ret: 0 }),
+            // An acquire whose request was lost.
+            acq(400, 1, 11),
+            ev(
+                500,
+                1,
+                Body::MmapLockRelease {
+                    mm: 9,
+                    write: false,
+                },
+            ),
+        ]);
+        assert_eq!(s.rows().count(), 0);
+    }
+
+    #[test]
+    fn lost_events_forget_open_begins() {
+        let s = run(&[
+            ev(100, 1, Body::ContentionBegin { addr: 5, flags: 0 }),
+            ev(
+                150,
+                1,
+                Body::Lost {
+                    count: 3,
+                    cpu: 0,
+                    since: None,
+                },
+            ),
+            ev(9_000, 1, Body::ContentionEnd { addr: None, ret: 0 }),
+        ]);
+        assert!(s.row(&Class::Kernel { addr: 5 }).is_none());
+    }
+
+    #[test]
+    fn ops_are_attributed_from_what_the_task_does() {
+        let dev = Dev { major: 8, minor: 1 };
+        let s = run(&[
+            ev(
+                1,
+                1,
+                Body::PunchBegin {
+                    dev,
+                    ino: 3,
+                    pos: 0,
+                    len: 8192,
+                },
+            ),
+            req(2, 1, 10, 0, 1),
+            acq(3, 1, 10),
+            rel(4, 1, 10),
+            ev(5, 1, Body::PunchEnd { ret: 0 }),
+            ev(
+                6,
+                2,
+                Body::DioBegin {
+                    io: 77,
+                    dev,
+                    ino: 3,
+                    pos: 4096 * 8,
+                    len: 4096,
+                    write: true,
+                },
+            ),
+            req(7, 2, 20, 8, 8),
+            acq(8, 2, 20),
+            // Completion on another task.
+            rel(20, 0, 20),
+            ev(21, 0, Body::DioEnd { io: 77, ret: 4096 }),
+            ev(
+                30,
+                3,
+                Body::Fault {
+                    dev,
+                    ino: 3,
+                    index: 4,
+                },
+            ),
+            req(31, 3, 30, 4, 4),
+            acq(32, 3, 30),
+            rel(33, 3, 30),
+            // The fault's page is consumed: the next lock is buffered.
+            req(40, 3, 31, 4, 4),
+            acq(41, 3, 31),
+            rel(42, 3, 31),
+        ]);
+        let hold = |op| {
+            s.row(&Class::RangeLock {
+                tree: 1,
+                op,
+                mode: Mode::Excl,
+            })
+            .map(|r| r.hold.total)
+        };
+        assert_eq!(hold(Op::Punch), Some(1));
+        assert_eq!(hold(Op::DioWrite), Some(12));
+        assert_eq!(hold(Op::Fault), Some(1));
+        assert_eq!(hold(Op::Buffered), Some(1));
+        let dio = s
+            .row(&Class::FileOp {
+                dev,
+                ino: 3,
+                op: Op::DioWrite,
+            })
+            .unwrap();
+        assert_eq!((dio.acquisitions, dio.hold.total), (1, 15));
+        let punch = s
+            .row(&Class::FileOp {
+                dev,
+                ino: 3,
+                op: Op::Punch,
+            })
+            .unwrap();
+        assert_eq!(punch.hold.total, 4);
+    }
+
+    #[test]
+    fn quantiles_and_log2_buckets() {
+        let mut h = Hist::default();
+        for v in 1..=100u64 {
+            h.record(v * 1000);
+        }
+        let p50 = h.quantile(0.5);
+        assert!((49_000..=51_000).contains(&p50), "{p50}");
+        assert!(h.quantile(0.99) >= 98_000);
+        assert_eq!(h.quantile(1.0), 100_000);
+        let b = h.log2();
+        assert_eq!(b.iter().map(|x| x.2).sum::<u64>(), 100);
+        // 1000 falls in [512, 1024), 100000 in [65536, 131072).
+        assert_eq!((b[0].0, b[0].1, b[0].2), (512, 1024, 1));
+        assert_eq!(b.last().unwrap().0, 65_536);
+    }
+
+    #[test]
+    fn top_chains_keep_the_longest() {
+        let mut evs = Vec::new();
+        let mut ts = 0;
+        // Task 1 holds [0,0]; tasks 2.. each wait i*100 ns for it in turn.
+        for i in 0..(TOP_CHAINS as u64 + 5) {
+            let lock = 100 + i;
+            ts += 10;
+            evs.push(req(ts, 1, 1, 0, 0));
+            evs.push(acq(ts, 1, 1));
+            evs.push(req(ts + 1, 2, lock, 0, 0));
+            ts += (i + 1) * 100;
+            evs.push(rel(ts, 1, 1));
+            evs.push(acq(ts, 2, lock));
+            evs.push(rel(ts + 1, 2, lock));
+        }
+        let s = run(&evs);
+        let waits: Vec<u64> = s.top_chains().iter().map(|c| c.wait).collect();
+        assert_eq!(waits.len(), TOP_CHAINS);
+        assert!(waits.windows(2).all(|w| w[0] >= w[1]));
+        assert_eq!(waits[0], (TOP_CHAINS as u64 + 5) * 100 - 1);
+    }
+}

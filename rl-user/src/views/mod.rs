@@ -1,0 +1,5 @@
+//! Views: what people read, rendered from analysis results. Render functions
+//! are pure: the same input gives the same text.
+
+pub mod findings;
+pub mod report;
