@@ -792,6 +792,18 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             if m.locks == 0 {
                 bad.push("the module did nothing".into());
             }
+            // The clean run covers every outcome its flavour has: failed
+            // trylocks (Bueso) and a cancelled wait (Bueso, Lustre).
+            let (want_failed, want_cancelled) = match *f {
+                "bueso2017" | "bueso2019" => (2, 1),
+                "lustre" => (0, 1),
+                _ => (0, 0),
+            };
+            if *p == "clean" && (m.failed < want_failed || m.cancelled != want_cancelled) {
+                bad.push(format!(
+                    "the clean run should fail at least {want_failed} trylocks and cancel {want_cancelled} wait"
+                ));
+            }
             let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
             if r.findings != want {
                 bad.push(format!("findings {:?}, expected {:?}", r.findings, want));
