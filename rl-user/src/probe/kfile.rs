@@ -10,6 +10,9 @@ use super::btf::Btf;
 use super::catalog::BtfMember;
 use super::profile::Kallsyms;
 
+/// The reason of a stand-in whose tracepoint attaches: nothing is missing.
+pub const TRACEPOINT_USED: &str = "its tracepoint is used instead";
+
 /// The reason given on kernels without kprobes.
 pub const NO_KPROBES: &str = "this kernel has no kprobes";
 
@@ -146,7 +149,7 @@ pub fn resolve(
         .iter()
         .map(|k| {
             if !prefer && k.instead_of.iter().any(|p| tp_ready(p)) {
-                return Err("its tracepoint is used instead".to_string());
+                return Err(TRACEPOINT_USED.to_string());
             }
             let Some(btf) = btf else {
                 return Err("kernel BTF (/sys/kernel/btf/vmlinux) is not available".into());

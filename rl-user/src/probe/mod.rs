@@ -486,12 +486,14 @@ impl Session {
             .collect()
     }
 
-    /// One line per probe that is not attached, for a start-up warning.
+    /// One line per probe that is not attached, for a start-up warning
+    /// (not for a file kprobe whose tracepoint attached: nothing is lost).
     pub fn not_attached(&self) -> Vec<String> {
         self.probes
             .iter()
             .filter_map(|p| match &p.status {
                 Status::Attached { .. } => None,
+                Status::Unavailable(why) if why == kfile::TRACEPOINT_USED => None,
                 Status::Unavailable(why) | Status::Failed(why) => {
                     Some(format!("{}: {why}", p.name))
                 }
