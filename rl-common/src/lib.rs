@@ -350,8 +350,14 @@ pub struct RangeLockLayout {
 }
 
 impl RangeLockLayout {
-    pub const NONE: RangeLockLayout =
-        RangeLockLayout { tree_arg: 0, lock_arg: 1, start_off: NO_FIELD, last_off: NO_FIELD, shift: 0, order_check: 0 };
+    pub const NONE: RangeLockLayout = RangeLockLayout {
+        tree_arg: 0,
+        lock_arg: 1,
+        start_off: NO_FIELD,
+        last_off: NO_FIELD,
+        shift: 0,
+        order_check: 0,
+    };
 }
 
 /// In-kernel filters. A zero field means "no filter on this".

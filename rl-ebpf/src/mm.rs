@@ -35,7 +35,13 @@ fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
             use aya_ebpf::programs::tracing::StackIdContext as _;
             let stack = ctx.get_stackid(&STACKS, 0).unwrap_or(-1);
             // The task was named by the request just emitted.
-            write(t, Kind::OrderEvidence, flags, 0, [mm, stack as u64, held, 0]);
+            write(
+                t,
+                Kind::OrderEvidence,
+                flags,
+                0,
+                [mm, stack as u64, held, 0],
+            );
         }
     }
 }

@@ -892,14 +892,16 @@ pub(crate) mod tests {
                 (any::<u64>(), any::<u32>(), any::<Option<u64>>())
                     .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
                 Just(Body::Exit),
-                (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(|(mm, write, held, stack)| {
-                    Body::OrderingEvidence {
-                        mm,
-                        write,
-                        held,
-                        stack,
+                (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(
+                    |(mm, write, held, stack)| {
+                        Body::OrderingEvidence {
+                            mm,
+                            write,
+                            held,
+                            stack,
+                        }
                     }
-                }),
+                ),
             ];
         (
             any::<u64>(),

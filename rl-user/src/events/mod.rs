@@ -205,7 +205,12 @@ pub enum Body {
     /// rltop extension (kprobe profiles): the kernel side saw this task ask
     /// for mmap_lock while holding `held` range locks. `stack` is the kernel
     /// stack, innermost frame first, frames joined by `;` (`sym+0xoff`).
-    OrderingEvidence { mm: u64, write: bool, held: u64, stack: String },
+    OrderingEvidence {
+        mm: u64,
+        write: bool,
+        held: u64,
+        stack: String,
+    },
 }
 
 impl Body {

@@ -292,12 +292,25 @@ mod tests {
     #[test]
     fn decodes_ordering_evidence_with_its_stack_id() {
         let r = Record {
-            hdr: RecordHeader { ts: 9, tid: 3, pid: 3, kind: Kind::OrderEvidence as u8, flags: FLAG_WRITE, cpu: 0, dev: 0 },
+            hdr: RecordHeader {
+                ts: 9,
+                tid: 3,
+                pid: 3,
+                kind: Kind::OrderEvidence as u8,
+                flags: FLAG_WRITE,
+                cpu: 0,
+                dev: 0,
+            },
             w: [0xffff_8880_0000_2000, (-14i64) as u64, 2, 0],
         };
         assert_eq!(
             decode(&bytes(&r)).unwrap().body,
-            Body::OrderingEvidence { mm: 0xffff_8880_0000_2000, write: true, held: 2, stack: "stackid:-14".into() }
+            Body::OrderingEvidence {
+                mm: 0xffff_8880_0000_2000,
+                write: true,
+                held: 2,
+                stack: "stackid:-14".into()
+            }
         );
     }
 

@@ -164,18 +164,26 @@ fn range_lock_plan_strict(
     let syms = match Kallsyms::read() {
         Ok(s) => s,
         Err(e) if explicit.is_some() => {
-            return Err(user_error(format!("cannot read /proc/kallsyms to find the profile's functions: {e}")));
+            return Err(user_error(format!(
+                "cannot read /proc/kallsyms to find the profile's functions: {e}"
+            )));
         }
         Err(_) => Kallsyms::default(),
     };
     match explicit {
         Some(p) => {
             let plan = p.plan(&syms, btf).map_err(user_error)?;
-            let line = format!("range locks: profile {} (asked), offsets from {}", plan.name, plan.offsets_from);
+            let line = format!(
+                "range locks: profile {} (asked), offsets from {}",
+                plan.name, plan.offsets_from
+            );
             Ok((Some(plan), line))
         }
         None => match profile::detect(&syms, btf) {
-            Detection::None => Ok((None, "range locks: no range-lock functions in /proc/kallsyms".into())),
+            Detection::None => Ok((
+                None,
+                "range locks: no range-lock functions in /proc/kallsyms".into(),
+            )),
             Detection::Ambiguous(names) => Ok((
                 None,
                 format!(
@@ -189,7 +197,10 @@ fn range_lock_plan_strict(
             )),
             Detection::Found(p) => match p.plan(&syms, btf) {
                 Ok(plan) => {
-                    let line = format!("range locks: detected profile {}, offsets from {}", plan.name, plan.offsets_from);
+                    let line = format!(
+                        "range locks: detected profile {}, offsets from {}",
+                        plan.name, plan.offsets_from
+                    );
                     Ok((Some(plan), line))
                 }
                 Err(e) => Ok((None, format!("range locks: {e}"))),
@@ -267,7 +278,14 @@ impl Session {
                     .zip(&resolved.ready)
                     .any(|(s, r)| s.program == p && r.is_ok())
             };
-            kfile::resolve(kprobes, syms.as_ref(), btf.as_ref(), prefer, &tp_ready, &mut resolved.kernel)
+            kfile::resolve(
+                kprobes,
+                syms.as_ref(),
+                btf.as_ref(),
+                prefer,
+                &tp_ready,
+                &mut resolved.kernel,
+            )
         };
         if prefer {
             for (k, r) in kfile::KFILE.iter().zip(&kfile_ready) {
@@ -282,7 +300,10 @@ impl Session {
         }
         let (plan, detection, cannot_attach) =
             range_lock_plan(&opts.profile, opts.listing, &tracefs, btf.as_ref())?;
-        if resolved.ready.iter().all(Result::is_err) && plan.is_none() && kfile_ready.iter().all(Result::is_err) {
+        if resolved.ready.iter().all(Result::is_err)
+            && plan.is_none()
+            && kfile_ready.iter().all(Result::is_err)
+        {
             return Err(user_error(
                 "no probe can attach on this kernel; `rltop probes` lists what each one lacks",
             ));
@@ -395,10 +416,10 @@ impl Session {
                         Err(e) => Status::Failed(format!("{e:#}")),
                     },
                     None => match attach_kprobe(&mut ebpf, k) {
-                    Ok(insns) => Status::Attached {
-                        verified_insns: insns,
-                    },
-                    Err(e) => Status::Failed(format!("{e:#}")),
+                        Ok(insns) => Status::Attached {
+                            verified_insns: insns,
+                        },
+                        Err(e) => Status::Failed(format!("{e:#}")),
                     },
                 };
                 probes.push(ProbeReport {
@@ -794,7 +815,9 @@ fn attach_kprobe(ebpf: &mut Ebpf, k: &profile::KprobeAttach) -> anyhow::Result<O
         .with_context(|| format!("program {} is not in the eBPF object", k.program))?;
     let p: &mut KProbe = prog.try_into()?;
     p.attach(&k.symbol, 0).map_err(|e| match e {
-        aya::programs::ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
+        aya::programs::ProgramError::SyscallError(s)
+            if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
             anyhow::anyhow!("symbol {} is not in this kernel", k.symbol)
         }
         other => other.into(),
