@@ -303,16 +303,25 @@ const FLAVOURS: &[&str] = &["kara2013", "bueso2017", "bueso2019", "lustre"];
 /// apt-get when missing) and returns the directory holding the modules.
 fn test_module(root: &Path, dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
     let build = PathBuf::from(format!("/lib/modules/{abi}/build"));
+    // The module build and the ext4 image need these (idempotent: only what is missing).
+    let mut missing: Vec<String> = [("make", "make"), ("mkfs.ext4", "e2fsprogs")]
+        .iter()
+        .filter(|(tool, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, pkg)| pkg.to_string())
+        .collect();
     if !build.join("Makefile").exists() {
-        println!("vm-test: installing linux-headers-{abi}");
+        missing.push(format!("linux-headers-{abi}"));
+    }
+    if !missing.is_empty() {
+        println!("vm-test: installing {}", missing.join(" "));
         run(Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                &format!("linux-headers-{abi}"),
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let src = dir.join("kmod");
