@@ -47,6 +47,7 @@
 #include <linux/delay.h>
 #include <linux/atomic.h>
 #include <linux/string.h>
+#include <linux/fs.h>
 
 #if defined(RLTEST_BUESO2017) || defined(RLTEST_BUESO2019)
 #define RL_RW 1
@@ -417,7 +418,23 @@ module_param(iters, int, 0644);
 MODULE_PARM_DESC(iters, "iterations of each clean-pattern thread");
 
 #define PAGES 64
-static struct TREE tree;
+/*
+ * The tree lives in a file-like object next to a pointer to its inode, as
+ * Kara's lives in struct address_space next to ->host: a profile with a
+ * [tree_inode] section (kmod/rltest/kara2013-tree.toml) lets rltop link the
+ * tree to that inode with a `tree` event. The inode is that of the file
+ * named by the `host` parameter, opened for the run.
+ */
+struct rltest_file {
+	struct inode *host;	/* @0 */
+	struct TREE tree;	/* @8 */
+};
+static_assert(offsetof(struct rltest_file, tree) == 8);
+static struct rltest_file rf;
+
+static char *host = "/init";
+module_param(host, charp, 0644);
+MODULE_PARM_DESC(host, "file whose inode the tree belongs to during a run");
 static struct mm_struct *run_mm;
 static struct workqueue_struct *dio_wq;
 
@@ -449,22 +466,22 @@ static void pager(struct worker *w)
 		L_INIT(&l, p, p);
 #if HAVE_TRY
 		if (i % 4 == 3) {
-			if (i % 8 == 3 ? range_read_trylock(&tree, &l) : range_write_trylock(&tree, &l)) {
+			if (i % 8 == 3 ? range_read_trylock(&rf.tree, &l) : range_write_trylock(&rf.tree, &l)) {
 				if (i % 8 == 3)
-					range_read_unlock(&tree, &l);
+					range_read_unlock(&rf.tree, &l);
 				else
-					range_write_unlock(&tree, &l);
+					range_write_unlock(&rf.tree, &l);
 			}
 			continue;
 		}
 		if (i % 2) {
-			LOCK_R(&tree, &l);
-			UNLOCK_R(&tree, &l);
+			LOCK_R(&rf.tree, &l);
+			UNLOCK_R(&rf.tree, &l);
 			continue;
 		}
 #endif
-		LOCK_W(&tree, &l);
-		UNLOCK_W(&tree, &l);
+		LOCK_W(&rf.tree, &l);
+		UNLOCK_W(&rf.tree, &l);
 		if (i % 16 == 0)
 			cond_resched();
 	}
@@ -480,7 +497,7 @@ static void dio_end(struct work_struct *work)
 {
 	struct dio *d = container_of(work, struct dio, work);
 
-	UNLOCK_W(&tree, &d->l);
+	UNLOCK_W(&rf.tree, &d->l);
 	complete(&d->done);
 }
 
@@ -498,7 +515,7 @@ static void dio_submitter(struct worker *w)
 		L_INIT(&d->l, p, p + 3);
 		init_completion(&d->done);
 		INIT_WORK(&d->work, dio_end);
-		LOCK_W(&tree, &d->l);
+		LOCK_W(&rf.tree, &d->l);
 		queue_work(dio_wq, &d->work);
 		wait_for_completion(&d->done);
 	}
@@ -513,10 +530,10 @@ static void puncher(struct worker *w)
 
 	for (i = 0; i < iters / 8; i++) {
 		L_INIT(&l, 0, PAGES - 1);
-		LOCK_W(&tree, &l);
+		LOCK_W(&rf.tree, &l);
 		/* Sleeps holding it: the others queue behind. */
 		usleep_range(20, 50);
-		UNLOCK_W(&tree, &l);
+		UNLOCK_W(&rf.tree, &l);
 		msleep(1);
 	}
 }
@@ -532,8 +549,8 @@ static void faulter(struct worker *w)
 
 		mmap_read_lock(run_mm);
 		L_INIT(&l, p, p);
-		LOCK_R(&tree, &l);
-		UNLOCK_R(&tree, &l);
+		LOCK_R(&rf.tree, &l);
+		UNLOCK_R(&rf.tree, &l);
 		mmap_read_unlock(run_mm);
 	}
 }
@@ -551,14 +568,14 @@ static void cancel_waiter(struct worker *w)
 #if HAVE_TRY
 	/* The holder has the whole range: these trylocks fail. */
 	L_INIT(&l, 30, 31);
-	if (range_write_trylock(&tree, &l))
-		range_write_unlock(&tree, &l);
-	if (range_read_trylock(&tree, &l))
-		range_read_unlock(&tree, &l);
+	if (range_write_trylock(&rf.tree, &l))
+		range_write_unlock(&rf.tree, &l);
+	if (range_read_trylock(&rf.tree, &l))
+		range_read_unlock(&rf.tree, &l);
 #endif
 	L_INIT(&l, 10, 20);
-	if (LOCK_INTR(&tree, &l) == 0)
-		UNLOCK_W(&tree, &l);
+	if (LOCK_INTR(&rf.tree, &l) == 0)
+		UNLOCK_W(&rf.tree, &l);
 	flush_signals(current);
 	complete(&cancel_done);
 }
@@ -568,13 +585,13 @@ static void cancel_holder(struct worker *w)
 	struct LOCK l;
 
 	L_INIT(&l, 0, PAGES - 1);
-	LOCK_W(&tree, &l);
+	LOCK_W(&rf.tree, &l);
 	complete(&cancel_holding);
 	msleep(50);
 	/* The waiter is the next worker (see run_pattern). */
 	send_sig(SIGINT, w[1].task, 1);
 	wait_for_completion(&cancel_done);
-	UNLOCK_W(&tree, &l);
+	UNLOCK_W(&rf.tree, &l);
 }
 #endif
 
@@ -584,10 +601,10 @@ static void bug_mmap(struct worker *w)
 	struct LOCK l;
 
 	L_INIT(&l, 3, 5);
-	LOCK_W(&tree, &l);
+	LOCK_W(&rf.tree, &l);
 	mmap_read_lock(run_mm);
 	mmap_read_unlock(run_mm);
-	UNLOCK_W(&tree, &l);
+	UNLOCK_W(&rf.tree, &l);
 }
 
 /* Bug: a grant overlapping a held range. */
@@ -598,10 +615,10 @@ static void bug_overlap_holder(struct worker *w)
 	struct LOCK l;
 
 	L_INIT(&l, 0, 9);
-	LOCK_W(&tree, &l);
+	LOCK_W(&rf.tree, &l);
 	complete(&ovl_held);
 	wait_for_completion(&ovl_done);
-	UNLOCK_W(&tree, &l);
+	UNLOCK_W(&rf.tree, &l);
 }
 
 static void bug_overlap_grantee(struct worker *w)
@@ -611,8 +628,8 @@ static void bug_overlap_grantee(struct worker *w)
 	wait_for_completion(&ovl_held);
 	L_INIT(&l, 5, 6);
 	bug_grant = &l;
-	LOCK_W(&tree, &l);
-	UNLOCK_W(&tree, &l);
+	LOCK_W(&rf.tree, &l);
+	UNLOCK_W(&rf.tree, &l);
 	bug_grant = NULL;
 	complete(&ovl_done);
 }
@@ -627,10 +644,10 @@ static void bug_leak(struct worker *w)
 	if (!l)
 		return;
 	L_INIT(l, 0, 0);
-	LOCK_W(&tree, l);
+	LOCK_W(&rf.tree, l);
 	L_INIT(&l2, 1, 1);
-	LOCK_W(&tree, &l2);
-	UNLOCK_W(&tree, &l2);
+	LOCK_W(&rf.tree, &l2);
+	UNLOCK_W(&rf.tree, &l2);
 }
 
 #define MAX_WORKERS 8
@@ -660,13 +677,16 @@ static char last_run[16] = "none";
 
 static int run_pattern(const char *name)
 {
+	struct file *hf;
 	int ret;
 
-	T_INIT(&tree);
+	T_INIT(&rf.tree);
 	reset_counters();
 	run_mm = get_task_mm(current);
 	if (!run_mm)
 		return -EINVAL;
+	hf = filp_open(host, O_RDONLY, 0);
+	rf.host = IS_ERR(hf) ? NULL : file_inode(hf);
 	if (!strcmp(name, "clean")) {
 		static void (*const fns[])(struct worker *) = {
 			pager, pager, dio_submitter, puncher, faulter,
@@ -707,6 +727,9 @@ static int run_pattern(const char *name)
 	}
 	mmput(run_mm);
 	run_mm = NULL;
+	rf.host = NULL;
+	if (!IS_ERR(hf))
+		filp_close(hf, NULL);
 	if (!ret) {
 		strscpy(last_run, name, sizeof(last_run));
 		pr_info("rltest_%s: %s: locks=%d unlocks=%d acquired=%d failed=%d cancelled=%d downgrades=%d\n",
@@ -751,7 +774,7 @@ static int __init rltest_init(void)
 	dio_wq = alloc_workqueue("rltest-dio", WQ_UNBOUND, 0);
 	if (!dio_wq)
 		return -ENOMEM;
-	T_INIT(&tree);
+	T_INIT(&rf.tree);
 	pr_info("rltest_%s: loaded\n", RLTEST_NAME);
 	return 0;
 }

@@ -347,7 +347,20 @@ pub struct RangeLockLayout {
     /// 1 when a range-lock profile is attached: held locks are counted per
     /// task and mmap_lock requests checked against them.
     pub order_check: u32,
+    /// How a tree leads to its inode, for `tree` events: 0 = it does not;
+    /// 1 = the tree is a member at `tree_member_off` of a struct holding a
+    /// `struct inode *` at `inode_off`; 2 = that struct embeds the inode
+    /// at `inode_off`.
+    pub tree_inode: u32,
+    pub tree_member_off: u32,
+    pub inode_off: u32,
+    pub _pad: u32,
 }
+
+/// [`RangeLockLayout::tree_inode`] values.
+pub const TREE_INODE_NONE: u32 = 0;
+pub const TREE_INODE_POINTER: u32 = 1;
+pub const TREE_INODE_EMBEDDED: u32 = 2;
 
 impl RangeLockLayout {
     pub const NONE: RangeLockLayout = RangeLockLayout {
@@ -357,6 +370,10 @@ impl RangeLockLayout {
         last_off: NO_FIELD,
         shift: 0,
         order_check: 0,
+        tree_inode: TREE_INODE_NONE,
+        tree_member_off: 0,
+        inode_off: 0,
+        _pad: 0,
     };
 }
 

@@ -138,6 +138,41 @@ fn held_add(tid: u32, delta: i32) {
     }
 }
 
+/// Trees already linked to their inode by a `tree` event. LRU: a tree
+/// forgotten is linked again, which is harmless.
+#[map]
+static TREES_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Emits a `tree` event the first time `tree` is seen, when the profile
+/// says how a tree leads to its inode (`RL.tree_inode`): the tree is a
+/// member at `RL.tree_member_off` of a struct that holds the inode pointer,
+/// or embeds the inode, at `RL.inode_off` (offsets from BTF, or the
+/// profile's). The inode's `i_ino`, `i_sb->s_dev` are read at `KOFF`.
+#[inline(always)]
+fn link_tree(t: crate::Task, tree: u64) {
+    let how = global!(RL.tree_inode);
+    if how == rl_common::TREE_INODE_NONE {
+        return;
+    }
+    // SAFETY: presence test only.
+    if unsafe { TREES_SEEN.get(&tree) }.is_some() {
+        return;
+    }
+    let _ = TREES_SEEN.insert(&tree, &1, 0);
+    let base = tree.wrapping_sub(global!(RL.tree_member_off) as u64);
+    let inode = if how == rl_common::TREE_INODE_POINTER {
+        kread_u64(base, global!(RL.inode_off))
+    } else {
+        base.wrapping_add(global!(RL.inode_off) as u64)
+    };
+    if inode == 0 {
+        return;
+    }
+    let (dev, ino) = crate::file::inode_dev_ino(inode);
+    // The task was named by the request just emitted.
+    write(t, Kind::Tree, 0, dev, [tree, ino, 0, 0]);
+}
+
 #[inline(always)]
 fn request(ctx: &ProbeContext, mode: Mode) {
     let Some(t) = traced_task() else { return };
@@ -147,6 +182,7 @@ fn request(ctx: &ProbeContext, mode: Mode) {
     let last = kread_u64(lock, global!(RL.last_off)) >> shift;
     let _ = RL_PENDING.insert(&t.tid, &[tree, lock], 0);
     emit(t, Kind::RlRequest, mode as u8, 0, [tree, lock, start, last]);
+    link_tree(t, tree);
 }
 
 /// Entry of an exclusive lock (Kara, Lustre).

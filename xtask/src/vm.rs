@@ -76,6 +76,15 @@ for f in kara2013 bueso2017 bueso2019 lustre; do
     echo "RLTOP-VM-TRACE-END"
     rm -f /work/$f-$p.rlt
   done
+  if [ $f = kara2013 ]; then
+    # A profile from a file, with the tree's inode: `tree` events.
+    rltop record --profile /lib/kara2013-tree.toml -o /work/tree.rlt -- sh -c "echo clean > /sys/module/rltest_$f/parameters/run" > /work/rec.log 2>&1
+    echo "RLTOP-VM-RUN $f toml rc=$? $(cat /sys/module/rltest_$f/parameters/ops)"
+    echo "RLTOP-VM-HOST-INODE=$(stat -c '%D %i' /init)"
+    echo "RLTOP-VM-TRACE-BEGIN $f toml"
+    base64 /work/tree.rlt
+    echo "RLTOP-VM-TRACE-END"
+  fi
   rmmod rltest_$f
 done
 echo RLTOP-VM-END
@@ -331,7 +340,7 @@ fn test_module(root: &Path, dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
         let e = e?;
         let name = e.file_name();
         let n = name.to_string_lossy();
-        if n.ends_with(".c") || n.ends_with(".h") || n == "Makefile" {
+        if n.ends_with(".c") || n.ends_with(".h") || n.ends_with(".toml") || n == "Makefile" {
             std::fs::copy(e.path(), src.join(&name))?;
         }
     }
@@ -387,6 +396,9 @@ struct RunResult {
     lost: u64,
     evidence: u64,
     evidence_stack: String,
+    /// `tree` events (tree, dev, ino) and the trees of the requests.
+    trees: Vec<(u64, String, u64)>,
+    request_trees: std::collections::BTreeSet<u64>,
     findings: Vec<String>,
     problems: Vec<String>,
 }
@@ -455,10 +467,19 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
         }
         let mut traced = Ops::default();
         let (mut lost, mut evidence, mut evidence_stack) = (0, 0, String::new());
+        let (mut trees, mut request_trees) = (Vec::new(), std::collections::BTreeSet::new());
         for l in String::from_utf8_lossy(&dump.stdout).lines() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
             match v["kind"].as_str().unwrap_or("") {
-                "rl_request" => traced.locks += 1,
+                "rl_request" => {
+                    traced.locks += 1;
+                    request_trees.insert(v["tree"].as_u64().unwrap_or(0));
+                }
+                "tree" => trees.push((
+                    v["tree"].as_u64().unwrap_or(0),
+                    v["dev"].as_str().unwrap_or("").to_string(),
+                    v["ino"].as_u64().unwrap_or(0),
+                )),
                 "rl_release" => traced.unlocks += 1,
                 "rl_acquired" => traced.acquired += 1,
                 "rl_trylock_failed" => traced.failed += 1,
@@ -499,6 +520,8 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
             lost,
             evidence,
             evidence_stack,
+            trees,
+            request_trees,
             findings,
             problems,
         });
@@ -602,6 +625,10 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
         std::fs::copy(dir.join("mods").join(path), fs.join(format!("{name}.ko")))
             .with_context(|| format!("{name}.ko"))?;
     }
+    std::fs::copy(
+        kmod.join("kara2013-tree.toml"),
+        tree.join("lib/kara2013-tree.toml"),
+    )?;
     let img = tree.join("fs.img");
     run(Command::new("truncate").arg("-s").arg("16M").arg(&img))?;
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
@@ -849,6 +876,47 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             );
             if !bad.is_empty() {
                 failures.push(format!("{f} {p}: {}", bad.join("; ")));
+            }
+        }
+    }
+    // The profile from a file, with `tree` events linking the tree to /init.
+    match results
+        .iter()
+        .find(|r| r.flavour == "kara2013" && r.pattern == "toml")
+    {
+        None => failures.push("kara2013 with a TOML profile: no trace came back".into()),
+        Some(r) => {
+            let want = value(body, "RLTOP-VM-HOST-INODE")
+                .and_then(|v| {
+                    let (d, i) = v.split_once(' ')?;
+                    let d = u64::from_str_radix(d, 16).ok()?;
+                    // User space dev_t: major bits 8..19, minor bits 0..7 and 20..31.
+                    let (major, minor) = ((d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00));
+                    Some((format!("{major}:{minor}"), i.parse::<u64>().ok()?))
+                })
+                .unwrap_or_default();
+            let linked = r.trees.len() == 1
+                && r.request_trees.len() == 1
+                && r.request_trees.contains(&r.trees[0].0)
+                && (r.trees[0].1.clone(), r.trees[0].2) == want;
+            let ok = linked
+                && r.traced == r.module
+                && r.lost == 0
+                && r.findings.is_empty()
+                && r.problems.is_empty();
+            println!(
+                "vm-test: --profile kmod/rltest/kara2013-tree.toml: {} lock ops traced of {}, tree events {:?} (/init is {want:?}), findings {:?}: {}",
+                r.traced.locks,
+                r.module.locks,
+                r.trees,
+                r.findings,
+                if ok { "ok" } else { "FAIL" }
+            );
+            if !ok {
+                failures.push(format!(
+                    "kara2013 with a TOML profile: trees {:?} for requests on {:?} (want one, on /init {want:?}), traced {:?} module {:?}, findings {:?} {:?}",
+                    r.trees, r.request_trees, r.traced, r.module, r.findings, r.problems
+                ));
             }
         }
     }

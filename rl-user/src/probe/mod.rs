@@ -300,6 +300,29 @@ impl Session {
         }
         let (plan, detection, cannot_attach) =
             range_lock_plan(&opts.profile, opts.listing, &tracefs, btf.as_ref())?;
+        // `tree` events read the inode's number and device (BTF).
+        let mut plan = plan;
+        let mut detection = detection;
+        if let Some(p) = plan.as_mut()
+            && p.layout.tree_inode != rl_common::TREE_INODE_NONE
+        {
+            let mut k = resolved.kernel;
+            let ok = btf.as_ref().is_some_and(|b| {
+                [
+                    ("inode", "i_ino", &mut k.inode_ino),
+                    ("inode", "i_sb", &mut k.inode_sb),
+                    ("super_block", "s_dev", &mut k.sb_dev),
+                ]
+                .into_iter()
+                .all(|(s, m, slot)| b.member_offset(s, m).map(|o| *slot = o).is_ok())
+            });
+            if ok {
+                resolved.kernel = k;
+            } else {
+                p.layout.tree_inode = rl_common::TREE_INODE_NONE;
+                detection.push_str("; no tree events: kernel BTF lacks inode or super_block members");
+            }
+        }
         if resolved.ready.iter().all(Result::is_err)
             && plan.is_none()
             && kfile_ready.iter().all(Result::is_err)

@@ -56,6 +56,29 @@ pub struct LockFn {
     pub returns: Returns,
 }
 
+/// How a tree leads to its inode: the tree is member `member` of struct
+/// `container`, which holds a pointer to the inode (`inode = "pointer"`,
+/// e.g. `address_space.host`) or embeds it (`inode = "embedded"`, e.g.
+/// Lustre's `ll_inode_info.lli_vfs_inode`) as `inode_member`. Offsets from
+/// BTF when it has `container`, else `member_offset` / `inode_offset`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeInode {
+    pub container: Option<String>,
+    pub member: Option<String>,
+    pub member_offset: u32,
+    pub inode: InodeLink,
+    pub inode_member: Option<String>,
+    pub inode_offset: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InodeLink {
+    Pointer,
+    Embedded,
+}
+
 /// Where a range bound lies in the lock struct.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +120,8 @@ pub struct Profile {
     pub unlock: Vec<String>,
     #[serde(default)]
     pub downgrade: Vec<String>,
+    /// How a tree leads to its inode, for `tree` events (optional).
+    pub tree_inode: Option<TreeInode>,
     /// Symbols that together identify the flavour in kallsyms.
     #[serde(default)]
     pub detect: Vec<String>,
@@ -235,7 +260,21 @@ impl Profile {
                 Unit::Bytes => page_shift(),
             },
             order_check: 1,
+            ..RangeLockLayout::NONE
         };
+        let mut layout = layout;
+        if let Some(ti) = &self.tree_inode {
+            let btf_off = |m: &Option<String>| -> Option<u32> {
+                btf?.member_offset(ti.container.as_deref()?, m.as_deref()?)
+                    .ok()
+            };
+            layout.tree_inode = match ti.inode {
+                InodeLink::Pointer => rl_common::TREE_INODE_POINTER,
+                InodeLink::Embedded => rl_common::TREE_INODE_EMBEDDED,
+            };
+            layout.tree_member_off = btf_off(&ti.member).unwrap_or(ti.member_offset);
+            layout.inode_off = btf_off(&ti.inode_member).unwrap_or(ti.inode_offset);
+        }
         let mut probes = Vec::new();
         for l in &self.lock {
             let entry = match l.mode {
@@ -488,6 +527,22 @@ mod tests {
             e.contains("range_read_lock, range_read_lock_interruptible"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_tree_inode_section_sets_the_tree_to_inode_layout() {
+        let p = Profile::parse(include_str!("../../../kmod/rltest/kara2013-tree.toml")).unwrap();
+        let plan = p
+            .plan(&syms(&["range_lock", "range_unlock"]), None)
+            .unwrap();
+        assert_eq!(plan.layout.tree_inode, rl_common::TREE_INODE_POINTER);
+        assert_eq!((plan.layout.tree_member_off, plan.layout.inode_off), (8, 0));
+        // The built-in profiles link no tree: their kernels' containers are not known.
+        let kara = Profile::builtin("kara2013")
+            .unwrap()
+            .plan_unchecked(None)
+            .unwrap();
+        assert_eq!(kara.layout.tree_inode, rl_common::TREE_INODE_NONE);
     }
 
     #[test]
