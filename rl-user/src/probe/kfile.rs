@@ -203,3 +203,54 @@ pub fn resolve(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(r: &[Result<(), String>], program: &str, ret: bool) -> Result<(), String> {
+        let i = KFILE
+            .iter()
+            .position(|k| k.program == program && k.ret == ret)
+            .unwrap();
+        r[i].clone()
+    }
+
+    #[test]
+    fn a_kprobe_stands_in_only_where_its_tracepoint_is_missing() {
+        let mut k = KernelOffsets::NONE;
+        // Every tracepoint there: no kprobe, whatever else is missing.
+        let r = resolve(false, None, None, false, &|_| true, &mut k);
+        assert!(r.iter().all(|s| s.as_ref().unwrap_err() == TRACEPOINT_USED));
+        // Only the punch tracepoint there: its stand-ins step back, the
+        // others say what they lack (here BTF).
+        let r = resolve(true, None, None, false, &|p| p == "punch_hole", &mut k);
+        assert_eq!(status(&r, "kpunch", false).unwrap_err(), TRACEPOINT_USED);
+        assert_eq!(status(&r, "kpunch_ret", true).unwrap_err(), TRACEPOINT_USED);
+        assert!(status(&r, "kfault", false).unwrap_err().contains("BTF"));
+        // Profile kprobes: the kprobes are wanted even where tracepoints attach.
+        let r = resolve(true, None, None, true, &|_| true, &mut k);
+        assert!(status(&r, "kfault", false).unwrap_err().contains("BTF"));
+        assert_eq!(k, KernelOffsets::NONE, "nothing resolved, nothing written");
+    }
+
+    #[test]
+    fn an_entry_without_its_return_is_not_attached() {
+        let syms =
+            Kallsyms::parse("ffffffff81000000 T iomap_dio_rw\nffffffff81000100 T vfs_fallocate\n");
+        // A kernel's BTF, when this machine has one: then only the missing
+        // iomap_dio_complete and truncate_pagecache symbols hold things back.
+        let Ok(btf) = Btf::from_kernel() else { return };
+        let mut k = KernelOffsets::NONE;
+        let r = resolve(true, Some(&syms), Some(&btf), true, &|_| false, &mut k);
+        assert!(
+            status(&r, "kdio_begin", false).unwrap_err().contains(
+                "needs kprobe:iomap_dio_complete (no iomap_dio_complete in /proc/kallsyms)"
+            ),
+            "{r:?}"
+        );
+        assert_eq!(status(&r, "kpunch", false), Ok(()));
+        assert_eq!(status(&r, "kpunch_ret", true), Ok(()));
+        assert!(k.file_inode != rl_common::NO_FIELD);
+    }
+}
