@@ -17,6 +17,14 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Live: stream events as text lines instead of the TUI (the default
+    /// when stdout is not a terminal).
+    #[arg(long)]
+    pub text: bool,
+    /// Write output files even into a directory other users can write to
+    /// (refused by default: rltop runs as root).
+    #[arg(long, global = true)]
+    pub force: bool,
 }
 
 /// What to trace: shared by `rltop`, `record` and `probes`.
@@ -124,6 +132,94 @@ pub enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// The TUI over a trace: play/pause (space), speed (< >), step (.),
+    /// seek (g), next finding (n).
+    Replay {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        /// Playback speed: 1 = the trace's own time, 0.01 = 100 times slower.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Start paused at the first event.
+        #[arg(long)]
+        paused: bool,
+        /// Report a waiter the reference lock would grant that still waits
+        /// after this many milliseconds (lost wakeup).
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
+    /// A simulated workload on the reference range lock, shown live in the
+    /// TUI: no root or patched kernel needed.
+    Demo {
+        /// The bug the first batch injects (see `simulate`); later, every
+        /// sixth batch injects the next bug, the others run the correct
+        /// `mixed` workload (`mixed` here: no bugs at all).
+        #[arg(long, default_value = "deadlock")]
+        scenario: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated tasks doing file operations.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Playback speed against the simulator's clock (it runs flat out).
+        #[arg(long, default_value_t = 0.01)]
+        speed: f64,
+    },
+    /// Histograms of lock wait or hold times, bcc/bpftrace log2 style, as
+    /// text, bpftrace JSON, CSV, Prometheus or HdrHistogram logs.
+    /// Several files are shown side by side, or added up with --merge.
+    Hist {
+        /// Traces (`.rlt`), JSONL files, or HDR logs written by `--format
+        /// hdr` (on other machines, say).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Wait (contended acquisitions only, as lock_stat) or hold times.
+        #[arg(long, value_enum, default_value_t = HistMetric::Wait)]
+        metric: HistMetric,
+        /// One series per operation, lock tree (mm, kernel lock, file), task,
+        /// or xfstests test (`run fstests <seq> at ...` markers).
+        #[arg(long, value_enum, default_value_t = HistBy::Op)]
+        by: HistBy,
+        #[arg(long, value_enum, default_value_t = HistFormat::Text)]
+        format: HistFormat,
+        /// Also draw the histograms into this SVG file (mode 0600, never
+        /// through a symlink, not into a directory others can write to).
+        #[arg(long, value_name = "OUT")]
+        svg: Option<PathBuf>,
+        /// Add the files' histograms up, exactly (same series keys add).
+        #[arg(long)]
+        merge: bool,
+        /// Write the output to this file instead of stdout (mode 0600,
+        /// never through a symlink, not into a directory others can write
+        /// to).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
+    /// Timelines: a trace as a Perfetto protobuf trace (TrackEvent) or a
+    /// Chrome JSON trace, for ui.perfetto.dev or chrome://tracing.
+    Export {
+        /// A trace (`.rlt`) or a JSONL file.
+        file: PathBuf,
+        /// Write a Perfetto protobuf trace here.
+        #[arg(long, value_name = "OUT", required_unless_present = "chrome")]
+        perfetto: Option<PathBuf>,
+        /// Write a Chrome JSON trace here.
+        #[arg(long, value_name = "OUT.json")]
+        chrome: Option<PathBuf>,
+        /// Waiters the reference lock would grant that still wait after
+        /// this many milliseconds are stall findings.
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Range lock flavour, when the trace header does not say.
+        #[arg(long, value_enum)]
+        flavour: Option<CheckFlavour>,
+    },
     /// Show what this kernel supports: each probe, attached or why not.
     Probes {
         /// Also print each program's verified instruction count.
@@ -154,4 +250,32 @@ pub enum CheckFlavour {
     ExclFifo,
     /// Reader/writer (Bueso).
     Rw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HistMetric {
+    Wait,
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HistBy {
+    Op,
+    Tree,
+    Task,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HistFormat {
+    /// bcc's log2 histograms.
+    Text,
+    /// bpftrace's `-f json` shape.
+    Json,
+    /// One row per bucket.
+    Csv,
+    /// Prometheus text exposition, classic histograms in seconds.
+    Prom,
+    /// HdrHistogram interval log, one V2 (deflate) histogram per series.
+    Hdr,
 }

@@ -14,7 +14,7 @@
 //! - [`model`]: the current state rebuilt from events, driving the reference range lock per tree.
 //! - [`analysis`]: findings (ordering, conformance, wait-for cycles, stalls, leaks) with evidence.
 //! - [`views`]: what people read: findings (text with lockdep-shaped reports, JSON),
-//!   contention reports.
+//!   contention reports, and the live TUI ([`views::tui`]).
 //! - [`cmd`]: the `rltop` sub-commands.
 
 pub mod analysis;
@@ -31,6 +31,24 @@ pub mod views;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UserError(pub String);
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause
+/// whose text its parent already shows (our errors print their source).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut prev = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !prev.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+        prev = s;
+    }
+    out
+}
 
 /// Shorthand for returning a [`UserError`].
 pub fn user_error(msg: impl Into<String>) -> anyhow::Error {

@@ -15,9 +15,9 @@ fn main() -> ExitCode {
             duration,
             probe_cost,
             cmd: argv,
-        }) => cmd::record::run(&cli.live, &output, duration, probe_cost, &argv),
+        }) => cmd::record::run(&cli.live, &output, duration, probe_cost, &argv, cli.force),
         Some(Command::Dump { file, format }) => cmd::dump::run(&file, format),
-        Some(Command::Import { file, output }) => cmd::import::run(&file, &output),
+        Some(Command::Import { file, output }) => cmd::import::run(&file, &output, cli.force),
         Some(Command::Simulate {
             scenario,
             seed,
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
                 threads,
             },
             &output,
+            cli.force,
         ),
         Some(Command::Check {
             file,
@@ -45,8 +46,55 @@ fn main() -> ExitCode {
             sort,
             flavour,
         }) => cmd::report::run(&file, format, sort, flavour),
+        Some(Command::Replay {
+            file,
+            speed,
+            paused,
+            stall_ms,
+            flavour,
+        }) => cmd::replay::run(&file, speed, paused, stall_ms, flavour),
+        Some(Command::Demo {
+            scenario,
+            seed,
+            threads,
+            speed,
+        }) => cmd::demo::run(&scenario, seed, threads, speed),
+        Some(Command::Hist {
+            files,
+            metric,
+            by,
+            format,
+            svg,
+            merge,
+            output,
+            flavour,
+        }) => cmd::hist::run(&cmd::hist::Args {
+            files,
+            metric,
+            by,
+            format,
+            svg,
+            merge,
+            output,
+            flavour,
+            force: cli.force,
+        }),
+        Some(Command::Export {
+            file,
+            perfetto,
+            chrome,
+            stall_ms,
+            flavour,
+        }) => cmd::export::run(
+            &file,
+            perfetto.as_deref(),
+            chrome.as_deref(),
+            stall_ms,
+            flavour,
+            cli.force,
+        ),
         Some(Command::Probes { verbose }) => cmd::probes::run(&cli.live, verbose),
-        None => cmd::live::run(&cli.live),
+        None => cmd::live::run(&cli.live, cli.text),
     };
     match result {
         Ok(code) => code,
@@ -54,7 +102,7 @@ fn main() -> ExitCode {
             // One line: what is wrong and, in the message, what to do.
             match err.downcast_ref::<UserError>() {
                 Some(u) => eprintln!("rltop: {u}"),
-                None => eprintln!("rltop: error: {err:#}"),
+                None => eprintln!("rltop: error: {}", rltop::one_line(&err)),
             }
             ExitCode::from(2)
         }

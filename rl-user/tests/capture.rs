@@ -600,6 +600,14 @@ fn overflowing_the_ring_is_recorded_as_lost_events() {
         lost > 0,
         "no drops recorded although the reader was stopped"
     );
+    // Each lost event says since when its drops may have happened: no later
+    // than the event itself, and never before the recording began.
+    let first_ts = events[0]["ts"].as_u64().unwrap();
+    for e in events.iter().filter(|e| kind(e) == "lost") {
+        let since = e["since"].as_u64().expect("lost events carry since");
+        assert!(since <= e["ts"].as_u64().unwrap(), "{e}");
+        assert!(since + 1_000_000_000 >= first_ts, "{e}");
+    }
     let summary = stderr
         .iter()
         .find(|l| l.contains(" lost) in "))
@@ -669,4 +677,235 @@ fn live_stream_shows_the_workload_and_stops_on_ctrl_c() {
         );
     }
     assert!(out.contains("punch_begin") && out.contains("dio_end"));
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs");
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_recording_cleanly() {
+    if !need_root("a_full_disk_stops_the_recording_cleanly") {
+        return;
+    }
+    let fs = SmallFs::new("512k");
+    let trace = fs.0.path().join("t.rlt");
+    let work = ext4_dir();
+    // An endless event-dense workload: the disk fills within seconds.
+    let out = Command::new(RLTOP)
+        .args(["record", "-o"])
+        .arg(&trace)
+        .args(["--duration", "60", "--"])
+        .arg(WORKLOAD)
+        .args(["--heavy", "--iterations", "100000000", "--dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("stopped"))
+        .unwrap_or_else(|| panic!("{err}"));
+    // One clear line, the cause said once.
+    assert!(line.contains("No space left on device"), "{line}");
+    assert_eq!(line.matches("No space left").count(), 1, "{line}");
+    assert!(line.contains("still readable"), "{line}");
+    // What was flushed before is readable.
+    let dumped = Command::new(RLTOP)
+        .args(["dump", "--format", "count"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let n: u64 = String::from_utf8_lossy(&dumped.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n > 1000, "only {n} events readable");
+}
+
+/// The event count of `rltop: N events (...)`, the recorder's last line.
+fn summary_events(lines: &[String]) -> u64 {
+    let line = lines
+        .iter()
+        .find(|l| l.contains(" events (") && l.contains(" lost) in "))
+        .unwrap_or_else(|| panic!("no summary line: {lines:?}"));
+    line.trim_start_matches("rltop: ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn dump_count(trace: &Path) -> (u64, String) {
+    let out = Command::new(RLTOP)
+        .args(["dump", "--format", "count"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let n = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (n, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn sigterm_finishes_the_recording_cleanly() {
+    if !need_root("sigterm_finishes_the_recording_cleanly") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let (wl, ready, go) = workload(dir.path(), 200);
+    let pid = ready["pid"].as_u64().unwrap();
+    let mut rec = Recorder::start(&trace, &["--pid", &pid.to_string()]);
+    std::fs::write(&go, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.child.id() as i32, libc::SIGTERM) };
+    let status = rec.child.wait().unwrap();
+    rec.lines.extend(rec.stderr.iter());
+    let _ = finish_workload(wl);
+    assert!(status.success(), "{:?}", rec.lines);
+    // Everything it counted is in the file, whole: no damaged chunk.
+    let (n, warnings) = dump_count(&trace);
+    assert_eq!(n, summary_events(&rec.lines), "{:?}", rec.lines);
+    assert!(warnings.is_empty(), "{warnings}");
+    assert!(n > 0);
+}
+
+#[test]
+fn a_killed_command_ends_the_recording_with_its_signal() {
+    if !need_root("a_killed_command_ends_the_recording_with_its_signal") {
+        return;
+    }
+    let dir = ext4_dir();
+    let trace = dir.path().join("t.rlt");
+    let out = Command::new(RLTOP)
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=$0 bs=4k count=64 oflag=direct 2>/dev/null; kill -9 $$",
+        ])
+        .arg(dir.path().join("f"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // As a shell reports it: 128 + SIGKILL.
+    assert_eq!(out.status.code(), Some(128 + 9), "{err}");
+    let lines: Vec<String> = err.lines().map(str::to_owned).collect();
+    let (n, warnings) = dump_count(&trace);
+    assert_eq!(n, summary_events(&lines), "{err}");
+    assert!(warnings.is_empty(), "{warnings}");
+}
+
+#[test]
+fn an_idle_cpu_hands_over_its_staged_events_promptly() {
+    if !need_root("an_idle_cpu_hands_over_its_staged_events_promptly") {
+        return;
+    }
+    // SAFETY: sysconf has no preconditions.
+    if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let dir = ext4_dir();
+    let go = dir.path().join("go");
+    // The workload runs on CPU 1 only; once it exits, nothing of its own
+    // lands there again: its last records sit in CPU 1's staging batch.
+    let mut wl = Reaped(
+        Command::new("taskset")
+            .args(["-c", "1", WORKLOAD, "--iterations", "1", "--dir"])
+            .arg(dir.path())
+            .arg("--wait-file")
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(wl.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let pid = ready["pid"].as_u64().unwrap();
+    let mut live = Reaped(
+        Command::new(RLTOP)
+            .args(["--pid", &pid.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(live.stderr.take().unwrap());
+    let mut l = String::new();
+    err.read_line(&mut l).unwrap();
+    assert!(l.contains("streaming events"), "{l}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = live.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    std::fs::write(&go, b"").unwrap();
+    assert!(wl.wait().unwrap().success());
+    let exited = Instant::now();
+    // The workload's exit is its last event: it must show within about a
+    // kick period, not wait for CPU 1 to run something traced again.
+    let deadline = exited + Duration::from_secs(3);
+    let mut seen = None;
+    while let Ok((at, line)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.ends_with(&format!("{pid}[{pid}] exit")) {
+            seen = Some(at);
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(live.id() as i32, libc::SIGINT) };
+    let at = seen.expect("the workload's exit never showed while its CPU was idle");
+    let late = at.saturating_duration_since(exited);
+    assert!(
+        late < Duration::from_millis(1000),
+        "exit shown {late:?} after it happened"
+    );
 }

@@ -587,14 +587,25 @@ fn dump_to_closed_pipe_is_quiet() {
 }
 
 /// Files in `fuzz/seeds/<target>/`.
+/// The fuzz seeds of `target`, and its regression corpus (the fuzzers'
+/// minimized corpus, `cargo fuzz cmin`, kept so every input they found
+/// interesting is replayed by the normal tests).
 fn seeds(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/seeds")
-        .join(target);
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files = Vec::new();
+    for kind in ["seeds", "regress"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz")
+            .join(kind)
+            .join(target);
+        if kind == "regress" && !dir.exists() {
+            continue;
+        }
+        files.extend(
+            fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path()),
+        );
+    }
     files.sort();
     files
 }
@@ -603,7 +614,7 @@ fn seeds(target: &str) -> Vec<PathBuf> {
 fn fuzz_seeds_do_not_panic() {
     let trace_seeds = seeds("trace_reader");
     let jsonl_seeds = seeds("jsonl_import");
-    assert!(trace_seeds.len() >= 3 && jsonl_seeds.len() >= 3);
+    assert!(trace_seeds.len() >= 100 && jsonl_seeds.len() >= 100);
     let mut events = 0;
     for f in trace_seeds.iter().chain(&jsonl_seeds) {
         let bytes = fs::read(f).unwrap();
@@ -651,4 +662,54 @@ fn sample_trace() -> &'static Vec<u8> {
         write_trace(&path, &realistic(600), 100);
         fs::read(&path).unwrap()
     })
+}
+
+#[test]
+fn output_into_a_directory_others_can_write_is_refused_unless_forced() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = shared.join("t.rlt");
+    let sim = |force: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rltop"));
+        c.args(["simulate", "--events", "100", "-o"]).arg(&out);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let refused = sim(false);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("writable by other users") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written when refused");
+    // import refuses too, and leaves no temporary file behind.
+    let jsonl = dir.path().join("e.jsonl");
+    std::fs::write(&jsonl, "{\"ts\":1,\"kind\":\"exit\",\"tid\":1,\"pid\":1}\n").unwrap();
+    let imp = std::process::Command::new(env!("CARGO_BIN_EXE_rltop"))
+        .args(["import"])
+        .arg(&jsonl)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(imp.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    // --force writes it, 0600 as always.
+    let forced = sim(true);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }

@@ -13,6 +13,12 @@
 //! to untraced, and for rltop the events per second captured, drops and
 //! bytes per event on disk. Machines here are shared and noisy: compare the
 //! ratios of one run, not absolute times across runs.
+//!
+//! `bench peers` adds `perf record` of the same tracepoints (system-wide,
+//! like rltop) as a mode, compares perf.data's bytes per event with the
+//! trace's, and times getting from the finished recording to a contention
+//! summary: `perf script` (every event as text, what a perf-based
+//! pipeline parses) and `perf lock contention` against `rltop report`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -48,6 +54,7 @@ enum Mode {
     Rltop,
     BpftracePrint,
     BpftraceCount,
+    PerfRecord,
 }
 
 impl Mode {
@@ -57,6 +64,7 @@ impl Mode {
             Mode::Rltop => "rltop record",
             Mode::BpftracePrint => "bpftrace, printing every event",
             Mode::BpftraceCount => "bpftrace, counting in kernel",
+            Mode::PerfRecord => "perf record, same tracepoints",
         }
     }
 }
@@ -74,6 +82,58 @@ struct Sample {
 pub struct Options {
     pub rounds: usize,
     pub iterations: u64,
+    /// Also `perf record`, file sizes and time to a report (`bench peers`).
+    pub peers: bool,
+}
+
+/// Starts `perf record` of the tracepoints, system-wide, into `out`, and
+/// waits until it has set up its events.
+fn start_perf(out: &Path, log: &Path) -> anyhow::Result<std::process::Child> {
+    let mut cmd = Command::new("perf");
+    cmd.args(["record", "-a", "-q", "-o"]).arg(out);
+    for tp in TRACEPOINTS {
+        cmd.args(["-e", tp]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("starting perf record")?;
+    // perf writes its header once its events are open.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(out).map_or(0, |m| m.len()) == 0 {
+        if Instant::now() > deadline {
+            bail!("perf record did not start within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(child)
+}
+
+/// Wall seconds of `cmd` with stdout to /dev/null.
+fn time_cmd(cmd: &mut Command) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let st = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Events in a perf.data file (`perf script` lines).
+fn perf_events(data: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("perf")
+        .args(["script", "-F", "event", "-i"])
+        .arg(data)
+        .stderr(Stdio::null())
+        .output()
+        .context("perf script")?;
+    Ok(out.stdout.iter().filter(|&&b| b == b'\n').count() as u64)
 }
 
 /// bpftrace program printing every event with its fields.
@@ -218,6 +278,18 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     } else {
         eprintln!("bpftrace is not installed (run `cargo xtask setup`): its rows are skipped");
     }
+    let have_perf = Command::new("perf")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if opts.peers {
+        if !have_perf {
+            bail!("perf is not installed (apt-get install linux-perf, or run `cargo xtask setup`)");
+        }
+        modes.push(Mode::PerfRecord);
+    }
+    let perf_data = dir.join("perf.data");
+    let mut perf_bytes = 0u64;
     let mut samples: Vec<Sample> = modes.iter().map(|_| Sample::default()).collect();
     // Warm the page cache and the file system once.
     run_workload(&workload, &dir, opts.iterations / 4 + 1)?;
@@ -256,6 +328,18 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
                     s.events += events;
                     s.lost += lost;
                     s.bytes += bytes;
+                    s.workload_secs += secs;
+                    secs
+                }
+                Mode::PerfRecord => {
+                    let _ = std::fs::remove_file(&perf_data);
+                    let mut child = start_perf(&perf_data, &dir.join("perf.log"))?;
+                    let secs = run_workload(&workload, &dir, opts.iterations)?;
+                    stop(&mut child);
+                    let events = perf_events(&perf_data)?;
+                    perf_bytes = std::fs::metadata(&perf_data)?.len();
+                    s.events += events;
+                    s.bytes += perf_bytes;
                     s.workload_secs += secs;
                     secs
                 }
@@ -320,6 +404,10 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
                 s.lost.to_string(),
                 format!("{:.2}", s.bytes as f64 / s.events.max(1) as f64),
             ),
+            Mode::PerfRecord => (
+                "-".into(),
+                format!("{:.2}", s.bytes as f64 / s.events.max(1) as f64),
+            ),
             _ => ("-".into(), "-".into()),
         };
         println!(
@@ -343,6 +431,50 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
             .map(|s| s.us_per_iter.iter().map(|v| v.round()).collect::<Vec<_>>())
             .collect::<Vec<_>>()
     );
+    if opts.peers {
+        let trace = dir.join("bench.rlt");
+        let rounds = opts.rounds.max(1);
+        let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
+        let mut perf_script = Command::new("perf");
+        perf_script.args(["script", "-i"]).arg(&perf_data);
+        let mut perf_lock = Command::new("perf");
+        perf_lock.args(["lock", "contention", "-i"]).arg(&perf_data);
+        let mut rl_report = Command::new(&rltop);
+        rl_report.arg("report").arg(&trace);
+        let mut rl_check = Command::new(&rltop);
+        rl_check.args(["check", "--format", "json"]).arg(&trace);
+        for (name, cmd) in [
+            ("perf script (all events as text)", &mut perf_script),
+            ("perf lock contention", &mut perf_lock),
+            ("rltop report", &mut rl_report),
+            ("rltop check", &mut rl_check),
+        ] {
+            let mut v = Vec::new();
+            for _ in 0..rounds {
+                match time_cmd(cmd) {
+                    Ok(t) => v.push(t),
+                    // `check` exits 1 on findings: time it all the same.
+                    Err(e) if name == "rltop check" => {
+                        eprintln!("note: {e}");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            rows.push((name, v));
+        }
+        println!();
+        println!(
+            "from a finished recording to a report (same workload; perf.data {:.1} MB, trace {:.1} MB):",
+            perf_bytes as f64 / 1e6,
+            std::fs::metadata(&trace).map_or(0, |m| m.len()) as f64 / 1e6
+        );
+        for (name, v) in &rows {
+            if !v.is_empty() {
+                println!("{name:<36} {:>8.3} s", median(v));
+            }
+        }
+    }
     let _ = std::fs::remove_file(dir.join("bench.rlt"));
     Ok(())
 }

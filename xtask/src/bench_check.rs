@@ -185,6 +185,13 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
             );
             summary.push((n, *name, rss));
         }
+        let analysis = one_cpu[2] - one_cpu[0];
+        if analysis > 0.0 {
+            println!(
+                "analyses alone (check minus decode, one CPU): {:.2} M events/s",
+                events as f64 / analysis / 1e6
+            );
+        }
         println!(
             "ratios on one CPU: check/dump {:.2}, check/decode {:.2}, report/dump {:.2} (target: check/dump <= 2)",
             one_cpu[2] / one_cpu[1],

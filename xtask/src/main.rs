@@ -5,11 +5,14 @@
 //!   the nightly's own LLVM, tracefs). Idempotent and quick when done.
 //! - `demo`: set up, build, and run rltop's main job: a live recording of a
 //!   known workload when root on a kernel with the tracepoints, else the
-//!   bundled demo trace.
+//!   bundled demo trace; then, on a terminal, the TUI (the recording
+//!   replayed, or `rltop demo`).
 //! - `test`: set up, then run the steps of `TEST_STEPS` (build, tests).
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `bench capture`: capture overhead against bpftrace (see bench.rs).
+//! - `bench peers`: the same beside `perf record` too, with file sizes and
+//!   the time from a recording to a contention report (see bench.rs).
 //! - `bench check`: analysis throughput and memory on long simulated traces,
 //!   beside decoding (see bench_check.rs).
 
@@ -41,6 +44,9 @@ enum Task {
         /// kernels do not emit) even where a live recording could run.
         #[arg(long)]
         bundled: bool,
+        /// Do not end in the TUI (it only starts on a terminal anyway).
+        #[arg(long)]
+        no_tui: bool,
     },
     /// Set up, then run every test.
     Test,
@@ -59,6 +65,15 @@ enum Task {
 enum Bench {
     /// Overhead of live capture on a fault/DIO/punch-heavy loop, beside bpftrace.
     Capture {
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long, default_value_t = 2000)]
+        iterations: u64,
+    },
+    /// rltop against its peers in one run: overhead beside bpftrace and
+    /// `perf record` on the same tracepoints, bytes per event against
+    /// perf.data, time from the recording to a contention report.
+    Peers {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         #[arg(long, default_value_t = 2000)]
@@ -115,9 +130,13 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             test(&root)
         }
-        Task::Demo { bundled } => {
+        Task::Demo { bundled, no_tui } => {
             setup::all()?;
-            demo(&root, bundled)
+            demo(&root, bundled)?;
+            if !no_tui {
+                demo_tui(&root, bundled)?;
+            }
+            Ok(())
         }
         Task::VmTest => {
             setup::all()?;
@@ -131,7 +150,27 @@ fn main() -> anyhow::Result<()> {
             what: Bench::Capture { rounds, iterations },
         } => {
             setup::all()?;
-            bench::capture(&root, &bench::Options { rounds, iterations })
+            bench::capture(
+                &root,
+                &bench::Options {
+                    rounds,
+                    iterations,
+                    peers: false,
+                },
+            )
+        }
+        Task::Bench {
+            what: Bench::Peers { rounds, iterations },
+        } => {
+            setup::all()?;
+            bench::capture(
+                &root,
+                &bench::Options {
+                    rounds,
+                    iterations,
+                    peers: true,
+                },
+            )
         }
         Task::Bench {
             what: Bench::Check { rounds, events },
@@ -414,6 +453,39 @@ fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
         "(the trace is {}; `rltop dump` it again, or record your own with `sudo rltop record -o FILE -- CMD`)",
         trace.display()
     );
+    Ok(())
+}
+
+/// Ends the demo in the TUI, when there is a terminal to show it on (CI and
+/// pipes get the text above only): the live recording replayed when one
+/// was made, else `rltop demo`, a simulated workload shown live.
+fn demo_tui(root: &Path, bundled: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        println!("== (no terminal: skipping the TUI; run `rltop demo` in one)");
+        return Ok(());
+    }
+    let rltop = target_dir(root).join("release").join("rltop");
+    let trace = target_dir(root).join("demo").join("demo.rlt");
+    let live = !bundled && live_blocker().is_none() && trace.is_file();
+    let mut cmd = Command::new(&rltop);
+    if live {
+        println!(
+            "== the TUI: `rltop replay {}` (q quits, ? for keys)",
+            trace.display()
+        );
+        cmd.arg("replay").arg(&trace);
+    } else {
+        println!(
+            "== the TUI: `rltop demo`, a simulated workload with an injected deadlock (q quits, ? for keys)"
+        );
+        cmd.arg("demo");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
     Ok(())
 }
 

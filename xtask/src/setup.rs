@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86", // kprobe tests in a VM (the host kernel has no kprobes)
     "busybox-static",  // the VM's initramfs
     "cpio",            // packing the initramfs
+    "linux-perf",      // `cargo xtask bench peers` compares with perf record
 ];
 
 /// Nightly components: `rust-src` for `-Z build-std=core` (the eBPF crate),

@@ -38,7 +38,7 @@ mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 echo RLTOP-VM-BEGIN
 rltop probes --verbose 2>&1
 echo "RLTOP-VM-PROBES-RC=$?"
-mount -t tmpfs tmp /work
+mount -t tmpfs -o mode=0755 tmp /work
 rltop record -o /work/t.rlt --duration 2 -- sh -c 'cat /proc/version > /dev/null; sleep 1' 2>&1
 echo "RLTOP-VM-RECORD-RC=$?"
 rltop dump /work/t.rlt --format jsonl > /work/t.jsonl 2>&1

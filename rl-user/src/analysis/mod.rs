@@ -56,7 +56,9 @@
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 
+pub mod hist;
 pub mod stats;
+pub mod timeline;
 pub mod waitfor;
 
 use serde::Serialize;
@@ -860,6 +862,19 @@ impl Checker {
             return;
         };
         if t.locks.is_empty() {
+            return;
+        }
+        // Fast path: the adding task holds the range itself (Kara's
+        // design: lock the index, add the page, unlock). Another holder
+        // overlapping it would be a conflicting_grant, reported already.
+        if let Some(task) = self.model.tasks.get(&ev.tid)
+            && task.held.iter().any(|&(tr, lk)| {
+                tr == tree
+                    && t.locks.get(&lk).is_some_and(|l| {
+                        l.is_exclusive() && l.is_held() && l.start <= first && last <= l.last
+                    })
+            })
+        {
             return;
         }
         // Fast path: no writer (rw) or nothing at all (excl) overlaps.

@@ -83,6 +83,36 @@ impl Hist {
         self.count == 0
     }
 
+    /// A distribution from its parts, as `rltop hist --format hdr` wrote
+    /// them. `None` when they disagree (the count is not the histogram's,
+    /// min or max outside its range): the figures would lie.
+    pub fn from_parts(mut h: Histogram<u64>, total: u64, min: u64, max: u64) -> Option<Hist> {
+        let count = h.len();
+        if count == 0 {
+            return (total == 0).then(Hist::default);
+        }
+        if min > max || !h.equivalent(h.min(), min) || !h.equivalent(h.max(), max) {
+            return None;
+        }
+        if total < min.saturating_mul(count) || total > max.saturating_mul(count) {
+            return None;
+        }
+        h.auto(true);
+        Some(Hist {
+            h,
+            count,
+            total,
+            min,
+            max,
+        })
+    }
+
+    /// The HDR histogram behind the distribution (2 significant digits,
+    /// values in ns): what `rltop hist --format hdr` serializes.
+    pub fn hdr(&self) -> &Histogram<u64> {
+        &self.h
+    }
+
     pub fn mean(&self) -> u64 {
         self.total.checked_div(self.count).unwrap_or(0)
     }
@@ -208,10 +238,41 @@ pub struct WaitChain {
     pub cycle: bool,
 }
 
+/// Which duration a sample is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// A contended acquisition's wait (lock_stat's waittime).
+    Wait,
+    /// How long it was held (or, for a file operation, in flight).
+    Hold,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Wait => "wait",
+            Metric::Hold => "hold",
+        }
+    }
+}
+
+/// One duration [`Stats`] recorded, with the task it belongs to (the
+/// waiter, or the holder: the task that took the lock, not the one that
+/// released it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub class: Class,
+    pub metric: Metric,
+    pub tid: u32,
+    pub ns: u64,
+}
+
 /// The statistics analysis. See the module docs.
 #[derive(Debug, Default)]
 pub struct Stats {
     rows: FastMap<Class, Row>,
+    /// The samples of the last [`Stats::before`], when asked for.
+    samples: Option<Vec<Sample>>,
     /// mmap_lock requests in flight by task: `(mm, ts, contended)`.
     mmap_wait: FastMap<u32, (u64, u64, bool)>,
     /// Kernel lock contentions in flight by task: `(addr, ts)`.
@@ -230,6 +291,30 @@ impl Stats {
         Stats {
             chains,
             ..Stats::default()
+        }
+    }
+
+    /// Also keep each event's samples, for [`Stats::samples`] (grouping
+    /// them by other keys than the class: `rltop hist --by task|test`).
+    pub fn with_samples(mut self) -> Stats {
+        self.samples = Some(Vec::new());
+        self
+    }
+
+    /// The durations the last [`Stats::before`] recorded (empty unless
+    /// [`Stats::with_samples`]).
+    pub fn samples(&self) -> &[Sample] {
+        self.samples.as_deref().unwrap_or(&[])
+    }
+
+    fn note(&mut self, class: Class, metric: Metric, tid: u32, ns: u64) {
+        if let Some(s) = &mut self.samples {
+            s.push(Sample {
+                class,
+                metric,
+                tid,
+                ns,
+            });
         }
     }
 
@@ -252,6 +337,9 @@ impl Stats {
 
     /// Counts what event `ev` ends, from the model's state before it.
     pub fn before(&mut self, m: &Model, ev: &Event) {
+        if let Some(s) = &mut self.samples {
+            s.clear();
+        }
         let tid = ev.tid;
         match &ev.body {
             Body::RlAcquired { tree, lock } => {
@@ -264,15 +352,17 @@ impl Stats {
                 let (op, mode, contended, waited) =
                     (l.op, l.mode, l.contended, ev.ts.saturating_sub(l.req_ts));
                 let owner = l.tid;
-                let r = self.row_mut(Class::RangeLock {
+                let class = Class::RangeLock {
                     tree: *tree,
                     op,
                     mode,
-                });
+                };
+                let r = self.row_mut(class);
                 r.acquisitions += 1;
                 if contended {
                     r.contentions += 1;
                     r.wait.record(waited);
+                    self.note(class, Metric::Wait, owner, waited);
                 }
                 self.close_chain(owner, ev.ts);
             }
@@ -285,7 +375,9 @@ impl Stats {
                         op: l.op,
                         mode: l.mode,
                     };
-                    self.row_mut(class).hold.record(ev.ts.saturating_sub(ts));
+                    let held = ev.ts.saturating_sub(ts);
+                    self.row_mut(class).hold.record(held);
+                    self.note(class, Metric::Hold, l.tid, held);
                 }
             }
             Body::RlCancel { tree, lock } | Body::RlTrylockFailed { tree, lock } => {
@@ -306,14 +398,17 @@ impl Stats {
                     self.open_chains.remove(&tid);
                     return;
                 }
-                let r = self.row_mut(Class::Mmap {
+                let class = Class::Mmap {
                     mm: *mm,
                     write: *write,
-                });
+                };
+                let r = self.row_mut(class);
                 r.acquisitions += 1;
                 if let Some((_, ts, true)) = req {
+                    let waited = ev.ts.saturating_sub(ts);
                     r.contentions += 1;
-                    r.wait.record(ev.ts.saturating_sub(ts));
+                    r.wait.record(waited);
+                    self.note(class, Metric::Wait, tid, waited);
                 }
                 self.close_chain(tid, ev.ts);
             }
@@ -325,24 +420,27 @@ impl Stats {
                         .rfind(|h| h.tid == tid && h.write == *write)
                 }) {
                     let held = ev.ts.saturating_sub(h.ts);
-                    self.row_mut(Class::Mmap {
+                    let class = Class::Mmap {
                         mm: *mm,
                         write: *write,
-                    })
-                    .hold
-                    .record(held);
+                    };
+                    self.row_mut(class).hold.record(held);
+                    self.note(class, Metric::Hold, tid, held);
                 }
             }
             Body::DioEnd { io, .. } => {
                 if let Some(d) = m.dios.get(io) {
                     let op = if d.write { Op::DioWrite } else { Op::DioRead };
-                    let r = self.row_mut(Class::FileOp {
+                    let class = Class::FileOp {
                         dev: d.dev,
                         ino: d.ino,
                         op,
-                    });
+                    };
+                    let held = ev.ts.saturating_sub(d.ts);
+                    let r = self.row_mut(class);
                     r.acquisitions += 1;
-                    r.hold.record(ev.ts.saturating_sub(d.ts));
+                    r.hold.record(held);
+                    self.note(class, Metric::Hold, d.tid, held);
                 }
             }
             Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
@@ -351,13 +449,16 @@ impl Stats {
                     && p.truncate == truncate
                 {
                     let op = if truncate { Op::Truncate } else { Op::Punch };
-                    let r = self.row_mut(Class::FileOp {
+                    let class = Class::FileOp {
                         dev: p.dev,
                         ino: p.ino,
                         op,
-                    });
+                    };
+                    let held = ev.ts.saturating_sub(p.ts);
+                    let r = self.row_mut(class);
                     r.acquisitions += 1;
-                    r.hold.record(ev.ts.saturating_sub(p.ts));
+                    r.hold.record(held);
+                    self.note(class, Metric::Hold, tid, held);
                 }
             }
             Body::Fault { dev, ino, .. } => {
@@ -373,9 +474,12 @@ impl Stats {
             }
             Body::ContentionEnd { .. } => {
                 if let Some((addr, ts)) = self.kernel_wait.remove(&tid) {
-                    let r = self.row_mut(Class::Kernel { addr });
+                    let class = Class::Kernel { addr };
+                    let waited = ev.ts.saturating_sub(ts);
+                    let r = self.row_mut(class);
                     r.contentions += 1;
-                    r.wait.record(ev.ts.saturating_sub(ts));
+                    r.wait.record(waited);
+                    self.note(class, Metric::Wait, tid, waited);
                 }
             }
             Body::Exit => {

@@ -12,13 +12,13 @@ use std::process::ExitCode;
 use crate::events::jsonl::JsonlReader;
 use crate::trace::{TraceError, TraceHeader, TraceWriter};
 
-pub fn run(file: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(file: &Path, output: &Path, force: bool) -> anyhow::Result<ExitCode> {
     let input = File::open(file)
         .map_err(|e| crate::user_error(format!("cannot read {}: {e}", file.display())))?;
     let tmp = temp_path(output);
     let mut header = TraceHeader::new("import");
     header.host = "unknown".into();
-    let mut w = TraceWriter::create_new(&tmp, &header).map_err(|e| match e {
+    let mut w = TraceWriter::create_new(&tmp, &header, force).map_err(|e| match e {
         TraceError::Io { source, .. } => {
             crate::user_error(format!("cannot create {}: {source}", output.display()))
         }
@@ -56,7 +56,7 @@ pub fn run(file: &Path, output: &Path) -> anyhow::Result<ExitCode> {
 
 /// `.NAME.PID.tmp` in the output's directory: same filesystem, so the
 /// rename is atomic.
-fn temp_path(output: &Path) -> PathBuf {
+pub(crate) fn temp_path(output: &Path) -> PathBuf {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned());
     let tmp = format!(
         ".{}.{}.tmp",

@@ -52,6 +52,7 @@ pub fn run(
     duration: Option<f64>,
     probe_cost: bool,
     argv: &[String],
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     let opts = Options::from_cli(live)?;
     let duration = match duration {
@@ -86,7 +87,7 @@ pub fn run(
         source: "record".into(),
         ..TraceHeader::default()
     };
-    let mut writer = TraceWriter::create(output, &header)
+    let mut writer = TraceWriter::create_forced(output, &header, force)
         .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
 
     let cost_accounting = if probe_cost {
@@ -164,8 +165,9 @@ pub fn run(
         Err(e) => {
             // Whatever was flushed before the failure stays readable.
             Err(user_error(format!(
-                "recording to {} stopped: {e:#}; events flushed before this are still readable",
-                output.display()
+                "recording to {} stopped: {}; events flushed before this are still readable",
+                output.display(),
+                crate::one_line(&e)
             )))
         }
     }

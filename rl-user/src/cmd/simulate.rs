@@ -9,7 +9,7 @@ use crate::sim::{self, Config};
 use crate::trace::{TraceHeader, TraceWriter};
 use crate::user_error;
 
-pub fn run(cfg: &Config, output: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(cfg: &Config, output: &Path, force: bool) -> anyhow::Result<ExitCode> {
     let events = sim::simulate(cfg).map_err(|e| user_error(e.to_string()))?;
     let header = TraceHeader {
         source: "simulate".into(),
@@ -19,7 +19,7 @@ pub fn run(cfg: &Config, output: &Path) -> anyhow::Result<ExitCode> {
         start_monotonic_ns: events.first().map(|e| e.ts),
         ..TraceHeader::default()
     };
-    let mut writer = TraceWriter::create(output, &header)
+    let mut writer = TraceWriter::create_forced(output, &header, force)
         .map_err(|e| user_error(format!("cannot create the trace: {e}")))?;
     for ev in &events {
         writer

@@ -156,19 +156,15 @@ impl Btf {
             if t.name_off == 0 {
                 continue;
             }
+            // Only the name itself: validating the rest of the string table
+            // for each struct cost most of rltop's start-up.
+            let name = btf.name(t.name_off).to_owned();
             let map = match t.kind {
                 KIND_STRUCT => &mut btf.structs_by_name,
                 // Only the tracepoint prototypes are looked up by typedef name.
-                KIND_TYPEDEF if btf.name(t.name_off).starts_with("btf_trace_") => {
-                    &mut btf.typedefs_by_name
-                }
+                KIND_TYPEDEF if name.starts_with("btf_trace_") => &mut btf.typedefs_by_name,
                 _ => continue,
             };
-            let name = std::str::from_utf8(&btf.strings[t.name_off as usize..])
-                .ok()
-                .and_then(|s| s.split('\0').next())
-                .unwrap_or("")
-                .to_owned();
             // The first definition wins; later ones are usually identical.
             map.entry(name).or_insert(id as u32);
         }

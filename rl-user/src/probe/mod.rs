@@ -9,9 +9,11 @@
 pub mod btf;
 pub mod catalog;
 pub mod kfile;
+pub mod paths;
 pub mod profile;
 pub mod tracefs;
 
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
@@ -728,9 +730,16 @@ const BATCH_FLUSH: Duration = Duration::from_millis(5);
 /// Puts the events of per-CPU batches back in time order: events wait here
 /// until no CPU can still hold an older one (the watermark), then leave
 /// sorted by timestamp (ties keep arrival order).
+///
+/// Each CPU's events arrive nearly sorted (its batches are in order; only a
+/// program interrupting another writes around its staging), so they are
+/// kept in one sorted run per CPU, appended at the back, and released by
+/// merging the runs' heads: no per-event heap work, no moving events
+/// around (a binary heap of events cost a quarter of the recorder's CPU).
 #[derive(Default)]
 struct Reorder {
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<Pending>>,
+    /// Sorted runs by CPU (the last one for events without a CPU).
+    runs: Vec<VecDeque<Pending>>,
     seq: u64,
     watermark: u64,
 }
@@ -741,42 +750,55 @@ struct Pending {
     ev: Event,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts, self.seq) == (o.ts, o.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.ts, self.seq).cmp(&(o.ts, o.seq))
+impl Pending {
+    fn key(&self) -> (u64, u64) {
+        (self.ts, self.seq)
     }
 }
 
 impl Reorder {
     fn push(&mut self, ev: Event) {
         self.seq += 1;
-        self.heap.push(std::cmp::Reverse(Pending {
+        let run = ev.cpu.map_or(0, |c| c as usize + 1);
+        if self.runs.len() <= run {
+            self.runs.resize_with(run + 1, VecDeque::new);
+        }
+        let run = &mut self.runs[run];
+        let p = Pending {
             ts: ev.ts,
             seq: self.seq,
             ev,
-        }));
+        };
+        if run.back().is_none_or(|b| b.ts <= p.ts) {
+            run.push_back(p);
+        } else {
+            // Rare: an event older than ones already here (a nested
+            // program's record, a late `lost`). Its place, from the back.
+            let at = run.partition_point(|q| q.key() <= p.key());
+            run.insert(at, p);
+        }
     }
 
     /// Hands over, in order, every event older than `watermark`.
     fn release(&mut self, watermark: u64, out: &mut impl FnMut(Event)) -> usize {
         self.watermark = self.watermark.max(watermark);
         let mut n = 0;
-        while self.heap.peek().is_some_and(|p| p.0.ts < self.watermark) {
-            out(self.heap.pop().expect("peeked").0.ev);
+        loop {
+            let mut best: Option<(usize, (u64, u64))> = None;
+            for (i, run) in self.runs.iter().enumerate() {
+                if let Some(h) = run.front()
+                    && h.ts < self.watermark
+                    && best.is_none_or(|b| h.key() < b.1)
+                {
+                    best = Some((i, h.key()));
+                }
+            }
+            let Some((i, _)) = best else {
+                return n;
+            };
+            out(self.runs[i].pop_front().expect("has a head").ev);
             n += 1;
         }
-        n
     }
 }
 
@@ -988,5 +1010,52 @@ mod tests {
         r.push(ev(35, 2));
         assert_eq!(r.release(u64::MAX, &mut |e| out.push((e.ts, e.tid))), 2);
         assert_eq!(&out[4..], &[(35, 2), (40, 1)]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the arrival order, CPUs and watermarks, the events leave
+        /// sorted by (timestamp, arrival), each exactly once, and none at or
+        /// past the watermark of its release.
+        #[test]
+        fn reorder_is_a_stable_sort_by_time(
+            evs in proptest::collection::vec((0u64..50, proptest::option::of(0u32..4)), 0..200),
+            marks in proptest::collection::vec(0u64..60, 0..6),
+        ) {
+            let mut r = Reorder::default();
+            let mut out = Vec::new();
+            let mut all = Vec::new();
+            let step = evs.len() / (marks.len() + 1) + 1;
+            let mut marks = marks.into_iter();
+            for (i, &(ts, cpu)) in evs.iter().enumerate() {
+                let mut e = ev(ts, i as u32);
+                e.cpu = cpu;
+                r.push(e);
+                all.push((ts, i as u32));
+                if (i + 1) % step == 0 && let Some(w) = marks.next() {
+                    let before = out.len();
+                    r.release(w, &mut |e| out.push((e.ts, e.tid)));
+                    let wm = r.watermark;
+                    proptest::prop_assert!(out[before..].iter().all(|o| o.0 < wm));
+                }
+            }
+            r.release(u64::MAX, &mut |e| out.push((e.ts, e.tid)));
+            // What left before the end is sorted among itself and overall
+            // order only breaks where a late event arrived under the mark.
+            let mut want = all.clone();
+            want.sort();
+            let mut got = out.clone();
+            got.sort();
+            proptest::prop_assert_eq!(got, want);
+            // Without intermediate releases the output is exactly the sort.
+            let mut r2 = Reorder::default();
+            for (i, &(ts, cpu)) in evs.iter().enumerate() {
+                let mut e = ev(ts, i as u32);
+                e.cpu = cpu;
+                r2.push(e);
+            }
+            let mut out2 = Vec::new();
+            r2.release(u64::MAX, &mut |e| out2.push((e.ts, e.tid)));
+            proptest::prop_assert_eq!(out2, all.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        }
     }
 }

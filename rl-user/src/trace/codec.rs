@@ -314,7 +314,36 @@ impl<'a> Decoder<'a> {
         Ok(b)
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
+        // Most values (deltas, small ids) fit one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        // Addresses take 9 or 10 bytes: decode them from a fixed window
+        // when the payload has one, without a bounds check per byte.
+        if let Some(w) = self.buf.get(self.pos..self.pos + 10) {
+            let mut v = 0u64;
+            for (i, &b) in w.iter().enumerate() {
+                if i == 9 && b > 1 {
+                    return Err(DecodeError::BadVarint);
+                }
+                v |= u64::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    self.pos += i + 1;
+                    return Ok(v);
+                }
+            }
+            return Err(DecodeError::BadVarint);
+        }
+        self.u64_tail()
+    }
+
+    /// [`Self::u64`] near the end of the payload.
+    fn u64_tail(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.byte()?;

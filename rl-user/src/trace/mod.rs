@@ -28,7 +28,7 @@ use crate::events::jsonl::{JsonlError, JsonlReader};
 
 pub use codec::{DecodeError, MAX_STRING};
 pub use reader::TraceReader;
-pub use writer::TraceWriter;
+pub use writer::{TraceWriter, create_private};
 
 /// File magic: the first 8 bytes of every trace.
 pub const MAGIC: [u8; 8] = *b"RLTRACE\0";
@@ -148,6 +148,12 @@ pub enum TraceError {
     #[error("refusing to write {}: not a regular file", path.display())]
     NotRegular { path: PathBuf },
     #[error(
+        "refusing to write {}: its directory {} is writable by other users, who could plant a file or link there; write elsewhere or pass --force",
+        path.display(),
+        dir.display()
+    )]
+    SharedDir { path: PathBuf, dir: PathBuf },
+    #[error(
         "{name} is not an rltop trace (bad magic); record one with `rltop record -o FILE` or build one with `rltop import`"
     )]
     NotATrace { name: String },
@@ -202,6 +208,23 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Moves the next items into `out` (up to a chunk's worth); false at
+    /// the end.
+    pub fn next_batch(&mut self, out: &mut Vec<Result<Item, TraceError>>) -> bool {
+        match self {
+            Events::Trace(r) => r.next_batch(out),
+            Events::Jsonl { .. } => match self.next() {
+                Some(item) => {
+                    out.push(item);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
+
 impl Iterator for Events {
     type Item = Result<Item, TraceError>;
 
@@ -251,10 +274,10 @@ impl ReadAhead {
         let header = events.header().clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_DEPTH);
         std::thread::spawn(move || {
+            let mut events = events;
             let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
-            for item in events {
-                batch.push(item);
-                if batch.len() == READ_AHEAD_BATCH {
+            while events.next_batch(&mut batch) {
+                if batch.len() >= READ_AHEAD_BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
                     if tx.send(full).is_err() {
                         return; // The reader went away.

@@ -398,6 +398,21 @@ impl<R: Read> TraceReader<R> {
     }
 }
 
+impl<R: Read> TraceReader<R> {
+    /// Moves the next items (a chunk's worth) into `out`; false at the end.
+    /// The same items as [`Iterator::next`], without a move per item.
+    pub fn next_batch(&mut self, out: &mut Vec<Result<Item, TraceError>>) -> bool {
+        if self.queue.is_empty() {
+            match self.next() {
+                Some(item) => out.push(item),
+                None => return false,
+            }
+        }
+        out.extend(self.queue.drain(..).map(Ok));
+        true
+    }
+}
+
 impl<R: Read> Iterator for TraceReader<R> {
     type Item = Result<Item, TraceError>;
 

@@ -36,23 +36,29 @@ pub struct TraceWriter {
     stats: TraceStats,
 }
 
-impl TraceWriter {
-    /// Creates (or truncates) `path`, mode 0600, refusing symlinks.
-    pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceWriter, TraceError> {
-        TraceWriter::open(path, header, false)
-    }
-
-    /// Like [`create`](TraceWriter::create), but fails if `path` exists: for
-    /// temporary files.
-    pub fn create_new(path: &Path, header: &TraceHeader) -> Result<TraceWriter, TraceError> {
-        TraceWriter::open(path, header, true)
-    }
-
-    fn open(path: &Path, header: &TraceHeader, new: bool) -> Result<TraceWriter, TraceError> {
-        let io_err = |source| TraceError::Io {
-            path: path.to_owned(),
-            source,
+/// Creates (or, unless `new`, truncates) an output file the way rltop
+/// writes every file as root: mode 0600, never through a symlink, only a
+/// regular file, and not in a directory other users may write to (where a
+/// planted file or hard link could redirect the write) unless `force`.
+pub fn create_private(path: &Path, new: bool, force: bool) -> Result<File, TraceError> {
+    let io_err = |source| TraceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if !force {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
         };
+        let meta = std::fs::metadata(dir).map_err(io_err)?;
+        if meta.permissions().mode() & 0o002 != 0 {
+            return Err(TraceError::SharedDir {
+                path: path.to_owned(),
+                dir: dir.to_owned(),
+            });
+        }
+    }
+    {
         let mut opts = OpenOptions::new();
         opts.write(true).mode(0o600);
         if new {
@@ -79,6 +85,47 @@ impl TraceWriter {
         // An existing file keeps its old mode through O_TRUNC: tighten it.
         file.set_permissions(Permissions::from_mode(0o600))
             .map_err(io_err)?;
+        Ok(file)
+    }
+}
+
+impl TraceWriter {
+    /// Creates (or truncates) `path` with [`create_private`].
+    pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceWriter, TraceError> {
+        TraceWriter::open(path, header, false, false)
+    }
+
+    /// Like [`create`](TraceWriter::create), with `force` as in
+    /// [`create_private`].
+    pub fn create_forced(
+        path: &Path,
+        header: &TraceHeader,
+        force: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        TraceWriter::open(path, header, false, force)
+    }
+
+    /// Like [`create`](TraceWriter::create), but fails if `path` exists: for
+    /// temporary files.
+    pub fn create_new(
+        path: &Path,
+        header: &TraceHeader,
+        force: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        TraceWriter::open(path, header, true, force)
+    }
+
+    fn open(
+        path: &Path,
+        header: &TraceHeader,
+        new: bool,
+        force: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        let io_err = |source| TraceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = create_private(path, new, force)?;
 
         let header = TraceHeader {
             version: VERSION,
@@ -91,7 +138,6 @@ impl TraceWriter {
         head.extend_from_slice(&(json.len() as u32).to_le_bytes());
         head.extend_from_slice(&json);
         head.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-        let mut file = file;
         file.write_all(&head).map_err(io_err)?;
 
         Ok(TraceWriter {

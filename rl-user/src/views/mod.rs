@@ -2,4 +2,7 @@
 //! are pure: the same input gives the same text.
 
 pub mod findings;
+pub mod hist;
 pub mod report;
+pub mod timeline;
+pub mod tui;

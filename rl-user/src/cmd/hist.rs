@@ -1,0 +1,134 @@
+//! `rltop hist FILE... [--metric wait|hold] [--by op|tree|task|test]
+//! [--format text|json|csv|prom|hdr] [--svg OUT] [--merge] [-o OUT]`:
+//! histograms of lock wait or hold times (see [`crate::analysis::hist`] and
+//! [`crate::views::hist`]).
+//!
+//! Each file is streamed once. Several files are shown side by side (a
+//! `trace` label per series), or added up exactly with `--merge`. A file
+//! may also be an HDR interval log written by `--format hdr` (on another
+//! machine, say): its histograms are read back exactly and merge the same.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::analysis::hist::{By, HistSet, Histograms};
+use crate::analysis::stats::Metric;
+use crate::cli::{CheckFlavour, HistBy, HistFormat, HistMetric};
+use crate::trace::{self, Item};
+use crate::views::hist as view;
+
+/// What `rltop hist` was asked for.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub files: Vec<PathBuf>,
+    pub metric: HistMetric,
+    pub by: HistBy,
+    pub format: HistFormat,
+    pub svg: Option<PathBuf>,
+    pub merge: bool,
+    pub output: Option<PathBuf>,
+    pub flavour: Option<CheckFlavour>,
+    /// Write into directories others can write to (`--force`).
+    pub force: bool,
+}
+
+/// The histograms of one file: a trace, a JSONL file, or an interval log
+/// `rltop hist --format hdr` wrote (histograms from another machine).
+pub fn build(
+    file: &Path,
+    metric: Metric,
+    by: By,
+    flavour: Option<CheckFlavour>,
+) -> anyhow::Result<HistSet> {
+    if let Some(set) = read_hdr_file(file)? {
+        if set.metric != metric || set.by != by {
+            return Err(crate::user_error(format!(
+                "{}: holds {} times by {}; ask for --metric {} --by {}",
+                file.display(),
+                set.metric.as_str(),
+                set.by.as_str(),
+                set.metric.as_str(),
+                set.by.as_str()
+            )));
+        }
+        return Ok(set);
+    }
+    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    let events = trace::ReadAhead::new(events);
+    let mut h = Histograms::new(
+        super::check::flavour_of(events.header(), flavour),
+        metric,
+        by,
+    );
+    let name = file.display();
+    let mut idx = 0u64;
+    for item in events {
+        match item.map_err(|e| crate::user_error(e.to_string()))? {
+            Item::Event(ev) => {
+                h.event(idx, &ev);
+                idx += 1;
+            }
+            Item::Problem(p) => {
+                eprintln!("rltop: warning: {name}: {p}");
+                h.gap(idx);
+            }
+        }
+    }
+    Ok(h.finish())
+}
+
+pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let metric = match a.metric {
+        HistMetric::Wait => Metric::Wait,
+        HistMetric::Hold => Metric::Hold,
+    };
+    let by = match a.by {
+        HistBy::Op => By::Op,
+        HistBy::Tree => By::Tree,
+        HistBy::Task => By::Task,
+        HistBy::Test => By::Test,
+    };
+    let mut set = HistSet::new(metric, by);
+    let apart = a.files.len() > 1 && !a.merge;
+    for f in &a.files {
+        let mut s = build(f, metric, by, a.flavour)?;
+        if apart {
+            s.label_trace(&f.display().to_string());
+        }
+        set.merge(&s);
+    }
+    let out = match a.format {
+        HistFormat::Text => view::text(&set),
+        HistFormat::Json => view::json(&set),
+        HistFormat::Csv => view::csv(&set),
+        HistFormat::Prom => view::prom(&set),
+        HistFormat::Hdr => view::hdr(&set)?,
+    };
+    if let Some(svg) = &a.svg {
+        super::write_output_file(svg, view::svg(&set).as_bytes(), a.force)?;
+    }
+    match &a.output {
+        Some(path) => super::write_output_file(path, out.as_bytes(), a.force)?,
+        None => super::write_stdout("hist", out.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The histograms of an interval log `rltop hist --format hdr` wrote, or
+/// `None` when `file` is something else.
+fn read_hdr_file(file: &Path) -> anyhow::Result<Option<HistSet>> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| {
+        crate::user_error(format!("cannot read {}: {e}", file.display()))
+    };
+    let mut f = std::fs::File::open(file).map_err(|e| cannot(&e))?;
+    let mut head = [0u8; 16];
+    let n = f.read(&mut head).map_err(|e| cannot(&e))?;
+    if !view::is_hdr(&head[..n]) {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| cannot(&e))?;
+    view::read_hdr(&text)
+        .map(Some)
+        .map_err(|e| crate::user_error(format!("{}: {e}", file.display())))
+}
