@@ -322,7 +322,8 @@ impl Session {
                 resolved.kernel = k;
             } else {
                 p.layout.tree_inode = rl_common::TREE_INODE_NONE;
-                detection.push_str("; no tree events: kernel BTF lacks inode or super_block members");
+                detection
+                    .push_str("; no tree events: kernel BTF lacks inode or super_block members");
             }
         }
         if resolved.ready.iter().all(Result::is_err)
