@@ -68,6 +68,10 @@ pub enum Kind {
     Lost = 22,
     /// The task `tid` exited.
     Exit = 23,
+    /// In-kernel ordering check: the task asked for mmap_lock while it held
+    /// range locks. `w0` = mm, `w1` = kernel stack id in the `STACKS` map
+    /// (negative: no stack), `w2` = range locks held; `flags` bit [`FLAG_WRITE`].
+    OrderEvidence = 24,
 }
 
 impl Kind {
@@ -98,6 +102,7 @@ impl Kind {
             21 => Marker,
             22 => Lost,
             23 => Exit,
+            24 => OrderEvidence,
             _ => return None,
         })
     }
@@ -297,6 +302,13 @@ pub struct KernelOffsets {
     /// `struct iov_iter`: `count`, and `data_source` (true for writes).
     pub iter_count: u32,
     pub iter_data_source: u32,
+    /// For the file kprobes (kernels without the file tracepoints):
+    /// `struct vm_fault`: `vma`, `pgoff`; `struct vm_area_struct`:
+    /// `vm_file`; `struct iomap_dio`: `iocb`.
+    pub vmf_vma: u32,
+    pub vmf_pgoff: u32,
+    pub vma_file: u32,
+    pub dio_iocb: u32,
 }
 
 impl KernelOffsets {
@@ -310,6 +322,58 @@ impl KernelOffsets {
         sb_dev: NO_FIELD,
         iter_count: NO_FIELD,
         iter_data_source: NO_FIELD,
+        vmf_vma: NO_FIELD,
+        vmf_pgoff: NO_FIELD,
+        vma_file: NO_FIELD,
+        dio_iocb: NO_FIELD,
+    };
+}
+
+/// How the range-lock kprobes of a profile read their arguments (set by the
+/// loader from the profile; see rl-user's `probe::profile`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeLockLayout {
+    /// Which function argument (0..=5) is the tree and which the lock.
+    pub tree_arg: u32,
+    pub lock_arg: u32,
+    /// Byte offsets of the range's first and last values in the lock struct
+    /// (from BTF when the kernel or module has it, else the profile).
+    pub start_off: u32,
+    pub last_off: u32,
+    /// Right shift turning those values into page indices (0: already pages,
+    /// 12: bytes on 4 KiB pages).
+    pub shift: u32,
+    /// 1 when a range-lock profile is attached: held locks are counted per
+    /// task and mmap_lock requests checked against them.
+    pub order_check: u32,
+    /// How a tree leads to its inode, for `tree` events: 0 = it does not;
+    /// 1 = the tree is a member at `tree_member_off` of a struct holding a
+    /// `struct inode *` at `inode_off`; 2 = that struct embeds the inode
+    /// at `inode_off`.
+    pub tree_inode: u32,
+    pub tree_member_off: u32,
+    pub inode_off: u32,
+    pub _pad: u32,
+}
+
+/// [`RangeLockLayout::tree_inode`] values.
+pub const TREE_INODE_NONE: u32 = 0;
+pub const TREE_INODE_POINTER: u32 = 1;
+pub const TREE_INODE_EMBEDDED: u32 = 2;
+
+impl RangeLockLayout {
+    pub const NONE: RangeLockLayout = RangeLockLayout {
+        tree_arg: 0,
+        lock_arg: 1,
+        start_off: NO_FIELD,
+        last_off: NO_FIELD,
+        shift: 0,
+        order_check: 0,
+        tree_inode: TREE_INODE_NONE,
+        tree_member_off: 0,
+        inode_off: 0,
+        _pad: 0,
     };
 }
 
@@ -342,6 +406,8 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Filter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RangeLockLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Record {}
     // SAFETY: as above.

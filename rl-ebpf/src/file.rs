@@ -12,7 +12,7 @@
 //! `ext4:ext4_punch_hole` and ends at the same task's `fallocate` exit.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
+    helpers::generated,
     macros::{map, raw_tracepoint, tracepoint},
     maps::{HashMap, LruHashMap},
     programs::{RawTracePointContext, TracePointContext},
@@ -25,26 +25,40 @@ use crate::{KOFF, TP, TpRecord, current, emit, emit_detached, global, traced_fil
 /// DIOs in flight, by kiocb address. LRU so that a begin whose end never
 /// fires (an error path without a completion) cannot fill it.
 #[map]
-static DIO_INFLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static DIO_INFLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Tasks inside ext4 punch hole, until their fallocate returns.
 #[map]
-static PUNCHING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static PUNCHING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Tasks inside ext4 truncate.
 #[map]
-static TRUNCATING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static TRUNCATING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Reads a `T` at `base + off` in kernel memory; 0 when unreadable.
+///
+/// Branch-free: the helper zeroes its destination when the read faults, so
+/// its return code is not tested. A branch per read doubles the paths the
+/// verifier walks on older kernels (6.1 verified a DIO program at 89k
+/// instructions with one branch per read, 1.2k on 6.18).
 #[inline(always)]
-fn kread<T: Default>(base: u64, off: u32) -> T {
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault gives Err.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
+pub(crate) fn kread<T: Default>(base: u64, off: u32) -> T {
+    let mut v = T::default();
+    // SAFETY: `v` is a valid, writable `T` on the stack; the helper checks
+    // the kernel address and zeroes `v` when it cannot read it.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            core::mem::size_of::<T>() as u32,
+            (base + off as u64) as *const core::ffi::c_void,
+        )
+    };
+    v
 }
 
 /// (dev, ino) of an inode: `i_sb->s_dev`, `i_ino`.
 #[inline(always)]
-fn inode_dev_ino(inode: u64) -> (u32, u64) {
+pub(crate) fn inode_dev_ino(inode: u64) -> (u32, u64) {
     let ino: u64 = kread(inode, global!(KOFF.inode_ino));
     let sb: u64 = kread(inode, global!(KOFF.inode_sb));
     let dev: u32 = if sb != 0 {
@@ -57,7 +71,7 @@ fn inode_dev_ino(inode: u64) -> (u32, u64) {
 
 /// (dev, ino, i_size) of an inode.
 #[inline(always)]
-fn inode_id(inode: u64) -> (u32, u64, u64) {
+pub(crate) fn inode_id(inode: u64) -> (u32, u64, u64) {
     let (dev, ino) = inode_dev_ino(inode);
     (dev, ino, kread(inode, global!(KOFF.inode_size)))
 }

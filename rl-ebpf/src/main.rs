@@ -22,7 +22,9 @@
 #![feature(asm_experimental_arch)]
 
 mod file;
+mod kfile;
 mod mm;
+mod rangelock;
 mod sys;
 
 use aya_ebpf::{EbpfContext as _, programs::TracePointContext};

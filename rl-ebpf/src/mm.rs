@@ -7,7 +7,8 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use rl_common::{FLAG_SUCCESS, FLAG_WRITE, Kind};
 
-use crate::{TP, TpRecord, emit, global, traced_file, traced_task};
+use crate::rangelock::{RL, RL_HELD, STACKS};
+use crate::{TP, TpRecord, emit, global, traced_file, traced_task, write};
 
 #[inline(always)]
 fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
@@ -22,6 +23,27 @@ fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
         flags |= FLAG_SUCCESS;
     }
     emit(t, kind, flags, 0, [mm, 0, 0, 0]);
+    // In-kernel ordering check (mmap_lock ranks above the range lock): only
+    // with a range-lock profile attached (`RL.order_check`, a constant to
+    // the verifier, so without one this is dead code), and then one hash
+    // look-up of the task; the stack is taken only when it holds a lock.
+    if kind == Kind::MmapLockRequest && global!(RL.order_check) != 0 {
+        // SAFETY: the value is copied out at once.
+        if let Some(&held) = unsafe { RL_HELD.get(&t.tid) }
+            && held > 0
+        {
+            use aya_ebpf::programs::tracing::StackIdContext as _;
+            let stack = ctx.get_stackid(&STACKS, 0).unwrap_or(-1);
+            // The task was named by the request just emitted.
+            write(
+                t,
+                Kind::OrderEvidence,
+                flags,
+                0,
+                [mm, stack as u64, held, 0],
+            );
+        }
+    }
 }
 
 /// `mmap_lock:mmap_lock_start_locking`: a task asks for mmap_lock.

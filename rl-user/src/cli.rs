@@ -30,7 +30,11 @@ pub struct Cli {
 /// What to trace: shared by `rltop`, `record` and `probes`.
 #[derive(Debug, Clone, clap::Args, Default)]
 pub struct LiveArgs {
-    /// Probe profile: `auto` (default) or `tracepoints`.
+    /// Probe profile: `auto` (default: the tracepoints, plus the range-lock
+    /// flavour detected from kallsyms/BTF when the kernel has kprobes),
+    /// `tracepoints`, `kprobes` (file events from kprobes instead of their
+    /// tracepoints, plus the detected range-lock flavour), a range-lock flavour (`kara2013`, `bueso2017`,
+    /// `bueso2019`, `lustre`: tracepoints plus its kprobes), or FILE.toml.
     #[arg(long, global = true, default_value = "auto")]
     pub profile: String,
     /// Trace only these processes (tgids) and the children they fork while recording.

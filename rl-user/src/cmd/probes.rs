@@ -15,7 +15,8 @@ use crate::probe::{Options, Session, Status};
 pub const INSN_BUDGET: u32 = 2000;
 
 pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
-    let opts = Options::from_cli(live)?;
+    let mut opts = Options::from_cli(live)?;
+    opts.listing = true;
     crate::probe::check_privileges("rltop probes")?;
     let session = Session::start(&opts)?;
     let (release, _) = crate::cmd::record::uname();
@@ -25,6 +26,7 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         "kernel {release}, profile {} (asked: {})",
         session.profile, opts.profile
     )?;
+    writeln!(out, "{}", session.detection)?;
     if session.mounted_tracefs {
         writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }

@@ -78,6 +78,7 @@ pub fn run(
     if session.mounted_tracefs {
         eprintln!("rltop: mounted tracefs at {}", probe::tracefs::TRACEFS);
     }
+    eprintln!("rltop: {}", session.detection);
     for line in session.not_attached() {
         eprintln!("rltop: warning: not attached: {line}");
     }
@@ -87,7 +88,8 @@ pub fn run(
         kernel_release,
         host,
         probes: session.attached(),
-        profile: session.profile.to_string(),
+        profile: session.profile.clone(),
+        flavour: session.flavour.clone(),
         start_realtime_ns: Some(probe::realtime_ns()),
         start_monotonic_ns: Some(probe::monotonic_ns()),
         source: "record".into(),

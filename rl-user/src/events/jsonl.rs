@@ -102,10 +102,10 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 28] = [
+const FIELDS: [&str; 30] = [
     "ts", "kind", "tid", "pid", "cpu", "comm", "tree", "dev", "ino", "lock", "start", "last",
     "mode", "mm", "write", "success", "index", "order", "io", "pos", "len", "ret", "size", "addr",
-    "flags", "text", "count", "since",
+    "flags", "text", "count", "since", "held", "stack",
 ];
 
 #[derive(Clone, Copy)]
@@ -139,6 +139,8 @@ enum F {
     Text,
     Count,
     Since,
+    Held,
+    Stack,
 }
 
 impl F {
@@ -160,7 +162,7 @@ const fn mask(fields: &[F]) -> u32 {
 const COMMON: u32 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u32); 23] = [
+const KINDS: [(&str, u32); 24] = [
     ("task", mask(&[F::Comm])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
@@ -190,6 +192,10 @@ const KINDS: [(&str, u32); 23] = [
     ("marker", mask(&[F::Text])),
     ("lost", mask(&[F::Count, F::Since])),
     ("exit", 0),
+    (
+        "ordering_evidence",
+        mask(&[F::Mm, F::Write, F::Held, F::Stack]),
+    ),
 ];
 
 /// One parsed JSON object: the known fields by index, plus the first
@@ -496,6 +502,12 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             }
         }
         "exit" => Body::Exit,
+        "ordering_evidence" => Body::OrderingEvidence {
+            mm: o.u64(F::Mm)?,
+            write: o.bool(F::Write)?,
+            held: o.u64(F::Held)?,
+            stack: o.string(F::Stack)?,
+        },
         // KINDS and this match list the same names.
         other => return Err(invalid(Reason::UnknownKind(other.to_owned()))),
     };
@@ -731,6 +743,17 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             }
         }
         Body::Exit => {}
+        Body::OrderingEvidence {
+            mm,
+            write,
+            held,
+            stack,
+        } => {
+            o.u64("mm", *mm)?;
+            o.bool("write", *write)?;
+            o.u64("held", *held)?;
+            o.str("stack", stack)?;
+        }
     }
     o.w.write_all(b"}\n")
 }
@@ -869,6 +892,16 @@ pub(crate) mod tests {
                 (any::<u64>(), any::<u32>(), any::<Option<u64>>())
                     .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
                 Just(Body::Exit),
+                (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(
+                    |(mm, write, held, stack)| {
+                        Body::OrderingEvidence {
+                            mm,
+                            write,
+                            held,
+                            stack,
+                        }
+                    }
+                ),
             ];
         (
             any::<u64>(),

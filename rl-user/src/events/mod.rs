@@ -202,6 +202,15 @@ pub enum Body {
         since: Option<u64>,
     },
     Exit,
+    /// rltop extension (kprobe profiles): the kernel side saw this task ask
+    /// for mmap_lock while holding `held` range locks. `stack` is the kernel
+    /// stack, innermost frame first, frames joined by `;` (`sym+0xoff`).
+    OrderingEvidence {
+        mm: u64,
+        write: bool,
+        held: u64,
+        stack: String,
+    },
 }
 
 impl Body {
@@ -231,6 +240,7 @@ impl Body {
             Body::Marker { .. } => "marker",
             Body::Lost { .. } => "lost",
             Body::Exit => "exit",
+            Body::OrderingEvidence { .. } => "ordering_evidence",
         }
     }
 }

@@ -7,6 +7,10 @@ use rl_common::{
 
 use super::{Body, Dev, Event, Mode};
 
+/// What the decoder puts in an `ordering_evidence` stack before user space
+/// symbolizes it: this prefix and the kernel stack id.
+pub const STACK_ID_PREFIX: &str = "stackid:";
+
 /// Why a ring-buffer record could not be decoded. Seeing one means the
 /// kernel and user halves disagree about the ABI: a bug, not bad input.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -180,6 +184,13 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             }
         }
         Kind::Exit => Body::Exit,
+        // User space symbolizes the stack id (see `probe::Session`).
+        Kind::OrderEvidence => Body::OrderingEvidence {
+            mm: w(0),
+            write,
+            held: w(2),
+            stack: format!("{STACK_ID_PREFIX}{}", w(1) as i64),
+        },
         Kind::Lost => return Err(RawError::NotFromKernel(kind)),
     };
     Ok(Event {
@@ -276,6 +287,31 @@ mod tests {
         let mut n = 0;
         decode_entry(&bytes(&b), &mut |_| n += 1);
         assert_eq!(n, BATCH_LEN);
+    }
+
+    #[test]
+    fn decodes_ordering_evidence_with_its_stack_id() {
+        let r = Record {
+            hdr: RecordHeader {
+                ts: 9,
+                tid: 3,
+                pid: 3,
+                kind: Kind::OrderEvidence as u8,
+                flags: FLAG_WRITE,
+                cpu: 0,
+                dev: 0,
+            },
+            w: [0xffff_8880_0000_2000, (-14i64) as u64, 2, 0],
+        };
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::OrderingEvidence {
+                mm: 0xffff_8880_0000_2000,
+                write: true,
+                held: 2,
+                stack: "stackid:-14".into()
+            }
+        );
     }
 
     #[test]

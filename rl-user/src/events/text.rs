@@ -140,6 +140,16 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             }
         }
         Body::Exit => Ok(()),
+        Body::OrderingEvidence {
+            mm,
+            write,
+            held,
+            stack,
+        } => write!(
+            w,
+            " mm {mm:#x} {} while holding {held} range lock(s); stack {stack}",
+            rw(*write)
+        ),
     }
 }
 

@@ -598,6 +598,9 @@ impl Model {
             | Body::ContentionBegin { .. }
             | Body::ContentionEnd { .. }
             | Body::Marker { .. } => {}
+            // Evidence only: the mmap_lock request it accompanies is what
+            // the ordering analysis checks.
+            Body::OrderingEvidence { .. } => {}
         }
     }
 

@@ -8,7 +8,9 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod kfile;
 pub mod paths;
+pub mod profile;
 pub mod tracefs;
 
 use std::collections::VecDeque;
@@ -16,10 +18,10 @@ use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::programs::{KProbe, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use rl_common::{Batching, Filter};
+use rl_common::{Batching, Filter, RangeLockLayout};
 
 use crate::events::{Body, Dev, Event};
 use crate::user_error;
@@ -37,6 +39,10 @@ pub struct Options {
     pub ino: Option<u64>,
     /// Ring buffer bytes (a power of two).
     pub ring_bytes: u32,
+    /// `rltop probes`: a range-lock profile that cannot attach here (no
+    /// kprobes, missing symbols) is still loaded, so the verifier checks
+    /// its programs, and each probe says why it is not attached.
+    pub listing: bool,
 }
 
 impl Options {
@@ -49,6 +55,10 @@ impl Options {
             ),
             None => None,
         };
+        if !matches!(live.profile.as_str(), "auto" | "tracepoints" | "kprobes") {
+            // A bad profile is reported before anything else (even privileges).
+            profile::Profile::load(&live.profile).map_err(user_error)?;
+        }
         if live.buffer_mb == 0 || live.buffer_mb > 1024 {
             return Err(user_error("--buffer-mb must be between 1 and 1024"));
         }
@@ -58,6 +68,7 @@ impl Options {
             dev,
             ino: live.ino,
             ring_bytes: (live.buffer_mb << 20).next_power_of_two(),
+            listing: false,
         })
     }
 }
@@ -104,17 +115,99 @@ pub fn check_privileges(what: &str) -> anyhow::Result<()> {
     )))
 }
 
-/// The profiles this build knows.
-pub const PROFILES: &[&str] = &["auto", "tracepoints"];
+/// The range-lock probes of `--profile` (a built-in flavour or a TOML
+/// file), or of the flavour `auto` detected; None for the tracepoints only.
+/// Returns the plan and a line saying what detection found. Errors are one
+/// line for the user: no kprobes here, a symbol missing, a bad profile.
+fn range_lock_plan(
+    asked: &str,
+    listing: bool,
+    tracefs: &tracefs::Tracefs,
+    btf: Option<&btf::Btf>,
+) -> anyhow::Result<(Option<profile::Plan>, String, Option<String>)> {
+    let (plan, line) = match range_lock_plan_strict(asked, tracefs, btf) {
+        Err(e) if listing && asked != "auto" && asked != "kprobes" => {
+            // Listed anyway: every probe of the profile is loaded, and says why it is not attached.
+            let p = profile::Profile::load(asked).map_err(user_error)?;
+            let plan = p.plan_unchecked(btf).map_err(user_error)?;
+            let why = format!("{e:#}");
+            return Ok((Some(plan), format!("range locks: {why}"), Some(why)));
+        }
+        other => other?,
+    };
+    Ok((plan, line, None))
+}
 
-fn profile_specs(profile: &str) -> anyhow::Result<(&'static str, &'static [ProbeSpec])> {
-    match profile {
-        // Only the tracepoint profile exists so far; auto picks it.
-        "auto" | "tracepoints" => Ok(("tracepoints", catalog::TRACEPOINTS)),
-        other => Err(user_error(format!(
-            "unknown profile {other:?}: available profiles are {}",
-            PROFILES.join(", ")
-        ))),
+fn range_lock_plan_strict(
+    asked: &str,
+    tracefs: &tracefs::Tracefs,
+    btf: Option<&btf::Btf>,
+) -> anyhow::Result<(Option<profile::Plan>, String)> {
+    use profile::{Detection, Kallsyms, Profile};
+    if asked == "tracepoints" {
+        return Ok((None, "range locks: not probed (profile tracepoints)".into()));
+    }
+    let explicit = if asked == "auto" || asked == "kprobes" {
+        None
+    } else {
+        Some(Profile::load(asked).map_err(user_error)?)
+    };
+    let kprobes = profile::kprobes_available(tracefs.root());
+    if let Some(p) = &explicit
+        && !kprobes
+    {
+        return Err(user_error(format!(
+            "profile {} needs kprobes, which this kernel does not have (no kprobe PMU in \
+             /sys/bus/event_source/devices and no kprobe_events in tracefs); without --profile \
+             rltop runs its tracepoint probes",
+            p.name
+        )));
+    }
+    let syms = match Kallsyms::read() {
+        Ok(s) => s,
+        Err(e) if explicit.is_some() => {
+            return Err(user_error(format!(
+                "cannot read /proc/kallsyms to find the profile's functions: {e}"
+            )));
+        }
+        Err(_) => Kallsyms::default(),
+    };
+    match explicit {
+        Some(p) => {
+            let plan = p.plan(&syms, btf).map_err(user_error)?;
+            let line = format!(
+                "range locks: profile {} (asked), offsets from {}",
+                plan.name, plan.offsets_from
+            );
+            Ok((Some(plan), line))
+        }
+        None => match profile::detect(&syms, btf) {
+            Detection::None => Ok((
+                None,
+                "range locks: no range-lock functions in /proc/kallsyms".into(),
+            )),
+            Detection::Ambiguous(names) => Ok((
+                None,
+                format!(
+                    "range locks: functions of {} found (same symbols, no BTF to tell them apart): choose with --profile",
+                    names.join(" or ")
+                ),
+            )),
+            Detection::Found(_) if !kprobes => Ok((
+                None,
+                "range locks: functions found, but this kernel has no kprobes to probe them".into(),
+            )),
+            Detection::Found(p) => match p.plan(&syms, btf) {
+                Ok(plan) => {
+                    let line = format!(
+                        "range locks: detected profile {}, offsets from {}",
+                        plan.name, plan.offsets_from
+                    );
+                    Ok((Some(plan), line))
+                }
+                Err(e) => Ok((None, format!("range locks: {e}"))),
+            },
+        },
     }
 }
 
@@ -136,8 +229,16 @@ pub struct Session {
     /// at the next read happened after this.
     drops_read_at: u64,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    pub profile: &'static str,
+    /// The profile traced: "tracepoints", or a range-lock profile's name.
+    pub profile: String,
+    /// The range-lock flavour (`excl_fifo`/`rw`) of that profile.
+    pub flavour: Option<String>,
+    /// What range-lock detection found, for the user.
+    pub detection: String,
     pub probes: Vec<ProbeReport>,
+    /// Kernel stacks of ordering evidence, and the symbols to name them.
+    stacks: Option<StackTraceMap<MapData>>,
+    ksyms: Option<std::collections::BTreeMap<u64, String>>,
     /// Whether rltop mounted tracefs itself.
     pub mounted_tracefs: bool,
     decode_errors: u64,
@@ -146,7 +247,7 @@ pub struct Session {
 impl Session {
     /// Resolves layouts, loads and attaches the profile's probes.
     pub fn start(opts: &Options) -> anyhow::Result<Session> {
-        let (profile, specs) = profile_specs(&opts.profile)?;
+        let specs = catalog::TRACEPOINTS;
         check_privileges("tracing")?;
         if EBPF_OBJECT.is_empty() {
             return Err(user_error(
@@ -155,8 +256,80 @@ impl Session {
         }
         let (tracefs, mounted_tracefs) = tracefs::Tracefs::open().map_err(user_error)?;
         let btf = btf::Btf::from_kernel().ok();
-        let resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
-        if resolved.ready.iter().all(Result::is_err) {
+        let mut resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
+        // File kprobes where the file tracepoints are missing (or under
+        // profile kprobes, instead of them).
+        let kprobes = profile::kprobes_available(tracefs.root());
+        let syms = if kprobes {
+            profile::Kallsyms::read().ok()
+        } else {
+            None
+        };
+        let prefer = opts.profile == "kprobes";
+        if prefer && !kprobes && !opts.listing {
+            return Err(user_error(
+                "profile kprobes needs kprobes, which this kernel does not have (no kprobe PMU in \
+                 /sys/bus/event_source/devices and no kprobe_events in tracefs); without --profile \
+                 rltop runs its tracepoint probes",
+            ));
+        }
+        let kfile_ready = {
+            let tp_ready = |p: &str| {
+                specs
+                    .iter()
+                    .zip(&resolved.ready)
+                    .any(|(s, r)| s.program == p && r.is_ok())
+            };
+            kfile::resolve(
+                kprobes,
+                syms.as_ref(),
+                btf.as_ref(),
+                prefer,
+                &tp_ready,
+                &mut resolved.kernel,
+            )
+        };
+        if prefer {
+            for (k, r) in kfile::KFILE.iter().zip(&kfile_ready) {
+                if r.is_ok() {
+                    for (s, sr) in specs.iter().zip(resolved.ready.iter_mut()) {
+                        if k.instead_of.contains(&s.program) && sr.is_ok() {
+                            *sr = Err(format!("replaced by {} (profile kprobes)", k.name()));
+                        }
+                    }
+                }
+            }
+        }
+        let (plan, detection, cannot_attach) =
+            range_lock_plan(&opts.profile, opts.listing, &tracefs, btf.as_ref())?;
+        // `tree` events read the inode's number and device (BTF).
+        let mut plan = plan;
+        let mut detection = detection;
+        if let Some(p) = plan.as_mut()
+            && p.layout.tree_inode != rl_common::TREE_INODE_NONE
+        {
+            let mut k = resolved.kernel;
+            let ok = btf.as_ref().is_some_and(|b| {
+                [
+                    ("inode", "i_ino", &mut k.inode_ino),
+                    ("inode", "i_sb", &mut k.inode_sb),
+                    ("super_block", "s_dev", &mut k.sb_dev),
+                ]
+                .into_iter()
+                .all(|(s, m, slot)| b.member_offset(s, m).map(|o| *slot = o).is_ok())
+            });
+            if ok {
+                resolved.kernel = k;
+            } else {
+                p.layout.tree_inode = rl_common::TREE_INODE_NONE;
+                detection
+                    .push_str("; no tree events: kernel BTF lacks inode or super_block members");
+            }
+        }
+        if resolved.ready.iter().all(Result::is_err)
+            && plan.is_none()
+            && kfile_ready.iter().all(Result::is_err)
+        {
             return Err(user_error(
                 "no probe can attach on this kernel; `rltop probes` lists what each one lacks",
             ));
@@ -190,6 +363,11 @@ impl Session {
             .override_global("KOFF", &resolved.kernel, true)
             .override_global("FILTER", &filter, true)
             .override_global("BATCHING", &batching, true)
+            .override_global(
+                "RL",
+                &plan.as_ref().map_or(RangeLockLayout::NONE, |p| p.layout),
+                true,
+            )
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
@@ -220,10 +398,74 @@ impl Session {
                 status,
             });
         }
+        for (k, ready) in kfile::KFILE.iter().zip(kfile_ready) {
+            let status = match ready {
+                Err(why) if opts.listing && why == kfile::NO_KPROBES => {
+                    match load_kprobe(&mut ebpf, k.program) {
+                        Ok(Some(n)) => Status::Unavailable(format!(
+                            "{why} (program verified here: {n} instructions)"
+                        )),
+                        Ok(None) => Status::Unavailable(why),
+                        Err(e) => Status::Failed(format!("{e:#}")),
+                    }
+                }
+                Err(why) => Status::Unavailable(why),
+                Ok(()) => match attach_kprobe(
+                    &mut ebpf,
+                    &profile::KprobeAttach {
+                        program: k.program,
+                        symbol: k.symbol.to_string(),
+                        ret: k.ret,
+                    },
+                ) {
+                    Ok(insns) => Status::Attached {
+                        verified_insns: insns,
+                    },
+                    Err(e) => Status::Failed(format!("{e:#}")),
+                },
+            };
+            probes.push(ProbeReport {
+                name: k.name(),
+                program: k.program,
+                status,
+            });
+        }
+        if let Some(plan) = &plan {
+            for k in &plan.probes {
+                let status = match &cannot_attach {
+                    Some(why) => match load_kprobe(&mut ebpf, k.program) {
+                        Ok(Some(n)) => Status::Unavailable(format!(
+                            "{} (program verified here: {n} instructions)",
+                            short_reason(why, &k.symbol)
+                        )),
+                        Ok(None) => Status::Unavailable(short_reason(why, &k.symbol)),
+                        Err(e) => Status::Failed(format!("{e:#}")),
+                    },
+                    None => match attach_kprobe(&mut ebpf, k) {
+                        Ok(insns) => Status::Attached {
+                            verified_insns: insns,
+                        },
+                        Err(e) => Status::Failed(format!("{e:#}")),
+                    },
+                };
+                probes.push(ProbeReport {
+                    name: format!(
+                        "{}:{}",
+                        if k.ret { "kretprobe" } else { "kprobe" },
+                        k.symbol
+                    ),
+                    program: k.program,
+                    status,
+                });
+            }
+        }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
         let stage = PerCpuArray::try_from(ebpf.take_map("STAGE").context("STAGE map")?)?;
+        let stacks = ebpf
+            .take_map("STACKS")
+            .and_then(|m| StackTraceMap::try_from(m).ok());
         let kicks = probes
             .iter()
             .any(|p| p.program == "flush_kick" && matches!(p.status, Status::Attached { .. }));
@@ -242,8 +484,15 @@ impl Session {
             // Programs were attached just before: nothing dropped earlier.
             drops_read_at: monotonic_ns(),
             logger,
-            profile,
+            profile: plan.as_ref().map_or_else(
+                || if prefer { "kprobes" } else { "tracepoints" }.to_string(),
+                |p| p.name.clone(),
+            ),
+            flavour: plan.as_ref().map(|p| p.flavour.clone()),
+            detection,
             probes,
+            stacks,
+            ksyms: None,
             mounted_tracefs,
             decode_errors: 0,
         })
@@ -284,12 +533,14 @@ impl Session {
             .collect()
     }
 
-    /// One line per probe that is not attached, for a start-up warning.
+    /// One line per probe that is not attached, for a start-up warning
+    /// (not for a file kprobe whose tracepoint attached: nothing is lost).
     pub fn not_attached(&self) -> Vec<String> {
         self.probes
             .iter()
             .filter_map(|p| match &p.status {
                 Status::Attached { .. } => None,
+                Status::Unavailable(why) if why == kfile::TRACEPOINT_USED => None,
                 Status::Unavailable(why) | Status::Failed(why) => {
                     Some(format!("{}: {why}", p.name))
                 }
@@ -347,7 +598,11 @@ impl Session {
         } else {
             self.reorder.watermark
         };
-        Ok(self.reorder.release(watermark, out))
+        let (stacks, ksyms) = (&self.stacks, &mut self.ksyms);
+        Ok(self.reorder.release(watermark, &mut |mut ev| {
+            symbolize(stacks, ksyms, &mut ev);
+            out(ev)
+        }))
     }
 
     /// Stops tracing: detaches every probe, collects what the CPUs still
@@ -373,7 +628,11 @@ impl Session {
             };
             push_entry(&mut self.reorder, &mut self.decode_errors, bytes);
         }
-        Ok(self.reorder.release(u64::MAX, out))
+        let (stacks, ksyms) = (&self.stacks, &mut self.ksyms);
+        Ok(self.reorder.release(u64::MAX, &mut |mut ev| {
+            symbolize(stacks, ksyms, &mut ev);
+            out(ev)
+        }))
     }
 
     /// Moves every ring entry into the reorder buffer.
@@ -565,6 +824,95 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<Option<u32>> {
         .info()
         .ok()
         .and_then(|i| i.verified_instruction_count()))
+}
+
+/// Why one probe of a profile that cannot attach is not attached.
+fn short_reason(why: &str, symbol: &str) -> String {
+    if why.contains("needs kprobes") {
+        "this kernel has no kprobes".into()
+    } else if why.contains(&format!(" {symbol},")) || why.contains(&format!(" {symbol} in")) {
+        format!("no {symbol} in /proc/kallsyms")
+    } else {
+        why.to_string()
+    }
+}
+
+/// Loads a kprobe program once (the verifier checks it); its verified
+/// instruction count.
+fn load_kprobe(ebpf: &mut Ebpf, program: &str) -> anyhow::Result<Option<u32>> {
+    let prog = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} is not in the eBPF object"))?;
+    let p: &mut KProbe = prog.try_into()?;
+    if p.fd().is_err() {
+        p.load().map_err(verifier_error)?;
+    }
+    Ok(ebpf
+        .program(program)
+        .and_then(|p| p.info().ok())
+        .and_then(|i| i.verified_instruction_count()))
+}
+
+/// Loads (once) a kprobe program and attaches it to one more symbol.
+fn attach_kprobe(ebpf: &mut Ebpf, k: &profile::KprobeAttach) -> anyhow::Result<Option<u32>> {
+    load_kprobe(ebpf, k.program)?;
+    let prog = ebpf
+        .program_mut(k.program)
+        .with_context(|| format!("program {} is not in the eBPF object", k.program))?;
+    let p: &mut KProbe = prog.try_into()?;
+    p.attach(&k.symbol, 0).map_err(|e| match e {
+        aya::programs::ProgramError::SyscallError(s)
+            if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            anyhow::anyhow!("symbol {} is not in this kernel", k.symbol)
+        }
+        other => other.into(),
+    })?;
+    let prog = ebpf.program(k.program).expect("just attached");
+    Ok(prog
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count()))
+}
+
+/// Replaces the stack id of an `ordering_evidence` event by its frames,
+/// named from /proc/kallsyms (`sym+0xoff;...`, innermost first).
+fn symbolize(
+    stacks: &Option<StackTraceMap<MapData>>,
+    ksyms: &mut Option<std::collections::BTreeMap<u64, String>>,
+    ev: &mut Event,
+) {
+    let Body::OrderingEvidence { stack, .. } = &mut ev.body else {
+        return;
+    };
+    let Some(id) = stack
+        .strip_prefix(crate::events::raw::STACK_ID_PREFIX)
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let (Some(map), Ok(id)) = (stacks, u32::try_from(id)) else {
+        *stack = format!("(no stack: error {id})");
+        return;
+    };
+    let Ok(trace) = map.get(&id, 0) else {
+        *stack = format!("(stack {id} no longer in the map)");
+        return;
+    };
+    let syms = ksyms.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
+    *stack = trace
+        .frames()
+        .iter()
+        .map(|f| match syms.range(..=f.ip).next_back() {
+            // Module symbols read `name\t[module]`: `name+0x12 [module]`.
+            Some((addr, name)) => match name.split_once('\t') {
+                Some((n, module)) => format!("{n}+{:#x} {}", f.ip - addr, module.trim()),
+                None => format!("{name}+{:#x}", f.ip - addr),
+            },
+            None => format!("{:#x}", f.ip),
+        })
+        .collect::<Vec<_>>()
+        .join(";");
 }
 
 /// Keeps the verifier's verdict — the last lines before its statistics —

@@ -119,6 +119,11 @@ impl Tracefs {
     }
 
     /// A tracefs rooted somewhere else (tests).
+    /// Where tracefs is mounted.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn at(root: impl Into<PathBuf>) -> Tracefs {
         Tracefs { root: root.into() }
     }

@@ -119,6 +119,7 @@ fn kind_code(b: &Body) -> u8 {
         Body::Marker { .. } => 20,
         Body::Lost { .. } => 21,
         Body::Exit => 22,
+        Body::OrderingEvidence { .. } => 23,
     }
 }
 
@@ -126,7 +127,13 @@ fn kind_code(b: &Body) -> u8 {
 /// cannot be encoded.
 pub fn oversized_string(ev: &Event) -> Option<usize> {
     match &ev.body {
-        Body::Task { comm: s } | Body::Marker { text: s } if s.len() > MAX_STRING => Some(s.len()),
+        Body::Task { comm: s }
+        | Body::Marker { text: s }
+        | Body::OrderingEvidence { stack: s, .. }
+            if s.len() > MAX_STRING =>
+        {
+            Some(s.len())
+        }
         _ => None,
     }
 }
@@ -267,6 +274,17 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             }
         }
         Body::Exit => {}
+        Body::OrderingEvidence {
+            mm,
+            write,
+            held,
+            stack,
+        } => {
+            put(out, *mm);
+            out.push(u8::from(*write));
+            put(out, *held);
+            put_str(out, stack);
+        }
     }
 }
 
@@ -539,6 +557,12 @@ impl<'a> Decoder<'a> {
                 since: if opt { Some(self.u64()?) } else { None },
             },
             22 => Body::Exit,
+            23 => Body::OrderingEvidence {
+                mm: self.u64()?,
+                write: self.bool("write")?,
+                held: self.u64()?,
+                stack: self.string()?,
+            },
             c => return Err(DecodeError::BadKind(c)),
         };
         Ok(Event {
