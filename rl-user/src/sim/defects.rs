@@ -43,10 +43,10 @@ impl Seq<'_> {
             body,
         });
     }
-    /// 200 µs apart: further than the checker's window for requests whose
+    /// 2 ms apart: further than the checker's window for requests whose
     /// kernel order is unobservable.
     fn ev(&mut self, tid: u32, body: Body) {
-        self.at(200_000, tid, body);
+        self.at(2_000_000, tid, body);
     }
     fn request(&mut self, tid: u32, lock: u64, start: u64, last: u64) {
         self.ev(
