@@ -172,3 +172,41 @@ fn probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs() {
         );
     }
 }
+
+/// The profile fuzzer's seeds and minimized corpus (`fuzz/`), replayed:
+/// any text is a profile or one clear error, never a panic; the shipped
+/// profiles parse.
+#[test]
+fn fuzz_corpus_of_profiles_never_panics() {
+    use rltop::probe::profile::Profile;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut parsed = 0;
+    let mut files = 0;
+    for kind in ["seeds", "regress"] {
+        let dir = root.join(kind).join("profile_toml");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            assert_eq!(kind, "regress", "{} is missing", dir.display());
+            continue;
+        };
+        for e in entries {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            files += 1;
+            if let Ok(text) = std::str::from_utf8(&bytes)
+                && let Ok(p) = Profile::parse(text)
+            {
+                let _ = p.plan_unchecked(None);
+                parsed += 1;
+            }
+        }
+    }
+    assert!(files >= 5 && parsed >= 5, "{files} files, {parsed} parsed");
+}
+
+#[test]
+fn an_oversized_profile_file_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(1 << 20)).unwrap();
+    let err = rltop::probe::profile::Profile::load(big.to_str().unwrap()).unwrap_err();
+    assert!(err.contains("larger than"), "{err}");
+}

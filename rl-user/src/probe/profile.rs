@@ -150,6 +150,25 @@ pub struct Plan {
     pub offsets_from: String,
 }
 
+/// Largest profile file read: a profile is a few hundred bytes.
+const MAX_PROFILE_BYTES: u64 = 64 * 1024;
+
+fn read_limited(path: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read profile {path}: {e}"))?;
+    let mut text = String::new();
+    f.take(MAX_PROFILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read profile {path}: {e}"))?;
+    if text.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(format!(
+            "profile {path} is larger than {} KiB; a profile is a short TOML file",
+            MAX_PROFILE_BYTES / 1024
+        ));
+    }
+    Ok(text)
+}
+
 impl Profile {
     /// Parses a profile (TOML).
     pub fn parse(text: &str) -> Result<Profile, String> {
@@ -185,8 +204,7 @@ impl Profile {
             return Ok(p);
         }
         if arg.ends_with(".toml") {
-            let text = std::fs::read_to_string(arg)
-                .map_err(|e| format!("cannot read profile {arg}: {e}"))?;
+            let text = read_limited(arg)?;
             return Profile::parse(&text).map_err(|e| format!("profile {arg}: {e}"));
         }
         Err(format!(
