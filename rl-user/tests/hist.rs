@@ -572,3 +572,23 @@ fn shared_directories_are_refused_unless_forced() {
     ok(&["hist", "--force", "--svg", o, &small()]);
     assert!(out.exists());
 }
+
+#[test]
+fn an_oversized_hdr_log_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.hdr");
+    let head = format!("#{}\n", rltop::views::hist::HDR_HEADER);
+    std::fs::write(&p, head).unwrap();
+    // Sparse: the size is what counts, nothing is written.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let out = rltop(&["hist", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("larger than an rltop HDR log"), "{err}");
+}

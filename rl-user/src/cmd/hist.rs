@@ -114,6 +114,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Largest HDR interval log `hist` reads.
+const MAX_HDR_LOG_BYTES: u64 = 64 << 20;
+
 /// The histograms of an interval log `rltop hist --format hdr` wrote, or
 /// `None` when `file` is something else.
 fn read_hdr_file(file: &Path) -> anyhow::Result<Option<HistSet>> {
@@ -126,6 +129,17 @@ fn read_hdr_file(file: &Path) -> anyhow::Result<Option<HistSet>> {
     let n = f.read(&mut head).map_err(|e| cannot(&e))?;
     if !view::is_hdr(&head[..n]) {
         return Ok(None);
+    }
+    // An interval log holds one line per series: a few KiB. Bound what an
+    // untrusted file can make us hold.
+    let meta = f.metadata().map_err(|e| cannot(&e))?;
+    if meta.len() > MAX_HDR_LOG_BYTES {
+        return Err(crate::user_error(format!(
+            "{} is {} MiB, larger than an rltop HDR log can be ({} MiB); is it the right file?",
+            file.display(),
+            meta.len() >> 20,
+            MAX_HDR_LOG_BYTES >> 20
+        )));
     }
     let text = std::fs::read_to_string(file).map_err(|e| cannot(&e))?;
     view::read_hdr(&text)
