@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::Step;
 use crate::analysis::xfstests::{self, Splitter};
 use crate::analysis::{Checker, Config, Verdict};
 use crate::cli::{CheckFlavour, VerdictFormat};
@@ -30,8 +31,7 @@ pub fn run(
     stall_ms: u64,
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
-    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
-    let events = trace::ReadAhead::new(events);
+    let events = super::open(file)?;
     let header = events.header();
     let flavour = flavour_of(header, flavour);
     let cfg = Config {
@@ -43,23 +43,18 @@ pub fn run(
     let by_test = by_test || format == VerdictFormat::Junit;
     let mut splitter = Splitter::new();
     let name = file.display();
-    let mut idx = 0u64;
-    for item in events {
-        match item.map_err(|e| crate::user_error(e.to_string()))? {
-            Item::Event(ev) => {
-                if by_test {
-                    splitter.event(idx, &ev);
-                }
-                checker.event(idx, &ev);
-                idx += 1;
+    super::stream(file, events, |step| match step {
+        Step::Event(idx, ev) => {
+            if by_test {
+                splitter.event(idx, ev);
             }
-            Item::Problem(p) => {
-                eprintln!("rltop: warning: {name}: {p}");
-                checker.gap(idx);
-                splitter.gap(idx);
-            }
+            checker.event(idx, ev);
         }
-    }
+        Step::Gap(idx) => {
+            checker.gap(idx);
+            splitter.gap(idx);
+        }
+    })?;
     let verdict = checker.finish();
     if by_test && !splitter.has_tests() {
         eprintln!(

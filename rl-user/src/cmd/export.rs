@@ -10,10 +10,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::Step;
 use crate::analysis::Config;
 use crate::analysis::timeline::{Builder, Timeline};
 use crate::cli::CheckFlavour;
-use crate::trace::{self, Item};
 use crate::views::timeline::{chrome, perfetto};
 
 /// The timeline of a trace or JSONL file.
@@ -22,28 +22,17 @@ pub fn build(
     stall_ms: u64,
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<Timeline> {
-    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
-    let events = trace::ReadAhead::new(events);
+    let events = super::open(file)?;
     let header = events.header();
     let cfg = Config {
         stall_ns: stall_ms.saturating_mul(1_000_000),
         clean_start: header.source != "record",
     };
     let mut b = Builder::new(super::check::flavour_of(header, flavour), cfg);
-    let name = file.display();
-    let mut idx = 0u64;
-    for item in events {
-        match item.map_err(|e| crate::user_error(e.to_string()))? {
-            Item::Event(ev) => {
-                b.event(idx, &ev);
-                idx += 1;
-            }
-            Item::Problem(p) => {
-                eprintln!("rltop: warning: {name}: {p}");
-                b.gap(idx);
-            }
-        }
-    }
+    super::stream(file, events, |step| match step {
+        Step::Event(idx, ev) => b.event(idx, ev),
+        Step::Gap(idx) => b.gap(idx),
+    })?;
     Ok(b.finish())
 }
 

@@ -11,10 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::Step;
 use crate::analysis::hist::{By, HistSet, Histograms};
 use crate::analysis::stats::Metric;
 use crate::cli::{CheckFlavour, HistBy, HistFormat, HistMetric};
-use crate::trace::{self, Item};
 use crate::views::hist as view;
 
 /// What `rltop hist` was asked for.
@@ -53,27 +53,16 @@ pub fn build(
         }
         return Ok(set);
     }
-    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
-    let events = trace::ReadAhead::new(events);
+    let events = super::open(file)?;
     let mut h = Histograms::new(
         super::check::flavour_of(events.header(), flavour),
         metric,
         by,
     );
-    let name = file.display();
-    let mut idx = 0u64;
-    for item in events {
-        match item.map_err(|e| crate::user_error(e.to_string()))? {
-            Item::Event(ev) => {
-                h.event(idx, &ev);
-                idx += 1;
-            }
-            Item::Problem(p) => {
-                eprintln!("rltop: warning: {name}: {p}");
-                h.gap(idx);
-            }
-        }
-    }
+    super::stream(file, events, |step| match step {
+        Step::Event(idx, ev) => h.event(idx, ev),
+        Step::Gap(idx) => h.gap(idx),
+    })?;
     Ok(h.finish())
 }
 

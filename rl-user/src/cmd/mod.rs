@@ -20,6 +20,49 @@ pub mod whatif;
 use std::io::Write;
 use std::path::Path;
 
+use crate::events::Event;
+use crate::trace::{self, Item, ReadAhead};
+
+/// Opens a trace (or a JSONL file) for a command: its header, and its
+/// events decoded ahead on a thread of their own. Errors are one line.
+pub(crate) fn open(file: &Path) -> anyhow::Result<ReadAhead> {
+    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
+    Ok(ReadAhead::new(events))
+}
+
+/// What a command sees of a trace, in order.
+pub(crate) enum Step<'a> {
+    /// Event number `idx` (0-based position in the stream).
+    Event(u64, &'a Event),
+    /// A damaged part of the file, before event `idx`: a gap.
+    Gap(u64),
+}
+
+/// Feeds every event and every damaged part of `events` (read from `file`)
+/// to `f`, warning about each damaged part on stderr. Returns how many
+/// events there were.
+pub(crate) fn stream(
+    file: &Path,
+    events: ReadAhead,
+    mut f: impl FnMut(Step<'_>),
+) -> anyhow::Result<u64> {
+    let name = file.display();
+    let mut idx = 0u64;
+    for item in events {
+        match item.map_err(|e| crate::user_error(e.to_string()))? {
+            Item::Event(ev) => {
+                f(Step::Event(idx, &ev));
+                idx += 1;
+            }
+            Item::Problem(p) => {
+                eprintln!("rltop: warning: {name}: {p}");
+                f(Step::Gap(idx));
+            }
+        }
+    }
+    Ok(idx)
+}
+
 /// Writes `bytes` to `path` whole or not at all: into a new temporary file
 /// beside it ([`crate::trace::create_private`]: mode 0600, never through a
 /// symlink, not in a directory others can write to unless `force`),

@@ -8,11 +8,11 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::Step;
 use crate::analysis::stats::Stats;
 use crate::analysis::xfstests::Splitter;
 use crate::cli::{CheckFlavour, CheckFormat};
 use crate::model::Model;
-use crate::trace::{self, Item};
 use crate::views::report::{self, SortKey};
 use crate::views::xfstests::{self as by_test_view, TestReport};
 
@@ -23,8 +23,7 @@ pub fn run(
     by_test: bool,
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
-    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
-    let events = trace::ReadAhead::new(events);
+    let events = super::open(file)?;
     let mut model = Model::new(super::check::flavour_of(events.header(), flavour));
     let mut stats = Stats::new(true);
     let mut splitter = Splitter::new();
@@ -32,26 +31,21 @@ pub fn run(
     // in the test where they end).
     let mut parts: Vec<Stats> = Vec::new();
     let name = file.display();
-    let mut idx = 0u64;
-    for item in events {
-        match item.map_err(|e| crate::user_error(e.to_string()))? {
-            Item::Event(ev) => {
-                if by_test && splitter.event(idx, &ev) && splitter.segments().len() > 1 {
-                    parts.push(stats.take_rows());
-                }
-                stats.before(&model, &ev);
-                model.apply(idx, &ev);
-                stats.after(&model, idx, &ev);
-                idx += 1;
+    super::stream(file, events, |step| match step {
+        Step::Event(idx, ev) => {
+            if by_test && splitter.event(idx, ev) && splitter.segments().len() > 1 {
+                parts.push(stats.take_rows());
             }
-            Item::Problem(p) => {
-                eprintln!("rltop: warning: {name}: {p}");
-                model.gap(idx, 0);
-                stats.gap();
-                splitter.gap(idx);
-            }
+            stats.before(&model, ev);
+            model.apply(idx, ev);
+            stats.after(&model, idx, ev);
         }
-    }
+        Step::Gap(idx) => {
+            model.gap(idx, 0);
+            stats.gap();
+            splitter.gap(idx);
+        }
+    })?;
     let out = if by_test {
         if !splitter.has_tests() {
             eprintln!(

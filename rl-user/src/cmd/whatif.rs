@@ -6,33 +6,27 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::Step;
 use crate::analysis::whatif::{Config, WhatIfRun};
 use crate::cli::CheckFormat;
-use crate::trace::{self, Item};
 use crate::views::whatif as render;
 
 pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Result<ExitCode> {
-    let events = trace::open_events(file).map_err(|e| crate::user_error(e.to_string()))?;
-    let events = trace::ReadAhead::new(events);
+    let events = super::open(file)?;
     let header = events.header().clone();
     let cfg = Config { page_hold_ns };
     let mut run = WhatIfRun::new(cfg);
     let mut range_locks = 0u64;
-    let name = file.display();
-    for item in events {
-        match item.map_err(|e| crate::user_error(e.to_string()))? {
-            Item::Event(ev) => {
-                if matches!(ev.body, crate::events::Body::RlRequest { .. }) {
-                    range_locks += 1;
-                }
-                run.event(&ev);
+    super::stream(file, events, |step| match step {
+        Step::Event(_, ev) => {
+            if matches!(ev.body, crate::events::Body::RlRequest { .. }) {
+                range_locks += 1;
             }
-            Item::Problem(p) => {
-                eprintln!("rltop: warning: {name}: {p}");
-                run.gap();
-            }
+            run.event(ev);
         }
-    }
+        Step::Gap(_) => run.gap(),
+    })?;
+    let name = file.display();
     if range_locks > 0 {
         eprintln!(
             "rltop: warning: {name}: this trace has {range_locks} range lock requests: it was recorded \
