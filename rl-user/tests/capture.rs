@@ -755,6 +755,27 @@ fn a_full_disk_stops_the_recording_cleanly() {
     assert!(n > 1000, "only {n} events readable");
 }
 
+/// The ids of the BPF programs process `pid` holds open (`prog_id:` in the
+/// fdinfo of its BPF program fds).
+fn bpf_prog_ids(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(text) = std::fs::read_to_string(fd.unwrap().path()) else {
+            continue;
+        };
+        if let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_id:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The event count of `rltop: N events (...)`, the recorder's last line.
 fn summary_events(lines: &[String]) -> u64 {
     let line = lines
@@ -795,11 +816,28 @@ fn sigterm_finishes_the_recording_cleanly() {
     let (wl, ready, go) = workload(dir.path(), 200);
     let pid = ready["pid"].as_u64().unwrap();
     let mut rec = Recorder::start(&trace, &["--pid", &pid.to_string()]);
+    // The recorder's own programs: the BPF program ids behind its fds.
+    let ids = bpf_prog_ids(rec.child.id());
+    assert!(
+        ids.len() >= 10,
+        "only {} programs loaded: {ids:?}",
+        ids.len()
+    );
     std::fs::write(&go, b"").unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.child.id() as i32, libc::SIGTERM) };
     let status = rec.child.wait().unwrap();
+    // Detached and unloaded: none of its programs is left in the kernel.
+    let loaded: Vec<u32> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect();
+    let left: Vec<&u32> = ids.iter().filter(|id| loaded.contains(id)).collect();
+    assert!(
+        left.is_empty(),
+        "programs still loaded after SIGTERM: {left:?}"
+    );
     rec.lines.extend(rec.stderr.iter());
     let _ = finish_workload(wl);
     assert!(status.success(), "{:?}", rec.lines);
