@@ -210,6 +210,10 @@ const TEST_STEPS: &[Step] = &[
         run: clippy_ebpf,
     },
     Step {
+        name: "clippy",
+        run: clippy_user,
+    },
+    Step {
         name: "test",
         run: cargo_test,
     },
@@ -314,6 +318,25 @@ fn cargo_test(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Clippy on the eBPF crate, which only the nightly can build (for BPF).
+/// Clippy on the user-space crates, tests included, warnings as errors.
+fn clippy_user(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("cargo").current_dir(root).args([
+        "clippy",
+        "-p",
+        "rl-user",
+        "-p",
+        "rl-reference",
+        "-p",
+        "rl-common",
+        "-p",
+        "xtask",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
 fn clippy_ebpf(root: &Path) -> anyhow::Result<()> {
     run(Command::new("rustup")
         .current_dir(root)

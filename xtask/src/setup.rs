@@ -36,6 +36,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn all() -> anyhow::Result<()> {
     apt_packages()?;
+    stable_clippy()?;
     nightly()?;
     bpf_linker()?;
     tracefs()
@@ -57,6 +58,22 @@ fn tracefs() -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Clippy on the toolchain that builds the workspace (`cargo xtask test`
+/// runs it on the user-space crates). rustup's minimal profile lacks it.
+fn stable_clippy() -> anyhow::Result<()> {
+    let present = Command::new("cargo")
+        .args(["clippy", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        println!("setup: clippy present");
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "clippy"]))?;
+    println!("setup: installed clippy");
     Ok(())
 }
 
