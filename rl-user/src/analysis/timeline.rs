@@ -243,6 +243,17 @@ impl Builder {
         self.tl.slices.len() - 1
     }
 
+    /// A punch or truncate of task `tid` begins: a slice on its track
+    /// until the matching end (one still open lost its end).
+    fn begin_punch(&mut self, tid: u32, pid: u32, ts: u64, name: String) {
+        self.task(tid, pid);
+        if let Some(p) = self.punches.remove(&tid) {
+            self.close(p, ts, Some("lost"));
+        }
+        let p = self.open(Track::Task(tid), ts, SliceKind::Io, name, Vec::new());
+        self.punches.insert(tid, p);
+    }
+
     fn close(&mut self, i: usize, ts: u64, outcome: Option<&str>) {
         let s = &mut self.tl.slices[i];
         if s.end == OPEN {
@@ -486,32 +497,15 @@ impl Builder {
                 }
             }
             Body::PunchBegin { dev, ino, pos, len } => {
-                self.task(tid, pid);
-                if let Some(p) = self.punches.remove(&tid) {
-                    self.close(p, ts, Some("lost"));
-                }
-                let p = self.open(
-                    Track::Task(tid),
+                self.begin_punch(
+                    tid,
+                    pid,
                     ts,
-                    SliceKind::Io,
                     format!("punch {dev}/{ino} pos {pos} len {len}"),
-                    Vec::new(),
                 );
-                self.punches.insert(tid, p);
             }
             Body::TruncateBegin { dev, ino, size } => {
-                self.task(tid, pid);
-                if let Some(p) = self.punches.remove(&tid) {
-                    self.close(p, ts, Some("lost"));
-                }
-                let p = self.open(
-                    Track::Task(tid),
-                    ts,
-                    SliceKind::Io,
-                    format!("truncate {dev}/{ino} to {size}"),
-                    Vec::new(),
-                );
-                self.punches.insert(tid, p);
+                self.begin_punch(tid, pid, ts, format!("truncate {dev}/{ino} to {size}"));
             }
             Body::PunchEnd { ret } | Body::TruncateEnd { ret } => {
                 if let Some(p) = self.punches.remove(&tid) {
