@@ -858,14 +858,27 @@ fn sigterm_finishes_the_recording_cleanly() {
     unsafe { libc::kill(rec.child.id() as i32, libc::SIGTERM) };
     let status = rec.child.wait().unwrap();
     // Detached and unloaded: none of its programs is left in the kernel.
-    let loaded: Vec<u32> = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|p| p.id())
-        .collect();
-    let left: Vec<&u32> = ids.iter().filter(|id| loaded.contains(id)).collect();
+    // The kernel frees a program after an RCU grace period, so give it a
+    // moment; a program still attached would stay for good.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let loaded: Vec<u32> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .collect();
+        let left: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| loaded.contains(id))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         left.is_empty(),
-        "programs still loaded after SIGTERM: {left:?}"
+        "programs still loaded 5 s after SIGTERM: {left:?}"
     );
     rec.lines.extend(rec.stderr.iter());
     let _ = finish_workload(wl);
