@@ -101,6 +101,24 @@ impl Recorder {
     }
 }
 
+/// Starts the live text stream (`rltop --pid PID`, stdout not a terminal)
+/// and waits until its probes are attached; returns it and its stderr.
+fn start_live(pid: u64) -> (Reaped, BufReader<std::process::ChildStderr>) {
+    let mut live = Reaped(
+        Command::new(RLTOP)
+            .args(["--pid", &pid.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(live.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("streaming events"), "{line}");
+    (live, err)
+}
+
 /// A child process killed when the test lets go of it (also on panic), so
 /// a failing test leaves no workload waiting for its go-file.
 struct Reaped(Child);
@@ -127,8 +145,19 @@ impl std::ops::DerefMut for Reaped {
 
 /// Starts the workload waiting on a go-file; returns it and its ready line.
 fn workload(dir: &Path, iterations: u64) -> (Reaped, Value, PathBuf) {
+    workload_cmd(Command::new(WORKLOAD), dir, iterations)
+}
+
+/// [`workload`] on CPU `cpu` only (`taskset`).
+fn workload_on_cpu(dir: &Path, iterations: u64, cpu: u32) -> (Reaped, Value, PathBuf) {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &cpu.to_string(), WORKLOAD]);
+    workload_cmd(cmd, dir, iterations)
+}
+
+fn workload_cmd(mut cmd: Command, dir: &Path, iterations: u64) -> (Reaped, Value, PathBuf) {
     let go = dir.join("go");
-    let mut child = Command::new(WORKLOAD)
+    let mut child = cmd
         .args([
             "--dir",
             dir.to_str().unwrap(),
@@ -668,19 +697,7 @@ fn live_stream_shows_the_workload_and_stops_on_ctrl_c() {
     let dir = ext4_dir();
     let (wl, ready, go) = workload(dir.path(), 1);
     let pid = ready["pid"].as_u64().unwrap();
-    let mut live = Reaped(
-        Command::new(RLTOP)
-            .args(["--pid", &pid.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    // Wait for the probes to attach before letting the workload go.
-    let mut err = BufReader::new(live.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("streaming events"), "{line}");
+    let (mut live, mut err) = start_live(pid);
     std::fs::write(&go, b"").unwrap();
     let done = finish_workload(wl);
     std::thread::sleep(Duration::from_millis(300));
@@ -930,36 +947,11 @@ fn an_idle_cpu_hands_over_its_staged_events_promptly() {
         return;
     }
     let dir = ext4_dir();
-    let go = dir.path().join("go");
     // The workload runs on CPU 1 only; once it exits, nothing of its own
     // lands there again: its last records sit in CPU 1's staging batch.
-    let mut wl = Reaped(
-        Command::new("taskset")
-            .args(["-c", "1", WORKLOAD, "--iterations", "1", "--dir"])
-            .arg(dir.path())
-            .arg("--wait-file")
-            .arg(&go)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = BufReader::new(wl.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let ready: Value = serde_json::from_str(&line).unwrap();
+    let (mut wl, ready, go) = workload_on_cpu(dir.path(), 1, 1);
     let pid = ready["pid"].as_u64().unwrap();
-    let mut live = Reaped(
-        Command::new(RLTOP)
-            .args(["--pid", &pid.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut err = BufReader::new(live.stderr.take().unwrap());
-    let mut l = String::new();
-    err.read_line(&mut l).unwrap();
-    assert!(l.contains("streaming events"), "{l}");
+    let (mut live, _err) = start_live(pid);
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = live.stdout.take().unwrap();
     std::thread::spawn(move || {
