@@ -56,6 +56,16 @@ pub(crate) fn kread<T: Default>(base: u64, off: u32) -> T {
     v
 }
 
+/// `file->f_inode`, or 0 for no file.
+#[inline(always)]
+pub(crate) fn file_inode(file: u64) -> u64 {
+    if file != 0 {
+        kread(file, global!(KOFF.file_inode))
+    } else {
+        0
+    }
+}
+
 /// (dev, ino) of an inode: `i_sb->s_dev`, `i_ino`.
 #[inline(always)]
 pub(crate) fn inode_dev_ino(inode: u64) -> (u32, u64) {
@@ -83,11 +93,7 @@ pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
     let iocb: u64 = ctx.arg(0);
     let iter: u64 = ctx.arg(1);
     let file: u64 = kread(iocb, global!(KOFF.kiocb_filp));
-    let inode: u64 = if file != 0 {
-        kread(file, global!(KOFF.file_inode))
-    } else {
-        0
-    };
+    let inode = file_inode(file);
     if inode == 0 {
         return 0;
     }

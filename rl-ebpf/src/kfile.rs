@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use rl_common::{FLAG_WRITE, Kind};
 
-use crate::file::{DIO_INFLIGHT, PUNCHING, TRUNCATING, inode_dev_ino, kread};
+use crate::file::{DIO_INFLIGHT, PUNCHING, TRUNCATING, file_inode, inode_dev_ino, kread};
 use crate::{KOFF, current, emit, emit_detached, global, traced_file, traced_task};
 
 /// `FALLOC_FL_PUNCH_HOLE` (include/uapi/linux/falloc.h; a stable ABI value).
@@ -44,11 +44,7 @@ pub fn kfault(ctx: ProbeContext) -> u32 {
     } else {
         0
     };
-    let inode: u64 = if file != 0 {
-        kread(file, global!(KOFF.file_inode))
-    } else {
-        0
-    };
+    let inode = file_inode(file);
     if inode == 0 {
         return 0;
     }
@@ -68,11 +64,7 @@ pub fn kdio_begin(ctx: ProbeContext) -> u32 {
     let iocb: u64 = ctx.arg(0).unwrap_or(0);
     let iter: u64 = ctx.arg(1).unwrap_or(0);
     let file: u64 = kread(iocb, global!(KOFF.kiocb_filp));
-    let inode: u64 = if file != 0 {
-        kread(file, global!(KOFF.file_inode))
-    } else {
-        0
-    };
+    let inode = file_inode(file);
     if inode == 0 {
         return 0;
     }
@@ -134,11 +126,7 @@ pub fn kpunch(ctx: ProbeContext) -> u32 {
     }
     let Some(t) = traced_task() else { return 0 };
     let file: u64 = ctx.arg(0).unwrap_or(0);
-    let inode: u64 = if file != 0 {
-        kread(file, global!(KOFF.file_inode))
-    } else {
-        0
-    };
+    let inode = file_inode(file);
     if inode == 0 {
         return 0;
     }
