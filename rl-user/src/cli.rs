@@ -292,6 +292,15 @@ pub enum CheckFlavour {
     Rw,
 }
 
+impl From<CheckFlavour> for crate::model::Flavour {
+    fn from(f: CheckFlavour) -> crate::model::Flavour {
+        match f {
+            CheckFlavour::ExclFifo => crate::model::Flavour::ExclFifo,
+            CheckFlavour::Rw => crate::model::Flavour::Rw,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum HistMetric {
     Wait,

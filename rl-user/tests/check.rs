@@ -552,7 +552,7 @@ mod prop {
     }
 
     fn run(evs: &[Event], flavour: Flavour) -> Verdict {
-        let mut c = Checker::new(Model::new(Some(flavour)), Config::default());
+        let mut c = Checker::over(Model::new(Some(flavour)), Config::default());
         for (i, e) in evs.iter().enumerate() {
             c.event(i as u64, e);
         }
@@ -635,7 +635,7 @@ mod prop {
         #[test]
         fn arbitrary_events_never_panic(evs in prop::collection::vec(any_event(), 0..200), f in 0u8..3) {
             let flavour = [None, Some(Flavour::ExclFifo), Some(Flavour::Rw)][f as usize];
-            let mut c = Checker::new(Model::new(flavour), Config { stall_ns: 500_000_000, ..Config::default() });
+            let mut c = Checker::over(Model::new(flavour), Config { stall_ns: 500_000_000, ..Config::default() });
             for (i, e) in evs.iter().enumerate() {
                 c.event(i as u64, e);
             }
@@ -764,7 +764,7 @@ fn throughput() {
         }
     }
     let t = std::time::Instant::now();
-    let mut c = Checker::new(Model::new(None), Config::default());
+    let mut c = Checker::over(Model::new(None), Config::default());
     for (i, e) in evs.iter().enumerate() {
         c.event(i as u64, e);
     }

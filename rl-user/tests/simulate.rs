@@ -151,7 +151,7 @@ mod lost {
                     body: Body::Lost { count: gone.len() as u64, cpu: 0, since: Some(first.ts.saturating_sub(1)) },
                 });
             }
-            let mut c = Checker::new(Model::new(None), Config::default());
+            let mut c = Checker::over(Model::new(None), Config::default());
             for (i, e) in evs.iter().enumerate() {
                 c.event(i as u64, e);
             }
@@ -165,7 +165,7 @@ mod lost {
     #[test]
     fn the_traces_are_clean_before_drops() {
         for evs in traces() {
-            let mut c = Checker::new(Model::new(None), Config::default());
+            let mut c = Checker::over(Model::new(None), Config::default());
             for (i, e) in evs.iter().enumerate() {
                 c.event(i as u64, e);
             }

@@ -14,9 +14,10 @@
 
 use std::collections::BTreeMap;
 
+use super::engine::Analysis;
 use super::stats::{Class, Hist, Metric, Stats};
 use crate::events::{Body, Dev, Event};
-use crate::model::{Flavour, Model};
+use crate::model::Model;
 
 /// How samples are grouped into series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,41 +145,39 @@ impl HistSet {
     }
 }
 
-/// The sequence name of an xfstests marker, `run fstests <seq> at <date>`
-/// (anywhere in the text: a console line may carry a prefix).
-pub fn fstests_test(text: &str) -> Option<&str> {
-    const RUN: &str = "run fstests ";
-    let rest = &text[text.find(RUN)? + RUN.len()..];
-    let seq = rest.split_whitespace().next()?;
-    Some(seq)
-}
-
 /// Builds a [`HistSet`] from an event stream. See the module docs.
 #[derive(Debug)]
 pub struct Histograms {
-    model: Model,
     stats: Stats,
     set: HistSet,
     test: Option<String>,
 }
 
 impl Histograms {
-    pub fn new(flavour: Option<Flavour>, metric: Metric, by: By) -> Histograms {
+    pub fn new(metric: Metric, by: By) -> Histograms {
         Histograms {
-            model: Model::new(flavour),
             stats: Stats::new(false).with_samples(),
             set: HistSet::new(metric, by),
             test: None,
         }
     }
 
-    /// Event number `idx` of the stream.
-    pub fn event(&mut self, idx: u64, ev: &Event) {
-        self.stats.before(&self.model, ev);
-        self.model.apply(idx, ev);
+    pub fn finish(self) -> HistSet {
+        self.set
+    }
+}
+
+impl Analysis for Histograms {
+    fn before(&mut self, m: &Model, idx: u64, ev: &Event) {
+        self.stats.before(m, idx, ev);
+    }
+
+    /// Files the durations the event ended (`Stats::before`) under their
+    /// series; a marker first starts a new test.
+    fn after(&mut self, m: &Model, _idx: u64, ev: &Event) {
         match &ev.body {
             Body::Marker { text } => {
-                if let Some(seq) = fstests_test(text) {
+                if let Some(seq) = super::xfstests::test_name(text) {
                     self.test = Some(seq.to_string());
                 }
             }
@@ -208,7 +207,7 @@ impl Histograms {
                 (By::Tree, Class::FileOp { dev, ino, .. }) => file_name(dev, ino),
                 (By::Task, _) => {
                     let key = s.tid.to_string();
-                    if let Some(comm) = self.model.comm(s.tid)
+                    if let Some(comm) = m.comm(s.tid)
                         && self.set.notes.get(&key).is_none_or(|c| c != comm)
                     {
                         self.set.notes.insert(key.clone(), comm.to_string());
@@ -227,13 +226,8 @@ impl Histograms {
     }
 
     /// A damaged part of the stream (see [`Stats::gap`]).
-    pub fn gap(&mut self, idx: u64) {
-        self.model.gap(idx, 0);
-        self.stats.gap();
-    }
-
-    pub fn finish(self) -> HistSet {
-        self.set
+    fn gap(&mut self, m: &Model, idx: u64) {
+        self.stats.gap(m, idx);
     }
 }
 
@@ -258,11 +252,11 @@ mod tests {
     }
 
     fn run(by: By, metric: Metric, evs: &[Event]) -> HistSet {
-        let mut h = Histograms::new(None, metric, by);
-        for (i, e) in evs.iter().enumerate() {
-            h.event(i as u64, e);
+        let mut e = crate::analysis::Engine::new(Model::new(None), Histograms::new(metric, by));
+        for (i, ev) in evs.iter().enumerate() {
+            e.event(i as u64, ev);
         }
-        h.finish()
+        e.into_parts().1.finish()
     }
 
     fn lock_cycle(t0: u64, tid: u32, lock: u64, wait: u64, hold: u64) -> Vec<Event> {
@@ -369,14 +363,14 @@ mod tests {
     #[test]
     fn marker_parsing() {
         assert_eq!(
-            fstests_test("run fstests xfs/123 at 2026-01-01 00:00:00"),
+            crate::analysis::xfstests::test_name("run fstests xfs/123 at 2026-01-01 00:00:00"),
             Some("xfs/123")
         );
-        assert_eq!(fstests_test("hello"), None);
+        assert_eq!(crate::analysis::xfstests::test_name("hello"), None);
         assert_eq!(
-            fstests_test("[  12.5] run fstests generic/002 at 2026-01-01"),
+            crate::analysis::xfstests::test_name("[  12.5] run fstests generic/002 at 2026-01-01"),
             Some("generic/002")
         );
-        assert_eq!(fstests_test("run fstests "), None);
+        assert_eq!(crate::analysis::xfstests::test_name("run fstests "), None);
     }
 }

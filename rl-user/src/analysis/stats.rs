@@ -24,6 +24,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::engine::Analysis;
 use super::waitfor;
 use crate::events::{Body, Dev, Event, Mode};
 use crate::model::{FastMap, LockState, Model, Op, Wait};
@@ -349,7 +350,7 @@ impl Stats {
     }
 
     /// Counts what event `ev` ends, from the model's state before it.
-    pub fn before(&mut self, m: &Model, ev: &Event) {
+    fn ends(&mut self, m: &Model, ev: &Event) {
         if let Some(s) = &mut self.samples {
             s.clear();
         }
@@ -517,21 +518,21 @@ impl Stats {
                 self.kernel_wait.remove(&tid);
                 self.open_chains.remove(&tid);
             }
-            Body::Lost { .. } => self.gap(),
+            Body::Lost { .. } => self.forget_begins(),
             _ => {}
         }
     }
 
     /// A gap (lost events, a damaged part of a trace): begins whose ends
     /// may be lost would pair with a later, unrelated end. Forget them.
-    pub fn gap(&mut self) {
+    fn forget_begins(&mut self) {
         self.mmap_wait.clear();
         self.kernel_wait.clear();
     }
 
     /// Records the chain behind a new wait, from the model's state after
     /// event `idx`.
-    pub fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
+    fn chain_of_wait(&mut self, m: &Model, idx: u64, ev: &Event) {
         if !self.chains {
             return;
         }
@@ -587,6 +588,18 @@ impl Stats {
         let at = self.top.partition_point(|x| x.wait >= c.wait);
         self.top.insert(at, c);
         self.top.truncate(TOP_CHAINS);
+    }
+}
+
+impl Analysis for Stats {
+    fn before(&mut self, m: &Model, _idx: u64, ev: &Event) {
+        self.ends(m, ev);
+    }
+    fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
+        self.chain_of_wait(m, idx, ev);
+    }
+    fn gap(&mut self, _m: &Model, _idx: u64) {
+        self.forget_begins();
     }
 }
 
@@ -657,14 +670,11 @@ mod tests {
     }
 
     fn run(evs: &[Event]) -> Stats {
-        let mut m = Model::new(None);
-        let mut s = Stats::new(true);
-        for (i, e) in evs.iter().enumerate() {
-            s.before(&m, e);
-            m.apply(i as u64, e);
-            s.after(&m, i as u64, e);
+        let mut e = crate::analysis::Engine::new(Model::new(None), Stats::new(true));
+        for (i, ev) in evs.iter().enumerate() {
+            e.event(i as u64, ev);
         }
-        s
+        e.into_parts().1
     }
 
     fn req(ts: u64, tid: u32, lock: u64, start: u64, last: u64) -> Event {

@@ -21,9 +21,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{Checker, Config};
+use super::Verdict;
+use super::engine::Analysis;
 use crate::events::{Body, Dev, Event};
-use crate::model::{FastMap, Flavour, Model};
+use crate::model::{FastMap, Model};
 
 /// Which track a slice is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,7 +165,6 @@ const OPEN: u64 = u64::MAX;
 /// Builds a [`Timeline`] from an event stream. See the module docs.
 #[derive(Debug)]
 pub struct Builder {
-    checker: Checker,
     tl: Timeline,
     /// Open slices by what ends them.
     waits: FastMap<(u64, u64), usize>,
@@ -181,12 +181,16 @@ pub struct Builder {
     /// The xfstests test running, as its slice.
     test: Option<usize>,
     started: bool,
+    /// Carried from `before` to `after` of one event: the slice of the
+    /// release that woke this acquisition, and whether an mmap_lock
+    /// request must wait.
+    flow_from: Option<usize>,
+    mmap_contended: bool,
 }
 
 impl Builder {
-    pub fn new(flavour: Option<Flavour>, cfg: Config) -> Builder {
+    pub fn new() -> Builder {
         Builder {
-            checker: Checker::new(Model::new(flavour), cfg),
             tl: Timeline::default(),
             waits: FastMap::default(),
             holds: FastMap::default(),
@@ -199,16 +203,18 @@ impl Builder {
             waiters: FastMap::default(),
             test: None,
             started: false,
+            flow_from: None,
+            mmap_contended: false,
         }
     }
 
-    fn task(&mut self, tid: u32, pid: u32) {
+    fn task(&mut self, m: &Model, tid: u32, pid: u32) {
         let t = self.tl.tasks.entry(tid).or_default();
         if t.pid == 0 {
             t.pid = pid;
         }
         if t.comm.is_none()
-            && let Some(c) = self.checker.model().comm(tid)
+            && let Some(c) = m.comm(tid)
         {
             t.comm = Some(c.to_string());
         }
@@ -216,6 +222,7 @@ impl Builder {
 
     fn open(
         &mut self,
+        m: &Model,
         track: Track,
         begin: u64,
         kind: SliceKind,
@@ -223,7 +230,7 @@ impl Builder {
         args: Vec<(&'static str, String)>,
     ) -> usize {
         if let Track::Tree(tree) = track {
-            let file = self.checker.model().file_of(tree);
+            let file = m.file_of(tree);
             let slot = self.tl.trees.entry(tree).or_default();
             if file.is_some() {
                 *slot = file;
@@ -245,12 +252,12 @@ impl Builder {
 
     /// A punch or truncate of task `tid` begins: a slice on its track
     /// until the matching end (one still open lost its end).
-    fn begin_punch(&mut self, tid: u32, pid: u32, ts: u64, name: String) {
-        self.task(tid, pid);
+    fn begin_punch(&mut self, m: &Model, tid: u32, pid: u32, ts: u64, name: String) {
+        self.task(m, tid, pid);
         if let Some(p) = self.punches.remove(&tid) {
             self.close(p, ts, Some("lost"));
         }
-        let p = self.open(Track::Task(tid), ts, SliceKind::Io, name, Vec::new());
+        let p = self.open(m, Track::Task(tid), ts, SliceKind::Io, name, Vec::new());
         self.punches.insert(tid, p);
     }
 
@@ -264,8 +271,8 @@ impl Builder {
         }
     }
 
-    /// Event number `idx` of the stream.
-    pub fn event(&mut self, idx: u64, ev: &Event) {
+    /// What event `idx` ends, from the model's state before it.
+    fn ends(&mut self, m: &Model, idx: u64, ev: &Event) {
         if !self.started {
             self.started = true;
             self.tl.first_ts = ev.ts;
@@ -273,8 +280,6 @@ impl Builder {
         self.tl.last_ts = self.tl.last_ts.max(ev.ts);
         let ts = ev.ts;
         let tid = ev.tid;
-        // What the event ends, from the state before it.
-        let m = self.checker.model();
         let mut flow_from = None;
         let mut mmap_contended = false;
         match &ev.body {
@@ -338,8 +343,16 @@ impl Builder {
             }
             _ => {}
         }
+        self.flow_from = flow_from;
+        self.mmap_contended = mmap_contended;
+    }
 
-        self.checker.event(idx, ev);
+    /// What event `idx` begins, from the model's state after it.
+    fn begins(&mut self, m: &Model, ev: &Event) {
+        let ts = ev.ts;
+        let tid = ev.tid;
+        let flow_from = self.flow_from.take();
+        let mmap_contended = std::mem::take(&mut self.mmap_contended);
 
         let pid = ev.pid;
         match &ev.body {
@@ -360,7 +373,6 @@ impl Builder {
                 last,
                 mode,
             } => {
-                let m = self.checker.model();
                 if let Some(l) = m.lock(*tree, *lock)
                     && l.contended
                     && !l.is_held()
@@ -373,14 +385,13 @@ impl Builder {
                         ("mode", mode.as_str().to_string()),
                         ("op", op.to_string()),
                     ];
-                    self.task(tid, pid);
+                    self.task(m, tid, pid);
                     let name = format!("wait {op} {}", range_name(*start, *last));
-                    let w = self.open(Track::Task(tid), ts, SliceKind::Wait, name, args);
+                    let w = self.open(m, Track::Task(tid), ts, SliceKind::Wait, name, args);
                     self.waits.insert((*tree, *lock), w);
                 }
             }
             Body::RlAcquired { tree, lock } => {
-                let m = self.checker.model();
                 if let Some(l) = m.lock(*tree, *lock)
                     && l.is_held()
                     && !self.holds.contains_key(&(*tree, *lock))
@@ -388,7 +399,7 @@ impl Builder {
                     let (owner, start, last, mode, op) =
                         (l.tid, l.start, l.last, l.mode.as_str(), l.op.as_str());
                     let owner_pid = m.tasks.get(&owner).map(|t| t.pid).unwrap_or(pid);
-                    self.task(owner, owner_pid);
+                    self.task(m, owner, owner_pid);
                     let args = vec![
                         ("tree", format!("{tree:#x}")),
                         ("lock", format!("{lock:#x}")),
@@ -398,6 +409,7 @@ impl Builder {
                         ("tid", owner.to_string()),
                     ];
                     let t = self.open(
+                        m,
                         Track::Task(owner),
                         ts,
                         SliceKind::Hold,
@@ -406,6 +418,7 @@ impl Builder {
                     );
                     let who = self.tl.task_label(owner);
                     let r = self.open(
+                        m,
                         Track::Tree(*tree),
                         ts,
                         SliceKind::Hold,
@@ -426,9 +439,10 @@ impl Builder {
                     self.close(w, ts, Some("lost"));
                 }
                 if mmap_contended {
-                    self.task(tid, pid);
+                    self.task(m, tid, pid);
                     let rw = if *write { "write" } else { "read" };
                     let w = self.open(
+                        m,
                         Track::Task(tid),
                         ts,
                         SliceKind::Wait,
@@ -443,9 +457,10 @@ impl Builder {
                     self.close(w, ts, (!success).then_some("failed"));
                 }
                 if *success {
-                    self.task(tid, pid);
+                    self.task(m, tid, pid);
                     let rw = if *write { "write" } else { "read" };
                     let h = self.open(
+                        m,
                         Track::Task(tid),
                         ts,
                         SliceKind::Hold,
@@ -479,9 +494,10 @@ impl Builder {
                 if let Some(d) = self.dios.remove(io) {
                     self.close(d, ts, Some("lost"));
                 }
-                self.task(tid, pid);
+                self.task(m, tid, pid);
                 let rw = if *write { "write" } else { "read" };
                 let d = self.open(
+                    m,
                     Track::Task(tid),
                     ts,
                     SliceKind::Io,
@@ -498,6 +514,7 @@ impl Builder {
             }
             Body::PunchBegin { dev, ino, pos, len } => {
                 self.begin_punch(
+                    m,
                     tid,
                     pid,
                     ts,
@@ -505,7 +522,7 @@ impl Builder {
                 );
             }
             Body::TruncateBegin { dev, ino, size } => {
-                self.begin_punch(tid, pid, ts, format!("truncate {dev}/{ino} to {size}"));
+                self.begin_punch(m, tid, pid, ts, format!("truncate {dev}/{ino} to {size}"));
             }
             Body::PunchEnd { ret } | Body::TruncateEnd { ret } => {
                 if let Some(p) = self.punches.remove(&tid) {
@@ -514,11 +531,12 @@ impl Builder {
                 }
             }
             Body::ContentionBegin { addr, .. } => {
-                self.task(tid, pid);
+                self.task(m, tid, pid);
                 if let Some(k) = self.kernel.remove(&tid) {
                     self.close(k, ts, Some("lost"));
                 }
                 let k = self.open(
+                    m,
                     Track::Task(tid),
                     ts,
                     SliceKind::Wait,
@@ -539,11 +557,12 @@ impl Builder {
                     name: text.clone(),
                     args: vec![("tid", tid.to_string())],
                 });
-                if let Some(seq) = super::hist::fstests_test(text) {
+                if let Some(seq) = super::xfstests::test_name(text) {
                     if let Some(t) = self.test.take() {
                         self.close(t, ts, None);
                     }
                     let t = self.open(
+                        m,
                         Track::Tests,
                         ts,
                         SliceKind::Test,
@@ -569,7 +588,7 @@ impl Builder {
         | Body::RlCancel { tree, .. }
         | Body::RlTrylockFailed { tree, .. } = ev.body
         {
-            let n = self.checker.model().trees.get(&tree).map_or(0, |t| {
+            let n = m.trees.get(&tree).map_or(0, |t| {
                 t.locks
                     .values()
                     .filter(|l| l.contended && !l.is_held())
@@ -578,7 +597,7 @@ impl Builder {
             let last = self.waiters.get(&tree).copied();
             if last != Some(n) && (last.is_some() || n > 0) {
                 self.waiters.insert(tree, n);
-                let file = self.checker.model().file_of(tree);
+                let file = m.file_of(tree);
                 let slot = self.tl.trees.entry(tree).or_default();
                 if file.is_some() {
                     *slot = file;
@@ -592,14 +611,9 @@ impl Builder {
         }
     }
 
-    /// A damaged part of the trace.
-    pub fn gap(&mut self, idx: u64) {
-        self.checker.gap(idx);
-    }
-
     /// Ends the stream: open slices end at the last time (marked
     /// unfinished), findings become instants.
-    pub fn finish(mut self) -> Timeline {
+    pub fn finish(mut self, verdict: Verdict) -> Timeline {
         let last = self.tl.last_ts;
         for s in &mut self.tl.slices {
             if s.end == OPEN {
@@ -607,7 +621,6 @@ impl Builder {
                 s.unfinished = true;
             }
         }
-        let verdict = self.checker.finish();
         for f in verdict.findings {
             let mut args = vec![
                 ("severity", format!("{:?}", f.severity).to_lowercase()),
@@ -644,6 +657,21 @@ impl Builder {
             });
         }
         self.tl
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Analysis for Builder {
+    fn before(&mut self, m: &Model, idx: u64, ev: &Event) {
+        self.ends(m, idx, ev);
+    }
+    fn after(&mut self, m: &Model, _idx: u64, ev: &Event) {
+        self.begins(m, ev);
     }
 }
 
@@ -685,11 +713,18 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn build(evs: &[Event]) -> Timeline {
-        let mut b = Builder::new(None, Config::default());
-        for (i, e) in evs.iter().enumerate() {
-            b.event(i as u64, e);
+        let mut e = crate::analysis::Engine::new(
+            Model::new(None),
+            (
+                crate::analysis::Checker::new(Default::default()),
+                Builder::new(),
+            ),
+        );
+        for (i, ev) in evs.iter().enumerate() {
+            e.event(i as u64, ev);
         }
-        b.finish()
+        let (m, (c, b)) = e.into_parts();
+        b.finish(c.finish(&m))
     }
 
     fn hold(tl: &Timeline, tid: u32) -> &Slice {

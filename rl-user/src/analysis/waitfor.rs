@@ -4,7 +4,7 @@
 //! model (reference blockers of a range-lock waiter, conflicting holders of
 //! an mmap_lock), and only when a new wait edge appears.
 
-use crate::model::{FastMap, LockState, Mm, Model, Op, Wait};
+use crate::model::{FastMap, LockState, Mm, MmapUse, Model, Op, Wait};
 
 /// Most tasks a cycle search visits; wait chains longer than this are not
 /// followed (the search is bounded, so a pathological trace stays fast).
@@ -18,22 +18,40 @@ pub struct Step {
     pub evidence: u64,
 }
 
-/// What an mmap_lock waiter `tid` waits for: `(owner, evidence)` of the
-/// conflicting holders, and (rwsem queueing: no lock stealing past a waiting
-/// writer) the earlier waiters it queues behind: writers for a reader, all
-/// for a writer.
-pub fn mmap_blockers(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (u32, u64)> + '_ {
+/// What an mmap_lock waiter `tid` waits for: the conflicting holders
+/// (`true`: held), and (rwsem queueing: no lock stealing past a waiting
+/// writer) the earlier waiters it queues behind (`false`): writers for a
+/// reader, all for a writer.
+pub fn mmap_blocking(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (&MmapUse, bool)> + '_ {
     let holders = m
         .holders
         .iter()
-        .filter(move |h| (write || h.write) && h.tid != tid);
+        .filter(move |h| (write || h.write) && h.tid != tid)
+        .map(|h| (h, true));
     let pos = m
         .waiters
         .iter()
         .position(|w| w.tid == tid)
         .unwrap_or(m.waiters.len());
-    let earlier = m.waiters[..pos].iter().filter(move |w| write || w.write);
-    holders.chain(earlier).map(|u| (u.tid, u.idx))
+    let earlier = m.waiters[..pos]
+        .iter()
+        .filter(move |w| write || w.write)
+        .map(|w| (w, false));
+    holders.chain(earlier)
+}
+
+/// [`mmap_blocking`] as `(owner, evidence)` pairs.
+pub fn mmap_blockers(m: &Mm, tid: u32, write: bool) -> impl Iterator<Item = (u32, u64)> + '_ {
+    mmap_blocking(m, tid, write).map(|(u, _)| (u.tid, u.idx))
+}
+
+/// What a blocker owns that its waiter waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owned {
+    /// Range lock `lock` of `tree`, held or queued ahead.
+    Range { tree: u64, lock: u64 },
+    /// The mmap_lock of `mm`, held (`held`) or queued ahead, for `write`.
+    Mmap { mm: u64, write: bool, held: bool },
 }
 
 /// Something a waiter waits on: the task owning it and the event by which
@@ -44,6 +62,7 @@ pub struct Blocker {
     pub tid: u32,
     pub evidence: u64,
     pub dio: bool,
+    pub owns: Owned,
 }
 
 /// Everything `tid` waits on now. A range lock waiter waits for the
@@ -61,6 +80,7 @@ pub fn blockers(m: &Model, tid: u32) -> Vec<Blocker> {
                 .into_iter()
                 .filter_map(|id| {
                     let b = t.locks.get(&id)?;
+                    let owns = Owned::Range { tree, lock: id };
                     Some(match b.state {
                         LockState::Held { idx, .. } => Blocker {
                             tid: b.tid,
@@ -71,11 +91,13 @@ pub fn blockers(m: &Model, tid: u32) -> Vec<Blocker> {
                                         .values()
                                         .any(|d| d.tid == b.tid && d.dev == dev && d.ino == ino)
                                 }),
+                            owns,
                         },
                         LockState::Waiting => Blocker {
                             tid: b.tid,
                             evidence: b.req_idx,
                             dio: false,
+                            owns,
                         },
                     })
                 })
@@ -84,12 +106,17 @@ pub fn blockers(m: &Model, tid: u32) -> Vec<Blocker> {
         Some(Wait::Mmap { mm, write, .. }) => m
             .mms
             .get(&mm)
-            .map(|mm| {
-                mmap_blockers(mm, tid, write)
-                    .map(|(tid, evidence)| Blocker {
-                        tid,
-                        evidence,
+            .map(|s| {
+                mmap_blocking(s, tid, write)
+                    .map(|(u, held)| Blocker {
+                        tid: u.tid,
+                        evidence: u.idx,
                         dio: false,
+                        owns: Owned::Mmap {
+                            mm,
+                            write: u.write,
+                            held,
+                        },
                     })
                     .collect()
             })
@@ -119,6 +146,9 @@ pub struct Chain {
     /// `(tid, evidence)`: the task, and the event by which it owns what the
     /// previous step waits for (the first step's is its own request).
     pub steps: Vec<(u32, u64)>,
+    /// What each step after the first owns that the previous one waits for
+    /// (`owns[i]` is step `i + 1`'s).
+    pub owns: Vec<Owned>,
     pub cycle: bool,
     pub dio: bool,
 }
@@ -145,6 +175,7 @@ pub fn chain(m: &Model, start: u32, max: usize) -> Chain {
             return c;
         }
         c.dio = b.dio;
+        c.owns.push(b.owns);
         cur = b.tid;
         ev = b.evidence;
     }

@@ -60,6 +60,7 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use rl_reference::{ExclFifo, Mode as RefMode, Outcome, Rw, StateMachine};
 use serde::Serialize;
 
+use super::engine::Analysis;
 use crate::events::{Body, Dev, Event};
 use crate::model::{FastMap, PAGE_SHIFT, byte_pages};
 
@@ -651,6 +652,8 @@ pub struct WhatIfRun {
     kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>>,
     ops: u64,
     buf: Vec<FileOp>,
+    /// Range lock requests seen: a trace recorded with range locks already.
+    range_locks: u64,
 }
 
 impl WhatIfRun {
@@ -666,10 +669,19 @@ impl WhatIfRun {
             kinds: BTreeMap::new(),
             ops: 0,
             buf: Vec::new(),
+            range_locks: 0,
         }
     }
 
+    /// Range lock requests seen so far.
+    pub fn range_locks(&self) -> u64 {
+        self.range_locks
+    }
+
     pub fn event(&mut self, ev: &Event) {
+        if matches!(ev.body, Body::RlRequest { .. }) {
+            self.range_locks += 1;
+        }
         self.collector.event(ev);
         let horizon = self.collector.ready(&mut self.buf);
         self.feed();
@@ -773,6 +785,17 @@ fn assemble(
         whole_file: total(&files.iter().map(|f| &f.whole_file).collect::<Vec<_>>()),
         file_shared: total(&files.iter().map(|f| &f.file_shared).collect::<Vec<_>>()),
         files,
+    }
+}
+
+/// The replay reads the events themselves, not the model: it simulates
+/// other locks than the trace's.
+impl Analysis for WhatIfRun {
+    fn before(&mut self, _m: &crate::model::Model, _idx: u64, ev: &Event) {
+        self.event(ev);
+    }
+    fn gap(&mut self, _m: &crate::model::Model, _idx: u64) {
+        WhatIfRun::gap(self);
     }
 }
 

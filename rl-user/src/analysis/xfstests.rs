@@ -20,17 +20,23 @@
 
 use serde::Serialize;
 
+use super::engine::Analysis;
+use super::stats::Stats;
 use super::{Finding, Verdict};
 use crate::events::{Body, Event};
+use crate::model::Model;
 
 /// The name of the segment before the first test marker.
 pub const BEFORE: &str = "(before first test)";
 
 /// The test a console line starts, if it is an xfstests marker:
 /// `run fstests generic/001 at 2024-05-01 10:00:00` -> `generic/001`.
+/// (anywhere in the text: a console line may carry a prefix). One parser
+/// for `check`, `report`, `hist --by test` and timelines.
 pub fn test_name(text: &str) -> Option<&str> {
-    // One parser for `check`, `report` and `hist --by test`.
-    super::hist::fstests_test(text)
+    const RUN: &str = "run fstests ";
+    let rest = &text[text.find(RUN)? + RUN.len()..];
+    rest.split_whitespace().next()
 }
 
 /// One test (or the part before the first one).
@@ -187,6 +193,58 @@ pub fn split(v: &Verdict, s: &Splitter) -> Vec<TestVerdict> {
     out
 }
 
+impl Analysis for Splitter {
+    fn before(&mut self, _m: &Model, idx: u64, ev: &Event) {
+        self.event(idx, ev);
+    }
+    fn gap(&mut self, _m: &Model, idx: u64) {
+        Splitter::gap(self, idx);
+    }
+}
+
+/// Statistics per test: the [`Stats`] of each finished test are taken
+/// out when the next test starts (waits and holds count in the test where
+/// they end), beside the splitter that finds the tests.
+#[derive(Debug)]
+pub struct TestStats {
+    pub splitter: Splitter,
+    pub stats: Stats,
+    /// The statistics of each finished test, in order.
+    pub parts: Vec<Stats>,
+}
+
+impl TestStats {
+    pub fn new(stats: Stats) -> TestStats {
+        TestStats {
+            splitter: Splitter::new(),
+            stats,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Ends the stream: the last test's statistics join the parts.
+    pub fn finish(mut self) -> (Splitter, Vec<Stats>) {
+        self.parts.push(self.stats.take_rows());
+        (self.splitter, self.parts)
+    }
+}
+
+impl Analysis for TestStats {
+    fn before(&mut self, m: &Model, idx: u64, ev: &Event) {
+        if self.splitter.event(idx, ev) && self.splitter.segments().len() > 1 {
+            self.parts.push(self.stats.take_rows());
+        }
+        self.stats.before(m, idx, ev);
+    }
+    fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
+        self.stats.after(m, idx, ev);
+    }
+    fn gap(&mut self, m: &Model, idx: u64) {
+        self.stats.gap(m, idx);
+        Splitter::gap(&mut self.splitter, idx);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +310,7 @@ mod tests {
                     continue;
                 }
                 v.findings.push(Finding {
-                    kind: crate::analysis::Kind::Stall,
+                    kind: crate::analysis::Kind::STALL,
                     severity: crate::analysis::Severity::Error,
                     certain: true,
                     ts: 0,

@@ -9,17 +9,15 @@
 //! to print the evidence events of the findings.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Step;
 use crate::analysis::xfstests::{self, Splitter};
 use crate::analysis::{Checker, Config, Verdict};
 use crate::cli::{CheckFlavour, VerdictFormat};
 use crate::events::Body;
 use crate::events::text::TextWriter;
-use crate::model::{Flavour, Model};
 use crate::trace::{self, Item};
 use crate::views::findings as render;
 use crate::views::xfstests as by_test_view;
@@ -33,29 +31,23 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let events = super::open(file)?;
     let header = events.header();
-    let flavour = flavour_of(header, flavour);
+    let model = super::model_for(header, flavour);
     let cfg = Config {
         stall_ns: stall_ms.saturating_mul(1_000_000),
         // A live recording starts while locks may already be held.
         clean_start: header.source != "record",
     };
-    let mut checker = Checker::new(Model::new(flavour), cfg);
     let by_test = by_test || format == VerdictFormat::Junit;
-    let mut splitter = Splitter::new();
     let name = file.display();
-    super::stream(file, events, |step| match step {
-        Step::Event(idx, ev) => {
-            if by_test {
-                splitter.event(idx, ev);
-            }
-            checker.event(idx, ev);
-        }
-        Step::Gap(idx) => {
-            checker.gap(idx);
-            splitter.gap(idx);
-        }
-    })?;
-    let verdict = checker.finish();
+    let engine = super::drive(
+        file,
+        events,
+        model,
+        (Checker::new(cfg), by_test.then(Splitter::new)),
+    )?;
+    let (model, (checker, splitter)) = engine.into_parts();
+    let verdict = checker.finish(&model);
+    let splitter = splitter.unwrap_or_default();
     if by_test && !splitter.has_tests() {
         eprintln!(
             "rltop: warning: {name}: no xfstests marker (`run fstests <seq> at ...`) in this trace"
@@ -84,36 +76,12 @@ pub fn run(
             &evidence_lines(file, &verdict)?,
         ),
     };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(crate::user_error(format!("check: writing output: {e}"))),
-    }
+    super::write_stdout("check", out.as_bytes())?;
     Ok(if verdict.failed() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The range lock flavour: the trace's own word first, then the user's,
-/// else (`None`) the first request's mode decides.
-pub(crate) fn flavour_of(
-    header: &trace::TraceHeader,
-    user: Option<CheckFlavour>,
-) -> Option<Flavour> {
-    header
-        .flavour
-        .as_deref()
-        .and_then(Flavour::parse)
-        .or(user.map(|f| match f {
-            CheckFlavour::ExclFifo => Flavour::ExclFifo,
-            CheckFlavour::Rw => Flavour::Rw,
-        }))
 }
 
 /// The text lines of the evidence events, from a second pass over the file.

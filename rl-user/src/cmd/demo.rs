@@ -213,7 +213,7 @@ mod tests {
             shift: None,
             last_ts: 0,
         };
-        let mut checker = Checker::new(Model::new(Some(Flavour::ExclFifo)), Config::default());
+        let mut checker = Checker::over(Model::new(Some(Flavour::ExclFifo)), Config::default());
         let mut idx = 0;
         // The deadlock, then inversion, overlap and unlocked-page.
         while src.batches <= 4 * DEFECT_EVERY {
@@ -223,18 +223,27 @@ mod tests {
             checker.event(idx, &e);
             idx += 1;
         }
-        let kinds: Vec<Kind> = checker.findings().iter().map(|f| f.kind).collect();
+        let kinds: Vec<Kind> = checker
+            .analysis()
+            .findings()
+            .iter()
+            .map(|f| f.kind)
+            .collect();
         for k in [
-            Kind::Deadlock,
-            Kind::OrderingInversion,
-            Kind::ConflictingGrant,
-            Kind::PageInLockedRange,
+            Kind::DEADLOCK,
+            Kind::ORDERING_INVERSION,
+            Kind::CONFLICTING_GRANT,
+            Kind::PAGE_IN_LOCKED_RANGE,
         ] {
             assert!(kinds.contains(&k), "{k:?} in {kinds:?}");
         }
         // Each bug's file is its own.
-        let files: std::collections::HashSet<_> =
-            checker.findings().iter().filter_map(|f| f.tree).collect();
+        let files: std::collections::HashSet<_> = checker
+            .analysis()
+            .findings()
+            .iter()
+            .filter_map(|f| f.tree)
+            .collect();
         assert!(files.len() >= 4, "{files:?}");
     }
 }

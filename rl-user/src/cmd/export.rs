@@ -10,9 +10,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Step;
-use crate::analysis::Config;
 use crate::analysis::timeline::{Builder, Timeline};
+use crate::analysis::{Checker, Config};
 use crate::cli::CheckFlavour;
 use crate::views::timeline::{chrome, perfetto};
 
@@ -28,12 +27,10 @@ pub fn build(
         stall_ns: stall_ms.saturating_mul(1_000_000),
         clean_start: header.source != "record",
     };
-    let mut b = Builder::new(super::check::flavour_of(header, flavour), cfg);
-    super::stream(file, events, |step| match step {
-        Step::Event(idx, ev) => b.event(idx, ev),
-        Step::Gap(idx) => b.gap(idx),
-    })?;
-    Ok(b.finish())
+    let model = super::model_for(header, flavour);
+    let engine = super::drive(file, events, model, (Checker::new(cfg), Builder::new()))?;
+    let (model, (checker, builder)) = engine.into_parts();
+    Ok(builder.finish(checker.finish(&model)))
 }
 
 pub fn run(

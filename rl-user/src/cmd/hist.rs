@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::Step;
 use crate::analysis::hist::{By, HistSet, Histograms};
 use crate::analysis::stats::Metric;
 use crate::cli::{CheckFlavour, HistBy, HistFormat, HistMetric};
@@ -54,16 +53,9 @@ pub fn build(
         return Ok(set);
     }
     let events = super::open(file)?;
-    let mut h = Histograms::new(
-        super::check::flavour_of(events.header(), flavour),
-        metric,
-        by,
-    );
-    super::stream(file, events, |step| match step {
-        Step::Event(idx, ev) => h.event(idx, ev),
-        Step::Gap(idx) => h.gap(idx),
-    })?;
-    Ok(h.finish())
+    let model = super::model_for(events.header(), flavour);
+    let engine = super::drive(file, events, model, Histograms::new(metric, by))?;
+    Ok(engine.into_parts().1.finish())
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {

@@ -15,7 +15,6 @@
 //! A bare port binds to 127.0.0.1: serving to the network must be asked
 //! for with an explicit address (e.g. `0.0.0.0:9464`).
 
-use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +22,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::analysis::counts::Counts;
 use crate::analysis::stats::Stats;
-use crate::analysis::{Checker, Config, Finding};
+use crate::analysis::{Checker, Config, Engine, Finding};
 use crate::events::Event;
 use crate::model::{Model, Wait};
 use crate::views::metrics::{self, Input};
@@ -44,10 +44,8 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// What the analysis thread keeps.
 struct Live {
-    checker: Checker,
-    stats: Stats,
+    engine: Engine<(Checker, Stats, Counts)>,
     idx: u64,
-    events_by_kind: BTreeMap<&'static str, u64>,
 }
 
 struct Shared {
@@ -75,16 +73,18 @@ impl Metrics {
             live: Mutex::new(Live {
                 // A recording starts mid-stream, as `rltop check` knows
                 // from the trace header.
-                checker: Checker::new(
+                engine: Engine::new(
                     Model::new(None),
-                    Config {
-                        clean_start: false,
-                        ..Config::default()
-                    },
+                    (
+                        Checker::new(Config {
+                            clean_start: false,
+                            ..Config::default()
+                        }),
+                        Stats::new(false),
+                        Counts::default(),
+                    ),
                 ),
-                stats: Stats::new(false),
                 idx: 0,
-                events_by_kind: BTreeMap::new(),
             }),
             skipped: AtomicU64::new(0),
             seen_skipped: AtomicU64::new(0),
@@ -150,20 +150,11 @@ fn analyse(s: &Shared, rx: Receiver<Vec<Event>>) {
         if skipped != s.seen_skipped.swap(skipped, Ordering::Relaxed) {
             // Events were skipped before this batch: a gap.
             let idx = l.idx;
-            l.checker.gap(idx);
-            l.stats.gap();
+            l.engine.gap(idx);
         }
-        let Live {
-            checker,
-            stats,
-            idx,
-            events_by_kind,
-        } = &mut *l;
+        let Live { engine, idx } = &mut *l;
         for ev in &batch {
-            *events_by_kind.entry(ev.body.kind()).or_default() += 1;
-            stats.before(checker.model(), ev);
-            checker.event(*idx, ev);
-            stats.after(checker.model(), *idx, ev);
+            engine.event(*idx, ev);
             *idx += 1;
         }
     }
@@ -171,9 +162,11 @@ fn analyse(s: &Shared, rx: Receiver<Vec<Event>>) {
 
 fn render(s: &Shared) -> String {
     let l = s.live.lock().unwrap_or_else(|e| e.into_inner());
-    let findings: Vec<&Finding> = l.checker.standing().collect();
+    let (checker, stats, counts) = l.engine.analysis();
+    let model = l.engine.model();
+    let findings: Vec<&Finding> = checker.standing().collect();
     let mut waiting = (0, 0);
-    for t in l.checker.model().tasks.values() {
+    for t in model.tasks.values() {
         match t.waiting {
             Some(Wait::Range { .. }) => waiting.0 += 1,
             Some(Wait::Mmap { .. }) => waiting.1 += 1,
@@ -181,12 +174,12 @@ fn render(s: &Shared) -> String {
         }
     }
     metrics::openmetrics(&Input {
-        stats: &l.stats,
-        events_by_kind: &l.events_by_kind,
-        lost: l.checker.model().lost,
+        stats,
+        events_by_kind: &counts.by_kind,
+        lost: model.lost,
         skipped: s.skipped.load(Ordering::Relaxed),
         findings: &findings,
-        suppressed: l.checker.suppressed(),
+        suppressed: checker.suppressed(),
         waiting,
     })
 }

@@ -20,8 +20,11 @@ pub mod whatif;
 use std::io::Write;
 use std::path::Path;
 
+use crate::analysis::{Analysis, Engine};
+use crate::cli::CheckFlavour;
 use crate::events::Event;
-use crate::trace::{self, Item, ReadAhead};
+use crate::model::{Flavour, Model};
+use crate::trace::{self, Item, ReadAhead, TraceHeader};
 
 /// Opens a trace (or a JSONL file) for a command: its header, and its
 /// events decoded ahead on a thread of their own. Errors are one line.
@@ -61,6 +64,38 @@ pub(crate) fn stream(
         }
     }
     Ok(idx)
+}
+
+/// The model for a trace: of the range lock flavour the trace's header
+/// names, else the user's (`--flavour`), else (`None`) the one the first
+/// request's mode implies.
+pub(crate) fn model_for(header: &TraceHeader, user: Option<CheckFlavour>) -> Model {
+    Model::new(flavour_of(header, user))
+}
+
+/// See [`model_for`].
+pub(crate) fn flavour_of(header: &TraceHeader, user: Option<CheckFlavour>) -> Option<Flavour> {
+    header
+        .flavour
+        .as_deref()
+        .and_then(Flavour::parse)
+        .or(user.map(Flavour::from))
+}
+
+/// Streams `events` (read from `file`) through an engine over `analysis`
+/// and returns it at the end of the stream.
+pub(crate) fn drive<A: Analysis>(
+    file: &Path,
+    events: ReadAhead,
+    model: Model,
+    analysis: A,
+) -> anyhow::Result<Engine<A>> {
+    let mut engine = Engine::new(model, analysis);
+    stream(file, events, |step| match step {
+        Step::Event(idx, ev) => engine.event(idx, ev),
+        Step::Gap(idx) => engine.gap(idx),
+    })?;
+    Ok(engine)
 }
 
 /// Writes `bytes` to `path` whole or not at all: into a new temporary file

@@ -510,7 +510,7 @@ pub fn run(
             profile: header.profile.clone(),
             ..Status::default()
         },
-        flavour: super::check::flavour_of(&header, flavour),
+        flavour: super::flavour_of(&header, flavour),
         cfg: Config {
             stall_ns: stall_ms.saturating_mul(1_000_000),
             clean_start: header.source != "record",
@@ -653,7 +653,7 @@ mod tests {
         assert_eq!(seen(&p), 6, "the sixth event closes the cycle");
         let f = p.pipeline.as_ref().unwrap().findings();
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].kind, crate::analysis::Kind::Deadlock);
+        assert_eq!(f[0].kind, crate::analysis::Kind::DEADLOCK);
         assert!(p.paused);
     }
 
@@ -672,7 +672,7 @@ mod tests {
         assert!(
             last.findings
                 .iter()
-                .any(|f| f.finding.kind == crate::analysis::Kind::Deadlock)
+                .any(|f| f.finding.kind == crate::analysis::Kind::DEADLOCK)
         );
         // Play at the end starts again from the first event.
         p.control(Control::TogglePause).unwrap();

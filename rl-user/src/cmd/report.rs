@@ -4,15 +4,12 @@
 //! Streams the file once through the model and the statistics: memory
 //! follows the live state and the number of lock classes, not the trace.
 
-use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Step;
 use crate::analysis::stats::Stats;
-use crate::analysis::xfstests::Splitter;
+use crate::analysis::xfstests::TestStats;
 use crate::cli::{CheckFlavour, CheckFormat};
-use crate::model::Model;
 use crate::views::report::{self, SortKey};
 use crate::views::xfstests::{self as by_test_view, TestReport};
 
@@ -24,35 +21,17 @@ pub fn run(
     flavour: Option<CheckFlavour>,
 ) -> anyhow::Result<ExitCode> {
     let events = super::open(file)?;
-    let mut model = Model::new(super::check::flavour_of(events.header(), flavour));
-    let mut stats = Stats::new(true);
-    let mut splitter = Splitter::new();
-    // The statistics of each finished test (waits and holds are counted
-    // in the test where they end).
-    let mut parts: Vec<Stats> = Vec::new();
+    let model = super::model_for(events.header(), flavour);
     let name = file.display();
-    super::stream(file, events, |step| match step {
-        Step::Event(idx, ev) => {
-            if by_test && splitter.event(idx, ev) && splitter.segments().len() > 1 {
-                parts.push(stats.take_rows());
-            }
-            stats.before(&model, ev);
-            model.apply(idx, ev);
-            stats.after(&model, idx, ev);
-        }
-        Step::Gap(idx) => {
-            model.gap(idx, 0);
-            stats.gap();
-            splitter.gap(idx);
-        }
-    })?;
     let out = if by_test {
+        let engine = super::drive(file, events, model, TestStats::new(Stats::new(true)))?;
+        let (model, per_test) = engine.into_parts();
+        let (splitter, parts) = per_test.finish();
         if !splitter.has_tests() {
             eprintln!(
                 "rltop: warning: {name}: no xfstests marker (`run fstests <seq> at ...`) in this trace"
             );
         }
-        parts.push(stats.take_rows());
         let tests: Vec<TestReport> = splitter
             .segments()
             .iter()
@@ -65,20 +44,13 @@ pub fn run(
             CheckFormat::Text => by_test_view::report_text(&whole, &tests),
         }
     } else {
-        let r = report::build(&stats, &model, sort);
+        let engine = super::drive(file, events, model, Stats::new(true))?;
+        let r = report::build(engine.analysis(), engine.model(), sort);
         match format {
             CheckFormat::Json => report::json(&r),
             CheckFormat::Text => report::text(&r),
         }
     };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(crate::user_error(format!("report: writing output: {e}"))),
-    }
+    super::write_stdout("report", out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

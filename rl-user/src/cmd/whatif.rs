@@ -2,11 +2,9 @@
 //! waits and parallelism per file under Kara's range locking versus
 //! whole-file serialization (see [`crate::analysis::whatif`]).
 
-use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Step;
 use crate::analysis::whatif::{Config, WhatIfRun};
 use crate::cli::CheckFormat;
 use crate::views::whatif as render;
@@ -15,17 +13,10 @@ pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Resul
     let events = super::open(file)?;
     let header = events.header().clone();
     let cfg = Config { page_hold_ns };
-    let mut run = WhatIfRun::new(cfg);
-    let mut range_locks = 0u64;
-    super::stream(file, events, |step| match step {
-        Step::Event(_, ev) => {
-            if matches!(ev.body, crate::events::Body::RlRequest { .. }) {
-                range_locks += 1;
-            }
-            run.event(ev);
-        }
-        Step::Gap(_) => run.gap(),
-    })?;
+    let model = super::model_for(&header, None);
+    let engine = super::drive(file, events, model, WhatIfRun::new(cfg))?;
+    let run = engine.into_parts().1;
+    let range_locks = run.range_locks();
     let name = file.display();
     if range_locks > 0 {
         eprintln!(
@@ -39,14 +30,6 @@ pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Resul
         CheckFormat::Json => render::json(&w),
         CheckFormat::Text => render::text(&w),
     };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(crate::user_error(format!("whatif: writing output: {e}"))),
-    }
+    super::write_stdout("whatif", out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -243,4 +243,70 @@ impl Body {
             Body::OrderingEvidence { .. } => "ordering_evidence",
         }
     }
+
+    /// The kind of this body, as a [`Tag`].
+    pub fn tag(&self) -> Tag {
+        match self {
+            Body::Task { .. } => Tag::Task,
+            Body::Tree { .. } => Tag::Tree,
+            Body::RlRequest { .. } => Tag::RlRequest,
+            Body::RlAcquired { .. } => Tag::RlAcquired,
+            Body::RlTrylockFailed { .. } => Tag::RlTrylockFailed,
+            Body::RlCancel { .. } => Tag::RlCancel,
+            Body::RlRelease { .. } => Tag::RlRelease,
+            Body::MmapLockRequest { .. } => Tag::MmapLockRequest,
+            Body::MmapLockAcquired { .. } => Tag::MmapLockAcquired,
+            Body::MmapLockRelease { .. } => Tag::MmapLockRelease,
+            Body::Fault { .. } => Tag::Fault,
+            Body::PageAdd { .. } => Tag::PageAdd,
+            Body::DioBegin { .. } => Tag::DioBegin,
+            Body::DioEnd { .. } => Tag::DioEnd,
+            Body::PunchBegin { .. } => Tag::PunchBegin,
+            Body::PunchEnd { .. } => Tag::PunchEnd,
+            Body::TruncateBegin { .. } => Tag::TruncateBegin,
+            Body::TruncateEnd { .. } => Tag::TruncateEnd,
+            Body::ContentionBegin { .. } => Tag::ContentionBegin,
+            Body::ContentionEnd { .. } => Tag::ContentionEnd,
+            Body::Marker { .. } => Tag::Marker,
+            Body::Lost { .. } => Tag::Lost,
+            Body::Exit => Tag::Exit,
+            Body::OrderingEvidence { .. } => Tag::OrderingEvidence,
+        }
+    }
+}
+
+/// The kind of a [`Body`] without its fields: for tables indexed by kind
+/// (which analyses want which events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Tag {
+    Task,
+    Tree,
+    RlRequest,
+    RlAcquired,
+    RlTrylockFailed,
+    RlCancel,
+    RlRelease,
+    MmapLockRequest,
+    MmapLockAcquired,
+    MmapLockRelease,
+    Fault,
+    PageAdd,
+    DioBegin,
+    DioEnd,
+    PunchBegin,
+    PunchEnd,
+    TruncateBegin,
+    TruncateEnd,
+    ContentionBegin,
+    ContentionEnd,
+    Marker,
+    Lost,
+    Exit,
+    OrderingEvidence,
+}
+
+impl Tag {
+    /// How many tags there are.
+    pub const COUNT: usize = 24;
 }

@@ -59,8 +59,8 @@ pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
             f.message
         );
         match f.kind {
-            Kind::OrderingInversion => lockdep_inversion(&mut out, f),
-            Kind::Deadlock => lockdep_cycle(&mut out, f),
+            k if k == Kind::ORDERING_INVERSION => lockdep_inversion(&mut out, f),
+            k if k == Kind::DEADLOCK => lockdep_cycle(&mut out, f),
             _ => {}
         }
         let _ = writeln!(out, "  evidence:");

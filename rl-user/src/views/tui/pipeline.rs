@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::snapshot::{self, Extra, FileKey, FindingRow, Snapshot, Status};
 use crate::analysis::stats::Stats;
-use crate::analysis::{Checker, Config, Finding};
+use crate::analysis::{Checker, Config, Engine, Finding};
 use crate::events::text::TextWriter;
 use crate::events::{Body, Event};
 use crate::model::{FastMap, Model};
@@ -24,8 +24,7 @@ pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
 
 /// See the module docs.
 pub struct Pipeline {
-    checker: Checker,
-    stats: Stats,
+    engine: Engine<(Checker, Stats)>,
     /// The last [`KEEP_EVENTS`] events; `recent[0]` has index `recent_base`.
     recent: VecDeque<Event>,
     recent_base: u64,
@@ -46,8 +45,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(model: Model, cfg: Config) -> Pipeline {
         Pipeline {
-            checker: Checker::new(model, cfg),
-            stats: Stats::new(false),
+            engine: Engine::new(model, (Checker::new(cfg), Stats::new(false))),
             recent: VecDeque::with_capacity(1024),
             recent_base: 0,
             evidence: FastMap::default(),
@@ -68,11 +66,11 @@ impl Pipeline {
     }
 
     pub fn model(&self) -> &Model {
-        self.checker.model()
+        self.engine.model()
     }
 
     pub fn findings(&self) -> &[Finding] {
-        self.checker.findings()
+        self.engine.analysis().0.findings()
     }
 
     /// Paths of inodes, for the file names (live: see [`crate::probe::paths`]).
@@ -84,9 +82,7 @@ impl Pipeline {
     pub fn event(&mut self, ev: Event) {
         let idx = self.next_idx;
         self.next_idx += 1;
-        self.stats.before(self.checker.model(), &ev);
-        self.checker.event(idx, &ev);
-        self.stats.after(self.checker.model(), idx, &ev);
+        self.engine.event(idx, &ev);
         if self.recent.len() == KEEP_EVENTS {
             self.recent.pop_front();
             self.recent_base += 1;
@@ -96,8 +92,7 @@ impl Pipeline {
 
     /// Events were lost or a part of the trace was damaged here.
     pub fn gap(&mut self) {
-        self.checker.gap(self.next_idx);
-        self.stats.gap();
+        self.engine.gap(self.next_idx);
     }
 
     /// The end of the stream: stalls still pending and leaked locks become
@@ -105,12 +100,16 @@ impl Pipeline {
     /// (the checker is consumed by its verdict, so this ends the pipeline).
     pub fn finish(mut self, status: Status) -> Snapshot {
         let mut snap = self.snapshot(status);
-        let names = Names::of(self.checker.model());
-        let checker = std::mem::replace(
-            &mut self.checker,
-            Checker::new(Model::new(None), Config::default()),
+        let names = Names::of(self.engine.model());
+        let engine = std::mem::replace(
+            &mut self.engine,
+            Engine::new(
+                Model::new(None),
+                (Checker::new(Config::default()), Stats::new(false)),
+            ),
         );
-        let verdict = checker.finish();
+        let (model, (checker, _)) = engine.into_parts();
+        let verdict = checker.finish(&model);
         self.findings_sig = (usize::MAX, 0, 0);
         snap.findings = self.finding_rows(&verdict.findings, &names);
         snap
@@ -169,12 +168,12 @@ impl Pipeline {
     }
 
     fn current_findings(&mut self) -> Arc<Vec<FindingRow>> {
-        let f = self.checker.findings();
+        let f = self.engine.analysis().0.findings();
         let sig = signature(f);
         if sig == self.findings_sig {
             return self.findings.clone();
         }
-        let (f, names) = (f.to_vec(), Names::of(self.checker.model()));
+        let (f, names) = (f.to_vec(), Names::of(self.engine.model()));
         self.finding_rows(&f, &names)
     }
 
@@ -186,8 +185,8 @@ impl Pipeline {
     /// A snapshot at time `now` (CLOCK_MONOTONIC ns) when that is later than
     /// the last event: live, rates fall and ages grow while nothing happens.
     pub fn snapshot_at(&mut self, mut status: Status, clock: Option<u64>) -> Snapshot {
-        let now = self.checker.model().now.max(clock.unwrap_or(0));
-        let first = self.checker.model().first_ts.unwrap_or(now);
+        let now = self.engine.model().now.max(clock.unwrap_or(0));
+        let first = self.engine.model().first_ts.unwrap_or(now);
         if self.win_ts == 0 {
             self.win_ts = first;
         }
@@ -208,12 +207,13 @@ impl Pipeline {
             now: clock,
             paths: self.paths.clone(),
         };
-        let snap = snapshot::build(self.checker.model(), &self.stats, extra);
+        let (model, (_, stats)) = (self.engine.model(), self.engine.analysis());
+        let snap = snapshot::build(model, stats, extra);
         if window >= RATE_WINDOW_NS {
             self.last_rate = rate;
             self.win_ts = now;
             self.win_events = events;
-            self.win_cont = snapshot::contentions(&self.stats);
+            self.win_cont = snapshot::contentions(stats);
         }
         snap
     }

@@ -1,0 +1,197 @@
+//! `deadlock`: a cycle in the wait-for graph (range locks and mmap_lock).
+//!
+//! Searched when a new wait edge appears (after a request the model says
+//! must wait). Withdrawn if a member of the cycle later gets what it waited
+//! for: the model's edges were too pessimistic (e.g. an rwsem reader
+//! stealing mmap_lock past a waiting writer).
+
+use super::{Cx, Draft, FindingId, Kind, Link, On, Rule, Severity, Since};
+use crate::analysis::describe;
+use crate::analysis::waitfor::{self, Owned};
+use crate::events::{Body, Event, Tag};
+use crate::model::{FastSet, Model, Wait};
+
+impl Kind {
+    pub const DEADLOCK: Kind = Kind("deadlock");
+}
+
+#[derive(Debug, Default)]
+pub struct Deadlock {
+    /// Cycles already reported, as sorted tids.
+    cycles: FastSet<Vec<u32>>,
+    /// Deadlock findings and their members' waits, until one of them moves.
+    live: Vec<(FindingId, Vec<(u32, Wait)>)>,
+}
+
+/// What a task waits for, in words, with the event that asked for it and
+/// where (`(tree, range)`).
+type WaitDesc = (String, u64, Option<(u64, (u64, u64))>);
+
+fn wait_of(m: &Model, tid: u32) -> Option<WaitDesc> {
+    match m.tasks.get(&tid)?.waiting? {
+        Wait::Range { tree, lock } => {
+            let l = m.lock(tree, lock)?;
+            Some((
+                describe::range_lock(m, tree, lock, l),
+                l.req_idx,
+                Some((tree, (l.start, l.last))),
+            ))
+        }
+        Wait::Mmap { mm, write, idx } => Some((describe::mmap_lock(mm, write), idx, None)),
+    }
+}
+
+/// What a blocker owns, in words.
+fn owned(m: &Model, o: Owned) -> String {
+    match o {
+        Owned::Range { tree, lock } => match m.lock(tree, lock) {
+            Some(l) => describe::range_lock(m, tree, lock, l),
+            None => "?".into(),
+        },
+        Owned::Mmap {
+            mm,
+            write,
+            held: true,
+        } => describe::mmap_lock(mm, write),
+        // Queued ahead, not held: reports have always shown it unnamed.
+        Owned::Mmap { held: false, .. } => "?".into(),
+    }
+}
+
+impl Deadlock {
+    fn search(&mut self, cx: &mut Cx<'_>, tid: u32, ts: u64) {
+        let m = cx.m;
+        let Some(cycle) = waitfor::find_cycle(tid, |t| waitfor::edges(m, t)) else {
+            return;
+        };
+        let mut key: Vec<u32> = cycle.iter().map(|s| s.tid).collect();
+        key.sort_unstable();
+        key.dedup();
+        if !self.cycles.insert(key) {
+            return;
+        }
+        let n = cycle.len();
+        let mut evidence = Vec::new();
+        let mut links = Vec::new();
+        let mut where_ = None;
+        for (i, s) in cycle.iter().enumerate() {
+            evidence.push(s.evidence);
+            let wants = match wait_of(m, s.tid) {
+                Some((w, req, loc)) => {
+                    evidence.push(req);
+                    if where_.is_none() {
+                        where_ = loc;
+                    }
+                    w
+                }
+                None => "?".into(),
+            };
+            // Step i waits for what step i+1 owns: that is what step i+1
+            // holds. The blocker behind the previous step's edge says what.
+            let prev = &cycle[(i + n - 1) % n];
+            let holds = waitfor::blockers(m, prev.tid)
+                .into_iter()
+                .find(|b| b.tid == s.tid && b.evidence == prev.evidence)
+                .map_or_else(|| "?".into(), |b| owned(m, b.owns));
+            links.push(Link {
+                tid: s.tid,
+                task: describe::task(m, s.tid),
+                holds,
+                wants,
+            });
+        }
+        let chain: Vec<String> = links
+            .iter()
+            .map(|l| format!("{} waits for {}", l.task, l.wants))
+            .collect();
+        let message = format!("wait-for cycle: {}", chain.join(", "));
+        let since = evidence.iter().copied().min().unwrap_or(0);
+        let members: Vec<(u32, Wait)> = cycle
+            .iter()
+            .filter_map(|s| Some((s.tid, m.tasks.get(&s.tid)?.waiting?)))
+            .collect();
+        let at = cx.report(Draft {
+            tids: cycle.iter().map(|s| s.tid).collect(),
+            tree: where_.map(|w| w.0),
+            range: where_.map(|w| w.1),
+            evidence,
+            links,
+            ..Draft::new(Since::Event(since), ts, message)
+        });
+        if let Some(i) = at {
+            self.live.push((i, members));
+        }
+    }
+
+    /// A member of a reported cycle got what it waited for: the cycle was
+    /// not a deadlock. Withdraw the finding.
+    fn progress(&mut self, cx: &mut Cx<'_>, tid: u32) {
+        let Some(w) = cx.m.tasks.get(&tid).and_then(|t| t.waiting) else {
+            return;
+        };
+        let cycles = &mut self.cycles;
+        self.live.retain(|(i, members)| {
+            if members.contains(&(tid, w)) {
+                cx.retract(*i);
+                // The same tasks may still deadlock for real later.
+                let mut key: Vec<u32> = members.iter().map(|m| m.0).collect();
+                key.sort_unstable();
+                key.dedup();
+                cycles.remove(&key);
+                return false;
+            }
+            true
+        });
+    }
+}
+
+impl Rule for Deadlock {
+    fn kind(&self) -> Kind {
+        Kind::DEADLOCK
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn summary(&self) -> &'static str {
+        "a cycle in the wait-for graph (range locks and mmap_lock)"
+    }
+    fn before_on(&self) -> On {
+        On::of(&[Tag::RlAcquired, Tag::MmapLockAcquired])
+    }
+    fn after_on(&self) -> On {
+        On::of(&[Tag::RlRequest, Tag::MmapLockRequest])
+    }
+
+    fn before(&mut self, cx: &mut Cx<'_>, _idx: u64, ev: &Event) {
+        if self.live.is_empty() {
+            return;
+        }
+        match ev.body {
+            Body::RlAcquired { tree, lock } => {
+                if let Some(owner) = cx.m.lock(tree, lock).map(|l| l.tid) {
+                    self.progress(cx, owner);
+                }
+            }
+            Body::MmapLockAcquired { success: true, .. } => self.progress(cx, ev.tid),
+            _ => {}
+        }
+    }
+
+    fn after(&mut self, cx: &mut Cx<'_>, _idx: u64, ev: &Event) {
+        let m = cx.m;
+        let waits = match ev.body {
+            Body::RlRequest { tree, lock, .. } => m
+                .trees
+                .get(&tree)
+                .is_some_and(|t| !t.oracle.is_grantable(lock)),
+            Body::MmapLockRequest { mm, write } => m
+                .mms
+                .get(&mm)
+                .is_some_and(|s| waitfor::mmap_blockers(s, ev.tid, write).next().is_some()),
+            _ => false,
+        };
+        if waits {
+            self.search(cx, ev.tid, ev.ts);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `fifo_violation`: a request was granted before an earlier-queued
+//! conflicting request, against the flavour's rule.
+//!
+//! Checked on acquisitions the reference would not grant yet, when nothing
+//! held conflicts (that is a `conflicting_grant`). Requests closer than
+//! [`ORDER_WINDOW_NS`] have no observable order: uncertain. Withdrawn when
+//! a release or cancel of a blocker follows with the same timestamp.
+
+use super::conflicting_grant::{held_conflicts, slow_acquire};
+use super::{Cx, Draft, Kind, ORDER_WINDOW_NS, On, Rule, Severity, Since};
+use crate::analysis::describe;
+use crate::events::{Body, Event, Tag};
+
+impl Kind {
+    pub const FIFO_VIOLATION: Kind = Kind("fifo_violation");
+}
+
+#[derive(Debug)]
+pub struct FifoViolation;
+
+impl Rule for FifoViolation {
+    fn kind(&self) -> Kind {
+        Kind::FIFO_VIOLATION
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn summary(&self) -> &'static str {
+        "a request was granted before an earlier-queued conflicting request, against the flavour's rule"
+    }
+    fn before_on(&self) -> On {
+        On::of(&[Tag::RlAcquired])
+    }
+
+    fn before(&mut self, cx: &mut Cx<'_>, idx: u64, ev: &Event) {
+        let Body::RlAcquired { tree, lock } = ev.body else {
+            return;
+        };
+        let m = cx.m;
+        let Some((t, grantable)) = slow_acquire(m, tree, lock) else {
+            return;
+        };
+        if grantable || !held_conflicts(m, t, lock).is_empty() {
+            return;
+        }
+        let Some(l) = t.locks.get(&lock) else {
+            return;
+        };
+        let blockers = t.oracle.blockers(lock);
+        let Some(&first) = blockers.first() else {
+            return;
+        };
+        let Some(b) = t.locks.get(&first) else {
+            return;
+        };
+        let message = format!(
+            "{} acquired {} before earlier-queued conflicting {} of {} (still waiting)",
+            describe::task(m, ev.tid),
+            describe::range_lock(m, tree, lock, l),
+            describe::range_lock(m, tree, first, b),
+            describe::task(m, b.tid)
+        );
+        // Request events fire before the kernel inserts into the tree: two
+        // requests this close may have been inserted in either order.
+        let close = l.req_ts.saturating_sub(b.req_ts) < ORDER_WINDOW_NS;
+        let (since, message) = if close {
+            (Since::Never, message + " (requests too close to order)")
+        } else {
+            (Since::Event(b.req_idx), message)
+        };
+        cx.report(Draft {
+            tids: vec![l.tid, b.tid],
+            tree: Some(tree),
+            range: Some((l.start, l.last)),
+            evidence: vec![b.req_idx, l.req_idx, idx],
+            tie: Some((tree, blockers)),
+            ..Draft::new(since, ev.ts, message)
+        });
+    }
+
+    fn finish(&mut self, cx: &mut Cx<'_>) {
+        if !cx.cfg.clean_start {
+            // A recording's unseen start: a tree where an unknown lock was
+            // released had state from before the trace, which the queue
+            // order may have been judged without.
+            let unknown = &cx.m.unknown_trees;
+            cx.uncertain_where(|f| f.tree.is_some_and(|t| unknown.contains(&t)));
+        }
+    }
+}

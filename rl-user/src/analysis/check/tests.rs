@@ -1,0 +1,352 @@
+//! The checker's own tests: the ledger's rules of truth across rules.
+
+use super::*;
+use crate::events::{Body, Dev, Event, Mode};
+
+fn ev(ts: u64, tid: u32, body: Body) -> Event {
+    Event {
+        ts,
+        tid,
+        pid: tid,
+        cpu: None,
+        body,
+    }
+}
+
+fn run(cfg: Config, evs: &[Event]) -> Verdict {
+    let mut c = Checker::over(Model::new(None), cfg);
+    for (i, e) in evs.iter().enumerate() {
+        c.event(i as u64, e);
+    }
+    c.finish()
+}
+
+/// A live recording begins while a lock is held: its release, and the
+/// wait it caused, are not proven bugs.
+#[test]
+fn recorded_traces_start_mid_stream() {
+    let s = 1_000_000_000;
+    let evs = [
+        // 7 waits for a lock taken before the trace began (unseen).
+        ev(
+            s,
+            7,
+            Body::RlRequest {
+                tree: 1,
+                lock: 2,
+                start: 0,
+                last: 0,
+                mode: Mode::Excl,
+            },
+        ),
+        ev(3 * s, 6, Body::RlRelease { tree: 1, lock: 1 }),
+        ev(3 * s + 1, 7, Body::RlAcquired { tree: 1, lock: 2 }),
+    ];
+    let rec = run(
+        Config {
+            clean_start: false,
+            ..Config::default()
+        },
+        &evs,
+    );
+    let kinds: Vec<_> = rec.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::STALL, false), (Kind::UNLOCK_UNHELD, false)]);
+    assert!(!rec.failed());
+    // A stall on a tree with no unseen lock is a bug even there.
+    let evs2 = [
+        ev(
+            s,
+            6,
+            Body::RlRequest {
+                tree: 1,
+                lock: 1,
+                start: 0,
+                last: 0,
+                mode: Mode::Excl,
+            },
+        ),
+        ev(s, 6, Body::RlAcquired { tree: 1, lock: 1 }),
+        ev(
+            s,
+            7,
+            Body::RlRequest {
+                tree: 1,
+                lock: 2,
+                start: 0,
+                last: 0,
+                mode: Mode::Excl,
+            },
+        ),
+        ev(s + 1, 6, Body::RlRelease { tree: 1, lock: 1 }),
+        ev(
+            3 * s,
+            6,
+            Body::Marker {
+                text: String::new(),
+            },
+        ),
+        // Woken at last: it was never blocked by anything unseen.
+        ev(3 * s + 1, 7, Body::RlAcquired { tree: 1, lock: 2 }),
+    ];
+    let rec2 = run(
+        Config {
+            clean_start: false,
+            ..Config::default()
+        },
+        &evs2,
+    );
+    let kinds: Vec<_> = rec2.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::STALL, true)]);
+    // Still waiting at the end: maybe for a lock older than the trace.
+    let rec3 = run(
+        Config {
+            clean_start: false,
+            ..Config::default()
+        },
+        &evs2[..5],
+    );
+    let kinds: Vec<_> = rec3.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::STALL, false)]);
+    // The same events in a trace that starts clean are bugs.
+    let clean = run(Config::default(), &evs);
+    assert!(clean.failed());
+    assert!(clean.findings.iter().all(|f| f.certain));
+}
+
+#[test]
+fn repeated_problems_fold_into_one_finding() {
+    let dev = Dev { major: 8, minor: 1 };
+    let mut evs = vec![
+        ev(
+            1,
+            1,
+            Body::Tree {
+                tree: 1,
+                dev,
+                ino: 5,
+            },
+        ),
+        ev(
+            2,
+            1,
+            Body::RlRequest {
+                tree: 1,
+                lock: 9,
+                start: 0,
+                last: 9,
+                mode: Mode::Write,
+            },
+        ),
+        ev(3, 1, Body::RlAcquired { tree: 1, lock: 9 }),
+    ];
+    for i in 0..5 {
+        evs.push(ev(
+            4 + i,
+            2,
+            Body::PageAdd {
+                dev,
+                ino: 5,
+                index: i,
+                order: Some(0),
+            },
+        ));
+    }
+    let v = run(Config::default(), &evs);
+    assert_eq!(v.findings.len(), 1);
+    assert_eq!(v.findings[0].kind, Kind::PAGE_IN_LOCKED_RANGE);
+    assert!(v.findings[0].message.ends_with("(and 4 more)"));
+}
+
+/// A task waiting for a range it holds itself is an AA deadlock, unless
+/// its DIO is in flight there: completion releases that lock.
+#[test]
+fn self_wait_is_a_deadlock_unless_dio_owns_the_lock() {
+    let dev = Dev { major: 8, minor: 1 };
+    let base = [
+        ev(
+            1,
+            1,
+            Body::Tree {
+                tree: 1,
+                dev,
+                ino: 5,
+            },
+        ),
+        ev(
+            2,
+            1,
+            Body::RlRequest {
+                tree: 1,
+                lock: 9,
+                start: 0,
+                last: 9,
+                mode: Mode::Excl,
+            },
+        ),
+        ev(3, 1, Body::RlAcquired { tree: 1, lock: 9 }),
+    ];
+    let again = ev(
+        4,
+        1,
+        Body::RlRequest {
+            tree: 1,
+            lock: 10,
+            start: 5,
+            last: 5,
+            mode: Mode::Excl,
+        },
+    );
+    let mut evs = base.to_vec();
+    evs.push(again.clone());
+    let v = run(Config::default(), &evs);
+    assert_eq!(v.findings.len(), 1);
+    let f = &v.findings[0];
+    assert_eq!(
+        (f.kind, f.certain, &f.tids[..]),
+        (Kind::DEADLOCK, true, &[1][..])
+    );
+    assert_eq!(f.evidence, [2, 3]);
+
+    let mut evs = vec![ev(
+        0,
+        1,
+        Body::DioBegin {
+            io: 7,
+            dev,
+            ino: 5,
+            pos: 0,
+            len: 40960,
+            write: true,
+        },
+    )];
+    evs.extend(base.iter().cloned());
+    evs.push(again);
+    evs.push(ev(5, 0, Body::DioEnd { io: 7, ret: 0 }));
+    evs.push(ev(6, 0, Body::RlRelease { tree: 1, lock: 9 }));
+    evs.push(ev(7, 1, Body::RlAcquired { tree: 1, lock: 10 }));
+    evs.push(ev(8, 1, Body::RlRelease { tree: 1, lock: 10 }));
+    let v = run(Config::default(), &evs);
+    assert_eq!(v.findings, []);
+}
+
+#[test]
+fn findings_past_the_cap_are_counted_and_still_fail() {
+    let evs: Vec<_> = (0..MAX_FINDINGS as u64 + 5)
+        .map(|i| ev(i, 1, Body::RlRelease { tree: 1, lock: i }))
+        .collect();
+    let v = run(Config::default(), &evs);
+    assert_eq!(v.findings.len(), MAX_FINDINGS);
+    assert_eq!(v.suppressed, 5);
+    assert!(v.failed());
+    assert!(crate::views::findings::json(&v).ends_with(",\"suppressed\":5}"));
+}
+
+/// munmap() downgrades its mmap_lock (a read acquisition with no
+/// request, then a read release): no write hold may stay behind, or
+/// the next two writers "deadlock" on it (seen in system-wide
+/// recordings of parallel builds, when the trace ends meanwhile).
+#[test]
+fn mmap_write_downgrade_leaves_no_phantom_writer() {
+    let acq = |write| Body::MmapLockAcquired {
+        mm: 5,
+        write,
+        success: true,
+    };
+    let evs = [
+        ev(1, 1, Body::MmapLockRequest { mm: 5, write: true }),
+        ev(2, 1, acq(true)),
+        // mmap_write_downgrade(), then mmap_read_unlock().
+        ev(3, 1, acq(false)),
+        ev(
+            4,
+            1,
+            Body::MmapLockRelease {
+                mm: 5,
+                write: false,
+            },
+        ),
+        // Two writers arrive; the trace ends before either is seen
+        // acquiring.
+        ev(5, 2, Body::MmapLockRequest { mm: 5, write: true }),
+        ev(6, 1, Body::MmapLockRequest { mm: 5, write: true }),
+    ];
+    let v = run(Config::default(), &evs);
+    assert_eq!(v.findings, [], "{:#?}", v.findings);
+}
+
+/// rwsem queueing: a reader queues behind a waiting writer, so
+/// reader-holds-range / writer-waits / reader-waits closes a cycle.
+#[test]
+fn mmap_reader_queued_behind_a_waiting_writer_can_deadlock() {
+    let rq = |tree, lock| Body::RlRequest {
+        tree,
+        lock,
+        start: 0,
+        last: 0,
+        mode: Mode::Excl,
+    };
+    let evs = [
+        // 1 holds mmap_lock for reading.
+        ev(
+            1,
+            1,
+            Body::MmapLockRequest {
+                mm: 5,
+                write: false,
+            },
+        ),
+        ev(
+            2,
+            1,
+            Body::MmapLockAcquired {
+                mm: 5,
+                write: false,
+                success: true,
+            },
+        ),
+        // 3 holds a range lock.
+        ev(3, 3, rq(1, 30)),
+        ev(4, 3, Body::RlAcquired { tree: 1, lock: 30 }),
+        // 2 wants to write mmap_lock: waits for 1.
+        ev(5, 2, Body::MmapLockRequest { mm: 5, write: true }),
+        // 3 wants to read mmap_lock: queued behind writer 2.
+        ev(
+            6,
+            3,
+            Body::MmapLockRequest {
+                mm: 5,
+                write: false,
+            },
+        ),
+        // 1 wants 3's range: 1 -> 3 -> 2 -> 1.
+        ev(7, 1, rq(1, 10)),
+    ];
+    let v = run(Config::default(), &evs);
+    let dl: Vec<_> = v
+        .findings
+        .iter()
+        .filter(|f| f.kind == Kind::DEADLOCK)
+        .collect();
+    assert_eq!(dl.len(), 1, "{:#?}", v.findings);
+    assert_eq!(dl[0].tids, [1, 3, 2]);
+    assert_eq!(dl[0].evidence, [1, 3, 4, 5, 6]);
+    assert!(dl[0].certain);
+    // If the reader then gets mmap_lock after all (rwsem reader lock
+    // stealing), there was no deadlock.
+    let mut evs = evs.to_vec();
+    evs.push(ev(
+        8,
+        3,
+        Body::MmapLockAcquired {
+            mm: 5,
+            write: false,
+            success: true,
+        },
+    ));
+    let v = run(Config::default(), &evs);
+    assert!(
+        v.findings.iter().all(|f| f.kind != Kind::DEADLOCK),
+        "{:#?}",
+        v.findings
+    );
+}
