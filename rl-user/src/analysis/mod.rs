@@ -12,7 +12,7 @@
 //!
 //! # Certainty and lost events
 //!
-//! Lost events never produce a false error (design principle 3). A *gap* is
+//! Lost events never produce a false error (`docs/design.md`, principle 3). A *gap* is
 //! a `lost` event or a damaged part of the trace reported by the reader. A
 //! finding is `certain: false`, and does not fail `rltop check`, when a gap
 //! could explain it:
@@ -68,7 +68,7 @@ use serde::Serialize;
 use crate::events::{Body, Dev, Event, Mode};
 use crate::model::{FastMap, FastSet, Lock, LockState, Model, Wait};
 
-/// What a finding is about (`design.md`, "Findings").
+/// What a finding is about (`docs/findings.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
