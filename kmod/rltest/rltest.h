@@ -3,7 +3,7 @@
  * rltest: a test module for rltop's range-lock profiles.
  *
  * Each rltest_<flavour>.c defines RLTEST_<FLAVOUR> and includes this file,
- * giving one module per flavour of kernel.md section 2, with that flavour's
+ * giving one module per flavour of docs/kernel.md ("Range-lock APIs"), with that flavour's
  * exact function names and the struct offsets rltop reads (start/last of the
  * range, task, blocking count, sequence). The lock itself follows the
  * blocking-count rule of those patches:
@@ -55,7 +55,7 @@
 #define RL_RW 0
 #endif
 
-/* ---- layouts (x86-64 offsets of kernel.md section 2) ---- */
+/* ---- layouts (x86-64 offsets of docs/kernel.md, "Range-lock APIs") ---- */
 
 #if defined(RLTEST_LUSTRE)
 struct range_lock_tree {

@@ -1,4 +1,4 @@
-//! The command line (`design.md`, "Command line"). Names and flags are a contract.
+//! The command line (`docs/cli.md`). Names and flags are a contract.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
-//! Range-lock profiles on the host kernel: it has no kprobes (kernel.md
-//! section 4), so a profile is one clear error for `record`, while the
+//! Range-lock profiles on the host kernel: it has no kprobes (`docs/kernel.md`,
+//! "What a kernel must have"), so a profile is one clear error for `record`, while the
 //! tracepoint probes still run without one; `rltop probes` still loads the
 //! profile's kprobe programs, so the verifier checks them here too. The
 //! probes themselves run in `cargo xtask vm-test`.

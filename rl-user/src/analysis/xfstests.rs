@@ -1,6 +1,6 @@
 //! xfstests: the `run fstests <seq> at <date>` markers that `check` writes
-//! to `/dev/kmsg` before each test split a stream into tests (kernel.md
-//! section 5). There is no end marker: a test runs until the next marker or
+//! to `/dev/kmsg` before each test split a stream into tests (`docs/kernel.md`,
+//! "xfstests markers"). There is no end marker: a test runs until the next marker or
 //! the end of the trace. Events before the first marker form a segment of
 //! their own, [`BEFORE`].
 //!

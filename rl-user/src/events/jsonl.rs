@@ -1,4 +1,4 @@
-//! The JSONL event form (`design.md`, "JSONL events"): one JSON object per
+//! The JSONL event form (the contract in `docs/events.md`): one JSON object per
 //! line, read strictly and written in one canonical field order.
 //!
 //! Reading is strict because JSONL is how people hand-write test traces: a

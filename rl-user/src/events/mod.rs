@@ -3,7 +3,7 @@
 //!
 //! [`Event`] is the decoded, owned form. [`raw`] turns kernel ring-buffer
 //! records into events; [`jsonl`] reads and writes the JSONL contract of
-//! `design.md`; [`text`] is the human one-line form of `rltop dump`.
+//! `docs/events.md`; [`text`] is the human one-line form of `rltop dump`.
 
 pub mod jsonl;
 pub mod raw;
@@ -94,7 +94,7 @@ pub struct Event {
     pub body: Body,
 }
 
-/// What happened. One variant per JSONL `kind`; see `design.md`.
+/// What happened. One variant per JSONL `kind`; see `docs/events.md`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     Task {

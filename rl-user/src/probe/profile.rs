@@ -4,7 +4,7 @@
 //! unlock / downgrade symbols with the mode each takes and what its return
 //! value means, which arguments hold the tree and the lock, where the range's
 //! first and last values lie in the lock struct and in what unit. The four
-//! flavours of `kernel.md` section 2 are built in (`rl-user/profiles/*.toml`);
+//! flavours of `docs/kernel.md` ("Range-lock APIs") are built in (`rl-user/profiles/*.toml`);
 //! `--profile FILE.toml` loads a developer's own variant in the same format.
 //!
 //! [`detect`] picks the flavour of the running kernel from `/proc/kallsyms`

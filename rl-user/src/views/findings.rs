@@ -1,5 +1,5 @@
 //! Rendering a [`Verdict`]: the JSON contract of `rltop check --format json`
-//! and the human text form, with lockdep-shaped reports (anchors.md) for
+//! and the human text form, with lockdep-shaped reports (`docs/design.md`, principle 5) for
 //! ordering problems.
 
 use std::collections::HashMap;

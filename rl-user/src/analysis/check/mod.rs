@@ -18,7 +18,7 @@
 //!
 //! # Certainty and lost events
 //!
-//! Lost events never produce a false error (design principle 3). A *gap* is
+//! Lost events never produce a false error (`docs/design.md`, principle 3). A *gap* is
 //! a `lost` event or a damaged part of the trace reported by the reader. A
 //! finding is `certain: false`, and does not fail `rltop check`, when a gap
 //! could explain it:
