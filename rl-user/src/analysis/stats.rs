@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::engine::Analysis;
-use super::waitfor;
+use super::waitfor::{self, Owned};
 use crate::events::{Body, Dev, Event, Mode};
 use crate::model::{FastMap, LockState, Model, Op, Wait};
 
@@ -548,11 +548,14 @@ impl Stats {
         }
         let c = waitfor::chain(m, ev.tid, CHAIN_STEPS);
         let mut steps = Vec::with_capacity(c.steps.len());
-        let mut prev_wait: Option<Wait> = None;
         let n = c.steps.len();
-        for (i, &(tid, evidence)) in c.steps.iter().enumerate() {
+        for (i, &(tid, _)) in c.steps.iter().enumerate() {
             let task = m.tasks.get(&tid);
-            let owns = prev_wait.and_then(|w| owned(m, w, tid, evidence));
+            // What this step owns that the previous one waits for.
+            let owns = i
+                .checked_sub(1)
+                .and_then(|p| c.owns.get(p))
+                .and_then(|&o| owned(m, o));
             let wait = task.and_then(|t| t.waiting);
             steps.push(ChainStep {
                 tid,
@@ -562,7 +565,6 @@ impl Stats {
                 dio: c.dio && i + 1 == n,
                 waits: wait.and_then(|w| target(m, w)),
             });
-            prev_wait = wait;
         }
         self.open_chains.insert(
             ev.tid,
@@ -620,19 +622,11 @@ fn target(m: &Model, w: Wait) -> Option<Target> {
     }
 }
 
-/// What `tid` owns, by event `evidence`, that a waiter for `w` waits on,
-/// and whether it holds it (else it is queued for it).
-fn owned(m: &Model, w: Wait, tid: u32, evidence: u64) -> Option<(Target, bool)> {
-    match w {
-        Wait::Range { tree, .. } => {
-            let t = m.trees.get(&tree)?;
-            let (_, l) = t.locks.iter().find(|(_, l)| {
-                l.tid == tid
-                    && match l.state {
-                        LockState::Held { idx, .. } => idx == evidence,
-                        LockState::Waiting => l.req_idx == evidence,
-                    }
-            })?;
+/// What a blocker owns, and whether it holds it (else it is queued for it).
+fn owned(m: &Model, o: Owned) -> Option<(Target, bool)> {
+    match o {
+        Owned::Range { tree, lock } => {
+            let l = m.lock(tree, lock)?;
             let t = Target::Range {
                 tree,
                 start: l.start,
@@ -642,16 +636,7 @@ fn owned(m: &Model, w: Wait, tid: u32, evidence: u64) -> Option<(Target, bool)> 
             };
             Some((t, l.is_held()))
         }
-        Wait::Mmap { mm, .. } => {
-            let s = m.mms.get(&mm)?;
-            let (u, held) = s
-                .holders
-                .iter()
-                .map(|u| (u, true))
-                .chain(s.waiters.iter().map(|u| (u, false)))
-                .find(|(u, _)| u.tid == tid && u.idx == evidence)?;
-            Some((Target::Mmap { mm, write: u.write }, held))
-        }
+        Owned::Mmap { mm, write, held } => Some((Target::Mmap { mm, write }, held)),
     }
 }
 

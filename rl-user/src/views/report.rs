@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::analysis::describe;
 use crate::analysis::stats::{Class, Row, Stats, Summary, Target, WaitChain};
 use crate::events::Dev;
 use crate::model::Model;
@@ -96,13 +97,6 @@ pub struct ReportStep {
     pub waits: Option<String>,
 }
 
-fn tree_name(m: &Model, tree: u64) -> String {
-    match m.file_of(tree) {
-        Some((dev, ino)) => format!("tree {tree:#x} ({dev}:{ino})"),
-        None => format!("tree {tree:#x}"),
-    }
-}
-
 /// What a chain step owns or wants, in words.
 pub fn describe_target(m: &Model, t: &Target) -> String {
     match *t {
@@ -112,23 +106,12 @@ pub fn describe_target(m: &Model, t: &Target) -> String {
             last,
             mode,
             op,
-        } => {
-            let last = if last == u64::MAX {
-                "EOF".to_string()
-            } else {
-                last.to_string()
-            };
-            format!(
-                "range [{start}, {last}] {} ({}) of {}",
-                mode.as_str(),
-                op.as_str(),
-                tree_name(m, tree)
-            )
-        }
-        Target::Mmap { mm, write } => format!(
-            "mmap_lock of mm {mm:#x} ({})",
-            if write { "write" } else { "read" }
+        } => format!(
+            "{} of {}",
+            describe::range(start, last, mode, op),
+            describe::tree(m, tree)
         ),
+        Target::Mmap { mm, write } => describe::mmap_lock(mm, write),
     }
 }
 
@@ -155,7 +138,7 @@ fn row(m: &Model, class: &Class, r: &Row) -> ReportRow {
     match *class {
         Class::RangeLock { tree, op, mode } => {
             out.class = "range_lock";
-            out.name = tree_name(m, tree);
+            out.name = describe::tree(m, tree);
             out.tree = Some(tree);
             if let Some((dev, ino)) = m.file_of(tree) {
                 file(&mut out, dev, ino);
@@ -350,10 +333,7 @@ pub fn text(r: &Report) -> String {
                 if c.cycle { "  *** cycle ***" } else { "" }
             );
             for (j, st) in c.steps.iter().enumerate() {
-                let who = match &st.comm {
-                    Some(c) => format!("{c}/{}", st.tid),
-                    None => st.tid.to_string(),
-                };
+                let who = describe::task_label(st.comm.as_deref(), st.tid);
                 let indent = "  ".repeat(j + 1);
                 let mut line = format!("{indent}{who}");
                 match (&st.owns, &st.waits) {

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 
 use crate::analysis::Finding;
+use crate::analysis::describe;
 use crate::analysis::stats::{Class, Hist, Stats, Summary};
-use crate::analysis::waitfor;
+use crate::analysis::waitfor::{self, Owned};
 use crate::events::{Dev, Mode};
 use crate::model::{FastMap, LockState, Model, Op, Wait};
 
@@ -411,39 +412,24 @@ fn file_of(m: &Model, key: FileKey) -> Option<(Dev, u64)> {
 /// `dev:ino` (and the tree when there is one), else the tree address.
 fn name(m: &Model, key: FileKey) -> String {
     match key {
-        FileKey::Tree(t) => match m.file_of(t) {
-            Some((dev, ino)) => format!("{dev}:{ino}"),
-            None => format!("tree {t:#x}"),
-        },
+        FileKey::Tree(t) => describe::file_or_tree(m, t),
         FileKey::Inode(dev, ino) => format!("{dev}:{ino}"),
     }
 }
 
-/// A page range as people read it.
-pub fn pages(start: u64, last: u64) -> String {
-    if last == u64::MAX {
-        format!("[{start}, EOF]")
-    } else {
-        format!("[{start}, {last}]")
-    }
-}
+pub use crate::analysis::describe::pages;
 
 fn describe_wait(m: &Model, w: Wait) -> Option<String> {
     match w {
         Wait::Range { tree, lock } => {
             let l = m.lock(tree, lock)?;
             Some(format!(
-                "range {} {} ({}) of {}",
-                pages(l.start, l.last),
-                l.mode.as_str(),
-                l.op.as_str(),
-                name(m, FileKey::Tree(tree))
+                "{} of {}",
+                describe::range(l.start, l.last, l.mode, l.op),
+                describe::file_or_tree(m, tree)
             ))
         }
-        Wait::Mmap { mm, write, .. } => Some(format!(
-            "mmap_lock {mm:#x} ({})",
-            if write { "write" } else { "read" }
-        )),
+        Wait::Mmap { mm, write, .. } => Some(describe::mmap_lock_short(mm, write)),
     }
 }
 
@@ -457,19 +443,6 @@ fn wait_forest(m: &Model, blockers: &Blockers) -> Vec<WaitNode> {
         return Vec::new();
     }
     waiters.sort_unstable();
-    // Who owns each held or queued range lock, by the event that made it so
-    // (blockers name their evidence event).
-    let mut by_evidence: FastMap<(u64, u64), (u64, u64)> = FastMap::default();
-    by_evidence.reserve(m.trees.values().map(|t| t.locks.len()).sum());
-    for (&tree, t) in &m.trees {
-        for (&lock, l) in &t.locks {
-            let ev = match l.state {
-                LockState::Held { idx, .. } => idx,
-                LockState::Waiting => l.req_idx,
-            };
-            by_evidence.insert((tree, ev), (lock, tree));
-        }
-    }
     let blocking: crate::model::FastSet<u32> = blockers
         .values()
         .flat_map(|b| b.iter().map(|b| b.tid))
@@ -487,74 +460,29 @@ fn wait_forest(m: &Model, blockers: &Blockers) -> Vec<WaitNode> {
             continue;
         }
         let mut path = Vec::new();
-        walk(
-            m,
-            blockers,
-            &by_evidence,
-            root,
-            None,
-            &mut path,
-            &mut shown,
-            &mut out,
-        );
+        walk(m, blockers, root, None, &mut path, &mut shown, &mut out);
     }
     out
 }
 
-/// What `tid` owns, by event `evidence`, that a waiter for `w` waits on.
-fn owned(
-    m: &Model,
-    by_evidence: &FastMap<(u64, u64), (u64, u64)>,
-    w: Wait,
-    b: &waitfor::Blocker,
-) -> (Option<String>, bool) {
-    match w {
-        Wait::Range { tree, .. } => {
-            let Some(&(lock, tree)) = by_evidence.get(&(tree, b.evidence)) else {
-                return (None, false);
-            };
-            let Some(l) = m.lock(tree, lock) else {
-                return (None, false);
-            };
-            (
-                Some(format!(
-                    "range {} {} ({})",
-                    pages(l.start, l.last),
-                    l.mode.as_str(),
-                    l.op.as_str()
-                )),
+/// What a blocker owns that its waiter waits on, and whether it holds it
+/// (else it is queued ahead).
+fn owned(m: &Model, b: &waitfor::Blocker) -> (Option<String>, bool) {
+    match b.owns {
+        Owned::Range { tree, lock } => match m.lock(tree, lock) {
+            Some(l) => (
+                Some(describe::range(l.start, l.last, l.mode, l.op)),
                 l.is_held(),
-            )
-        }
-        Wait::Mmap { mm, .. } => {
-            let Some(s) = m.mms.get(&mm) else {
-                return (None, false);
-            };
-            let found = s
-                .holders
-                .iter()
-                .map(|u| (u, true))
-                .chain(s.waiters.iter().map(|u| (u, false)))
-                .find(|(u, _)| u.tid == b.tid && u.idx == b.evidence);
-            match found {
-                Some((u, held)) => (
-                    Some(format!(
-                        "mmap_lock {mm:#x} ({})",
-                        if u.write { "write" } else { "read" }
-                    )),
-                    held,
-                ),
-                None => (None, false),
-            }
-        }
+            ),
+            None => (None, false),
+        },
+        Owned::Mmap { mm, write, held } => (Some(describe::mmap_lock_short(mm, write)), held),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn walk(
     m: &Model,
     blockers: &Blockers,
-    by_evidence: &FastMap<(u64, u64), (u64, u64)>,
     tid: u32,
     owns: Option<(String, bool, bool)>,
     path: &mut Vec<u32>,
@@ -602,23 +530,14 @@ fn walk(
     if cycle || dio || path.len() >= MAX_WAIT_DEPTH || !shown.insert(tid) {
         return;
     }
-    let (Some(w), Some(bs)) = (wait, blockers.get(&tid)) else {
+    let (Some(_), Some(bs)) = (wait, blockers.get(&tid)) else {
         return;
     };
     path.push(tid);
     for b in bs {
-        let (o, h) = owned(m, by_evidence, w, b);
+        let (o, h) = owned(m, b);
         let o = o.unwrap_or_else(|| "(unknown)".into());
-        walk(
-            m,
-            blockers,
-            by_evidence,
-            b.tid,
-            Some((o, h, b.dio)),
-            path,
-            shown,
-            out,
-        );
+        walk(m, blockers, b.tid, Some((o, h, b.dio)), path, shown, out);
     }
     path.pop();
 }
