@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::events::Dev;
+use crate::probe::Options;
 pub use crate::views::report::SortKey;
 
 #[derive(Debug, Parser)]
@@ -49,6 +51,36 @@ pub struct LiveArgs {
     /// Ring buffer size in MiB (rounded up to a power of two).
     #[arg(long, global = true, default_value_t = 32)]
     pub buffer_mb: u32,
+}
+
+impl LiveArgs {
+    /// The probe options these arguments ask for (checked: a bad device,
+    /// profile or buffer size is a one-line error).
+    pub fn options(&self) -> anyhow::Result<Options> {
+        let live = self;
+        let dev = match &live.dev {
+            Some(s) => Some(
+                s.parse::<Dev>()
+                    .map_err(|e| crate::user_error(format!("--dev: {e}")))?,
+            ),
+            None => None,
+        };
+        if !matches!(live.profile.as_str(), "auto" | "tracepoints" | "kprobes") {
+            // A bad profile is reported before anything else (even privileges).
+            crate::probe::profile::Profile::load(&live.profile).map_err(crate::user_error)?;
+        }
+        if live.buffer_mb == 0 || live.buffer_mb > 1024 {
+            return Err(crate::user_error("--buffer-mb must be between 1 and 1024"));
+        }
+        Ok(Options {
+            profile: live.profile.clone(),
+            pids: live.pid.clone(),
+            dev,
+            ino: live.ino,
+            ring_bytes: (live.buffer_mb << 20).next_power_of_two(),
+            listing: false,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,31 +1,30 @@
 //! rltop: see and check range locking in a running Linux kernel.
 //!
-//! The pipeline, one module per stage:
+//! This crate is the `rltop` binary's: the live kernel side and the edges.
+//! Everything pure (events, trace files, the model, analyses, views, the
+//! simulator) is `rltop-core`'s, re-exported here under the same names.
 //!
 //! ```text
 //!   probe (live kernel) ─┐
-//!   trace (.rlt, JSONL) ─┼─> events ─> model ─> analyses ─> views (cmd)
-//!                        └─> trace (recorder)
+//!   trace (.rlt, JSONL) ─┼─> events ─> model ─> analysis ─> views ─> cmd, term
+//!   sim                  ─┘       └─> trace (recorder)
 //! ```
 //!
-//! - [`events`]: the [`events::Event`] every source yields; raw-record decoding, JSONL, text.
 //! - [`probe`]: loads the eBPF programs, resolves kernel layouts (tracefs, BTF), collects events.
-//! - [`trace`]: the `.rlt` trace file format v1 (see `docs/trace-format.md`).
-//! - [`model`]: the current state rebuilt from events, driving the reference range lock per tree.
-//! - [`analysis`]: findings (ordering, conformance, wait-for cycles, stalls, leaks) with evidence.
-//! - [`views`]: what people read: findings (text with lockdep-shaped reports, JSON),
-//!   contention reports, and the live TUI ([`views::tui`]).
-//! - [`cmd`]: the `rltop` sub-commands.
+//! - [`player`]: feeds a trace or the simulator to the TUI in (scaled) real time.
+//! - [`serve`]: the OpenMetrics endpoint of `record --metrics`.
+//! - [`term`]: the terminal: set-up and restore, the drawing thread's loop.
+//! - [`cli`], [`cmd`]: the command line and the `rltop` sub-commands.
 
-pub mod analysis;
+pub use rltop_core::{analysis, clock, events, model, sim, trace, views};
+
 pub mod cli;
 pub mod cmd;
-pub mod events;
-pub mod model;
+pub mod player;
 pub mod probe;
-pub mod sim;
-pub mod trace;
-pub mod views;
+pub mod serve;
+pub mod signals;
+pub mod term;
 
 /// An error the user can act on: printed as one line, exit status 2.
 #[derive(Debug, thiserror::Error)]

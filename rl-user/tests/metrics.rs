@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
-use rltop::cmd::metrics::{Metrics, parse_addr};
 use rltop::events::Event;
+use rltop::serve::{Metrics, parse_addr};
 use rltop::trace::{self, Item};
 
 const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");

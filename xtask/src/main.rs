@@ -325,6 +325,8 @@ fn clippy_user(root: &Path) -> anyhow::Result<()> {
         "-p",
         "rl-user",
         "-p",
+        "rltop-core",
+        "-p",
         "rl-reference",
         "-p",
         "rl-common",

@@ -14,10 +14,10 @@
 
 use std::process::ExitCode;
 
-use super::replay::{PlayerConfig, Source, play, require_tty};
 use crate::analysis::Config;
 use crate::events::Event;
 use crate::model::Flavour;
+use crate::player::{PlayerConfig, Source, play, require_tty};
 use crate::sim;
 use crate::trace::Item;
 use crate::views::tui::snapshot::Status;

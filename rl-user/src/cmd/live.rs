@@ -11,18 +11,18 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::signals;
 use crate::analysis::Config;
 use crate::cli::LiveArgs;
 use crate::events::text::TextWriter;
 use crate::model::Model;
 use crate::probe::{self, Options, Session};
+use crate::signals;
+use crate::term::{self as ui, FRAME, Shared};
 use crate::views::tui::pipeline::Pipeline;
 use crate::views::tui::snapshot::Status;
-use crate::views::tui::ui::{self, FRAME, Shared};
 
 pub fn run(live: &LiveArgs, text: bool) -> anyhow::Result<ExitCode> {
-    let opts = Options::from_cli(live)?;
+    let opts = live.options()?;
     probe::check_privileges("rltop")?;
     if text || !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         return run_text(&opts);

@@ -8,12 +8,10 @@ pub mod export;
 pub mod hist;
 pub mod import;
 pub mod live;
-pub mod metrics;
 pub mod probes;
 pub mod record;
 pub mod replay;
 pub mod report;
-pub mod signals;
 pub mod simulate;
 pub mod whatif;
 

@@ -8,14 +8,14 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use crate::cli::LiveArgs;
-use crate::probe::{Options, Session, Status};
+use crate::probe::{Session, Status};
 
 /// Most instructions the verifier may process for any one rltop program.
 /// Per-event cost grows with it; a test keeps every program under it.
 pub const INSN_BUDGET: u32 = 2000;
 
 pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
-    let mut opts = Options::from_cli(live)?;
+    let mut opts = live.options()?;
     opts.listing = true;
     crate::probe::check_privileges("rltop probes")?;
     let session = Session::start(&opts)?;

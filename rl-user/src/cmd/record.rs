@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::signals;
 use crate::cli::LiveArgs;
 use crate::events::Event;
-use crate::probe::{self, Options, Session};
+use crate::probe::{self, Session};
+use crate::signals;
 use crate::trace::{TraceHeader, TraceWriter};
 use crate::user_error;
 
@@ -58,9 +58,9 @@ pub fn run(
     argv: &[String],
     force: bool,
 ) -> anyhow::Result<ExitCode> {
-    let opts = Options::from_cli(live)?;
+    let opts = live.options()?;
     let metrics_addr = metrics
-        .map(super::metrics::parse_addr)
+        .map(crate::serve::parse_addr)
         .transpose()
         .map_err(user_error)?;
     let duration = match duration {
@@ -99,7 +99,7 @@ pub fn run(
     let metrics = match metrics_addr {
         None => None,
         Some(a) => {
-            let m = super::metrics::Metrics::start(a)
+            let m = crate::serve::Metrics::start(a)
                 .map_err(|e| user_error(format!("--metrics: cannot listen on {a}: {e}")))?;
             if !m.addr().ip().is_loopback() {
                 eprintln!(
@@ -206,7 +206,7 @@ fn record_loop(
     child: &mut Option<Child>,
     started: Instant,
     duration: Option<Duration>,
-    metrics: Option<&super::metrics::Metrics>,
+    metrics: Option<&crate::serve::Metrics>,
     before_stop: &mut impl FnMut(&Session),
 ) -> anyhow::Result<u64> {
     let mut last_flush = Instant::now();

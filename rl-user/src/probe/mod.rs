@@ -45,34 +45,6 @@ pub struct Options {
     pub listing: bool,
 }
 
-impl Options {
-    /// From the command line's shared live arguments.
-    pub fn from_cli(live: &crate::cli::LiveArgs) -> anyhow::Result<Options> {
-        let dev = match &live.dev {
-            Some(s) => Some(
-                s.parse::<Dev>()
-                    .map_err(|e| user_error(format!("--dev: {e}")))?,
-            ),
-            None => None,
-        };
-        if !matches!(live.profile.as_str(), "auto" | "tracepoints" | "kprobes") {
-            // A bad profile is reported before anything else (even privileges).
-            profile::Profile::load(&live.profile).map_err(user_error)?;
-        }
-        if live.buffer_mb == 0 || live.buffer_mb > 1024 {
-            return Err(user_error("--buffer-mb must be between 1 and 1024"));
-        }
-        Ok(Options {
-            profile: live.profile.clone(),
-            pids: live.pid.clone(),
-            dev,
-            ino: live.ino,
-            ring_bytes: (live.buffer_mb << 20).next_power_of_two(),
-            listing: false,
-        })
-    }
-}
-
 /// The outcome for one probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -959,16 +931,7 @@ fn raise_memlock() {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use rltop_core::clock::monotonic_ns;
 
 /// CLOCK_REALTIME in nanoseconds since the epoch.
 pub fn realtime_ns() -> u64 {

@@ -318,7 +318,7 @@ pub fn hdr_tag(set: &HistSet, k: &SeriesKey) -> String {
 /// Values are ns. Histograms of many machines merge exactly by adding
 /// those with the same tag; `rltop hist` reads these logs back
 /// ([`read_hdr`]) and merges them like traces.
-pub fn hdr(set: &HistSet) -> anyhow::Result<String> {
+pub fn hdr(set: &HistSet) -> Result<String, HdrError> {
     let mut buf = Vec::new();
     let mut ser = V2DeflateSerializer::new();
     let mut b = IntervalLogWriterBuilder::new();
@@ -342,9 +342,20 @@ pub fn hdr(set: &HistSet) -> anyhow::Result<String> {
         w.write_comment(&c)?;
         let zero = std::time::Duration::ZERO;
         w.write_histogram(h.hdr(), zero, zero, Tag::new(&tag))
-            .map_err(|e| anyhow::anyhow!("hdr: {e}"))?;
+            .map_err(|e| HdrError(e.to_string()))?;
     }
-    Ok(String::from_utf8(buf)?)
+    String::from_utf8(buf).map_err(|e| HdrError(e.to_string()))
+}
+
+/// Writing an HDR log failed (in memory: only an encoder error).
+#[derive(Debug, thiserror::Error)]
+#[error("hdr: {0}")]
+pub struct HdrError(String);
+
+impl From<std::io::Error> for HdrError {
+    fn from(e: std::io::Error) -> HdrError {
+        HdrError(e.to_string())
+    }
 }
 
 /// The first line of an interval log `rltop hist` wrote (after `#`).

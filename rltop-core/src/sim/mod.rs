@@ -89,7 +89,7 @@ pub(crate) struct Log {
 impl Log {
     fn new(budget: u64) -> Log {
         Log {
-            start_mono: crate::probe::monotonic_ns(),
+            start_mono: crate::clock::monotonic_ns(),
             start: Instant::now(),
             events: Mutex::new(Vec::new()),
             budget,

@@ -14,16 +14,17 @@ use crate::model::Model;
 
 /// What rows are sorted by (descending), `-k` (perf lock's names are
 /// accepted as aliases).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "clap", value(rename_all = "snake_case"))]
 pub enum SortKey {
-    #[value(alias = "contended")]
+    #[cfg_attr(feature = "clap", value(alias = "contended"))]
     Contentions,
     Acquisitions,
     WaitTotal,
     WaitMax,
     WaitMin,
-    #[value(alias = "avg_wait")]
+    #[cfg_attr(feature = "clap", value(alias = "avg_wait"))]
     WaitAvg,
     WaitP99,
     HoldTotal,

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event};
 
-use super::app::{Action, AppState, Control, handle_key};
-use super::render::render;
-use super::snapshot::Snapshot;
-use super::term::Term;
-use crate::cmd::signals;
+mod guard;
+
+use crate::signals;
+use crate::views::tui::app::{Action, AppState, Control, handle_key};
+use crate::views::tui::render::render;
+use crate::views::tui::snapshot::Snapshot;
+use guard::Term;
 
 /// Frame period: the most often a new snapshot is drawn.
 pub const FRAME: Duration = Duration::from_millis(50);

@@ -6,20 +6,20 @@
 //! Also the pipeline's event rate (`tui_pipeline`), which decides whether
 //! the TUI keeps up with a live stream.
 //!
-//! `AYA_BUILD_SKIP=1 cargo bench -p rl-user --bench tui`
+//! `cargo bench -p rltop-core --bench tui`
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use rltop::analysis::Config;
-use rltop::events::{Body, Dev, Event, Mode};
-use rltop::model::Model;
-use rltop::views::tui::app::{AppState, View};
-use rltop::views::tui::pipeline::Pipeline;
-use rltop::views::tui::render::render;
-use rltop::views::tui::snapshot::Status;
+use rltop_core::analysis::Config;
+use rltop_core::events::{Body, Dev, Event, Mode};
+use rltop_core::model::Model;
+use rltop_core::views::tui::app::{AppState, View};
+use rltop_core::views::tui::pipeline::Pipeline;
+use rltop_core::views::tui::render::render;
+use rltop_core::views::tui::snapshot::Status;
 
 const HELD: u64 = 10_000;
 const WAITERS: u64 = 1_000;
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
 /// Events per second through the TUI's pipeline (checker, statistics,
 /// evidence ring), snapshots aside: a simulated mixed workload.
 fn throughput(c: &mut Criterion) {
-    let events = rltop::sim::simulate(&rltop::sim::Config {
+    let events = rltop_core::sim::simulate(&rltop_core::sim::Config {
         scenario: "mixed".into(),
         seed: 3,
         events: 100_000,

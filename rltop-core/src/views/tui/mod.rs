@@ -5,12 +5,11 @@
 //! - [`snapshot`]: the plain data one frame shows (pure, no I/O).
 //! - [`app`]: view state and key handling (pure).
 //! - [`render`]: draws a snapshot (pure, tested with `TestBackend`).
-//! - [`term`]: terminal set-up and restore (panic, Ctrl-C, `q`).
-//! - [`ui`]: the drawing thread's loop: input, snapshots, frames.
+//!
+//! The terminal itself (set-up and restore, the drawing thread's loop) is
+//! the binary's (`rl-user/src/term`).
 
 pub mod app;
 pub mod pipeline;
 pub mod render;
 pub mod snapshot;
-pub mod term;
-pub mod ui;

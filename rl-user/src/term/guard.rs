@@ -2,7 +2,7 @@
 //! always put back: on return, on error, on panic (a hook restores it before
 //! the panic message prints, so the message is readable), on `q` and Ctrl-C
 //! (in raw mode Ctrl-C is a key, handled by the key map) and on SIGTERM (see
-//! [`crate::cmd::signals`]; the loop checks it).
+//! [`crate::signals`]; the loop checks it).
 
 use std::io::{self, Stdout};
 use std::sync::Once;
