@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Byte-for-byte comparison of the batch commands' outputs between two
-# revisions: check, report, hist, export and whatif over every bundled
+# revisions: check, report, hist, export, dump and whatif over every bundled
 # trace (rl-user/tests/data) and over simulated traces (made once, by the
 # base revision, so both sides read the same files).
 #
@@ -62,6 +62,9 @@ run_all() { # BIN OUTDIR
       done; done; done
     } >"$o.hist" 2>&1 || true
     ( "$bin" --force export "$t" --perfetto "$o.pftrace" --chrome "$o.chrome.json"; echo "exit $?" ) >"$o.export" 2>&1 || true
+    {
+      for f in jsonl text count; do "$bin" dump --format $f "$t"; echo "exit $?"; done
+    } >"$o.dump" 2>&1 || true
     {
       "$bin" whatif "$t"; echo "exit $?"
       "$bin" whatif --format json "$t"; echo "exit $?"

@@ -15,20 +15,16 @@ use std::process::ExitCode;
 
 use crate::analysis::xfstests::{self, Splitter};
 use crate::analysis::{Checker, Config, Verdict};
-use crate::cli::{CheckFlavour, VerdictFormat};
+use crate::cli::{CheckArgs, VerdictFormat};
 use crate::events::Body;
 use crate::events::text::TextWriter;
 use crate::trace::{self, Item};
 use crate::views::findings as render;
 use crate::views::xfstests as by_test_view;
 
-pub fn run(
-    file: &Path,
-    format: VerdictFormat,
-    by_test: bool,
-    stall_ms: u64,
-    flavour: Option<CheckFlavour>,
-) -> anyhow::Result<ExitCode> {
+pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let (file, format, by_test, stall_ms, flavour) =
+        (a.file.as_path(), a.format, a.by_test, a.stall_ms, a.flavour);
     let events = super::open(file)?;
     let header = events.header();
     let model = super::model_for(header, flavour);

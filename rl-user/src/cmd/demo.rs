@@ -15,6 +15,7 @@
 use std::process::ExitCode;
 
 use crate::analysis::Config;
+use crate::cli::DemoArgs;
 use crate::events::Event;
 use crate::model::Flavour;
 use crate::player::{PlayerConfig, Source, play, require_tty};
@@ -146,7 +147,8 @@ impl Source for SimSource {
     }
 }
 
-pub fn run(scenario: &str, seed: u64, threads: usize, speed: f64) -> anyhow::Result<ExitCode> {
+pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let (scenario, seed, threads, speed) = (a.scenario.as_str(), a.seed, a.threads, a.speed);
     if !(speed.is_finite() && speed > 0.0) {
         return Err(crate::user_error(format!(
             "--speed {speed}: must be a positive number"

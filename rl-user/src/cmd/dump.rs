@@ -2,18 +2,18 @@
 //! a JSONL file), one per line. Damaged chunks are reported on stderr as
 //! warnings and skipped.
 
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
-use crate::cli::DumpFormat;
+use super::out::Stdout;
+use crate::cli::{DumpArgs, DumpFormat};
 use crate::events::{jsonl, text::TextWriter};
 use crate::trace::{self, Item, TraceError};
 
-pub fn run(file: &Path, format: DumpFormat) -> anyhow::Result<ExitCode> {
+pub fn run(a: &DumpArgs) -> anyhow::Result<ExitCode> {
+    let (file, format) = (a.file.as_path(), a.format);
     let events = trace::open_events(file).map_err(user_facing)?;
-    let stdout = io::stdout().lock();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout);
+    let mut out = Stdout::new("dump");
     let mut text = TextWriter::new();
     let name = file.display();
     let mut count = 0u64;
@@ -39,15 +39,15 @@ pub fn run(file: &Path, format: DumpFormat) -> anyhow::Result<ExitCode> {
         if format == DumpFormat::Count {
             writeln!(out, "{count} events").map_err(DumpError::Out)?;
         }
-        out.flush().map_err(DumpError::Out)
+        Ok(())
     })();
     match written {
-        Ok(()) => Ok(ExitCode::SUCCESS),
         // `rltop dump x | head` is a normal way to use dump.
-        Err(DumpError::Out(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(DumpError::Out(e)) => Err(crate::user_error(format!("dump: writing output: {e}"))),
-        Err(DumpError::Trace(e)) => Err(user_facing(e)),
+        Ok(()) => out.finish(Ok(()))?,
+        Err(DumpError::Out(e)) => out.finish(Err(e))?,
+        Err(DumpError::Trace(e)) => return Err(user_facing(e)),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 enum DumpError {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use crate::analysis::timeline::{Builder, Timeline};
 use crate::analysis::{Checker, Config};
-use crate::cli::CheckFlavour;
+use crate::cli::{CheckFlavour, ExportArgs};
 use crate::views::timeline::{chrome, perfetto};
 
 /// The timeline of a trace or JSONL file.
@@ -33,14 +33,14 @@ pub fn build(
     Ok(builder.finish(checker.finish(&model)))
 }
 
-pub fn run(
-    file: &Path,
-    perfetto_out: Option<&Path>,
-    chrome_out: Option<&Path>,
-    stall_ms: u64,
-    flavour: Option<CheckFlavour>,
-    force: bool,
-) -> anyhow::Result<ExitCode> {
+pub fn run(a: &ExportArgs, force: bool) -> anyhow::Result<ExitCode> {
+    let (file, perfetto_out, chrome_out, stall_ms, flavour) = (
+        a.file.as_path(),
+        a.perfetto.as_deref(),
+        a.chrome.as_deref(),
+        a.stall_ms,
+        a.flavour,
+    );
     if perfetto_out.is_none() && chrome_out.is_none() {
         return Err(crate::user_error(
             "export: say where to write: --perfetto OUT and/or --chrome OUT.json",

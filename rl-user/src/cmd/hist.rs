@@ -8,28 +8,13 @@
 //! may also be an HDR interval log written by `--format hdr` (on another
 //! machine, say): its histograms are read back exactly and merge the same.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::analysis::hist::{By, HistSet, Histograms};
 use crate::analysis::stats::Metric;
-use crate::cli::{CheckFlavour, HistBy, HistFormat, HistMetric};
+use crate::cli::{CheckFlavour, HistArgs, HistBy, HistFormat, HistMetric};
 use crate::views::hist as view;
-
-/// What `rltop hist` was asked for.
-#[derive(Debug, Clone)]
-pub struct Args {
-    pub files: Vec<PathBuf>,
-    pub metric: HistMetric,
-    pub by: HistBy,
-    pub format: HistFormat,
-    pub svg: Option<PathBuf>,
-    pub merge: bool,
-    pub output: Option<PathBuf>,
-    pub flavour: Option<CheckFlavour>,
-    /// Write into directories others can write to (`--force`).
-    pub force: bool,
-}
 
 /// The histograms of one file: a trace, a JSONL file, or an interval log
 /// `rltop hist --format hdr` wrote (histograms from another machine).
@@ -58,7 +43,7 @@ pub fn build(
     Ok(engine.into_parts().1.finish())
 }
 
-pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+pub fn run(a: &HistArgs, force: bool) -> anyhow::Result<ExitCode> {
     let metric = match a.metric {
         HistMetric::Wait => Metric::Wait,
         HistMetric::Hold => Metric::Hold,
@@ -86,10 +71,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         HistFormat::Hdr => view::hdr(&set)?,
     };
     if let Some(svg) = &a.svg {
-        super::write_output_file(svg, view::svg(&set).as_bytes(), a.force)?;
+        super::write_output_file(svg, view::svg(&set).as_bytes(), force)?;
     }
     match &a.output {
-        Some(path) => super::write_output_file(path, out.as_bytes(), a.force)?,
+        Some(path) => super::write_output_file(path, out.as_bytes(), force)?,
         None => super::write_stdout("hist", out.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)

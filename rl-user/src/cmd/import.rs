@@ -9,10 +9,12 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cli::ImportArgs;
 use crate::events::jsonl::JsonlReader;
 use crate::trace::{TraceError, TraceHeader, TraceWriter};
 
-pub fn run(file: &Path, output: &Path, force: bool) -> anyhow::Result<ExitCode> {
+pub fn run(a: &ImportArgs, force: bool) -> anyhow::Result<ExitCode> {
+    let (file, output) = (a.file.as_path(), a.output.as_path());
     let input = File::open(file)
         .map_err(|e| crate::user_error(format!("cannot read {}: {e}", file.display())))?;
     let tmp = temp_path(output);

@@ -5,12 +5,13 @@
 //! line (the `rltop dump --format text` form), and a summary with drop
 //! counts when stopped with Ctrl-C.
 
-use std::io::{self, BufWriter, IsTerminal, Write as _};
+use std::io::{self, IsTerminal, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::out::Stdout;
 use crate::analysis::Config;
 use crate::cli::LiveArgs;
 use crate::events::text::TextWriter;
@@ -147,7 +148,7 @@ fn run_text(opts: &Options) -> anyhow::Result<ExitCode> {
     );
     signals::install_stop_handlers();
 
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = Stdout::new("live");
     let mut text = TextWriter::new();
     let mut failed: Option<io::Error> = None;
     let (mut events, mut lost) = (0u64, 0u64);
@@ -186,12 +187,8 @@ fn run_text(opts: &Options) -> anyhow::Result<ExitCode> {
             failed.get_or_insert(e);
         }
     }
-    match failed {
-        // `sudo rltop | head` ends here.
-        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Some(e) => return Err(crate::user_error(format!("writing events: {e}"))),
-        None => {}
-    }
+    // `sudo rltop | head` ends here.
+    out.finish(failed.map_or(Ok(()), Err))?;
     eprintln!("rltop: {events} events, {lost} lost");
     Ok(ExitCode::SUCCESS)
 }

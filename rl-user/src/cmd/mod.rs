@@ -8,6 +8,7 @@ pub mod export;
 pub mod hist;
 pub mod import;
 pub mod live;
+pub mod out;
 pub mod probes;
 pub mod record;
 pub mod replay;
@@ -16,6 +17,8 @@ pub mod simulate;
 pub mod whatif;
 
 use std::io::Write;
+
+pub(crate) use out::write_stdout;
 use std::path::Path;
 
 use crate::analysis::{Analysis, Engine};
@@ -118,14 +121,4 @@ pub(crate) fn write_output_file(path: &Path, bytes: &[u8], force: bool) -> anyho
         return Err(cannot(&e));
     }
     Ok(())
-}
-
-/// Writes `out` to stdout; a closed pipe is not an error.
-pub(crate) fn write_stdout(what: &str, out: &[u8]) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(crate::user_error(format!("{what}: writing output: {e}"))),
-    }
 }

@@ -4,17 +4,17 @@
 //! [`INSN_BUDGET`] by a test).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::cli::LiveArgs;
+use crate::cli::{LiveArgs, ProbesArgs};
 use crate::probe::{Session, Status};
 
 /// Most instructions the verifier may process for any one rltop program.
 /// Per-event cost grows with it; a test keeps every program under it.
 pub const INSN_BUDGET: u32 = 2000;
 
-pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
+pub fn run(live: &LiveArgs, a: &ProbesArgs) -> anyhow::Result<ExitCode> {
+    let verbose = a.verbose;
     let mut opts = live.options()?;
     opts.listing = true;
     crate::probe::check_privileges("rltop probes")?;
@@ -54,9 +54,6 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         "{attached} of {} probes attached",
         session.probes.len()
     )?;
-    match std::io::stdout().lock().write_all(out.as_bytes()) {
-        // `rltop probes | head` is fine.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    super::write_stdout("probes", out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

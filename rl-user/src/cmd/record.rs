@@ -10,13 +10,12 @@
 //! CMD's exit status when a command was run (128 + signal if it was killed),
 //! so `rltop record -o run.rlt -- ./check -g quick` fails when `check` does.
 
-use std::path::Path;
 use std::process::{Child, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::cli::LiveArgs;
+use crate::cli::{LiveArgs, RecordArgs};
 use crate::events::Event;
 use crate::probe::{self, Session};
 use crate::signals;
@@ -49,15 +48,14 @@ pub fn uname() -> (String, String) {
     (s(&u.release), s(&u.nodename))
 }
 
-pub fn run(
-    live: &LiveArgs,
-    output: &Path,
-    duration: Option<f64>,
-    probe_cost: bool,
-    metrics: Option<&str>,
-    argv: &[String],
-    force: bool,
-) -> anyhow::Result<ExitCode> {
+pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitCode> {
+    let (output, duration, probe_cost, metrics, argv) = (
+        a.output.as_path(),
+        a.duration,
+        a.probe_cost,
+        a.metrics.as_deref(),
+        a.cmd.as_slice(),
+    );
     let opts = live.options()?;
     let metrics_addr = metrics
         .map(crate::serve::parse_addr)

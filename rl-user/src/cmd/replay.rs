@@ -1,21 +1,16 @@
 //! `rltop replay FILE`: the TUI over a trace, played back in trace time
 //! (see [`crate::player`]).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use crate::analysis::Config;
-use crate::cli::CheckFlavour;
+use crate::cli::ReplayArgs;
 use crate::player::{FileSource, PlayerConfig, play, require_tty};
 use crate::views::tui::snapshot::Status;
 
-pub fn run(
-    file: &Path,
-    speed: f64,
-    paused: bool,
-    stall_ms: u64,
-    flavour: Option<CheckFlavour>,
-) -> anyhow::Result<ExitCode> {
+pub fn run(a: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (file, speed, paused, stall_ms, flavour) =
+        (a.file.as_path(), a.speed, a.paused, a.stall_ms, a.flavour);
     if !(speed.is_finite() && speed > 0.0) {
         return Err(crate::user_error(format!(
             "--speed {speed}: must be a positive number (1 = real time)"

@@ -4,22 +4,17 @@
 //! Streams the file once through the model and the statistics: memory
 //! follows the live state and the number of lock classes, not the trace.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use crate::analysis::stats::Stats;
 use crate::analysis::xfstests::TestStats;
-use crate::cli::{CheckFlavour, CheckFormat};
-use crate::views::report::{self, SortKey};
+use crate::cli::{CheckFormat, ReportArgs};
+use crate::views::report;
 use crate::views::xfstests::{self as by_test_view, TestReport};
 
-pub fn run(
-    file: &Path,
-    format: CheckFormat,
-    sort: SortKey,
-    by_test: bool,
-    flavour: Option<CheckFlavour>,
-) -> anyhow::Result<ExitCode> {
+pub fn run(a: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let (file, format, sort, by_test, flavour) =
+        (a.file.as_path(), a.format, a.sort, a.by_test, a.flavour);
     let events = super::open(file)?;
     let model = super::model_for(events.header(), flavour);
     let name = file.display();

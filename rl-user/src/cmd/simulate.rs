@@ -2,14 +2,21 @@
 //! a synthetic workload on the reference range lock (see [`crate::sim`]),
 //! written as a trace that every other command reads like a recording.
 
-use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cli::SimulateArgs;
 use crate::sim::{self, Config};
 use crate::trace::{TraceHeader, TraceWriter};
 use crate::user_error;
 
-pub fn run(cfg: &Config, output: &Path, force: bool) -> anyhow::Result<ExitCode> {
+pub fn run(a: &SimulateArgs, force: bool) -> anyhow::Result<ExitCode> {
+    let cfg = &Config {
+        scenario: a.scenario.clone(),
+        seed: a.seed,
+        events: a.events,
+        threads: a.threads,
+    };
+    let output = a.output.as_path();
     let events = sim::simulate(cfg).map_err(|e| user_error(e.to_string()))?;
     let header = TraceHeader {
         source: "simulate".into(),

@@ -2,14 +2,14 @@
 //! waits and parallelism per file under Kara's range locking versus
 //! whole-file serialization (see [`crate::analysis::whatif`]).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use crate::analysis::whatif::{Config, WhatIfRun};
-use crate::cli::CheckFormat;
+use crate::cli::{CheckFormat, WhatifArgs};
 use crate::views::whatif as render;
 
-pub fn run(file: &Path, format: CheckFormat, page_hold_ns: u64) -> anyhow::Result<ExitCode> {
+pub fn run(a: &WhatifArgs) -> anyhow::Result<ExitCode> {
+    let (file, format, page_hold_ns) = (a.file.as_path(), a.format, a.page_hold_ns);
     let events = super::open(file)?;
     let header = events.header().clone();
     let cfg = Config { page_hold_ns };
