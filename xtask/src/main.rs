@@ -7,7 +7,7 @@
 //!   known workload when root on a kernel with the tracepoints, else the
 //!   bundled demo trace; then, on a terminal, the TUI (the recording
 //!   replayed, or `rltop demo`).
-//! - `test`: set up, then run the steps of `TEST_STEPS` (build, tests).
+//! - `test`: set up, then run the steps of `TEST_STEPS` (build, clippy, docs, tests).
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `soak`: 10-minute recordings (record, live TUI) under mixed IO: RSS
@@ -214,6 +214,10 @@ const TEST_STEPS: &[Step] = &[
         run: clippy_user,
     },
     Step {
+        name: "doc",
+        run: doc,
+    },
+    Step {
         name: "test",
         run: cargo_test,
     },
@@ -317,7 +321,28 @@ fn cargo_test(root: &Path) -> anyhow::Result<()> {
     run(&mut cargo)
 }
 
-/// Clippy on the eBPF crate, which only the nightly can build (for BPF).
+/// The API docs of the user-space crates, warnings (broken links, links to
+/// private items) as errors: what `cargo doc` shows must be right.
+fn doc(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("cargo")
+        .current_dir(root)
+        .args([
+            "doc",
+            "--no-deps",
+            "-p",
+            "rltop-core",
+            "-p",
+            "rl-user",
+            "-p",
+            "rl-reference",
+            "-p",
+            "rl-common",
+            "-p",
+            "xtask",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings"))
+}
+
 /// Clippy on the user-space crates, tests included, warnings as errors.
 fn clippy_user(root: &Path) -> anyhow::Result<()> {
     run(Command::new("cargo").current_dir(root).args([
@@ -339,6 +364,7 @@ fn clippy_user(root: &Path) -> anyhow::Result<()> {
     ]))
 }
 
+/// Clippy on the eBPF crate, which only the nightly can build (for BPF).
 fn clippy_ebpf(root: &Path) -> anyhow::Result<()> {
     run(Command::new("rustup")
         .current_dir(root)

@@ -5,12 +5,12 @@
 //! lock in batches, on the pipeline thread as the player needs events; the
 //! first batch carries the bug of `--scenario` (a deadlock by default, so
 //! the wait chains, the findings and the lockdep report have something to
-//! show), then every [`DEFECT_EVERY`]th batch the next bug of [`DEFECTS`],
+//! show), then every `DEFECT_EVERY`th batch the next bug of `DEFECTS`,
 //! each on a file and tasks of its own; the other batches are correct
 //! `mixed` workloads (`--scenario mixed`: all of them). Each batch is
 //! shifted in time to follow the previous one. The simulator's threads run at full
 //! speed, so the playback is slowed down (`--speed`), and pauses longer
-//! than [`MAX_IDLE`] of wall time are shortened to it.
+//! than `MAX_IDLE` of wall time are shortened to it.
 
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 //! with SIGKILL leaves a readable trace up to its last flush.
 //!
 //! With `--metrics [ADDR:]PORT`, OpenMetrics are served meanwhile from the
-//! same events (see [`super::metrics`]), on threads apart from this loop.
+//! same events (see [`crate::serve`]), on threads apart from this loop.
 //!
 //! Exit status: 2 when recording could not start or a write failed; else
 //! CMD's exit status when a command was run (128 + signal if it was killed),

@@ -73,7 +73,7 @@ impl Pipeline {
         self.engine.analysis().0.findings()
     }
 
-    /// Paths of inodes, for the file names (live: see [`crate::probe::paths`]).
+    /// Paths of inodes, for the file names (live: the binary's `probe::paths`).
     pub fn set_paths(&mut self, paths: Arc<FastMap<(crate::events::Dev, u64), String>>) {
         self.paths = paths;
     }
