@@ -244,6 +244,18 @@ impl Body {
         }
     }
 
+    /// The range lock an `rl_*` event is about: `(tree, lock)`.
+    pub fn range_lock(&self) -> Option<(u64, u64)> {
+        match *self {
+            Body::RlRequest { tree, lock, .. }
+            | Body::RlAcquired { tree, lock }
+            | Body::RlTrylockFailed { tree, lock }
+            | Body::RlCancel { tree, lock }
+            | Body::RlRelease { tree, lock } => Some((tree, lock)),
+            _ => None,
+        }
+    }
+
     /// The kind of this body, as a [`Tag`].
     pub fn tag(&self) -> Tag {
         match self {

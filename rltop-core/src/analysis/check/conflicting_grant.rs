@@ -8,7 +8,7 @@
 use super::{Cx, Draft, Kind, On, Rule, Severity, Since};
 use crate::analysis::describe;
 use crate::events::{Body, Event, Tag};
-use crate::model::{LockState, Model, Tree};
+use crate::model::{Lock, LockState, Model, Tree};
 
 impl Kind {
     pub const CONFLICTING_GRANT: Kind = Kind("conflicting_grant");
@@ -17,20 +17,23 @@ impl Kind {
 #[derive(Debug)]
 pub struct ConflictingGrant;
 
-/// An acquisition the fast path cannot clear: `Some((tree, grantable))`
-/// unless the reference grants it and the kernel's holders agree with the
+/// An acquisition the fast path cannot clear: `Some(grantable)` unless the
+/// reference grants it and the kernel's holders agree with the
 /// reference's, so that nothing held can conflict.
-pub(super) fn slow_acquire(m: &Model, tree: u64, lock: u64) -> Option<(&Tree, bool)> {
-    let t = m.trees.get(&tree)?;
-    let l = t.locks.get(&lock)?;
+pub(super) fn slow_acquire(t: &Tree, l: &Lock, lock: u64) -> Option<bool> {
     if l.is_held() {
+        return None;
+    }
+    // The model already knows when the reference lets a waiting lock own
+    // its range (`grantable_since`): no need to ask it on the fast path.
+    if l.grantable_since.is_some() && t.divergent == 0 {
         return None;
     }
     let grantable = t.oracle.is_grantable(lock);
     if grantable && t.divergent == 0 {
         return None;
     }
-    Some((t, grantable))
+    Some(grantable)
 }
 
 /// The held locks conflicting with `lock` of tree `t`, with the events
@@ -69,11 +72,14 @@ impl Rule for ConflictingGrant {
             return;
         };
         let m = cx.m;
-        let Some((t, _)) = slow_acquire(m, tree, lock) else {
+        let Some((t, l)) = cx.subject else {
             return;
         };
+        if slow_acquire(t, l, lock).is_none() {
+            return;
+        }
         let conflicting = held_conflicts(m, t, lock);
-        let (Some(&(other, other_acq)), Some(l)) = (conflicting.first(), t.locks.get(&lock)) else {
+        let Some(&(other, other_acq)) = conflicting.first() else {
             return;
         };
         let o = &t.locks[&other];

@@ -167,8 +167,8 @@ impl Rule for Deadlock {
             return;
         }
         match ev.body {
-            Body::RlAcquired { tree, lock } => {
-                if let Some(owner) = cx.m.lock(tree, lock).map(|l| l.tid) {
+            Body::RlAcquired { .. } => {
+                if let Some(owner) = cx.subject.map(|(_, l)| l.tid) {
                     self.progress(cx, owner);
                 }
             }
@@ -180,10 +180,9 @@ impl Rule for Deadlock {
     fn after(&mut self, cx: &mut Cx<'_>, _idx: u64, ev: &Event) {
         let m = cx.m;
         let waits = match ev.body {
-            Body::RlRequest { tree, lock, .. } => m
-                .trees
-                .get(&tree)
-                .is_some_and(|t| !t.oracle.is_grantable(lock)),
+            // Just requested: it waits iff the reference did not grant it
+            // on arrival.
+            Body::RlRequest { .. } => cx.subject.is_some_and(|(_, l)| l.contended),
             Body::MmapLockRequest { mm, write } => m
                 .mms
                 .get(&mm)

@@ -37,15 +37,15 @@ impl Rule for FifoViolation {
             return;
         };
         let m = cx.m;
-        let Some((t, grantable)) = slow_acquire(m, tree, lock) else {
+        let Some((t, l)) = cx.subject else {
+            return;
+        };
+        let Some(grantable) = slow_acquire(t, l, lock) else {
             return;
         };
         if grantable || !held_conflicts(m, t, lock).is_empty() {
             return;
         }
-        let Some(l) = t.locks.get(&lock) else {
-            return;
-        };
         let blockers = t.oracle.blockers(lock);
         let Some(&first) = blockers.first() else {
             return;

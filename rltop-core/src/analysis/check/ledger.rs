@@ -228,10 +228,14 @@ impl Ledger {
     /// were judged against, with a timestamp tied with them, means the
     /// events were merely ordered arbitrarily: withdraw the finding. Time
     /// moving past the finding makes it final.
+    #[inline]
     pub fn settle(&mut self, ev: &Event) {
-        if self.pending.is_empty() {
-            return;
+        if !self.pending.is_empty() {
+            self.settle_ties(ev);
         }
+    }
+
+    fn settle_ties(&mut self, ev: &Event) {
         self.pending.retain(|p| p.ts >= ev.ts);
         if let Body::RlRelease { tree, lock }
         | Body::RlCancel { tree, lock }
@@ -258,7 +262,14 @@ impl Ledger {
 
     /// Takes note of an event before the rules check it: a task first seen
     /// after a gap, a gap itself (with the model before it).
+    #[inline]
     pub fn observe(&mut self, m: &Model, ev: &Event) {
+        if self.known.is_some() || matches!(ev.body, Body::Lost { .. }) {
+            self.observe_gaps(m, ev);
+        }
+    }
+
+    fn observe_gaps(&mut self, m: &Model, ev: &Event) {
         if let Some(known) = &mut self.known
             && known.insert(ev.tid)
             && !matches!(ev.body, Body::Lost { .. })
@@ -310,10 +321,14 @@ impl Ledger {
     /// Clears the taint of the tasks event `ev` touched once they are idle
     /// in the model (after the event): holding and waiting for nothing,
     /// nothing in flight.
+    #[inline]
     pub fn untaint(&mut self, m: &Model, ev: &Event) {
-        if self.tainted.is_empty() {
-            return;
+        if !self.tainted.is_empty() {
+            self.untaint_touched(m, ev);
         }
+    }
+
+    fn untaint_touched(&mut self, m: &Model, ev: &Event) {
         let idle = |tid: u32| {
             m.tasks
                 .get(&tid)

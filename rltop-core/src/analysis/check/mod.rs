@@ -91,7 +91,7 @@ pub use rule::{Cx, On, Rule};
 
 use super::engine::{Analysis, Engine};
 use crate::events::{Event, Tag};
-use crate::model::Model;
+use crate::model::{Lock, Model, Tree};
 
 /// Every rule, in the order they run and report. Adding a rule is one
 /// line here (and its file).
@@ -235,6 +235,8 @@ pub const MAX_FINDINGS: usize = 10_000;
 pub struct Checker {
     cfg: Config,
     rules: Vec<Box<dyn Rule>>,
+    /// Each rule's kind and severity (asked once, not per event).
+    labels: Vec<(Kind, Severity)>,
     /// Which rules want each event kind, before and after the model
     /// applies it (indices into `rules`).
     before: [Vec<usize>; Tag::COUNT],
@@ -276,6 +278,7 @@ impl Checker {
         }
         Checker {
             cfg,
+            labels: rules.iter().map(|r| (r.kind(), r.severity())).collect(),
             wake: vec![0; rules.len()],
             rules,
             before,
@@ -320,8 +323,8 @@ impl Checker {
     /// and the ledger makes the verdict; findings are in stream order.
     pub fn finish(mut self, m: &Model) -> Verdict {
         self.ledger.end_ties();
-        for r in &mut self.rules {
-            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, r.kind(), r.severity());
+        for (r, &(kind, sev)) in self.rules.iter_mut().zip(&self.labels) {
+            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, kind, sev);
             r.finish(&mut cx);
         }
         self.ledger.verdict(m)
@@ -329,9 +332,10 @@ impl Checker {
 
     fn tick(&mut self, m: &Model, now: u64) {
         let mut next = u64::MAX;
-        for (r, wake) in self.rules.iter_mut().zip(self.wake.iter_mut()) {
+        for ((r, wake), &(kind, sev)) in self.rules.iter_mut().zip(&mut self.wake).zip(&self.labels)
+        {
             if *wake <= now {
-                let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, r.kind(), r.severity());
+                let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, kind, sev);
                 *wake = r.tick(&mut cx, now);
             }
             next = next.min(*wake);
@@ -340,26 +344,48 @@ impl Checker {
     }
 }
 
+/// The tree and lock an `rl_*` event is about, as the model has them.
+#[inline]
+fn subject<'m>(m: &'m Model, ev: &Event) -> Option<(&'m Tree, &'m Lock)> {
+    let (tree, lock) = ev.body.range_lock()?;
+    let t = m.trees.get(&tree)?;
+    Some((t, t.locks.get(&lock)?))
+}
+
 impl Analysis for Checker {
+    #[inline]
     fn before(&mut self, m: &Model, idx: u64, ev: &Event) {
         self.ledger.settle(ev);
         if ev.ts >= self.next_wake {
             self.tick(m, ev.ts);
         }
         self.ledger.observe(m, ev);
-        for &i in &self.before[ev.body.tag() as usize] {
-            let r = &mut self.rules[i];
-            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, r.kind(), r.severity());
-            r.before(&mut cx, idx, ev);
+        let rules = &self.before[ev.body.tag() as usize];
+        if rules.is_empty() {
+            return;
+        }
+        let subject = subject(m, ev);
+        for &i in rules {
+            let (kind, sev) = self.labels[i];
+            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, kind, sev);
+            cx.subject = subject;
+            self.rules[i].before(&mut cx, idx, ev);
         }
     }
 
+    #[inline]
     fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
         self.ledger.untaint(m, ev);
-        for &i in &self.after[ev.body.tag() as usize] {
-            let r = &mut self.rules[i];
-            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, r.kind(), r.severity());
-            r.after(&mut cx, idx, ev);
+        let rules = &self.after[ev.body.tag() as usize];
+        if rules.is_empty() {
+            return;
+        }
+        let subject = subject(m, ev);
+        for &i in rules {
+            let (kind, sev) = self.labels[i];
+            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, kind, sev);
+            cx.subject = subject;
+            self.rules[i].after(&mut cx, idx, ev);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::{Config, Draft, Finding, FindingId, Kind, Ledger, Severity};
 use crate::events::{Event, Tag};
-use crate::model::Model;
+use crate::model::{Lock, Model, Tree};
 
 /// A set of event kinds: which events a rule's hook wants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +44,9 @@ impl On {
 pub struct Cx<'a> {
     pub m: &'a Model,
     pub cfg: &'a Config,
+    /// For an `rl_*` event, its lock and tree in the model (as of the
+    /// hook), looked up once for every rule that wants the event.
+    pub subject: Option<(&'a Tree, &'a Lock)>,
     ledger: &'a mut Ledger,
     kind: Kind,
     severity: Severity,
@@ -60,6 +63,7 @@ impl<'a> Cx<'a> {
         Cx {
             m,
             cfg,
+            subject: None,
             ledger,
             kind,
             severity,

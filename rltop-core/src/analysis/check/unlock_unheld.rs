@@ -34,7 +34,7 @@ impl Rule for UnlockUnheld {
             return;
         };
         let m = cx.m;
-        let draft = match m.lock(tree, lock) {
+        let draft = match cx.subject.map(|(_, l)| l) {
             Some(l) if l.is_held() => return,
             Some(l) => {
                 let message = format!(
