@@ -230,16 +230,23 @@ macro_rules! subject {
     };
 }
 
-subject!(RefExcl, RangeLock, RangeGuard<'static>,
-    |l, range, _w| l.lock(r(range.0, range.1)));
+subject!(RefExcl, RangeLock, RangeGuard<'static>, |l, range, _w| l
+    .lock(r(range.0, range.1)));
 enum RwGuard {
     R(#[allow(dead_code)] ReadGuard<'static>),
     W(#[allow(dead_code)] WriteGuard<'static>),
 }
-subject!(RefRw, RwRangeLock, RwGuard,
-    |l, range, w| if w { RwGuard::W(l.write(r(range.0, range.1))) } else { RwGuard::R(l.read(r(range.0, range.1))) });
-subject!(CrateRangeLock, VecRangeLock<u8>, VecRangeLockGuard<'static, u8>,
-    |l, range, _w| l.try_lock(range.0..range.1 + 1).expect("disjoint"));
+subject!(RefRw, RwRangeLock, RwGuard, |l, range, w| if w {
+    RwGuard::W(l.write(r(range.0, range.1)))
+} else {
+    RwGuard::R(l.read(r(range.0, range.1)))
+});
+subject!(
+    CrateRangeLock,
+    VecRangeLock<u8>,
+    VecRangeLockGuard<'static, u8>,
+    |l, range, _w| l.try_lock(range.0..range.1 + 1).expect("disjoint")
+);
 subject!(CrateRangeMutex, RangeMutex<u8, Vec<u8>>, RangeMutexGuard<'static, u8>,
     |l, range, _w| l.lock(range.0..range.1 + 1));
 

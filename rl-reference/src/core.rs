@@ -46,8 +46,7 @@ use std::ops::ControlFlow;
 
 use crate::flavour::{Flavour, Mode};
 
-/// Entries per leaf. 32 keys are four cache lines per array: a descent reads
-/// the `start`s (and the `last`s left of the position) of one leaf.
+/// Entries per leaf.
 const LEAF: usize = 32;
 /// Children per inner node.
 const FANOUT: usize = 32;
@@ -55,9 +54,9 @@ const FANOUT: usize = 32;
 /// insertions do not split at once.
 const PACK_LEAF: usize = LEAF * 3 / 4;
 const PACK_FANOUT: usize = FANOUT * 3 / 4;
-/// Inner levels: an inner node has at least 2 children except after
-/// removals, and a rebuild packs them, so 2^32 requests fit far below this.
-const MAX_HEIGHT: usize = 24;
+/// Inner levels: every inner node but the root has at least one child and
+/// splits make halves of 16, so 2^31 requests fit far below this.
+const MAX_HEIGHT: usize = 16;
 
 /// No request: slot 0 is never used.
 pub(crate) const NIL: u32 = 0;
@@ -84,13 +83,14 @@ const FREE_REC: Rec = Rec {
     mode: Mode::Write,
 };
 
-/// Entries `[0, len)` in `(start, seq)` order; past `len`, `start` is
-/// `u64::MAX` and `last` 0, so full-width compares need no length mask on
-/// the `start` side.
+/// Entries `[0, len)` in `(start, seq)` order (past `len`: stale).
 #[derive(Clone)]
 #[repr(C, align(64))]
 struct Leaf {
     starts: [u64; LEAF],
+    /// `pmax[i]` = the largest of `lasts[..=i]`: whether anything before a
+    /// position reaches a new request's start is one load.
+    pmax: [u64; LEAF],
     lasts: [u64; LEAF],
     /// Slot, with [`READ_BIT`] for a reader.
     slots: [u32; LEAF],
@@ -98,69 +98,192 @@ struct Leaf {
 }
 
 const EMPTY_LEAF: Leaf = Leaf {
-    starts: [u64::MAX; LEAF],
+    starts: [0; LEAF],
+    pmax: [0; LEAF],
     lasts: [0; LEAF],
     slots: [NIL; LEAF],
     len: 0,
 };
 
+impl Leaf {
+    /// The first position whose start is after `start` (where a new
+    /// request for `start` goes: after the equal starts, queued earlier).
+    #[inline(always)]
+    fn upper(&self, start: u64) -> usize {
+        let len = self.len as usize;
+        let mut i = 0;
+        while i < len && self.starts[i] <= start {
+            i += 1;
+        }
+        i
+    }
+
+    /// Position of `slot`, whose start is `start`.
+    #[inline(always)]
+    fn find(&self, start: u64, slot: u32) -> usize {
+        let len = self.len as usize;
+        let mut i = 0;
+        while i < len && self.starts[i] < start {
+            i += 1;
+        }
+        while self.slots[i] & !READ_BIT != slot {
+            i += 1;
+            debug_assert!(
+                i < len && self.starts[i] == start,
+                "request not in its leaf"
+            );
+        }
+        i
+    }
+
+    /// The largest `last` (0 if empty).
+    #[inline(always)]
+    fn max(&self) -> u64 {
+        match self.len {
+            0 => 0,
+            n => self.pmax[n as usize - 1],
+        }
+    }
+
+    /// Recompute `pmax` from position `from` on.
+    #[inline(always)]
+    fn fix_pmax(&mut self, from: usize) {
+        let mut m = if from > 0 { self.pmax[from - 1] } else { 0 };
+        for j in from..self.len as usize {
+            m = m.max(self.lasts[j]);
+            self.pmax[j] = m;
+        }
+    }
+
+    /// Put an entry at `pos`, shifting the later ones right (one loop over
+    /// the arrays, not a `memmove` call per array for a few entries).
+    #[inline(always)]
+    fn insert_at(&mut self, pos: usize, start: u64, last: u64, w: u32) {
+        let len = self.len as usize;
+        debug_assert!(len < LEAF && pos <= len);
+        let mut j = len;
+        while j > pos {
+            self.starts[j] = self.starts[j - 1];
+            self.lasts[j] = self.lasts[j - 1];
+            self.slots[j] = self.slots[j - 1];
+            j -= 1;
+        }
+        self.starts[pos] = start;
+        self.lasts[pos] = last;
+        self.slots[pos] = w;
+        self.len += 1;
+        self.fix_pmax(pos);
+    }
+
+    /// Take out the entry at `pos`.
+    #[inline(always)]
+    fn remove_at(&mut self, pos: usize) {
+        let len = self.len as usize;
+        for j in pos..len - 1 {
+            self.starts[j] = self.starts[j + 1];
+            self.lasts[j] = self.lasts[j + 1];
+            self.slots[j] = self.slots[j + 1];
+        }
+        self.len -= 1;
+        self.fix_pmax(pos);
+    }
+}
+
 /// Children `[0, len)`; child `i` holds the keys in
 /// `[sep(i - 1), sep(i))`. A separator may be lower than the smallest key
-/// of its right child (after removals), never higher. Past `len - 1`,
-/// `sep_starts` is `u64::MAX`.
+/// of its right child (after removals), never higher.
 #[derive(Clone)]
 #[repr(C, align(64))]
 struct Inner {
     sep_starts: [u64; FANOUT - 1],
     len: u32,
-    /// Largest `last` in each child's subtree (0 past `len`).
+    /// `pmax[i]` = the largest of `maxes[..=i]`.
+    pmax: [u64; FANOUT],
+    kids: [u32; FANOUT],
+    /// Largest `last` in each child's subtree.
     maxes: [u64; FANOUT],
     sep_seqs: [u64; FANOUT - 1],
-    kids: [u32; FANOUT],
 }
 
 const EMPTY_INNER: Inner = Inner {
-    sep_starts: [u64::MAX; FANOUT - 1],
+    sep_starts: [0; FANOUT - 1],
     len: 0,
+    pmax: [0; FANOUT],
+    kids: [0; FANOUT],
     maxes: [0; FANOUT],
     sep_seqs: [0; FANOUT - 1],
-    kids: [0; FANOUT],
 };
 
-/// Number of `xs[i] <= x` (the upper bound of `x` in a sorted, padded
-/// array): branch-free over the whole array, which vectorizes.
-#[inline(always)]
-fn count_le<const N: usize>(xs: &[u64; N], x: u64) -> usize {
-    let mut c = 0;
-    for &v in xs {
-        c += usize::from(v <= x);
+impl Inner {
+    /// The child where a new request for `start` goes (its key is larger
+    /// than every key with that start).
+    #[inline(always)]
+    fn route_new(&self, start: u64) -> usize {
+        let seps = self.len as usize - 1;
+        let mut c = 0;
+        while c < seps && self.sep_starts[c] <= start {
+            c += 1;
+        }
+        c
     }
-    c
-}
 
-/// Number of `xs[i] < x`.
-#[inline(always)]
-fn count_lt<const N: usize>(xs: &[u64; N], x: u64) -> usize {
-    let mut c = 0;
-    for &v in xs {
-        c += usize::from(v < x);
+    /// The child holding key `(start, seq)`.
+    #[inline(always)]
+    fn route(&self, start: u64, seq: u64) -> usize {
+        let seps = self.len as usize - 1;
+        let mut c = 0;
+        while c < seps && self.sep_starts[c] < start {
+            c += 1;
+        }
+        while c < seps && self.sep_starts[c] == start && self.sep_seqs[c] <= seq {
+            c += 1;
+        }
+        c
     }
-    c
-}
 
-/// Whether some `xs[i] >= x` with `i < n`.
-#[inline(always)]
-fn any_ge_before<const N: usize>(xs: &[u64; N], n: usize, x: u64) -> bool {
-    let mut any = false;
-    for (i, &v) in xs.iter().enumerate() {
-        any |= (i < n) & (v >= x);
+    #[inline(always)]
+    fn max(&self) -> u64 {
+        self.pmax[self.len as usize - 1]
     }
-    any
-}
 
-#[inline(always)]
-fn max_of(xs: &[u64]) -> u64 {
-    xs.iter().copied().fold(0, u64::max)
+    #[inline(always)]
+    fn fix_pmax(&mut self, from: usize) {
+        let mut m = if from > 0 { self.pmax[from - 1] } else { 0 };
+        for j in from..self.len as usize {
+            m = m.max(self.maxes[j]);
+            self.pmax[j] = m;
+        }
+    }
+
+    /// Raise child `c`'s maximum to `last`; whether it was below.
+    #[inline(always)]
+    fn raise(&mut self, c: usize, last: u64) -> bool {
+        if self.maxes[c] >= last {
+            return false;
+        }
+        self.maxes[c] = last;
+        // `pmax` does not decrease: stop where it already covers `last`.
+        let mut j = c;
+        while j < self.len as usize && self.pmax[j] < last {
+            self.pmax[j] = last;
+            j += 1;
+        }
+        true
+    }
+
+    /// Set to `kids` (with their maxima) and the separators between them.
+    fn fill(&mut self, kids: &[u32], maxes: &[u64], seps: &[(u64, u64)]) {
+        debug_assert_eq!(seps.len() + 1, kids.len());
+        *self = EMPTY_INNER;
+        self.kids[..kids.len()].copy_from_slice(kids);
+        self.maxes[..kids.len()].copy_from_slice(maxes);
+        for (i, &(s, q)) in seps.iter().enumerate() {
+            self.sep_starts[i] = s;
+            self.sep_seqs[i] = q;
+        }
+        self.len = kids.len() as u32;
+        self.fix_pmax(0);
+    }
 }
 
 #[inline(always)]
@@ -176,6 +299,9 @@ fn mode_of(word: u32) -> Mode {
 fn word(slot: u32, mode: Mode) -> u32 {
     slot | if mode == Mode::Read { READ_BIT } else { 0 }
 }
+
+/// The path of a descent: `(inner node, child taken)`, leaf's parent first.
+type Path = [(u32, u8); MAX_HEIGHT];
 
 /// The tree plus blocking counts. `T` is per-request data: the id for the
 /// state machine, the parked waiter for the locks.
@@ -255,19 +381,28 @@ impl<F: Flavour, T: Default> Core<F, T> {
         &mut self.payloads[slot as usize]
     }
 
+    fn tree(&self) -> Tree<'_> {
+        Tree {
+            leaves: &self.leaves,
+            inners: &self.inners,
+        }
+    }
+
     /// Number of queued requests that conflict with a new `[start, last]`
     /// request in `mode`, stopping early once `limit` is reached.
     pub(crate) fn count_conflicts(&self, start: u64, last: u64, mode: Mode, limit: u32) -> u32 {
         let mut count = 0u32;
-        let _ = self.walk(self.root, self.height, start, last, &mut |w, _| {
-            if F::conflicts(mode_of(w), mode) {
-                count += 1;
-                if count >= limit {
-                    return ControlFlow::Break(());
+        let _ = self
+            .tree()
+            .walk(self.root, self.height, start, last, &mut |w, _| {
+                if F::conflicts(mode_of(w), mode) {
+                    count += 1;
+                    if count >= limit {
+                        return ControlFlow::Break(());
+                    }
                 }
-            }
-            ControlFlow::Continue(())
-        });
+                ControlFlow::Continue(())
+            });
         count
     }
 
@@ -293,26 +428,32 @@ impl<F: Flavour, T: Default> Core<F, T> {
         // Descend to the leaf position of key (start, seq) — seq is the
         // largest, so ties go right — counting conflicts on the way: every
         // request is in the leaf or in a subtree hanging off the path.
-        let mut path = [(0u32, 0u8); MAX_HEIGHT];
+        let mut path: Path = [(0, 0); MAX_HEIGHT];
         let mut blocking = 0u32;
         let mut t = self.root;
-        for level in (1..=self.height).rev() {
+        let mut level = self.height;
+        while level > 0 {
             let n = &self.inners[t as usize];
-            let len = n.len as usize;
-            let c = count_le(&n.sep_starts, start).min(len - 1);
+            let c = n.route_new(start);
             // Children left of the path start before `start`: they overlap
             // iff they reach it. Children right of it start after `start`:
             // they overlap iff they start by `last`.
-            if any_ge_before(&n.maxes, c, start) || (c + 1 < len && n.sep_starts[c] <= last) {
-                blocking += self.count_beside(t, level, c, start, last, mode);
+            if (c > 0 && n.pmax[c - 1] >= start)
+                || (c + 1 < n.len as usize && n.sep_starts[c] <= last)
+            {
+                blocking += self
+                    .tree()
+                    .count_beside::<F>(t, level, c, start, last, mode);
             }
-            path[level - 1] = (t, c as u8);
+            level -= 1;
+            path[level] = (t, c as u8);
             t = n.kids[c];
         }
         let lf = &self.leaves[t as usize];
-        let len = lf.len as usize;
-        let pos = count_le(&lf.starts, start).min(len);
-        if any_ge_before(&lf.lasts, pos, start) || (pos < len && lf.starts[pos] <= last) {
+        let pos = lf.upper(start);
+        if (pos > 0 && lf.pmax[pos - 1] >= start)
+            || (pos < lf.len as usize && lf.starts[pos] <= last)
+        {
             blocking += count_leaf_beside::<F>(lf, pos, start, last, mode);
         }
         if only_if_free && blocking > 0 {
@@ -333,60 +474,42 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 self.payloads[slot as usize] = payload;
                 slot
             }
-            None => {
-                let slot = u32::try_from(self.recs.len())
-                    .ok()
-                    .filter(|&s| s < READ_BIT)
-                    .expect("more than 2^31 - 1 queued requests");
-                self.recs.push(rec);
-                self.payloads.push(payload);
-                slot
-            }
+            None => self.push_rec(rec, payload),
         };
         self.len += 1;
         if blocking > 0 {
             self.waiting += 1;
         }
-        self.leaf_insert(t, pos, start, last, word(slot, mode), &path);
-        Some((slot, blocking))
-    }
-
-    /// Put the entry at `pos` of leaf `t`, reached through `path`; split
-    /// what overflows and raise the maxima above to cover `last`.
-    #[inline]
-    fn leaf_insert(
-        &mut self,
-        t: u32,
-        pos: usize,
-        start: u64,
-        last: u64,
-        w: u32,
-        path: &[(u32, u8); MAX_HEIGHT],
-    ) {
         let lf = &mut self.leaves[t as usize];
-        let len = lf.len as usize;
-        if len < LEAF {
-            lf.starts.copy_within(pos..len, pos + 1);
-            lf.lasts.copy_within(pos..len, pos + 1);
-            lf.slots.copy_within(pos..len, pos + 1);
-            lf.starts[pos] = start;
-            lf.lasts[pos] = last;
-            lf.slots[pos] = w;
-            lf.len += 1;
+        if (lf.len as usize) < LEAF {
+            lf.insert_at(pos, start, last, word(slot, mode));
             // Raise the maxima on the path until one already covers `last`
             // (then all above it do).
             for &(p, c) in &path[..self.height] {
-                let m = &mut self.inners[p as usize].maxes[c as usize];
-                if *m >= last {
+                if !self.inners[p as usize].raise(c as usize, last) {
                     break;
                 }
-                *m = last;
             }
-            return;
+        } else {
+            self.split_leaf_insert(t, pos, start, last, word(slot, mode), &path);
         }
-        self.split_leaf_insert(t, pos, start, last, w, path);
+        Some((slot, blocking))
     }
 
+    #[cold]
+    #[inline(never)]
+    fn push_rec(&mut self, rec: Rec, payload: T) -> u32 {
+        let slot = u32::try_from(self.recs.len())
+            .ok()
+            .filter(|&s| s < READ_BIT)
+            .expect("more than 2^31 - 1 queued requests");
+        self.recs.push(rec);
+        self.payloads.push(payload);
+        slot
+    }
+
+    /// Leaf `t` is full: split it in halves, put the entry where it
+    /// belongs, and hang the new half in the parent.
     #[cold]
     #[inline(never)]
     fn split_leaf_insert(
@@ -396,7 +519,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         start: u64,
         last: u64,
         w: u32,
-        path: &[(u32, u8); MAX_HEIGHT],
+        path: &Path,
     ) {
         const H: usize = LEAF / 2;
         let r = self.alloc_leaf();
@@ -408,61 +531,43 @@ impl<F: Flavour, T: Default> Core<F, T> {
         rt.lasts[..LEAF - H].copy_from_slice(&lf.lasts[H..]);
         rt.slots[..LEAF - H].copy_from_slice(&lf.slots[H..]);
         rt.len = (LEAF - H) as u32;
-        lf.starts[H..].fill(u64::MAX);
-        lf.lasts[H..].fill(0);
-        lf.slots[H..].fill(NIL);
         lf.len = H as u32;
-        let (into, at) = if pos <= H {
-            (&mut *lf, pos)
+        if pos <= H {
+            lf.insert_at(pos, start, last, w);
+            rt.fix_pmax(0);
         } else {
-            (&mut *rt, pos - H)
-        };
-        let n = into.len as usize;
-        into.starts.copy_within(at..n, at + 1);
-        into.lasts.copy_within(at..n, at + 1);
-        into.slots.copy_within(at..n, at + 1);
-        into.starts[at] = start;
-        into.lasts[at] = last;
-        into.slots[at] = w;
-        into.len += 1;
-        let lmax = max_of(&lf.lasts[..lf.len as usize]);
-        let rmax = max_of(&rt.lasts[..rt.len as usize]);
+            rt.fix_pmax(0);
+            rt.insert_at(pos - H, start, last, w);
+        }
+        let (lmax, rmax) = (lf.max(), rt.max());
         let sep = (
             rt.starts[0],
             self.recs[(rt.slots[0] & !READ_BIT) as usize].seq,
         );
         self.leaf_count += 1;
-        self.grow_up(0, t, lmax, sep, r, rmax, last, path);
+        self.grow_up(t, lmax, sep, r, rmax, last, path);
     }
 
-    /// Node `left` at `level` was split, its upper part moved to `right`
+    /// Node `left` (a leaf) was split, its upper part moved to `right`
     /// (separated by `sep`): hang `right` beside it in the parent, splitting
     /// upwards as needed, then raise the maxima above to cover `last`.
     #[allow(clippy::too_many_arguments)]
     fn grow_up(
         &mut self,
-        level: usize,
         mut left: u32,
         mut lmax: u64,
         mut sep: (u64, u64),
         mut right: u32,
         mut rmax: u64,
         last: u64,
-        path: &[(u32, u8); MAX_HEIGHT],
+        path: &Path,
     ) {
-        let mut level = level;
+        let mut level = 0;
         loop {
             if level == self.height {
                 // The root split: a new root above both.
                 let root = self.alloc_inner();
-                let n = &mut self.inners[root as usize];
-                n.len = 2;
-                n.kids[0] = left;
-                n.kids[1] = right;
-                n.maxes[0] = lmax;
-                n.maxes[1] = rmax;
-                n.sep_starts[0] = sep.0;
-                n.sep_seqs[0] = sep.1;
+                self.inners[root as usize].fill(&[left, right], &[lmax, rmax], &[sep]);
                 self.root = root;
                 self.height += 1;
                 return;
@@ -473,22 +578,25 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let len = n.len as usize;
             debug_assert_eq!(n.kids[c], left);
             if len < FANOUT {
-                n.kids.copy_within(c + 1..len, c + 2);
-                n.maxes.copy_within(c + 1..len, c + 2);
-                n.sep_starts.copy_within(c..len - 1, c + 1);
-                n.sep_seqs.copy_within(c..len - 1, c + 1);
+                let mut j = len;
+                while j > c + 1 {
+                    n.kids[j] = n.kids[j - 1];
+                    n.maxes[j] = n.maxes[j - 1];
+                    n.sep_starts[j - 1] = n.sep_starts[j - 2];
+                    n.sep_seqs[j - 1] = n.sep_seqs[j - 2];
+                    j -= 1;
+                }
                 n.kids[c + 1] = right;
                 n.maxes[c] = lmax;
                 n.maxes[c + 1] = rmax;
                 n.sep_starts[c] = sep.0;
                 n.sep_seqs[c] = sep.1;
                 n.len += 1;
+                n.fix_pmax(c);
                 for &(p, c) in &path[level + 1..self.height] {
-                    let m = &mut self.inners[p as usize].maxes[c as usize];
-                    if *m >= last {
+                    if !self.inners[p as usize].raise(c as usize, last) {
                         break;
                     }
-                    *m = last;
                 }
                 return;
             }
@@ -496,36 +604,30 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let mut kids = [0u32; FANOUT + 1];
             let mut maxes = [0u64; FANOUT + 1];
             let mut seps = [(0u64, 0u64); FANOUT];
-            for i in 0..=c {
-                kids[i] = n.kids[i];
-                maxes[i] = n.maxes[i];
+            for i in 0..FANOUT {
+                let k = i + usize::from(i > c);
+                kids[k] = n.kids[i];
+                maxes[k] = n.maxes[i];
             }
-            for i in 0..c {
-                seps[i] = (n.sep_starts[i], n.sep_seqs[i]);
+            for i in 0..FANOUT - 1 {
+                seps[i + usize::from(i >= c)] = (n.sep_starts[i], n.sep_seqs[i]);
             }
             kids[c + 1] = right;
             maxes[c] = lmax;
             maxes[c + 1] = rmax;
             seps[c] = sep;
-            for i in c + 1..FANOUT {
-                kids[i + 1] = n.kids[i];
-                maxes[i + 1] = n.maxes[i];
-            }
-            for i in c..FANOUT - 1 {
-                seps[i + 1] = (n.sep_starts[i], n.sep_seqs[i]);
-            }
             let h = (FANOUT + 1) / 2;
             let r = self.alloc_inner();
             let [n, rn] = self
                 .inners
                 .get_disjoint_mut([p as usize, r as usize])
                 .expect("distinct nodes");
-            fill_inner(n, &kids[..h], &maxes[..h], &seps[..h - 1]);
-            fill_inner(rn, &kids[h..], &maxes[h..], &seps[h..]);
+            n.fill(&kids[..h], &maxes[..h], &seps[..h - 1]);
+            rn.fill(&kids[h..], &maxes[h..], &seps[h..]);
             left = p;
-            lmax = max_of(&maxes[..h]);
+            lmax = n.max();
             right = r;
-            rmax = max_of(&maxes[h..]);
+            rmax = rn.max();
             sep = seps[h - 1];
             level += 1;
         }
@@ -554,60 +656,6 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 self.inners.push(EMPTY_INNER);
                 (self.inners.len() - 1) as u32
             }
-        }
-    }
-
-    /// Conflicts among the children of inner node `t` (at `level`) other
-    /// than the path child `c`. Out of line: a descent calls it only where
-    /// something overlaps.
-    #[cold]
-    #[inline(never)]
-    fn count_beside(
-        &self,
-        t: u32,
-        level: usize,
-        c: usize,
-        start: u64,
-        last: u64,
-        mode: Mode,
-    ) -> u32 {
-        let n = &self.inners[t as usize];
-        let mut count = 0u32;
-        let mut f = |w: u32, _| {
-            count += u32::from(F::conflicts(mode_of(w), mode));
-            ControlFlow::Continue(())
-        };
-        for i in 0..n.len as usize {
-            if i == c {
-                continue;
-            }
-            if i > 0 && n.sep_starts[i - 1] > last {
-                break;
-            }
-            if n.maxes[i] >= start {
-                let _ = self.walk(n.kids[i], level - 1, start, last, &mut f);
-            }
-        }
-        count
-    }
-
-    /// In-order walk of the entries of subtree `t` (with `height` inner
-    /// levels) that overlap `[start, last]`: `f(slot word, slot)`.
-    fn walk(
-        &self,
-        t: u32,
-        height: usize,
-        start: u64,
-        last: u64,
-        f: &mut impl FnMut(u32, u32) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
-        self.tree().walk(t, height, start, last, f)
-    }
-
-    fn tree(&self) -> Tree<'_> {
-        Tree {
-            leaves: &self.leaves,
-            inners: &self.inners,
         }
     }
 
@@ -641,45 +689,37 @@ impl<F: Flavour, T: Default> Core<F, T> {
         payload
     }
 
+    /// Descend to the leaf holding key `(start, seq)`; returns it and the
+    /// path.
+    #[inline(always)]
+    fn find_leaf(&self, start: u64, seq: u64, path: &mut Path) -> u32 {
+        let mut t = self.root;
+        let mut level = self.height;
+        while level > 0 {
+            let n = &self.inners[t as usize];
+            let c = n.route(start, seq);
+            level -= 1;
+            path[level] = (t, c as u8);
+            t = n.kids[c];
+        }
+        t
+    }
+
     /// Take the entry of `slot` (key `(start, seq)`) out of the tree.
     #[inline]
     fn unlink(&mut self, slot: u32, start: u64, last: u64, seq: u64) {
-        let mut path = [(0u32, 0u8); MAX_HEIGHT];
-        let mut t = self.root;
-        for level in (1..=self.height).rev() {
-            let n = &self.inners[t as usize];
-            let len = n.len as usize;
-            // The child holding the key: separators <= (start, seq).
-            let mut c = count_lt(&n.sep_starts, start).min(len - 1);
-            while c + 1 < len && n.sep_starts[c] == start && n.sep_seqs[c] <= seq {
-                c += 1;
-            }
-            path[level - 1] = (t, c as u8);
-            t = n.kids[c];
-        }
+        let mut path: Path = [(0, 0); MAX_HEIGHT];
+        let t = self.find_leaf(start, seq, &mut path);
         let lf = &mut self.leaves[t as usize];
-        let len = lf.len as usize;
-        let mut i = count_lt(&lf.starts, start);
-        while lf.slots[i] & !READ_BIT != slot {
-            i += 1;
-            debug_assert!(i < len && lf.starts[i] == start, "request not in its leaf");
-        }
-        lf.starts.copy_within(i + 1..len, i);
-        lf.lasts.copy_within(i + 1..len, i);
-        lf.slots.copy_within(i + 1..len, i);
-        lf.starts[len - 1] = u64::MAX;
-        lf.lasts[len - 1] = 0;
-        lf.slots[len - 1] = NIL;
-        lf.len -= 1;
-        if self.height == 0 {
+        let old_max = lf.max();
+        let i = lf.find(start, slot);
+        lf.remove_at(i);
+        if self.height == 0 || (last < old_max && lf.len > 0) {
+            // Not the leaf's largest `last`: no maximum changes (common).
             return;
         }
-        let (p, c) = path[0];
-        if last < self.inners[p as usize].maxes[c as usize] && len > 1 {
-            // Not the leaf's largest `last`: no maximum changes (common case).
-            return;
-        }
-        self.shrink_up(&path, len == 1);
+        let (new_max, empty) = (lf.max(), lf.len == 0);
+        self.shrink_up(&path, new_max, empty);
     }
 
     /// After a removal from the leaf under `path[0]`: drop the nodes left
@@ -687,51 +727,45 @@ impl<F: Flavour, T: Default> Core<F, T> {
     /// and rebuild once the leaves are mostly empty.
     #[cold]
     #[inline(never)]
-    fn shrink_up(&mut self, path: &[(u32, u8); MAX_HEIGHT], leaf_empty: bool) {
-        let (p, c) = path[0];
-        let mut empty = leaf_empty;
-        let mut new_max = 0;
+    fn shrink_up(&mut self, path: &Path, mut new_max: u64, mut empty: bool) {
         if empty {
-            let leaf = self.inners[p as usize].kids[c as usize];
-            self.free_leaves.push(leaf);
+            let (p, c) = path[0];
+            self.free_leaves
+                .push(self.inners[p as usize].kids[c as usize]);
             self.leaf_count -= 1;
-        } else {
-            let leaf = &self.leaves[self.inners[p as usize].kids[c as usize] as usize];
-            new_max = max_of(&leaf.lasts[..leaf.len as usize]);
         }
-        for level in 0..self.height {
-            let (p, c) = path[level];
+        for &(p, c) in &path[..self.height] {
             let c = c as usize;
             let n = &mut self.inners[p as usize];
             let len = n.len as usize;
             if empty {
-                // Drop child c and one separator next to it.
-                n.kids.copy_within(c + 1..len, c);
-                n.maxes.copy_within(c + 1..len, c);
+                // Drop child c and the separator on one side of it.
                 let s = c.saturating_sub(1);
-                if len >= 2 {
-                    n.sep_starts.copy_within(s + 1..len - 1, s);
-                    n.sep_seqs.copy_within(s + 1..len - 1, s);
-                    n.sep_starts[len - 2] = u64::MAX;
-                    n.sep_seqs[len - 2] = 0;
+                for j in c..len - 1 {
+                    n.kids[j] = n.kids[j + 1];
+                    n.maxes[j] = n.maxes[j + 1];
                 }
-                n.kids[len - 1] = 0;
-                n.maxes[len - 1] = 0;
+                for j in s..len.saturating_sub(2) {
+                    n.sep_starts[j] = n.sep_starts[j + 1];
+                    n.sep_seqs[j] = n.sep_seqs[j + 1];
+                }
                 n.len -= 1;
                 if n.len == 0 {
-                    // It empties in turn (only the root may not: the leaf
-                    // count above keeps a non-empty tree with children).
+                    // It empties in turn (never the root: the root keeps a
+                    // child while requests remain).
                     self.free_inners.push(p);
                     continue;
                 }
+                n.fix_pmax(c.min(n.len as usize - 1));
                 empty = false;
             } else {
                 if n.maxes[c] == new_max {
                     break;
                 }
                 n.maxes[c] = new_max;
+                n.fix_pmax(c);
             }
-            new_max = max_of(&n.maxes[..n.len as usize]);
+            new_max = n.max();
         }
         debug_assert!(!empty, "the root keeps a child while requests remain");
         while self.height > 0 && self.inners[self.root as usize].len == 1 {
@@ -750,13 +784,13 @@ impl<F: Flavour, T: Default> Core<F, T> {
     fn rebuild(&mut self) {
         let mut entries = std::mem::take(&mut self.scratch);
         entries.clear();
-        self.collect(self.root, self.height, &mut entries);
+        self.tree().collect(self.root, self.height, &mut entries);
         debug_assert_eq!(entries.len(), self.len);
         self.leaves.clear();
         self.inners.clear();
         self.free_leaves.clear();
         self.free_inners.clear();
-        // Level 0: (node, max last, first key).
+        // One level: (node, max last, first key).
         let mut level: Vec<(u32, u64, (u64, u64))> = Vec::new();
         for chunk in even_chunks(&entries, PACK_LEAF) {
             let mut lf = EMPTY_LEAF;
@@ -766,33 +800,35 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 lf.slots[i] = w;
             }
             lf.len = chunk.len() as u32;
-            let max = max_of(&lf.lasts[..chunk.len()]);
+            lf.fix_pmax(0);
             let key = (chunk[0].0, self.recs[(chunk[0].2 & !READ_BIT) as usize].seq);
+            level.push((self.leaves.len() as u32, lf.max(), key));
             self.leaves.push(lf);
-            level.push(((self.leaves.len() - 1) as u32, max, key));
         }
         if level.is_empty() {
-            self.leaves.push(EMPTY_LEAF);
             level.push((0, 0, (0, 0)));
+            self.leaves.push(EMPTY_LEAF);
         }
         self.leaf_count = self.leaves.len();
         let mut height = 0;
         while level.len() > 1 {
             let mut up = Vec::with_capacity(level.len() / PACK_FANOUT + 1);
             for chunk in even_chunks(&level, PACK_FANOUT) {
-                let mut n = EMPTY_INNER;
+                let mut kids = [0u32; FANOUT];
+                let mut maxes = [0u64; FANOUT];
+                let mut seps = [(0u64, 0u64); FANOUT];
                 for (i, &(kid, max, key)) in chunk.iter().enumerate() {
-                    n.kids[i] = kid;
-                    n.maxes[i] = max;
+                    kids[i] = kid;
+                    maxes[i] = max;
                     if i > 0 {
-                        n.sep_starts[i - 1] = key.0;
-                        n.sep_seqs[i - 1] = key.1;
+                        seps[i - 1] = key;
                     }
                 }
-                n.len = chunk.len() as u32;
-                let max = max_of(&n.maxes[..chunk.len()]);
+                let k = chunk.len();
+                let mut n = EMPTY_INNER;
+                n.fill(&kids[..k], &maxes[..k], &seps[..k - 1]);
+                up.push((self.inners.len() as u32, n.max(), chunk[0].2));
                 self.inners.push(n);
-                up.push(((self.inners.len() - 1) as u32, max, chunk[0].2));
             }
             level = up;
             height += 1;
@@ -800,20 +836,6 @@ impl<F: Flavour, T: Default> Core<F, T> {
         self.root = level[0].0;
         self.height = height;
         self.scratch = entries;
-    }
-
-    fn collect(&self, t: u32, height: usize, out: &mut Vec<(u64, u64, u32)>) {
-        if height == 0 {
-            let lf = &self.leaves[t as usize];
-            for i in 0..lf.len as usize {
-                out.push((lf.starts[i], lf.lasts[i], lf.slots[i]));
-            }
-            return;
-        }
-        let n = &self.inners[t as usize];
-        for i in 0..n.len as usize {
-            self.collect(n.kids[i], height - 1, out);
-        }
     }
 
     /// Turn a held writer into a reader: later overlapping readers stop
@@ -826,21 +848,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
             start, last, seq, ..
         } = *r;
         // The leaf's copy of the mode.
-        let mut t = self.root;
-        for _ in 0..self.height {
-            let n = &self.inners[t as usize];
-            let len = n.len as usize;
-            let mut c = count_lt(&n.sep_starts, start).min(len - 1);
-            while c + 1 < len && n.sep_starts[c] == start && n.sep_seqs[c] <= seq {
-                c += 1;
-            }
-            t = n.kids[c];
-        }
+        let mut path: Path = [(0, 0); MAX_HEIGHT];
+        let t = self.find_leaf(start, seq, &mut path);
         let lf = &mut self.leaves[t as usize];
-        let mut i = count_lt(&lf.starts, start);
-        while lf.slots[i] & !READ_BIT != slot {
-            i += 1;
-        }
+        let i = lf.find(start, slot);
         lf.slots[i] |= READ_BIT;
         if self.waiting > 0 {
             // They counted the writer; a reader does not conflict with them.
@@ -884,10 +895,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
 
     /// Visit the requests overlapping `[start, last]` in `(start, seq)` order.
     pub(crate) fn for_each_overlap(&self, start: u64, last: u64, mut f: impl FnMut(u32, &Rec)) {
-        let _ = self.walk(self.root, self.height, start, last, &mut |_, slot| {
-            f(slot, &self.recs[slot as usize]);
-            ControlFlow::Continue(())
-        });
+        let _ = self
+            .tree()
+            .walk(self.root, self.height, start, last, &mut |_, slot| {
+                f(slot, &self.recs[slot as usize]);
+                ControlFlow::Continue(())
+            });
     }
 
     /// Slots of the earlier conflicting overlapping requests `slot` still
@@ -914,13 +927,14 @@ impl<F: Flavour, T: Default> Core<F, T> {
         out
     }
 
-    /// Check the tree, ordering, maxima, mode bits and blocking-count
-    /// invariants (tests only; O(N²)).
+    /// Check the tree, ordering, separators, maxima, mode bits and
+    /// blocking-count invariants (tests only; O(N²) up to 3000 requests).
     #[cfg(test)]
     pub(crate) fn check(&self) {
         struct Seen {
             keys: Vec<(u64, u64)>,
             leaves: usize,
+            depths: Vec<usize>,
         }
         fn rec<F: Flavour, T: Default>(
             c: &Core<F, T>,
@@ -936,15 +950,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 let len = lf.len as usize;
                 assert!(len > 0 || c.height == 0, "empty leaf below the root");
                 let mut m = 0;
-                for i in 0..LEAF {
-                    if i >= len {
-                        assert_eq!(
-                            (lf.starts[i], lf.lasts[i], lf.slots[i]),
-                            (u64::MAX, 0, NIL),
-                            "leaf padding"
-                        );
-                        continue;
-                    }
+                for i in 0..len {
                     let slot = lf.slots[i] & !READ_BIT;
                     let r = c.node(slot);
                     assert_eq!((r.start, r.last), (lf.starts[i], lf.lasts[i]), "leaf copy");
@@ -954,6 +960,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                     assert!(hi.is_none_or(|hi| key < hi), "order vs separator");
                     seen.keys.push(key);
                     m = m.max(r.last);
+                    assert_eq!(lf.pmax[i], m, "leaf prefix max");
                 }
                 return m;
             }
@@ -962,14 +969,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             assert!(len >= 1, "empty inner node");
             assert!(t != c.root || len >= 2, "root with one child");
             let mut m = 0;
-            for i in 0..FANOUT {
-                if i >= len {
-                    assert_eq!(n.maxes[i], 0, "inner padding");
-                    if i >= 1 {
-                        assert_eq!(n.sep_starts[i - 1], u64::MAX, "inner padding");
-                    }
-                    continue;
-                }
+            for i in 0..len {
                 let clo = if i == 0 {
                     lo
                 } else {
@@ -983,14 +983,17 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 let cm = rec(c, n.kids[i], height - 1, clo, chi, seen);
                 assert_eq!(n.maxes[i], cm, "child max");
                 m = m.max(cm);
+                assert_eq!(n.pmax[i], m, "inner prefix max");
             }
             m
         }
         let mut seen = Seen {
             keys: Vec::new(),
             leaves: 0,
+            depths: Vec::new(),
         };
         rec(self, self.root, self.height, None, None, &mut seen);
+        seen.depths.clear();
         assert!(seen.keys.windows(2).all(|w| w[0] < w[1]), "in-order keys");
         assert_eq!(seen.keys.len(), self.len);
         assert_eq!(seen.leaves, self.leaf_count);
@@ -1026,13 +1029,17 @@ impl<F: Flavour, T: Default> Core<F, T> {
     }
 }
 
-/// The tree's nodes alone, so a walk can run while records are mutated.
+/// The tree's nodes alone, so that a walk can run while records change.
 struct Tree<'a> {
     leaves: &'a [Leaf],
     inners: &'a [Inner],
 }
 
 impl Tree<'_> {
+    /// In-order walk of the entries of subtree `t` (with `height` inner
+    /// levels) that overlap `[start, last]`: `f(slot word, slot)`. Skips a
+    /// child whose maximum is below `start`, stops at the first child
+    /// (entry) starting after `last`.
     fn walk(
         &self,
         t: u32,
@@ -1064,37 +1071,70 @@ impl Tree<'_> {
         }
         ControlFlow::Continue(())
     }
+
+    /// Conflicts among the children of inner node `t` (at `level`) other
+    /// than the path child `c`. Out of line: a descent calls it only where
+    /// something overlaps.
+    #[cold]
+    #[inline(never)]
+    fn count_beside<F: Flavour>(
+        &self,
+        t: u32,
+        level: usize,
+        c: usize,
+        start: u64,
+        last: u64,
+        mode: Mode,
+    ) -> u32 {
+        let n = &self.inners[t as usize];
+        let mut count = 0u32;
+        let mut f = |w: u32, _| {
+            count += u32::from(F::conflicts(mode_of(w), mode));
+            ControlFlow::Continue(())
+        };
+        for i in 0..n.len as usize {
+            if i > 0 && n.sep_starts[i - 1] > last {
+                break;
+            }
+            if i != c && n.maxes[i] >= start {
+                let _ = self.walk(n.kids[i], level - 1, start, last, &mut f);
+            }
+        }
+        count
+    }
+
+    fn collect(&self, t: u32, height: usize, out: &mut Vec<(u64, u64, u32)>) {
+        if height == 0 {
+            let lf = &self.leaves[t as usize];
+            for i in 0..lf.len as usize {
+                out.push((lf.starts[i], lf.lasts[i], lf.slots[i]));
+            }
+            return;
+        }
+        let n = &self.inners[t as usize];
+        for i in 0..n.len as usize {
+            self.collect(n.kids[i], height - 1, out);
+        }
+    }
 }
 
-/// `xs` in consecutive chunks of at most `max`, as even as possible (so no
-/// chunk is much smaller than the others, and none has 1 item unless all do).
+/// `xs` in consecutive chunks of at most `max`, as even as possible (none
+/// much smaller than the others: no inner node with one child).
 fn even_chunks<X>(xs: &[X], max: usize) -> impl Iterator<Item = &[X]> {
     let k = xs.len().div_ceil(max).max(1);
     let (q, r) = (xs.len() / k, xs.len() % k);
-    (0..k).scan(0, move |at, i| {
-        let n = q + usize::from(i < r);
-        let c = &xs[*at..*at + n];
-        *at += n;
-        Some(c)
-    }).filter(|c| !c.is_empty())
-}
-
-/// Set inner node `n` to `kids` (with their maxima) and the separators
-/// between them.
-fn fill_inner(n: &mut Inner, kids: &[u32], maxes: &[u64], seps: &[(u64, u64)]) {
-    debug_assert_eq!(seps.len() + 1, kids.len());
-    *n = EMPTY_INNER;
-    n.kids[..kids.len()].copy_from_slice(kids);
-    n.maxes[..kids.len()].copy_from_slice(maxes);
-    for (i, &(s, q)) in seps.iter().enumerate() {
-        n.sep_starts[i] = s;
-        n.sep_seqs[i] = q;
-    }
-    n.len = kids.len() as u32;
+    (0..k)
+        .scan(0, move |at, i| {
+            let n = q + usize::from(i < r);
+            let c = &xs[*at..*at + n];
+            *at += n;
+            Some(c)
+        })
+        .filter(|c| !c.is_empty())
 }
 
 /// Conflicts with `[start, last]` in `mode` among the entries of leaf `lf`
-/// other than where the new one goes (`pos`): those before it that reach
+/// around where the new one goes (`pos`): those before it that reach
 /// `start` and those from it on that start by `last`.
 #[cold]
 #[inline(never)]
