@@ -280,6 +280,38 @@ struct Args {
     rounds: usize,
     ms: u64,
     ns: Vec<usize>,
+    /// Profiling: run only this lock (`ref`, `rw`, `range-lock`,
+    /// `range-mutex`) and this workload, for `ops` ops, and print nothing.
+    only: Option<(String, String, usize)>,
+}
+
+/// One lock alone, for a profiler: `--only ref|rw|range-lock|range-mutex
+/// probe|churn OPS`.
+fn profile(args: &Args, who: &str, workload: &str, ops: usize) {
+    let workload = match workload {
+        "probe" => Workload::Probe,
+        "churn" => Workload::Churn,
+        w => panic!("unknown workload {w}"),
+    };
+    for &n in &args.ns {
+        let plan = Plan::new(n, workload, 0x5eed ^ n as u64);
+        let data = || vec![0u8; 16 * plan.slots.len() + 16];
+        let mut s: Box<dyn Subject> = match who {
+            "ref" => Box::new(RefExcl::new(RangeLock::new(), &plan, false)),
+            "rw" => Box::new(RefRw::new(RwRangeLock::new(), &plan, false)),
+            "range-lock" => Box::new(CrateRangeLock::new(VecRangeLock::new(data()), &plan, false)),
+            "range-mutex" => Box::new(CrateRangeMutex::new(RangeMutex::new(data()), &plan, true)),
+            w => panic!("unknown lock {w}"),
+        };
+        // Warm up, then the measured part.
+        s.run(&plan, ops);
+        let t = Instant::now();
+        s.run(&plan, ops);
+        eprintln!(
+            "{who} {workload:?} N={n}: {:.1} ns/op",
+            t.elapsed().as_nanos() as f64 / ops as f64
+        );
+    }
 }
 
 fn table(args: &Args) {
@@ -460,6 +492,7 @@ fn main() {
             rounds: 7,
             ms: 150,
             ns: vec![10, 1_000, 100_000],
+            only: None,
         };
         let mut it = argv.iter();
         while let Some(a) = it.next() {
@@ -467,6 +500,12 @@ fn main() {
             match a.as_str() {
                 "--rounds" => args.rounds = val().parse().expect("--rounds N"),
                 "--ms" => args.ms = val().parse().expect("--ms MILLISECONDS"),
+                "--only" => {
+                    let who = val();
+                    let workload = val();
+                    let ops = val().parse().expect("--only LOCK WORKLOAD OPS");
+                    args.only = Some((who, workload, ops));
+                }
                 "--n" => {
                     args.ns = val()
                         .split(',')
@@ -476,7 +515,10 @@ fn main() {
                 _ => {}
             }
         }
-        table(&args);
+        match &args.only {
+            Some((who, w, ops)) => profile(&args, who, w, *ops),
+            None => table(&args),
+        }
         return;
     }
     let mut c = Criterion::default()

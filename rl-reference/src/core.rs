@@ -428,7 +428,11 @@ impl<F: Flavour, T: Default> Core<F, T> {
         // Descend to the leaf position of key (start, seq) — seq is the
         // largest, so ties go right — counting conflicts on the way: every
         // request is in the leaf or in a subtree hanging off the path.
-        let mut path: Path = [(0, 0); MAX_HEIGHT];
+        //
+        // An unconditional insert also raises the path's maxima to cover
+        // the new entry on the way down, so it needs no path and no second
+        // walk (a trylock may give up half-way: it raises after).
+        let raise = !only_if_free;
         let mut blocking = 0u32;
         let mut t = self.root;
         let mut level = self.height;
@@ -444,9 +448,15 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 blocking += self
                     .tree()
                     .count_beside::<F>(t, level, c, start, last, mode);
+                if only_if_free && blocking > 0 {
+                    return None;
+                }
+            }
+            let n = &mut self.inners[t as usize];
+            if raise {
+                n.raise(c, last);
             }
             level -= 1;
-            path[level] = (t, c as u8);
             t = n.kids[c];
         }
         let lf = &self.leaves[t as usize];
@@ -456,8 +466,11 @@ impl<F: Flavour, T: Default> Core<F, T> {
         {
             blocking += count_leaf_beside::<F>(lf, pos, start, last, mode);
         }
-        if only_if_free && blocking > 0 {
-            return None;
+        if only_if_free {
+            if blocking > 0 {
+                return None;
+            }
+            self.raise_path(start, last);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -483,17 +496,37 @@ impl<F: Flavour, T: Default> Core<F, T> {
         let lf = &mut self.leaves[t as usize];
         if (lf.len as usize) < LEAF {
             lf.insert_at(pos, start, last, word(slot, mode));
-            // Raise the maxima on the path until one already covers `last`
-            // (then all above it do).
-            for &(p, c) in &path[..self.height] {
-                if !self.inners[p as usize].raise(c as usize, last) {
-                    break;
-                }
-            }
         } else {
-            self.split_leaf_insert(t, pos, start, last, word(slot, mode), &path);
+            self.split_leaf_insert(t, pos, start, last, word(slot, mode));
         }
         Some((slot, blocking))
+    }
+
+    /// Raise the maxima on the way to where a new request for `start` goes.
+    #[cold]
+    #[inline(never)]
+    fn raise_path(&mut self, start: u64, last: u64) {
+        let mut t = self.root;
+        for _ in 0..self.height {
+            let n = &mut self.inners[t as usize];
+            let c = n.route_new(start);
+            n.raise(c, last);
+            t = n.kids[c];
+        }
+    }
+
+    /// The path to the leaf where key `(start, seq)` is or would go:
+    /// `(inner node, child taken)`, the leaf's parent first.
+    fn path_to(&self, start: u64, seq: u64, path: &mut Path) {
+        let mut t = self.root;
+        let mut level = self.height;
+        while level > 0 {
+            let n = &self.inners[t as usize];
+            let c = n.route(start, seq);
+            level -= 1;
+            path[level] = (t, c as u8);
+            t = n.kids[c];
+        }
     }
 
     #[cold]
@@ -512,16 +545,11 @@ impl<F: Flavour, T: Default> Core<F, T> {
     /// belongs, and hang the new half in the parent.
     #[cold]
     #[inline(never)]
-    fn split_leaf_insert(
-        &mut self,
-        t: u32,
-        pos: usize,
-        start: u64,
-        last: u64,
-        w: u32,
-        path: &Path,
-    ) {
+    fn split_leaf_insert(&mut self, t: u32, pos: usize, start: u64, last: u64, w: u32) {
         const H: usize = LEAF / 2;
+        // The new key is the largest with this start: this is its path.
+        let mut path: Path = [(0, 0); MAX_HEIGHT];
+        self.path_to(start, u64::MAX, &mut path);
         let r = self.alloc_leaf();
         let [lf, rt] = self
             .leaves
@@ -545,13 +573,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
             self.recs[(rt.slots[0] & !READ_BIT) as usize].seq,
         );
         self.leaf_count += 1;
-        self.grow_up(t, lmax, sep, r, rmax, last, path);
+        self.grow_up(t, lmax, sep, r, rmax, &path);
     }
 
     /// Node `left` (a leaf) was split, its upper part moved to `right`
     /// (separated by `sep`): hang `right` beside it in the parent, splitting
-    /// upwards as needed, then raise the maxima above to cover `last`.
-    #[allow(clippy::too_many_arguments)]
+    /// upwards as needed (the maxima above already cover the new entry).
     fn grow_up(
         &mut self,
         mut left: u32,
@@ -559,7 +586,6 @@ impl<F: Flavour, T: Default> Core<F, T> {
         mut sep: (u64, u64),
         mut right: u32,
         mut rmax: u64,
-        last: u64,
         path: &Path,
     ) {
         let mut level = 0;
@@ -593,11 +619,6 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 n.sep_seqs[c] = sep.1;
                 n.len += 1;
                 n.fix_pmax(c);
-                for &(p, c) in &path[level + 1..self.height] {
-                    if !self.inners[p as usize].raise(c as usize, last) {
-                        break;
-                    }
-                }
                 return;
             }
             // Full: lay out the FANOUT + 1 children, split them in two.
@@ -689,18 +710,13 @@ impl<F: Flavour, T: Default> Core<F, T> {
         payload
     }
 
-    /// Descend to the leaf holding key `(start, seq)`; returns it and the
-    /// path.
+    /// The leaf holding key `(start, seq)`.
     #[inline(always)]
-    fn find_leaf(&self, start: u64, seq: u64, path: &mut Path) -> u32 {
+    fn find_leaf(&self, start: u64, seq: u64) -> u32 {
         let mut t = self.root;
-        let mut level = self.height;
-        while level > 0 {
+        for _ in 0..self.height {
             let n = &self.inners[t as usize];
-            let c = n.route(start, seq);
-            level -= 1;
-            path[level] = (t, c as u8);
-            t = n.kids[c];
+            t = n.kids[n.route(start, seq)];
         }
         t
     }
@@ -708,8 +724,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
     /// Take the entry of `slot` (key `(start, seq)`) out of the tree.
     #[inline]
     fn unlink(&mut self, slot: u32, start: u64, last: u64, seq: u64) {
-        let mut path: Path = [(0, 0); MAX_HEIGHT];
-        let t = self.find_leaf(start, seq, &mut path);
+        let t = self.find_leaf(start, seq);
         let lf = &mut self.leaves[t as usize];
         let old_max = lf.max();
         let i = lf.find(start, slot);
@@ -719,6 +734,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
             return;
         }
         let (new_max, empty) = (lf.max(), lf.len == 0);
+        let mut path: Path = [(0, 0); MAX_HEIGHT];
+        self.path_to(start, seq, &mut path);
         self.shrink_up(&path, new_max, empty);
     }
 
@@ -848,8 +865,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             start, last, seq, ..
         } = *r;
         // The leaf's copy of the mode.
-        let mut path: Path = [(0, 0); MAX_HEIGHT];
-        let t = self.find_leaf(start, seq, &mut path);
+        let t = self.find_leaf(start, seq);
         let lf = &mut self.leaves[t as usize];
         let i = lf.find(start, slot);
         lf.slots[i] |= READ_BIT;
