@@ -83,14 +83,14 @@ const FREE_REC: Rec = Rec {
     mode: Mode::Write,
 };
 
-/// Entries `[0, len)` in `(start, seq)` order (past `len`: stale).
+/// Entries `[0, len)`, in no particular order: a lock appends, an unlock
+/// moves the last entry into the hole, so neither shifts anything. The
+/// key-order invariant is between leaves (the separators); walks that must
+/// go in key order sort what they visit in a leaf, a split sorts the leaf.
 #[derive(Clone)]
 #[repr(C, align(64))]
 struct Leaf {
     starts: [u64; LEAF],
-    /// `pmax[i]` = the largest of `lasts[..=i]`: whether anything before a
-    /// position reaches a new request's start is one load.
-    pmax: [u64; LEAF],
     lasts: [u64; LEAF],
     /// Slot, with [`READ_BIT`] for a reader.
     slots: [u32; LEAF],
@@ -99,93 +99,59 @@ struct Leaf {
 
 const EMPTY_LEAF: Leaf = Leaf {
     starts: [0; LEAF],
-    pmax: [0; LEAF],
     lasts: [0; LEAF],
     slots: [NIL; LEAF],
     len: 0,
 };
 
 impl Leaf {
-    /// The first position whose start is after `start` (where a new
-    /// request for `start` goes: after the equal starts, queued earlier).
     #[inline(always)]
-    fn upper(&self, start: u64) -> usize {
-        let len = self.len as usize;
-        let mut i = 0;
-        while i < len && self.starts[i] <= start {
-            i += 1;
-        }
-        i
+    fn n(&self) -> usize {
+        (self.len as usize).min(LEAF)
     }
 
-    /// Position of `slot`, whose start is `start`.
+    /// Whether an entry overlaps `[start, last]`: one branch-free pass.
     #[inline(always)]
-    fn find(&self, start: u64, slot: u32) -> usize {
-        let len = self.len as usize;
-        let mut i = 0;
-        while i < len && self.starts[i] < start {
-            i += 1;
+    fn overlaps_any(&self, start: u64, last: u64) -> bool {
+        let n = self.n();
+        let mut any = false;
+        for (&s, &l) in self.starts[..n].iter().zip(&self.lasts[..n]) {
+            any |= (s <= last) & (l >= start);
         }
-        while self.slots[i] & !READ_BIT != slot {
-            i += 1;
-            debug_assert!(
-                i < len && self.starts[i] == start,
-                "request not in its leaf"
-            );
-        }
-        i
+        any
+    }
+
+    #[inline(always)]
+    fn push(&mut self, start: u64, last: u64, w: u32) {
+        let i = self.len as usize;
+        self.starts[i] = start;
+        self.lasts[i] = last;
+        self.slots[i] = w;
+        self.len += 1;
+    }
+
+    /// Position of `slot`.
+    #[inline(always)]
+    fn find(&self, slot: u32) -> usize {
+        let n = self.n();
+        self.slots[..n]
+            .iter()
+            .position(|&w| w & !READ_BIT == slot)
+            .expect("request in its leaf")
+    }
+
+    #[inline(always)]
+    fn swap_remove(&mut self, i: usize) {
+        let l = self.len as usize - 1;
+        self.starts[i] = self.starts[l];
+        self.lasts[i] = self.lasts[l];
+        self.slots[i] = self.slots[l];
+        self.len = l as u32;
     }
 
     /// The largest `last` (0 if empty).
-    #[inline(always)]
     fn max(&self) -> u64 {
-        match self.len {
-            0 => 0,
-            n => self.pmax[n as usize - 1],
-        }
-    }
-
-    /// Recompute `pmax` from position `from` on.
-    #[inline(always)]
-    fn fix_pmax(&mut self, from: usize) {
-        let mut m = if from > 0 { self.pmax[from - 1] } else { 0 };
-        for j in from..self.len as usize {
-            m = m.max(self.lasts[j]);
-            self.pmax[j] = m;
-        }
-    }
-
-    /// Put an entry at `pos`, shifting the later ones right (one loop over
-    /// the arrays, not a `memmove` call per array for a few entries).
-    #[inline(always)]
-    fn insert_at(&mut self, pos: usize, start: u64, last: u64, w: u32) {
-        let len = self.len as usize;
-        debug_assert!(len < LEAF && pos <= len);
-        let mut j = len;
-        while j > pos {
-            self.starts[j] = self.starts[j - 1];
-            self.lasts[j] = self.lasts[j - 1];
-            self.slots[j] = self.slots[j - 1];
-            j -= 1;
-        }
-        self.starts[pos] = start;
-        self.lasts[pos] = last;
-        self.slots[pos] = w;
-        self.len += 1;
-        self.fix_pmax(pos);
-    }
-
-    /// Take out the entry at `pos`.
-    #[inline(always)]
-    fn remove_at(&mut self, pos: usize) {
-        let len = self.len as usize;
-        for j in pos..len - 1 {
-            self.starts[j] = self.starts[j + 1];
-            self.lasts[j] = self.lasts[j + 1];
-            self.slots[j] = self.slots[j + 1];
-        }
-        self.len -= 1;
-        self.fix_pmax(pos);
+        self.lasts[..self.n()].iter().copied().fold(0, u64::max)
     }
 }
 
@@ -326,6 +292,8 @@ pub(crate) struct Core<F, T> {
     next_seq: u64,
     /// Reused buffer for rebuilds: `(start, last, slot word)` in order.
     scratch: Vec<(u64, u64, u32)>,
+    /// Reused buffer for the requests an unlock visits.
+    order: Vec<u32>,
     _flavour: PhantomData<F>,
 }
 
@@ -352,6 +320,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             waiting: 0,
             next_seq: 0,
             scratch: Vec::new(),
+            order: Vec::new(),
             _flavour: PhantomData,
         }
     }
@@ -385,6 +354,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         Tree {
             leaves: &self.leaves,
             inners: &self.inners,
+            recs: &self.recs,
         }
     }
 
@@ -394,7 +364,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         let mut count = 0u32;
         let _ = self
             .tree()
-            .walk(self.root, self.height, start, last, &mut |w, _| {
+            .walk_any(self.root, self.height, start, last, &mut |w| {
                 if F::conflicts(mode_of(w), mode) {
                     count += 1;
                     if count >= limit {
@@ -460,11 +430,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
             t = n.kids[c];
         }
         let lf = &self.leaves[t as usize];
-        let pos = lf.upper(start);
-        if (pos > 0 && lf.pmax[pos - 1] >= start)
-            || (pos < lf.len as usize && lf.starts[pos] <= last)
-        {
-            blocking += count_leaf_beside::<F>(lf, pos, start, last, mode);
+        if lf.overlaps_any(start, last) {
+            blocking += count_leaf::<F>(lf, start, last, mode);
         }
         if only_if_free {
             if blocking > 0 {
@@ -474,20 +441,29 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let rec = Rec {
-            start,
-            last,
-            seq,
-            blocking,
-            mode,
-        };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.recs[slot as usize] = rec;
+                // Field by field: a whole `Rec` built on the stack and
+                // copied stalls on store forwarding.
+                let r = &mut self.recs[slot as usize];
+                r.start = start;
+                r.last = last;
+                r.seq = seq;
+                r.blocking = blocking;
+                r.mode = mode;
                 self.payloads[slot as usize] = payload;
                 slot
             }
-            None => self.push_rec(rec, payload),
+            None => self.push_rec(
+                Rec {
+                    start,
+                    last,
+                    seq,
+                    blocking,
+                    mode,
+                },
+                payload,
+            ),
         };
         self.len += 1;
         if blocking > 0 {
@@ -495,9 +471,9 @@ impl<F: Flavour, T: Default> Core<F, T> {
         }
         let lf = &mut self.leaves[t as usize];
         if (lf.len as usize) < LEAF {
-            lf.insert_at(pos, start, last, word(slot, mode));
+            lf.push(start, last, word(slot, mode));
         } else {
-            self.split_leaf_insert(t, pos, start, last, word(slot, mode));
+            self.split_leaf_insert(t, start, last, word(slot, mode));
         }
         Some((slot, blocking))
     }
@@ -541,37 +517,39 @@ impl<F: Flavour, T: Default> Core<F, T> {
         slot
     }
 
-    /// Leaf `t` is full: split it in halves, put the entry where it
+    /// Leaf `t` is full: split it in halves by key, put the entry where it
     /// belongs, and hang the new half in the parent.
     #[cold]
     #[inline(never)]
-    fn split_leaf_insert(&mut self, t: u32, pos: usize, start: u64, last: u64, w: u32) {
+    fn split_leaf_insert(&mut self, t: u32, start: u64, last: u64, w: u32) {
         const H: usize = LEAF / 2;
         // The new key is the largest with this start: this is its path.
         let mut path: Path = [(0, 0); MAX_HEIGHT];
         self.path_to(start, u64::MAX, &mut path);
+        let mut all = [(0u64, 0u64, 0u64, 0u32); LEAF + 1];
+        {
+            let lf = &self.leaves[t as usize];
+            for (i, e) in all[..LEAF].iter_mut().enumerate() {
+                let seq = self.recs[(lf.slots[i] & !READ_BIT) as usize].seq;
+                *e = (lf.starts[i], seq, lf.lasts[i], lf.slots[i]);
+            }
+        }
+        all[LEAF] = (start, self.recs[(w & !READ_BIT) as usize].seq, last, w);
+        all.sort_unstable_by_key(|e| (e.0, e.1));
         let r = self.alloc_leaf();
         let [lf, rt] = self
             .leaves
             .get_disjoint_mut([t as usize, r as usize])
             .expect("distinct leaves");
-        rt.starts[..LEAF - H].copy_from_slice(&lf.starts[H..]);
-        rt.lasts[..LEAF - H].copy_from_slice(&lf.lasts[H..]);
-        rt.slots[..LEAF - H].copy_from_slice(&lf.slots[H..]);
-        rt.len = (LEAF - H) as u32;
-        lf.len = H as u32;
-        if pos <= H {
-            lf.insert_at(pos, start, last, w);
-            rt.fix_pmax(0);
-        } else {
-            rt.fix_pmax(0);
-            rt.insert_at(pos - H, start, last, w);
+        lf.len = 0;
+        for &(s, _, l, w) in &all[..H] {
+            lf.push(s, l, w);
+        }
+        for &(s, _, l, w) in &all[H..] {
+            rt.push(s, l, w);
         }
         let (lmax, rmax) = (lf.max(), rt.max());
-        let sep = (
-            rt.starts[0],
-            self.recs[(rt.slots[0] & !READ_BIT) as usize].seq,
-        );
+        let sep = (all[H].0, all[H].1);
         self.leaf_count += 1;
         self.grow_up(t, lmax, sep, r, rmax, &path);
     }
@@ -710,30 +688,39 @@ impl<F: Flavour, T: Default> Core<F, T> {
         payload
     }
 
-    /// The leaf holding key `(start, seq)`.
+    /// The leaf holding key `(start, seq)`, its parent and which child of
+    /// it the leaf is (`NIL`, 0 for a root leaf).
     #[inline(always)]
-    fn find_leaf(&self, start: u64, seq: u64) -> u32 {
-        let mut t = self.root;
+    fn find_leaf(&self, start: u64, seq: u64) -> (u32, u32, usize) {
+        let (mut t, mut parent, mut c) = (self.root, NIL, 0);
         for _ in 0..self.height {
             let n = &self.inners[t as usize];
-            t = n.kids[n.route(start, seq)];
+            parent = t;
+            c = n.route(start, seq);
+            t = n.kids[c];
         }
-        t
+        (t, parent, c)
     }
 
     /// Take the entry of `slot` (key `(start, seq)`) out of the tree.
     #[inline]
     fn unlink(&mut self, slot: u32, start: u64, last: u64, seq: u64) {
-        let t = self.find_leaf(start, seq);
+        let (t, parent, c) = self.find_leaf(start, seq);
         let lf = &mut self.leaves[t as usize];
-        let old_max = lf.max();
-        let i = lf.find(start, slot);
-        lf.remove_at(i);
-        if self.height == 0 || (last < old_max && lf.len > 0) {
+        let i = lf.find(slot);
+        lf.swap_remove(i);
+        if self.height == 0 {
+            return;
+        }
+        let old_max = self.inners[parent as usize].maxes[c];
+        if lf.len > 0 && last < old_max {
             // Not the leaf's largest `last`: no maximum changes (common).
             return;
         }
         let (new_max, empty) = (lf.max(), lf.len == 0);
+        if !empty && new_max == old_max {
+            return;
+        }
         let mut path: Path = [(0, 0); MAX_HEIGHT];
         self.path_to(start, seq, &mut path);
         self.shrink_up(&path, new_max, empty);
@@ -801,7 +788,13 @@ impl<F: Flavour, T: Default> Core<F, T> {
     fn rebuild(&mut self) {
         let mut entries = std::mem::take(&mut self.scratch);
         entries.clear();
-        self.tree().collect(self.root, self.height, &mut entries);
+        let _ = self
+            .tree()
+            .walk(self.root, self.height, 0, u64::MAX, &mut |w, slot| {
+                let r = &self.recs[slot as usize];
+                entries.push((r.start, r.last, w));
+                ControlFlow::Continue(())
+            });
         debug_assert_eq!(entries.len(), self.len);
         self.leaves.clear();
         self.inners.clear();
@@ -811,13 +804,9 @@ impl<F: Flavour, T: Default> Core<F, T> {
         let mut level: Vec<(u32, u64, (u64, u64))> = Vec::new();
         for chunk in even_chunks(&entries, PACK_LEAF) {
             let mut lf = EMPTY_LEAF;
-            for (i, &(s, l, w)) in chunk.iter().enumerate() {
-                lf.starts[i] = s;
-                lf.lasts[i] = l;
-                lf.slots[i] = w;
+            for &(s, l, w) in chunk {
+                lf.push(s, l, w);
             }
-            lf.len = chunk.len() as u32;
-            lf.fix_pmax(0);
             let key = (chunk[0].0, self.recs[(chunk[0].2 & !READ_BIT) as usize].seq);
             level.push((self.leaves.len() as u32, lf.max(), key));
             self.leaves.push(lf);
@@ -865,9 +854,9 @@ impl<F: Flavour, T: Default> Core<F, T> {
             start, last, seq, ..
         } = *r;
         // The leaf's copy of the mode.
-        let t = self.find_leaf(start, seq);
+        let (t, _, _) = self.find_leaf(start, seq);
         let lf = &mut self.leaves[t as usize];
-        let i = lf.find(start, slot);
+        let i = lf.find(slot);
         lf.slots[i] |= READ_BIT;
         if self.waiting > 0 {
             // They counted the writer; a reader does not conflict with them.
@@ -887,26 +876,28 @@ impl<F: Flavour, T: Default> Core<F, T> {
         counted: impl Fn(&Rec) -> bool,
         granted: &mut impl FnMut(u32, &mut T),
     ) {
-        let mut waiting = self.waiting;
-        let recs = &mut self.recs;
-        let payloads = &mut self.payloads;
-        let tree = Tree {
-            leaves: &self.leaves,
-            inners: &self.inners,
-        };
-        let _ = tree.walk(self.root, self.height, start, last, &mut |_, slot| {
-            let r = &mut recs[slot as usize];
+        // The overlapping requests in key order first, then their counts
+        // (the walk reads the records to order a leaf).
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        let _ = self
+            .tree()
+            .walk(self.root, self.height, start, last, &mut |_, slot| {
+                order.push(slot);
+                ControlFlow::Continue(())
+            });
+        for &slot in &order {
+            let r = &mut self.recs[slot as usize];
             if counted(r) {
                 debug_assert!(r.blocking > 0);
                 r.blocking -= 1;
                 if r.blocking == 0 {
-                    waiting -= 1;
-                    granted(slot, &mut payloads[slot as usize]);
+                    self.waiting -= 1;
+                    granted(slot, &mut self.payloads[slot as usize]);
                 }
             }
-            ControlFlow::Continue(())
-        });
-        self.waiting = waiting;
+        }
+        self.order = order;
     }
 
     /// Visit the requests overlapping `[start, last]` in `(start, seq)` order.
@@ -966,6 +957,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 let len = lf.len as usize;
                 assert!(len > 0 || c.height == 0, "empty leaf below the root");
                 let mut m = 0;
+                let mut keys = Vec::new();
                 for i in 0..len {
                     let slot = lf.slots[i] & !READ_BIT;
                     let r = c.node(slot);
@@ -974,10 +966,11 @@ impl<F: Flavour, T: Default> Core<F, T> {
                     let key = (r.start, r.seq);
                     assert!(lo.is_none_or(|lo| key >= lo), "order vs separator");
                     assert!(hi.is_none_or(|hi| key < hi), "order vs separator");
-                    seen.keys.push(key);
+                    keys.push(key);
                     m = m.max(r.last);
-                    assert_eq!(lf.pmax[i], m, "leaf prefix max");
                 }
+                keys.sort_unstable();
+                seen.keys.extend(keys);
                 return m;
             }
             let n = &c.inners[t as usize];
@@ -1045,17 +1038,18 @@ impl<F: Flavour, T: Default> Core<F, T> {
     }
 }
 
-/// The tree's nodes alone, so that a walk can run while records change.
+/// The tree's nodes and the records (to order a leaf).
 struct Tree<'a> {
     leaves: &'a [Leaf],
     inners: &'a [Inner],
+    recs: &'a [Rec],
 }
 
 impl Tree<'_> {
-    /// In-order walk of the entries of subtree `t` (with `height` inner
-    /// levels) that overlap `[start, last]`: `f(slot word, slot)`. Skips a
-    /// child whose maximum is below `start`, stops at the first child
-    /// (entry) starting after `last`.
+    /// In-order (by `(start, seq)`) walk of the entries of subtree `t`
+    /// (with `height` inner levels) that overlap `[start, last]`:
+    /// `f(slot word, slot)`. Skips a child whose maximum is below `start`,
+    /// stops at the first child starting after `last`.
     fn walk(
         &self,
         t: u32,
@@ -1066,13 +1060,18 @@ impl Tree<'_> {
     ) -> ControlFlow<()> {
         if height == 0 {
             let lf = &self.leaves[t as usize];
-            for i in 0..lf.len as usize {
-                if lf.starts[i] > last {
-                    break;
+            let mut hits = [(0u64, 0u64, 0u32); LEAF];
+            let mut k = 0;
+            for i in 0..lf.n() {
+                if lf.starts[i] <= last && lf.lasts[i] >= start {
+                    let seq = self.recs[(lf.slots[i] & !READ_BIT) as usize].seq;
+                    hits[k] = (lf.starts[i], seq, lf.slots[i]);
+                    k += 1;
                 }
-                if lf.lasts[i] >= start {
-                    f(lf.slots[i], lf.slots[i] & !READ_BIT)?;
-                }
+            }
+            hits[..k].sort_unstable_by_key(|h| (h.0, h.1));
+            for &(_, _, w) in &hits[..k] {
+                f(w, w & !READ_BIT)?;
             }
             return ControlFlow::Continue(());
         }
@@ -1083,6 +1082,36 @@ impl Tree<'_> {
             }
             if n.maxes[i] >= start {
                 self.walk(n.kids[i], height - 1, start, last, f)?;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// [`walk`](Self::walk) in no particular order (for counting).
+    fn walk_any(
+        &self,
+        t: u32,
+        height: usize,
+        start: u64,
+        last: u64,
+        f: &mut impl FnMut(u32) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        if height == 0 {
+            let lf = &self.leaves[t as usize];
+            for i in 0..lf.n() {
+                if lf.starts[i] <= last && lf.lasts[i] >= start {
+                    f(lf.slots[i])?;
+                }
+            }
+            return ControlFlow::Continue(());
+        }
+        let n = &self.inners[t as usize];
+        for i in 0..n.len as usize {
+            if i > 0 && n.sep_starts[i - 1] > last {
+                break;
+            }
+            if n.maxes[i] >= start {
+                self.walk_any(n.kids[i], height - 1, start, last, f)?;
             }
         }
         ControlFlow::Continue(())
@@ -1104,7 +1133,7 @@ impl Tree<'_> {
     ) -> u32 {
         let n = &self.inners[t as usize];
         let mut count = 0u32;
-        let mut f = |w: u32, _| {
+        let mut f = |w: u32| {
             count += u32::from(F::conflicts(mode_of(w), mode));
             ControlFlow::Continue(())
         };
@@ -1113,24 +1142,10 @@ impl Tree<'_> {
                 break;
             }
             if i != c && n.maxes[i] >= start {
-                let _ = self.walk(n.kids[i], level - 1, start, last, &mut f);
+                let _ = self.walk_any(n.kids[i], level - 1, start, last, &mut f);
             }
         }
         count
-    }
-
-    fn collect(&self, t: u32, height: usize, out: &mut Vec<(u64, u64, u32)>) {
-        if height == 0 {
-            let lf = &self.leaves[t as usize];
-            for i in 0..lf.len as usize {
-                out.push((lf.starts[i], lf.lasts[i], lf.slots[i]));
-            }
-            return;
-        }
-        let n = &self.inners[t as usize];
-        for i in 0..n.len as usize {
-            self.collect(n.kids[i], height - 1, out);
-        }
     }
 }
 
@@ -1149,19 +1164,13 @@ fn even_chunks<X>(xs: &[X], max: usize) -> impl Iterator<Item = &[X]> {
         .filter(|c| !c.is_empty())
 }
 
-/// Conflicts with `[start, last]` in `mode` among the entries of leaf `lf`
-/// around where the new one goes (`pos`): those before it that reach
-/// `start` and those from it on that start by `last`.
+/// Conflicts with `[start, last]` in `mode` among the entries of leaf `lf`.
 #[cold]
 #[inline(never)]
-fn count_leaf_beside<F: Flavour>(lf: &Leaf, pos: usize, start: u64, last: u64, mode: Mode) -> u32 {
+fn count_leaf<F: Flavour>(lf: &Leaf, start: u64, last: u64, mode: Mode) -> u32 {
     let mut count = 0;
-    for i in 0..lf.len as usize {
-        let overlaps = if i < pos {
-            lf.lasts[i] >= start
-        } else {
-            lf.starts[i] <= last
-        };
+    for i in 0..lf.n() {
+        let overlaps = lf.starts[i] <= last && lf.lasts[i] >= start;
         count += u32::from(overlaps && F::conflicts(mode_of(lf.slots[i]), mode));
     }
     count
