@@ -46,9 +46,12 @@ use std::ops::ControlFlow;
 
 use crate::flavour::{Flavour, Mode};
 
-/// Entries per leaf.
-const LEAF: usize = 32;
-/// Children per inner node.
+/// Entries per leaf. An unsorted leaf costs a lock one pass over it (a few
+/// instructions per entry): 16 keeps that short, and with a fanout of 32
+/// it adds no level below 2^20 requests or so.
+const LEAF: usize = 16;
+/// Children per inner node: 32, so that routing is a 5-step binary search
+/// over the 31 separator slots.
 const FANOUT: usize = 32;
 /// A rebuild packs leaves and inner nodes this full, so that the next
 /// insertions do not split at once.
@@ -157,7 +160,8 @@ impl Leaf {
 
 /// Children `[0, len)`; child `i` holds the keys in
 /// `[sep(i - 1), sep(i))`. A separator may be lower than the smallest key
-/// of its right child (after removals), never higher.
+/// of its right child (after removals), never higher. The separator slots
+/// from `len - 1` on hold `(u64::MAX, u64::MAX)`.
 #[derive(Clone)]
 #[repr(C, align(64))]
 struct Inner {
@@ -172,39 +176,42 @@ struct Inner {
 }
 
 const EMPTY_INNER: Inner = Inner {
-    sep_starts: [0; FANOUT - 1],
+    sep_starts: [u64::MAX; FANOUT - 1],
     len: 0,
     pmax: [0; FANOUT],
     kids: [0; FANOUT],
     maxes: [0; FANOUT],
-    sep_seqs: [0; FANOUT - 1],
+    sep_seqs: [u64::MAX; FANOUT - 1],
 };
+const _: () = assert!(FANOUT == 32, "route_new/route search 31 separators");
 
 impl Inner {
     /// The child where a new request for `start` goes (its key is larger
-    /// than every key with that start).
+    /// than every key with that start): the number of separators whose
+    /// start is at most `start`. Branch-free binary search over all 31
+    /// slots (the unused ones hold `u64::MAX`, which sorts last).
     #[inline(always)]
     fn route_new(&self, start: u64) -> usize {
-        let seps = self.len as usize - 1;
-        let mut c = 0;
-        while c < seps && self.sep_starts[c] <= start {
-            c += 1;
+        let k = &self.sep_starts;
+        let mut b = 0;
+        for step in [16, 8, 4, 2, 1] {
+            b += usize::from(k[b + step - 1] <= start) * step;
         }
-        c
+        b.min(self.len as usize - 1)
     }
 
-    /// The child holding key `(start, seq)`.
+    /// The child holding key `(start, seq)`: the number of separators at
+    /// most `(start, seq)` (unused slots are `(u64::MAX, u64::MAX)`).
     #[inline(always)]
     fn route(&self, start: u64, seq: u64) -> usize {
-        let seps = self.len as usize - 1;
-        let mut c = 0;
-        while c < seps && self.sep_starts[c] < start {
-            c += 1;
+        let (k, q) = (&self.sep_starts, &self.sep_seqs);
+        let mut b = 0;
+        for step in [16, 8, 4, 2, 1] {
+            let i = b + step - 1;
+            let le = k[i] < start || (k[i] == start && q[i] <= seq);
+            b += usize::from(le) * step;
         }
-        while c < seps && self.sep_starts[c] == start && self.sep_seqs[c] <= seq {
-            c += 1;
-        }
-        c
+        b.min(self.len as usize - 1)
     }
 
     #[inline(always)]
@@ -287,6 +294,8 @@ pub(crate) struct Core<F, T> {
     /// Leaves in the tree.
     leaf_count: usize,
     len: usize,
+    /// Largest `len` since the last rebuild.
+    peak: usize,
     /// Requests with `blocking > 0`; when 0, removal skips the decrement walk.
     waiting: usize,
     next_seq: u64,
@@ -317,6 +326,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             height: 0,
             leaf_count: 1,
             len: 0,
+            peak: 0,
             waiting: 0,
             next_seq: 0,
             scratch: Vec::new(),
@@ -466,6 +476,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             ),
         };
         self.len += 1;
+        self.peak = self.peak.max(self.len);
         if blocking > 0 {
             self.waiting += 1;
         }
@@ -753,6 +764,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
                     n.sep_starts[j] = n.sep_starts[j + 1];
                     n.sep_seqs[j] = n.sep_seqs[j + 1];
                 }
+                if len >= 2 {
+                    n.sep_starts[len - 2] = u64::MAX;
+                    n.sep_seqs[len - 2] = u64::MAX;
+                }
                 n.len -= 1;
                 if n.len == 0 {
                     // It empties in turn (never the root: the root keeps a
@@ -778,7 +793,12 @@ impl<F: Flavour, T: Default> Core<F, T> {
             self.free_inners.push(old);
             self.height -= 1;
         }
-        if self.leaf_count >= 4 && self.len * 4 < self.leaf_count * LEAF {
+        // Leaves a quarter full on average, or the tree a quarter of its
+        // peak since the last rebuild (so that its height follows its size):
+        // both take O(N) removals since then to reach, which pay for it.
+        if self.leaf_count >= 4
+            && (self.len * 4 < self.leaf_count * LEAF || self.len * 4 < self.peak)
+        {
             self.rebuild();
         }
     }
@@ -796,6 +816,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 ControlFlow::Continue(())
             });
         debug_assert_eq!(entries.len(), self.len);
+        self.peak = self.len;
         self.leaves.clear();
         self.inners.clear();
         self.free_leaves.clear();
@@ -977,6 +998,13 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let len = n.len as usize;
             assert!(len >= 1, "empty inner node");
             assert!(t != c.root || len >= 2, "root with one child");
+            for i in len.saturating_sub(1)..FANOUT - 1 {
+                assert_eq!(
+                    (n.sep_starts[i], n.sep_seqs[i]),
+                    (u64::MAX, u64::MAX),
+                    "padding"
+                );
+            }
             let mut m = 0;
             for i in 0..len {
                 let clo = if i == 0 {
@@ -1208,8 +1236,9 @@ mod tests {
         let slots: Vec<u32> = (0..100_000u64)
             .map(|i| c.insert(i, i, Mode::Write, i).0)
             .collect();
-        // 100 000 / 16 leaves, then ≥ 16 children per inner node: 3 levels.
-        assert!(c.height() <= 3, "height {}", c.height());
+        // Half-full leaves (100 000 / 8), then >= 16 children per inner
+        // node: 12 500 leaves need 4 inner levels.
+        assert!(c.height() <= 4, "height {}", c.height());
         c.check();
         // Remove all but every 64th: the leaves would be nearly empty.
         for (i, &s) in slots.iter().enumerate() {
