@@ -4,10 +4,15 @@
 //! lock`) prints the table: N = 10, 1 000, 100 000 ranges already held, and
 //! every lock runs the same precomputed sequence of random ranges:
 //!
-//! - `probe`: lock + unlock of a random free range; the held set stays.
+//! - `probe`: lock + unlock (the guard dropped at once) of a random free
+//!   range; the held set stays.
 //! - `churn`: lock a random free range, then unlock a random held one (not
 //!   the one just taken): the held set moves, locks and unlocks come in
-//!   random order.
+//!   random order. The guards live in a table indexed by slot, as an
+//!   application holding N ranges needs; its cache misses are the same for
+//!   every lock (and dilute the ratios at N = 100 000).
+//!
+//! The ops are precomputed, ranges inline, and replayed in a cycle.
 //!
 //! Ranges: M = 2N slots, slot i is `[16i + a, 16i + a + b]` with random
 //! `a, b < 8`, so slots never overlap and every lock is granted at once
@@ -17,8 +22,9 @@
 //! (half read, half write). The crates have no shared mode: they lock the
 //! same ranges exclusively, so their figures serve both rows. All locks run
 //! in turn within each round (order rotated), several rounds; the table
-//! gives the median ns per op and each lock's speed relative to the best
-//! crate (time of the best crate / time of the lock: above 1 is faster).
+//! gives the median ns per op of each, and rl-reference's speed relative to
+//! the faster crate (its time / rl-reference's: above 1 is faster) as the
+//! median, min and max of the per-round ratios.
 //!
 //! Without `table`, criterion runs the two-thread cases:
 //! - `disjoint_2threads/<lock>`: two threads, each lock + unlock of its own
@@ -66,8 +72,12 @@ enum Workload {
 
 /// One op: lock slot `lock` (in mode `write`), then unlock slot `unlock`
 /// (the same slot for a probe).
+/// The range is inline, so that replaying the plan reads it sequentially
+/// (a random look-up would add the same cache miss to every lock's time).
 #[derive(Clone, Copy)]
 struct Op {
+    start: usize,
+    last: usize,
     lock: u32,
     unlock: u32,
     write: bool,
@@ -80,13 +90,14 @@ struct Plan {
     held: Vec<(u32, bool)>,
     /// A cycle: after the last op the held set is the initial one again.
     ops: Vec<Op>,
+    workload: Workload,
 }
 
 impl Plan {
     fn new(n: usize, workload: Workload, seed: u64) -> Plan {
         let mut rng = Rng(seed);
         let m = 2 * n;
-        let slots = (0..m)
+        let slots: Vec<(usize, usize)> = (0..m)
             .map(|i| {
                 let a = 16 * i + rng.below(8);
                 (a, a + rng.below(8))
@@ -111,6 +122,8 @@ impl Plan {
             let write = rng.next() & 1 == 1;
             match workload {
                 Workload::Probe => ops.push(Op {
+                    start: 0,
+                    last: 0,
                     lock: a,
                     unlock: a,
                     write,
@@ -119,6 +132,8 @@ impl Plan {
                     let bi = rng.below(busy.len());
                     let b = busy[bi];
                     ops.push(Op {
+                        start: 0,
+                        last: 0,
                         lock: a,
                         unlock: b,
                         write,
@@ -148,13 +163,24 @@ impl Plan {
             assert_eq!(back.len(), gone.len());
             for (&a, &b) in back.iter().zip(&gone) {
                 ops.push(Op {
+                    start: 0,
+                    last: 0,
                     lock: a,
                     unlock: b,
                     write: held.iter().find(|h| h.0 == a).unwrap().1,
                 });
             }
         }
-        Plan { slots, held, ops }
+        let slots: Vec<(usize, usize)> = slots;
+        for op in &mut ops {
+            (op.start, op.last) = slots[op.lock as usize];
+        }
+        Plan {
+            slots,
+            held,
+            ops,
+            workload,
+        }
     }
 }
 
@@ -197,8 +223,15 @@ macro_rules! subject {
 
             #[inline]
             fn take(&self, plan: &Plan, slot: u32, $write: bool) -> $guard {
-                let (a, b) = plan.slots[slot as usize];
-                let $range = (a, b);
+                let $range = plan.slots[slot as usize];
+                let $l = self.lock;
+                $take
+            }
+
+            #[inline]
+            fn take_op(&self, op: &Op) -> $guard {
+                let $range = (op.start, op.last);
+                let $write = op.write;
                 let $l = self.lock;
                 $take
             }
@@ -207,11 +240,16 @@ macro_rules! subject {
         impl Subject for $ty {
             fn run(&mut self, plan: &Plan, count: usize) {
                 let mut c = self.cursor;
+                let probe = plan.workload == Workload::Probe;
                 for _ in 0..count {
-                    let op = plan.ops[c];
-                    let g = self.take(plan, op.lock, op.write);
-                    self.guards[op.lock as usize] = Some(black_box(g));
-                    self.guards[op.unlock as usize] = None;
+                    let op = &plan.ops[c];
+                    let g = self.take_op(op);
+                    if probe {
+                        drop(black_box(g));
+                    } else {
+                        self.guards[op.lock as usize] = Some(black_box(g));
+                        self.guards[op.unlock as usize] = None;
+                    }
                     c += 1;
                     if c == plan.ops.len() {
                         c = 0;
@@ -316,9 +354,10 @@ fn profile(args: &Args, who: &str, workload: &str, ops: usize) {
 
 fn table(args: &Args) {
     println!(
-        "| workload | N | mode | rl-reference | range-lock 0.2 | range-mutex 0.1 | rl-reference vs best crate | min..max over rounds |"
+        "| workload | N | mode | rl-reference | range-lock 0.2 | range-mutex 0.1 | speed vs best crate: median (min..max) of {} rounds |",
+        args.rounds
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for workload in [Workload::Probe, Workload::Churn] {
         for &n in &args.ns {
             let plan = Plan::new(n, workload, 0x5eed ^ n as u64);
@@ -339,28 +378,22 @@ fn table(args: &Args) {
                     times[i].push(measure(subjects[i].as_mut(), &plan, target));
                 }
             }
-            let spread: Vec<(f64, f64)> = times
-                .iter()
-                .map(|t| {
-                    let lo = t.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = t.iter().copied().fold(0.0, f64::max);
-                    (lo, hi)
-                })
-                .collect();
-            let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-            let best = med[2].min(med[3]);
+            // Within a round the locks run back to back, so a ratio taken
+            // per round cancels most of what other jobs on the machine do.
+            let ratios = |i: usize| -> (f64, f64, f64) {
+                let mut r: Vec<f64> = (0..args.rounds)
+                    .map(|k| times[2][k].min(times[3][k]) / times[i][k])
+                    .collect();
+                let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = r.iter().copied().fold(0.0, f64::max);
+                (median(&mut r), lo, hi)
+            };
+            let med: Vec<f64> = times.iter().map(|t| median(&mut t.clone())).collect();
             for (mode, i) in [("exclusive", 0), ("rw (half read)", 1)] {
+                let (r, lo, hi) = ratios(i);
                 println!(
-                    "| {:?} | {} | {} | {:.1} ns | {:.1} ns | {:.1} ns | **{:.2}x** | {:.1}..{:.1} ns |",
-                    workload,
-                    n,
-                    mode,
-                    med[i],
-                    med[2],
-                    med[3],
-                    best / med[i],
-                    spread[i].0,
-                    spread[i].1,
+                    "| {:?} | {} | {} | {:.1} ns | {:.1} ns | {:.1} ns | **{:.2}x** ({:.2}..{:.2}) |",
+                    workload, n, mode, med[i], med[2], med[3], r, lo, hi,
                 );
             }
             drop(subjects);
@@ -489,8 +522,8 @@ fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.iter().any(|a| a == "table") {
         let mut args = Args {
-            rounds: 7,
-            ms: 150,
+            rounds: 15,
+            ms: 50,
             ns: vec![10, 1_000, 100_000],
             only: None,
         };
