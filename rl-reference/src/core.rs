@@ -133,13 +133,14 @@ impl Leaf {
         self.len += 1;
     }
 
-    /// Position of `slot`.
+    /// Position of `slot`. From the end: a short-lived request was
+    /// appended last.
     #[inline(always)]
     fn find(&self, slot: u32) -> usize {
         let n = self.n();
         self.slots[..n]
             .iter()
-            .position(|&w| w & !READ_BIT == slot)
+            .rposition(|&w| w & !READ_BIT == slot)
             .expect("request in its leaf")
     }
 
