@@ -189,30 +189,35 @@ const _: () = assert!(FANOUT == 32, "route_new/route search 31 separators");
 impl Inner {
     /// The child where a new request for `start` goes (its key is larger
     /// than every key with that start): the number of separators whose
-    /// start is at most `start`. Branch-free binary search over all 31
-    /// slots (the unused ones hold `u64::MAX`, which sorts last).
+    /// start is at most `start`. A linear scan: its loads do not depend on
+    /// each other (a binary search chains five), and the exit is the only
+    /// mispredicted branch.
     #[inline(always)]
     fn route_new(&self, start: u64) -> usize {
+        let seps = self.len as usize - 1;
         let k = &self.sep_starts;
-        let mut b = 0;
-        for step in [16, 8, 4, 2, 1] {
-            b += usize::from(k[b + step - 1] <= start) * step;
+        let mut c = 0;
+        while c < seps && k[c] <= start {
+            c += 1;
         }
-        b.min(self.len as usize - 1)
+        c
     }
 
     /// The child holding key `(start, seq)`: the number of separators at
-    /// most `(start, seq)` (unused slots are `(u64::MAX, u64::MAX)`).
+    /// most `(start, seq)`.
     #[inline(always)]
     fn route(&self, start: u64, seq: u64) -> usize {
-        let (k, q) = (&self.sep_starts, &self.sep_seqs);
-        let mut b = 0;
-        for step in [16, 8, 4, 2, 1] {
-            let i = b + step - 1;
-            let le = k[i] < start || (k[i] == start && q[i] <= seq);
-            b += usize::from(le) * step;
+        let seps = self.len as usize - 1;
+        let k = &self.sep_starts;
+        let mut c = 0;
+        while c < seps && k[c] < start {
+            c += 1;
         }
-        b.min(self.len as usize - 1)
+        // Equal starts (rare): the sequence numbers decide.
+        while c < seps && k[c] == start && self.sep_seqs[c] <= seq {
+            c += 1;
+        }
+        c
     }
 
     #[inline(always)]
