@@ -161,13 +161,17 @@ impl Plan {
                 .filter(|&s| !initial[s as usize])
                 .collect();
             assert_eq!(back.len(), gone.len());
+            let mut mode = vec![false; m];
+            for &(s, w) in &held {
+                mode[s as usize] = w;
+            }
             for (&a, &b) in back.iter().zip(&gone) {
                 ops.push(Op {
                     start: 0,
                     last: 0,
                     lock: a,
                     unlock: b,
-                    write: held.iter().find(|h| h.0 == a).unwrap().1,
+                    write: mode[a as usize],
                 });
             }
         }
