@@ -175,23 +175,33 @@ impl Leaf {
 struct Inner {
     sep_starts: [u64; FANOUT - 1],
     len: u32,
-    /// `pmax[i]` = the largest of `maxes[..=i]`.
-    pmax: [u64; FANOUT],
-    kids: [u32; FANOUT],
-    /// Largest `last` in each child's subtree.
-    maxes: [u64; FANOUT],
+    kids: [Kid; FANOUT],
     sep_seqs: [u64; FANOUT - 1],
 }
+
+/// What a descent reads of the child it takes (and the one before it)
+/// side by side: one or two cache lines, not one per array.
+#[derive(Clone, Copy)]
+struct Kid {
+    /// Largest `last` in the child's subtree.
+    max: u64,
+    /// The largest `max` of this child and those before it.
+    pmax: u64,
+    node: u32,
+}
+
+const NO_KID: Kid = Kid {
+    max: 0,
+    pmax: 0,
+    node: 0,
+};
 
 const EMPTY_INNER: Inner = Inner {
     sep_starts: [u64::MAX; FANOUT - 1],
     len: 0,
-    pmax: [0; FANOUT],
-    kids: [0; FANOUT],
-    maxes: [0; FANOUT],
+    kids: [NO_KID; FANOUT],
     sep_seqs: [u64::MAX; FANOUT - 1],
 };
-const _: () = assert!(FANOUT == 32, "route_new/route search 31 separators");
 
 impl Inner {
     /// The child where a new request for `start` goes (its key is larger
@@ -229,29 +239,33 @@ impl Inner {
 
     #[inline(always)]
     fn max(&self) -> u64 {
-        self.pmax[self.len as usize - 1]
+        self.kids[self.len as usize - 1].pmax
     }
 
     #[inline(always)]
     fn fix_pmax(&mut self, from: usize) {
-        let mut m = if from > 0 { self.pmax[from - 1] } else { 0 };
+        let mut m = if from > 0 {
+            self.kids[from - 1].pmax
+        } else {
+            0
+        };
         for j in from..self.len as usize {
-            m = m.max(self.maxes[j]);
-            self.pmax[j] = m;
+            m = m.max(self.kids[j].max);
+            self.kids[j].pmax = m;
         }
     }
 
     /// Raise child `c`'s maximum to `last`; whether it was below.
     #[inline(always)]
     fn raise(&mut self, c: usize, last: u64) -> bool {
-        if self.maxes[c] >= last {
+        if self.kids[c].max >= last {
             return false;
         }
-        self.maxes[c] = last;
+        self.kids[c].max = last;
         // `pmax` does not decrease: stop where it already covers `last`.
         let mut j = c;
-        while j < self.len as usize && self.pmax[j] < last {
-            self.pmax[j] = last;
+        while j < self.len as usize && self.kids[j].pmax < last {
+            self.kids[j].pmax = last;
             j += 1;
         }
         true
@@ -261,8 +275,10 @@ impl Inner {
     fn fill(&mut self, kids: &[u32], maxes: &[u64], seps: &[(u64, u64)]) {
         debug_assert_eq!(seps.len() + 1, kids.len());
         *self = EMPTY_INNER;
-        self.kids[..kids.len()].copy_from_slice(kids);
-        self.maxes[..kids.len()].copy_from_slice(maxes);
+        for (k, (&node, &max)) in self.kids.iter_mut().zip(kids.iter().zip(maxes)) {
+            k.node = node;
+            k.max = max;
+        }
         for (i, &(s, q)) in seps.iter().enumerate() {
             self.sep_starts[i] = s;
             self.sep_seqs[i] = q;
@@ -438,7 +454,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             // Children left of the path start before `start`: they overlap
             // iff they reach it. Children right of it start after `start`:
             // they overlap iff they start by `last`.
-            if (c > 0 && n.pmax[c - 1] >= start)
+            if (c > 0 && n.kids[c - 1].pmax >= start)
                 || (c + 1 < n.len as usize && n.sep_starts[c] <= last)
             {
                 blocking += self
@@ -453,7 +469,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 n.raise(c, last);
             }
             level -= 1;
-            t = n.kids[c];
+            t = n.kids[c].node;
         }
         let lf = &self.leaves[t as usize];
         if lf.overlaps_any(start, last) {
@@ -514,7 +530,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let n = &mut self.inners[t as usize];
             let c = n.route_new(start);
             n.raise(c, last);
-            t = n.kids[c];
+            t = n.kids[c].node;
         }
     }
 
@@ -528,7 +544,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let c = n.route(start, seq);
             level -= 1;
             path[level] = (t, c as u8);
-            t = n.kids[c];
+            t = n.kids[c].node;
         }
     }
 
@@ -607,19 +623,19 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let c = c as usize;
             let n = &mut self.inners[p as usize];
             let len = n.len as usize;
-            debug_assert_eq!(n.kids[c], left);
+            debug_assert_eq!(n.kids[c].node, left);
             if len < FANOUT {
                 let mut j = len;
                 while j > c + 1 {
-                    n.kids[j] = n.kids[j - 1];
-                    n.maxes[j] = n.maxes[j - 1];
+                    n.kids[j].node = n.kids[j - 1].node;
+                    n.kids[j].max = n.kids[j - 1].max;
                     n.sep_starts[j - 1] = n.sep_starts[j - 2];
                     n.sep_seqs[j - 1] = n.sep_seqs[j - 2];
                     j -= 1;
                 }
-                n.kids[c + 1] = right;
-                n.maxes[c] = lmax;
-                n.maxes[c + 1] = rmax;
+                n.kids[c + 1].node = right;
+                n.kids[c].max = lmax;
+                n.kids[c + 1].max = rmax;
                 n.sep_starts[c] = sep.0;
                 n.sep_seqs[c] = sep.1;
                 n.len += 1;
@@ -632,8 +648,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let mut seps = [(0u64, 0u64); FANOUT];
             for i in 0..FANOUT {
                 let k = i + usize::from(i > c);
-                kids[k] = n.kids[i];
-                maxes[k] = n.maxes[i];
+                kids[k] = n.kids[i].node;
+                maxes[k] = n.kids[i].max;
             }
             for i in 0..FANOUT - 1 {
                 seps[i + usize::from(i >= c)] = (n.sep_starts[i], n.sep_seqs[i]);
@@ -724,7 +740,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let n = &self.inners[t as usize];
             parent = t;
             c = n.route(start, seq);
-            t = n.kids[c];
+            t = n.kids[c].node;
         }
         (t, parent, c)
     }
@@ -739,7 +755,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         if self.height == 0 {
             return;
         }
-        let old_max = self.inners[parent as usize].maxes[c];
+        let old_max = self.inners[parent as usize].kids[c].max;
         if lf.len > 0 && last < old_max {
             // Not the leaf's largest `last`: no maximum changes (common).
             return;
@@ -762,7 +778,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         if empty {
             let (p, c) = path[0];
             self.free_leaves
-                .push(self.inners[p as usize].kids[c as usize]);
+                .push(self.inners[p as usize].kids[c as usize].node);
             self.leaf_count -= 1;
         }
         for &(p, c) in &path[..self.height] {
@@ -773,8 +789,8 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 // Drop child c and the separator on one side of it.
                 let s = c.saturating_sub(1);
                 for j in c..len - 1 {
-                    n.kids[j] = n.kids[j + 1];
-                    n.maxes[j] = n.maxes[j + 1];
+                    n.kids[j].node = n.kids[j + 1].node;
+                    n.kids[j].max = n.kids[j + 1].max;
                 }
                 for j in s..len.saturating_sub(2) {
                     n.sep_starts[j] = n.sep_starts[j + 1];
@@ -794,10 +810,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 n.fix_pmax(c.min(n.len as usize - 1));
                 empty = false;
             } else {
-                if n.maxes[c] == new_max {
+                if n.kids[c].max == new_max {
                     break;
                 }
-                n.maxes[c] = new_max;
+                n.kids[c].max = new_max;
                 n.fix_pmax(c);
             }
             new_max = n.max();
@@ -805,7 +821,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
         debug_assert!(!empty, "the root keeps a child while requests remain");
         while self.height > 0 && self.inners[self.root as usize].len == 1 {
             let old = self.root;
-            self.root = self.inners[old as usize].kids[0];
+            self.root = self.inners[old as usize].kids[0].node;
             self.free_inners.push(old);
             self.height -= 1;
         }
@@ -1036,10 +1052,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 } else {
                     hi
                 };
-                let cm = rec(c, n.kids[i], height - 1, clo, chi, seen);
-                assert_eq!(n.maxes[i], cm, "child max");
+                let cm = rec(c, n.kids[i].node, height - 1, clo, chi, seen);
+                assert_eq!(n.kids[i].max, cm, "child max");
                 m = m.max(cm);
-                assert_eq!(n.pmax[i], m, "inner prefix max");
+                assert_eq!(n.kids[i].pmax, m, "inner prefix max");
             }
             m
         }
@@ -1127,8 +1143,8 @@ impl<T> Tree<'_, T> {
             if i > 0 && n.sep_starts[i - 1] > last {
                 break;
             }
-            if n.maxes[i] >= start {
-                self.walk(n.kids[i], height - 1, start, last, f)?;
+            if n.kids[i].max >= start {
+                self.walk(n.kids[i].node, height - 1, start, last, f)?;
             }
         }
         ControlFlow::Continue(())
@@ -1157,8 +1173,8 @@ impl<T> Tree<'_, T> {
             if i > 0 && n.sep_starts[i - 1] > last {
                 break;
             }
-            if n.maxes[i] >= start {
-                self.walk_any(n.kids[i], height - 1, start, last, f)?;
+            if n.kids[i].max >= start {
+                self.walk_any(n.kids[i].node, height - 1, start, last, f)?;
             }
         }
         ControlFlow::Continue(())
@@ -1188,8 +1204,8 @@ impl<T> Tree<'_, T> {
             if i > 0 && n.sep_starts[i - 1] > last {
                 break;
             }
-            if i != c && n.maxes[i] >= start {
-                let _ = self.walk_any(n.kids[i], level - 1, start, last, &mut f);
+            if i != c && n.kids[i].max >= start {
+                let _ = self.walk_any(n.kids[i].node, level - 1, start, last, &mut f);
             }
         }
         count
