@@ -80,6 +80,7 @@ pub(crate) struct Rec {
 
 /// A request's record and payload side by side: an unlock reads both, and
 /// in one cache line that is one miss, not two.
+#[repr(align(64))]
 struct Slot<T> {
     rec: Rec,
     payload: T,
@@ -100,16 +101,16 @@ const FREE_REC: Rec = Rec {
 #[derive(Clone)]
 #[repr(C, align(64))]
 struct Leaf {
-    starts: [u64; LEAF],
-    lasts: [u64; LEAF],
+    /// `(start, last)`: an unlock's swap-remove touches two cache lines,
+    /// not four.
+    ents: [(u64, u64); LEAF],
     /// Slot, with [`READ_BIT`] for a reader.
     slots: [u32; LEAF],
     len: u32,
 }
 
 const EMPTY_LEAF: Leaf = Leaf {
-    starts: [0; LEAF],
-    lasts: [0; LEAF],
+    ents: [(0, 0); LEAF],
     slots: [NIL; LEAF],
     len: 0,
 };
@@ -125,7 +126,7 @@ impl Leaf {
     fn overlaps_any(&self, start: u64, last: u64) -> bool {
         let n = self.n();
         let mut any = false;
-        for (&s, &l) in self.starts[..n].iter().zip(&self.lasts[..n]) {
+        for &(s, l) in &self.ents[..n] {
             any |= (s <= last) & (l >= start);
         }
         any
@@ -134,8 +135,8 @@ impl Leaf {
     #[inline(always)]
     fn push(&mut self, start: u64, last: u64, w: u32) {
         let i = self.len as usize;
-        self.starts[i] = start;
-        self.lasts[i] = last;
+        self.ents[i].0 = start;
+        self.ents[i].1 = last;
         self.slots[i] = w;
         self.len += 1;
     }
@@ -154,15 +155,15 @@ impl Leaf {
     #[inline(always)]
     fn swap_remove(&mut self, i: usize) {
         let l = self.len as usize - 1;
-        self.starts[i] = self.starts[l];
-        self.lasts[i] = self.lasts[l];
+        self.ents[i].0 = self.ents[l].0;
+        self.ents[i].1 = self.ents[l].1;
         self.slots[i] = self.slots[l];
         self.len = l as u32;
     }
 
     /// The largest `last` (0 if empty).
     fn max(&self) -> u64 {
-        self.lasts[..self.n()].iter().copied().fold(0, u64::max)
+        self.ents[..self.n()].iter().fold(0, |m, e| m.max(e.1))
     }
 }
 
@@ -574,7 +575,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             let lf = &self.leaves[t as usize];
             for (i, e) in all[..LEAF].iter_mut().enumerate() {
                 let seq = self.recs[(lf.slots[i] & !READ_BIT) as usize].rec.seq;
-                *e = (lf.starts[i], seq, lf.lasts[i], lf.slots[i]);
+                *e = (lf.ents[i].0, seq, lf.ents[i].1, lf.slots[i]);
             }
         }
         all[LEAF] = (start, self.recs[(w & !READ_BIT) as usize].rec.seq, last, w);
@@ -1017,7 +1018,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 for i in 0..len {
                     let slot = lf.slots[i] & !READ_BIT;
                     let r = c.node(slot);
-                    assert_eq!((r.start, r.last), (lf.starts[i], lf.lasts[i]), "leaf copy");
+                    assert_eq!((r.start, r.last), (lf.ents[i].0, lf.ents[i].1), "leaf copy");
                     assert_eq!(mode_of(lf.slots[i]), r.mode, "mode bit");
                     let key = (r.start, r.seq);
                     assert!(lo.is_none_or(|lo| key >= lo), "order vs separator");
@@ -1126,9 +1127,9 @@ impl<T> Tree<'_, T> {
             let mut hits = [(0u64, 0u64, 0u32); LEAF];
             let mut k = 0;
             for i in 0..lf.n() {
-                if lf.starts[i] <= last && lf.lasts[i] >= start {
+                if lf.ents[i].0 <= last && lf.ents[i].1 >= start {
                     let seq = self.recs[(lf.slots[i] & !READ_BIT) as usize].rec.seq;
-                    hits[k] = (lf.starts[i], seq, lf.slots[i]);
+                    hits[k] = (lf.ents[i].0, seq, lf.slots[i]);
                     k += 1;
                 }
             }
@@ -1162,7 +1163,7 @@ impl<T> Tree<'_, T> {
         if height == 0 {
             let lf = &self.leaves[t as usize];
             for i in 0..lf.n() {
-                if lf.starts[i] <= last && lf.lasts[i] >= start {
+                if lf.ents[i].0 <= last && lf.ents[i].1 >= start {
                     f(lf.slots[i])?;
                 }
             }
@@ -1233,7 +1234,7 @@ fn even_chunks<X>(xs: &[X], max: usize) -> impl Iterator<Item = &[X]> {
 fn count_leaf<F: Flavour>(lf: &Leaf, start: u64, last: u64, mode: Mode) -> u32 {
     let mut count = 0;
     for i in 0..lf.n() {
-        let overlaps = lf.starts[i] <= last && lf.lasts[i] >= start;
+        let overlaps = lf.ents[i].0 <= last && lf.ents[i].1 >= start;
         count += u32::from(overlaps && F::conflicts(mode_of(lf.slots[i]), mode));
     }
     count
