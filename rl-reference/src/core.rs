@@ -238,8 +238,9 @@ impl Inner {
         c
     }
 
+    /// The largest `last` in the subtree (the last prefix maximum).
     #[inline(always)]
-    fn max(&self) -> u64 {
+    fn subtree_max(&self) -> u64 {
         self.kids[self.len as usize - 1].pmax
     }
 
@@ -659,7 +660,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
             maxes[c] = lmax;
             maxes[c + 1] = rmax;
             seps[c] = sep;
-            let h = (FANOUT + 1) / 2;
+            let h = FANOUT.div_ceil(2);
             let r = self.alloc_inner();
             let [n, rn] = self
                 .inners
@@ -668,9 +669,9 @@ impl<F: Flavour, T: Default> Core<F, T> {
             n.fill(&kids[..h], &maxes[..h], &seps[..h - 1]);
             rn.fill(&kids[h..], &maxes[h..], &seps[h..]);
             left = p;
-            lmax = n.max();
+            lmax = n.subtree_max();
             right = r;
-            rmax = rn.max();
+            rmax = rn.subtree_max();
             sep = seps[h - 1];
             level += 1;
         }
@@ -817,7 +818,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 n.kids[c].max = new_max;
                 n.fix_pmax(c);
             }
-            new_max = n.max();
+            new_max = n.subtree_max();
         }
         debug_assert!(!empty, "the root keeps a child while requests remain");
         while self.height > 0 && self.inners[self.root as usize].len == 1 {
@@ -890,7 +891,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
                 let k = chunk.len();
                 let mut n = EMPTY_INNER;
                 n.fill(&kids[..k], &maxes[..k], &seps[..k - 1]);
-                up.push((self.inners.len() as u32, n.max(), chunk[0].2));
+                up.push((self.inners.len() as u32, n.subtree_max(), chunk[0].2));
                 self.inners.push(n);
             }
             level = up;
@@ -1332,7 +1333,7 @@ mod tests {
             k = (k + 7919) % slots.len();
             let s = slots.swap_remove(k);
             c.remove(s, |_, _| {});
-            if slots.len() % 500 == 0 {
+            if slots.len().is_multiple_of(500) {
                 c.check();
             }
         }
