@@ -1,37 +1,43 @@
 //! The shared engine: the queued requests in an augmented B+-tree, with the
 //! kernel's per-request blocking counts.
 //!
-//! A request lives in a slot of an arena of records (range, queue order,
-//! mode, blocking count) beside its payload; the locks name a
-//! request by its slot, so a guard is 16 bytes. The slot never moves while
-//! the request is queued, and lock and unlock allocate nothing once the
-//! arenas have grown.
+//! A request lives in a slot of an arena: its record (range, queue order,
+//! mode, blocking count) beside its payload, in one cache line. The locks
+//! name a request by its slot, so a guard is 16 bytes; the slot never moves
+//! while the request is queued, and lock and unlock allocate nothing once
+//! the arenas have grown (freed slots and nodes are reused).
 //!
-//! The index over the requests is a B+-tree keyed by `(start, seq)`: an
-//! in-order walk visits requests the way the kernel's interval tree does (by
-//! start, equal starts in queue order). A leaf holds up to [`LEAF`] entries
-//! as parallel arrays (`start`, `last`, slot + mode bit); an inner node up to
-//! [`FANOUT`] children, their separating keys, and the largest `last` of
-//! each child's subtree. Why a B-tree and not the binary interval tree this
-//! used to be: every lock and unlock is a root-to-leaf descent of dependent
+//! The index is a B+-tree keyed by `(start, seq)`: an in-order walk visits
+//! requests the way the kernel's interval tree does (by start, equal starts
+//! in queue order). Why a B-tree and not the binary interval tree this used
+//! to be: every lock and unlock is a root-to-leaf descent of dependent
 //! loads, and with 100 000 requests a binary tree is 17 levels of one cache
 //! line each, most of them cache (and TLB) misses; here it is 3 or 4 levels
-//! of a few adjacent lines, searched with branch-free compares over the
-//! whole node, and the upper levels stay in cache.
+//! of a few lines, and the upper levels stay in cache.
 //!
-//! An overlap query for `[start, last]` skips a child whose max `last` is
-//! below `start` and stops at the first child whose separator starts after
-//! `last`. A lock descends once to its leaf position and, at each level,
-//! checks in one vector compare whether any child left of the path reaches
-//! `start` or the next child starts by `last`; only then (something
-//! overlaps) does it walk aside to count conflicts. O(log N) when nothing
-//! overlaps, plus O(log N) per overlapping request.
+//! - An inner node holds up to [`FANOUT`] children: their separating keys
+//!   (scanned linearly: independent loads, one mispredicted exit) and, per
+//!   child, the largest `last` of its subtree and the prefix maximum of
+//!   those, so "does a child left of the path reach `start`?" is one load.
+//!   Children right of the path overlap iff the next separator starts by
+//!   `last`.
+//! - A leaf holds up to [`LEAF`] entries `(start, last)` + slot (with the
+//!   mode bit), in no particular order: a lock appends and checks the whole
+//!   leaf for overlap in one branch-free pass, an unlock moves the last entry
+//!   into the hole. Nothing shifts. The key order holds between leaves (the
+//!   separators); walks that must go in key order sort the few entries they
+//!   visit in a leaf, and a split sorts the leaf.
 //!
-//! Balance: leaves split when full (the new request's subtree maxima are
-//! raised on the way back up, stopping where they already cover it). Removal
-//! deletes empty nodes only; once the leaves are on average less than a
-//! quarter full, the whole tree is rebuilt packed (O(N), paid for by the
-//! removals since the last rebuild; slots do not move).
+//! A lock descends once, raising the subtree maxima on the way down, and
+//! walks aside to count conflicts only where a check says something
+//! overlaps: O(log N) when nothing does, plus O(log N) per overlapping
+//! request. An unlock descends by key and goes back up (re-descending, in the
+//! cold path) only if the leaf's largest `last` changed or the leaf emptied.
+//!
+//! Balance: a full leaf or node splits in halves. Removal deletes empty nodes
+//! only; once the leaves are on average less than a quarter full, or the tree
+//! has shrunk to a quarter of its peak since the last rebuild, it is rebuilt
+//! packed (O(N), paid for by the removals since; slots do not move).
 //!
 //! The one rule: a request's `blocking` is the number of requests with a
 //! smaller `seq` that overlap and conflict with it. It is fixed at insertion
@@ -47,11 +53,11 @@ use std::ops::ControlFlow;
 use crate::flavour::{Flavour, Mode};
 
 /// Entries per leaf. An unsorted leaf costs a lock one pass over it (a few
-/// instructions per entry): 16 keeps that short, and with a fanout of 32
-/// it adds no level below 2^20 requests or so.
+/// instructions per entry): 16 keeps that short (32 was slower at every N
+/// measured), and with a fanout of 32 the tree is still 3 inner levels at
+/// 100 000 requests.
 const LEAF: usize = 16;
-/// Children per inner node: 32, so that routing is a 5-step binary search
-/// over the 31 separator slots.
+/// Children per inner node.
 const FANOUT: usize = 32;
 /// A rebuild packs leaves and inner nodes this full, so that the next
 /// insertions do not split at once.
