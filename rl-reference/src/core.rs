@@ -352,13 +352,12 @@ impl<F: Flavour, T: Default> Default for Core<F, T> {
 impl<F: Flavour, T: Default> Core<F, T> {
     pub(crate) fn new() -> Self {
         Self {
-            recs: vec![Slot {
-                rec: FREE_REC,
-                payload: T::default(),
-            }],
+            // Allocated by the first request: rltop's model keeps one
+            // state machine per lock, most of them idle most of the time.
+            recs: Vec::new(),
 
             free: Vec::new(),
-            leaves: vec![EMPTY_LEAF],
+            leaves: Vec::new(),
             inners: Vec::new(),
             free_leaves: Vec::new(),
             free_inners: Vec::new(),
@@ -445,6 +444,9 @@ impl<F: Flavour, T: Default> Core<F, T> {
         only_if_free: bool,
     ) -> Option<(u32, u32)> {
         debug_assert!(start <= last);
+        if self.leaves.is_empty() {
+            self.first_use();
+        }
         // Descend to the leaf position of key (start, seq) — seq is the
         // largest, so ties go right — counting conflicts on the way: every
         // request is in the leaf or in a subtree hanging off the path.
@@ -553,6 +555,21 @@ impl<F: Flavour, T: Default> Core<F, T> {
             level -= 1;
             path[level] = (t, c as u8);
             t = n.kids[c].node;
+        }
+    }
+
+    /// The root leaf and the never-used slot 0, exactly sized.
+    #[cold]
+    #[inline(never)]
+    fn first_use(&mut self) {
+        self.leaves.reserve_exact(1);
+        self.leaves.push(EMPTY_LEAF);
+        if self.recs.is_empty() {
+            self.recs.reserve_exact(2);
+            self.recs.push(Slot {
+                rec: FREE_REC,
+                payload: T::default(),
+            });
         }
     }
 
@@ -1067,6 +1084,10 @@ impl<F: Flavour, T: Default> Core<F, T> {
             }
             m
         }
+        if self.leaves.is_empty() {
+            assert_eq!((self.len, self.height, self.recs.len()), (0, 0, 0));
+            return;
+        }
         let mut seen = Seen {
             keys: Vec::new(),
             leaves: 0,
@@ -1130,7 +1151,10 @@ impl<T> Tree<'_, T> {
         f: &mut impl FnMut(u32, u32) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         if height == 0 {
-            let lf = &self.leaves[t as usize];
+            // No leaf at all before the first request.
+            let Some(lf) = self.leaves.get(t as usize) else {
+                return ControlFlow::Continue(());
+            };
             let mut hits = [(0u64, 0u64, 0u32); LEAF];
             let mut k = 0;
             for i in 0..lf.n() {
@@ -1168,7 +1192,9 @@ impl<T> Tree<'_, T> {
         f: &mut impl FnMut(u32) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         if height == 0 {
-            let lf = &self.leaves[t as usize];
+            let Some(lf) = self.leaves.get(t as usize) else {
+                return ControlFlow::Continue(());
+            };
             for i in 0..lf.n() {
                 if lf.ents[i].0 <= last && lf.ents[i].1 >= start {
                     f(lf.slots[i])?;
@@ -1303,6 +1329,21 @@ mod tests {
             }
         }
         assert_eq!((c.len(), c.height()), (0, 0));
+        c.check();
+    }
+
+    #[test]
+    fn empty_until_first_request() {
+        let mut c: Core<Rw, u64> = Core::new();
+        // Nothing allocated, and every query works on the empty tree.
+        assert_eq!((c.leaves.capacity(), c.recs.capacity()), (0, 0));
+        assert_eq!(c.count_conflicts(0, u64::MAX, Mode::Write, u32::MAX), 0);
+        assert!(c.slots().is_empty());
+        c.for_each_overlap(0, 9, |_, _| panic!("empty"));
+        c.check();
+        let (s, b) = c.insert(3, 4, Mode::Write, 7);
+        assert_eq!((b, c.leaves.capacity(), c.recs.len()), (0, 1, 2));
+        assert_eq!(c.remove(s, |_, _| panic!("nothing waits")), 7);
         c.check();
     }
 
