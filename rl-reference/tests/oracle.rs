@@ -133,13 +133,25 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    op_in(24, 40, 4)
+}
+
+/// Ids `0..ids`, starts `0..starts`; `requests` : 3 : 1 : 1 for request,
+/// release, cancel, downgrade.
+fn op_in(ids: u64, starts: u64, requests: u32) -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..24u64, 0..40u64, prop_oneof![3 => 0..4u64, 1 => 0..30u64], any::<bool>(), prop::bool::weighted(0.15))
+        requests => (0..ids, 0..starts, prop_oneof![3 => 0..4u64, 1 => 0..30u64], any::<bool>(), prop::bool::weighted(0.15))
             .prop_map(|(id, start, len, write, try_)| Op::Request { id, start, len, write, try_ }),
-        3 => (0..24u64).prop_map(Op::Release),
-        1 => (0..24u64).prop_map(Op::Cancel),
-        1 => (0..24u64).prop_map(Op::Downgrade),
+        3 => (0..ids).prop_map(Op::Release),
+        1 => (0..ids).prop_map(Op::Cancel),
+        1 => (0..ids).prop_map(Op::Downgrade),
     ]
+}
+
+/// Up to 160 queued requests: the tree has several leaves (of 32) and inner
+/// levels, and equal starts span leaves.
+fn wide_ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op_in(160, 120, 8), 1..if cfg!(miri) { 40 } else { 700 })
 }
 
 fn run<F: Flavour>(ops: &[Op], probes: &[(u64, u64, bool)]) -> Result<(), TestCaseError> {
@@ -252,6 +264,29 @@ proptest! {
     #[test]
     fn rw_matches_model(ops in prop::collection::vec(op(), 1..max_ops()),
                         probes in prop::collection::vec((0..40u64, 0..6u64, any::<bool>()), 3)) {
+        run::<Rw>(&ops, &probes)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 1 } else { 32 }, ..ProptestConfig::default() })]
+
+    #[test]
+    fn excl_fifo_matches_model_wide(ops in wide_ops(),
+                                    probes in prop::collection::vec((0..120u64, 0..6u64, any::<bool>()), 3)) {
+        let ops: Vec<Op> = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Request { id, start, len, try_, .. } => Op::Request { id, start, len, write: true, try_ },
+                op => op,
+            })
+            .collect();
+        run::<ExclFifo>(&ops, &probes)?;
+    }
+
+    #[test]
+    fn rw_matches_model_wide(ops in wide_ops(),
+                             probes in prop::collection::vec((0..120u64, 0..6u64, any::<bool>()), 3)) {
         run::<Rw>(&ops, &probes)?;
     }
 }

@@ -17,6 +17,9 @@
 //!   the time from a recording to a contention report (see bench.rs).
 //! - `bench check`: analysis throughput and memory on long simulated traces,
 //!   beside decoding (see bench_check.rs).
+//! - `bench lock`: rl-reference's locks beside the `range-lock` and
+//!   `range-mutex` crates, N = 10, 1 000, 100 000 held ranges, exclusive and
+//!   rw: ns/op and speed ratios (rl-reference/benches/lock.rs).
 
 mod bench;
 mod bench_check;
@@ -97,6 +100,16 @@ enum Bench {
         /// Trace lengths (events), comma separated.
         #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
         events: Vec<u64>,
+    },
+    /// rl-reference's range locks beside the `range-lock` and `range-mutex`
+    /// crates on the same random workloads: the table of ns/op and ratios.
+    Lock {
+        /// Rounds (each runs every lock once; ratios are taken per round).
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Milliseconds per lock per round.
+        #[arg(long, default_value_t = 50)]
+        ms: u64,
     },
 }
 
@@ -189,6 +202,20 @@ fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Check { rounds, events },
         } => bench_check::run(&root, &bench_check::Options { rounds, events }),
+        Task::Bench {
+            what: Bench::Lock { rounds, ms },
+        } => run(Command::new("cargo")
+            .current_dir(&root)
+            .args([
+                "bench",
+                "-p",
+                "rl-reference",
+                "--bench",
+                "lock",
+                "--",
+                "table",
+            ])
+            .args(["--rounds", &rounds.to_string(), "--ms", &ms.to_string()])),
     }
 }
 
