@@ -27,3 +27,6 @@ pub mod model;
 pub mod sim;
 pub mod trace;
 pub mod views;
+
+#[cfg(test)]
+mod testing;

@@ -240,16 +240,7 @@ pub fn file_name(dev: Dev, ino: u64) -> String {
 mod tests {
     use super::*;
     use crate::events::Mode;
-
-    fn ev(ts: u64, tid: u32, body: Body) -> Event {
-        Event {
-            ts,
-            tid,
-            pid: tid,
-            cpu: None,
-            body,
-        }
-    }
+    use crate::testing::ev;
 
     fn run(by: By, metric: Metric, evs: &[Event]) -> HistSet {
         let mut e = crate::analysis::Engine::new(Model::new(None), Histograms::new(metric, by));

@@ -643,16 +643,7 @@ fn owned(m: &Model, o: Owned) -> Option<(Target, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(ts: u64, tid: u32, body: Body) -> Event {
-        Event {
-            ts,
-            tid,
-            pid: tid,
-            cpu: None,
-            body,
-        }
-    }
+    use crate::testing::{acq, ev, rel, req};
 
     fn run(evs: &[Event]) -> Stats {
         let mut e = crate::analysis::Engine::new(Model::new(None), Stats::new(true));
@@ -660,28 +651,6 @@ mod tests {
             e.event(i as u64, ev);
         }
         e.into_parts().1
-    }
-
-    fn req(ts: u64, tid: u32, lock: u64, start: u64, last: u64) -> Event {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start,
-                last,
-                mode: Mode::Excl,
-            },
-        )
-    }
-
-    fn acq(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(ts, tid, Body::RlAcquired { tree: 1, lock })
-    }
-
-    fn rel(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(ts, tid, Body::RlRelease { tree: 1, lock })
     }
 
     /// munmap()'s mmap_write_downgrade(): the write hold ends at the
@@ -723,9 +692,9 @@ mod tests {
     #[test]
     fn contended_range_lock_counts_wait_and_hold() {
         let s = run(&[
-            req(100, 1, 10, 0, 9),
+            req(100, 1, 10, 0, 9, Mode::Excl),
             acq(110, 1, 10),
-            req(200, 2, 20, 5, 5),
+            req(200, 2, 20, 5, 5, Mode::Excl),
             rel(1_110, 1, 10),
             acq(1_200, 2, 20),
             rel(1_300, 2, 20),
@@ -810,7 +779,7 @@ mod tests {
                     len: 8192,
                 },
             ),
-            req(2, 1, 10, 0, 1),
+            req(2, 1, 10, 0, 1, Mode::Excl),
             acq(3, 1, 10),
             rel(4, 1, 10),
             ev(5, 1, Body::PunchEnd { ret: 0 }),
@@ -826,7 +795,7 @@ mod tests {
                     write: true,
                 },
             ),
-            req(7, 2, 20, 8, 8),
+            req(7, 2, 20, 8, 8, Mode::Excl),
             acq(8, 2, 20),
             // Completion on another task.
             rel(20, 0, 20),
@@ -840,11 +809,11 @@ mod tests {
                     index: 4,
                 },
             ),
-            req(31, 3, 30, 4, 4),
+            req(31, 3, 30, 4, 4, Mode::Excl),
             acq(32, 3, 30),
             rel(33, 3, 30),
             // The fault's page is consumed: the next lock is buffered.
-            req(40, 3, 31, 4, 4),
+            req(40, 3, 31, 4, 4, Mode::Excl),
             acq(41, 3, 31),
             rel(42, 3, 31),
         ]);
@@ -903,9 +872,9 @@ mod tests {
         for i in 0..(TOP_CHAINS as u64 + 5) {
             let lock = 100 + i;
             ts += 10;
-            evs.push(req(ts, 1, 1, 0, 0));
+            evs.push(req(ts, 1, 1, 0, 0, Mode::Excl));
             evs.push(acq(ts, 1, 1));
-            evs.push(req(ts + 1, 2, lock, 0, 0));
+            evs.push(req(ts + 1, 2, lock, 0, 0, Mode::Excl));
             ts += (i + 1) * 100;
             evs.push(rel(ts, 1, 1));
             evs.push(acq(ts, 2, lock));

@@ -679,38 +679,7 @@ impl Analysis for Builder {
 pub(crate) mod tests {
     use super::*;
     use crate::events::Mode;
-
-    pub(crate) fn ev(ts: u64, tid: u32, body: Body) -> Event {
-        Event {
-            ts,
-            tid,
-            pid: tid,
-            cpu: None,
-            body,
-        }
-    }
-
-    pub(crate) fn req(ts: u64, tid: u32, lock: u64, start: u64, last: u64, mode: Mode) -> Event {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start,
-                last,
-                mode,
-            },
-        )
-    }
-
-    pub(crate) fn acq(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(ts, tid, Body::RlAcquired { tree: 1, lock })
-    }
-
-    pub(crate) fn rel(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(ts, tid, Body::RlRelease { tree: 1, lock })
-    }
+    use crate::testing::{acq, ev, rel, req};
 
     pub(crate) fn build(evs: &[Event]) -> Timeline {
         let mut e = crate::analysis::Engine::new(

@@ -248,20 +248,12 @@ impl Analysis for TestStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(ts: u64, body: Body) -> Event {
-        Event {
-            ts,
-            tid: 1,
-            pid: 1,
-            cpu: None,
-            body,
-        }
-    }
+    use crate::testing::ev;
 
     fn marker(ts: u64, text: &str) -> Event {
         ev(
             ts,
+            1,
             Body::Marker {
                 text: text.to_string(),
             },
@@ -296,7 +288,7 @@ mod tests {
                 let e = if m {
                     marker(i as u64, &format!("run fstests generic/{i:03} at now"))
                 } else {
-                    ev(i as u64, Body::Exit)
+                    ev(i as u64, 1, Body::Exit)
                 };
                 s.event(i as u64, &e);
             }
@@ -340,20 +332,21 @@ mod tests {
     fn segments_run_from_marker_to_marker() {
         let mut s = Splitter::new();
         let evs = [
-            ev(10, Body::Exit),
+            ev(10, 1, Body::Exit),
             marker(20, "run fstests generic/001 at x"),
-            ev(25, Body::Exit),
+            ev(25, 1, Body::Exit),
             marker(30, "EXT4-fs: not a test"),
             marker(40, "run fstests generic/002 at x"),
             ev(
                 45,
+                1,
                 Body::Lost {
                     count: 3,
                     cpu: 0,
                     since: None,
                 },
             ),
-            ev(50, Body::Exit),
+            ev(50, 1, Body::Exit),
         ];
         let starts: Vec<bool> = evs
             .iter()

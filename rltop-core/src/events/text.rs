@@ -168,13 +168,12 @@ mod tests {
     use super::*;
     use crate::events::Dev;
 
-    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+    /// An event of task `tid` of process 1234, on CPU 1 (the text shows both).
+    fn fio(ts: u64, tid: u32, body: Body) -> Event {
         Event {
-            ts,
-            tid,
             pid: 1234,
             cpu: Some(1),
-            body,
+            ..crate::testing::ev(ts, tid, body)
         }
     }
 
@@ -184,8 +183,8 @@ mod tests {
         let mut out = Vec::new();
         let dev = Dev { major: 8, minor: 3 };
         for e in [
-            ev(1_000, 1234, Body::Task { comm: "fio".into() }),
-            ev(
+            fio(1_000, 1234, Body::Task { comm: "fio".into() }),
+            fio(
                 12_345_679_901,
                 1234,
                 Body::DioBegin {
@@ -197,8 +196,8 @@ mod tests {
                     write: true,
                 },
             ),
-            ev(12_345_680_000, 1234, Body::Exit),
-            ev(12_345_680_001, 1234, Body::DioEnd { io: 1, ret: -5 }),
+            fio(12_345_680_000, 1234, Body::Exit),
+            fio(12_345_680_001, 1234, Body::DioEnd { io: 1, ret: -5 }),
         ] {
             tw.write_event(&mut out, &e).unwrap();
         }
@@ -224,9 +223,9 @@ mod tests {
     fn earlier_event_shows_negative_offset() {
         let mut tw = TextWriter::new();
         let mut out = Vec::new();
-        tw.write_event(&mut out, &ev(2_000_000_000, 1, Body::Exit))
+        tw.write_event(&mut out, &fio(2_000_000_000, 1, Body::Exit))
             .unwrap();
-        tw.write_event(&mut out, &ev(1_500_000_000, 1, Body::Exit))
+        tw.write_event(&mut out, &fio(1_500_000_000, 1, Body::Exit))
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(

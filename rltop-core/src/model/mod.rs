@@ -749,34 +749,15 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(ts: u64, tid: u32, body: Body) -> Event {
-        Event {
-            ts,
-            tid,
-            pid: tid,
-            cpu: None,
-            body,
-        }
-    }
-
-    fn req(tree: u64, lock: u64, start: u64, last: u64, mode: Mode) -> Body {
-        Body::RlRequest {
-            tree,
-            lock,
-            start,
-            last,
-            mode,
-        }
-    }
+    use crate::testing::{ev, rl_request};
 
     #[test]
     fn tracks_holders_waiters_and_reference_grants() {
         let mut m = Model::new(None);
         let evs = [
-            ev(1, 10, req(1, 100, 0, 9, Mode::Excl)),
+            ev(1, 10, rl_request(1, 100, 0, 9, Mode::Excl)),
             ev(2, 10, Body::RlAcquired { tree: 1, lock: 100 }),
-            ev(3, 11, req(1, 101, 5, 5, Mode::Excl)),
+            ev(3, 11, rl_request(1, 101, 5, 5, Mode::Excl)),
         ];
         for (i, e) in evs.iter().enumerate() {
             m.apply(i as u64, e);
@@ -806,8 +787,8 @@ mod tests {
         let mut m = Model::new(Some(Flavour::Rw));
         m.apply(0, &ev(1, 1, Body::RlRelease { tree: 9, lock: 9 }));
         m.apply(1, &ev(1, 1, Body::RlAcquired { tree: 9, lock: 9 }));
-        m.apply(2, &ev(0, 1, req(9, 9, 7, 3, Mode::Excl)));
-        m.apply(3, &ev(0, 1, req(9, 9, 1, 1, Mode::Read)));
+        m.apply(2, &ev(0, 1, rl_request(9, 9, 7, 3, Mode::Excl)));
+        m.apply(3, &ev(0, 1, rl_request(9, 9, 1, 1, Mode::Read)));
         m.apply(4, &ev(0, 1, Body::MmapLockRelease { mm: 1, write: true }));
         m.apply(5, &ev(0, 1, Body::PunchEnd { ret: 0 }));
         m.apply(6, &ev(0, 1, Body::Exit));
@@ -931,7 +912,7 @@ mod tests {
         let mut m = Model::new(None);
         let mut i = 0;
         for tree in 0..5000u64 {
-            m.apply(i, &ev(i, 1, req(tree, 1, 0, 0, Mode::Excl)));
+            m.apply(i, &ev(i, 1, rl_request(tree, 1, 0, 0, Mode::Excl)));
             m.apply(i + 1, &ev(i + 1, 1, Body::RlRelease { tree, lock: 1 }));
             i += 2;
         }

@@ -251,34 +251,25 @@ impl Drop for TraceWriter {
 mod tests {
     use super::*;
     use crate::events::Body;
+    use crate::testing::ev;
     use crate::trace::{Item, TraceReader};
-
-    fn ev(ts: u64) -> Event {
-        Event {
-            ts,
-            tid: 1,
-            pid: 1,
-            cpu: None,
-            body: Body::Exit,
-        }
-    }
 
     #[test]
     fn failed_flush_loses_nothing_already_written() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.rlt");
         let mut w = TraceWriter::create(&p, &TraceHeader::new("test")).unwrap();
-        w.push(&ev(1)).unwrap();
+        w.push(&ev(1, 1, Body::Exit)).unwrap();
         w.flush().unwrap();
         let good = w.stats();
         // Swap in a read-only descriptor: the next flush fails.
         w.file = File::open(&p).unwrap();
-        w.push(&ev(2)).unwrap();
+        w.push(&ev(2, 1, Body::Exit)).unwrap();
         assert!(w.flush().is_err());
         assert_eq!(w.stats(), TraceStats { pending: 1, ..good });
         drop(w);
         let items: Vec<_> = TraceReader::open(&p).unwrap().map(Result::unwrap).collect();
-        assert_eq!(items, [Item::Event(ev(1))]);
+        assert_eq!(items, [Item::Event(ev(1, 1, Body::Exit))]);
     }
 
     #[test]
@@ -290,7 +281,7 @@ mod tests {
         let err = w
             .push(&Event {
                 body: Body::Marker { text },
-                ..ev(1)
+                ..ev(1, 1, Body::Exit)
             })
             .unwrap_err();
         assert!(

@@ -2,16 +2,7 @@
 
 use super::*;
 use crate::events::{Body, Dev, Event, Mode};
-
-fn ev(ts: u64, tid: u32, body: Body) -> Event {
-    Event {
-        ts,
-        tid,
-        pid: tid,
-        cpu: None,
-        body,
-    }
-}
+use crate::testing::ev;
 
 fn run(cfg: Config, evs: &[Event]) -> Verdict {
     let mut c = Checker::over(Model::new(None), cfg);
