@@ -9,30 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
-const WORKLOAD: &str = env!("CARGO_BIN_EXE_rl-workload");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// True when the test may run; panics when it must run but cannot.
-fn need_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
-}
+mod common;
+use common::{RLTOP, Reaped, WORKLOAD, need_root};
 
 /// A fresh directory on ext4 (the target dir lives on the root filesystem).
 fn ext4_dir() -> tempfile::TempDir {
@@ -117,30 +100,6 @@ fn start_live(pid: u64) -> (Reaped, BufReader<std::process::ChildStderr>) {
     err.read_line(&mut line).unwrap();
     assert!(line.contains("streaming events"), "{line}");
     (live, err)
-}
-
-/// A child process killed when the test lets go of it (also on panic), so
-/// a failing test leaves no workload waiting for its go-file.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Reaped {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
 }
 
 /// Starts the workload waiting on a go-file; returns it and its ready line.

@@ -1,27 +1,14 @@
 //! `rltop check` over hand-written traces (`tests/data/check/`): every
 //! finding kind, clean traces, lost events, exit codes, the text shape.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::{Value, json};
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/check")
-        .join(name)
-}
-
-fn rltop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rltop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{data, rltop};
 
 /// Runs `check --format json` on a data file: (exit code, document).
 fn check(name: &str, extra: &[&str]) -> (i32, Value) {
-    let path = data(name);
+    let path = data(&format!("check/{name}"));
     let mut args = vec!["check", "--format", "json", path.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = rltop(&args);
@@ -269,7 +256,7 @@ fn lost_events_make_findings_uncertain() {
 fn imported_trace_gives_the_same_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.rlt");
-    let input = data("deadlock_mmap.jsonl");
+    let input = data("check/deadlock_mmap.jsonl");
     let out = rltop(&[
         "import",
         input.to_str().unwrap(),
@@ -331,7 +318,7 @@ fn unreadable_input_exits_2_with_one_line() {
 
 #[test]
 fn text_report_of_an_inversion_has_lockdep_shape() {
-    let path = data("inversion.jsonl");
+    let path = data("check/inversion.jsonl");
     let out = rltop(&["check", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -373,7 +360,7 @@ fn text_report_of_an_inversion_has_lockdep_shape() {
 
 #[test]
 fn text_report_of_a_deadlock_names_the_whole_cycle() {
-    let path = data("deadlock.jsonl");
+    let path = data("check/deadlock.jsonl");
     let out = rltop(&["check", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -404,6 +391,8 @@ mod prop {
     use rltop::analysis::{Checker, Config, Verdict};
     use rltop::events::{Body, Event, Mode};
     use rltop::model::{Flavour, Model};
+
+    use crate::common::ev;
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -446,13 +435,7 @@ mod prop {
         let mut next_lock = 0x1000u64;
         let mut push = |evs: &mut Vec<Event>, tid: u32, body: Body| {
             ts += 1_000;
-            evs.push(Event {
-                ts,
-                tid,
-                pid: tid,
-                cpu: None,
-                body,
-            });
+            evs.push(ev(ts, tid, body));
         };
         let grant = |evs: &mut Vec<Event>,
                      push: &mut dyn FnMut(&mut Vec<Event>, u32, Body),
@@ -619,13 +602,7 @@ mod prop {
             }),
             Just(Body::Task { comm: "t".into() }),
         ];
-        (0u64..3_000_000_000, 0u32..4, body).prop_map(|(ts, tid, body)| Event {
-            ts,
-            tid,
-            pid: tid,
-            cpu: None,
-            body,
-        })
+        (0u64..3_000_000_000, 0u32..4, body).prop_map(|(ts, tid, body)| ev(ts, tid, body))
     }
 
     proptest! {
@@ -706,13 +683,7 @@ mod prop {
                 let dropped = evs.remove(i);
                 let at = (i + delay).min(evs.len());
                 let ts = evs.get(at).map_or(dropped.ts, |e| e.ts.max(dropped.ts));
-                evs.insert(at, Event {
-                    ts,
-                    tid: 0,
-                    pid: 0,
-                    cpu: None,
-                    body: Body::Lost { count: 1, cpu: 0, since: Some(dropped.ts.saturating_sub(1)) },
-                });
+                evs.insert(at, ev(ts, 0, Body::Lost { count: 1, cpu: 0, since: Some(dropped.ts.saturating_sub(1)) }));
             }
             let v = run(&evs, f);
             let certain: Vec<_> = v.findings.iter().filter(|f| f.certain).collect();

@@ -10,23 +10,19 @@
 //! and [30, 30] 27050..27600: overlapping, not nested, so a second lane.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prost::Message;
 use rltop::views::timeline::perfetto::proto::{EventType, Trace};
 use serde_json::Value;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/hist")
-        .join(name)
-}
+mod common;
+use common::{RLTOP, data};
 
 fn export(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rltop"))
+    let out = Command::new(RLTOP)
         .arg("export")
-        .arg(data("small.jsonl"))
+        .arg(data("hist/small.jsonl"))
         .args(args)
         .output()
         .unwrap();
@@ -359,9 +355,9 @@ fn chrome_json_nests_per_thread_with_flows_counters_instants() {
 #[test]
 fn export_needs_an_output_and_writes_private_files() {
     use std::os::unix::fs::PermissionsExt;
-    let out = Command::new(env!("CARGO_BIN_EXE_rltop"))
+    let out = Command::new(RLTOP)
         .arg("export")
-        .arg(data("small.jsonl"))
+        .arg(data("hist/small.jsonl"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -386,7 +382,7 @@ fn simulated_trace_exports_consistently() {
     // A simulated workload: both formats give the same slices.
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim.rlt");
-    let st = Command::new(env!("CARGO_BIN_EXE_rltop"))
+    let st = Command::new(RLTOP)
         .args(["simulate", "--scenario", "mixed", "--events", "3000", "-o"])
         .arg(&sim)
         .output()
@@ -398,7 +394,7 @@ fn simulated_trace_exports_consistently() {
     );
     let p = dir.path().join("s.pftrace");
     let c = dir.path().join("s.json");
-    let st = Command::new(env!("CARGO_BIN_EXE_rltop"))
+    let st = Command::new(RLTOP)
         .arg("export")
         .arg(&sim)
         .arg("--perfetto")

@@ -17,29 +17,18 @@
 //! `second.jsonl`: test generic/001 again: fsx/200 waits 1500 for [0, 0]
 //! (buffered), holds it 300; xfs_io/100 waits 9200 for [7, 8], holds it 100.
 //!
-//! Golden files are in `tests/data/hist/golden/`; `UPDATE_GOLDEN=1`
-//! rewrites them (then read the diff: the figures above must show).
+//! The whole outputs are insta snapshots (`tests/snapshots/hist__*`; how to
+//! update them: `tests/README.md`). When one changes, read the diff: the
+//! figures above must show.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/hist")
-        .join(name)
-}
-
-fn rltop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rltop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{assert_text_snapshot, data, rltop};
 
 fn ok(args: &[&str]) -> String {
     let out = rltop(args);
@@ -52,42 +41,30 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn small() -> String {
-    data("small.jsonl").to_str().unwrap().to_string()
+    data("hist/small.jsonl").to_str().unwrap().to_string()
 }
 
 fn second() -> String {
-    data("second.jsonl").to_str().unwrap().to_string()
-}
-
-fn golden(name: &str, got: &str) {
-    let path = data("golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert_eq!(got, want, "output differs from {}", path.display());
+    data("hist/second.jsonl").to_str().unwrap().to_string()
 }
 
 #[test]
 fn golden_text_wait_by_op() {
-    golden("wait_op.txt", &ok(&["hist", &small()]));
+    assert_text_snapshot!("wait_op_text", ok(&["hist", &small()]));
 }
 
 #[test]
 fn golden_text_hold_by_test() {
-    golden(
-        "hold_test.txt",
-        &ok(&["hist", "--metric", "hold", "--by", "test", &small()]),
+    assert_text_snapshot!(
+        "hold_test_text",
+        ok(&["hist", "--metric", "hold", "--by", "test", &small()]),
     );
 }
 
 #[test]
 fn golden_json_merged_wait_by_op() {
     let s = ok(&["hist", "--format", "json", "--merge", &small(), &second()]);
-    golden("wait_op_merged.json", &s);
+    assert_text_snapshot!("wait_op_merged_json", s);
     // bpftrace's shape: one line, a keyed map of bucket lists.
     let v: serde_json::Value = serde_json::from_str(&s).unwrap();
     assert_eq!(v["type"], "hist");
@@ -128,7 +105,7 @@ fn golden_csv_hold_by_task() {
         "task",
         &small(),
     ]);
-    golden("hold_task.csv", &s);
+    assert_text_snapshot!("hold_task_csv", s);
     let mut lines = s.lines();
     assert_eq!(
         lines.next(),
@@ -155,9 +132,9 @@ fn golden_csv_hold_by_task() {
 
 #[test]
 fn golden_prom_wait_by_tree() {
-    golden(
-        "wait_tree.prom",
-        &ok(&["hist", "--format", "prom", "--by", "tree", &small()]),
+    assert_text_snapshot!(
+        "wait_tree_prom",
+        ok(&["hist", "--format", "prom", "--by", "tree", &small()]),
     );
 }
 
@@ -167,7 +144,8 @@ fn golden_svg() {
     let out = dir.path().join("h.svg");
     ok(&["hist", "--svg", out.to_str().unwrap(), &small()]);
     let svg = std::fs::read_to_string(&out).unwrap();
-    golden("wait_op.svg", &svg);
+    // Binary (exact bytes), so the accepted file is an .svg a browser shows.
+    insta::assert_binary_snapshot!("wait_op.svg", svg.as_bytes().to_vec());
     // One bar per bucket: buffered 1, fault 1, kernel 1.
     assert_eq!(svg.matches("<rect class=\"bar\"").count(), 3);
     assert!(svg.starts_with("<?xml"));
@@ -197,7 +175,7 @@ fn golden_hdr_hold_by_task() {
             None => format!("{l}\n"),
         })
         .collect();
-    golden("hold_task.hdr", &masked);
+    insta::assert_binary_snapshot!("hold_task.hdr", masked.as_bytes().to_vec());
     assert_eq!(masked.matches("<V2 deflate histogram>").count(), 7);
 }
 

@@ -2,27 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use rltop::events::jsonl::JsonlReader;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
-
-fn rltop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rltop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{data, rltop, stderr};
 
 const ALL_KINDS: [&str; 23] = [
     "task",

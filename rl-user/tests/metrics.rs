@@ -11,16 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
-use rltop::events::Event;
 use rltop::serve::{Metrics, parse_addr};
-use rltop::trace::{self, Item};
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
+mod common;
+use common::{RLTOP, Reaped, assert_text_snapshot, data, need_root, trace_events};
 
 /// GET the endpoint with ureq; returns (content type, body).
 fn get(url: &str) -> (String, String) {
@@ -91,16 +89,6 @@ impl Parsed {
     }
 }
 
-fn events_of(path: &Path) -> Vec<Event> {
-    trace::open_events(path)
-        .unwrap()
-        .map(|i| match i.unwrap() {
-            Item::Event(e) => e,
-            Item::Problem(p) => panic!("{p}"),
-        })
-        .collect()
-}
-
 /// Scrapes until `done` holds (the analysis thread runs apart).
 fn scrape_until(url: &str, done: impl Fn(&Parsed) -> bool) -> Parsed {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -150,7 +138,7 @@ fn endpoint_figures_grow_with_the_events_and_agree_with_report() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let events = events_of(&path);
+    let events = trace_events(&path);
     let half = events.len() / 2;
 
     let mut m = Metrics::start(parse_addr("127.0.0.1:0").unwrap()).unwrap();
@@ -237,33 +225,6 @@ fn endpoint_figures_grow_with_the_events_and_agree_with_report() {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// True when the test may run; panics when it must run but cannot (CI).
-fn need_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
-}
-
-/// A child killed when dropped (also on panic).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn record_serves_metrics_that_follow_a_live_workload() {
     if !need_root("record_serves_metrics_that_follow_a_live_workload") {
@@ -344,7 +305,7 @@ fn record_serves_metrics_that_follow_a_live_workload() {
         rx.try_iter().collect::<Vec<_>>()
     );
     // The trace holds at least what the metrics counted.
-    let recorded = events_of(&trace).len() as f64;
+    let recorded = trace_events(&trace).len() as f64;
     assert!(recorded >= total_events(&after));
 }
 
@@ -355,8 +316,8 @@ fn record_serves_metrics_that_follow_a_live_workload() {
 /// generic/002 is a certain error.
 #[test]
 fn endpoint_figures_of_a_hand_worked_trace() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/xfstests/three_tests.jsonl");
-    let events = events_of(&path);
+    let path = data("xfstests/three_tests.jsonl");
+    let events = trace_events(&path);
     assert_eq!(events.len(), 24);
     let mut m = Metrics::start(parse_addr("127.0.0.1:0").unwrap()).unwrap();
     let url = format!("http://{}/metrics", m.addr());
@@ -370,12 +331,7 @@ fn endpoint_figures_of_a_hand_worked_trace() {
     m.offer(&events[7..]);
     m.drain();
     let body = get(&url).1;
-    let golden =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/xfstests/three_tests.metrics");
-    if std::env::var_os("RLTOP_BLESS").is_some() {
-        std::fs::write(&golden, &body).unwrap();
-    }
-    assert_eq!(body, std::fs::read_to_string(golden).unwrap());
+    assert_text_snapshot!("three_tests_metrics", body);
     let p = parse(&body);
     p.check_histograms();
     let l = "class=\"range_lock\",mode=\"excl\",op=\"buffered\"";

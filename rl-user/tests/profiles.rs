@@ -6,24 +6,8 @@
 
 use std::process::Command;
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// True when the test may run; panics when it must run but cannot.
-fn need_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
-}
+mod common;
+use common::{RLTOP, crate_dir, need_root};
 
 fn has_kprobes() -> bool {
     std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
@@ -179,7 +163,7 @@ fn probes_lists_a_profile_it_cannot_attach_and_verifies_its_programs() {
 #[test]
 fn fuzz_corpus_of_profiles_never_panics() {
     use rltop::probe::profile::Profile;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let root = crate_dir().join("../fuzz");
     let mut parsed = 0;
     let mut files = 0;
     for kind in ["seeds", "regress"] {

@@ -1,23 +1,12 @@
 //! `rltop report` over a hand-written trace (`tests/data/report/`) whose
 //! figures are worked out by hand in the comments, and over a simulated one.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/report")
-        .join(name)
-}
-
-fn rltop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rltop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{data, rltop};
 
 fn report_json(path: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["report", "--format", "json", path.to_str().unwrap()];
@@ -42,7 +31,7 @@ fn row<'a>(doc: &'a Value, class: &str, op: Option<&str>) -> &'a Value {
 
 #[test]
 fn figures_match_the_hand_worked_trace() {
-    let doc = report_json(&data("contention.jsonl"), &[]);
+    let doc = report_json(&data("report/contention.jsonl"), &[]);
     assert_eq!(doc["events"], 25);
     assert_eq!(doc["lost"], 4);
     // The punch holds [0, 9] from 1100 to 11100, uncontended.
@@ -115,7 +104,7 @@ fn figures_match_the_hand_worked_trace() {
 
 #[test]
 fn longest_waits_come_with_their_chains() {
-    let doc = report_json(&data("contention.jsonl"), &[]);
+    let doc = report_json(&data("report/contention.jsonl"), &[]);
     let chains = doc["chains"].as_array().unwrap();
     assert_eq!(chains.len(), 2);
     assert_eq!(chains[0]["wait"], 9_100);
@@ -160,13 +149,13 @@ fn rows_sort_by_the_key_descending() {
             })
             .collect()
     };
-    let by_wait_max = report_json(&data("contention.jsonl"), &["-k", "wait_max"]);
+    let by_wait_max = report_json(&data("report/contention.jsonl"), &["-k", "wait_max"]);
     assert_eq!(
         names(&by_wait_max)[..3],
         ["range_lock/fault", "range_lock/buffered", "kernel_lock/-"]
     );
     // perf lock's names work too; ties go to the larger hold total.
-    let by_contended = report_json(&data("contention.jsonl"), &["-k", "contended"]);
+    let by_contended = report_json(&data("report/contention.jsonl"), &["-k", "contended"]);
     assert_eq!(
         names(&by_contended)[..4],
         [
@@ -176,13 +165,13 @@ fn rows_sort_by_the_key_descending() {
             "file_op/punch"
         ]
     );
-    let by_hold = report_json(&data("contention.jsonl"), &["-k", "hold_total"]);
+    let by_hold = report_json(&data("report/contention.jsonl"), &["-k", "hold_total"]);
     assert_eq!(names(&by_hold)[0], "file_op/punch");
 }
 
 #[test]
 fn text_uses_lock_stat_columns() {
-    let out = rltop(&["report", data("contention.jsonl").to_str().unwrap()]);
+    let out = rltop(&["report", data("report/contention.jsonl").to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(

@@ -5,7 +5,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
+mod common;
+use common::RLTOP;
 
 fn simulate_and_check(scenario: &str, seed: u64, threads: usize) -> (Option<i32>, Value) {
     let dir = tempfile::tempdir().unwrap();

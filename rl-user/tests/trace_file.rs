@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use proptest::prelude::*;
 use rltop::events::jsonl::JsonlReader;
@@ -13,6 +13,9 @@ use rltop::trace::{
     CHUNK_HEADER_LEN, Item, MAGIC, Problem, TraceError, TraceHeader, TraceReader, TraceWriter,
     open_events,
 };
+
+mod common;
+use common::{RLTOP, crate_dir, data, rltop, stderr};
 
 /// A small deterministic PRNG (xorshift64*), so runs are reproducible.
 struct Rng(u64);
@@ -261,17 +264,6 @@ fn chunk_offsets(bytes: &[u8]) -> Vec<usize> {
     out
 }
 
-fn rltop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rltop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -317,7 +309,7 @@ fn round_trip_and_size_per_event() {
 
 #[test]
 fn every_kind_round_trips_through_a_trace() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all_kinds.jsonl");
+    let data = data("all_kinds.jsonl");
     let events: Vec<Event> = JsonlReader::new(&fs::read(&data).unwrap()[..])
         .map(Result::unwrap)
         .collect();
@@ -573,7 +565,7 @@ fn dump_to_closed_pipe_is_quiet() {
     let dir = tmp();
     let path = dir.path().join("t.rlt");
     write_trace(&path, &realistic(200_000), 100_000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rltop"))
+    let mut child = Command::new(RLTOP)
         .args(["dump", path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -593,10 +585,7 @@ fn dump_to_closed_pipe_is_quiet() {
 fn seeds(target: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for kind in ["seeds", "regress"] {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fuzz")
-            .join(kind)
-            .join(target);
+        let dir = crate_dir().join("../fuzz").join(kind).join(target);
         if kind == "regress" && !dir.exists() {
             continue;
         }
@@ -673,7 +662,7 @@ fn output_into_a_directory_others_can_write_is_refused_unless_forced() {
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let out = shared.join("t.rlt");
     let sim = |force: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rltop"));
+        let mut c = std::process::Command::new(RLTOP);
         c.args(["simulate", "--events", "100", "-o"]).arg(&out);
         if force {
             c.arg("--force");
@@ -692,7 +681,7 @@ fn output_into_a_directory_others_can_write_is_refused_unless_forced() {
     // import refuses too, and leaves no temporary file behind.
     let jsonl = dir.path().join("e.jsonl");
     std::fs::write(&jsonl, "{\"ts\":1,\"kind\":\"exit\",\"tid\":1,\"pid\":1}\n").unwrap();
-    let imp = std::process::Command::new(env!("CARGO_BIN_EXE_rltop"))
+    let imp = std::process::Command::new(RLTOP)
         .args(["import"])
         .arg(&jsonl)
         .arg("-o")

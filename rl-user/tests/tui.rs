@@ -4,8 +4,6 @@
 //! Inputs: nothing (empty state), many trees, the hand-written deadlocks
 //! of the checker's tests, and the bundled demo trace.
 
-use std::path::Path;
-
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -14,11 +12,13 @@ use ratatui::style::Color;
 use rltop::analysis::Config;
 use rltop::events::{Body, Dev, Event, Mode};
 use rltop::model::Model;
-use rltop::trace::{self, Item};
 use rltop::views::tui::app::{Action, AppState, Control, Input, SortCol, View, handle_key};
 use rltop::views::tui::pipeline::Pipeline;
 use rltop::views::tui::render::render;
 use rltop::views::tui::snapshot::{Play, Snapshot, Status};
+
+mod common;
+use common::{data, ev, rl_acquired, rl_release, rl_request, trace_events};
 
 const W: u16 = 120;
 const H: u16 = 32;
@@ -43,17 +43,6 @@ fn pipeline_snapshot(events: Vec<Event>, end: bool) -> Snapshot {
     } else {
         p.snapshot(status("test"))
     }
-}
-
-fn jsonl(rel: &str) -> Vec<Event> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    trace::open_events(&path)
-        .unwrap()
-        .map(|i| match i.unwrap() {
-            Item::Event(e) => e,
-            Item::Problem(p) => panic!("{p}"),
-        })
-        .collect()
 }
 
 fn draw(snap: &Snapshot, app: &AppState) -> Buffer {
@@ -103,16 +92,6 @@ fn find(b: &Buffer, needle: &str) -> Option<(u16, u16)> {
         }
     }
     None
-}
-
-fn ev(ts: u64, tid: u32, body: Body) -> Event {
-    Event {
-        ts,
-        tid,
-        pid: tid,
-        cpu: None,
-        body,
-    }
 }
 
 // ---------------------------------------------------------------- empty
@@ -176,22 +155,9 @@ fn many_trees(n: u64) -> Vec<Event> {
             v.push(ev(
                 next(&mut ts),
                 tid,
-                Body::RlRequest {
-                    tree,
-                    lock: lock(h),
-                    start: h * 16,
-                    last: h * 16 + 7,
-                    mode: Mode::Excl,
-                },
+                rl_request(tree, lock(h), h * 16, h * 16 + 7, Mode::Excl),
             ));
-            v.push(ev(
-                next(&mut ts),
-                tid,
-                Body::RlAcquired {
-                    tree,
-                    lock: lock(h),
-                },
-            ));
+            v.push(ev(next(&mut ts), tid, rl_acquired(tree, lock(h))));
         }
         if holders > 0 {
             for w in 0..i % 3 {
@@ -199,13 +165,7 @@ fn many_trees(n: u64) -> Vec<Event> {
                 v.push(ev(
                     next(&mut ts),
                     tid,
-                    Body::RlRequest {
-                        tree,
-                        lock: lock(5 + w),
-                        start: 0,
-                        last: 3,
-                        mode: Mode::Excl,
-                    },
+                    rl_request(tree, lock(5 + w), 0, 3, Mode::Excl),
                 ));
             }
         }
@@ -214,34 +174,14 @@ fn many_trees(n: u64) -> Vec<Event> {
     // waiter, so the wait columns have numbers.
     let tree = TREE0;
     let (a, b) = (0xffff_c900_1000_0000, 0xffff_c900_1000_0048);
-    v.push(ev(
-        next(&mut ts),
-        7,
-        Body::RlRequest {
-            tree,
-            lock: a,
-            start: 0,
-            last: 0,
-            mode: Mode::Excl,
-        },
-    ));
-    v.push(ev(next(&mut ts), 7, Body::RlAcquired { tree, lock: a }));
-    v.push(ev(
-        next(&mut ts),
-        8,
-        Body::RlRequest {
-            tree,
-            lock: b,
-            start: 0,
-            last: 0,
-            mode: Mode::Excl,
-        },
-    ));
+    v.push(ev(next(&mut ts), 7, rl_request(tree, a, 0, 0, Mode::Excl)));
+    v.push(ev(next(&mut ts), 7, rl_acquired(tree, a)));
+    v.push(ev(next(&mut ts), 8, rl_request(tree, b, 0, 0, Mode::Excl)));
     ts += 50_000;
-    v.push(ev(next(&mut ts), 7, Body::RlRelease { tree, lock: a }));
-    v.push(ev(next(&mut ts), 8, Body::RlAcquired { tree, lock: b }));
+    v.push(ev(next(&mut ts), 7, rl_release(tree, a)));
+    v.push(ev(next(&mut ts), 8, rl_acquired(tree, b)));
     ts += 20_000;
-    v.push(ev(next(&mut ts), 8, Body::RlRelease { tree, lock: b }));
+    v.push(ev(next(&mut ts), 8, rl_release(tree, b)));
     v
 }
 
@@ -300,7 +240,7 @@ fn many_trees_ranges_of_the_selected_file() {
 
 #[test]
 fn deadlock_every_view() {
-    let snap = pipeline_snapshot(jsonl("tests/data/check/deadlock.jsonl"), false);
+    let snap = pipeline_snapshot(trace_events(&data("check/deadlock.jsonl")), false);
     assert_eq!(snap.findings.len(), 1, "the checker finds the deadlock");
     for v in View::ALL {
         insta::assert_snapshot!(
@@ -335,7 +275,7 @@ fn deadlock_every_view() {
 
 #[test]
 fn deadlock_through_mmap_lock_in_wait_chains() {
-    let snap = pipeline_snapshot(jsonl("tests/data/check/deadlock_mmap.jsonl"), false);
+    let snap = pipeline_snapshot(trace_events(&data("check/deadlock_mmap.jsonl")), false);
     let s = screen(&snap, &app_at(View::Waits));
     assert!(s.contains("mmap_lock"), "{s}");
     assert!(s.contains("cycle: deadlock"), "{s}");
@@ -348,19 +288,7 @@ fn a_task_waiting_on_its_own_dio_is_no_deadlock() {
     // completion), then faults on page 3 and waits for that IO; task 2
     // waits behind task 1's fault. The chain ends at the DIO: no cycle.
     let dev = Dev { major: 8, minor: 1 };
-    let rl = |ts, tid, lock, start, last| {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 9,
-                lock,
-                start,
-                last,
-                mode: Mode::Excl,
-            },
-        )
-    };
+    let rl = |ts, tid, lock, start, last| ev(ts, tid, rl_request(9, lock, start, last, Mode::Excl));
     let evs = vec![
         ev(
             1,
@@ -384,7 +312,7 @@ fn a_task_waiting_on_its_own_dio_is_no_deadlock() {
             },
         ),
         rl(3, 1, 100, 0, 7),
-        ev(4, 1, Body::RlAcquired { tree: 9, lock: 100 }),
+        ev(4, 1, rl_acquired(9, 100)),
         ev(
             5,
             1,
@@ -408,7 +336,7 @@ fn a_task_waiting_on_its_own_dio_is_no_deadlock() {
 
 #[test]
 fn bundled_demo_trace_at_the_end() {
-    let mut snap = pipeline_snapshot(jsonl("tests/data/demo.jsonl"), true);
+    let mut snap = pipeline_snapshot(trace_events(&data("demo.jsonl")), true);
     snap.status.play = Some(Play {
         paused: true,
         speed: 1.0,
@@ -430,7 +358,7 @@ fn bundled_demo_trace_at_the_end() {
 #[test]
 fn bundled_demo_trace_at_its_busiest() {
     // The moment with the most ranges held, waiting or in flight.
-    let events = jsonl("tests/data/demo.jsonl");
+    let events = trace_events(&data("demo.jsonl"));
     let busy = |s: &Snapshot| s.files.iter().map(|f| f.ranges.len()).sum::<usize>();
     let (mut best, mut at) = (0, 0);
     let mut p = Pipeline::new(Model::new(None), Config::default());
@@ -517,7 +445,7 @@ fn keys_switch_views_sort_and_quit() {
 #[test]
 fn resolved_paths_name_the_files() {
     let mut p = Pipeline::new(Model::new(None), Config::default());
-    for e in jsonl("tests/data/check/deadlock.jsonl") {
+    for e in trace_events(&data("check/deadlock.jsonl")) {
         p.event(e);
     }
     let dev = Dev { major: 8, minor: 3 };
@@ -540,7 +468,7 @@ fn resolved_paths_name_the_files() {
 
 #[test]
 fn histograms_take_two_columns_on_a_wide_screen() {
-    let snap = pipeline_snapshot(jsonl("tests/data/demo.jsonl"), true);
+    let snap = pipeline_snapshot(trace_events(&data("demo.jsonl")), true);
     assert!(snap.hists.len() >= 2);
     let s = text(&draw_sized(&snap, &app_at(View::Hists), 160, 24));
     // The second column starts at column 1 + 79 (border, half the inside).
@@ -558,7 +486,7 @@ fn histograms_take_two_columns_on_a_wide_screen() {
 
 #[test]
 fn every_view_draws_on_tiny_and_odd_terminals() {
-    let mut snap = pipeline_snapshot(jsonl("tests/data/check/deadlock_mmap.jsonl"), true);
+    let mut snap = pipeline_snapshot(trace_events(&data("check/deadlock_mmap.jsonl")), true);
     snap.status.lost = 3;
     let busy = pipeline_snapshot(many_trees(12), false);
     for s in [&snap, &busy, &Snapshot::default()] {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
+mod common;
+use common::{RLTOP, WORKLOAD, need_root};
 
 /// A tmux server of our own (its own socket), killed on drop.
 struct Tmux {
@@ -239,15 +240,7 @@ fn can_trace(test: &str) -> bool {
         eprintln!("skipping {test}: built with AYA_BUILD_SKIP (no eBPF object to load)");
         return false;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-            panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
-        }
-        eprintln!("skipping {test}: needs root");
-        return false;
-    }
-    true
+    need_root(test)
 }
 
 #[test]
@@ -268,7 +261,7 @@ fn live_tui_as_root_shows_a_workload() {
     let t = Tmux::start(&cmd);
     let s = t.wait_for("probes ");
     assert!(s.contains("live"), "{s}");
-    let out = Command::new(env!("CARGO_BIN_EXE_rl-workload"))
+    let out = Command::new(WORKLOAD)
         .arg("--dir")
         .arg(dir.path())
         .args(["--iterations", "300"])

@@ -22,24 +22,13 @@
 //! 160 (130), 160-161. Waits 2, total 220, max 130; busy 161; 2 at most.
 //! The other file: one 1 us fault, no wait, under all three.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::{Value, json};
 
-fn rltop(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rltop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{assert_text_snapshot, data, rltop};
 
-fn data() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/whatif/dio_punch.jsonl")
-        .to_str()
-        .unwrap()
-        .to_string()
+fn dio_punch() -> String {
+    data("whatif/dio_punch.jsonl").to_str().unwrap().to_string()
 }
 
 fn whatif_json(path: &str) -> Value {
@@ -66,7 +55,7 @@ fn figures(f: &Value) -> Value {
 
 #[test]
 fn predictions_match_the_hand_worked_figures() {
-    let doc = whatif_json(&data());
+    let doc = whatif_json(&dio_punch());
     assert_eq!(
         (doc["ops"].clone(), doc["unmatched"].clone()),
         (json!(5), json!(0))
@@ -151,7 +140,7 @@ fn predictions_match_the_hand_worked_figures() {
         json!([5, 3, 490_000, 220_000, 252_000, 252_000, 1])
     );
 
-    let out = rltop(&["whatif", &data()]);
+    let out = rltop(&["whatif", &dio_punch()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.ends_with(
@@ -160,8 +149,7 @@ fn predictions_match_the_hand_worked_figures() {
         ),
         "{text}"
     );
-    let golden = std::fs::read_to_string(data().replace(".jsonl", ".txt")).unwrap();
-    assert_eq!(text, golden);
+    assert_text_snapshot!("dio_punch_text", text);
     // A longer page hold changes only what the page ops hold: D holds 10 us.
     // Whole file: D waits 30 -> 250 still, busy 260.
     let out = rltop(&[
@@ -170,7 +158,7 @@ fn predictions_match_the_hand_worked_figures() {
         "json",
         "--page-hold-ns",
         "10000",
-        &data(),
+        &dio_punch(),
     ]);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["files"][0]["whole_file"]["busy_ns"], 260_000);

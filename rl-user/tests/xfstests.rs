@@ -21,22 +21,13 @@
 //!   the previous test: the model carries on across markers, so this is
 //!   no unlock_unheld.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use serde_json::Value;
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/xfstests")
-        .join(name)
-}
-
-fn rltop(args: &[&str]) -> Output {
-    Command::new(RLTOP).args(args).output().unwrap()
-}
+mod common;
+use common::{assert_text_snapshot, data, need_root, rltop};
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -81,7 +72,7 @@ fn v(test: &str, verdict: &str, events: u64, kinds: &[&str]) -> (String, String,
 
 #[test]
 fn check_by_test_gives_a_verdict_per_test_and_attributes_the_defect() {
-    let path = data("three_tests.jsonl");
+    let path = data("xfstests/three_tests.jsonl");
     let out = rltop(&[
         "check",
         "--by-test",
@@ -142,20 +133,19 @@ fn check_by_test_gives_a_verdict_per_test_and_attributes_the_defect() {
 
 #[test]
 fn junit_has_one_testcase_per_test_and_failures_carry_the_findings() {
-    let path = data("three_tests.jsonl");
+    let path = data("xfstests/three_tests.jsonl");
     let out = rltop(&["check", "--format", "junit", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let xml = String::from_utf8(out.stdout).unwrap();
-    let golden = std::fs::read_to_string(data("three_tests.junit.xml")).unwrap();
     let xml = xml.replace(path.to_str().unwrap(), "TRACE");
-    assert_eq!(xml, golden);
+    assert_text_snapshot!("three_tests_junit_xml", xml);
     assert_eq!(xml.matches("<testcase ").count(), 3);
     assert_eq!(xml.matches("<failure ").count(), 1);
 }
 
 #[test]
 fn report_by_test_counts_each_wait_and_hold_in_the_test_where_it_ended() {
-    let path = data("three_tests.jsonl");
+    let path = data("xfstests/three_tests.jsonl");
     let out = rltop(&[
         "report",
         "--by-test",
@@ -199,8 +189,7 @@ fn report_by_test_counts_each_wait_and_hold_in_the_test_where_it_ended() {
 
 #[test]
 fn by_test_without_markers_is_one_part_and_a_warning() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/check/conflicting_grant.jsonl");
+    let path = data("check/conflicting_grant.jsonl");
     let out = rltop(&[
         "check",
         "--by-test",
@@ -215,23 +204,6 @@ fn by_test_without_markers_is_one_part_and_a_warning() {
         verdicts(&doc),
         [v("(before first test)", "fail", 8, &["conflicting_grant"])]
     );
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// True when the test may run; panics when it must run but cannot (CI).
-fn need_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
 }
 
 fn dump(trace: &Path) -> Vec<Value> {
@@ -278,7 +250,7 @@ fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_
     let work = tmp.path().join("scratch");
     std::fs::create_dir(&work).unwrap();
     let trace = tmp.path().join("run.rlt");
-    let fake_check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fake-check");
+    let fake_check = data("fake-check");
     let out = rltop(&[
         "record",
         "-o",
@@ -509,17 +481,16 @@ fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_
     }
 }
 
-/// The text forms, whole, against golden files (reviewed by hand against
-/// the figures in the module docs).
+/// The text forms, whole, against accepted snapshots (reviewed by hand
+/// against the figures in the module docs).
 #[test]
 fn by_test_text_matches_the_golden_files() {
-    let path = data("three_tests.jsonl");
-    for (cmd, golden) in [
-        ("check", "three_tests.check.txt"),
-        ("report", "three_tests.report.txt"),
+    let path = data("xfstests/three_tests.jsonl");
+    for (cmd, snapshot) in [
+        ("check", "three_tests_check_text"),
+        ("report", "three_tests_report_text"),
     ] {
         let out = rltop(&[cmd, "--by-test", path.to_str().unwrap()]);
-        let want = std::fs::read_to_string(data(golden)).unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), want, "{cmd}");
+        assert_text_snapshot!(snapshot, String::from_utf8(out.stdout).unwrap());
     }
 }

@@ -345,6 +345,15 @@ fn cargo_test(root: &Path) -> anyhow::Result<()> {
     } else if !is_root() {
         println!("xtask: not root: the live-capture tests will skip themselves");
     }
+    // Golden outputs are insta snapshots (rl-user/tests/README.md). This step
+    // checks them and never accepts a change, whatever the caller's
+    // environment says: `INSTA_UPDATE=always` or `force` would rewrite a
+    // changed snapshot in place and pass, and `INSTA_FORCE_PASS=1` would pass
+    // a failed one. In CI nothing is written; elsewhere a changed snapshot
+    // fails and leaves a `.snap.new` beside it for `cargo insta review`.
+    cargo
+        .env("INSTA_UPDATE", if ci { "no" } else { "new" })
+        .env("INSTA_FORCE_PASS", "0");
     run(&mut cargo)
 }
 
