@@ -50,13 +50,15 @@ pub enum Kind {
     DioBegin = 13,
     /// `w0` = io, `w1` = ret (i64).
     DioEnd = 14,
-    /// `w0` = ino, `w1` = pos, `w2` = len; header `dev`.
+    /// `w0` = ino, `w1` = pos, `w2` = len, `w3` = id (when `flags` has
+    /// [`FLAG_ID`]); header `dev`; `flags` bits [`OP_MASK`] = a [`FsOp`].
     PunchBegin = 15,
-    /// `w0` = ret (i64).
+    /// `w0` = ret (i64), `w1` = id (when `flags` has [`FLAG_ID`]).
     PunchEnd = 16,
-    /// `w0` = ino, `w1` = new size in bytes; header `dev`.
+    /// `w0` = ino, `w1` = new size in bytes, `w2` = id (when `flags` has
+    /// [`FLAG_ID`]); header `dev`.
     TruncateBegin = 17,
-    /// `w0` = ret (i64).
+    /// `w0` = ret (i64), `w1` = id (when `flags` has [`FLAG_ID`]).
     TruncateEnd = 18,
     /// `w0` = lock address, `w1` = flags (`LCB_F_*`).
     ContentionBegin = 19,
@@ -72,6 +74,14 @@ pub enum Kind {
     /// range locks. `w0` = mm, `w1` = kernel stack id in the `STACKS` map
     /// (negative: no stack), `w2` = range locks held; `flags` bit [`FLAG_WRITE`].
     OrderEvidence = 24,
+    /// The task doing a punch, zero, collapse, insert or truncate holds the
+    /// mapping's `invalidate_lock` exclusively and has not yet started
+    /// invalidating the page cache of pages `w1..=w2`. `w0` = ino, `w3` =
+    /// id of the operation; header `dev`.
+    InvalidateBegin = 25,
+    /// The same task still holds that lock and has freed the range's blocks.
+    /// `w0` = ino, `w1` = id of the operation; header `dev`.
+    InvalidateEnd = 26,
 }
 
 impl Kind {
@@ -103,6 +113,8 @@ impl Kind {
             22 => Lost,
             23 => Exit,
             24 => OrderEvidence,
+            25 => InvalidateBegin,
+            26 => InvalidateEnd,
             _ => return None,
         })
     }
@@ -112,6 +124,23 @@ impl Kind {
 pub const FLAG_WRITE: u8 = 1;
 /// `flags` bit: the mmap_lock acquisition succeeded.
 pub const FLAG_SUCCESS: u8 = 2;
+/// `flags` bit of [`Kind::PageAdd`]: this kernel's tracepoint has no folio
+/// order, so the size of what was added is unknown.
+pub const FLAG_NO_ORDER: u8 = 4;
+/// `flags` bit of punch and truncate records: the record carries an id.
+pub const FLAG_ID: u8 = 0x80;
+/// `flags` bits of [`Kind::PunchBegin`] holding its [`FsOp`].
+pub const OP_MASK: u8 = 0x03;
+
+/// What a [`Kind::PunchBegin`] does (its `flags & OP_MASK`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsOp {
+    Punch = 0,
+    Zero = 1,
+    Collapse = 2,
+    Insert = 3,
+}
 
 /// Range lock modes, in `flags` of [`Kind::RlRequest`].
 #[repr(u8)]

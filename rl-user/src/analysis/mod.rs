@@ -528,7 +528,7 @@ impl Checker {
             .tasks
             .keys()
             .copied()
-            .chain(m.punches.keys().copied())
+            .chain(m.punches.values().map(|p| p.tid))
             .chain(m.dios.values().map(|d| d.tid))
             .chain(
                 m.mms
@@ -549,7 +549,7 @@ impl Checker {
             m.tasks
                 .get(&tid)
                 .is_none_or(|t| t.held.is_empty() && t.waiting.is_none())
-                && !m.punches.contains_key(&tid)
+                && !m.punching(tid)
                 && !m.dios.values().any(|d| d.tid == tid)
                 && !m
                     .mms
@@ -962,12 +962,13 @@ impl Checker {
         if self.model.punches.is_empty() || self.model.tree_of(dev, ino).is_some() {
             return;
         }
-        let Some((&ptid, p)) = self.model.punches.iter().find(|&(&tid, p)| {
-            tid != ev.tid && p.dev == dev && p.ino == ino && (p.first..=p.last).contains(&index)
+        let Some(p) = self.model.punches.values().find(|p| {
+            p.tid != ev.tid && p.dev == dev && p.ino == ino && (p.first..=p.last).contains(&index)
         }) else {
             return;
         };
-        let op = if p.truncate { "truncate" } else { "punch" };
+        let ptid = p.tid;
+        let op = p.op.as_str();
         let message = format!(
             "{} faulted page {index} of {dev}:{ino} while {} was in a {op} of pages [{}, {}]",
             self.describe_task(ev.tid),

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use super::{Body, Event};
+use super::{Body, Event, PunchOp};
 
 /// Writes events as text lines. It remembers each task's `comm` (from `task`
 /// events, forgotten at `exit`) so later lines can name the task.
@@ -63,6 +63,13 @@ impl TextWriter {
 
 fn rw(write: bool) -> &'static str {
     if write { "write" } else { "read" }
+}
+
+fn write_id(w: &mut impl Write, id: Option<u64>) -> io::Result<()> {
+    match id {
+        Some(id) => write!(w, " id {id}"),
+        None => Ok(()),
+    }
 }
 
 fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
@@ -119,11 +126,47 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             rw(*write)
         ),
         Body::DioEnd { io, ret } => write!(w, " io {io:#x} ret {ret}"),
-        Body::PunchBegin { dev, ino, pos, len } => {
-            write!(w, " {dev} ino {ino} pos {pos} len {len}")
+        Body::PunchBegin {
+            dev,
+            ino,
+            pos,
+            len,
+            op,
+            id,
+        } => {
+            write!(w, " {dev} ino {ino} pos {pos} len {len}")?;
+            if *op != PunchOp::Punch {
+                write!(w, " op {}", op.as_str())?;
+            }
+            write_id(w, *id)
         }
-        Body::TruncateBegin { dev, ino, size } => write!(w, " {dev} ino {ino} size {size}"),
-        Body::PunchEnd { ret } | Body::TruncateEnd { ret } => write!(w, " ret {ret}"),
+        Body::TruncateBegin { dev, ino, size, id } => {
+            write!(w, " {dev} ino {ino} size {size}")?;
+            write_id(w, *id)
+        }
+        Body::PunchEnd { ret, id } | Body::TruncateEnd { ret, id } => {
+            write!(w, " ret {ret}")?;
+            write_id(w, *id)
+        }
+        Body::InvalidateBegin {
+            dev,
+            ino,
+            first,
+            last,
+            id,
+        } => {
+            write!(w, " {dev} ino {ino} pages {first}-")?;
+            if *last == u64::MAX {
+                w.write_all(b"~0")?;
+            } else {
+                write!(w, "{last}")?;
+            }
+            write_id(w, *id)
+        }
+        Body::InvalidateEnd { dev, ino, id } => {
+            write!(w, " {dev} ino {ino}")?;
+            write_id(w, *id)
+        }
         Body::ContentionBegin { addr, flags } => write!(w, " addr {addr:#x} flags {flags:#x}"),
         Body::ContentionEnd { addr, ret } => {
             if let Some(a) = addr {
