@@ -39,7 +39,9 @@ pub fn run(
         // A live recording starts while locks may already be held.
         clean_start: header.source != "record",
     };
-    let mut checker = Checker::new(Model::new(flavour), cfg);
+    let mut model = Model::new(flavour);
+    model.set_page_size(header.page_size);
+    let mut checker = Checker::new(model, cfg);
     let by_test = by_test || format == VerdictFormat::Junit;
     let mut splitter = Splitter::new();
     let name = file.display();

@@ -25,6 +25,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let events = super::open(file)?;
     let mut model = Model::new(super::check::flavour_of(events.header(), flavour));
+    model.set_page_size(events.header().page_size);
     let mut stats = Stats::new(true);
     let mut splitter = Splitter::new();
     // The statistics of each finished test (waits and holds are counted

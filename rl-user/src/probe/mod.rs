@@ -959,6 +959,14 @@ fn raise_memlock() {
     }
 }
 
+/// This kernel's page size in bytes (`sysconf(_SC_PAGESIZE)`), 4096 if
+/// the call fails.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
