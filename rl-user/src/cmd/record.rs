@@ -79,6 +79,9 @@ pub fn run(
         eprintln!("rltop: mounted tracefs at {}", probe::tracefs::TRACEFS);
     }
     eprintln!("rltop: {}", session.detection);
+    for n in &session.notes {
+        eprintln!("rltop: {n}");
+    }
     for line in session.not_attached() {
         eprintln!("rltop: warning: not attached: {line}");
     }
