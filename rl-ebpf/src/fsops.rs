@@ -135,7 +135,8 @@ pub(crate) struct TaskState {
     op_kind: u8,
     op_flags: u8,
     nx_kind: u8,
-    _pad: [u8; 3],
+    nx_flags: u8,
+    _pad: [u8; 2],
 }
 
 const EMPTY: TaskState = TaskState {
@@ -156,7 +157,8 @@ const EMPTY: TaskState = TaskState {
     op_kind: 0,
     op_flags: 0,
     nx_kind: 0,
-    _pad: [0; 3],
+    nx_flags: 0,
+    _pad: [0; 2],
 };
 
 #[map]
@@ -450,13 +452,15 @@ fn begin_op(
     st.nx_kind = kind;
     st.nx_pos = pos;
     st.nx_len = len;
+    st.nx_flags = flags;
     end_op(out, t, st, 0);
     // SAFETY: plain reads of the map value (see `nx_pos`).
-    let (kind, pos, len) = unsafe {
+    let (kind, pos, len, flags) = unsafe {
         (
             core::ptr::read_volatile(&st.nx_kind),
             core::ptr::read_volatile(&st.nx_pos),
             core::ptr::read_volatile(&st.nx_len),
+            core::ptr::read_volatile(&st.nx_flags),
         )
     };
     st.op_kind = kind;
@@ -738,7 +742,15 @@ pub fn fs_ftrunc_enter(ctx: TracePointContext) -> u32 {
     };
     let fd: u64 = r.get(global!(FSOPS.ftrunc_fd));
     let len: u64 = r.get(global!(FSOPS.ftrunc_len));
-    syscall_op(t, file_inode(fd_file(fd)), TRUNC, len, 0);
+    // The size before, to tell a growing truncate (nothing to invalidate
+    // or free: no window) from a shrinking one.
+    let inode = file_inode(fd_file(fd));
+    let old: u64 = if inode != 0 {
+        kread(inode, global!(KOFF.inode_size))
+    } else {
+        0
+    };
+    syscall_op(t, inode, TRUNC, len, old);
     0
 }
 
@@ -886,8 +898,12 @@ pub fn ext4_dirty(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let size: u64 = kread(tg.inode, global!(KOFF.inode_size));
+    // Growing (by `ftruncate`'s size before): nothing to invalidate or
+    // free, no window.
+    let grow = sc_on(st, tg.inode) && st.sc_kind == SC_TRUNC && size > st.sc_len;
+    let flags = if grow { NO_WINDOW } else { 0 };
     let Some(mut out) = Out::new() else { return 0 };
-    begin_op(&mut out, t, st, &tg, TRUNC, size, 0, 0, true);
+    begin_op(&mut out, t, st, &tg, TRUNC, size, 0, flags, true);
     out.send_rare(t);
     0
 }
@@ -1088,8 +1104,15 @@ pub fn xfs_setattr(ctx: RawTracePointContext) -> i32 {
     } else {
         (TRUNC, 0, 0)
     };
+    // Growing (`i_size` is still the old size here): no window.
+    let old: u64 = kread(tg.inode, global!(KOFF.inode_size));
+    let flags = if kind == TRUNC && pos > old {
+        ON_XFS | NO_WINDOW
+    } else {
+        ON_XFS
+    };
     let Some(mut out) = Out::new() else { return 0 };
-    begin_op(&mut out, t, st, &tg, kind, pos, len, ON_XFS, true);
+    begin_op(&mut out, t, st, &tg, kind, pos, len, flags, true);
     out.send_rare(t);
     0
 }
