@@ -376,6 +376,10 @@ pub struct FsopsLayout {
     pub sb_magic: u32,
     /// BTF: `xfs_inode.i_vnode` (the VFS inode embedded in XFS's).
     pub xfs_vnode: u32,
+    /// BTF: `inode.i_nlink` (a deleted inode's blocks are freed by a
+    /// truncate that is no operation of a user's).
+    pub inode_nlink: u32,
+    pub _pad: u32,
     /// BTF: `task_struct.files`, `files_struct.fdt`, `fdtable.fd` and
     /// `.max_fds`: a syscall's fd to its file.
     pub task_files: u32,
@@ -440,6 +444,8 @@ impl FsopsLayout {
         rwsem_count: NO_FIELD,
         sb_magic: NO_FIELD,
         xfs_vnode: NO_FIELD,
+        inode_nlink: NO_FIELD,
+        _pad: 0,
         task_files: NO_FIELD,
         files_fdt: NO_FIELD,
         fdt_fd: NO_FIELD,
@@ -559,4 +565,4 @@ mod pod {
     // SAFETY: as above (the u64 fields sit at 8-byte aligned offsets).
     unsafe impl aya::Pod for super::FsopsLayout {}
 }
-const _: () = assert!(core::mem::size_of::<FsopsLayout>() == 144);
+const _: () = assert!(core::mem::size_of::<FsopsLayout>() == 152);

@@ -910,11 +910,16 @@ pub fn ext4_dirty(ctx: RawTracePointContext) -> i32 {
 
 /// raw `ext4_truncate_enter(inode)`: within a truncate begun above, part
 /// of it; else a truncate of its own (the size did not change, or not from
-/// setattr), seen after the page cache was truncated: no window.
+/// setattr), seen after the page cache was truncated: no window. A deleted
+/// inode's (no links: `ext4_evict_inode`) is no operation.
 #[raw_tracepoint(tracepoint = "ext4_truncate_enter")]
 pub fn ext4_trunc_enter(ctx: RawTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(tg) = target(ctx.arg(0)) else {
+    let inode: u64 = ctx.arg(0);
+    if inode == 0 || kread::<u32>(inode, global!(FSOPS.inode_nlink)) == 0 {
+        return 0;
+    }
+    let Some(tg) = target(inode) else {
         return 0;
     };
     let Some(st) = state_or_new(t.tid) else {
