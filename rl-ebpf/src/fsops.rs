@@ -380,9 +380,12 @@ fn window_enabled(xfs: bool, kind: u8) -> bool {
 fn window_pages(kind: u8, pos: u64, len: u64) -> (u64, u64) {
     let shift = global!(FSOPS.page_shift) as u64 & 63;
     let is_trunc = all_ones_if_zero((kind ^ TRUNC) as u64);
+    // A range not known (`len` ~0, a kernel thread's XFS operation) is the
+    // whole file.
     let to_end = is_trunc
         | all_ones_if_zero((kind ^ FsOp::Collapse as u8) as u64)
-        | all_ones_if_zero((kind ^ FsOp::Insert as u8) as u64);
+        | all_ones_if_zero((kind ^ FsOp::Insert as u8) as u64)
+        | all_ones_if_zero(!len);
     let first = pos.wrapping_add(((1u64 << shift) - 1) & is_trunc) >> shift;
     let last_of_range = pos
         .wrapping_add(len | (all_ones_if_zero(len) & 1))

@@ -96,8 +96,8 @@ impl FsopsResults {
 /// One `--fsops` iteration on a file of `PAGES` pages (restored to that
 /// size at the end), with page-aligned ranges (every filesystem here has
 /// 4 KiB blocks). Names: `punch` (pages 32..=39), `zero` (40..=43),
-/// `collapse` (page 8), `insert` (page 8), `truncate_shrink` (to 48
-/// pages), `truncate_grow` (back to 64), `unresvsp` (pages 44..=45),
+/// `collapse` (page 8), `insert` (page 8), `truncate_restore` (to 64 pages),
+/// `truncate_shrink` (to 48), `truncate_grow` (back to 64), `unresvsp` (pages 44..=45),
 /// `dio_write` (page 16), `dio_read` (page 20), `dio_read_eof` (at EOF),
 /// `dio_read_past_eof` (a page past it), `dio_read_nowait` (RWF_NOWAIT
 /// over page 2, dirtied just before through the page cache). Failures are
@@ -110,13 +110,21 @@ fn fsops_iteration(file: &File, dio: &File, buf: &Aligned, out: &mut FsopsResult
     unsafe {
         out.push(
             "punch",
-            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, p(32), p(8))
-                as isize,
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                p(32),
+                p(8),
+            ) as isize,
         );
         out.push(
             "zero",
-            libc::fallocate(fd, libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, p(40), p(4))
-                as isize,
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                p(40),
+                p(4),
+            ) as isize,
         );
         out.push(
             "collapse",
@@ -126,10 +134,13 @@ fn fsops_iteration(file: &File, dio: &File, buf: &Aligned, out: &mut FsopsResult
             "insert",
             libc::fallocate(fd, libc::FALLOC_FL_INSERT_RANGE, p(8), p(1)) as isize,
         );
-        // Where collapse and insert are not supported, the size is kept.
-        let r = libc::ftruncate(fd, p(PAGES));
-        assert_eq!(r, 0, "restoring the size");
-        out.push("truncate_shrink", libc::ftruncate(fd, p(TRUNCATE_TO)) as isize);
+        // The size back to 64 pages (unchanged where collapse and insert
+        // failed, or after both: still a setattr truncate).
+        out.push("truncate_restore", libc::ftruncate(fd, p(PAGES)) as isize);
+        out.push(
+            "truncate_shrink",
+            libc::ftruncate(fd, p(TRUNCATE_TO)) as isize,
+        );
         out.push("truncate_grow", libc::ftruncate(fd, p(PAGES)) as isize);
         let sr = SpaceResv {
             l_type: 0,
