@@ -1094,6 +1094,102 @@ pub(crate) mod tests {
         );
     }
 
+    /// The fields issue 14 added: `op` and `id` on punch and truncate
+    /// events, the two window kinds; absent, they mean what they meant.
+    #[test]
+    fn file_operation_ids_ops_and_windows() {
+        let dev = Dev { major: 7, minor: 1 };
+        let cases = [
+            (
+                r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"pos":0,"len":4096,"op":"collapse","id":4096}"#,
+                Body::PunchBegin {
+                    dev,
+                    ino: 12,
+                    pos: 0,
+                    len: 4096,
+                    op: PunchOp::Collapse,
+                    id: Some(4096),
+                },
+            ),
+            // An old line: a punch, paired by task.
+            (
+                r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"pos":0,"len":4096}"#,
+                Body::PunchBegin {
+                    dev,
+                    ino: 12,
+                    pos: 0,
+                    len: 4096,
+                    op: PunchOp::Punch,
+                    id: None,
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"punch_end","tid":9,"pid":9,"ret":-95,"id":4096}"#,
+                Body::PunchEnd {
+                    ret: -95,
+                    id: Some(4096),
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"truncate_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"size":0,"id":1}"#,
+                Body::TruncateBegin {
+                    dev,
+                    ino: 12,
+                    size: 0,
+                    id: Some(1),
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"truncate_end","tid":2,"pid":2,"ret":0}"#,
+                Body::TruncateEnd { ret: 0, id: None },
+            ),
+            (
+                r#"{"ts":1,"kind":"invalidate_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"first":1,"last":18446744073709551615,"id":1}"#,
+                Body::InvalidateBegin {
+                    dev,
+                    ino: 12,
+                    first: 1,
+                    last: u64::MAX,
+                    id: Some(1),
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"invalidate_end","tid":2,"pid":2,"dev":"7:1","ino":12,"id":1}"#,
+                Body::InvalidateEnd {
+                    dev,
+                    ino: 12,
+                    id: Some(1),
+                },
+            ),
+        ];
+        for (text, body) in cases {
+            let ev = parse_line(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(ev.body, body, "{text}");
+            // Canonical form: written back as read.
+            assert_eq!(line(&ev).trim_end(), text);
+        }
+        // `"op":"punch"` is the default, so it is not written back.
+        let ev = parse_line(
+            r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"pos":0,"len":1,"op":"punch"}"#,
+        )
+        .unwrap();
+        assert!(!line(&ev).contains("\"op\""));
+        assert_eq!(
+            err(
+                r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":1,"pos":0,"len":1,"op":"trim"}"#
+            ),
+            "field \"op\" must be \"punch\", \"zero\", \"collapse\" or \"insert\""
+        );
+        assert_eq!(
+            err(r#"{"ts":1,"kind":"dio_end","tid":2,"pid":2,"io":1,"ret":0,"id":3}"#),
+            "unknown field \"id\" for kind \"dio_end\""
+        );
+        assert_eq!(
+            err(r#"{"ts":1,"kind":"invalidate_end","tid":2,"pid":2,"dev":"7:1","id":3}"#),
+            "missing field \"ino\""
+        );
+    }
+
     #[test]
     fn strict_errors() {
         assert_eq!(

@@ -37,6 +37,9 @@ pub enum Group {
     Dio,
 }
 
+/// Where in [`FsopsLayout`] a value goes.
+pub type Slot = fn(&mut FsopsLayout) -> &mut u32;
+
 /// A formatted field a program reads, and its slot.
 pub struct Field {
     pub name: &'static str,
@@ -65,7 +68,7 @@ pub struct FsProbe {
     pub members: &'static [Member],
     /// A flag of the event's `print fmt` the program tests: the flag's
     /// name and its slot.
-    pub flag: Option<(&'static str, fn(&mut FsopsLayout) -> &mut u32)>,
+    pub flag: Option<(&'static str, Slot)>,
     pub group: Group,
     /// What it covers, as `rltop probes` says it.
     pub covers: &'static str,
@@ -470,7 +473,7 @@ pub const FSOPS: &[FsProbe] = &[
 
 /// Members the invalidation windows need: whether the current task holds
 /// `mapping->invalidate_lock` for write is read from the rw_semaphore.
-const OWNER: &[(&str, &str, fn(&mut FsopsLayout) -> &mut u32)] = &[
+const OWNER: &[(&str, &str, Slot)] = &[
     ("address_space", "invalidate_lock", |o| {
         &mut o.mapping_invalidate_lock
     }),

@@ -735,6 +735,51 @@ mod tests {
         }
     }
 
+    /// `punch_begin`'s optional byte: present only for an id or an op
+    /// other than punch, never 0 or with unknown bits.
+    #[test]
+    fn punch_options_are_canonical() {
+        let ev = |op, id| Event {
+            ts: 1,
+            tid: 2,
+            pid: 2,
+            cpu: None,
+            body: Body::PunchBegin {
+                dev: Dev { major: 7, minor: 1 },
+                ino: 12,
+                pos: 4096,
+                len: 4096,
+                op,
+                id,
+            },
+        };
+        let enc = |e: &Event| {
+            let mut b = Vec::new();
+            encode(&mut b, &mut ChunkState::new(1), e);
+            b
+        };
+        let plain = enc(&ev(PunchOp::Punch, None));
+        assert_eq!(plain[0] & F_OPT, 0);
+        let zero = enc(&ev(PunchOp::Zero, None));
+        assert_eq!(zero.len(), plain.len() + 1);
+        assert_eq!(*zero.last().unwrap(), 1 << PUNCH_OPT_OP_SHIFT);
+        let with_id = enc(&ev(PunchOp::Insert, Some(300)));
+        assert_eq!(with_id.len(), plain.len() + 3);
+        for e in [ev(PunchOp::Zero, None), ev(PunchOp::Insert, Some(300))] {
+            assert_eq!(Decoder::new(&enc(&e), 1).next_event(), Ok(e));
+        }
+        // The option byte 0, or an unknown bit: rejected.
+        for bad in [0u8, 0x08] {
+            let mut b = plain.clone();
+            b[0] |= F_OPT;
+            b.push(bad);
+            assert_eq!(
+                Decoder::new(&b, 1).next_event(),
+                Err(DecodeError::Range("punch op"))
+            );
+        }
+    }
+
     #[test]
     fn varint_edges() {
         for v in [0, 1, 127, 128, u64::MAX - 1, u64::MAX] {
