@@ -379,7 +379,8 @@ pub struct FsopsLayout {
     /// BTF: `inode.i_nlink` (a deleted inode's blocks are freed by a
     /// truncate that is no operation of a user's).
     pub inode_nlink: u32,
-    pub _pad: u32,
+    /// `IOMAP_DIRECT` (iomap_iter flags, from its `print fmt`; 0: unknown).
+    pub iomap_direct: u32,
     /// BTF: `task_struct.files`, `files_struct.fdt`, `fdtable.fd` and
     /// `.max_fds`: a syscall's fd to its file.
     pub task_files: u32,
@@ -445,7 +446,7 @@ impl FsopsLayout {
         sb_magic: NO_FIELD,
         xfs_vnode: NO_FIELD,
         inode_nlink: NO_FIELD,
-        _pad: 0,
+        iomap_direct: 0,
         task_files: NO_FIELD,
         files_fdt: NO_FIELD,
         fdt_fd: NO_FIELD,

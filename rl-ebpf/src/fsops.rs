@@ -1140,10 +1140,30 @@ pub fn xfs_itrunc_end(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `iomap:iomap_iter` with `IOMAP_ZERO`: `xfs_free_file_space` zeroes the
-/// partial blocks at the range's edges after unmapping the whole ones.
+/// `iomap:iomap_iter`: with `IOMAP_DIRECT`, the task's DIO is in its IO
+/// loop, past every early exit: its completion or queueing will follow, so
+/// it leaves the tasks `fs_sys_exit` must look at (which keeps that hot
+/// program's filter closed for all but a few microseconds of a DIO). With
+/// `IOMAP_ZERO`, `xfs_free_file_space` zeroes the partial blocks at the
+/// range's edges after unmapping the whole ones: its window ends.
 #[tracepoint]
 pub fn iomap_zero_iter(ctx: TracePointContext) -> u32 {
+    if !pending() {
+        return 0;
+    }
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
+    let flags: u32 = r.get(global!(FSOPS.iter_flags));
+    if flags & global!(FSOPS.iomap_direct) != 0 {
+        if let Some(st) = state(current().tid)
+            && st.dio != 0
+        {
+            st.dio = 0;
+            pending_add(-1);
+        }
+        return 0;
+    }
     if let Some((t, st)) = op_on_event(&ctx)
         && st.op_flags & ON_XFS != 0
         && (st.op_kind == FsOp::Punch as u8 || st.op_kind == FsOp::Zero as u8)

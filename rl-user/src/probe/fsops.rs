@@ -442,8 +442,8 @@ pub const FSOPS: &[FsProbe] = &[
         ],
         members: &[],
         flag: Some(("ZERO", |o| &mut o.iomap_zero)),
-        group: Group::XfsWindow,
-        covers: "XFS only: punch and zero windows end",
+        group: Group::Dio,
+        covers: "XFS punch and zero windows end; a DIO past its early exits is left to its completion",
     },
     FsProbe {
         program: "dio_queued",
@@ -709,6 +709,13 @@ pub fn resolve(
         Err(why) => notes.push(format!(
             "no invalidation windows: the owner of the mapping's invalidate_lock cannot be read ({why})"
         )),
+    }
+    // A DIO in the IO loop (`iomap_iter` with IOMAP_DIRECT) is past its
+    // early exits.
+    if let Ok(text) = std::fs::read_to_string(tracefs.root().join("events/iomap/iomap_iter/format"))
+        && let Some(v) = print_flag(&text, "DIRECT")
+    {
+        layout.iomap_direct = v;
     }
     // The early-exit return value of a NOWAIT DIO: the flag's value.
     if let (Some(b), Ok(text)) = (

@@ -53,9 +53,33 @@ const INODE: [BtfMember; 3] = [
 ];
 
 /// The filesystem-operation probes (`fsops.rs`) the punch and truncate
-/// kprobes stand in for: any of them attached, and the kprobe steps back.
-const PUNCH_PROBES: &[&str] = &["ext4_punch", "xfs_free", "fs_falloc_enter"];
-const TRUNCATE_PROBES: &[&str] = &["ext4_trunc_enter", "xfs_setattr", "fs_ftrunc_enter"];
+/// kprobes stand in for: any of them attached, and the kprobes step back;
+/// under profile kprobes all of them are replaced (the kprobes see punch
+/// and truncate only), so that nothing is counted twice.
+const FSOPS_BEGINS: &[&str] = &[
+    "fs_falloc_enter",
+    "fs_ioctl_enter",
+    "fs_ftrunc_enter",
+    "fs_trunc_enter",
+    "ext4_punch",
+    "ext4_zero",
+    "ext4_collapse",
+    "ext4_insert",
+    "ext4_trunc_enter",
+    "ext4_trunc_exit",
+    "ext4_dirty",
+    "ext4_rmspace",
+    "xfs_free",
+    "xfs_zero",
+    "xfs_collapse",
+    "xfs_insert",
+    "xfs_setattr",
+    "xfs_iunlock_end",
+    "xfs_itrunc_end",
+    "iomap_zero_iter",
+];
+const PUNCH_PROBES: &[&str] = FSOPS_BEGINS;
+const TRUNCATE_PROBES: &[&str] = FSOPS_BEGINS;
 
 pub const KFILE: &[KfileSpec] = &[
     KfileSpec {
