@@ -264,6 +264,51 @@ mod tests {
     }
 
     #[test]
+    fn operations_show_their_op_id_and_window() {
+        let dev = Dev { major: 7, minor: 1 };
+        let mut out = Vec::new();
+        for body in [
+            Body::PunchBegin {
+                dev,
+                ino: 12,
+                pos: 0,
+                len: 4096,
+                op: crate::events::PunchOp::Zero,
+                id: Some(4096),
+            },
+            Body::InvalidateBegin {
+                dev,
+                ino: 12,
+                first: 3,
+                last: u64::MAX,
+                id: Some(4096),
+            },
+            Body::InvalidateEnd {
+                dev,
+                ino: 12,
+                id: Some(4096),
+            },
+            Body::TruncateEnd { ret: 0, id: None },
+        ] {
+            write_event(&mut out, &ev(1, 1, body)).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        let tails: Vec<&str> = text
+            .lines()
+            .map(|l| l.split("] ").nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            tails,
+            [
+                "punch_begin 7:1 ino 12 pos 0 len 4096 op zero id 4096",
+                "invalidate_begin 7:1 ino 12 pages 3-~0 id 4096",
+                "invalidate_end 7:1 ino 12 id 4096",
+                "truncate_end ret 0",
+            ]
+        );
+    }
+
+    #[test]
     fn earlier_event_shows_negative_offset() {
         let mut tw = TextWriter::new();
         let mut out = Vec::new();
