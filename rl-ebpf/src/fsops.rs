@@ -74,6 +74,11 @@ const END_AT_TRUNC_EXIT: u8 = 4;
 const ON_XFS: u8 = 8;
 /// `begin_op` flag: no window for this one (begun after the invalidation).
 const NO_WINDOW: u8 = 16;
+/// `begin_op` flag: the task can have nothing in flight (it is entering a
+/// syscall; what it began before ended at that syscall's exit), so there
+/// is no operation to end first. A constant per call site: the verifier
+/// then skips `end_op` there.
+const FRESH: u8 = 32;
 
 /// `TaskState::sc_kind`: the syscall whose arguments are kept.
 const SC_NONE: u8 = 0;
@@ -199,6 +204,9 @@ impl Out {
         // a program interrupting this one on the CPU out of it.
         let s = unsafe { &mut *p };
         if s.busy != 0 {
+            // Another run on this CPU has it (a task preempted inside its
+            // program): this run's records are lost, and counted so.
+            count_drops(1);
             return None;
         }
         s.busy = 1;
@@ -456,7 +464,12 @@ fn begin_op(
     st.nx_pos = pos;
     st.nx_len = len;
     st.nx_flags = flags;
-    end_op(out, t, st, 0);
+    if flags & FRESH == 0 {
+        end_op(out, t, st, 0);
+    } else if st.op_id != 0 {
+        // Not expected (see `FRESH`); its slot is given back all the same.
+        pending_add(-1);
+    }
     // SAFETY: plain reads of the map value (see `nx_pos`).
     let (kind, pos, len, flags) = unsafe {
         (
@@ -473,7 +486,7 @@ fn begin_op(
     st.op_mapping = tg.mapping;
     st.op_ino = tg.ino;
     st.op_dev = tg.dev;
-    st.op_flags = flags & !NO_WINDOW;
+    st.op_flags = flags & !(NO_WINDOW | FRESH);
     pending_add(1);
     // truncate_begin [ino, size, id] or punch_begin [ino, pos, len, id]
     // with the op in `flags`, chosen without a branch (see `window_pages`).
@@ -677,7 +690,7 @@ fn syscall_op(t: Task, inode: u64, kind: u8, offset: u64, len: u64) {
             kind,
             st.sc_offset,
             st.sc_len,
-            NO_WINDOW,
+            NO_WINDOW | FRESH,
             false,
         );
     }

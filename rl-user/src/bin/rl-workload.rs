@@ -61,7 +61,7 @@ struct Args {
 }
 
 /// `FS_IOC_UNRESVSP64`: `_IOW('X', 43, struct space_resv)` (include/uapi/linux/fs.h).
-const FS_IOC_UNRESVSP64: libc::c_ulong = 0x4030_582b;
+const FS_IOC_UNRESVSP64: libc::Ioctl = 0x4030_582b as libc::Ioctl;
 
 /// `struct space_resv` (include/uapi/linux/fs.h).
 #[repr(C)]

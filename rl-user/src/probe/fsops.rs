@@ -700,10 +700,10 @@ pub fn resolve(
              nor for other filesystems (btrfs locks its own i_mmap_lock, not the mapping's invalidate_lock; the syscall probes \
              are outside any lock){}",
             if with.is_empty() { "none".to_string() } else { with.join(", ") },
-            if without.len() > 5 {
-                format!("; not here: {}", without[..without.len() - 5].join(", "))
-            } else {
+            if without.is_empty() {
                 String::new()
+            } else {
+                format!("; not on this kernel (their probes are not attached): {}", without.join(", "))
             }
         )),
         Err(why) => notes.push(format!(
