@@ -50,13 +50,15 @@ pub enum Kind {
     DioBegin = 13,
     /// `w0` = io, `w1` = ret (i64).
     DioEnd = 14,
-    /// `w0` = ino, `w1` = pos, `w2` = len; header `dev`.
+    /// `w0` = ino, `w1` = pos, `w2` = len, `w3` = id (when `flags` has
+    /// [`FLAG_ID`]); header `dev`; `flags` bits [`OP_MASK`] = a [`FsOp`].
     PunchBegin = 15,
-    /// `w0` = ret (i64).
+    /// `w0` = ret (i64), `w1` = id (when `flags` has [`FLAG_ID`]).
     PunchEnd = 16,
-    /// `w0` = ino, `w1` = new size in bytes; header `dev`.
+    /// `w0` = ino, `w1` = new size in bytes, `w2` = id (when `flags` has
+    /// [`FLAG_ID`]); header `dev`.
     TruncateBegin = 17,
-    /// `w0` = ret (i64).
+    /// `w0` = ret (i64), `w1` = id (when `flags` has [`FLAG_ID`]).
     TruncateEnd = 18,
     /// `w0` = lock address, `w1` = flags (`LCB_F_*`).
     ContentionBegin = 19,
@@ -72,6 +74,14 @@ pub enum Kind {
     /// range locks. `w0` = mm, `w1` = kernel stack id in the `STACKS` map
     /// (negative: no stack), `w2` = range locks held; `flags` bit [`FLAG_WRITE`].
     OrderEvidence = 24,
+    /// The task doing a punch, zero, collapse, insert or truncate holds the
+    /// mapping's `invalidate_lock` exclusively and has not yet started
+    /// invalidating the page cache of pages `w1..=w2`. `w0` = ino, `w3` =
+    /// id of the operation; header `dev`.
+    InvalidateBegin = 25,
+    /// The same task still holds that lock and has freed the range's blocks.
+    /// `w0` = ino, `w1` = id of the operation; header `dev`.
+    InvalidateEnd = 26,
 }
 
 impl Kind {
@@ -103,6 +113,8 @@ impl Kind {
             22 => Lost,
             23 => Exit,
             24 => OrderEvidence,
+            25 => InvalidateBegin,
+            26 => InvalidateEnd,
             _ => return None,
         })
     }
@@ -112,6 +124,23 @@ impl Kind {
 pub const FLAG_WRITE: u8 = 1;
 /// `flags` bit: the mmap_lock acquisition succeeded.
 pub const FLAG_SUCCESS: u8 = 2;
+/// `flags` bit of [`Kind::PageAdd`]: this kernel's tracepoint has no folio
+/// order, so the size of what was added is unknown.
+pub const FLAG_NO_ORDER: u8 = 4;
+/// `flags` bit of punch and truncate records: the record carries an id.
+pub const FLAG_ID: u8 = 0x80;
+/// `flags` bits of [`Kind::PunchBegin`] holding its [`FsOp`].
+pub const OP_MASK: u8 = 0x03;
+
+/// What a [`Kind::PunchBegin`] does (its `flags & OP_MASK`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsOp {
+    Punch = 0,
+    Zero = 1,
+    Collapse = 2,
+    Insert = 3,
+}
 
 /// Range lock modes, in `flags` of [`Kind::RlRequest`].
 #[repr(u8)]
@@ -329,6 +358,126 @@ impl KernelOffsets {
     };
 }
 
+/// What the filesystem-operation programs (`rl-ebpf/src/fsops.rs`) read,
+/// resolved by user space at start-up (`rl-user/src/probe/fsops.rs`): BTF
+/// member offsets, tracefs field offsets of the formatted events they use,
+/// flag values from those events' `print fmt`, and kallsyms addresses.
+/// [`NO_FIELD`] marks what this kernel lacks; the programs needing it are
+/// then not attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsopsLayout {
+    /// BTF: `inode.i_mapping`, `address_space.invalidate_lock`,
+    /// `rw_semaphore.owner` and `.count`, `super_block.s_magic`.
+    pub inode_mapping: u32,
+    pub mapping_invalidate_lock: u32,
+    pub rwsem_owner: u32,
+    pub rwsem_count: u32,
+    pub sb_magic: u32,
+    /// BTF: `xfs_inode.i_vnode` (the VFS inode embedded in XFS's).
+    pub xfs_vnode: u32,
+    /// BTF: `inode.i_nlink` (a deleted inode's blocks are freed by a
+    /// truncate that is no operation of a user's).
+    pub inode_nlink: u32,
+    /// `IOMAP_DIRECT` (iomap_iter flags, from its `print fmt`; 0: unknown).
+    pub iomap_direct: u32,
+    /// BTF: `task_struct.files`, `files_struct.fdt`, `fdtable.fd` and
+    /// `.max_fds`: a syscall's fd to its file.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    /// BTF: `kiocb.ki_flags`.
+    pub kiocb_flags: u32,
+    /// tracefs: `syscalls:sys_enter_fallocate` fd, mode, offset, len.
+    pub falloc_fd: u32,
+    pub falloc_mode: u32,
+    pub falloc_offset: u32,
+    pub falloc_len: u32,
+    /// tracefs: `syscalls:sys_enter_ioctl` fd, cmd, arg.
+    pub ioctl_fd: u32,
+    pub ioctl_cmd: u32,
+    pub ioctl_arg: u32,
+    /// tracefs: `syscalls:sys_enter_ftruncate` fd, length; `sys_enter_truncate` length.
+    pub ftrunc_fd: u32,
+    pub ftrunc_len: u32,
+    pub trunc_len: u32,
+    /// tracefs: `sched:sched_switch` prev_pid.
+    pub switch_prev_pid: u32,
+    /// tracefs: dev and ino of the formatted end events (`iomap:iomap_iter`,
+    /// `xfs:xfs_iunlock`, `xfs:xfs_itruncate_extents_end`,
+    /// `ext4:ext4_ext_remove_space_done`; the same offsets on 6.18, checked
+    /// per event by user space), and the flags of the first two.
+    pub ev_dev: u32,
+    pub ev_ino: u32,
+    pub iter_flags: u32,
+    pub iunlock_flags: u32,
+    /// Flag values from `print fmt`: `IOMAP_ZERO` (iomap_iter flags),
+    /// `XFS_MMAPLOCK_EXCL` (xfs_iunlock lock_flags), `IOCB_NOWAIT`
+    /// (iomap_dio_rw_begin ki_flags).
+    pub iomap_zero: u32,
+    pub xfs_mmaplock_excl: u32,
+    pub iocb_nowait: u32,
+    /// Which (filesystem, operation) pairs get invalidation windows: bit
+    /// `8 * fs + op`, fs 0 = ext4, 1 = XFS; op a [`FsOp`] or 4 = truncate.
+    pub windows: u32,
+    /// Filesystems whose own tracepoints are attached (bit 0 ext4, bit 1
+    /// XFS): the syscall stand-in leaves their files alone.
+    pub own: u32,
+    /// log2 of the page size (`sysconf(_SC_PAGESIZE)`), for window ranges.
+    pub page_shift: u32,
+    /// kallsyms: `ext4_setattr` and the next symbol (its end).
+    pub ext4_setattr: u64,
+    pub ext4_setattr_end: u64,
+}
+
+/// [`FsopsLayout::own`] bits.
+pub const OWN_EXT4: u32 = 1;
+pub const OWN_XFS: u32 = 2;
+/// [`FsopsLayout::windows`] operation number of truncate.
+pub const WINDOW_TRUNCATE: u32 = 4;
+
+impl FsopsLayout {
+    pub const NONE: FsopsLayout = FsopsLayout {
+        inode_mapping: NO_FIELD,
+        mapping_invalidate_lock: NO_FIELD,
+        rwsem_owner: NO_FIELD,
+        rwsem_count: NO_FIELD,
+        sb_magic: NO_FIELD,
+        xfs_vnode: NO_FIELD,
+        inode_nlink: NO_FIELD,
+        iomap_direct: 0,
+        task_files: NO_FIELD,
+        files_fdt: NO_FIELD,
+        fdt_fd: NO_FIELD,
+        fdt_max_fds: NO_FIELD,
+        kiocb_flags: NO_FIELD,
+        falloc_fd: NO_FIELD,
+        falloc_mode: NO_FIELD,
+        falloc_offset: NO_FIELD,
+        falloc_len: NO_FIELD,
+        ioctl_fd: NO_FIELD,
+        ioctl_cmd: NO_FIELD,
+        ioctl_arg: NO_FIELD,
+        ftrunc_fd: NO_FIELD,
+        ftrunc_len: NO_FIELD,
+        trunc_len: NO_FIELD,
+        switch_prev_pid: NO_FIELD,
+        ev_dev: NO_FIELD,
+        ev_ino: NO_FIELD,
+        iter_flags: NO_FIELD,
+        iunlock_flags: NO_FIELD,
+        iomap_zero: 0,
+        xfs_mmaplock_excl: 0,
+        iocb_nowait: 0,
+        windows: 0,
+        own: 0,
+        page_shift: 12,
+        ext4_setattr: 0,
+        ext4_setattr_end: 0,
+    };
+}
+
 /// How the range-lock kprobes of a profile read their arguments (set by the
 /// loader from the profile; see rl-user's `probe::profile`).
 #[repr(C)]
@@ -414,4 +563,7 @@ mod pod {
     unsafe impl aya::Pod for super::Batching {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Staging {}
+    // SAFETY: as above (the u64 fields sit at 8-byte aligned offsets).
+    unsafe impl aya::Pod for super::FsopsLayout {}
 }
+const _: () = assert!(core::mem::size_of::<FsopsLayout>() == 152);

@@ -7,31 +7,33 @@
 //! irq or kworker context, and is the event's `io`. The file identity is read
 //! through `kiocb->ki_filp->f_inode` with member offsets from BTF (`KOFF`).
 //!
-//! `ext4:ext4_truncate_enter` is also taken raw, for `inode->i_size` (the new
-//! size), which the formatted record lacks. Punch hole uses the formatted
-//! `ext4:ext4_punch_hole` and ends at the same task's `fallocate` exit.
+//! `iomap_dio_rw_begin` fires before `__iomap_dio_rw`'s early exits, which
+//! return without `iomap_dio_complete`: they end when `fsops.rs` sees
+//! their task go on (see `dio_begun`).
+//! Punch, zero, collapse, insert and truncate are in `fsops.rs`; the maps
+//! `PUNCHING` and `TRUNCATING` serve the kprobe stand-ins (`kfile.rs`).
 
 use aya_ebpf::{
     helpers::generated,
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{map, raw_tracepoint},
     maps::{HashMap, LruHashMap},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::RawTracePointContext,
 };
-use aya_log_ebpf::warn;
 use rl_common::{FLAG_WRITE, Kind};
 
-use crate::{KOFF, TP, TpRecord, current, emit, emit_detached, global, traced_file, traced_task};
+use crate::fsops::{Out, dio_begun};
+use crate::{KOFF, emit_detached, global, traced_file, traced_task};
 
 /// DIOs in flight, by kiocb address. LRU so that a begin whose end never
 /// fires (an error path without a completion) cannot fill it.
 #[map]
 pub(crate) static DIO_INFLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
 
-/// Tasks inside ext4 punch hole, until their fallocate returns.
+/// Tasks inside `vfs_fallocate` (the kprobe stand-in of `kfile.rs`).
 #[map]
 pub(crate) static PUNCHING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
-/// Tasks inside ext4 truncate.
+/// Tasks inside `truncate_pagecache` (likewise).
 #[map]
 pub(crate) static TRUNCATING: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
@@ -104,19 +106,18 @@ pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
     let pos: u64 = kread(iocb, global!(KOFF.kiocb_pos));
     let len: u64 = kread(iter, global!(KOFF.iter_count));
     let write: u8 = kread(iter, global!(KOFF.iter_data_source));
-    if DIO_INFLIGHT.insert(&iocb, &1, 0).is_err() {
-        warn!(
-            &ctx,
-            "rltop: DIO in-flight map insert failed; this DIO's end is not traced"
-        );
+    let flags = if write != 0 { FLAG_WRITE } else { 0 };
+    let Some(mut out) = Out::new() else { return 0 };
+    // A DIO of this task still waiting exited early: its end first. This
+    // one waits in turn for its completion, its queueing, or its task to
+    // go on (a zero-length one returns at once, without completion).
+    dio_begun(&mut out, t, iocb);
+    // An LRU map makes room by itself: the insert fails only without
+    // memory, and then the begin is not emitted (its end would not be).
+    if DIO_INFLIGHT.insert(&iocb, &1, 0).is_ok() {
+        out.push(t, Kind::DioBegin, flags, dev, [iocb, ino, pos, len]);
     }
-    emit(
-        t,
-        Kind::DioBegin,
-        if write != 0 { FLAG_WRITE } else { 0 },
-        dev,
-        [iocb, ino, pos, len],
-    );
+    out.send(t);
     0
 }
 
@@ -128,81 +129,11 @@ pub fn dio_complete(ctx: RawTracePointContext) -> i32 {
     if unsafe { DIO_INFLIGHT.get(&iocb) }.is_none() {
         return 0;
     }
+    crate::fsops::dio_completed(iocb);
     let _ = DIO_INFLIGHT.remove(&iocb);
     let error = ctx.arg::<u64>(1) as i32;
     let ret = ctx.arg::<u64>(2) as i64;
     let ret = if error != 0 { error as i64 } else { ret };
     emit_detached(Kind::DioEnd, 0, [iocb, ret as u64, 0, 0]);
-    0
-}
-
-/// `ext4:ext4_punch_hole`, at the entry of `ext4_punch_hole`.
-#[tracepoint]
-pub fn punch_hole(ctx: TracePointContext) -> u32 {
-    let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let dev: u32 = r.get(global!(TP.punch_dev));
-    let ino: u64 = r.get(global!(TP.punch_ino));
-    if !traced_file(dev, ino) {
-        return 0;
-    }
-    let pos: u64 = r.get(global!(TP.punch_offset));
-    let len: u64 = r.get(global!(TP.punch_len));
-    if PUNCHING.insert(&t.tid, &1, 0).is_err() {
-        warn!(
-            &ctx,
-            "rltop: punch map full; this punch's end is not traced"
-        );
-    }
-    emit(t, Kind::PunchBegin, 0, dev, [ino, pos, len, 0]);
-    0
-}
-
-/// `syscalls:sys_exit_fallocate`: ends a punch begun by this task.
-#[tracepoint]
-pub fn fallocate_exit(ctx: TracePointContext) -> u32 {
-    let t = current();
-    // SAFETY: presence test only.
-    if unsafe { PUNCHING.get(&t.tid) }.is_none() {
-        return 0;
-    }
-    let _ = PUNCHING.remove(&t.tid);
-    let ret: i64 = TpRecord::read(&ctx).map_or(0, |r| r.get(global!(TP.fallocate_ret)));
-    emit(t, Kind::PunchEnd, 0, 0, [ret as u64, 0, 0, 0]);
-    0
-}
-
-/// raw `ext4_truncate_enter(struct inode *)`: the inode's i_size is already the new size.
-#[raw_tracepoint(tracepoint = "ext4_truncate_enter")]
-pub fn truncate_enter(ctx: RawTracePointContext) -> i32 {
-    let Some(t) = traced_task() else { return 0 };
-    let inode: u64 = ctx.arg(0);
-    let (dev, ino, size) = inode_id(inode);
-    if !traced_file(dev, ino) {
-        return 0;
-    }
-    if TRUNCATING.insert(&t.tid, &1, 0).is_err() {
-        warn!(
-            &ctx,
-            "rltop: truncate map full; this truncate's end is not traced"
-        );
-    }
-    emit(t, Kind::TruncateBegin, 0, dev, [ino, size, 0, 0]);
-    0
-}
-
-/// raw `ext4_truncate_exit(struct inode *)`. The tracepoint carries no return
-/// value; `ret` is 0 (documented in docs/trace-format.md).
-#[raw_tracepoint(tracepoint = "ext4_truncate_exit")]
-pub fn truncate_exit(_ctx: RawTracePointContext) -> i32 {
-    let t = current();
-    // SAFETY: presence test only.
-    if unsafe { TRUNCATING.get(&t.tid) }.is_none() {
-        return 0;
-    }
-    let _ = TRUNCATING.remove(&t.tid);
-    emit(t, Kind::TruncateEnd, 0, 0, [0; 4]);
     0
 }

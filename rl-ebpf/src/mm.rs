@@ -5,7 +5,7 @@
 //! (on 6.18: mm@8, write@24, success@25; fault i_ino@8, s_dev@16, index@24).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use rl_common::{FLAG_SUCCESS, FLAG_WRITE, Kind};
+use rl_common::{FLAG_NO_ORDER, FLAG_SUCCESS, FLAG_WRITE, Kind, NO_FIELD};
 
 use crate::rangelock::{RL, RL_HELD, STACKS};
 use crate::{TP, TpRecord, emit, global, traced_file, traced_task, write};
@@ -98,6 +98,12 @@ pub fn filemap_add(ctx: TracePointContext) -> u32 {
     }
     let index: u64 = r.get(global!(TP.add_index));
     let order: u8 = r.get(global!(TP.add_order));
-    emit(t, Kind::PageAdd, 0, dev, [ino, index, order as u64, 0]);
+    // Without the field (older kernels) the folio's size is unknown.
+    let flags = if global!(TP.add_order) == NO_FIELD {
+        FLAG_NO_ORDER
+    } else {
+        0
+    };
+    emit(t, Kind::PageAdd, flags, dev, [ino, index, order as u64, 0]);
     0
 }

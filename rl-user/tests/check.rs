@@ -544,7 +544,7 @@ mod prop {
 
     /// Any event at all, from small id spaces so that they collide.
     fn any_event() -> impl Strategy<Value = Event> {
-        use rltop::events::Dev;
+        use rltop::events::{Dev, PunchOp};
         let dev = Dev { major: 8, minor: 1 };
         let mode = prop_oneof![Just(Mode::Excl), Just(Mode::Read), Just(Mode::Write)];
         let body = prop_oneof![
@@ -577,14 +577,36 @@ mod prop {
                     order,
                 }
             }),
-            (1u64..3, any::<u64>(), any::<u64>())
-                .prop_map(move |(ino, pos, len)| Body::PunchBegin { dev, ino, pos, len }),
-            Just(Body::PunchEnd { ret: 0 }),
-            (1u64..3, any::<u64>()).prop_map(move |(ino, size)| Body::TruncateBegin {
-                dev,
-                ino,
-                size
+            (
+                1u64..3,
+                any::<u64>(),
+                any::<u64>(),
+                prop::sample::select(&PunchOp::ALL[..]),
+                proptest::option::of(0u64..3)
+            )
+                .prop_map(move |(ino, pos, len, op, id)| Body::PunchBegin {
+                    dev,
+                    ino,
+                    pos,
+                    len,
+                    op,
+                    id
+                }),
+            proptest::option::of(0u64..3).prop_map(|id| Body::PunchEnd { ret: 0, id }),
+            (1u64..3, any::<u64>(), proptest::option::of(0u64..3))
+                .prop_map(move |(ino, size, id)| Body::TruncateBegin { dev, ino, size, id }),
+            proptest::option::of(0u64..3).prop_map(|id| Body::TruncateEnd { ret: 0, id }),
+            (1u64..3, 0u64..4, proptest::option::of(0u64..3)).prop_map(move |(ino, first, id)| {
+                Body::InvalidateBegin {
+                    dev,
+                    ino,
+                    first,
+                    last: first + 2,
+                    id,
+                }
             }),
+            (1u64..3, proptest::option::of(0u64..3))
+                .prop_map(move |(ino, id)| Body::InvalidateEnd { dev, ino, id }),
             (1u64..3, 1u64..3).prop_map(move |(io, ino)| Body::DioBegin {
                 io,
                 dev,

@@ -102,6 +102,34 @@ fn figures_match_the_hand_worked_trace() {
     );
 }
 
+/// `tests/data/report/fsops.jsonl`: operations paired by id, the ends
+/// from any task. A zero (1100 to 2100) and a loop worker's punch (1300 to
+/// 2300, ended by its own task while the zero's is in between), a failed
+/// collapse (500), an insert (400), a truncate (600; a punch_end of its id
+/// is no end of it), an old punch without ids (800, paired by task), an
+/// end of an unknown id and a begin never ended (not counted).
+#[test]
+fn file_operations_pair_by_id_and_each_op_is_a_row() {
+    let doc = report_json(&data("report/fsops.jsonl"), &[]);
+    let hold = |op: &str| {
+        let r = row(&doc, "file_op", Some(op));
+        (
+            r["acquisitions"].as_u64().unwrap(),
+            r["hold"]["total"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(hold("zero"), (1, 1000));
+    assert_eq!(hold("punch"), (2, 1000 + 800));
+    assert_eq!(hold("collapse"), (1, 500));
+    assert_eq!(hold("insert"), (1, 400));
+    assert_eq!(hold("truncate"), (1, 600));
+    let text = rltop(&["report", data("report/fsops.jsonl").to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    for op in ["zero", "collapse", "insert", "truncate", "punch"] {
+        assert!(text.contains(op), "{op} in\n{text}");
+    }
+}
+
 #[test]
 fn longest_waits_come_with_their_chains() {
     let doc = report_json(&data("report/contention.jsonl"), &[]);

@@ -8,6 +8,13 @@
 //! 4. punches a hole over pages 32..=39;
 //! 5. truncates to 48 pages and extends back to 64.
 //!
+//! With `--fsops`, each iteration is instead the file-operation sequence of
+//! the filesystem tests (see [`fsops_iteration`]): a punch, a zero, a
+//! collapse, an insert, a shrinking and a growing truncate, an
+//! `FS_IOC_UNRESVSP64` punch, O_DIRECT writes and reads, and three DIOs
+//! that leave `iomap_dio_rw` early (a read at EOF, one past it, and a
+//! `RWF_NOWAIT` read over dirty pages); it reports each one's return value.
+//!
 //! With `--wait-file`, it first prints a JSON line `{"ready":true,...}` with
 //! its pid and the file's dev and ino, and waits for that file to exist.
 //! At the end it prints one JSON line saying what it did (pid, dev, ino,
@@ -47,6 +54,138 @@ struct Args {
     /// without IO), four O_DIRECT writes, a punch and a truncate. Event-dense.
     #[arg(long)]
     heavy: bool,
+    /// The file-operation sequence instead (punch, zero, collapse, insert,
+    /// truncates, the UNRESVSP ioctl, O_DIRECT including early exits).
+    #[arg(long)]
+    fsops: bool,
+}
+
+/// `FS_IOC_UNRESVSP64`: `_IOW('X', 43, struct space_resv)` (include/uapi/linux/fs.h).
+const FS_IOC_UNRESVSP64: libc::Ioctl = 0x4030_582b as libc::Ioctl;
+
+/// `struct space_resv` (include/uapi/linux/fs.h).
+#[repr(C)]
+struct SpaceResv {
+    l_type: i16,
+    l_whence: i16,
+    l_start: i64,
+    l_len: i64,
+    l_sysid: i32,
+    l_pid: u32,
+    l_pad: [i32; 4],
+}
+
+/// The return values of one `--fsops` iteration, in order (0 or a byte
+/// count on success, `-errno` on failure), by name.
+#[derive(Default)]
+struct FsopsResults {
+    rets: Vec<(&'static str, i64)>,
+}
+
+impl FsopsResults {
+    fn push(&mut self, name: &'static str, rc: isize) {
+        let v = if rc < 0 {
+            -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
+        } else {
+            rc as i64
+        };
+        self.rets.push((name, v));
+    }
+}
+
+/// One `--fsops` iteration on a file of `PAGES` pages (restored to that
+/// size at the end), with page-aligned ranges (every filesystem here has
+/// 4 KiB blocks). Names: `punch` (pages 32..=39), `zero` (40..=43),
+/// `collapse` (page 8), `insert` (page 8), `truncate_restore` (to 64 pages),
+/// `truncate_shrink` (to 48), `truncate_grow` (back to 64), `unresvsp` (pages 44..=45),
+/// `dio_write` (page 16), `dio_read` (page 20), `dio_read_eof` (at EOF),
+/// `dio_read_past_eof` (a page past it), `dio_read_nowait` (RWF_NOWAIT
+/// over page 2, dirtied just before through the page cache). Failures are
+/// reported, not fatal: btrfs has no collapse or insert.
+fn fsops_iteration(file: &File, dio: &File, buf: &Aligned, out: &mut FsopsResults) {
+    let fd = file.as_raw_fd();
+    let dfd = dio.as_raw_fd();
+    let p = |n: usize| (n * PAGE) as i64;
+    // SAFETY: plain syscalls on valid fds with valid buffers.
+    unsafe {
+        out.push(
+            "punch",
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                p(32),
+                p(8),
+            ) as isize,
+        );
+        out.push(
+            "zero",
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                p(40),
+                p(4),
+            ) as isize,
+        );
+        out.push(
+            "collapse",
+            libc::fallocate(fd, libc::FALLOC_FL_COLLAPSE_RANGE, p(8), p(1)) as isize,
+        );
+        out.push(
+            "insert",
+            libc::fallocate(fd, libc::FALLOC_FL_INSERT_RANGE, p(8), p(1)) as isize,
+        );
+        // The size back to 64 pages (unchanged where collapse and insert
+        // failed, or after both: still a setattr truncate).
+        out.push("truncate_restore", libc::ftruncate(fd, p(PAGES)) as isize);
+        out.push(
+            "truncate_shrink",
+            libc::ftruncate(fd, p(TRUNCATE_TO)) as isize,
+        );
+        out.push("truncate_grow", libc::ftruncate(fd, p(PAGES)) as isize);
+        let sr = SpaceResv {
+            l_type: 0,
+            l_whence: libc::SEEK_SET as i16,
+            l_start: p(44),
+            l_len: p(2),
+            l_sysid: 0,
+            l_pid: 0,
+            l_pad: [0; 4],
+        };
+        out.push(
+            "unresvsp",
+            libc::ioctl(fd, FS_IOC_UNRESVSP64, &sr as *const SpaceResv) as isize,
+        );
+        out.push(
+            "dio_write",
+            libc::pwrite(dfd, buf.ptr.cast(), PAGE, p(16) as libc::off_t),
+        );
+        out.push(
+            "dio_read",
+            libc::pread(dfd, buf.ptr.cast(), PAGE, p(20) as libc::off_t),
+        );
+        out.push(
+            "dio_read_eof",
+            libc::pread(dfd, buf.ptr.cast(), PAGE, p(PAGES) as libc::off_t),
+        );
+        out.push(
+            "dio_read_past_eof",
+            libc::pread(dfd, buf.ptr.cast(), PAGE, p(PAGES + 1) as libc::off_t),
+        );
+        // Dirty page 2 through the page cache; the NOWAIT direct read over
+        // it must not wait for its writeback.
+        let one = [1u8; 16];
+        let w = libc::pwrite(fd, one.as_ptr().cast(), one.len(), p(2) as libc::off_t);
+        assert_eq!(w, one.len() as isize, "buffered write");
+        let iov = libc::iovec {
+            iov_base: buf.ptr.cast(),
+            iov_len: PAGE,
+        };
+        out.push(
+            "dio_read_nowait",
+            libc::preadv2(dfd, &iov, 1, p(2) as libc::off_t, libc::RWF_NOWAIT),
+        );
+        libc::fdatasync(fd);
+    }
 }
 
 fn check(rc: libc::c_int, what: &str) -> anyhow::Result<()> {
@@ -214,6 +353,7 @@ fn main() -> anyhow::Result<()> {
         .context("filling the work file")?;
     file.sync_all()?;
     let dio = OpenOptions::new()
+        .read(true)
         .write(true)
         .custom_flags(libc::O_DIRECT)
         .open(&path)
@@ -236,8 +376,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let start = Instant::now();
+    let mut results = FsopsResults::default();
     for _ in 0..args.iterations {
-        if args.heavy {
+        if args.fsops {
+            fsops_iteration(&file, &dio, &buf, &mut results);
+        } else if args.heavy {
             heavy_iteration(&file, &dio, &buf)?;
         } else {
             iteration(&file, &dio, &buf)?;
@@ -248,6 +391,24 @@ fn main() -> anyhow::Result<()> {
     drop(file);
     let _ = std::fs::remove_file(&path);
 
+    if args.fsops {
+        // What each call returned, in order, for the tests to compare.
+        let rets: Vec<String> = results
+            .rets
+            .iter()
+            .map(|(n, v)| format!("[\"{n}\",{v}]"))
+            .collect();
+        println!(
+            "{{\"pid\":{},\"dev\":\"{}:{}\",\"ino\":{},\"iterations\":{},\"fsops\":[{}]}}",
+            std::process::id(),
+            libc::major(meta.dev()),
+            libc::minor(meta.dev()),
+            meta.ino(),
+            args.iterations,
+            rets.join(",")
+        );
+        return Ok(());
+    }
     let pages = |v: &[(usize, usize)]| -> String {
         v.iter()
             .map(|(p, n)| format!("[{},{}]", p * PAGE, n * PAGE))

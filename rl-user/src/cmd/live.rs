@@ -92,7 +92,9 @@ fn pipeline(session: &mut Session, shared: &Shared, status: Status) -> anyhow::R
         clean_start: false,
         ..Config::default()
     };
-    let mut p = Pipeline::new(Model::new(None), cfg);
+    let mut model = Model::new(None);
+    model.set_page_size(Some(crate::probe::page_size()));
+    let mut p = Pipeline::new(model, cfg);
     let mut last_drops = Instant::now();
     let mut last_frame: Option<Instant> = None;
     let mut paths = crate::probe::paths::Resolver::start();

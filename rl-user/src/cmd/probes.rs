@@ -27,6 +27,9 @@ pub fn run(live: &LiveArgs, a: &ProbesArgs) -> anyhow::Result<ExitCode> {
         session.profile, opts.profile
     )?;
     writeln!(out, "{}", session.detection)?;
+    for n in &session.notes {
+        writeln!(out, "{n}")?;
+    }
     if session.mounted_tracefs {
         writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }
@@ -37,12 +40,17 @@ pub fn run(live: &LiveArgs, a: &ProbesArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(0);
     for p in &session.probes {
+        // Which files a probe sees, when not all of them.
+        let attached = match p.covers {
+            Some(c) => format!("attached ({c})"),
+            None => "attached".to_string(),
+        };
         let status = match &p.status {
             Status::Attached { verified_insns } if verbose => match verified_insns {
-                Some(n) => format!("attached  {n:>5} insns  ({})", p.program),
-                None => format!("attached      ? insns  ({})", p.program),
+                Some(n) => format!("{attached}  {n:>5} insns  ({})", p.program),
+                None => format!("{attached}      ? insns  ({})", p.program),
             },
-            Status::Attached { .. } => "attached".to_string(),
+            Status::Attached { .. } => attached,
             Status::Unavailable(why) => format!("not attached: {why}"),
             Status::Failed(why) => format!("failed: {why}"),
         };

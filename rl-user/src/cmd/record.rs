@@ -77,6 +77,9 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
         eprintln!("rltop: mounted tracefs at {}", probe::tracefs::TRACEFS);
     }
     eprintln!("rltop: {}", session.detection);
+    for n in &session.notes {
+        eprintln!("rltop: {n}");
+    }
     for line in session.not_attached() {
         eprintln!("rltop: warning: not attached: {line}");
     }
@@ -91,6 +94,7 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
         start_realtime_ns: Some(probe::realtime_ns()),
         start_monotonic_ns: Some(probe::monotonic_ns()),
         source: "record".into(),
+        page_size: Some(probe::page_size()),
         ..TraceHeader::default()
     };
     // Before the trace file: a port in use leaves no file behind.

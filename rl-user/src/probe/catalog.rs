@@ -196,51 +196,6 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         requires: Some("dio_begin"),
     },
     ProbeSpec {
-        program: "punch_hole",
-        category: "ext4",
-        event: "ext4_punch_hole",
-        attach: Attach::Tracepoint,
-        fields: &[
-            f!("dev", &[4], punch_dev),
-            f!("ino", &[8], punch_ino),
-            f!("offset", &[8], punch_offset),
-            f!("len", &[8], punch_len),
-        ],
-        members: &[],
-        args: &[],
-        requires: None,
-    },
-    ProbeSpec {
-        program: "fallocate_exit",
-        category: "syscalls",
-        event: "sys_exit_fallocate",
-        attach: Attach::Tracepoint,
-        fields: &[f!("ret", &[8], fallocate_ret)],
-        members: &[],
-        args: &[],
-        requires: Some("punch_hole"),
-    },
-    ProbeSpec {
-        program: "truncate_enter",
-        category: "ext4",
-        event: "ext4_truncate_enter",
-        attach: Attach::Raw,
-        fields: &[],
-        members: &INODE_MEMBERS,
-        args: &["struct inode *"],
-        requires: None,
-    },
-    ProbeSpec {
-        program: "truncate_exit",
-        category: "ext4",
-        event: "ext4_truncate_exit",
-        attach: Attach::Raw,
-        fields: &[],
-        members: &[],
-        args: &["struct inode *"],
-        requires: Some("truncate_enter"),
-    },
-    ProbeSpec {
         program: "contention_begin",
         category: "lock",
         event: "contention_begin",
@@ -478,7 +433,7 @@ mod tests {
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
         assert_eq!(status("filemap_add"), &Err("no field index".to_string()));
         // Raw tracepoints need BTF for their prototype.
-        assert!(status("truncate_enter").is_err());
+        assert!(status("dio_begin").is_err());
         assert!(status("task_rename").is_err());
         assert!(
             status("contention_begin")
@@ -487,10 +442,9 @@ mod tests {
                 .contains("field flags has size 8")
         );
         assert_eq!(
-            status("punch_hole"),
+            status("filemap_fault"),
             &Err("tracepoint not in this kernel".to_string())
         );
-        assert!(status("fallocate_exit").is_err());
         assert_eq!(r.tp.add_ino, 8);
         assert_eq!(r.tp.add_dev, 16);
     }
@@ -498,22 +452,11 @@ mod tests {
     #[test]
     fn end_probes_need_their_begin() {
         let (_d, t) = fake_tracefs(&[
-            (
-                "syscalls",
-                "sys_exit_fallocate",
-                "\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n",
-            ),
-            ("iomap", "iomap_dio_rw_begin", ""),
             ("iomap", "iomap_dio_complete", ""),
+            ("iomap", "iomap_dio_rw_begin", ""),
         ]);
         let r = resolve(TRACEPOINTS, &t, None);
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
-        assert!(
-            status("fallocate_exit")
-                .as_ref()
-                .unwrap_err()
-                .contains("needs ext4:ext4_punch_hole")
-        );
         assert!(status("dio_begin").as_ref().unwrap_err().contains("BTF"));
         assert!(status("dio_complete").as_ref().unwrap_err().contains("BTF"));
     }

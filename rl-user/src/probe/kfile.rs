@@ -52,6 +52,35 @@ const INODE: [BtfMember; 3] = [
     m!("super_block"."s_dev", sb_dev),
 ];
 
+/// The filesystem-operation probes (`fsops.rs`) the punch and truncate
+/// kprobes stand in for: any of them attached, and the kprobes step back;
+/// under profile kprobes all of them are replaced (the kprobes see punch
+/// and truncate only), so that nothing is counted twice.
+const FSOPS_BEGINS: &[&str] = &[
+    "fs_falloc_enter",
+    "fs_ioctl_enter",
+    "fs_ftrunc_enter",
+    "fs_trunc_enter",
+    "ext4_punch",
+    "ext4_zero",
+    "ext4_collapse",
+    "ext4_insert",
+    "ext4_trunc_enter",
+    "ext4_trunc_exit",
+    "ext4_dirty",
+    "ext4_rmspace",
+    "xfs_free",
+    "xfs_zero",
+    "xfs_collapse",
+    "xfs_insert",
+    "xfs_setattr",
+    "xfs_iunlock_end",
+    "xfs_itrunc_end",
+    "iomap_zero_iter",
+];
+const PUNCH_PROBES: &[&str] = FSOPS_BEGINS;
+const TRUNCATE_PROBES: &[&str] = FSOPS_BEGINS;
+
 pub const KFILE: &[KfileSpec] = &[
     KfileSpec {
         program: "kfault",
@@ -108,28 +137,28 @@ pub const KFILE: &[KfileSpec] = &[
             INODE[1],
             INODE[2],
         ],
-        instead_of: &["punch_hole", "fallocate_exit"],
+        instead_of: PUNCH_PROBES,
     },
     KfileSpec {
         program: "kpunch_ret",
         symbol: "vfs_fallocate",
         ret: true,
         members: &[],
-        instead_of: &["punch_hole", "fallocate_exit"],
+        instead_of: PUNCH_PROBES,
     },
     KfileSpec {
         program: "ktruncate",
         symbol: "truncate_pagecache",
         ret: false,
         members: &[INODE[0], INODE[1], INODE[2]],
-        instead_of: &["truncate_enter", "truncate_exit"],
+        instead_of: TRUNCATE_PROBES,
     },
     KfileSpec {
         program: "ktruncate_ret",
         symbol: "truncate_pagecache",
         ret: true,
         members: &[],
-        instead_of: &["truncate_enter", "truncate_exit"],
+        instead_of: TRUNCATE_PROBES,
     },
 ];
 
@@ -224,7 +253,7 @@ mod tests {
         assert!(r.iter().all(|s| s.as_ref().unwrap_err() == TRACEPOINT_USED));
         // Only the punch tracepoint there: its stand-ins step back, the
         // others say what they lack (here BTF).
-        let r = resolve(true, None, None, false, &|p| p == "punch_hole", &mut k);
+        let r = resolve(true, None, None, false, &|p| p == "ext4_punch", &mut k);
         assert_eq!(status(&r, "kpunch", false).unwrap_err(), TRACEPOINT_USED);
         assert_eq!(status(&r, "kpunch_ret", true).unwrap_err(), TRACEPOINT_USED);
         assert!(status(&r, "kfault", false).unwrap_err().contains("BTF"));

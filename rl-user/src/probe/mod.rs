@@ -8,6 +8,7 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod fsops;
 pub mod kfile;
 pub mod paths;
 pub mod profile;
@@ -61,6 +62,8 @@ pub struct ProbeReport {
     pub name: String,
     pub program: &'static str,
     pub status: Status,
+    /// What it covers, when not every file (e.g. "ext4 only").
+    pub covers: Option<&'static str>,
 }
 
 /// Fails with one clear line unless this process may load eBPF programs.
@@ -213,6 +216,9 @@ pub struct Session {
     ksyms: Option<std::collections::BTreeMap<u64, String>>,
     /// Whether rltop mounted tracefs itself.
     pub mounted_tracefs: bool,
+    /// What the probes can and cannot see here, one line each (windows,
+    /// page size, page_add sizes).
+    pub notes: Vec<String>,
     decode_errors: u64,
 }
 
@@ -229,6 +235,22 @@ impl Session {
         let (tracefs, mounted_tracefs) = tracefs::Tracefs::open().map_err(user_error)?;
         let btf = btf::Btf::from_kernel().ok();
         let mut resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
+        // The filesystem-operation probes (their own module).
+        let mut fs_plan = {
+            let dio_ready = specs
+                .iter()
+                .zip(&resolved.ready)
+                .any(|(s, r)| s.program == "dio_begin" && r.is_ok());
+            let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok();
+            fsops::resolve(
+                &tracefs,
+                btf.as_ref(),
+                kallsyms.as_deref(),
+                dio_ready,
+                page_size(),
+                &mut resolved.kernel,
+            )
+        };
         // File kprobes where the file tracepoints are missing (or under
         // profile kprobes, instead of them).
         let kprobes = profile::kprobes_available(tracefs.root());
@@ -251,6 +273,7 @@ impl Session {
                     .iter()
                     .zip(&resolved.ready)
                     .any(|(s, r)| s.program == p && r.is_ok())
+                    || fs_plan.is_ready(p)
             };
             kfile::resolve(
                 kprobes,
@@ -265,6 +288,11 @@ impl Session {
             for (k, r) in kfile::KFILE.iter().zip(&kfile_ready) {
                 if r.is_ok() {
                     for (s, sr) in specs.iter().zip(resolved.ready.iter_mut()) {
+                        if k.instead_of.contains(&s.program) && sr.is_ok() {
+                            *sr = Err(format!("replaced by {} (profile kprobes)", k.name()));
+                        }
+                    }
+                    for (s, sr) in fsops::FSOPS.iter().zip(fs_plan.ready.iter_mut()) {
                         if k.instead_of.contains(&s.program) && sr.is_ok() {
                             *sr = Err(format!("replaced by {} (profile kprobes)", k.name()));
                         }
@@ -299,6 +327,7 @@ impl Session {
             }
         }
         if resolved.ready.iter().all(Result::is_err)
+            && fs_plan.ready.iter().all(Result::is_err)
             && plan.is_none()
             && kfile_ready.iter().all(Result::is_err)
         {
@@ -335,6 +364,7 @@ impl Session {
             .override_global("KOFF", &resolved.kernel, true)
             .override_global("FILTER", &filter, true)
             .override_global("BATCHING", &batching, true)
+            .override_global("FSOPS", &fs_plan.layout, true)
             .override_global(
                 "RL",
                 &plan.as_ref().map_or(RangeLockLayout::NONE, |p| p.layout),
@@ -368,7 +398,21 @@ impl Session {
                 name: spec.name(),
                 program: spec.program,
                 status,
+                covers: None,
             });
+        }
+        probes.extend(fsops::attach(&mut ebpf, &fs_plan));
+        let mut notes = std::mem::take(&mut fs_plan.notes);
+        if resolved.tp.add_order == rl_common::NO_FIELD
+            && probes
+                .iter()
+                .any(|p| p.program == "filemap_add" && matches!(p.status, Status::Attached { .. }))
+        {
+            notes.push(
+                "filemap:mm_filemap_add_to_page_cache has no order field on this kernel: the size of \
+                 each page_add is unknown (marked so in the trace)"
+                    .into(),
+            );
         }
         for (k, ready) in kfile::KFILE.iter().zip(kfile_ready) {
             let status = match ready {
@@ -400,6 +444,7 @@ impl Session {
                 name: k.name(),
                 program: k.program,
                 status,
+                covers: None,
             });
         }
         if let Some(plan) = &plan {
@@ -428,6 +473,7 @@ impl Session {
                     ),
                     program: k.program,
                     status,
+                    covers: None,
                 });
             }
         }
@@ -466,6 +512,7 @@ impl Session {
             stacks,
             ksyms: None,
             mounted_tracefs,
+            notes,
             decode_errors: 0,
         })
     }
@@ -932,6 +979,14 @@ fn raise_memlock() {
 }
 
 pub use rltop_core::clock::monotonic_ns;
+
+/// This kernel's page size in bytes (`sysconf(_SC_PAGESIZE)`), 4096 if
+/// the call fails.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
 
 /// CLOCK_REALTIME in nanoseconds since the epoch.
 pub fn realtime_ns() -> u64 {

@@ -475,21 +475,20 @@ impl Stats {
                 }
             }
             Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
-                let truncate = matches!(ev.body, Body::TruncateEnd { .. });
-                if let Some(p) = m.punches.get(&tid)
-                    && p.truncate == truncate
-                {
-                    let op = if truncate { Op::Truncate } else { Op::Punch };
+                // By id when the trace has ids: the end may come from
+                // another task than the begin.
+                if let Some(p) = m.punch_ending(tid, &ev.body) {
                     let class = Class::FileOp {
                         dev: p.dev,
                         ino: p.ino,
-                        op,
+                        op: p.op,
                     };
                     let held = ev.ts.saturating_sub(p.ts);
+                    let ptid = p.tid;
                     let r = self.row_mut(class);
                     r.acquisitions += 1;
                     r.hold.record(held);
-                    self.note(class, Metric::Hold, tid, held);
+                    self.note(class, Metric::Hold, ptid, held);
                 }
             }
             Body::Fault { dev, ino, .. } => {
@@ -643,6 +642,7 @@ fn owned(m: &Model, o: Owned) -> Option<(Target, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::PunchOp;
     use crate::testing::{acq, ev, rel, req};
 
     fn run(evs: &[Event]) -> Stats {
@@ -777,12 +777,14 @@ mod tests {
                     ino: 3,
                     pos: 0,
                     len: 8192,
+                    op: PunchOp::Punch,
+                    id: None,
                 },
             ),
             req(2, 1, 10, 0, 1, Mode::Excl),
             acq(3, 1, 10),
             rel(4, 1, 10),
-            ev(5, 1, Body::PunchEnd { ret: 0 }),
+            ev(5, 1, Body::PunchEnd { ret: 0, id: None }),
             ev(
                 6,
                 2,
@@ -845,6 +847,77 @@ mod tests {
             })
             .unwrap();
         assert_eq!(punch.hold.total, 4);
+    }
+
+    /// Zero, collapse and insert are rows of their own; an end with an id
+    /// counts the operation of that id, whichever task emits it, and an
+    /// end whose id began nothing counts nothing.
+    #[test]
+    fn file_ops_pair_by_id_and_each_op_has_its_row() {
+        let dev = Dev { major: 7, minor: 1 };
+        let begin = |ts, tid, op, id| {
+            ev(
+                ts,
+                tid,
+                Body::PunchBegin {
+                    dev,
+                    ino: 3,
+                    pos: 0,
+                    len: 4096,
+                    op,
+                    id: Some(id),
+                },
+            )
+        };
+        let end = |ts, tid, id| {
+            ev(
+                ts,
+                tid,
+                Body::PunchEnd {
+                    ret: 0,
+                    id: Some(id),
+                },
+            )
+        };
+        let s = run(&[
+            begin(1, 1, PunchOp::Zero, 1),
+            begin(2, 2, PunchOp::Collapse, 2),
+            begin(3, 3, PunchOp::Insert, 3),
+            // A loop kworker (tid 9) ends the collapse.
+            end(12, 9, 2),
+            end(21, 1, 1),
+            end(33, 3, 3),
+            end(40, 3, 77),
+            ev(
+                41,
+                4,
+                Body::TruncateBegin {
+                    dev,
+                    ino: 3,
+                    size: 0,
+                    id: Some(4),
+                },
+            ),
+            // A punch end never closes a truncate of the same id.
+            end(42, 4, 4),
+            ev(
+                50,
+                4,
+                Body::TruncateEnd {
+                    ret: 0,
+                    id: Some(4),
+                },
+            ),
+        ]);
+        let hold = |op| {
+            s.row(&Class::FileOp { dev, ino: 3, op })
+                .map(|r| (r.acquisitions, r.hold.max))
+        };
+        assert_eq!(hold(Op::Zero), Some((1, 20)));
+        assert_eq!(hold(Op::Collapse), Some((1, 10)));
+        assert_eq!(hold(Op::Insert), Some((1, 30)));
+        assert_eq!(hold(Op::Truncate), Some((1, 9)));
+        assert_eq!(hold(Op::Punch), None);
     }
 
     #[test]

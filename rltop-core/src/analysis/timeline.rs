@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::Verdict;
 use super::engine::Analysis;
 use crate::events::{Body, Dev, Event};
-use crate::model::{FastMap, Model};
+use crate::model::{FastMap, Model, OpKey};
 
 /// Which track a slice is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -172,7 +172,9 @@ pub struct Builder {
     mmap_waits: FastMap<u32, usize>,
     mmap_holds: FastMap<(u32, u64, bool), Vec<usize>>,
     dios: FastMap<u64, usize>,
-    punches: FastMap<u32, usize>,
+    /// Punch and truncate slices open, keyed as the model keys them (by id
+    /// when the trace has ids).
+    punches: FastMap<OpKey, usize>,
     kernel: FastMap<u32, usize>,
     /// Recent releases: (event index, the released hold's task slice).
     released: VecDeque<(u64, usize)>,
@@ -252,13 +254,13 @@ impl Builder {
 
     /// A punch or truncate of task `tid` begins: a slice on its track
     /// until the matching end (one still open lost its end).
-    fn begin_punch(&mut self, m: &Model, tid: u32, pid: u32, ts: u64, name: String) {
+    fn begin_punch(&mut self, m: &Model, key: OpKey, tid: u32, pid: u32, ts: u64, name: String) {
         self.task(m, tid, pid);
-        if let Some(p) = self.punches.remove(&tid) {
+        if let Some(p) = self.punches.remove(&key) {
             self.close(p, ts, Some("lost"));
         }
         let p = self.open(m, Track::Task(tid), ts, SliceKind::Io, name, Vec::new());
-        self.punches.insert(tid, p);
+        self.punches.insert(key, p);
     }
 
     fn close(&mut self, i: usize, ts: u64, outcome: Option<&str>) {
@@ -512,20 +514,35 @@ impl Builder {
                     self.close(d, ts, None);
                 }
             }
-            Body::PunchBegin { dev, ino, pos, len } => {
+            Body::PunchBegin {
+                dev,
+                ino,
+                pos,
+                len,
+                op,
+                id,
+            } => {
                 self.begin_punch(
                     m,
+                    OpKey::new(tid, *id),
                     tid,
                     pid,
                     ts,
-                    format!("punch {dev}/{ino} pos {pos} len {len}"),
+                    format!("{} {dev}/{ino} pos {pos} len {len}", op.as_str()),
                 );
             }
-            Body::TruncateBegin { dev, ino, size } => {
-                self.begin_punch(m, tid, pid, ts, format!("truncate {dev}/{ino} to {size}"));
+            Body::TruncateBegin { dev, ino, size, id } => {
+                self.begin_punch(
+                    m,
+                    OpKey::new(tid, *id),
+                    tid,
+                    pid,
+                    ts,
+                    format!("truncate {dev}/{ino} to {size}"),
+                );
             }
-            Body::PunchEnd { ret } | Body::TruncateEnd { ret } => {
-                if let Some(p) = self.punches.remove(&tid) {
+            Body::PunchEnd { ret, id } | Body::TruncateEnd { ret, id } => {
+                if let Some(p) = self.punches.remove(&OpKey::new(tid, *id)) {
                     self.tl.slices[p].args.push(("ret", ret.to_string()));
                     self.close(p, ts, None);
                 }

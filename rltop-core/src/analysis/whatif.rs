@@ -61,8 +61,8 @@ use rl_reference::{ExclFifo, Mode as RefMode, Outcome, Rw, StateMachine};
 use serde::Serialize;
 
 use super::engine::Analysis;
-use crate::events::{Body, Dev, Event};
-use crate::model::{FastMap, PAGE_SHIFT, byte_pages};
+use crate::events::{Body, Dev, Event, PunchOp};
+use crate::model::{FastMap, OpKey, PAGE_SHIFT, byte_pages};
 
 /// Replay settings.
 #[derive(Clone, Copy, Debug)]
@@ -134,8 +134,9 @@ pub struct Collector {
     seq: u64,
     /// Begun DIOs by `io`: the op with its hold still unknown.
     dios: FastMap<u64, FileOp>,
-    /// Begun punches and truncates by task.
-    punches: FastMap<u32, FileOp>,
+    /// Begun punches and truncates, by id (by task in traces without ids:
+    /// an end with an id may come from another task than its begin).
+    punches: FastMap<OpKey, FileOp>,
     /// Begin times of the operations in flight (a multiset).
     in_flight: BTreeMap<u64, u32>,
     /// The latest time seen.
@@ -228,28 +229,43 @@ impl Collector {
                 }
                 None => self.unmatched += 1,
             },
-            Body::PunchBegin { dev, ino, pos, len } => {
-                if let Some((s, l)) = byte_pages(pos, len) {
+            Body::PunchBegin {
+                dev,
+                ino,
+                pos,
+                len,
+                op: pop,
+                id,
+            } => {
+                // Zero locks its range as a punch does; collapse and insert
+                // move every page from `pos` on, so they lock to ~0.
+                let pages = match pop {
+                    PunchOp::Collapse | PunchOp::Insert if len > 0 => {
+                        Some((pos >> PAGE_SHIFT, u64::MAX))
+                    }
+                    _ => byte_pages(pos, len),
+                };
+                if let Some((s, l)) = pages {
                     self.begin(ev.ts);
                     let o = op(OpKind::Punch, dev, ino, s, l, 0);
-                    if let Some(old) = self.punches.insert(ev.tid, o) {
+                    if let Some(old) = self.punches.insert(OpKey::new(ev.tid, id), o) {
                         self.end(old.ts);
                         self.unmatched += 1;
                     }
                 }
             }
-            Body::TruncateBegin { dev, ino, size } => {
+            Body::TruncateBegin { dev, ino, size, id } => {
                 let first = size.div_ceil(1 << PAGE_SHIFT);
                 self.begin(ev.ts);
                 let o = op(OpKind::Truncate, dev, ino, first, u64::MAX, 0);
-                if let Some(old) = self.punches.insert(ev.tid, o) {
+                if let Some(old) = self.punches.insert(OpKey::new(ev.tid, id), o) {
                     self.end(old.ts);
                     self.unmatched += 1;
                 }
             }
-            Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
+            Body::PunchEnd { id, .. } | Body::TruncateEnd { id, .. } => {
                 let truncate = matches!(ev.body, Body::TruncateEnd { .. });
-                match self.punches.remove(&ev.tid) {
+                match self.punches.remove(&OpKey::new(ev.tid, id)) {
                     Some(mut o) if (o.kind == OpKind::Truncate) == truncate => {
                         self.end(o.ts);
                         o.hold = ev.ts.saturating_sub(o.ts);
@@ -1122,6 +1138,7 @@ mod tests {
                     dev: DEV,
                     ino: 1,
                     size: 5000,
+                    id: None,
                 },
             ),
             ev(
@@ -1135,8 +1152,8 @@ mod tests {
                 },
             ),
             ev(30, 0, Body::DioEnd { io: 7, ret: 8192 }),
-            ev(40, 2, Body::TruncateEnd { ret: 0 }),
-            ev(50, 4, Body::PunchEnd { ret: 0 }),
+            ev(40, 2, Body::TruncateEnd { ret: 0, id: None }),
+            ev(50, 4, Body::PunchEnd { ret: 0, id: None }),
         ];
         let mut c = Collector::new(Config { page_hold_ns: 5 });
         for e in &evs {
@@ -1153,6 +1170,78 @@ mod tests {
                 (10, 1, OpKind::DioWrite, 1, 2, 20),
                 (15, 2, OpKind::Truncate, 2, u64::MAX, 25),
                 (20, 3, OpKind::PageAdd, 8, 11, 5),
+            ]
+        );
+        assert_eq!(unmatched, 1);
+    }
+
+    /// With ids, an end pairs with the begin of its id whichever task emits
+    /// it; collapse locks from its position to ~0.
+    #[test]
+    fn collector_pairs_by_id_across_tasks() {
+        let ev = |ts, tid, body| Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: None,
+            body,
+        };
+        let punch = |ts, tid, op, id| {
+            ev(
+                ts,
+                tid,
+                Body::PunchBegin {
+                    dev: DEV,
+                    ino: 1,
+                    pos: 8192,
+                    len: 4096,
+                    op,
+                    id: Some(id),
+                },
+            )
+        };
+        let evs = [
+            punch(10, 1, PunchOp::Punch, 5),
+            punch(11, 1, PunchOp::Collapse, 6),
+            ev(
+                20,
+                9,
+                Body::PunchEnd {
+                    ret: 0,
+                    id: Some(6),
+                },
+            ),
+            ev(
+                30,
+                8,
+                Body::PunchEnd {
+                    ret: 0,
+                    id: Some(5),
+                },
+            ),
+            ev(
+                31,
+                1,
+                Body::PunchEnd {
+                    ret: 0,
+                    id: Some(7),
+                },
+            ),
+        ];
+        let mut c = Collector::new(Config::default());
+        for e in &evs {
+            c.event(e);
+        }
+        let (ops, unmatched) = c.finish();
+        let got: Vec<_> = ops
+            .iter()
+            .map(|o| (o.ts, o.tid, o.kind, o.start, o.last, o.hold))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10, 1, OpKind::Punch, 2, 2, 20),
+                (11, 1, OpKind::Punch, 2, u64::MAX, 9),
             ]
         );
         assert_eq!(unmatched, 1);

@@ -16,7 +16,7 @@ use std::io::{self, BufRead, Read, Write};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::{Body, Dev, Event, Mode};
+use super::{Body, Dev, Event, Mode, PunchOp};
 
 /// Longest accepted line, newline excluded.
 pub const MAX_LINE: usize = 1 << 20;
@@ -102,10 +102,10 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 30] = [
+const FIELDS: [&str; 33] = [
     "ts", "kind", "tid", "pid", "cpu", "comm", "tree", "dev", "ino", "lock", "start", "last",
     "mode", "mm", "write", "success", "index", "order", "io", "pos", "len", "ret", "size", "addr",
-    "flags", "text", "count", "since", "held", "stack",
+    "flags", "text", "count", "since", "held", "stack", "op", "id", "first",
 ];
 
 #[derive(Clone, Copy)]
@@ -141,6 +141,9 @@ enum F {
     Since,
     Held,
     Stack,
+    Op,
+    Id,
+    First,
 }
 
 impl F {
@@ -149,20 +152,20 @@ impl F {
     }
 }
 
-const fn mask(fields: &[F]) -> u32 {
+const fn mask(fields: &[F]) -> u64 {
     let mut m = 0;
     let mut i = 0;
     while i < fields.len() {
-        m |= 1 << fields[i] as u32;
+        m |= 1 << fields[i] as u64;
         i += 1;
     }
     m
 }
 
-const COMMON: u32 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
+const COMMON: u64 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u32); 24] = [
+const KINDS: [(&str, u64); 26] = [
     ("task", mask(&[F::Comm])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
@@ -183,10 +186,13 @@ const KINDS: [(&str, u32); 24] = [
         mask(&[F::Io, F::Dev, F::Ino, F::Pos, F::Len, F::Write]),
     ),
     ("dio_end", mask(&[F::Io, F::Ret])),
-    ("punch_begin", mask(&[F::Dev, F::Ino, F::Pos, F::Len])),
-    ("punch_end", mask(&[F::Ret])),
-    ("truncate_begin", mask(&[F::Dev, F::Ino, F::Size])),
-    ("truncate_end", mask(&[F::Ret])),
+    (
+        "punch_begin",
+        mask(&[F::Dev, F::Ino, F::Pos, F::Len, F::Op, F::Id]),
+    ),
+    ("punch_end", mask(&[F::Ret, F::Id])),
+    ("truncate_begin", mask(&[F::Dev, F::Ino, F::Size, F::Id])),
+    ("truncate_end", mask(&[F::Ret, F::Id])),
     ("contention_begin", mask(&[F::Addr, F::Flags])),
     ("contention_end", mask(&[F::Ret, F::Addr])),
     ("marker", mask(&[F::Text])),
@@ -196,6 +202,11 @@ const KINDS: [(&str, u32); 24] = [
         "ordering_evidence",
         mask(&[F::Mm, F::Write, F::Held, F::Stack]),
     ),
+    (
+        "invalidate_begin",
+        mask(&[F::Dev, F::Ino, F::First, F::Last, F::Id]),
+    ),
+    ("invalidate_end", mask(&[F::Dev, F::Ino, F::Id])),
 ];
 
 /// One parsed JSON object: the known fields by index, plus the first
@@ -240,7 +251,7 @@ impl<'de> de::Deserialize<'de> for Object {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
                 let mut obj = Object {
-                    values: Default::default(),
+                    values: std::array::from_fn(|_| None),
                     unknown: None,
                     duplicate: None,
                 };
@@ -326,6 +337,19 @@ impl Object {
             .map_err(|msg| invalid(Reason::BadValue { field: "dev", msg }))
     }
 
+    fn punch_op(&mut self) -> Result<PunchOp, JsonlError> {
+        match self.take(F::Op) {
+            None => Ok(PunchOp::Punch),
+            Some(Value::String(s)) if PunchOp::parse(&s).is_some() => {
+                Ok(PunchOp::parse(&s).unwrap_or_default())
+            }
+            Some(_) => Err(bad_type(
+                F::Op,
+                "\"punch\", \"zero\", \"collapse\" or \"insert\"",
+            )),
+        }
+    }
+
     fn mode(&mut self) -> Result<Mode, JsonlError> {
         match self.req(F::Mode)? {
             Value::String(s) if s == "excl" => Ok(Mode::Excl),
@@ -381,7 +405,9 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
         return Err(invalid(Reason::UnknownField { field, kind }));
     }
     let allowed = allowed | COMMON;
-    if let Some(i) = (0..FIELDS.len()).find(|&i| o.values[i].is_some() && allowed & (1 << i) == 0) {
+    if let Some(i) =
+        (0..FIELDS.len()).find(|&i| o.values[i].is_some() && allowed & (1u64 << i) == 0)
+    {
         return Err(invalid(Reason::UnknownField {
             field: FIELDS[i].to_owned(),
             kind,
@@ -468,17 +494,34 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             ino: o.u64(F::Ino)?,
             pos: o.u64(F::Pos)?,
             len: o.u64(F::Len)?,
+            op: o.punch_op()?,
+            id: o.opt_u64(F::Id)?,
         },
         "punch_end" => Body::PunchEnd {
             ret: o.i64(F::Ret)?,
+            id: o.opt_u64(F::Id)?,
         },
         "truncate_begin" => Body::TruncateBegin {
             dev: o.dev()?,
             ino: o.u64(F::Ino)?,
             size: o.u64(F::Size)?,
+            id: o.opt_u64(F::Id)?,
         },
         "truncate_end" => Body::TruncateEnd {
             ret: o.i64(F::Ret)?,
+            id: o.opt_u64(F::Id)?,
+        },
+        "invalidate_begin" => Body::InvalidateBegin {
+            dev: o.dev()?,
+            ino: o.u64(F::Ino)?,
+            first: o.u64(F::First)?,
+            last: o.u64(F::Last)?,
+            id: o.opt_u64(F::Id)?,
+        },
+        "invalidate_end" => Body::InvalidateEnd {
+            dev: o.dev()?,
+            ino: o.u64(F::Ino)?,
+            id: o.opt_u64(F::Id)?,
         },
         "contention_begin" => Body::ContentionBegin {
             addr: o.u64(F::Addr)?,
@@ -712,18 +755,51 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             o.u64("io", *io)?;
             o.i64("ret", *ret)?;
         }
-        Body::PunchBegin { dev, ino, pos, len } => {
+        Body::PunchBegin {
+            dev,
+            ino,
+            pos,
+            len,
+            op,
+            id,
+        } => {
             o.dev(*dev)?;
             o.u64("ino", *ino)?;
             o.u64("pos", *pos)?;
             o.u64("len", *len)?;
+            if *op != PunchOp::Punch {
+                o.str("op", op.as_str())?;
+            }
+            o.opt_u64("id", *id)?;
         }
-        Body::TruncateBegin { dev, ino, size } => {
+        Body::TruncateBegin { dev, ino, size, id } => {
             o.dev(*dev)?;
             o.u64("ino", *ino)?;
             o.u64("size", *size)?;
+            o.opt_u64("id", *id)?;
         }
-        Body::PunchEnd { ret } | Body::TruncateEnd { ret } => o.i64("ret", *ret)?,
+        Body::PunchEnd { ret, id } | Body::TruncateEnd { ret, id } => {
+            o.i64("ret", *ret)?;
+            o.opt_u64("id", *id)?;
+        }
+        Body::InvalidateBegin {
+            dev,
+            ino,
+            first,
+            last,
+            id,
+        } => {
+            o.dev(*dev)?;
+            o.u64("ino", *ino)?;
+            o.u64("first", *first)?;
+            o.u64("last", *last)?;
+            o.opt_u64("id", *id)?;
+        }
+        Body::InvalidateEnd { dev, ino, id } => {
+            o.dev(*dev)?;
+            o.u64("ino", *ino)?;
+            o.opt_u64("id", *id)?;
+        }
         Body::ContentionBegin { addr, flags } => {
             o.u64("addr", *addr)?;
             o.u64("flags", (*flags).into())?;
@@ -781,6 +857,13 @@ impl<W: Write> Out<'_, W> {
         self.num(v)
     }
 
+    fn opt_u64(&mut self, k: &str, v: Option<u64>) -> io::Result<()> {
+        match v {
+            Some(v) => self.u64(k, v),
+            None => Ok(()),
+        }
+    }
+
     fn i64(&mut self, k: &str, v: i64) -> io::Result<()> {
         self.key(k)?;
         self.num(v)
@@ -817,92 +900,131 @@ pub(crate) mod tests {
         let dev = (0u32..1 << 12, 0u32..1 << 20).prop_map(|(major, minor)| Dev { major, minor });
         let mode = prop_oneof![Just(Mode::Excl), Just(Mode::Read), Just(Mode::Write)];
         let s = "\\PC{0,20}|[\\x00-\\x1f\"\\\\]{0,4}";
-        let body =
-            prop_oneof![
-                s.prop_map(|comm| Body::Task { comm }),
-                (any::<u64>(), dev.clone(), any::<u64>()).prop_map(|(tree, dev, ino)| Body::Tree {
+        let body = prop_oneof![
+            s.prop_map(|comm| Body::Task { comm }),
+            (any::<u64>(), dev.clone(), any::<u64>()).prop_map(|(tree, dev, ino)| Body::Tree {
+                tree,
+                dev,
+                ino
+            }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), mode).prop_map(
+                |(tree, lock, start, last, mode)| Body::RlRequest {
                     tree,
+                    lock,
+                    start,
+                    last,
+                    mode
+                }
+            ),
+            (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlAcquired { tree, lock }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(tree, lock)| Body::RlTrylockFailed { tree, lock }),
+            (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlCancel { tree, lock }),
+            (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlRelease { tree, lock }),
+            (any::<u64>(), any::<bool>())
+                .prop_map(|(mm, write)| Body::MmapLockRequest { mm, write }),
+            (any::<u64>(), any::<bool>(), any::<bool>())
+                .prop_map(|(mm, write, success)| Body::MmapLockAcquired { mm, write, success }),
+            (any::<u64>(), any::<bool>())
+                .prop_map(|(mm, write)| Body::MmapLockRelease { mm, write }),
+            (dev.clone(), any::<u64>(), any::<u64>()).prop_map(|(dev, ino, index)| Body::Fault {
+                dev,
+                ino,
+                index
+            }),
+            (
+                dev.clone(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<Option<u32>>()
+            )
+                .prop_map(|(dev, ino, index, order)| Body::PageAdd {
                     dev,
-                    ino
+                    ino,
+                    index,
+                    order
                 }),
-                (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), mode).prop_map(
-                    |(tree, lock, start, last, mode)| Body::RlRequest {
-                        tree,
-                        lock,
-                        start,
-                        last,
-                        mode
-                    }
-                ),
-                (any::<u64>(), any::<u64>())
-                    .prop_map(|(tree, lock)| Body::RlAcquired { tree, lock }),
-                (any::<u64>(), any::<u64>())
-                    .prop_map(|(tree, lock)| Body::RlTrylockFailed { tree, lock }),
-                (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlCancel { tree, lock }),
-                (any::<u64>(), any::<u64>())
-                    .prop_map(|(tree, lock)| Body::RlRelease { tree, lock }),
-                (any::<u64>(), any::<bool>())
-                    .prop_map(|(mm, write)| Body::MmapLockRequest { mm, write }),
-                (any::<u64>(), any::<bool>(), any::<bool>())
-                    .prop_map(|(mm, write, success)| Body::MmapLockAcquired { mm, write, success }),
-                (any::<u64>(), any::<bool>())
-                    .prop_map(|(mm, write)| Body::MmapLockRelease { mm, write }),
-                (dev.clone(), any::<u64>(), any::<u64>())
-                    .prop_map(|(dev, ino, index)| Body::Fault { dev, ino, index }),
-                (
-                    dev.clone(),
-                    any::<u64>(),
-                    any::<u64>(),
-                    any::<Option<u32>>()
-                )
-                    .prop_map(|(dev, ino, index, order)| Body::PageAdd {
-                        dev,
-                        ino,
-                        index,
-                        order
-                    }),
-                (
-                    any::<u64>(),
-                    dev.clone(),
-                    any::<u64>(),
-                    any::<u64>(),
-                    any::<u64>(),
-                    any::<bool>()
-                )
-                    .prop_map(|(io, dev, ino, pos, len, write)| Body::DioBegin {
-                        io,
-                        dev,
-                        ino,
-                        pos,
-                        len,
-                        write
-                    }),
-                (any::<u64>(), any::<i64>()).prop_map(|(io, ret)| Body::DioEnd { io, ret }),
-                (dev.clone(), any::<u64>(), any::<u64>(), any::<u64>())
-                    .prop_map(|(dev, ino, pos, len)| Body::PunchBegin { dev, ino, pos, len }),
-                any::<i64>().prop_map(|ret| Body::PunchEnd { ret }),
-                (dev, any::<u64>(), any::<u64>())
-                    .prop_map(|(dev, ino, size)| Body::TruncateBegin { dev, ino, size }),
-                any::<i64>().prop_map(|ret| Body::TruncateEnd { ret }),
-                (any::<u64>(), any::<u32>())
-                    .prop_map(|(addr, flags)| Body::ContentionBegin { addr, flags }),
-                (any::<Option<u64>>(), any::<i64>())
-                    .prop_map(|(addr, ret)| Body::ContentionEnd { addr, ret }),
-                s.prop_map(|text| Body::Marker { text }),
-                (any::<u64>(), any::<u32>(), any::<Option<u64>>())
-                    .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
-                Just(Body::Exit),
-                (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(
-                    |(mm, write, held, stack)| {
-                        Body::OrderingEvidence {
-                            mm,
-                            write,
-                            held,
-                            stack,
-                        }
-                    }
-                ),
-            ];
+            (
+                any::<u64>(),
+                dev.clone(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<bool>()
+            )
+                .prop_map(|(io, dev, ino, pos, len, write)| Body::DioBegin {
+                    io,
+                    dev,
+                    ino,
+                    pos,
+                    len,
+                    write
+                }),
+            (any::<u64>(), any::<i64>()).prop_map(|(io, ret)| Body::DioEnd { io, ret }),
+            (
+                dev.clone(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                prop::sample::select(&PunchOp::ALL[..]),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(dev, ino, pos, len, op, id)| Body::PunchBegin {
+                    dev,
+                    ino,
+                    pos,
+                    len,
+                    op,
+                    id
+                }),
+            (any::<i64>(), any::<Option<u64>>()).prop_map(|(ret, id)| Body::PunchEnd { ret, id }),
+            (
+                dev.clone(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(dev, ino, size, id)| Body::TruncateBegin {
+                    dev,
+                    ino,
+                    size,
+                    id
+                }),
+            (any::<i64>(), any::<Option<u64>>())
+                .prop_map(|(ret, id)| Body::TruncateEnd { ret, id }),
+            (
+                dev.clone(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(dev, ino, first, last, id)| Body::InvalidateBegin {
+                    dev,
+                    ino,
+                    first,
+                    last,
+                    id
+                }),
+            (dev, any::<u64>(), any::<Option<u64>>())
+                .prop_map(|(dev, ino, id)| Body::InvalidateEnd { dev, ino, id }),
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(addr, flags)| Body::ContentionBegin { addr, flags }),
+            (any::<Option<u64>>(), any::<i64>())
+                .prop_map(|(addr, ret)| Body::ContentionEnd { addr, ret }),
+            s.prop_map(|text| Body::Marker { text }),
+            (any::<u64>(), any::<u32>(), any::<Option<u64>>())
+                .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
+            Just(Body::Exit),
+            (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(|(mm, write, held, stack)| {
+                Body::OrderingEvidence {
+                    mm,
+                    write,
+                    held,
+                    stack,
+                }
+            }),
+        ];
         (
             any::<u64>(),
             any::<u32>(),
@@ -969,6 +1091,102 @@ pub(crate) mod tests {
         assert_eq!(
             line(&ev),
             "{\"ts\":5,\"kind\":\"dio_begin\",\"tid\":7,\"pid\":6,\"cpu\":1,\"io\":9,\"dev\":\"8:3\",\"ino\":12,\"pos\":8192,\"len\":4096,\"write\":true}\n"
+        );
+    }
+
+    /// The fields issue 14 added: `op` and `id` on punch and truncate
+    /// events, the two window kinds; absent, they mean what they meant.
+    #[test]
+    fn file_operation_ids_ops_and_windows() {
+        let dev = Dev { major: 7, minor: 1 };
+        let cases = [
+            (
+                r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"pos":0,"len":4096,"op":"collapse","id":4096}"#,
+                Body::PunchBegin {
+                    dev,
+                    ino: 12,
+                    pos: 0,
+                    len: 4096,
+                    op: PunchOp::Collapse,
+                    id: Some(4096),
+                },
+            ),
+            // An old line: a punch, paired by task.
+            (
+                r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"pos":0,"len":4096}"#,
+                Body::PunchBegin {
+                    dev,
+                    ino: 12,
+                    pos: 0,
+                    len: 4096,
+                    op: PunchOp::Punch,
+                    id: None,
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"punch_end","tid":9,"pid":9,"ret":-95,"id":4096}"#,
+                Body::PunchEnd {
+                    ret: -95,
+                    id: Some(4096),
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"truncate_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"size":0,"id":1}"#,
+                Body::TruncateBegin {
+                    dev,
+                    ino: 12,
+                    size: 0,
+                    id: Some(1),
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"truncate_end","tid":2,"pid":2,"ret":0}"#,
+                Body::TruncateEnd { ret: 0, id: None },
+            ),
+            (
+                r#"{"ts":1,"kind":"invalidate_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"first":1,"last":18446744073709551615,"id":1}"#,
+                Body::InvalidateBegin {
+                    dev,
+                    ino: 12,
+                    first: 1,
+                    last: u64::MAX,
+                    id: Some(1),
+                },
+            ),
+            (
+                r#"{"ts":1,"kind":"invalidate_end","tid":2,"pid":2,"dev":"7:1","ino":12,"id":1}"#,
+                Body::InvalidateEnd {
+                    dev,
+                    ino: 12,
+                    id: Some(1),
+                },
+            ),
+        ];
+        for (text, body) in cases {
+            let ev = parse_line(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(ev.body, body, "{text}");
+            // Canonical form: written back as read.
+            assert_eq!(line(&ev).trim_end(), text);
+        }
+        // `"op":"punch"` is the default, so it is not written back.
+        let ev = parse_line(
+            r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":12,"pos":0,"len":1,"op":"punch"}"#,
+        )
+        .unwrap();
+        assert!(!line(&ev).contains("\"op\""));
+        assert_eq!(
+            err(
+                r#"{"ts":1,"kind":"punch_begin","tid":2,"pid":2,"dev":"7:1","ino":1,"pos":0,"len":1,"op":"trim"}"#
+            ),
+            "field \"op\" must be \"punch\", \"zero\", \"collapse\" or \"insert\""
+        );
+        assert_eq!(
+            err(r#"{"ts":1,"kind":"dio_end","tid":2,"pid":2,"io":1,"ret":0,"id":3}"#),
+            "unknown field \"id\" for kind \"dio_end\""
+        );
+        assert_eq!(
+            err(r#"{"ts":1,"kind":"invalidate_end","tid":2,"pid":2,"dev":"7:1","id":3}"#),
+            "missing field \"ino\""
         );
     }
 

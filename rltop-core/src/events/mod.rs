@@ -80,6 +80,38 @@ impl Mode {
     }
 }
 
+/// What a `punch_begin` does: JSONL `op`, `"punch"` when absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PunchOp {
+    #[default]
+    Punch,
+    Zero,
+    Collapse,
+    Insert,
+}
+
+impl PunchOp {
+    pub const ALL: [PunchOp; 4] = [
+        PunchOp::Punch,
+        PunchOp::Zero,
+        PunchOp::Collapse,
+        PunchOp::Insert,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PunchOp::Punch => "punch",
+            PunchOp::Zero => "zero",
+            PunchOp::Collapse => "collapse",
+            PunchOp::Insert => "insert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PunchOp> {
+        PunchOp::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
 /// One event: the common fields and what happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -164,22 +196,49 @@ pub enum Body {
         io: u64,
         ret: i64,
     },
+    /// A punch hole, zero, collapse or insert range over bytes
+    /// `[pos, pos + len)`. With an `id`, it pairs with the `punch_end` of
+    /// the same id, whichever task ends it; without one (older traces),
+    /// with the same task's next `punch_end`.
     PunchBegin {
         dev: Dev,
         ino: u64,
         pos: u64,
         len: u64,
+        op: PunchOp,
+        id: Option<u64>,
     },
     PunchEnd {
         ret: i64,
+        id: Option<u64>,
     },
+    /// A truncate to `size` bytes; `id` pairs it as for punches.
     TruncateBegin {
         dev: Dev,
         ino: u64,
         size: u64,
+        id: Option<u64>,
     },
     TruncateEnd {
         ret: i64,
+        id: Option<u64>,
+    },
+    /// The task doing operation `id` holds the mapping's `invalidate_lock`
+    /// exclusively and has not yet begun invalidating the page cache of
+    /// pages `[first, last]` (`last` may be `u64::MAX`, for truncate). See
+    /// `docs/kernel-fs-ops.md` for where each filesystem proves that.
+    InvalidateBegin {
+        dev: Dev,
+        ino: u64,
+        first: u64,
+        last: u64,
+        id: Option<u64>,
+    },
+    /// The same task still holds that lock and has freed the range's blocks.
+    InvalidateEnd {
+        dev: Dev,
+        ino: u64,
+        id: Option<u64>,
     },
     /// `addr` is an rltop extension of the contract: the kernel's
     /// `contention_end` carries the lock address, and pairing needs it.
@@ -241,6 +300,8 @@ impl Body {
             Body::Lost { .. } => "lost",
             Body::Exit => "exit",
             Body::OrderingEvidence { .. } => "ordering_evidence",
+            Body::InvalidateBegin { .. } => "invalidate_begin",
+            Body::InvalidateEnd { .. } => "invalidate_end",
         }
     }
 
@@ -283,6 +344,8 @@ impl Body {
             Body::Lost { .. } => Tag::Lost,
             Body::Exit => Tag::Exit,
             Body::OrderingEvidence { .. } => Tag::OrderingEvidence,
+            Body::InvalidateBegin { .. } => Tag::InvalidateBegin,
+            Body::InvalidateEnd { .. } => Tag::InvalidateEnd,
         }
     }
 }
@@ -316,9 +379,11 @@ pub enum Tag {
     Lost,
     Exit,
     OrderingEvidence,
+    InvalidateBegin,
+    InvalidateEnd,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = Tag::InvalidateEnd as usize + 1; // the last variant
 }

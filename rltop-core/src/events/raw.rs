@@ -1,11 +1,11 @@
 //! Decoding of kernel ring-buffer records (`rl-common`) into [`Event`]s.
 
 use rl_common::{
-    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_SUCCESS, FLAG_WRITE, Kind, MARKER_RECORD_SIZE,
-    MARKER_TEXT_LEN, RECORD_SIZE, RecordHeader,
+    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_ID, FLAG_NO_ORDER, FLAG_SUCCESS, FLAG_WRITE, Kind,
+    MARKER_RECORD_SIZE, MARKER_TEXT_LEN, OP_MASK, RECORD_SIZE, RecordHeader,
 };
 
-use super::{Body, Dev, Event, Mode};
+use super::{Body, Dev, Event, Mode, PunchOp};
 
 /// What the decoder puts in an `ordering_evidence` stack before user space
 /// symbolizes it: this prefix and the kernel stack id.
@@ -88,6 +88,8 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
     let w = |i: usize| u64_at(b, HDR + 8 * i);
     let dev = Dev::from_kernel(h.dev);
     let write = h.flags & FLAG_WRITE != 0;
+    // The id of punch, truncate and invalidate records, in word `i`.
+    let id = |i: usize| (h.flags & FLAG_ID != 0).then(|| w(i));
     let body = match kind {
         Kind::Task => Body::Task {
             comm: c_text(&b[HDR..HDR + COMM_LEN]),
@@ -140,7 +142,8 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             dev,
             ino: w(0),
             index: w(1),
-            order: Some(w(2) as u32),
+            // Without the tracepoint's order field the size is unknown.
+            order: (h.flags & FLAG_NO_ORDER == 0).then(|| w(2) as u32),
         },
         Kind::DioBegin => Body::DioBegin {
             io: w(0),
@@ -159,14 +162,35 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             ino: w(0),
             pos: w(1),
             len: w(2),
+            op: PunchOp::ALL[usize::from(h.flags & OP_MASK)],
+            id: id(3),
         },
-        Kind::PunchEnd => Body::PunchEnd { ret: w(0) as i64 },
+        Kind::PunchEnd => Body::PunchEnd {
+            ret: w(0) as i64,
+            id: id(1),
+        },
         Kind::TruncateBegin => Body::TruncateBegin {
             dev,
             ino: w(0),
             size: w(1),
+            id: id(2),
         },
-        Kind::TruncateEnd => Body::TruncateEnd { ret: w(0) as i64 },
+        Kind::TruncateEnd => Body::TruncateEnd {
+            ret: w(0) as i64,
+            id: id(1),
+        },
+        Kind::InvalidateBegin => Body::InvalidateBegin {
+            dev,
+            ino: w(0),
+            first: w(1),
+            last: w(2),
+            id: id(3),
+        },
+        Kind::InvalidateEnd => Body::InvalidateEnd {
+            dev,
+            ino: w(0),
+            id: id(1),
+        },
         Kind::ContentionBegin => Body::ContentionBegin {
             addr: w(0),
             flags: w(1) as u32,
@@ -310,6 +334,101 @@ mod tests {
                 write: true,
                 held: 2,
                 stack: "stackid:-14".into()
+            }
+        );
+    }
+
+    fn rec(kind: Kind, flags: u8, w: [u64; 4]) -> Record {
+        Record {
+            hdr: RecordHeader {
+                ts: 1,
+                tid: 2,
+                pid: 2,
+                kind: kind as u8,
+                flags,
+                cpu: 0,
+                dev: (7 << 20) | 1,
+            },
+            w,
+        }
+    }
+
+    #[test]
+    fn decodes_ops_with_their_ids_and_windows() {
+        let dev = Dev { major: 7, minor: 1 };
+        let d = |r: Record| decode(&bytes(&r)).unwrap().body;
+        assert_eq!(
+            d(rec(Kind::PunchBegin, FLAG_ID | 2, [12, 4096, 8192, 77])),
+            Body::PunchBegin {
+                dev,
+                ino: 12,
+                pos: 4096,
+                len: 8192,
+                op: PunchOp::Collapse,
+                id: Some(77)
+            }
+        );
+        // Without FLAG_ID the spare word is not an id.
+        assert_eq!(
+            d(rec(Kind::PunchBegin, 0, [12, 0, 1, 99])),
+            Body::PunchBegin {
+                dev,
+                ino: 12,
+                pos: 0,
+                len: 1,
+                op: PunchOp::Punch,
+                id: None
+            }
+        );
+        assert_eq!(
+            d(rec(Kind::PunchEnd, FLAG_ID, [(-22i64) as u64, 77, 0, 0])),
+            Body::PunchEnd {
+                ret: -22,
+                id: Some(77)
+            }
+        );
+        assert_eq!(
+            d(rec(Kind::TruncateBegin, FLAG_ID, [12, 100, 5, 0])),
+            Body::TruncateBegin {
+                dev,
+                ino: 12,
+                size: 100,
+                id: Some(5)
+            }
+        );
+        assert_eq!(
+            d(rec(Kind::TruncateEnd, FLAG_ID, [0, 5, 0, 0])),
+            Body::TruncateEnd {
+                ret: 0,
+                id: Some(5)
+            }
+        );
+        assert_eq!(
+            d(rec(Kind::InvalidateBegin, FLAG_ID, [12, 1, u64::MAX, 5])),
+            Body::InvalidateBegin {
+                dev,
+                ino: 12,
+                first: 1,
+                last: u64::MAX,
+                id: Some(5)
+            }
+        );
+        assert_eq!(
+            d(rec(Kind::InvalidateEnd, FLAG_ID, [12, 5, 0, 0])),
+            Body::InvalidateEnd {
+                dev,
+                ino: 12,
+                id: Some(5)
+            }
+        );
+        // A page_add from a tracepoint without `order`: size unknown.
+        assert_eq!(
+            d(rec(Kind::PageAdd, FLAG_NO_ORDER, [12, 3, 0, 0])),
+            Body::PageAdd {
+                dev,
+                ino: 12,
+                index: 3,
+                order: None
             }
         );
     }

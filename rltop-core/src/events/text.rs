@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use super::{Body, Event};
+use super::{Body, Event, PunchOp};
 
 /// Writes events as text lines. It remembers each task's `comm` (from `task`
 /// events, forgotten at `exit`) so later lines can name the task.
@@ -63,6 +63,13 @@ impl TextWriter {
 
 fn rw(write: bool) -> &'static str {
     if write { "write" } else { "read" }
+}
+
+fn write_id(w: &mut impl Write, id: Option<u64>) -> io::Result<()> {
+    match id {
+        Some(id) => write!(w, " id {id}"),
+        None => Ok(()),
+    }
 }
 
 fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
@@ -119,11 +126,47 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             rw(*write)
         ),
         Body::DioEnd { io, ret } => write!(w, " io {io:#x} ret {ret}"),
-        Body::PunchBegin { dev, ino, pos, len } => {
-            write!(w, " {dev} ino {ino} pos {pos} len {len}")
+        Body::PunchBegin {
+            dev,
+            ino,
+            pos,
+            len,
+            op,
+            id,
+        } => {
+            write!(w, " {dev} ino {ino} pos {pos} len {len}")?;
+            if *op != PunchOp::Punch {
+                write!(w, " op {}", op.as_str())?;
+            }
+            write_id(w, *id)
         }
-        Body::TruncateBegin { dev, ino, size } => write!(w, " {dev} ino {ino} size {size}"),
-        Body::PunchEnd { ret } | Body::TruncateEnd { ret } => write!(w, " ret {ret}"),
+        Body::TruncateBegin { dev, ino, size, id } => {
+            write!(w, " {dev} ino {ino} size {size}")?;
+            write_id(w, *id)
+        }
+        Body::PunchEnd { ret, id } | Body::TruncateEnd { ret, id } => {
+            write!(w, " ret {ret}")?;
+            write_id(w, *id)
+        }
+        Body::InvalidateBegin {
+            dev,
+            ino,
+            first,
+            last,
+            id,
+        } => {
+            write!(w, " {dev} ino {ino} pages {first}-")?;
+            if *last == u64::MAX {
+                w.write_all(b"~0")?;
+            } else {
+                write!(w, "{last}")?;
+            }
+            write_id(w, *id)
+        }
+        Body::InvalidateEnd { dev, ino, id } => {
+            write!(w, " {dev} ino {ino}")?;
+            write_id(w, *id)
+        }
         Body::ContentionBegin { addr, flags } => write!(w, " addr {addr:#x} flags {flags:#x}"),
         Body::ContentionEnd { addr, ret } => {
             if let Some(a) = addr {
@@ -167,6 +210,7 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::events::Dev;
+    use crate::testing::ev;
 
     /// An event of task `tid` of process 1234, on CPU 1 (the text shows both).
     fn fio(ts: u64, tid: u32, body: Body) -> Event {
@@ -216,6 +260,51 @@ mod tests {
         assert_eq!(
             lines[3],
             "   12.345679001 cpu1   1234[1234] dio_end io 0x1 ret -5"
+        );
+    }
+
+    #[test]
+    fn operations_show_their_op_id_and_window() {
+        let dev = Dev { major: 7, minor: 1 };
+        let mut out = Vec::new();
+        for body in [
+            Body::PunchBegin {
+                dev,
+                ino: 12,
+                pos: 0,
+                len: 4096,
+                op: crate::events::PunchOp::Zero,
+                id: Some(4096),
+            },
+            Body::InvalidateBegin {
+                dev,
+                ino: 12,
+                first: 3,
+                last: u64::MAX,
+                id: Some(4096),
+            },
+            Body::InvalidateEnd {
+                dev,
+                ino: 12,
+                id: Some(4096),
+            },
+            Body::TruncateEnd { ret: 0, id: None },
+        ] {
+            write_event(&mut out, &ev(1, 1, body)).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        let tails: Vec<&str> = text
+            .lines()
+            .map(|l| l.split("] ").nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            tails,
+            [
+                "punch_begin 7:1 ino 12 pos 0 len 4096 op zero id 4096",
+                "invalidate_begin 7:1 ino 12 pages 3-~0 id 4096",
+                "invalidate_end 7:1 ino 12 id 4096",
+                "truncate_end ret 0",
+            ]
         );
     }
 

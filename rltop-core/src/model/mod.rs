@@ -5,8 +5,10 @@
 //! events), range lock requests (held or waiting, keyed by `(tree, lock)`:
 //! the releasing task may differ from the locker, e.g. DIO completion in irq
 //! context, tid 0), mmap_lock holders and waiters per `mm`, and file
-//! operations in flight (DIO by `io`, punch and truncate by task). Memory is
-//! proportional to that live state, never to the trace length.
+//! operations in flight (DIO by `io`; punch, zero, collapse, insert and
+//! truncate by their `id`, or by task in traces without ids), with the
+//! invalidation windows the kernel side proved (`invalidate_begin`/`_end`).
+//! Memory is proportional to that live state, never to the trace length.
 //!
 //! Each tree also drives a reference [`rl_reference::StateMachine`] of the
 //! trace's flavour (ids are lock addresses), so "what blocks X now" and "may
@@ -25,9 +27,10 @@ pub use hash::{FastMap, FastSet};
 
 use rl_reference::{ExclFifo, Mode as RefMode, Rw, StateMachine};
 
-use crate::events::{Body, Dev, Event, Mode};
+use crate::events::{Body, Dev, Event, Mode, PunchOp};
 
-/// Page size used to turn byte positions into page indices.
+/// Page shift used to turn byte positions into page indices when the trace
+/// does not say its page size (`page_size` in its header): 4 KiB.
 pub const PAGE_SHIFT: u32 = 12;
 
 /// Empty trees are swept when there are more trees than this.
@@ -148,16 +151,23 @@ pub enum Op {
     Punch,
     Truncate,
     Buffered,
+    /// Zero, collapse and insert range (`punch_begin` with that `op`).
+    Zero,
+    Collapse,
+    Insert,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 9] = [
         Op::Fault,
         Op::DioRead,
         Op::DioWrite,
         Op::Punch,
         Op::Truncate,
         Op::Buffered,
+        Op::Zero,
+        Op::Collapse,
+        Op::Insert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +178,19 @@ impl Op {
             Op::Punch => "punch",
             Op::Truncate => "truncate",
             Op::Buffered => "buffered",
+            Op::Zero => "zero",
+            Op::Collapse => "collapse",
+            Op::Insert => "insert",
+        }
+    }
+
+    /// The operation a `punch_begin` of `op` does.
+    pub fn of_punch(op: PunchOp) -> Op {
+        match op {
+            PunchOp::Punch => Op::Punch,
+            PunchOp::Zero => Op::Zero,
+            PunchOp::Collapse => Op::Collapse,
+            PunchOp::Insert => Op::Insert,
         }
     }
 }
@@ -261,9 +284,30 @@ pub struct Mm {
     pub waiters: Vec<MmapUse>,
 }
 
-/// A punch or truncate in flight: pages `[first, last]` of a file.
+/// How a punch or truncate in flight is found again: by the `id` its
+/// events carry (its end may come from any task), or, in traces without
+/// ids, by the task that began it (it ends at that task's next end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpKey {
+    Id(u64),
+    Task(u32),
+}
+
+impl OpKey {
+    pub fn new(tid: u32, id: Option<u64>) -> OpKey {
+        match id {
+            Some(id) => OpKey::Id(id),
+            None => OpKey::Task(tid),
+        }
+    }
+}
+
+/// A punch, zero, collapse, insert or truncate in flight: pages
+/// `[first, last]` of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Punch {
+    /// The task that began it.
+    pub tid: u32,
     pub dev: Dev,
     pub ino: u64,
     pub first: u64,
@@ -271,6 +315,24 @@ pub struct Punch {
     pub idx: u64,
     pub ts: u64,
     pub truncate: bool,
+    /// [`Op::Punch`], [`Op::Zero`], [`Op::Collapse`], [`Op::Insert`] or
+    /// [`Op::Truncate`].
+    pub op: Op,
+}
+
+/// An invalidation window the kernel side proved: from `invalidate_begin`
+/// (the operation's task holds the mapping's `invalidate_lock` exclusively,
+/// and has not begun invalidating pages `[first, last]`) until its
+/// `invalidate_end` (still held, the range's blocks freed). Open until then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub tid: u32,
+    pub dev: Dev,
+    pub ino: u64,
+    pub first: u64,
+    pub last: u64,
+    pub idx: u64,
+    pub ts: u64,
 }
 
 /// A direct IO in flight.
@@ -297,8 +359,17 @@ pub struct Model {
     /// tree -> `(dev, ino)`, the other way.
     pub tree_files: FastMap<u64, (Dev, u64)>,
     pub mms: FastMap<u64, Mm>,
-    /// Punches and truncates in flight, by task.
-    pub punches: FastMap<u32, Punch>,
+    /// Punches, zeroes, collapses, inserts and truncates in flight, by
+    /// their id (by task in traces without ids).
+    pub punches: FastMap<OpKey, Punch>,
+    /// Open invalidation windows, keyed as their operation.
+    pub windows: FastMap<OpKey, Window>,
+    /// `page_add` events whose size is unknown (the kernel's tracepoint had
+    /// no folio order): taken as their first page only, and counted here
+    /// so that views can say so.
+    pub page_adds_unknown_size: u64,
+    /// log2 of the trace's page size (see [`Model::set_page_size`]).
+    page_shift: u32,
     pub dios: FastMap<u64, Dio>,
     /// Trees where a lock unknown to the model was released: they had state
     /// from before the trace (or from a gap) that the model never saw.
@@ -320,13 +391,24 @@ pub struct Model {
     pub first_ts: Option<u64>,
 }
 
-/// Byte range `[pos, pos + len)` to inclusive pages, `None` when empty.
+/// Byte range `[pos, pos + len)` to inclusive 4 KiB pages, `None` when empty.
 pub fn byte_pages(pos: u64, len: u64) -> Option<(u64, u64)> {
+    byte_pages_shift(pos, len, PAGE_SHIFT)
+}
+
+/// Byte range `[pos, pos + len)` to inclusive pages of `1 << shift` bytes.
+pub fn byte_pages_shift(pos: u64, len: u64, shift: u32) -> Option<(u64, u64)> {
     if len == 0 {
         return None;
     }
     let end = pos.saturating_add(len - 1);
-    Some((pos >> PAGE_SHIFT, end >> PAGE_SHIFT))
+    Some((pos >> shift, end >> shift))
+}
+
+/// log2 of a page size in bytes; None unless it is a power of two of at
+/// least 512 bytes.
+pub fn page_shift_of(bytes: u64) -> Option<u32> {
+    (bytes.is_power_of_two() && bytes >= 512).then(|| bytes.trailing_zeros())
 }
 
 impl Model {
@@ -335,8 +417,54 @@ impl Model {
         Model {
             flavour,
             sweep_at: MIN_SWEEP,
+            page_shift: PAGE_SHIFT,
             ..Model::default()
         }
+    }
+
+    /// Uses the trace's page size (its header's `page_size`, bytes) for
+    /// byte-to-page conversions; `None`, or a value that is not a power of
+    /// two, keeps 4 KiB.
+    pub fn set_page_size(&mut self, bytes: Option<u64>) {
+        self.page_shift = bytes.and_then(page_shift_of).unwrap_or(PAGE_SHIFT);
+    }
+
+    /// The page size in bytes.
+    pub fn page_size(&self) -> u64 {
+        1 << self.page_shift
+    }
+
+    /// Bytes `[pos, pos + len)` as inclusive pages of this trace.
+    pub fn pages(&self, pos: u64, len: u64) -> Option<(u64, u64)> {
+        byte_pages_shift(pos, len, self.page_shift)
+    }
+
+    /// The punch or truncate in flight that task `tid` began, if any.
+    pub fn punch_of_task(&self, tid: u32) -> Option<&Punch> {
+        match self.punches.get(&OpKey::Task(tid)) {
+            Some(p) => Some(p),
+            None if self.punches.is_empty() => None,
+            None => self.punches.values().find(|p| p.tid == tid),
+        }
+    }
+
+    /// Whether task `tid` has a punch or truncate in flight.
+    pub fn punching(&self, tid: u32) -> bool {
+        self.punch_of_task(tid).is_some()
+    }
+
+    /// The punch or truncate that a `punch_end`/`truncate_end` of task
+    /// `tid` with `id` ends, before the model applies it (None: unmatched,
+    /// or its begin was of the other kind).
+    pub fn punch_ending(&self, tid: u32, body: &Body) -> Option<&Punch> {
+        let (truncate, id) = match body {
+            Body::PunchEnd { id, .. } => (false, *id),
+            Body::TruncateEnd { id, .. } => (true, *id),
+            _ => return None,
+        };
+        self.punches
+            .get(&OpKey::new(tid, id))
+            .filter(|p| p.truncate == truncate)
     }
 
     /// The flavour, once known.
@@ -413,7 +541,12 @@ impl Model {
                         }
                     }
                 }
-                self.punches.remove(&tid);
+                // Operations run in their task: one begun by a task that
+                // exits is over (its end lost), whatever its key.
+                if !self.punches.is_empty() {
+                    self.punches.retain(|_, p| p.tid != tid);
+                    self.windows.retain(|_, w| w.tid != tid);
+                }
             }
             Body::Tree { tree, dev, ino } => {
                 if let Some(old) = self.tree_files.insert(*tree, (*dev, *ino)) {
@@ -531,28 +664,52 @@ impl Model {
                 }
                 self.drop_empty_mm(*mm);
             }
-            Body::PunchBegin { dev, ino, pos, len } => {
-                if let Some((first, last)) = byte_pages(*pos, *len) {
-                    self.punches.insert(
-                        tid,
-                        Punch {
-                            dev: *dev,
-                            ino: *ino,
-                            first,
-                            last,
-                            idx,
-                            ts: ev.ts,
-                            truncate: false,
-                        },
-                    );
+            Body::PunchBegin {
+                dev,
+                ino,
+                pos,
+                len,
+                op,
+                id,
+            } => {
+                let key = OpKey::new(tid, *id);
+                // Collapse and insert move every page from `pos` on.
+                let pages = match op {
+                    PunchOp::Collapse | PunchOp::Insert if *len > 0 => {
+                        Some((*pos >> self.page_shift, u64::MAX))
+                    }
+                    _ => self.pages(*pos, *len),
+                };
+                match pages {
+                    Some((first, last)) => {
+                        self.punches.insert(
+                            key,
+                            Punch {
+                                tid,
+                                dev: *dev,
+                                ino: *ino,
+                                first,
+                                last,
+                                idx,
+                                ts: ev.ts,
+                                truncate: false,
+                                op: Op::of_punch(*op),
+                            },
+                        );
+                    }
+                    // An empty range: its end pairs with nothing.
+                    None => {
+                        self.punches.remove(&key);
+                    }
                 }
             }
-            Body::TruncateBegin { dev, ino, size } => {
+            Body::TruncateBegin { dev, ino, size, id } => {
                 // Truncate to `size` = punch from the first whole page past it.
-                let first = size.div_ceil(1 << PAGE_SHIFT);
+                let first = size.div_ceil(self.page_size());
                 self.punches.insert(
-                    tid,
+                    OpKey::new(tid, *id),
                     Punch {
+                        tid,
                         dev: *dev,
                         ino: *ino,
                         first,
@@ -560,11 +717,50 @@ impl Model {
                         idx,
                         ts: ev.ts,
                         truncate: true,
+                        op: Op::Truncate,
                     },
                 );
             }
-            Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
-                self.punches.remove(&tid);
+            Body::PunchEnd { id, .. } | Body::TruncateEnd { id, .. } => {
+                let key = OpKey::new(tid, *id);
+                // An id names one operation: an end of the other kind is
+                // not its end. Without ids, a task's end ends whatever it
+                // had begun, as before.
+                let truncate = matches!(ev.body, Body::TruncateEnd { .. });
+                if id.is_none()
+                    || self
+                        .punches
+                        .get(&key)
+                        .is_some_and(|p| p.truncate == truncate)
+                {
+                    self.punches.remove(&key);
+                }
+                // A window its task did not close ends with the operation:
+                // the lock's release was not seen, so it proves nothing more.
+                self.windows.remove(&key);
+            }
+            Body::InvalidateBegin {
+                dev,
+                ino,
+                first,
+                last,
+                id,
+            } => {
+                self.windows.insert(
+                    OpKey::new(tid, *id),
+                    Window {
+                        tid,
+                        dev: *dev,
+                        ino: *ino,
+                        first: *first,
+                        last: *last,
+                        idx,
+                        ts: ev.ts,
+                    },
+                );
+            }
+            Body::InvalidateEnd { id, .. } => {
+                self.windows.remove(&OpKey::new(tid, *id));
             }
             Body::DioBegin {
                 io,
@@ -580,7 +776,7 @@ impl Model {
                         tid,
                         dev: *dev,
                         ino: *ino,
-                        pages: byte_pages(*pos, *len),
+                        pages: self.pages(*pos, *len),
                         write: *write,
                         idx,
                         ts: ev.ts,
@@ -594,6 +790,7 @@ impl Model {
             Body::Fault { dev, ino, index } => {
                 self.tasks.entry(tid).or_default().fault = Some((*dev, *ino, *index));
             }
+            Body::PageAdd { order: None, .. } => self.page_adds_unknown_size += 1,
             Body::PageAdd { .. }
             | Body::ContentionBegin { .. }
             | Body::ContentionEnd { .. }
@@ -659,11 +856,11 @@ impl Model {
         let overlaps = |a: u64, b: u64| a <= last && start <= b;
         let file = self.tree_files.get(&tree).copied();
         let same_file = |dev: Dev, ino: u64| file.is_none_or(|f| f == (dev, ino));
-        if let Some(p) = self.punches.get(&tid)
+        if let Some(p) = self.punch_of_task(tid)
             && same_file(p.dev, p.ino)
             && overlaps(p.first, p.last)
         {
-            return if p.truncate { Op::Truncate } else { Op::Punch };
+            return p.op;
         }
         if let Some(t) = self.tasks.get_mut(&tid)
             && let Some((dev, ino, index)) = t.fault
@@ -790,7 +987,7 @@ mod tests {
         m.apply(2, &ev(0, 1, rl_request(9, 9, 7, 3, Mode::Excl)));
         m.apply(3, &ev(0, 1, rl_request(9, 9, 1, 1, Mode::Read)));
         m.apply(4, &ev(0, 1, Body::MmapLockRelease { mm: 1, write: true }));
-        m.apply(5, &ev(0, 1, Body::PunchEnd { ret: 0 }));
+        m.apply(5, &ev(0, 1, Body::PunchEnd { ret: 0, id: None }));
         m.apply(6, &ev(0, 1, Body::Exit));
         m.apply(7, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
         m.apply(8, &ev(0, 1, Body::RlRelease { tree: 9, lock: 9 }));
@@ -897,14 +1094,236 @@ mod tests {
                     ino: 5,
                     pos: 4096,
                     len: 8192,
+                    op: PunchOp::Punch,
+                    id: None,
                 },
             ),
         );
-        assert_eq!((m.punches[&2].first, m.punches[&2].last), (1, 2));
-        m.apply(4, &ev(5, 2, Body::PunchEnd { ret: 0 }));
+        let p = m.punch_of_task(2).unwrap();
+        assert_eq!((p.first, p.last, p.op), (1, 2, Op::Punch));
+        m.apply(4, &ev(5, 2, Body::PunchEnd { ret: 0, id: None }));
         assert!(m.punches.is_empty());
         assert_eq!(byte_pages(4095, 2), Some((0, 1)));
         assert_eq!(byte_pages(0, 0), None);
+    }
+
+    fn punch(tid: u32, pos: u64, len: u64, op: PunchOp, id: Option<u64>) -> Event {
+        ev(
+            0,
+            tid,
+            Body::PunchBegin {
+                dev: Dev { major: 7, minor: 1 },
+                ino: 12,
+                pos,
+                len,
+                op,
+                id,
+            },
+        )
+    }
+
+    fn run(m: &mut Model, evs: &[Event]) {
+        for (i, e) in evs.iter().enumerate() {
+            m.apply(m.events.max(i as u64), e);
+        }
+    }
+
+    /// With ids, an end closes the operation of its id whichever task
+    /// emits it (a loop kworker's discard, an ioctl), and never another.
+    #[test]
+    fn ops_pair_by_id_across_tasks() {
+        let mut m = Model::new(None);
+        run(
+            &mut m,
+            &[
+                punch(10, 0, 8192, PunchOp::Punch, Some(1)),
+                punch(11, 8192, 4096, PunchOp::Zero, Some(2)),
+                // Task 10 ends an operation it did not begin: id 2's.
+                ev(
+                    3,
+                    10,
+                    Body::PunchEnd {
+                        ret: 0,
+                        id: Some(2),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(m.punches.len(), 1);
+        let p = m.punches[&OpKey::Id(1)];
+        assert_eq!((p.tid, p.first, p.last, p.op), (10, 0, 1, Op::Punch));
+        assert_eq!(m.punch_of_task(10).map(|p| p.op), Some(Op::Punch));
+        assert!(m.punch_of_task(11).is_none());
+        // An end of an unknown id closes nothing.
+        m.apply(
+            3,
+            &ev(
+                4,
+                10,
+                Body::PunchEnd {
+                    ret: 0,
+                    id: Some(9),
+                },
+            ),
+        );
+        assert_eq!(m.punches.len(), 1);
+        let end = Body::PunchEnd {
+            ret: 0,
+            id: Some(1),
+        };
+        assert_eq!(m.punch_ending(99, &end).map(|p| p.tid), Some(10));
+        // A truncate end never closes a punch of the same id.
+        let tend = Body::TruncateEnd {
+            ret: 0,
+            id: Some(1),
+        };
+        assert!(m.punch_ending(10, &tend).is_none());
+        m.apply(4, &ev(5, 99, end));
+        assert!(m.punches.is_empty());
+    }
+
+    /// Old traces (no ids) pair by task, as before.
+    #[test]
+    fn ops_without_ids_pair_by_task() {
+        let mut m = Model::new(None);
+        run(
+            &mut m,
+            &[
+                punch(10, 0, 4096, PunchOp::Punch, None),
+                ev(
+                    1,
+                    11,
+                    Body::TruncateBegin {
+                        dev: Dev { major: 7, minor: 1 },
+                        ino: 12,
+                        size: 4097,
+                        id: None,
+                    },
+                ),
+                ev(2, 12, Body::PunchEnd { ret: 0, id: None }),
+            ],
+        );
+        assert_eq!(m.punches.len(), 2);
+        let t = m.punches[&OpKey::Task(11)];
+        assert_eq!((t.first, t.last, t.op), (2, u64::MAX, Op::Truncate));
+        m.apply(3, &ev(3, 10, Body::PunchEnd { ret: 0, id: None }));
+        m.apply(4, &ev(4, 11, Body::TruncateEnd { ret: 0, id: None }));
+        assert!(m.punches.is_empty());
+    }
+
+    /// Collapse and insert shift every page from `pos`; zero keeps its range.
+    #[test]
+    fn collapse_and_insert_cover_to_the_end_of_the_file() {
+        let mut m = Model::new(None);
+        run(
+            &mut m,
+            &[
+                punch(1, 8192, 4096, PunchOp::Collapse, Some(1)),
+                punch(2, 8192, 4096, PunchOp::Insert, Some(2)),
+                punch(3, 8192, 4096, PunchOp::Zero, Some(3)),
+                // Empty: nothing in flight, its end matches nothing.
+                punch(4, 8192, 0, PunchOp::Punch, Some(4)),
+            ],
+        );
+        let r = |id| {
+            let p = m.punches[&OpKey::Id(id)];
+            (p.first, p.last, p.op)
+        };
+        assert_eq!(r(1), (2, u64::MAX, Op::Collapse));
+        assert_eq!(r(2), (2, u64::MAX, Op::Insert));
+        assert_eq!(r(3), (2, 2, Op::Zero));
+        assert!(!m.punches.contains_key(&OpKey::Id(4)));
+    }
+
+    /// Windows open and close by id; an operation's end closes a window its
+    /// task never ended; a task's exit ends what it began.
+    #[test]
+    fn windows_follow_their_operation() {
+        let dev = Dev { major: 7, minor: 1 };
+        let win = |tid, id| {
+            ev(
+                1,
+                tid,
+                Body::InvalidateBegin {
+                    dev,
+                    ino: 12,
+                    first: 0,
+                    last: 1,
+                    id: Some(id),
+                },
+            )
+        };
+        let mut m = Model::new(None);
+        run(
+            &mut m,
+            &[
+                punch(10, 0, 8192, PunchOp::Punch, Some(1)),
+                win(10, 1),
+                punch(11, 0, 8192, PunchOp::Punch, Some(2)),
+                win(11, 2),
+                ev(
+                    2,
+                    10,
+                    Body::InvalidateEnd {
+                        dev,
+                        ino: 12,
+                        id: Some(1),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(m.windows.len(), 1);
+        assert_eq!(m.windows[&OpKey::Id(2)].tid, 11);
+        m.apply(
+            5,
+            &ev(
+                3,
+                0,
+                Body::PunchEnd {
+                    ret: 0,
+                    id: Some(2),
+                },
+            ),
+        );
+        assert!(m.windows.is_empty());
+        // Exit: the operation and its window go.
+        run(
+            &mut m,
+            &[punch(12, 0, 1, PunchOp::Punch, Some(3)), win(12, 3)],
+        );
+        m.apply(9, &ev(4, 12, Body::Exit));
+        assert!(!m.punches.contains_key(&OpKey::Id(3)) && m.windows.is_empty());
+        // Id 1 was never ended, and its task is alive: still in flight.
+        assert!(m.punches.contains_key(&OpKey::Id(1)));
+    }
+
+    #[test]
+    fn page_size_comes_from_the_trace() {
+        let mut m = Model::new(None);
+        assert_eq!(m.pages(65536, 4096), Some((16, 16)));
+        m.set_page_size(Some(65536));
+        assert_eq!(m.page_size(), 65536);
+        assert_eq!(m.pages(65536, 4096), Some((1, 1)));
+        m.apply(0, &punch(1, 65536, 131072, PunchOp::Punch, Some(1)));
+        let p = m.punches[&OpKey::Id(1)];
+        assert_eq!((p.first, p.last), (1, 2));
+        // Not a power of two: ignored.
+        m.set_page_size(Some(3000));
+        assert_eq!(m.page_size(), 4096);
+        m.apply(
+            1,
+            &ev(
+                1,
+                1,
+                Body::PageAdd {
+                    dev: Dev::default(),
+                    ino: 1,
+                    index: 0,
+                    order: None,
+                },
+            ),
+        );
+        assert_eq!(m.page_adds_unknown_size, 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! | `deadlock` | two tasks each wait for the other's range | `deadlock` |
 //! | `leak` | a lock is still held when its task exits | `leaked_lock` |
 
-use crate::events::{Body, Dev, Event, Mode};
+use crate::events::{Body, Dev, Event, Mode, PunchOp};
 
 use super::{MM, PID};
 
@@ -163,6 +163,8 @@ pub fn inject(scenario: &str, events: &mut Vec<Event>, _seed: u64) {
                     ino: BUG_INO,
                     pos: 0,
                     len: 8 * 4096,
+                    op: PunchOp::Punch,
+                    id: None,
                 },
             );
             s.request(TASK_A, L1, 0, 7);
@@ -178,7 +180,7 @@ pub fn inject(scenario: &str, events: &mut Vec<Event>, _seed: u64) {
                 },
             );
             s.release(TASK_A, L1);
-            s.ev(TASK_A, Body::PunchEnd { ret: 0 });
+            s.ev(TASK_A, Body::PunchEnd { ret: 0, id: None });
         }
         "unlock-unheld" => {
             s.request(TASK_A, L1, 0, 7);

@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use rl_reference::{RangeGuard, RangeLock};
 
-use crate::events::{Body, Dev, Event, Mode};
+use crate::events::{Body, Dev, Event, Mode, PunchOp};
 
 /// The scenarios `rltop simulate` knows.
 pub const SCENARIOS: &[&str] = &[
@@ -352,12 +352,14 @@ fn task<'a>(
                         ino: INO,
                         pos: page * PAGE,
                         len: (last - page + 1) * PAGE,
+                        op: PunchOp::Punch,
+                        id: None,
                     },
                 );
                 let h = acquire(log, tid, lock, page, last);
                 std::thread::yield_now();
                 release(log, tid, h);
-                log.push(tid, Body::PunchEnd { ret: 0 });
+                log.push(tid, Body::PunchEnd { ret: 0, id: None });
             }
             // Truncate to `page`: punch from the new EOF to ~0.
             _ => {
@@ -367,11 +369,12 @@ fn task<'a>(
                         dev: DEV,
                         ino: INO,
                         size: page * PAGE,
+                        id: None,
                     },
                 );
                 let h = acquire(log, tid, lock, page, u64::MAX);
                 release(log, tid, h);
-                log.push(tid, Body::TruncateEnd { ret: 0 });
+                log.push(tid, Body::TruncateEnd { ret: 0, id: None });
             }
         }
     }

@@ -5,7 +5,7 @@
 //! event to the next (timestamps, page indices, file positions) are stored as
 //! zigzag deltas so zstd sees small repeating byte patterns.
 
-use crate::events::{Body, Dev, Event, Mode};
+use crate::events::{Body, Dev, Event, Mode, PunchOp};
 
 /// Longest string (`comm`, `text`) an event may carry, in bytes.
 pub const MAX_STRING: usize = 4096;
@@ -17,8 +17,25 @@ const F_PID_IS_TID: u8 = 0x20;
 /// The event has a cpu.
 const F_CPU: u8 = 0x40;
 /// The kind's optional field is present (`page_add` order, `contention_end`
-/// addr, `lost` since).
+/// addr, `lost` since; the `id` of punch, truncate and invalidate events,
+/// and for `punch_begin` a non-default `op`: see [`put_punch_opt`]).
 const F_OPT: u8 = 0x80;
+
+/// `punch_begin`'s optional-field byte (after `len`, when [`F_OPT`] is set):
+/// bit 0 = an `id` varint follows, bits 1-2 = the op (0 punch, 1 zero,
+/// 2 collapse, 3 insert). Never 0, no other bits.
+const PUNCH_OPT_ID: u8 = 0x01;
+const PUNCH_OPT_OP_SHIFT: u8 = 1;
+const PUNCH_OPT_BITS: u8 = 0x07;
+
+fn punch_op_code(op: PunchOp) -> u8 {
+    match op {
+        PunchOp::Punch => 0,
+        PunchOp::Zero => 1,
+        PunchOp::Collapse => 2,
+        PunchOp::Insert => 3,
+    }
+}
 
 /// Why a chunk's payload does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +106,12 @@ fn put_dev(out: &mut Vec<u8>, d: Dev) {
     put(out, d.minor.into());
 }
 
+fn put_opt(out: &mut Vec<u8>, v: Option<u64>) {
+    if let Some(v) = v {
+        put(out, v);
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
@@ -120,6 +143,8 @@ fn kind_code(b: &Body) -> u8 {
         Body::Lost { .. } => 21,
         Body::Exit => 22,
         Body::OrderingEvidence { .. } => 23,
+        Body::InvalidateBegin { .. } => 24,
+        Body::InvalidateEnd { .. } => 25,
     }
 }
 
@@ -152,7 +177,13 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
         Body::PageAdd { order: Some(_), .. }
             | Body::ContentionEnd { addr: Some(_), .. }
             | Body::Lost { since: Some(_), .. }
-    ) {
+            | Body::PunchEnd { id: Some(_), .. }
+            | Body::TruncateBegin { id: Some(_), .. }
+            | Body::TruncateEnd { id: Some(_), .. }
+            | Body::InvalidateBegin { id: Some(_), .. }
+            | Body::InvalidateEnd { id: Some(_), .. }
+    ) || matches!(ev.body, Body::PunchBegin { op, id, .. } if id.is_some() || op != PunchOp::Punch)
+    {
         k |= F_OPT;
     }
     out.push(k);
@@ -243,18 +274,57 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             put(out, *io);
             put(out, zigzag(*ret));
         }
-        Body::PunchBegin { dev, ino, pos, len } => {
+        Body::PunchBegin {
+            dev,
+            ino,
+            pos,
+            len,
+            op,
+            id,
+        } => {
             put_dev(out, *dev);
             put(out, *ino);
             put_delta(out, &mut st.pos, *pos);
             put(out, *len);
+            if id.is_some() || *op != PunchOp::Punch {
+                out.push(
+                    punch_op_code(*op) << PUNCH_OPT_OP_SHIFT
+                        | if id.is_some() { PUNCH_OPT_ID } else { 0 },
+                );
+                if let Some(id) = id {
+                    put(out, *id);
+                }
+            }
         }
-        Body::TruncateBegin { dev, ino, size } => {
+        Body::TruncateBegin { dev, ino, size, id } => {
             put_dev(out, *dev);
             put(out, *ino);
             put(out, *size);
+            put_opt(out, *id);
         }
-        Body::PunchEnd { ret } | Body::TruncateEnd { ret } => put(out, zigzag(*ret)),
+        Body::PunchEnd { ret, id } | Body::TruncateEnd { ret, id } => {
+            put(out, zigzag(*ret));
+            put_opt(out, *id);
+        }
+        Body::InvalidateBegin {
+            dev,
+            ino,
+            first,
+            last,
+            id,
+        } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            put_delta(out, &mut st.index, *first);
+            // Often u64::MAX (truncate): the length, wrapping, is short.
+            put(out, last.wrapping_sub(*first));
+            put_opt(out, *id);
+        }
+        Body::InvalidateEnd { dev, ino, id } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            put_opt(out, *id);
+        }
         Body::ContentionBegin { addr, flags } => {
             put(out, *addr);
             put(out, (*flags).into());
@@ -400,6 +470,15 @@ impl<'a> Decoder<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8)
     }
 
+    /// The kind's optional varint, present when [`F_OPT`] was set.
+    fn opt(&mut self, present: bool) -> Result<Option<u64>, DecodeError> {
+        if present {
+            Ok(Some(self.u64()?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn index(&mut self) -> Result<u64, DecodeError> {
         self.st.index = self.delta(self.st.index)?;
         Ok(self.st.index)
@@ -415,7 +494,7 @@ impl<'a> Decoder<'a> {
         let k = self.byte()?;
         let code = k & KIND_MASK;
         let opt = k & F_OPT != 0;
-        if opt && !matches!(code, 11 | 19 | 21) {
+        if opt && !matches!(code, 11 | 14..=17 | 19 | 21 | 24 | 25) {
             return Err(DecodeError::BadFlags(k));
         }
         self.st.ts = self.delta(self.st.ts)?;
@@ -524,19 +603,49 @@ impl<'a> Decoder<'a> {
                 io: self.u64()?,
                 ret: self.i64()?,
             },
-            14 => Body::PunchBegin {
-                dev: self.dev()?,
-                ino: self.u64()?,
-                pos: self.file_pos()?,
-                len: self.u64()?,
+            14 => {
+                let dev = self.dev()?;
+                let ino = self.u64()?;
+                let pos = self.file_pos()?;
+                let len = self.u64()?;
+                let (op, id) = if opt {
+                    let b = self.byte()?;
+                    if b == 0 || b & !PUNCH_OPT_BITS != 0 {
+                        return Err(DecodeError::Range("punch op"));
+                    }
+                    let op = PunchOp::ALL[usize::from(b >> PUNCH_OPT_OP_SHIFT)];
+                    let id = if b & PUNCH_OPT_ID != 0 {
+                        Some(self.u64()?)
+                    } else {
+                        None
+                    };
+                    (op, id)
+                } else {
+                    (PunchOp::Punch, None)
+                };
+                Body::PunchBegin {
+                    dev,
+                    ino,
+                    pos,
+                    len,
+                    op,
+                    id,
+                }
+            }
+            15 => Body::PunchEnd {
+                ret: self.i64()?,
+                id: self.opt(opt)?,
             },
-            15 => Body::PunchEnd { ret: self.i64()? },
             16 => Body::TruncateBegin {
                 dev: self.dev()?,
                 ino: self.u64()?,
                 size: self.u64()?,
+                id: self.opt(opt)?,
             },
-            17 => Body::TruncateEnd { ret: self.i64()? },
+            17 => Body::TruncateEnd {
+                ret: self.i64()?,
+                id: self.opt(opt)?,
+            },
             18 => Body::ContentionBegin {
                 addr: self.u64()?,
                 flags: self.u32("flags")?,
@@ -562,6 +671,24 @@ impl<'a> Decoder<'a> {
                 write: self.bool("write")?,
                 held: self.u64()?,
                 stack: self.string()?,
+            },
+            24 => {
+                let dev = self.dev()?;
+                let ino = self.u64()?;
+                let first = self.index()?;
+                let last = first.wrapping_add(self.u64()?);
+                Body::InvalidateBegin {
+                    dev,
+                    ino,
+                    first,
+                    last,
+                    id: self.opt(opt)?,
+                }
+            }
+            25 => Body::InvalidateEnd {
+                dev: self.dev()?,
+                ino: self.u64()?,
+                id: self.opt(opt)?,
             },
             c => return Err(DecodeError::BadKind(c)),
         };
@@ -605,6 +732,51 @@ mod tests {
                     break;
                 }
             }
+        }
+    }
+
+    /// `punch_begin`'s optional byte: present only for an id or an op
+    /// other than punch, never 0 or with unknown bits.
+    #[test]
+    fn punch_options_are_canonical() {
+        let ev = |op, id| Event {
+            ts: 1,
+            tid: 2,
+            pid: 2,
+            cpu: None,
+            body: Body::PunchBegin {
+                dev: Dev { major: 7, minor: 1 },
+                ino: 12,
+                pos: 4096,
+                len: 4096,
+                op,
+                id,
+            },
+        };
+        let enc = |e: &Event| {
+            let mut b = Vec::new();
+            encode(&mut b, &mut ChunkState::new(1), e);
+            b
+        };
+        let plain = enc(&ev(PunchOp::Punch, None));
+        assert_eq!(plain[0] & F_OPT, 0);
+        let zero = enc(&ev(PunchOp::Zero, None));
+        assert_eq!(zero.len(), plain.len() + 1);
+        assert_eq!(*zero.last().unwrap(), 1 << PUNCH_OPT_OP_SHIFT);
+        let with_id = enc(&ev(PunchOp::Insert, Some(300)));
+        assert_eq!(with_id.len(), plain.len() + 3);
+        for e in [ev(PunchOp::Zero, None), ev(PunchOp::Insert, Some(300))] {
+            assert_eq!(Decoder::new(&enc(&e), 1).next_event(), Ok(e));
+        }
+        // The option byte 0, or an unknown bit: rejected.
+        for bad in [0u8, 0x08] {
+            let mut b = plain.clone();
+            b[0] |= F_OPT;
+            b.push(bad);
+            assert_eq!(
+                Decoder::new(&b, 1).next_event(),
+                Err(DecodeError::Range("punch op"))
+            );
         }
     }
 

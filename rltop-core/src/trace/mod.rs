@@ -68,6 +68,10 @@ pub struct TraceHeader {
     pub start_monotonic_ns: Option<u64>,
     /// What made the trace: "record", "import", "simulate", ...
     pub source: String,
+    /// Page size of the traced kernel in bytes (`sysconf(_SC_PAGESIZE)` at
+    /// recording start); absent means 4096.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u64>,
 }
 
 impl Default for TraceHeader {
@@ -83,6 +87,7 @@ impl Default for TraceHeader {
             start_realtime_ns: None,
             start_monotonic_ns: None,
             source: String::new(),
+            page_size: None,
         }
     }
 }

@@ -38,12 +38,13 @@ impl Rule for FaultDuringPunch {
         if m.punches.is_empty() || m.tree_of(dev, ino).is_some() {
             return;
         }
-        let Some((&ptid, p)) = m.punches.iter().find(|&(&tid, p)| {
-            tid != ev.tid && p.dev == dev && p.ino == ino && (p.first..=p.last).contains(&index)
+        let Some(p) = m.punches.values().find(|p| {
+            p.tid != ev.tid && p.dev == dev && p.ino == ino && (p.first..=p.last).contains(&index)
         }) else {
             return;
         };
-        let op = if p.truncate { "truncate" } else { "punch" };
+        let ptid = p.tid;
+        let op = p.op.as_str();
         let message = format!(
             "{} faulted page {index} of {dev}:{ino} while {} was in a {op} of pages [{}, {}]",
             describe::task(m, ev.tid),

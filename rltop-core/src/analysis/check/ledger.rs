@@ -305,7 +305,7 @@ impl Ledger {
             .tasks
             .keys()
             .copied()
-            .chain(m.punches.keys().copied())
+            .chain(m.punches.values().map(|p| p.tid))
             .chain(m.dios.values().map(|d| d.tid))
             .chain(
                 m.mms
@@ -333,7 +333,7 @@ impl Ledger {
             m.tasks
                 .get(&tid)
                 .is_none_or(|t| t.held.is_empty() && t.waiting.is_none())
-                && !m.punches.contains_key(&tid)
+                && !m.punching(tid)
                 && !m.dios.values().any(|d| d.tid == tid)
                 && !m
                     .mms

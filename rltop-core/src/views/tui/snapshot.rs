@@ -321,7 +321,8 @@ fn files(
             blockers: Vec::new(),
         });
     }
-    for (&tid, p) in &m.punches {
+    for p in m.punches.values() {
+        let tid = p.tid;
         let a = acc.entry(key_of_file(m, p.dev, p.ino)).or_default();
         a.in_flight += 1;
         a.ranges.push(RangeRow {
@@ -331,7 +332,7 @@ fn files(
             start: p.first,
             last: p.last,
             mode: None,
-            op: if p.truncate { Op::Truncate } else { Op::Punch },
+            op: p.op,
             state: RangeState::InFlight,
             since: p.ts,
             blockers: Vec::new(),

@@ -283,6 +283,9 @@ pub(crate) fn op_color(op: Op) -> Color {
         Op::Punch => Color::Red,
         Op::Truncate => Color::Magenta,
         Op::Buffered => Color::Green,
+        Op::Zero => Color::LightRed,
+        Op::Collapse => Color::LightMagenta,
+        Op::Insert => Color::LightBlue,
     }
 }
 
