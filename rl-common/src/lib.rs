@@ -72,6 +72,23 @@ pub enum Kind {
     /// range locks. `w0` = mm, `w1` = kernel stack id in the `STACKS` map
     /// (negative: no stack), `w2` = range locks held; `flags` bit [`FLAG_WRITE`].
     OrderEvidence = 24,
+    // 25..=29: the fsops helper's kinds (issue 14).
+    /// A [`FileRecord`]: a traced file's identity, path, filesystem and the
+    /// addresses of its page-cache locks.
+    File = 30,
+    /// `w0` = ino, `w1` = [`LockClass`]; header `dev`; `flags` bit
+    /// [`FLAG_WRITE`], and [`FLAG_TRY_KNOWN`] with [`FLAG_TRY`] when the
+    /// source knows whether it is a trylock.
+    FileLockRequest = 31,
+    /// As [`Kind::FileLockRequest`], plus `flags` bit [`FLAG_SUCCESS`].
+    FileLockAcquired = 32,
+    /// As [`Kind::FileLockRequest`] (without the try bits).
+    FileLockRelease = 33,
+    /// A page fault while the task held locks ranked below mmap_lock:
+    /// `w0` = faulting address, `w1` = kernel stack id in `STACKS`
+    /// (negative: none), `w2` = such locks held, `w3` = the hardware error
+    /// code; `flags` bit [`FLAG_USER`] for a fault from user mode.
+    PageFault = 34,
 }
 
 impl Kind {
@@ -103,6 +120,11 @@ impl Kind {
             22 => Lost,
             23 => Exit,
             24 => OrderEvidence,
+            30 => File,
+            31 => FileLockRequest,
+            32 => FileLockAcquired,
+            33 => FileLockRelease,
+            34 => PageFault,
             _ => return None,
         })
     }
@@ -112,6 +134,22 @@ impl Kind {
 pub const FLAG_WRITE: u8 = 1;
 /// `flags` bit: the mmap_lock acquisition succeeded.
 pub const FLAG_SUCCESS: u8 = 2;
+/// `flags` bit of [`Kind::FileLockRequest`]: the source knows whether the
+/// request is a trylock; [`FLAG_TRY`] then says whether it is.
+pub const FLAG_TRY_KNOWN: u8 = 4;
+pub const FLAG_TRY: u8 = 8;
+/// `flags` bit of [`Kind::PageFault`]: the fault came from user mode.
+pub const FLAG_USER: u8 = 1;
+
+/// The page-cache lock classes of a file, in `w1` of the `FileLock*` kinds.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockClass {
+    /// `inode->i_rwsem`.
+    IRwsem = 0,
+    /// `inode->i_mapping->invalidate_lock`.
+    InvalidateLock = 1,
+}
 
 /// Range lock modes, in `flags` of [`Kind::RlRequest`].
 #[repr(u8)]
@@ -160,6 +198,47 @@ pub struct MarkerRecord {
     pub _pad: u32,
     pub text: [u8; MARKER_TEXT_LEN],
 }
+
+/// Bytes of a [`FileRecord`]'s filesystem type name.
+pub const FS_NAME_LEN: usize = 16;
+/// Bytes of a [`FileRecord`]'s path components.
+pub const PATH_BYTES: usize = 440;
+/// Longest path component the eBPF side copies, NUL included; a longer
+/// name is cut (and [`PATH_CUT`] set).
+pub const NAME_BYTES: usize = 64;
+/// Deepest the eBPF side walks up the dentry tree.
+pub const PATH_DEPTH: usize = 16;
+/// [`FileRecord::path_flags`]: the walk reached the filesystem's root, so
+/// the components are the whole path within the filesystem.
+pub const PATH_COMPLETE: u32 = 1;
+/// [`FileRecord::path_flags`]: a component was cut or did not fit.
+pub const PATH_CUT: u32 = 2;
+
+/// A traced file ([`Kind::File`]), written once per inode. 512 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// `dev` is the inode's device.
+    pub hdr: RecordHeader,
+    pub ino: u64,
+    /// Kernel addresses of `inode->i_rwsem` and of the mapping's
+    /// `invalidate_lock` (0: unknown).
+    pub i_rwsem: u64,
+    pub invalidate_lock: u64,
+    /// `inode->i_sb->s_type->name`, NUL padded.
+    pub fs: [u8; FS_NAME_LEN],
+    /// Bytes of `path` in use.
+    pub path_len: u32,
+    /// [`PATH_COMPLETE`], [`PATH_CUT`].
+    pub path_flags: u32,
+    /// Path components from the file up to (not including) the
+    /// filesystem's root, each NUL terminated: `c\0b\0a\0` is `/a/b/c`.
+    /// Empty when the inode has no dentry (yet).
+    pub path: [u8; PATH_BYTES],
+}
+
+/// Size of a [`FileRecord`] in bytes.
+pub const FILE_RECORD_SIZE: usize = core::mem::size_of::<FileRecord>();
 
 /// Most records a CPU stages before handing them to the ring as one [`Batch`].
 pub const BATCH_LEN: usize = 8;
@@ -212,6 +291,9 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
 const _: () = assert!(RECORD_SIZE == 56);
 const _: () = assert!(MARKER_RECORD_SIZE == 256);
 const _: () = assert!(BATCH_SIZE == 456);
+// Ring entries are told apart by their length: a file record must not
+// look like a batch.
+const _: () = assert!(FILE_RECORD_SIZE == 512);
 
 /// Byte offsets of tracepoint fields, read from tracefs `format` files at
 /// start-up and passed to the eBPF programs as one global. An offset of

@@ -24,7 +24,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const ALL_KINDS: [&str; 23] = [
+const ALL_KINDS: [&str; 28] = [
     "task",
     "tree",
     "rl_request",
@@ -48,6 +48,11 @@ const ALL_KINDS: [&str; 23] = [
     "marker",
     "lost",
     "exit",
+    "file",
+    "file_lock_request",
+    "file_lock_acquired",
+    "file_lock_release",
+    "page_fault",
 ];
 
 #[test]

@@ -1,15 +1,25 @@
 //! Decoding of kernel ring-buffer records (`rl-common`) into [`Event`]s.
 
 use rl_common::{
-    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_SUCCESS, FLAG_WRITE, Kind, MARKER_RECORD_SIZE,
-    MARKER_TEXT_LEN, RECORD_SIZE, RecordHeader,
+    BATCH_LEN, BATCH_SIZE, COMM_LEN, FILE_RECORD_SIZE, FLAG_SUCCESS, FLAG_TRY, FLAG_TRY_KNOWN,
+    FLAG_USER, FLAG_WRITE, FS_NAME_LEN, Kind, LockClass, MARKER_RECORD_SIZE, MARKER_TEXT_LEN,
+    PATH_BYTES, PATH_COMPLETE, PATH_CUT, RECORD_SIZE, RecordHeader,
 };
 
-use super::{Body, Dev, Event, Mode};
+use super::{Body, Dev, Event, FileLockClass, Mode};
 
 /// What the decoder puts in an `ordering_evidence` stack before user space
 /// symbolizes it: this prefix and the kernel stack id.
 pub const STACK_ID_PREFIX: &str = "stackid:";
+
+/// What the decoder puts in a `contention_begin` caller before user space
+/// names it: this prefix and the kernel code address (hex).
+pub const CALLER_IP_PREFIX: &str = "ip:";
+
+/// What the decoder puts first in a `file` path when the kernel side's walk
+/// reached the filesystem's root: the path is within the filesystem, and
+/// user space puts the mount point in front (`probe::names`).
+pub const FS_PATH_PREFIX: &str = "fs:";
 
 /// Why a ring-buffer record could not be decoded. Seeing one means the
 /// kernel and user halves disagree about the ABI: a bug, not bad input.
@@ -73,10 +83,10 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
     }
     let h = header(b);
     let kind = Kind::from_u8(h.kind).ok_or(RawError::UnknownKind(h.kind))?;
-    let want = if kind == Kind::Marker {
-        MARKER_RECORD_SIZE
-    } else {
-        RECORD_SIZE
+    let want = match kind {
+        Kind::Marker => MARKER_RECORD_SIZE,
+        Kind::File => FILE_RECORD_SIZE,
+        _ => RECORD_SIZE,
     };
     if b.len() < want {
         return Err(RawError::BadSize {
@@ -167,9 +177,12 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             size: w(1),
         },
         Kind::TruncateEnd => Body::TruncateEnd { ret: w(0) as i64 },
+        // `w2`: the caller's code address, 0 when the stack had none
+        // (named by user space, see `probe::names`).
         Kind::ContentionBegin => Body::ContentionBegin {
             addr: w(0),
             flags: w(1) as u32,
+            caller: (w(2) != 0).then(|| format!("{CALLER_IP_PREFIX}{:x}", w(2))),
         },
         Kind::ContentionEnd => Body::ContentionEnd {
             addr: Some(w(0)),
@@ -191,6 +204,44 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             held: w(2),
             stack: format!("{STACK_ID_PREFIX}{}", w(1) as i64),
         },
+        Kind::File => file(b, dev),
+        Kind::FileLockRequest | Kind::FileLockAcquired | Kind::FileLockRelease => {
+            let class = if w(1) == LockClass::InvalidateLock as u64 {
+                FileLockClass::InvalidateLock
+            } else {
+                FileLockClass::IRwsem
+            };
+            let ino = w(0);
+            match kind {
+                Kind::FileLockRequest => Body::FileLockRequest {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                    trylock: (h.flags & FLAG_TRY_KNOWN != 0).then_some(h.flags & FLAG_TRY != 0),
+                },
+                Kind::FileLockAcquired => Body::FileLockAcquired {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                    success: h.flags & FLAG_SUCCESS != 0,
+                },
+                _ => Body::FileLockRelease {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                },
+            }
+        }
+        Kind::PageFault => Body::PageFault {
+            addr: w(0),
+            user: h.flags & FLAG_USER != 0,
+            write: fault_write(w(3)),
+            held: w(2),
+            stack: ((w(1) as i64) >= 0).then(|| format!("{STACK_ID_PREFIX}{}", w(1) as i64)),
+        },
         Kind::Lost => return Err(RawError::NotFromKernel(kind)),
     };
     Ok(Event {
@@ -200,6 +251,52 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
         cpu: Some(h.cpu as u32),
         body,
     })
+}
+
+/// Whether a page fault was a write, from the hardware error code: on
+/// x86-64 bit 1 (`X86_PF_WRITE`, defined by the CPU, see
+/// arch/x86/include/asm/trapnr.h and the SDM). Unknown elsewhere.
+fn fault_write(error_code: u64) -> Option<bool> {
+    if cfg!(target_arch = "x86_64") {
+        Some(error_code & 2 != 0)
+    } else {
+        None
+    }
+}
+
+/// A [`rl_common::FileRecord`]: the path's components come leaf first.
+fn file(b: &[u8], dev: Dev) -> Body {
+    const HDR: usize = core::mem::size_of::<RecordHeader>();
+    let ino = u64_at(b, HDR);
+    let i_rwsem = u64_at(b, HDR + 8);
+    let invalidate_lock = u64_at(b, HDR + 16);
+    let fs = c_text(&b[HDR + 24..HDR + 24 + FS_NAME_LEN]);
+    let at = HDR + 24 + FS_NAME_LEN;
+    let len = (u32_at(b, at) as usize).min(PATH_BYTES);
+    let flags = u32_at(b, at + 4);
+    let raw = &b[at + 8..at + 8 + len];
+    let mut parts: Vec<String> = raw
+        .split(|&c| c == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    parts.reverse();
+    let path = if parts.is_empty() {
+        None
+    } else if flags & PATH_COMPLETE != 0 && flags & PATH_CUT == 0 {
+        Some(format!("{FS_PATH_PREFIX}/{}", parts.join("/")))
+    } else {
+        // Deeper than the walk goes, or a name cut: say so, never guess.
+        Some(format!(".../{}", parts.join("/")))
+    };
+    Body::File {
+        dev,
+        ino,
+        path,
+        fs: (!fs.is_empty()).then_some(fs),
+        i_rwsem: (i_rwsem != 0).then_some(i_rwsem),
+        invalidate_lock: (invalidate_lock != 0).then_some(invalidate_lock),
+    }
 }
 
 #[cfg(test)]
@@ -312,6 +409,114 @@ mod tests {
                 stack: "stackid:-14".into()
             }
         );
+    }
+
+    #[test]
+    fn decodes_a_file_record_leaf_first() {
+        let mut r = rl_common::FileRecord {
+            hdr: RecordHeader {
+                ts: 1,
+                tid: 2,
+                pid: 2,
+                kind: Kind::File as u8,
+                flags: 0,
+                cpu: 0,
+                dev: (7 << 20) | 1,
+            },
+            ino: 12,
+            i_rwsem: 0xffff_8880_0000_1000,
+            invalidate_lock: 0,
+            fs: [0; FS_NAME_LEN],
+            path_len: 0,
+            path_flags: PATH_COMPLETE,
+            path: [0; PATH_BYTES],
+        };
+        r.fs[..4].copy_from_slice(b"ext4");
+        let comps = b"f\0dir\0";
+        r.path[..comps.len()].copy_from_slice(comps);
+        r.path_len = comps.len() as u32;
+        let body = |r: &rl_common::FileRecord| decode(&bytes(r)).unwrap().body;
+        assert_eq!(
+            body(&r),
+            Body::File {
+                dev: Dev { major: 7, minor: 1 },
+                ino: 12,
+                path: Some("fs:/dir/f".into()),
+                fs: Some("ext4".into()),
+                i_rwsem: Some(0xffff_8880_0000_1000),
+                invalidate_lock: None,
+            }
+        );
+        // A walk that stopped early or cut a name says so.
+        r.path_flags = PATH_COMPLETE | PATH_CUT;
+        assert!(matches!(body(&r), Body::File { path: Some(p), .. } if p == ".../dir/f"));
+        r.path_len = 0;
+        assert!(matches!(body(&r), Body::File { path: None, .. }));
+        // A record of the wrong size for its kind is refused.
+        assert!(matches!(
+            decode(&bytes(&r)[..RECORD_SIZE]),
+            Err(RawError::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn decodes_file_locks_and_faults() {
+        let rec = |kind: Kind, flags: u8, w: [u64; 4]| Record {
+            hdr: RecordHeader {
+                kind: kind as u8,
+                flags,
+                dev: 8 << 20,
+                ..Default::default()
+            },
+            w,
+        };
+        let dev = Dev { major: 8, minor: 0 };
+        let r = rec(
+            Kind::FileLockRequest,
+            FLAG_WRITE | FLAG_TRY_KNOWN,
+            [5, LockClass::InvalidateLock as u64, 0, 0],
+        );
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::FileLockRequest {
+                dev,
+                ino: 5,
+                class: FileLockClass::InvalidateLock,
+                write: true,
+                trylock: Some(false)
+            }
+        );
+        let r = rec(Kind::FileLockAcquired, FLAG_SUCCESS, [5, 0, 0, 0]);
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::FileLockAcquired {
+                dev,
+                ino: 5,
+                class: FileLockClass::IRwsem,
+                write: false,
+                success: true
+            }
+        );
+        let r = rec(Kind::PageFault, FLAG_USER, [0x7000, (-1i64) as u64, 1, 6]);
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::PageFault {
+                addr: 0x7000,
+                user: true,
+                write: fault_write(6),
+                held: 1,
+                stack: None
+            }
+        );
+        let r = rec(
+            Kind::ContentionBegin,
+            0,
+            [0x10, 2, 0xffff_ffff_8100_0000, 0],
+        );
+        assert!(matches!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::ContentionBegin { caller: Some(c), .. } if c == "ip:ffffffff81000000"
+        ));
     }
 
     #[test]

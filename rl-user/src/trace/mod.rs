@@ -68,6 +68,10 @@ pub struct TraceHeader {
     pub start_monotonic_ns: Option<u64>,
     /// What made the trace: "record", "import", "simulate", ...
     pub source: String,
+    /// Which source fed the `file_lock_*` events (issue 14): "fentry",
+    /// "kprobe", "xfs_ilock", "lockdep" or "none"; absent in older traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_source: Option<String>,
 }
 
 impl Default for TraceHeader {
@@ -83,6 +87,7 @@ impl Default for TraceHeader {
             start_realtime_ns: None,
             start_monotonic_ns: None,
             source: String::new(),
+            lock_source: None,
         }
     }
 }
