@@ -49,6 +49,11 @@ pub struct LiveArgs {
     /// Ring buffer size in MiB (rounded up to a power of two).
     #[arg(long, global = true, default_value_t = 32)]
     pub buffer_mb: u32,
+    /// Source of the page-cache lock events (`file_lock_*`): `auto` (the
+    /// best this kernel has), `fentry`, `kprobe`, `lockdep`, `xfs_ilock` or
+    /// `none`; `rltop probes` says which is used and why.
+    #[arg(long, global = true, default_value = "auto")]
+    pub lock_source: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,9 @@ pub fn run(live: &LiveArgs, verbose: bool) -> anyhow::Result<ExitCode> {
         session.profile, opts.profile
     )?;
     writeln!(out, "{}", session.detection)?;
+    for l in &session.lock_lines {
+        writeln!(out, "{l}")?;
+    }
     if session.mounted_tracefs {
         writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }

@@ -93,6 +93,7 @@ pub fn run(
         start_realtime_ns: Some(probe::realtime_ns()),
         start_monotonic_ns: Some(probe::monotonic_ns()),
         source: "record".into(),
+        lock_source: Some(session.lock_source.as_str().into()),
         ..TraceHeader::default()
     };
     // Before the trace file: a port in use leaves no file behind.

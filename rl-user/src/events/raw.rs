@@ -2,8 +2,10 @@
 
 use rl_common::{
     BATCH_LEN, BATCH_SIZE, COMM_LEN, FILE_RECORD_SIZE, FLAG_SUCCESS, FLAG_TRY, FLAG_TRY_KNOWN,
-    FLAG_USER, FLAG_WRITE, FS_NAME_LEN, Kind, LockClass, MARKER_RECORD_SIZE, MARKER_TEXT_LEN,
-    PATH_BYTES, PATH_COMPLETE, PATH_CUT, RECORD_SIZE, RecordHeader,
+    FLAG_USER, FLAG_WRITE, FS_NAME_LEN, Kind, LOCK_MODE_NONE, LOCK_MODE_WRITE, LOCK_OP_DEMOTE,
+    LOCK_OP_LOCK, LOCK_OP_TRYLOCK, LOCK_OP_TRYLOCK_OK, LOCK_OP_UNLOCK, LockClass,
+    MARKER_RECORD_SIZE, MARKER_TEXT_LEN, NAME_BYTES, PATH_COMPLETE, PATH_CUT, PATH_DEPTH,
+    RECORD_SIZE, RecordHeader,
 };
 
 use super::{Body, Dev, Event, FileLockClass, Mode};
@@ -33,6 +35,8 @@ pub enum RawError {
     BadSize { kind: Kind, len: usize, want: usize },
     #[error("{0:?} records are never written by the kernel side")]
     NotFromKernel(Kind),
+    #[error("a FileLockOps record stands for several events; decode it with decode_entry")]
+    Several,
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -68,11 +72,93 @@ pub fn decode_entry(b: &[u8], out: &mut impl FnMut(Result<Event, RawError>)) {
         let n = (u32_at(b, 0) as usize).min(BATCH_LEN);
         for i in 0..n {
             let at = 8 + i * RECORD_SIZE;
-            out(decode(&b[at..at + RECORD_SIZE]));
+            decode_record(&b[at..at + RECORD_SIZE], out);
+        }
+    } else {
+        decode_record(b, out);
+    }
+}
+
+/// Decodes one record into its events: one, except a
+/// [`Kind::FileLockOps`] record, which stands for several.
+fn decode_record(b: &[u8], out: &mut impl FnMut(Result<Event, RawError>)) {
+    const HDR: usize = core::mem::size_of::<RecordHeader>();
+    if b.len() >= RECORD_SIZE && b[16] == Kind::FileLockOps as u8 {
+        let h = header(b);
+        let w = |i: usize| u64_at(b, HDR + 8 * i);
+        let ev = |body| Event {
+            ts: h.ts,
+            tid: h.tid,
+            pid: h.pid,
+            cpu: Some(h.cpu as u32),
+            body,
+        };
+        for body in lock_ops(Dev::from_kernel(h.dev), w(0), w(1), w(2), w(3)) {
+            out(Ok(ev(body)));
         }
     } else {
         out(decode(b));
     }
+}
+
+/// The events of a [`Kind::FileLockOps`] record, in the kernel's order:
+/// i_rwsem before invalidate_lock, except when demoting (xfs_ilock_demote
+/// downgrades MMAPLOCK before IOLOCK).
+pub fn lock_ops(dev: Dev, ino: u64, op: u64, io: u64, inv: u64) -> Vec<Body> {
+    let mut locks = [
+        (FileLockClass::IRwsem, io),
+        (FileLockClass::InvalidateLock, inv),
+    ];
+    if op == LOCK_OP_DEMOTE {
+        locks.reverse();
+    }
+    let mut out = Vec::new();
+    for (class, mode) in locks {
+        if mode == LOCK_MODE_NONE {
+            continue;
+        }
+        let write = mode == LOCK_MODE_WRITE;
+        let request = |write, trylock| Body::FileLockRequest {
+            dev,
+            ino,
+            class,
+            write,
+            trylock: Some(trylock),
+        };
+        let acquired = |write| Body::FileLockAcquired {
+            dev,
+            ino,
+            class,
+            write,
+            success: true,
+        };
+        match op {
+            LOCK_OP_LOCK => out.push(request(write, false)),
+            LOCK_OP_TRYLOCK => out.push(request(write, true)),
+            LOCK_OP_TRYLOCK_OK => {
+                out.push(request(write, true));
+                out.push(acquired(write));
+            }
+            LOCK_OP_UNLOCK => out.push(Body::FileLockRelease {
+                dev,
+                ino,
+                class,
+                write,
+            }),
+            LOCK_OP_DEMOTE if write => {
+                out.push(Body::FileLockRelease {
+                    dev,
+                    ino,
+                    class,
+                    write: true,
+                });
+                out.push(request(false, false));
+                out.push(acquired(false));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Decodes one ring-buffer record.
@@ -243,6 +329,8 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             stack: ((w(1) as i64) >= 0).then(|| format!("{STACK_ID_PREFIX}{}", w(1) as i64)),
         },
         Kind::Lost => return Err(RawError::NotFromKernel(kind)),
+        // Several events: `decode_entry` expands it.
+        Kind::FileLockOps => return Err(RawError::Several),
     };
     Ok(Event {
         ts: h.ts,
@@ -272,13 +360,11 @@ fn file(b: &[u8], dev: Dev) -> Body {
     let invalidate_lock = u64_at(b, HDR + 16);
     let fs = c_text(&b[HDR + 24..HDR + 24 + FS_NAME_LEN]);
     let at = HDR + 24 + FS_NAME_LEN;
-    let len = (u32_at(b, at) as usize).min(PATH_BYTES);
+    let depth = (u32_at(b, at) as usize).min(PATH_DEPTH);
     let flags = u32_at(b, at + 4);
-    let raw = &b[at + 8..at + 8 + len];
-    let mut parts: Vec<String> = raw
-        .split(|&c| c == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+    let slots = at + 8;
+    let mut parts: Vec<String> = (0..depth)
+        .map(|i| c_text(&b[slots + i * NAME_BYTES..slots + (i + 1) * NAME_BYTES]))
         .collect();
     parts.reverse();
     let path = if parts.is_empty() {
@@ -427,14 +513,13 @@ mod tests {
             i_rwsem: 0xffff_8880_0000_1000,
             invalidate_lock: 0,
             fs: [0; FS_NAME_LEN],
-            path_len: 0,
+            depth: 2,
             path_flags: PATH_COMPLETE,
-            path: [0; PATH_BYTES],
+            path: [[0; NAME_BYTES]; PATH_DEPTH],
         };
         r.fs[..4].copy_from_slice(b"ext4");
-        let comps = b"f\0dir\0";
-        r.path[..comps.len()].copy_from_slice(comps);
-        r.path_len = comps.len() as u32;
+        r.path[0][..1].copy_from_slice(b"f");
+        r.path[1][..3].copy_from_slice(b"dir");
         let body = |r: &rl_common::FileRecord| decode(&bytes(r)).unwrap().body;
         assert_eq!(
             body(&r),
@@ -450,7 +535,7 @@ mod tests {
         // A walk that stopped early or cut a name says so.
         r.path_flags = PATH_COMPLETE | PATH_CUT;
         assert!(matches!(body(&r), Body::File { path: Some(p), .. } if p == ".../dir/f"));
-        r.path_len = 0;
+        r.depth = 0;
         assert!(matches!(body(&r), Body::File { path: None, .. }));
         // A record of the wrong size for its kind is refused.
         assert!(matches!(
@@ -517,6 +602,72 @@ mod tests {
             decode(&bytes(&r)).unwrap().body,
             Body::ContentionBegin { caller: Some(c), .. } if c == "ip:ffffffff81000000"
         ));
+    }
+
+    #[test]
+    fn a_lock_ops_record_is_its_events_in_kernel_order() {
+        let r = Record {
+            hdr: RecordHeader {
+                ts: 3,
+                kind: Kind::FileLockOps as u8,
+                dev: 7 << 20,
+                ..Default::default()
+            },
+            w: [9, LOCK_OP_LOCK, LOCK_MODE_WRITE, LOCK_MODE_WRITE],
+        };
+        let mut got = Vec::new();
+        decode_entry(&bytes(&r), &mut |e| got.push(e.unwrap().body));
+        let dev = Dev { major: 7, minor: 0 };
+        let req = |class, write, trylock| Body::FileLockRequest {
+            dev,
+            ino: 9,
+            class,
+            write,
+            trylock: Some(trylock),
+        };
+        assert_eq!(
+            got,
+            [
+                req(FileLockClass::IRwsem, true, false),
+                req(FileLockClass::InvalidateLock, true, false)
+            ]
+        );
+        // Demoting: invalidate_lock first, each a release, request, grant.
+        let d = lock_ops(dev, 9, LOCK_OP_DEMOTE, LOCK_MODE_WRITE, LOCK_MODE_WRITE);
+        assert_eq!(d.len(), 6);
+        assert!(matches!(
+            d[0],
+            Body::FileLockRelease {
+                class: FileLockClass::InvalidateLock,
+                write: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            d[5],
+            Body::FileLockAcquired {
+                class: FileLockClass::IRwsem,
+                write: false,
+                success: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            lock_ops(
+                dev,
+                9,
+                LOCK_OP_UNLOCK,
+                LOCK_MODE_NONE,
+                rl_common::LOCK_MODE_READ
+            ),
+            [Body::FileLockRelease {
+                dev,
+                ino: 9,
+                class: FileLockClass::InvalidateLock,
+                write: false
+            }]
+        );
+        assert_eq!(decode(&bytes(&r)), Err(RawError::Several));
     }
 
     #[test]
