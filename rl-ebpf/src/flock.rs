@@ -414,11 +414,7 @@ fn inv_held(tid: u32, delta: i64) {
             unsafe { core::ptr::write_volatile(p, now.wrapping_add(d as u64)) };
             add_total(total, d);
         }
-        None if delta > 0 => {
-            if INV_HELD.insert(&tid, &1, 0).is_ok() {
-                add_total(total, 1);
-            }
-        }
+        None if delta > 0 && INV_HELD.insert(&tid, &1, 0).is_ok() => add_total(total, 1),
         None => {}
     }
 }

@@ -25,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",  // the VM's initramfs
     "cpio",            // packing the initramfs
     "linux-perf",      // `cargo xtask bench peers` compares with perf record
+    "xfsprogs",        // mkfs.xfs, xfs_io: live tests on a loop-mounted XFS image
+    "btrfs-progs",     // mkfs.btrfs: live tests on a loop-mounted btrfs image
 ];
 
 /// Nightly components: `rust-src` for `-Z build-std=core` (the eBPF crate),

@@ -165,7 +165,7 @@ impl Names {
                 dev, path: Some(p), ..
             } => {
                 if let Some(rest) = p.strip_prefix(FS_PATH_PREFIX) {
-                    *p = self.path(*dev, &rest.to_string());
+                    *p = self.path(*dev, rest);
                 }
             }
             Body::ContentionBegin {
