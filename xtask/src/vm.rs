@@ -613,7 +613,7 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     for d in ["bin", "proc", "sys", "dev", "work", "tmp", "lib"] {
         std::fs::create_dir_all(tree.join(d))?;
     }
-    for f in FLAVOURS {
+    for f in FLAVOURS.iter().chain(&["locks"]) {
         let ko = format!("rltest_{f}.ko");
         std::fs::copy(kmod.join(&ko), tree.join("lib").join(&ko))
             .with_context(|| format!("{ko} was not built"))?;
@@ -634,10 +634,17 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
     std::fs::copy("/bin/busybox", tree.join("bin/busybox"))
         .context("busybox-static is not installed")?;
-    for b in ["rltop", "rl-workload"] {
+    for b in ["rltop", "rl-workload", "rl-locktest"] {
         std::fs::copy(bins.join(b), tree.join("bin").join(b))?;
     }
-    std::fs::write(tree.join("init"), INIT)?;
+    // The page-cache lock patterns run on the ext4 mount, before the
+    // range-lock flavours.
+    let init = INIT.replacen(
+        "echo RLTOP-VM-NOMOD-BEGIN\n",
+        &format!("{}echo RLTOP-VM-NOMOD-BEGIN\n", crate::vm_locks::INIT),
+        1,
+    );
+    std::fs::write(tree.join("init"), init)?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))?;
     let out = dir.join("initramfs.gz");
@@ -671,7 +678,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         .args([
             "-k",
             "5",
-            "420",
+            "900",
             "qemu-system-x86_64",
             "-accel",
             "tcg",
@@ -793,6 +800,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
 
     let results = check_runs(body, &dir, &bins.join("rltop"))?;
     check_fs(body, &dir, &bins.join("rltop"), &mut failures)?;
+    crate::vm_locks::check(body, &dir, &bins.join("rltop"), root, &mut failures)?;
     println!(
         "\nvm-test: range-lock profiles on Debian {abi} (module lock ops vs traced events; findings of rltop check on the host)"
     );

@@ -1004,10 +1004,15 @@ impl Kretprobes {
             // SAFETY: ioctls on a perf event fd we own, with the BPF
             // program fd as the argument of SET_BPF.
             unsafe {
-                if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd()) != 0 {
+                if libc::ioctl(
+                    fd.as_raw_fd(),
+                    PERF_EVENT_IOC_SET_BPF as _,
+                    prog.as_raw_fd(),
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error()).context("PERF_EVENT_IOC_SET_BPF");
                 }
-                if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE, 0) != 0 {
+                if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) != 0 {
                     return Err(std::io::Error::last_os_error()).context("PERF_EVENT_IOC_ENABLE");
                 }
             }

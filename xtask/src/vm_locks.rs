@@ -1,0 +1,308 @@
+//! vm-test's part for mainline's page-cache locks (issue 14): in the VM,
+//! whose Debian kernel has kprobes and allows fentry, the test module
+//! `rltest_locks` takes a real file's `invalidate_lock` and faults on an
+//! anonymous user page under it, and takes `i_rwsem` and `invalidate_lock`
+//! in both orders from two threads. Each pattern is recorded with the
+//! `fentry` and with the `kprobe` lock source; here the raw events must show
+//! the holds, the wrong-order request made while holding the other lock, and
+//! the `page_fault` with the lock held, in the kernel's order, with nothing
+//! lost (kretprobe misses included).
+//!
+//! With RLTOP_VM_FIXTURES=1 the checked traces (the workload's own events)
+//! are written to `rl-user/tests/data/mainline/` as JSONL, the fixtures of
+//! `rl-user/tests/mainline.rs`.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+/// The VM init's lock part (runs once ext4 is mounted on /mnt).
+pub const INIT: &str = r#"echo RLTOP-VM-LOCKS-BEGIN
+insmod /lib/rltest_locks.ko || echo "RLTOP-VM-INSMOD-FAILED locks"
+echo RLTOP-VM-LOCKS-PROBES-BEGIN
+rltop probes --verbose 2>&1 | grep -E 'files:|file locks:|contention callers|fentry:|fexit:|exceptions:|raw, files'
+rltop probes --verbose --lock-source kprobe 2>&1 | grep -E 'file locks:|kprobe:(down|up_|_down)|kretprobe:(down|_down)'
+echo RLTOP-VM-LOCKS-PROBES-END
+for src in fentry kprobe; do
+  for p in fault order; do
+    rltop record --lock-source $src -o /work/lk.rlt -- rl-locktest kmod /sys/module/rltest_locks/parameters/run /mnt/lk-$src-$p $p > /work/lk.log 2>&1
+    echo "RLTOP-VM-LOCKS-RUN $src $p rc=$? $(cat /sys/module/rltest_locks/parameters/ops)"
+    grep -E '^\{' /work/lk.log | sed 's/^/RLTOP-VM-LOCKS-REPORT /'
+    grep -E 'error|rl-locktest:|kretprobe' /work/lk.log
+    echo "RLTOP-VM-TRACE-BEGIN locks-$src $p"
+    base64 /work/lk.rlt
+    echo "RLTOP-VM-TRACE-END"
+  done
+done
+echo "RLTOP-VM-LOCKS-VMA-SYMBOLS=$(grep -cw -e lock_vma_under_rcu -e __vma_start_write /proc/kallsyms)"
+rmmod rltest_locks
+echo RLTOP-VM-LOCKS-END
+"#;
+
+/// One lock event of a task, reduced to what the patterns check:
+/// `request|acquired|release|fault class mode`.
+fn step(e: &Value) -> Option<String> {
+    let k = e["kind"].as_str()?;
+    let mode = |e: &Value| if e["write"] == true { "write" } else { "read" };
+    Some(match k {
+        "file_lock_request" => format!("request {} {}", e["class"].as_str()?, mode(e)),
+        "file_lock_acquired" if e["success"] == true => {
+            format!("acquired {} {}", e["class"].as_str()?, mode(e))
+        }
+        "file_lock_acquired" => format!("failed {} {}", e["class"].as_str()?, mode(e)),
+        "file_lock_release" => format!("release {} {}", e["class"].as_str()?, mode(e)),
+        "page_fault" => format!("fault held={}", e["held"]),
+        _ => return None,
+    })
+}
+
+/// The steps of `tid` between its `rl-locktest <phase> begin` and `end`
+/// markers (the markers come from the workload's main thread, `main`).
+pub fn steps(events: &[Value], main: u64, tid: u64, phase: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for e in events {
+        if e["kind"] == "marker" && e["tid"] == main {
+            let t = e["text"].as_str().unwrap_or("");
+            if t == format!("rl-locktest {phase} begin") {
+                inside = true;
+            } else if t == format!("rl-locktest {phase} end") {
+                inside = false;
+            }
+        } else if inside
+            && e["tid"] == tid
+            && let Some(s) = step(e)
+        {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// What each pattern must show, per thread.
+pub fn expected(pattern: &str) -> Vec<Vec<&'static str>> {
+    match pattern {
+        // The module's thread: invalidate_lock held across a page fault.
+        "fault" => vec![vec![
+            "request invalidate_lock write",
+            "acquired invalidate_lock write",
+            "fault held=1",
+            "release invalidate_lock write",
+        ]],
+        // Two threads: the documented order, then the wrong one (the
+        // i_rwsem request made while invalidate_lock is held).
+        "order" => vec![
+            vec![
+                "request i_rwsem write",
+                "acquired i_rwsem write",
+                "request invalidate_lock write",
+                "acquired invalidate_lock write",
+                "release invalidate_lock write",
+                "release i_rwsem write",
+            ],
+            vec![
+                "request invalidate_lock write",
+                "acquired invalidate_lock write",
+                "request i_rwsem write",
+                "acquired i_rwsem write",
+                "release i_rwsem write",
+                "release invalidate_lock write",
+            ],
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// Checks the lock runs of the console `body`; the traces were decoded
+/// into `dir/locks-<source>-<pattern>.rlt` by `vm::check_runs`.
+pub fn check(
+    body: &str,
+    dir: &Path,
+    rltop: &Path,
+    root: &Path,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let mut expect = |ok: bool, what: String| {
+        println!(
+            "vm-test: page-cache locks: {what}: {}",
+            if ok { "ok" } else { "FAIL" }
+        );
+        if !ok {
+            failures.push(format!("page-cache locks: {what}"));
+        }
+    };
+    let section = body
+        .split("RLTOP-VM-LOCKS-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("RLTOP-VM-LOCKS-END").next())
+        .unwrap_or("");
+    expect(
+        !section.is_empty() && !section.contains("RLTOP-VM-INSMOD-FAILED"),
+        "the rltest_locks module loads".into(),
+    );
+    let probes = section
+        .split("RLTOP-VM-LOCKS-PROBES-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("RLTOP-VM-LOCKS-PROBES-END").next())
+        .unwrap_or("");
+    expect(
+        probes
+            .lines()
+            .any(|l| l.starts_with("file locks: source fentry")),
+        "fentry is this kernel's lock source (auto)".into(),
+    );
+    for p in ["fentry:down_write", "fexit:down_write", "fentry:up_write"] {
+        expect(
+            probes
+                .lines()
+                .any(|l| l.starts_with(p) && l.contains(" attached ")),
+            format!("{p} attaches"),
+        );
+    }
+    for p in ["kprobe:down_write", "kretprobe:down_write (maxactive 4096)"] {
+        expect(
+            probes
+                .lines()
+                .any(|l| l.starts_with(p) && l.contains(" attached ")),
+            format!("{p} attaches with --lock-source kprobe"),
+        );
+    }
+    let vma = section
+        .lines()
+        .find_map(|l| l.split("RLTOP-VM-LOCKS-VMA-SYMBOLS=").nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    println!("vm-test: page-cache locks: per-VMA lock symbols on this kernel: {vma} of 2");
+    let fixtures = std::env::var("RLTOP_VM_FIXTURES").is_ok_and(|v| v == "1");
+    for src in ["fentry", "kprobe"] {
+        for pattern in ["fault", "order"] {
+            let what = format!("{pattern} pattern, {src} source");
+            let run = section
+                .lines()
+                .find(|l| l.contains(&format!("RLTOP-VM-LOCKS-RUN {src} {pattern} ")))
+                .unwrap_or("");
+            let report: Option<Value> = section
+                .lines()
+                .filter_map(|l| l.split("RLTOP-VM-LOCKS-REPORT ").nth(1))
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| {
+                    v["file"]["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(&format!("lk-{src}-{pattern}")))
+                });
+            let Some(report) = report.filter(|_| run.contains("rc=0")) else {
+                expect(false, format!("{what}: rltop record runs ({run:?})"));
+                continue;
+            };
+            let trace = dir.join(format!("locks-{src}-{pattern}.rlt"));
+            let out = Command::new(rltop).arg("dump").arg(&trace).output()?;
+            let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let header = header(rltop, &trace)?;
+            expect(
+                header == src,
+                format!("{what}: the trace says lock_source {header:?}"),
+            );
+            let lost: u64 = events
+                .iter()
+                .filter(|e| e["kind"] == "lost")
+                .filter_map(|e| e["count"].as_u64())
+                .sum();
+            expect(lost == 0, format!("{what}: {lost} events lost"));
+            let (dev, ino) = (
+                report["file"]["dev"].as_str().unwrap_or(""),
+                report["file"]["ino"].as_u64().unwrap_or(0),
+            );
+            let path = report["file"]["path"].as_str().unwrap_or("");
+            let named = events.iter().any(|e| {
+                e["kind"] == "file"
+                    && e["dev"] == dev
+                    && e["ino"] == ino
+                    && e["path"] == path
+                    && e["fs"] == "ext4"
+                    && e["i_rwsem"].as_u64().is_some()
+                    && e["invalidate_lock"].as_u64().is_some()
+            });
+            expect(
+                named,
+                format!("{what}: {path} named, with its lock addresses"),
+            );
+            let main = report["pid"].as_u64().unwrap_or(0);
+            let tids: Vec<u64> = report["tids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            let phase = format!("kmod {pattern}");
+            let want = expected(pattern);
+            let got: Vec<Vec<String>> = tids
+                .iter()
+                .map(|&t| steps(&events, main, t, &phase))
+                .collect();
+            let same = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g == w);
+            expect(
+                same,
+                format!("{what}: raw events per thread {got:?} (expected {want:?})"),
+            );
+            if pattern == "fault" {
+                let stack = events
+                    .iter()
+                    .find(|e| {
+                        e["kind"] == "page_fault" && tids.contains(&e["tid"].as_u64().unwrap_or(0))
+                    })
+                    .and_then(|e| e["stack"].as_str())
+                    .unwrap_or("");
+                expect(
+                    stack.contains("rltest_fault"),
+                    format!("{what}: the fault's stack shows the module ({stack})"),
+                );
+            }
+            if fixtures {
+                write_fixture(root, src, pattern, main, &out.stdout)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The trace header's `lock_source`.
+fn header(rltop: &Path, trace: &Path) -> anyhow::Result<String> {
+    // `rltop dump` has no header output; read the JSON header directly:
+    // magic (8), version (4), length (4), JSON (see docs/trace-format.md).
+    let _ = rltop;
+    let b = std::fs::read(trace).with_context(|| trace.display().to_string())?;
+    let len = u32::from_le_bytes(b.get(12..16).context("short trace")?.try_into()?) as usize;
+    let h: Value = serde_json::from_slice(b.get(16..16 + len).context("short trace")?)?;
+    Ok(h["lock_source"].as_str().unwrap_or("").to_string())
+}
+
+/// Keeps the workload's own events (its pid: markers, lock events, faults,
+/// names of its files) as the fixture of one pattern.
+fn write_fixture(
+    root: &Path,
+    src: &str,
+    pattern: &str,
+    pid: u64,
+    dump: &[u8],
+) -> anyhow::Result<()> {
+    let dir = root.join("rl-user/tests/data/mainline");
+    std::fs::create_dir_all(&dir)?;
+    let mut out = String::new();
+    for l in String::from_utf8_lossy(dump).lines() {
+        let Ok(e) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        if e["pid"] == pid || e["kind"] == "lost" {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    let file = dir.join(format!("kmod-{pattern}-{src}.jsonl"));
+    std::fs::write(&file, out)?;
+    println!("vm-test: wrote {}", file.display());
+    Ok(())
+}
