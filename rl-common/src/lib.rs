@@ -315,7 +315,7 @@ const _: () = assert!(BATCH_SIZE == 456);
 // Ring entries are told apart by their length: a file record must not
 // look like a batch.
 const _: () = assert!(FILE_RECORD_SIZE == 968);
-const _: () = assert!(core::mem::size_of::<FileLockLayout>() == 160);
+const _: () = assert!(core::mem::size_of::<FileLockLayout>() == 152);
 
 /// Byte offsets of tracepoint fields, read from tracefs `format` files at
 /// start-up and passed to the eBPF programs as one global. An offset of
@@ -515,13 +515,11 @@ pub struct FileLockLayout {
     pub task_pagefault_disabled: u32,
     /// `rw_semaphore.dep_map` (lockdep kernels only).
     pub rwsem_dep_map: u32,
-    // tracefs: xfs:xfs_ilock (and its siblings), exceptions:page_fault_*,
-    // lock:lock_acquire, lock:lock_release.
+    // tracefs: xfs:xfs_ilock (and its siblings), lock:lock_acquire,
+    // lock:lock_release.
     pub xfs_dev: u32,
     pub xfs_ino: u32,
     pub xfs_flags: u32,
-    pub fault_address: u32,
-    pub fault_error_code: u32,
     pub lockdep_flags: u32,
     pub lockdep_addr: u32,
     pub lockdep_release_addr: u32,
@@ -562,8 +560,6 @@ impl FileLockLayout {
         xfs_dev: NO_FIELD,
         xfs_ino: NO_FIELD,
         xfs_flags: NO_FIELD,
-        fault_address: NO_FIELD,
-        fault_error_code: NO_FIELD,
         lockdep_flags: NO_FIELD,
         lockdep_addr: NO_FIELD,
         lockdep_release_addr: NO_FIELD,

@@ -32,7 +32,7 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_current_task, generated},
+    helpers::generated::{self, bpf_get_current_task_btf},
     macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{
@@ -945,11 +945,13 @@ pub fn lockdep_release(ctx: TracePointContext) -> u32 {
 
 // ------------------------------------------------------------ page faults
 
-/// `exceptions:page_fault_user` / `page_fault_kernel` (address@8,
-/// error_code@24 on 6.18; offsets from tracefs). They fire at the entry of
-/// the x86 fault handler, before it checks `faulthandler_disabled()`.
+/// raw `exceptions:page_fault_user` / `page_fault_kernel(unsigned long
+/// address, struct pt_regs *regs, unsigned long error_code)` (raw: no
+/// formatted record is built, so the common case, nobody holding a lock,
+/// costs little more than the call). They fire at the entry of the x86
+/// fault handler, before it checks `faulthandler_disabled()`.
 #[inline(always)]
-fn page_fault(ctx: &TracePointContext, user: bool) {
+fn page_fault(ctx: &RawTracePointContext, user: bool) {
     // Nearly always nobody holds an invalidate_lock: one array look-up.
     let any_inv = INV_HELD_TOTAL.get(0).copied().unwrap_or(0) != 0;
     let ranges = global!(RL.order_check) != 0;
@@ -969,22 +971,21 @@ fn page_fault(ctx: &TracePointContext, user: bool) {
     if held == 0 {
         return;
     }
-    let Some(r) = TpRecord::read(ctx) else { return };
-    let addr: u64 = r.get(global!(FL.fault_address));
+    let addr: u64 = ctx.arg(0);
     // Faults on kernel addresses (the upper half on x86-64, bit 63) take
     // no mm lock (do_kern_addr_fault).
     if addr >> 63 != 0 {
         return;
     }
     // `current->pagefault_disabled` (BTF): pagefault_disable() sections
-    // (copy_*_nofault) fail the fault instead of taking locks.
-    // SAFETY: a helper without preconditions.
-    let task = unsafe { bpf_get_current_task() };
-    let disabled: u32 = kread(task, global!(FL.task_pagefault_disabled));
-    if disabled != 0 {
+    // (copy_*_nofault) fail the fault instead of taking locks. Loaded
+    // directly through the BTF-typed task pointer: bpf_probe_read_kernel
+    // would read it inside its own pagefault_disable() section
+    // (mm/maccess.c), one too many.
+    if pagefault_disabled() != 0 {
         return;
     }
-    let code: u64 = r.get(global!(FL.fault_error_code));
+    let code: u64 = ctx.arg(2);
     use aya_ebpf::programs::tracing::StackIdContext as _;
     let stack = ctx.get_stackid(&STACKS, 0).unwrap_or(-1);
     emit(
@@ -996,16 +997,33 @@ fn page_fault(ctx: &TracePointContext, user: bool) {
     );
 }
 
-#[tracepoint]
-pub fn page_fault_user(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "page_fault_user")]
+pub fn page_fault_user(ctx: RawTracePointContext) -> i32 {
     page_fault(&ctx, true);
     0
 }
 
-#[tracepoint]
-pub fn page_fault_kernel(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "page_fault_kernel")]
+pub fn page_fault_kernel(ctx: RawTracePointContext) -> i32 {
     page_fault(&ctx, false);
     0
+}
+
+/// `current->pagefault_disabled`, at its BTF offset.
+#[inline(always)]
+fn pagefault_disabled() -> u32 {
+    let off = global!(FL.task_pagefault_disabled) as u64;
+    // SAFETY: a helper without preconditions; it returns the current task
+    // as a BTF pointer, never NULL in process or irq context.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    // SAFETY: a 4-byte load at a constant offset (a frozen global) of the
+    // task: the verifier checks it against task_struct's BTF (the field
+    // at that offset is `int pagefault_disabled`).
+    unsafe {
+        let v: u64;
+        core::arch::asm!("{v} = *(u32 *)({p} + 0)", v = out(reg) v, p = in(reg) task.wrapping_add(off), options(readonly, nostack, preserves_flags));
+        v as u32
+    }
 }
 
 // ------------------------------------------------------ contention callers

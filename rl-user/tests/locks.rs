@@ -328,7 +328,7 @@ fn faults_without_a_lock_below_mmap_lock_give_no_page_fault_events() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| p == "exceptions:page_fault_user"),
+            .any(|p| p == "exceptions:page_fault_user (raw)"),
         "{header}"
     );
     let pid = report["pid"].as_u64().unwrap();

@@ -18,6 +18,12 @@ use std::process::Command;
 use anyhow::Context as _;
 use serde_json::Value;
 
+/// RLTOP_VM_ONLY=locks: the VM runs only this part (a quicker loop while
+/// working on it; `cargo xtask vm-test` without it runs everything).
+pub fn only() -> bool {
+    std::env::var("RLTOP_VM_ONLY").is_ok_and(|v| v == "locks")
+}
+
 /// The VM init's lock part (runs once ext4 is mounted on /mnt).
 pub const INIT: &str = r#"echo RLTOP-VM-LOCKS-BEGIN
 insmod /lib/rltest_locks.ko || echo "RLTOP-VM-INSMOD-FAILED locks"
@@ -27,10 +33,10 @@ rltop probes --verbose --lock-source kprobe 2>&1 | grep -E 'file locks:|kprobe:(
 echo RLTOP-VM-LOCKS-PROBES-END
 for src in fentry kprobe; do
   for p in fault order; do
-    rltop record --lock-source $src -o /work/lk.rlt -- rl-locktest kmod /sys/module/rltest_locks/parameters/run /mnt/lk-$src-$p $p > /work/lk.log 2>&1
+    rltop record --probe-cost --lock-source $src -o /work/lk.rlt -- rl-locktest kmod /sys/module/rltest_locks/parameters/run /mnt/lk-$src-$p $p > /work/lk.log 2>&1
     echo "RLTOP-VM-LOCKS-RUN $src $p rc=$? $(cat /sys/module/rltest_locks/parameters/ops)"
     grep -E '^\{' /work/lk.log | sed 's/^/RLTOP-VM-LOCKS-REPORT /'
-    grep -E 'error|rl-locktest:|kretprobe' /work/lk.log
+    grep -E "error|rl-locktest:|kretprobe|probe cost: (exceptions|fentry:down_write|kprobe:down_write)" /work/lk.log
     echo "RLTOP-VM-TRACE-BEGIN locks-$src $p"
     base64 /work/lk.rlt
     echo "RLTOP-VM-TRACE-END"

@@ -398,18 +398,29 @@ impl Plan {
             });
         let mut faults = pfd.map(|o| l.task_pagefault_disabled = o);
         if faults.is_ok() {
-            faults = (|| {
-                let a = field(t, "exceptions", "page_fault_user", "address", &[8])?;
-                let c = field(t, "exceptions", "page_fault_user", "error_code", &[8])?;
-                let a2 = field(t, "exceptions", "page_fault_kernel", "address", &[8])?;
-                let c2 = field(t, "exceptions", "page_fault_kernel", "error_code", &[8])?;
-                if (a, c) != (a2, c2) {
-                    return Err("page_fault_user and page_fault_kernel differ in layout".into());
-                }
-                l.fault_address = a;
-                l.fault_error_code = c;
-                Ok(())
-            })();
+            // Raw tracepoints: (unsigned long address, struct pt_regs *,
+            // unsigned long error_code), checked against BTF.
+            let args = ["long unsigned int", "struct pt_regs *", "long unsigned int"];
+            faults = ["page_fault_user", "page_fault_kernel"]
+                .into_iter()
+                .try_for_each(|ev| {
+                    if !t.has_event("exceptions", ev) {
+                        return Err(format!("no tracepoint exceptions:{ev}"));
+                    }
+                    match btf.and_then(|b| b.tracepoint_args(ev)) {
+                        Some(have)
+                            if have.starts_with(&args.map(String::from)) =>
+                        {
+                            Ok(())
+                        }
+                        Some(have) => Err(format!(
+                            "exceptions:{ev} arguments are ({}) here, rltop reads ({}): unexpected layout",
+                            have.join(", "),
+                            args.join(", ")
+                        )),
+                        None => Err(format!("BTF has no prototype for tracepoint {ev}")),
+                    }
+                });
         }
         // Lock sources other than fentry (which is tried at load).
         let has = |s: &str| syms.is_some_and(|k| k.has(s));
@@ -548,6 +559,8 @@ pub struct Live {
     /// "file locks: ..." lines for `rltop probes`.
     pub lines: Vec<String>,
     kret: Kretprobes,
+    /// The source asked for with `--lock-source` could not be used: why.
+    pub refused: Option<String>,
 }
 
 impl Live {
@@ -674,19 +687,28 @@ pub fn attach(
             (Ok(()), false) => Status::Unavailable(
                 "no source of holds of locks ranked below mmap_lock (no range-lock profile, no file lock source)".into(),
             ),
-            (Ok(()), true) => attach_tp_status(ebpf, program, "exceptions", ev),
+            (Ok(()), true) => attach_raw(ebpf, program, ev),
         };
         probes.push(ProbeReport {
-            name: format!("exceptions:{ev}"),
+            name: format!("exceptions:{ev} (raw)"),
             program,
             status,
         });
     }
     lines.push(plan.caller_line.clone());
+    let refused = match plan.asked {
+        Some(s) if s != chosen => Some(format!(
+            "--lock-source {}: {}",
+            s.as_str(),
+            why_not.join("; ")
+        )),
+        _ => None,
+    };
     Live {
         source: chosen,
         lines,
         kret,
+        refused,
     }
 }
 

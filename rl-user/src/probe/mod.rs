@@ -495,6 +495,11 @@ impl Session {
             plan.as_ref().is_some_and(|p| p.layout.order_check != 0),
             &mut probes,
         );
+        if let Some(why) = &flive.refused
+            && !opts.listing
+        {
+            return Err(user_error(why.clone()));
+        }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
