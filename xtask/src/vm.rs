@@ -739,6 +739,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     if crate::vm_locks::only() {
         check_runs(body, &dir, &bins.join("rltop"))?;
         crate::vm_locks::check(body, &dir, &bins.join("rltop"), root, &mut failures)?;
+        crate::vm_locks::newer(&dir, &bins, &mut failures)?;
         if !failures.is_empty() {
             bail!(
                 "vm-test (locks only) on {abi} failed: {}",
@@ -958,6 +959,8 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             r.flavour, r.evidence_stack
         );
     }
+    // Debian's newer kernel: the fentry lock source and per-VMA locks there.
+    crate::vm_locks::newer(&dir, &bins, &mut failures)?;
     if !failures.is_empty() {
         bail!("vm-test on {abi} failed: {}", failures.join("; "));
     }

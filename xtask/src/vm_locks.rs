@@ -24,8 +24,27 @@ pub fn only() -> bool {
     std::env::var("RLTOP_VM_ONLY").is_ok_and(|v| v == "locks")
 }
 
+/// ext4 punches under each rwsem source (no module needed): exact counts.
+/// Shared with the newer kernel's boot.
+macro_rules! punch_init {
+    () => {
+        r#"for src in fentry kprobe; do
+  rltop record --lock-source $src -o /work/pu.rlt -- rl-locktest punch /mnt/punch-$src 20 > /work/pu.log 2>&1
+  echo "RLTOP-VM-LOCKS-RUN $src punch rc=$?"
+  grep -E '^\{' /work/pu.log | sed 's/^/RLTOP-VM-LOCKS-REPORT /'
+  grep -E 'error|rl-locktest:' /work/pu.log
+  echo "RLTOP-VM-TRACE-BEGIN locks-$src punch"
+  base64 /work/pu.rlt
+  echo "RLTOP-VM-TRACE-END"
+done
+echo "RLTOP-VM-LOCKS-VMA-SYMBOLS=$(grep -cw -e lock_vma_under_rcu -e __vma_start_write /proc/kallsyms)"
+"#
+    };
+}
+
 /// The VM init's lock part (runs once ext4 is mounted on /mnt).
-pub const INIT: &str = r#"echo RLTOP-VM-LOCKS-BEGIN
+pub const INIT: &str = concat!(
+    r#"echo RLTOP-VM-LOCKS-BEGIN
 insmod /lib/rltest_locks.ko || echo "RLTOP-VM-INSMOD-FAILED locks"
 echo RLTOP-VM-LOCKS-PROBES-BEGIN
 rltop probes --verbose 2>&1 | grep -E 'files:|file locks:|contention callers|fentry:|fexit:|exceptions:|raw, files'
@@ -42,10 +61,12 @@ for src in fentry kprobe; do
     echo "RLTOP-VM-TRACE-END"
   done
 done
-echo "RLTOP-VM-LOCKS-VMA-SYMBOLS=$(grep -cw -e lock_vma_under_rcu -e __vma_start_write /proc/kallsyms)"
 rmmod rltest_locks
-echo RLTOP-VM-LOCKS-END
-"#;
+"#,
+    punch_init!(),
+    r#"echo RLTOP-VM-LOCKS-END
+"#
+);
 
 /// One lock event of a task, reduced to what the patterns check:
 /// `request|acquired|release|fault class mode`.
@@ -175,6 +196,7 @@ pub fn check(
             format!("{p} attaches with --lock-source kprobe"),
         );
     }
+    check_punches(section, dir, rltop, &mut expect)?;
     let vma = section
         .lines()
         .find_map(|l| l.split("RLTOP-VM-LOCKS-VMA-SYMBOLS=").nth(1))
@@ -275,6 +297,71 @@ pub fn check(
     Ok(())
 }
 
+/// ext4 punches with each rwsem source: per punch exactly one write
+/// request, acquisition and release of each of the file's two locks
+/// (ext4_fallocate/ext4_punch_hole: inode_lock, filemap_invalidate_lock).
+pub fn check_punches(
+    section: &str,
+    dir: &Path,
+    rltop: &Path,
+    expect: &mut impl FnMut(bool, String),
+) -> anyhow::Result<()> {
+    for src in ["fentry", "kprobe"] {
+        let what = format!("20 ext4 punches, {src} source");
+        let run = section
+            .lines()
+            .find(|l| l.contains(&format!("RLTOP-VM-LOCKS-RUN {src} punch ")))
+            .unwrap_or("");
+        let report = section
+            .lines()
+            .filter_map(|l| l.split("RLTOP-VM-LOCKS-REPORT ").nth(1))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| {
+                v["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&format!("punch-{src}")))
+            });
+        let Some(report) = report.filter(|_| run.contains("rc=0")) else {
+            expect(false, format!("{what}: rltop record runs ({run:?})"));
+            continue;
+        };
+        let trace = dir.join(format!("locks-{src}-punch.rlt"));
+        let out = Command::new(rltop).arg("dump").arg(&trace).output()?;
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let tid = report["tid"].as_u64().unwrap_or(0);
+        let n = report["punches"].as_u64().unwrap_or(0) as usize;
+        let got = steps(&events, tid, tid, "punch");
+        let mut counts = std::collections::BTreeMap::new();
+        for s in &got {
+            *counts.entry(s.as_str()).or_insert(0usize) += 1;
+        }
+        let want: std::collections::BTreeMap<&str, usize> = [
+            "request i_rwsem write",
+            "acquired i_rwsem write",
+            "release i_rwsem write",
+            "request invalidate_lock write",
+            "acquired invalidate_lock write",
+            "release invalidate_lock write",
+        ]
+        .into_iter()
+        .map(|k| (k, n))
+        .collect();
+        let lost: u64 = events
+            .iter()
+            .filter(|e| e["kind"] == "lost")
+            .filter_map(|e| e["count"].as_u64())
+            .sum();
+        expect(
+            n == 20 && counts == want && lost == 0,
+            format!("{what}: {counts:?}, {lost} lost"),
+        );
+    }
+    Ok(())
+}
+
 /// The trace header's `lock_source`.
 fn header(rltop: &Path, trace: &Path) -> anyhow::Result<String> {
     // `rltop dump` has no header output; read the JSON header directly:
@@ -310,5 +397,273 @@ fn write_fixture(
     let file = dir.join(format!("kmod-{pattern}-{src}.jsonl"));
     std::fs::write(&file, out)?;
     println!("vm-test: wrote {}", file.display());
+    Ok(())
+}
+
+/// Debian's newer kernel for bookworm (a meta package; 6.12 today), whose
+/// per-VMA locks the 6.1 kernel lacks.
+const NEWER_META: &str = "linux-image-6.12-amd64";
+
+/// Modules for an ext4 image on a loop device (with their dependencies from
+/// the package's modules.dep; ext4's crc32c provider is a soft dependency).
+const NEWER_MODULES: &[&str] = &["crc32c_generic", "ext4", "loop"];
+
+/// Boots Debian's newer kernel (when bookworm has one) with rltop and the
+/// workload only (the module would need that kernel's headers, which
+/// Debian installs only together with its image: not on this host), and
+/// checks the fentry source there with the ext4 punches, and whether the
+/// per-VMA lock functions exist. Without the package: says so.
+pub fn newer(dir: &Path, bins: &Path, failures: &mut Vec<String>) -> anyhow::Result<()> {
+    let out = Command::new("apt-cache")
+        .args(["depends", NEWER_META])
+        .output()?;
+    let Some(pkg) = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .map(str::to_owned)
+    else {
+        println!("vm-test: newer kernel: apt has no {NEWER_META} here: not booted");
+        return Ok(());
+    };
+    let abi = pkg.trim_start_matches("linux-image-").to_string();
+    let dir = dir.join("newer");
+    std::fs::create_dir_all(&dir)?;
+    let find_deb = |dir: &Path| -> Option<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
+            })
+    };
+    let deb = match find_deb(&dir) {
+        Some(d) => d,
+        None => {
+            println!("vm-test: downloading {pkg}");
+            crate::run(
+                Command::new("apt-get")
+                    .current_dir(&dir)
+                    .args(["download", "-qq", &pkg]),
+            )?;
+            find_deb(&dir).context("apt-get download left no .deb")?
+        }
+    };
+    // The kernel, modules.dep and the modules an ext4 loop mount needs.
+    let x = dir.join("x");
+    if !x.join(format!("boot/vmlinuz-{abi}")).exists() {
+        let _ = std::fs::remove_dir_all(&x);
+        std::fs::create_dir_all(&x)?;
+        crate::run(Command::new("sh").arg("-c").arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot/vmlinuz-{abi} ./lib/modules/{abi}/modules.dep ./lib/modules/{abi}/kernel/fs ./lib/modules/{abi}/kernel/lib ./lib/modules/{abi}/kernel/crypto ./lib/modules/{abi}/kernel/drivers/block",
+            deb.display(),
+            x.display()
+        )))?;
+    }
+    let mdir = x.join(format!("lib/modules/{abi}"));
+    let deps = std::fs::read_to_string(mdir.join("modules.dep"))?;
+    let mut order: Vec<String> = Vec::new();
+    for m in NEWER_MODULES {
+        let Some(line) = deps.lines().find(|l| {
+            l.split(':')
+                .next()
+                .and_then(|p| p.rsplit('/').next())
+                .is_some_and(|f| f.split('.').next() == Some(m))
+        }) else {
+            continue; // built in
+        };
+        let (path, rest) = line.split_once(':').unwrap_or((line, ""));
+        let mut chain: Vec<&str> = rest.split_whitespace().rev().collect();
+        chain.push(path);
+        for p in chain {
+            if !order.iter().any(|o| o == p) {
+                order.push(p.to_string());
+            }
+        }
+    }
+    // The initramfs: busybox, rltop, the workload, the modules (unpacked:
+    // busybox insmod hands the file to init_module as it is).
+    let tree = dir.join("root");
+    let _ = std::fs::remove_dir_all(&tree);
+    for d in ["bin", "proc", "sys", "dev", "work", "tmp", "lib/fs", "mnt"] {
+        std::fs::create_dir_all(tree.join(d))?;
+    }
+    let mut names = Vec::new();
+    for p in &order {
+        let name = p
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.split('.').next())
+            .unwrap_or("")
+            .to_string();
+        let src = mdir.join(p);
+        let dst = tree.join(format!("lib/fs/{name}.ko"));
+        let unpack = match p.rsplit('.').next() {
+            Some("xz") => format!("xz -dc '{}' > '{}'", src.display(), dst.display()),
+            Some("zst") => format!("zstd -qdc '{}' > '{}'", src.display(), dst.display()),
+            _ => format!("cp '{}' '{}'", src.display(), dst.display()),
+        };
+        crate::run(Command::new("sh").arg("-c").arg(unpack))?;
+        names.push(name);
+    }
+    std::fs::write(tree.join("lib/fs/order"), names.join("\n") + "\n")?;
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox"))?;
+    for b in ["rltop", "rl-locktest"] {
+        std::fs::copy(bins.join(b), tree.join("bin").join(b))?;
+    }
+    let img = tree.join("fs.img");
+    crate::run(Command::new("truncate").arg("-s").arg("64M").arg(&img))?;
+    crate::run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
+    let init = format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+echo RLTOP-VM-BEGIN
+echo "RLTOP-VM-NEWER-UNAME=$(uname -r)"
+mount -t tmpfs -o mode=0755 tmp /work
+for m in $(cat /lib/fs/order); do insmod /lib/fs/$m.ko || echo "RLTOP-VM-FS-INSMOD-FAILED $m"; done
+losetup /dev/loop0 /fs.img && mount -t ext4 /dev/loop0 /mnt && echo RLTOP-VM-FS-MOUNTED
+echo RLTOP-VM-LOCKS-BEGIN
+rltop probes --verbose 2>&1 | grep -E 'files:|file locks:|contention callers|fentry:down_write|fexit:down_write|exceptions:|raw, files'
+{}echo RLTOP-VM-LOCKS-END
+echo RLTOP-VM-END
+poweroff -f
+"#,
+        punch_init!()
+    );
+    std::fs::write(tree.join("init"), init)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))?;
+    let initrd = dir.join("initramfs.gz");
+    crate::run(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        tree.display(),
+        initrd.display()
+    )))?;
+    println!("vm-test: booting Debian {abi} under QEMU TCG");
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "600",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+        ])
+        .args(["-smp", "1", "-m", "1024", "-kernel"])
+        .arg(x.join(format!("boot/vmlinuz-{abi}")))
+        .arg("-initrd")
+        .arg(&initrd)
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 quiet preempt=voluntary",
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+        ])
+        .output()
+        .context("running qemu-system-x86_64")?;
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let Some(begin) = console.find("RLTOP-VM-BEGIN") else {
+        failures.push(format!(
+            "newer kernel {abi}: the VM never reached rltop's init"
+        ));
+        println!("vm-test: newer kernel {abi}: no init; console:\n{console}");
+        return Ok(());
+    };
+    let body = &console[begin..];
+    std::fs::write(dir.join("console.txt"), body)?;
+    for l in body
+        .lines()
+        .filter(|l| !l.contains("TRACE") && l.len() < 300)
+    {
+        if !l
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+        {
+            println!("{l}");
+        }
+    }
+    decode_traces(body, &dir)?;
+    let mut expect = |ok: bool, what: String| {
+        println!(
+            "vm-test: newer kernel {abi}: {what}: {}",
+            if ok { "ok" } else { "FAIL" }
+        );
+        if !ok {
+            failures.push(format!("newer kernel {abi}: {what}"));
+        }
+    };
+    let uname = body
+        .lines()
+        .find_map(|l| l.split("RLTOP-VM-NEWER-UNAME=").nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    expect(uname == abi, format!("boots ({uname})"));
+    expect(
+        body.contains("RLTOP-VM-FS-MOUNTED"),
+        "an ext4 image is mounted".into(),
+    );
+    let section = body
+        .split("RLTOP-VM-LOCKS-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("RLTOP-VM-LOCKS-END").next())
+        .unwrap_or("");
+    expect(
+        section
+            .lines()
+            .any(|l| l.starts_with("file locks: source fentry")),
+        "fentry is its lock source (auto)".into(),
+    );
+    check_punches(section, &dir, &bins.join("rltop"), &mut expect)?;
+    let vma = section
+        .lines()
+        .find_map(|l| l.split("RLTOP-VM-LOCKS-VMA-SYMBOLS=").nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    expect(
+        vma == "2",
+        format!("lock_vma_under_rcu and __vma_start_write exist ({vma} of 2)"),
+    );
+    Ok(())
+}
+
+/// Writes each `RLTOP-VM-TRACE-BEGIN <a> <b>` base64 block of the console
+/// to `dir/<a>-<b>.rlt`.
+fn decode_traces(body: &str, dir: &Path) -> anyhow::Result<()> {
+    let mut lines = body.lines();
+    while let Some(l) = lines.next() {
+        let Some(rest) = l.split("RLTOP-VM-TRACE-BEGIN ").nth(1) else {
+            continue;
+        };
+        let name = rest.split_whitespace().collect::<Vec<_>>().join("-");
+        let mut b64 = String::new();
+        for l in lines.by_ref() {
+            if l.contains("RLTOP-VM-TRACE-END") {
+                break;
+            }
+            b64.push_str(l.trim());
+        }
+        let b64_file = dir.join(format!("{name}.b64"));
+        std::fs::write(&b64_file, &b64)?;
+        crate::run(Command::new("sh").arg("-c").arg(format!(
+            "base64 -d '{}' > '{}'",
+            b64_file.display(),
+            dir.join(format!("{name}.rlt")).display()
+        )))?;
+    }
     Ok(())
 }
