@@ -338,16 +338,20 @@ pub fn check_punches(
         for s in &got {
             *counts.entry(s.as_str()).or_insert(0usize) += 1;
         }
+        // invalidate_lock once per punch (ext4_punch_hole). i_rwsem k times
+        // per punch, the same k for every step: 6.1's ext4_fallocate()
+        // also takes it around ext4_convert_inline_data() before calling
+        // ext4_punch_hole(), which takes it again (k = 2).
+        let k = counts.get("request i_rwsem write").copied().unwrap_or(0) / n.max(1);
         let want: std::collections::BTreeMap<&str, usize> = [
-            "request i_rwsem write",
-            "acquired i_rwsem write",
-            "release i_rwsem write",
-            "request invalidate_lock write",
-            "acquired invalidate_lock write",
-            "release invalidate_lock write",
+            ("request i_rwsem write", k * n),
+            ("acquired i_rwsem write", k * n),
+            ("release i_rwsem write", k * n),
+            ("request invalidate_lock write", n),
+            ("acquired invalidate_lock write", n),
+            ("release invalidate_lock write", n),
         ]
         .into_iter()
-        .map(|k| (k, n))
         .collect();
         let lost: u64 = events
             .iter()
@@ -355,8 +359,8 @@ pub fn check_punches(
             .filter_map(|e| e["count"].as_u64())
             .sum();
         expect(
-            n == 20 && counts == want && lost == 0,
-            format!("{what}: {counts:?}, {lost} lost"),
+            n == 20 && (1..=2).contains(&k) && counts == want && lost == 0,
+            format!("{what}: {counts:?} (i_rwsem {k} per punch), {lost} lost"),
         );
     }
     Ok(())
@@ -404,8 +408,8 @@ fn write_fixture(
 /// per-VMA locks the 6.1 kernel lacks.
 const NEWER_META: &str = "linux-image-6.12-amd64";
 
-/// Modules for an ext4 image on a loop device (with their dependencies from
-/// the package's modules.dep; ext4's crc32c provider is a soft dependency).
+/// Modules for an ext4 image on a loop device (with their dependencies;
+/// ext4's crc32c provider is only a soft dependency, so named here).
 const NEWER_MODULES: &[&str] = &["crc32c_generic", "ext4", "loop"];
 
 /// Boots Debian's newer kernel (when bookworm has one) with rltop and the
@@ -451,62 +455,81 @@ pub fn newer(dir: &Path, bins: &Path, failures: &mut Vec<String>) -> anyhow::Res
             find_deb(&dir).context("apt-get download left no .deb")?
         }
     };
-    // The kernel, modules.dep and the modules an ext4 loop mount needs.
+    // The kernel, and the modules an ext4 loop mount needs with their
+    // dependencies (the package has no modules.dep: depmod makes it at
+    // install; each module's `.modinfo` names what it depends on).
     let x = dir.join("x");
     if !x.join(format!("boot/vmlinuz-{abi}")).exists() {
         let _ = std::fs::remove_dir_all(&x);
         std::fs::create_dir_all(&x)?;
         crate::run(Command::new("sh").arg("-c").arg(format!(
-            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot/vmlinuz-{abi} ./lib/modules/{abi}/modules.dep ./lib/modules/{abi}/kernel/fs ./lib/modules/{abi}/kernel/lib ./lib/modules/{abi}/kernel/crypto ./lib/modules/{abi}/kernel/drivers/block",
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot/vmlinuz-{abi} ./lib/modules/{abi}/kernel",
             deb.display(),
             x.display()
         )))?;
     }
-    let mdir = x.join(format!("lib/modules/{abi}"));
-    let deps = std::fs::read_to_string(mdir.join("modules.dep"))?;
-    let mut order: Vec<String> = Vec::new();
-    for m in NEWER_MODULES {
-        let Some(line) = deps.lines().find(|l| {
-            l.split(':')
-                .next()
-                .and_then(|p| p.rsplit('/').next())
-                .is_some_and(|f| f.split('.').next() == Some(m))
-        }) else {
-            continue; // built in
-        };
-        let (path, rest) = line.split_once(':').unwrap_or((line, ""));
-        let mut chain: Vec<&str> = rest.split_whitespace().rev().collect();
-        chain.push(path);
-        for p in chain {
-            if !order.iter().any(|o| o == p) {
-                order.push(p.to_string());
+    let mdir = x.join(format!("lib/modules/{abi}/kernel"));
+    let mut index = std::collections::HashMap::new();
+    let mut stack = vec![mdir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(n) = p.file_name().and_then(|n| n.to_str())
+                && let Some((m, _)) = n.split_once(".ko")
+            {
+                index.insert(m.replace('-', "_"), p.clone());
             }
         }
     }
-    // The initramfs: busybox, rltop, the workload, the modules (unpacked:
-    // busybox insmod hands the file to init_module as it is).
     let tree = dir.join("root");
     let _ = std::fs::remove_dir_all(&tree);
     for d in ["bin", "proc", "sys", "dev", "work", "tmp", "lib/fs", "mnt"] {
         std::fs::create_dir_all(tree.join(d))?;
     }
-    let mut names = Vec::new();
-    for p in &order {
-        let name = p
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.split('.').next())
-            .unwrap_or("")
-            .to_string();
-        let src = mdir.join(p);
-        let dst = tree.join(format!("lib/fs/{name}.ko"));
-        let unpack = match p.rsplit('.').next() {
+    // Depth first: dependencies before the module (unpacked: busybox
+    // insmod hands the file to init_module as it is).
+    let mut names: Vec<String> = Vec::new();
+    fn add(
+        m: &str,
+        index: &std::collections::HashMap<String, std::path::PathBuf>,
+        tree: &Path,
+        names: &mut Vec<String>,
+        depth: u32,
+    ) -> anyhow::Result<()> {
+        let m = m.replace('-', "_");
+        if names.contains(&m) || depth > 16 {
+            return Ok(());
+        }
+        let Some(src) = index.get(&m) else {
+            return Ok(()); // built in
+        };
+        let dst = tree.join(format!("lib/fs/{m}.ko"));
+        let unpack = match src.extension().and_then(|e| e.to_str()) {
             Some("xz") => format!("xz -dc '{}' > '{}'", src.display(), dst.display()),
             Some("zst") => format!("zstd -qdc '{}' > '{}'", src.display(), dst.display()),
             _ => format!("cp '{}' '{}'", src.display(), dst.display()),
         };
         crate::run(Command::new("sh").arg("-c").arg(unpack))?;
-        names.push(name);
+        let bytes = std::fs::read(&dst)?;
+        let deps = bytes
+            .windows(8)
+            .position(|w| w == b"depends=")
+            .map(|at| {
+                let rest = &bytes[at + 8..];
+                let end = rest.iter().position(|&c| c == 0).unwrap_or(0);
+                String::from_utf8_lossy(&rest[..end]).into_owned()
+            })
+            .unwrap_or_default();
+        for d in deps.split(',').filter(|d| !d.is_empty()) {
+            add(d, index, tree, names, depth + 1)?;
+        }
+        names.push(m);
+        Ok(())
+    }
+    for m in NEWER_MODULES {
+        add(m, &index, &tree, &mut names, 0)?;
     }
     std::fs::write(tree.join("lib/fs/order"), names.join("\n") + "\n")?;
     std::fs::copy("/bin/busybox", tree.join("bin/busybox"))?;
