@@ -37,7 +37,7 @@ macro_rules! punch_init {
   base64 /work/pu.rlt
   echo "RLTOP-VM-TRACE-END"
 done
-echo "RLTOP-VM-LOCKS-VMA-SYMBOLS=$(grep -cw -e lock_vma_under_rcu -e __vma_start_write /proc/kallsyms)"
+echo "RLTOP-VM-LOCKS-VMA-SYMBOLS=$(grep -w -e lock_vma_under_rcu -e __vma_start_write -e vma_start_write /proc/kallsyms | while read a t n m; do echo -n "$n "; done)"
 "#
     };
 }
@@ -203,7 +203,9 @@ pub fn check(
         .unwrap_or("?")
         .trim()
         .to_string();
-    println!("vm-test: page-cache locks: per-VMA lock symbols on this kernel: {vma} of 2");
+    println!(
+        "vm-test: page-cache locks: per-VMA lock functions in this kernel's kallsyms: [{vma}]"
+    );
     let fixtures = std::env::var("RLTOP_VM_FIXTURES").is_ok_and(|v| v == "1");
     for src in ["fentry", "kprobe"] {
         for pattern in ["fault", "order"] {
@@ -657,9 +659,10 @@ poweroff -f
         .unwrap_or("?")
         .trim()
         .to_string();
+    // The read side is the fault path's; the write side may be inlined.
     expect(
-        vma == "2",
-        format!("lock_vma_under_rcu and __vma_start_write exist ({vma} of 2)"),
+        vma.split_whitespace().any(|n| n == "lock_vma_under_rcu"),
+        format!("per-VMA locks: kallsyms has [{vma}]"),
     );
     Ok(())
 }
