@@ -85,6 +85,32 @@ const PATH_RETRIES: u32 = 4;
 #[map]
 static LAST_INODE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per CPU, the mapping of the last inode learned through a mapping (page
+/// faults, page-cache adds): the next event on it returns at once, before
+/// any helper call.
+#[map]
+static LAST_MAPPING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Learns the inode of `mapping` (`mapping->host`) unless this CPU's last
+/// one was it.
+#[inline(always)]
+fn learn_mapping(mapping: u64) {
+    let last = LAST_MAPPING.get_ptr_mut(0);
+    if let Some(p) = last {
+        // SAFETY: this CPU's slot, valid for the program's run.
+        if unsafe { *p } == mapping {
+            return;
+        }
+    }
+    let Some(t) = traced_task() else { return };
+    if learn_inode(t, kread(mapping, global!(FL.mapping_host)))
+        && let Some(p) = last
+    {
+        // SAFETY: as above.
+        unsafe { *p = mapping };
+    }
+}
+
 /// invalidate_locks held per task, as the lock source saw them. Losing an
 /// entry or an acquisition can only hide a fault under the lock, never
 /// invent one: a release never takes the count below zero.
@@ -115,17 +141,18 @@ const CALLER_FRAMES: usize = 8;
 
 // ---------------------------------------------------------------- learning
 
-/// Learns `inode`'s locks if it is not known yet, and emits its `file` event.
+/// Learns `inode`'s locks if it is not known yet, and emits its `file`
+/// event. Returns whether the inode is known now (with its path).
 #[inline(always)]
-fn learn_inode(t: Task, inode: u64) {
+fn learn_inode(t: Task, inode: u64) -> bool {
     if inode == 0 || global!(FL.learn) == 0 {
-        return;
+        return false;
     }
     let last = LAST_INODE.get_ptr_mut(0);
     if let Some(p) = last {
         // SAFETY: this CPU's slot, valid for the program's run.
         if unsafe { *p } == inode {
-            return;
+            return true;
         }
     }
     let rwsem = inode.wrapping_add(global!(FL.inode_rwsem) as u64);
@@ -138,12 +165,12 @@ fn learn_inode(t: Task, inode: u64) {
             // SAFETY: as above.
             unsafe { *p = inode };
         }
-        return;
+        return true;
     }
     let sb: u64 = kread(inode, global!(FL.inode_sb));
     let dev: u32 = kread(sb, global!(FL.sb_dev));
     if !traced_file(dev, ino) {
-        return;
+        return false;
     }
     let mapping: u64 = kread(inode, global!(FL.inode_mapping));
     let inv = if mapping != 0 {
@@ -182,10 +209,11 @@ fn learn_inode(t: Task, inode: u64) {
             let _ = NO_PATH.insert(&inode, &(tries + 1), 0);
         }
     }
-    if let Some(p) = last {
+    if has_path && let Some(p) = last {
         // SAFETY: as above.
         unsafe { *p = inode };
     }
+    has_path
 }
 
 /// What [`emit_file`] writes (one argument: a BPF subprogram takes at
@@ -337,16 +365,13 @@ fn emit_file(a: &FileArgs) -> bool {
 /// raw `mm_filemap_fault(struct address_space *mapping, pgoff_t index)`.
 #[raw_tracepoint(tracepoint = "mm_filemap_fault")]
 pub fn learn_fault(ctx: RawTracePointContext) -> i32 {
-    let Some(t) = traced_task() else { return 0 };
-    let mapping: u64 = ctx.arg(0);
-    learn_inode(t, kread(mapping, global!(FL.mapping_host)));
+    learn_mapping(ctx.arg(0));
     0
 }
 
 /// raw `mm_filemap_add_to_page_cache(struct folio *folio)`.
 #[raw_tracepoint(tracepoint = "mm_filemap_add_to_page_cache")]
 pub fn learn_page_add(ctx: RawTracePointContext) -> i32 {
-    let Some(t) = traced_task() else { return 0 };
     let folio: u64 = ctx.arg(0);
     let mapping: u64 = kread(folio, global!(FL.folio_mapping));
     // Anonymous and movable folios tag the low bits of `mapping`
@@ -355,7 +380,7 @@ pub fn learn_page_add(ctx: RawTracePointContext) -> i32 {
     if mapping & 3 != 0 {
         return 0;
     }
-    learn_inode(t, kread(mapping, global!(FL.mapping_host)));
+    learn_mapping(mapping);
     0
 }
 
