@@ -82,7 +82,45 @@ pub enum Kind {
     /// The same task still holds that lock and has freed the range's blocks.
     /// `w0` = ino, `w1` = id of the operation; header `dev`.
     InvalidateEnd = 26,
+    // 25..=29: the fsops helper's kinds (issue 14).
+    /// A [`FileRecord`]: a traced file's identity, path, filesystem and the
+    /// addresses of its page-cache locks.
+    File = 30,
+    /// `w0` = ino, `w1` = [`LockClass`]; header `dev`; `flags` bit
+    /// [`FLAG_WRITE`], and [`FLAG_TRY_KNOWN`] with [`FLAG_TRY`] when the
+    /// source knows whether it is a trylock.
+    FileLockRequest = 31,
+    /// As [`Kind::FileLockRequest`], plus `flags` bit [`FLAG_SUCCESS`].
+    FileLockAcquired = 32,
+    /// As [`Kind::FileLockRequest`] (without the try bits).
+    FileLockRelease = 33,
+    /// A page fault while the task held locks ranked below mmap_lock:
+    /// `w0` = faulting address, `w1` = kernel stack id in `STACKS`
+    /// (negative: none), `w2` = such locks held, `w3` = the hardware error
+    /// code; `flags` bit [`FLAG_USER`] for a fault from user mode.
+    PageFault = 34,
+    /// Several page-cache lock events of one call in one record (user space
+    /// expands it): `w0` = ino, `w1` = a `LOCK_OP_*`, `w2` = the `i_rwsem`
+    /// mode and `w3` the `invalidate_lock` mode (`LOCK_MODE_*`); header `dev`.
+    FileLockOps = 35,
 }
+
+/// [`Kind::FileLockOps`] operations.
+/// Requests (not trylocks) of each lock with a mode, i_rwsem first.
+pub const LOCK_OP_LOCK: u64 = 0;
+/// Trylock requests of each lock with a mode.
+pub const LOCK_OP_TRYLOCK: u64 = 1;
+/// Releases of each lock with a mode, i_rwsem first.
+pub const LOCK_OP_UNLOCK: u64 = 2;
+/// Downgrades (write -> read) of each lock with a mode, invalidate_lock
+/// first: a write release, a read request and its acquisition each.
+pub const LOCK_OP_DEMOTE: u64 = 3;
+/// A successful trylock: request (try) and acquisition of each lock with a mode.
+pub const LOCK_OP_TRYLOCK_OK: u64 = 4;
+/// [`Kind::FileLockOps`] modes.
+pub const LOCK_MODE_NONE: u64 = 0;
+pub const LOCK_MODE_READ: u64 = 1;
+pub const LOCK_MODE_WRITE: u64 = 2;
 
 impl Kind {
     /// Decodes a kind byte; `None` for bytes no kind has.
@@ -115,6 +153,12 @@ impl Kind {
             24 => OrderEvidence,
             25 => InvalidateBegin,
             26 => InvalidateEnd,
+            30 => File,
+            31 => FileLockRequest,
+            32 => FileLockAcquired,
+            33 => FileLockRelease,
+            34 => PageFault,
+            35 => FileLockOps,
             _ => return None,
         })
     }
@@ -140,6 +184,23 @@ pub enum FsOp {
     Zero = 1,
     Collapse = 2,
     Insert = 3,
+}
+
+/// `flags` bit of [`Kind::FileLockRequest`]: the source knows whether the
+/// request is a trylock; [`FLAG_TRY`] then says whether it is.
+pub const FLAG_TRY_KNOWN: u8 = 4;
+pub const FLAG_TRY: u8 = 8;
+/// `flags` bit of [`Kind::PageFault`]: the fault came from user mode.
+pub const FLAG_USER: u8 = 1;
+
+/// The page-cache lock classes of a file, in `w1` of the `FileLock*` kinds.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockClass {
+    /// `inode->i_rwsem`.
+    IRwsem = 0,
+    /// `inode->i_mapping->invalidate_lock`.
+    InvalidateLock = 1,
 }
 
 /// Range lock modes, in `flags` of [`Kind::RlRequest`].
@@ -189,6 +250,46 @@ pub struct MarkerRecord {
     pub _pad: u32,
     pub text: [u8; MARKER_TEXT_LEN],
 }
+
+/// Bytes of a [`FileRecord`]'s filesystem type name.
+pub const FS_NAME_LEN: usize = 16;
+/// Longest path component the eBPF side copies, NUL included; a longer
+/// name is cut (and [`PATH_CUT`] set).
+pub const NAME_BYTES: usize = 56;
+/// Deepest the eBPF side walks up the dentry tree: one slot per level.
+pub const PATH_DEPTH: usize = 16;
+/// [`FileRecord::path_flags`]: the walk reached the filesystem's root, so
+/// the components are the whole path within the filesystem.
+pub const PATH_COMPLETE: u32 = 1;
+/// [`FileRecord::path_flags`]: a component was cut or did not fit.
+pub const PATH_CUT: u32 = 2;
+
+/// A traced file ([`Kind::File`]), written once per inode. 968 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// `dev` is the inode's device.
+    pub hdr: RecordHeader,
+    pub ino: u64,
+    /// Kernel addresses of `inode->i_rwsem` and of the mapping's
+    /// `invalidate_lock` (0: unknown).
+    pub i_rwsem: u64,
+    pub invalidate_lock: u64,
+    /// `inode->i_sb->s_type->name`, NUL padded.
+    pub fs: [u8; FS_NAME_LEN],
+    /// Slots of `path` in use.
+    pub depth: u32,
+    /// [`PATH_COMPLETE`], [`PATH_CUT`].
+    pub path_flags: u32,
+    /// Path components from the file up to (not including) the
+    /// filesystem's root, one NUL-terminated name per slot: slots `c`, `b`,
+    /// `a` are `/a/b/c`. Fixed slots keep the verifier's work per level
+    /// constant. No slot is used when the inode has no dentry (yet).
+    pub path: [[u8; NAME_BYTES]; PATH_DEPTH],
+}
+
+/// Size of a [`FileRecord`] in bytes.
+pub const FILE_RECORD_SIZE: usize = core::mem::size_of::<FileRecord>();
 
 /// Most records a CPU stages before handing them to the ring as one [`Batch`].
 pub const BATCH_LEN: usize = 8;
@@ -241,6 +342,10 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
 const _: () = assert!(RECORD_SIZE == 56);
 const _: () = assert!(MARKER_RECORD_SIZE == 256);
 const _: () = assert!(BATCH_SIZE == 456);
+// Ring entries are told apart by their length: a file record must not
+// look like a batch.
+const _: () = assert!(FILE_RECORD_SIZE == 968);
+const _: () = assert!(core::mem::size_of::<FileLockLayout>() == 152);
 
 /// Byte offsets of tracepoint fields, read from tracefs `format` files at
 /// start-up and passed to the eBPF programs as one global. An offset of
@@ -526,6 +631,99 @@ impl RangeLockLayout {
     };
 }
 
+/// How the page-cache lock programs (rl-ebpf `flock.rs`) read the kernel:
+/// BTF member offsets, tracefs field offsets, XFS lock flag bits and the
+/// kernel's lock and sched text ranges, all resolved by user space at
+/// start-up, and which parts are on. [`NO_FIELD`] marks an absent offset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLockLayout {
+    /// 1: learn files (`file` records and the lock-address map).
+    pub learn: u32,
+    /// 1: name contention callers.
+    pub caller: u32,
+    // BTF: struct inode, super_block, file_system_type, address_space,
+    // folio, kiocb, file, dentry, task_struct, rw_semaphore.
+    pub inode_rwsem: u32,
+    pub inode_mapping: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_dentry: u32,
+    pub sb_dev: u32,
+    pub sb_type: u32,
+    pub fstype_name: u32,
+    pub mapping_host: u32,
+    pub mapping_invalidate_lock: u32,
+    pub folio_mapping: u32,
+    pub kiocb_filp: u32,
+    pub file_inode: u32,
+    /// `dentry.d_u.d_alias`, `dentry.d_parent`, and `dentry.d_name.name`
+    /// (the two offsets added).
+    pub dentry_alias: u32,
+    pub dentry_parent: u32,
+    pub dentry_name: u32,
+    pub task_pagefault_disabled: u32,
+    /// `rw_semaphore.dep_map` (lockdep kernels only).
+    pub rwsem_dep_map: u32,
+    // tracefs: xfs:xfs_ilock (and its siblings), lock:lock_acquire,
+    // lock:lock_release.
+    pub xfs_dev: u32,
+    pub xfs_ino: u32,
+    pub xfs_flags: u32,
+    pub lockdep_flags: u32,
+    pub lockdep_addr: u32,
+    pub lockdep_release_addr: u32,
+    /// XFS lock flag bits (from the xfs_ilock print format).
+    pub xfs_iolock_excl: u32,
+    pub xfs_iolock_shared: u32,
+    pub xfs_mmaplock_excl: u32,
+    pub xfs_mmaplock_shared: u32,
+    /// `__lock_text_start..__lock_text_end`, `__sched_text_start..end`.
+    pub lock_text_start: u64,
+    pub lock_text_end: u64,
+    pub sched_text_start: u64,
+    pub sched_text_end: u64,
+}
+
+impl FileLockLayout {
+    pub const NONE: FileLockLayout = FileLockLayout {
+        learn: 0,
+        caller: 0,
+        inode_rwsem: NO_FIELD,
+        inode_mapping: NO_FIELD,
+        inode_ino: NO_FIELD,
+        inode_sb: NO_FIELD,
+        inode_dentry: NO_FIELD,
+        sb_dev: NO_FIELD,
+        sb_type: NO_FIELD,
+        fstype_name: NO_FIELD,
+        mapping_host: NO_FIELD,
+        mapping_invalidate_lock: NO_FIELD,
+        folio_mapping: NO_FIELD,
+        kiocb_filp: NO_FIELD,
+        file_inode: NO_FIELD,
+        dentry_alias: NO_FIELD,
+        dentry_parent: NO_FIELD,
+        dentry_name: NO_FIELD,
+        task_pagefault_disabled: NO_FIELD,
+        rwsem_dep_map: NO_FIELD,
+        xfs_dev: NO_FIELD,
+        xfs_ino: NO_FIELD,
+        xfs_flags: NO_FIELD,
+        lockdep_flags: NO_FIELD,
+        lockdep_addr: NO_FIELD,
+        lockdep_release_addr: NO_FIELD,
+        xfs_iolock_excl: 0,
+        xfs_iolock_shared: 0,
+        xfs_mmaplock_excl: 0,
+        xfs_mmaplock_shared: 0,
+        lock_text_start: 0,
+        lock_text_end: 0,
+        sched_text_start: 0,
+        sched_text_end: 0,
+    };
+}
+
 /// In-kernel filters. A zero field means "no filter on this".
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -557,6 +755,8 @@ mod pod {
     unsafe impl aya::Pod for super::Filter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RangeLockLayout {}
+    // SAFETY: as above (the u32 fields come in an even number before the u64s).
+    unsafe impl aya::Pod for super::FileLockLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Record {}
     // SAFETY: as above.

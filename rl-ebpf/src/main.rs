@@ -22,6 +22,7 @@
 #![feature(asm_experimental_arch)]
 
 mod file;
+mod flock;
 mod fsops;
 mod kfile;
 mod mm;

@@ -25,7 +25,14 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
     };
     let addr: u64 = r.get(global!(TP.contention_addr));
     let flags: u32 = r.get(global!(TP.contention_flags));
-    emit(t, Kind::ContentionBegin, 0, 0, [addr, flags as u64, 0, 0]);
+    let caller = crate::flock::caller(&ctx);
+    emit(
+        t,
+        Kind::ContentionBegin,
+        0,
+        0,
+        [addr, flags as u64, caller, 0],
+    );
     0
 }
 

@@ -51,6 +51,11 @@ pub struct LiveArgs {
     /// Ring buffer size in MiB (rounded up to a power of two).
     #[arg(long, global = true, default_value_t = 32)]
     pub buffer_mb: u32,
+    /// Source of the page-cache lock events (`file_lock_*`): `auto` (the
+    /// best this kernel has), `fentry`, `kprobe`, `lockdep`, `xfs_ilock` or
+    /// `none`; `rltop probes` says which is used and why.
+    #[arg(long, global = true, default_value = "auto")]
+    pub lock_source: String,
 }
 
 impl LiveArgs {
@@ -69,6 +74,14 @@ impl LiveArgs {
             // A bad profile is reported before anything else (even privileges).
             crate::probe::profile::Profile::load(&live.profile).map_err(crate::user_error)?;
         }
+        if live.lock_source != "auto"
+            && crate::probe::flock::Source::parse(&live.lock_source).is_none()
+        {
+            return Err(crate::user_error(format!(
+                "--lock-source {:?}: expected auto, fentry, kprobe, lockdep, xfs_ilock or none",
+                live.lock_source
+            )));
+        }
         if live.buffer_mb == 0 || live.buffer_mb > 1024 {
             return Err(crate::user_error("--buffer-mb must be between 1 and 1024"));
         }
@@ -79,6 +92,7 @@ impl LiveArgs {
             ino: live.ino,
             ring_bytes: (live.buffer_mb << 20).next_power_of_two(),
             listing: false,
+            lock_source: live.lock_source.clone(),
         })
     }
 }

@@ -8,7 +8,7 @@ use rltop::events::jsonl::JsonlReader;
 mod common;
 use common::{data, rltop, stderr};
 
-const ALL_KINDS: [&str; 23] = [
+const ALL_KINDS: [&str; 28] = [
     "task",
     "tree",
     "rl_request",
@@ -32,6 +32,11 @@ const ALL_KINDS: [&str; 23] = [
     "marker",
     "lost",
     "exit",
+    "file",
+    "file_lock_request",
+    "file_lock_acquired",
+    "file_lock_release",
+    "page_fault",
 ];
 
 #[test]

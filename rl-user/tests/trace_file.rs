@@ -208,7 +208,11 @@ fn realistic(n: usize) -> Vec<Event> {
                     &mut rng,
                     tid,
                     cpu,
-                    Body::ContentionBegin { addr, flags: 2 },
+                    Body::ContentionBegin {
+                        addr,
+                        flags: 2,
+                        caller: None,
+                    },
                 );
                 push(
                     &mut out,

@@ -26,6 +26,7 @@ mod bench_check;
 mod setup;
 mod soak;
 mod vm;
+mod vm_locks;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

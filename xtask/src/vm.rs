@@ -613,7 +613,7 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     for d in ["bin", "proc", "sys", "dev", "work", "tmp", "lib"] {
         std::fs::create_dir_all(tree.join(d))?;
     }
-    for f in FLAVOURS {
+    for f in FLAVOURS.iter().chain(&["locks"]) {
         let ko = format!("rltest_{f}.ko");
         std::fs::copy(kmod.join(&ko), tree.join("lib").join(&ko))
             .with_context(|| format!("{ko} was not built"))?;
@@ -634,10 +634,26 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
     std::fs::copy("/bin/busybox", tree.join("bin/busybox"))
         .context("busybox-static is not installed")?;
-    for b in ["rltop", "rl-workload"] {
+    for b in ["rltop", "rl-workload", "rl-locktest"] {
         std::fs::copy(bins.join(b), tree.join("bin").join(b))?;
     }
-    std::fs::write(tree.join("init"), INIT)?;
+    // The page-cache lock patterns run on the ext4 mount, before the
+    // range-lock flavours.
+    let init = if crate::vm_locks::only() {
+        // RLTOP_VM_ONLY=locks: set-up and the ext4 mount, then only that.
+        let head = &INIT[..INIT.find("echo RLTOP-VM-FS-PROBES-BEGIN").expect("in INIT")];
+        format!(
+            "{head}{}echo RLTOP-VM-END\npoweroff -f\n",
+            crate::vm_locks::INIT
+        )
+    } else {
+        INIT.replacen(
+            "echo RLTOP-VM-NOMOD-BEGIN\n",
+            &format!("{}echo RLTOP-VM-NOMOD-BEGIN\n", crate::vm_locks::INIT),
+            1,
+        )
+    };
+    std::fs::write(tree.join("init"), init)?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))?;
     let out = dir.join("initramfs.gz");
@@ -671,7 +687,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         .args([
             "-k",
             "5",
-            "420",
+            "900",
             "qemu-system-x86_64",
             "-accel",
             "tcg",
@@ -720,6 +736,19 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     }
 
     let mut failures = Vec::new();
+    if crate::vm_locks::only() {
+        check_runs(body, &dir, &bins.join("rltop"))?;
+        crate::vm_locks::check(body, &dir, &bins.join("rltop"), root, &mut failures)?;
+        crate::vm_locks::newer(&dir, &bins, &mut failures)?;
+        if !failures.is_empty() {
+            bail!(
+                "vm-test (locks only) on {abi} failed: {}",
+                failures.join("; ")
+            );
+        }
+        println!("vm-test: page-cache locks on Debian {abi}: pass");
+        return Ok(());
+    }
     let mut expect = |ok: bool, what: &str| {
         if !ok {
             failures.push(what.to_string());
@@ -793,6 +822,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
 
     let results = check_runs(body, &dir, &bins.join("rltop"))?;
     check_fs(body, &dir, &bins.join("rltop"), &mut failures)?;
+    crate::vm_locks::check(body, &dir, &bins.join("rltop"), root, &mut failures)?;
     println!(
         "\nvm-test: range-lock profiles on Debian {abi} (module lock ops vs traced events; findings of rltop check on the host)"
     );
@@ -929,6 +959,8 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             r.flavour, r.evidence_stack
         );
     }
+    // Debian's newer kernel: the fentry lock source and per-VMA locks there.
+    crate::vm_locks::newer(&dir, &bins, &mut failures)?;
     if !failures.is_empty() {
         bail!("vm-test on {abi} failed: {}", failures.join("; "));
     }

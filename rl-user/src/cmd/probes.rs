@@ -30,6 +30,9 @@ pub fn run(live: &LiveArgs, a: &ProbesArgs) -> anyhow::Result<ExitCode> {
     for n in &session.notes {
         writeln!(out, "{n}")?;
     }
+    for l in &session.lock_lines {
+        writeln!(out, "{l}")?;
+    }
     if session.mounted_tracefs {
         writeln!(out, "mounted tracefs at {}", crate::probe::tracefs::TRACEFS)?;
     }

@@ -95,6 +95,7 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
         start_monotonic_ns: Some(probe::monotonic_ns()),
         source: "record".into(),
         page_size: Some(probe::page_size()),
+        lock_source: Some(session.lock_source.as_str().into()),
         ..TraceHeader::default()
     };
     // Before the trace file: a port in use leaves no file behind.

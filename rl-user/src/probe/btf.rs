@@ -257,6 +257,39 @@ impl Btf {
         )
     }
 
+    /// Byte offset of a dotted member path, `d_u.d_alias` in `dentry`:
+    /// each step is a member of the previous member's struct or union type
+    /// (anonymous ones included, unlike a named struct lookup).
+    pub fn member_path_offset(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+        let mut id = *self
+            .structs_by_name
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let mut bits = 0;
+        let no_member = || BtfError::NoMember {
+            strukt: strukt.into(),
+            member: path.into(),
+        };
+        for step in path.split('.') {
+            let (off, m) = self.find(id, step, 0).ok_or_else(no_member)?;
+            if m.bitfield_size != 0 {
+                return Err(BtfError::BitField {
+                    strukt: strukt.into(),
+                    member: path.into(),
+                });
+            }
+            bits += off;
+            id = m.type_id;
+        }
+        if bits % 8 != 0 {
+            return Err(BtfError::BitField {
+                strukt: strukt.into(),
+                member: path.into(),
+            });
+        }
+        Ok(bits / 8)
+    }
+
     /// Byte offset of `strukt.member`.
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
         let id = *self
@@ -353,6 +386,9 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "y"), Ok(8));
         assert_eq!(btf.member_offset("outer", "q"), Ok(12));
         assert_eq!(btf.member_offset("inner", "a"), Ok(0));
+        assert_eq!(btf.member_path_offset("outer", "z.a"), Ok(8));
+        assert_eq!(btf.member_path_offset("outer", "q"), Ok(12));
+        assert!(btf.member_path_offset("outer", "z.nope").is_err());
         assert!(matches!(
             btf.member_offset("outer", "nope"),
             Err(BtfError::NoMember { .. })

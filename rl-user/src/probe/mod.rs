@@ -8,8 +8,10 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod flock;
 pub mod fsops;
 pub mod kfile;
+pub mod names;
 pub mod paths;
 pub mod profile;
 pub mod tracefs;
@@ -44,6 +46,8 @@ pub struct Options {
     /// kprobes, missing symbols) is still loaded, so the verifier checks
     /// its programs, and each probe says why it is not attached.
     pub listing: bool,
+    /// `--lock-source`: `auto` or a source name (see [`flock::Source`]).
+    pub lock_source: String,
 }
 
 /// The outcome for one probe.
@@ -220,6 +224,12 @@ pub struct Session {
     /// page size, page_add sizes).
     pub notes: Vec<String>,
     decode_errors: u64,
+    /// The page-cache lock probes (issue 14): the source used, and what
+    /// `rltop probes` says about them.
+    pub lock_source: flock::Source,
+    pub lock_lines: Vec<String>,
+    flock: flock::Live,
+    names: names::Names,
 }
 
 impl Session {
@@ -326,6 +336,16 @@ impl Session {
                     .push_str("; no tree events: kernel BTF lacks inode or super_block members");
             }
         }
+        // The page-cache lock probes read kallsyms for the rwsem functions
+        // and the lock text, whether or not kprobes exist (fentry needs none).
+        let all_syms = profile::Kallsyms::read().ok();
+        let fplan = flock::Plan::resolve(
+            &opts.lock_source,
+            &tracefs,
+            btf.as_ref(),
+            all_syms.as_ref(),
+            kprobes,
+        )?;
         if resolved.ready.iter().all(Result::is_err)
             && fs_plan.ready.iter().all(Result::is_err)
             && plan.is_none()
@@ -370,6 +390,7 @@ impl Session {
                 &plan.as_ref().map_or(RangeLockLayout::NONE, |p| p.layout),
                 true,
             )
+            .override_global("FL", &fplan.layout, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
@@ -478,6 +499,19 @@ impl Session {
             }
         }
 
+        let flive = flock::attach(
+            &mut ebpf,
+            &fplan,
+            opts.listing,
+            plan.as_ref().is_some_and(|p| p.layout.order_check != 0),
+            &mut probes,
+        );
+        if let Some(why) = &flive.refused
+            && !opts.listing
+        {
+            return Err(user_error(why.clone()));
+        }
+
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
         let stage = PerCpuArray::try_from(ebpf.take_map("STAGE").context("STAGE map")?)?;
@@ -514,6 +548,10 @@ impl Session {
             mounted_tracefs,
             notes,
             decode_errors: 0,
+            lock_source: flive.source,
+            lock_lines: flive.lines.clone(),
+            flock: flive,
+            names: names::Names::new(),
         })
     }
 
@@ -617,9 +655,10 @@ impl Session {
         } else {
             self.reorder.watermark
         };
-        let (stacks, ksyms) = (&self.stacks, &mut self.ksyms);
+        let (stacks, ksyms, names) = (&self.stacks, &mut self.ksyms, &mut self.names);
         Ok(self.reorder.release(watermark, &mut |mut ev| {
             symbolize(stacks, ksyms, &mut ev);
+            names.fix(&mut ev, stacks, ksyms);
             out(ev)
         }))
     }
@@ -647,9 +686,10 @@ impl Session {
             };
             push_entry(&mut self.reorder, &mut self.decode_errors, bytes);
         }
-        let (stacks, ksyms) = (&self.stacks, &mut self.ksyms);
+        let (stacks, ksyms, names) = (&self.stacks, &mut self.ksyms, &mut self.names);
         Ok(self.reorder.release(u64::MAX, &mut |mut ev| {
             symbolize(stacks, ksyms, &mut ev);
+            names.fix(&mut ev, stacks, ksyms);
             out(ev)
         }))
     }
@@ -721,6 +761,24 @@ impl Session {
                 total += v - *last;
                 *last = v;
             }
+        }
+        // Kretprobe returns the kernel missed (issue 14's kprobe lock
+        // source): acquisitions that may be missing. Not one CPU's drops:
+        // `cpu` is u32::MAX.
+        let missed = self.flock.missed();
+        if missed > 0 {
+            self.reorder.push(Event {
+                ts: now,
+                tid: 0,
+                pid: 0,
+                cpu: Some(u32::MAX),
+                body: Body::Lost {
+                    count: missed,
+                    cpu: u32::MAX,
+                    since: Some(since),
+                },
+            });
+            total += missed;
         }
         Ok(total)
     }

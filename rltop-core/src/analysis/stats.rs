@@ -750,7 +750,15 @@ mod tests {
     #[test]
     fn lost_events_forget_open_begins() {
         let s = run(&[
-            ev(100, 1, Body::ContentionBegin { addr: 5, flags: 0 }),
+            ev(
+                100,
+                1,
+                Body::ContentionBegin {
+                    addr: 5,
+                    flags: 0,
+                    caller: None,
+                },
+            ),
             ev(
                 150,
                 1,

@@ -16,7 +16,7 @@ use std::io::{self, BufRead, Read, Write};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::{Body, Dev, Event, Mode, PunchOp};
+use super::{Body, Dev, Event, FileLockClass, Mode, PunchOp};
 
 /// Longest accepted line, newline excluded.
 pub const MAX_LINE: usize = 1 << 20;
@@ -102,10 +102,48 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 33] = [
-    "ts", "kind", "tid", "pid", "cpu", "comm", "tree", "dev", "ino", "lock", "start", "last",
-    "mode", "mm", "write", "success", "index", "order", "io", "pos", "len", "ret", "size", "addr",
-    "flags", "text", "count", "since", "held", "stack", "op", "id", "first",
+const FIELDS: [&str; 41] = [
+    "ts",
+    "kind",
+    "tid",
+    "pid",
+    "cpu",
+    "comm",
+    "tree",
+    "dev",
+    "ino",
+    "lock",
+    "start",
+    "last",
+    "mode",
+    "mm",
+    "write",
+    "success",
+    "index",
+    "order",
+    "io",
+    "pos",
+    "len",
+    "ret",
+    "size",
+    "addr",
+    "flags",
+    "text",
+    "count",
+    "since",
+    "held",
+    "stack",
+    "op",
+    "id",
+    "first",
+    "path",
+    "fs",
+    "i_rwsem",
+    "invalidate_lock",
+    "class",
+    "try",
+    "caller",
+    "user",
 ];
 
 #[derive(Clone, Copy)]
@@ -144,6 +182,14 @@ enum F {
     Op,
     Id,
     First,
+    Path,
+    Fs,
+    IRwsem,
+    InvalidateLock,
+    Class,
+    Try,
+    Caller,
+    User,
 }
 
 impl F {
@@ -165,7 +211,7 @@ const fn mask(fields: &[F]) -> u64 {
 const COMMON: u64 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u64); 26] = [
+const KINDS: [(&str, u64); 31] = [
     ("task", mask(&[F::Comm])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
@@ -193,7 +239,7 @@ const KINDS: [(&str, u64); 26] = [
     ("punch_end", mask(&[F::Ret, F::Id])),
     ("truncate_begin", mask(&[F::Dev, F::Ino, F::Size, F::Id])),
     ("truncate_end", mask(&[F::Ret, F::Id])),
-    ("contention_begin", mask(&[F::Addr, F::Flags])),
+    ("contention_begin", mask(&[F::Addr, F::Flags, F::Caller])),
     ("contention_end", mask(&[F::Ret, F::Addr])),
     ("marker", mask(&[F::Text])),
     ("lost", mask(&[F::Count, F::Since])),
@@ -207,6 +253,26 @@ const KINDS: [(&str, u64); 26] = [
         mask(&[F::Dev, F::Ino, F::First, F::Last, F::Id]),
     ),
     ("invalidate_end", mask(&[F::Dev, F::Ino, F::Id])),
+    (
+        "file",
+        mask(&[F::Dev, F::Ino, F::Path, F::Fs, F::IRwsem, F::InvalidateLock]),
+    ),
+    (
+        "file_lock_request",
+        mask(&[F::Dev, F::Ino, F::Class, F::Write, F::Try]),
+    ),
+    (
+        "file_lock_acquired",
+        mask(&[F::Dev, F::Ino, F::Class, F::Write, F::Success]),
+    ),
+    (
+        "file_lock_release",
+        mask(&[F::Dev, F::Ino, F::Class, F::Write]),
+    ),
+    (
+        "page_fault",
+        mask(&[F::Addr, F::User, F::Write, F::Held, F::Stack]),
+    ),
 ];
 
 /// One parsed JSON object: the known fields by index, plus the first
@@ -315,6 +381,29 @@ impl Object {
             Value::Bool(b) => Ok(b),
             _ => Err(bad_type(f, "true or false")),
         }
+    }
+
+    fn opt_bool(&mut self, f: F) -> Result<Option<bool>, JsonlError> {
+        match self.take(f) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(bad_type(f, "true or false")),
+        }
+    }
+
+    fn opt_string(&mut self, f: F) -> Result<Option<String>, JsonlError> {
+        if self.values[f as usize].is_none() {
+            return Ok(None);
+        }
+        self.string(f).map(Some)
+    }
+
+    fn class(&mut self) -> Result<FileLockClass, JsonlError> {
+        match self.req(F::Class)? {
+            Value::String(s) => FileLockClass::parse(&s),
+            _ => None,
+        }
+        .ok_or_else(|| bad_type(F::Class, "\"i_rwsem\" or \"invalidate_lock\""))
     }
 
     fn string(&mut self, f: F) -> Result<String, JsonlError> {
@@ -526,6 +615,7 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
         "contention_begin" => Body::ContentionBegin {
             addr: o.u64(F::Addr)?,
             flags: o.u32(F::Flags)?,
+            caller: o.opt_string(F::Caller)?,
         },
         "contention_end" => Body::ContentionEnd {
             addr: o.opt_u64(F::Addr)?,
@@ -550,6 +640,41 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             write: o.bool(F::Write)?,
             held: o.u64(F::Held)?,
             stack: o.string(F::Stack)?,
+        },
+        "file" => Body::File {
+            dev: o.dev()?,
+            ino: o.u64(F::Ino)?,
+            path: o.opt_string(F::Path)?,
+            fs: o.opt_string(F::Fs)?,
+            i_rwsem: o.opt_u64(F::IRwsem)?,
+            invalidate_lock: o.opt_u64(F::InvalidateLock)?,
+        },
+        "file_lock_request" => Body::FileLockRequest {
+            dev: o.dev()?,
+            ino: o.u64(F::Ino)?,
+            class: o.class()?,
+            write: o.bool(F::Write)?,
+            trylock: o.opt_bool(F::Try)?,
+        },
+        "file_lock_acquired" => Body::FileLockAcquired {
+            dev: o.dev()?,
+            ino: o.u64(F::Ino)?,
+            class: o.class()?,
+            write: o.bool(F::Write)?,
+            success: o.bool(F::Success)?,
+        },
+        "file_lock_release" => Body::FileLockRelease {
+            dev: o.dev()?,
+            ino: o.u64(F::Ino)?,
+            class: o.class()?,
+            write: o.bool(F::Write)?,
+        },
+        "page_fault" => Body::PageFault {
+            addr: o.u64(F::Addr)?,
+            user: o.bool(F::User)?,
+            write: o.opt_bool(F::Write)?,
+            held: o.u64(F::Held)?,
+            stack: o.opt_string(F::Stack)?,
         },
         // KINDS and this match list the same names.
         other => return Err(invalid(Reason::UnknownKind(other.to_owned()))),
@@ -800,9 +925,16 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             o.u64("ino", *ino)?;
             o.opt_u64("id", *id)?;
         }
-        Body::ContentionBegin { addr, flags } => {
+        Body::ContentionBegin {
+            addr,
+            flags,
+            caller,
+        } => {
             o.u64("addr", *addr)?;
             o.u64("flags", (*flags).into())?;
+            if let Some(c) = caller {
+                o.str("caller", c)?;
+            }
         }
         Body::ContentionEnd { addr, ret } => {
             o.i64("ret", *ret)?;
@@ -829,6 +961,85 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             o.bool("write", *write)?;
             o.u64("held", *held)?;
             o.str("stack", stack)?;
+        }
+        Body::File {
+            dev,
+            ino,
+            path,
+            fs,
+            i_rwsem,
+            invalidate_lock,
+        } => {
+            o.dev(*dev)?;
+            o.u64("ino", *ino)?;
+            if let Some(p) = path {
+                o.str("path", p)?;
+            }
+            if let Some(f) = fs {
+                o.str("fs", f)?;
+            }
+            if let Some(a) = i_rwsem {
+                o.u64("i_rwsem", *a)?;
+            }
+            if let Some(a) = invalidate_lock {
+                o.u64("invalidate_lock", *a)?;
+            }
+        }
+        Body::FileLockRequest {
+            dev,
+            ino,
+            class,
+            write,
+            trylock,
+        } => {
+            o.dev(*dev)?;
+            o.u64("ino", *ino)?;
+            o.str("class", class.as_str())?;
+            o.bool("write", *write)?;
+            if let Some(t) = trylock {
+                o.bool("try", *t)?;
+            }
+        }
+        Body::FileLockAcquired {
+            dev,
+            ino,
+            class,
+            write,
+            success,
+        } => {
+            o.dev(*dev)?;
+            o.u64("ino", *ino)?;
+            o.str("class", class.as_str())?;
+            o.bool("write", *write)?;
+            o.bool("success", *success)?;
+        }
+        Body::FileLockRelease {
+            dev,
+            ino,
+            class,
+            write,
+        } => {
+            o.dev(*dev)?;
+            o.u64("ino", *ino)?;
+            o.str("class", class.as_str())?;
+            o.bool("write", *write)?;
+        }
+        Body::PageFault {
+            addr,
+            user,
+            write,
+            held,
+            stack,
+        } => {
+            o.u64("addr", *addr)?;
+            o.bool("user", *user)?;
+            if let Some(w) = write {
+                o.bool("write", *w)?;
+            }
+            o.u64("held", *held)?;
+            if let Some(s) = stack {
+                o.str("stack", s)?;
+            }
         }
     }
     o.w.write_all(b"}\n")
@@ -1006,10 +1217,15 @@ pub(crate) mod tests {
                     last,
                     id
                 }),
-            (dev, any::<u64>(), any::<Option<u64>>())
+            (dev.clone(), any::<u64>(), any::<Option<u64>>())
                 .prop_map(|(dev, ino, id)| Body::InvalidateEnd { dev, ino, id }),
-            (any::<u64>(), any::<u32>())
-                .prop_map(|(addr, flags)| Body::ContentionBegin { addr, flags }),
+            (any::<u64>(), any::<u32>(), proptest::option::of(s)).prop_map(
+                |(addr, flags, caller)| Body::ContentionBegin {
+                    addr,
+                    flags,
+                    caller
+                }
+            ),
             (any::<Option<u64>>(), any::<i64>())
                 .prop_map(|(addr, ret)| Body::ContentionEnd { addr, ret }),
             s.prop_map(|text| Body::Marker { text }),
@@ -1024,6 +1240,7 @@ pub(crate) mod tests {
                     stack,
                 }
             }),
+            arb_lock_body(dev, s),
         ];
         (
             any::<u64>(),
@@ -1045,6 +1262,87 @@ pub(crate) mod tests {
                     body,
                 }
             })
+    }
+
+    /// The kinds of issue 14's locks part.
+    fn arb_lock_body(
+        dev: impl Strategy<Value = Dev> + Clone + 'static,
+        s: &'static str,
+    ) -> impl Strategy<Value = Body> {
+        let class = prop_oneof![
+            Just(FileLockClass::IRwsem),
+            Just(FileLockClass::InvalidateLock)
+        ];
+        prop_oneof![
+            (
+                dev.clone(),
+                any::<u64>(),
+                proptest::option::of(s),
+                proptest::option::of(s),
+                any::<Option<u64>>(),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(dev, ino, path, fs, i_rwsem, invalidate_lock)| {
+                    Body::File {
+                        dev,
+                        ino,
+                        path,
+                        fs,
+                        i_rwsem,
+                        invalidate_lock,
+                    }
+                }),
+            (
+                dev.clone(),
+                any::<u64>(),
+                class.clone(),
+                any::<bool>(),
+                any::<Option<bool>>()
+            )
+                .prop_map(|(dev, ino, class, write, trylock)| Body::FileLockRequest {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                    trylock
+                }),
+            (
+                dev.clone(),
+                any::<u64>(),
+                class.clone(),
+                any::<bool>(),
+                any::<bool>()
+            )
+                .prop_map(|(dev, ino, class, write, success)| Body::FileLockAcquired {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                    success
+                }),
+            (dev, any::<u64>(), class, any::<bool>()).prop_map(|(dev, ino, class, write)| {
+                Body::FileLockRelease {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                }
+            }),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                any::<Option<bool>>(),
+                any::<u64>(),
+                proptest::option::of(s)
+            )
+                .prop_map(|(addr, user, write, held, stack)| Body::PageFault {
+                    addr,
+                    user,
+                    write,
+                    held,
+                    stack
+                }),
+        ]
     }
 
     fn line(ev: &Event) -> String {

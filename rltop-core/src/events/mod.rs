@@ -112,6 +112,33 @@ impl PunchOp {
     }
 }
 
+/// The page-cache locks of a file that rltop tracks by name (issue 14): the
+/// inode's `i_rwsem` and its mapping's `invalidate_lock`, both rw_semaphores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileLockClass {
+    IRwsem,
+    InvalidateLock,
+}
+
+impl FileLockClass {
+    /// The JSONL `class` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileLockClass::IRwsem => "i_rwsem",
+            FileLockClass::InvalidateLock => "invalidate_lock",
+        }
+    }
+
+    /// From the JSONL `class` string.
+    pub fn parse(s: &str) -> Option<FileLockClass> {
+        match s {
+            "i_rwsem" => Some(FileLockClass::IRwsem),
+            "invalidate_lock" => Some(FileLockClass::InvalidateLock),
+            _ => None,
+        }
+    }
+}
+
 /// One event: the common fields and what happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -245,6 +272,9 @@ pub enum Body {
     ContentionBegin {
         addr: u64,
         flags: u32,
+        /// The first kernel function outside the locking code on the
+        /// contending task's stack, `sym+0xoff` (rltop extension, issue 14).
+        caller: Option<String>,
     },
     ContentionEnd {
         addr: Option<u64>,
@@ -269,6 +299,51 @@ pub enum Body {
         write: bool,
         held: u64,
         stack: String,
+    },
+    /// A traced file, once per inode per recording (again when its path is
+    /// learned later): its path, filesystem type and the kernel addresses of
+    /// its page-cache locks (issue 14). The addresses name the locks of
+    /// `contention_*` events.
+    File {
+        dev: Dev,
+        ino: u64,
+        path: Option<String>,
+        fs: Option<String>,
+        i_rwsem: Option<u64>,
+        invalidate_lock: Option<u64>,
+    },
+    /// A task asks for one of a file's page-cache locks (`trylock`, JSONL `try`: a trylock or
+    /// nowait attempt). From real lock sources only (`lock_source`).
+    FileLockRequest {
+        dev: Dev,
+        ino: u64,
+        class: FileLockClass,
+        write: bool,
+        trylock: Option<bool>,
+    },
+    /// The request returned: holding the lock (`success`), or not (a failed
+    /// trylock, an interrupted killable wait).
+    FileLockAcquired {
+        dev: Dev,
+        ino: u64,
+        class: FileLockClass,
+        write: bool,
+        success: bool,
+    },
+    FileLockRelease {
+        dev: Dev,
+        ino: u64,
+        class: FileLockClass,
+        write: bool,
+    },
+    /// A page fault taken while the task held `held` locks ranked below
+    /// mmap_lock (range locks, invalidate_lock) with page faults enabled.
+    PageFault {
+        addr: u64,
+        user: bool,
+        write: Option<bool>,
+        held: u64,
+        stack: Option<String>,
     },
 }
 
@@ -300,6 +375,11 @@ impl Body {
             Body::Lost { .. } => "lost",
             Body::Exit => "exit",
             Body::OrderingEvidence { .. } => "ordering_evidence",
+            Body::File { .. } => "file",
+            Body::FileLockRequest { .. } => "file_lock_request",
+            Body::FileLockAcquired { .. } => "file_lock_acquired",
+            Body::FileLockRelease { .. } => "file_lock_release",
+            Body::PageFault { .. } => "page_fault",
             Body::InvalidateBegin { .. } => "invalidate_begin",
             Body::InvalidateEnd { .. } => "invalidate_end",
         }
@@ -346,6 +426,11 @@ impl Body {
             Body::OrderingEvidence { .. } => Tag::OrderingEvidence,
             Body::InvalidateBegin { .. } => Tag::InvalidateBegin,
             Body::InvalidateEnd { .. } => Tag::InvalidateEnd,
+            Body::File { .. } => Tag::File,
+            Body::FileLockRequest { .. } => Tag::FileLockRequest,
+            Body::FileLockAcquired { .. } => Tag::FileLockAcquired,
+            Body::FileLockRelease { .. } => Tag::FileLockRelease,
+            Body::PageFault { .. } => Tag::PageFault,
         }
     }
 }
@@ -381,9 +466,14 @@ pub enum Tag {
     OrderingEvidence,
     InvalidateBegin,
     InvalidateEnd,
+    File,
+    FileLockRequest,
+    FileLockAcquired,
+    FileLockRelease,
+    PageFault,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = Tag::InvalidateEnd as usize + 1; // the last variant
+    pub const COUNT: usize = Tag::PageFault as usize + 1; // the last variant
 }

@@ -1,15 +1,27 @@
 //! Decoding of kernel ring-buffer records (`rl-common`) into [`Event`]s.
 
 use rl_common::{
-    BATCH_LEN, BATCH_SIZE, COMM_LEN, FLAG_ID, FLAG_NO_ORDER, FLAG_SUCCESS, FLAG_WRITE, Kind,
-    MARKER_RECORD_SIZE, MARKER_TEXT_LEN, OP_MASK, RECORD_SIZE, RecordHeader,
+    BATCH_LEN, BATCH_SIZE, COMM_LEN, FILE_RECORD_SIZE, FLAG_ID, FLAG_NO_ORDER, FLAG_SUCCESS,
+    FLAG_TRY, FLAG_TRY_KNOWN, FLAG_USER, FLAG_WRITE, FS_NAME_LEN, Kind, LOCK_MODE_NONE,
+    LOCK_MODE_WRITE, LOCK_OP_DEMOTE, LOCK_OP_LOCK, LOCK_OP_TRYLOCK, LOCK_OP_TRYLOCK_OK,
+    LOCK_OP_UNLOCK, LockClass, MARKER_RECORD_SIZE, MARKER_TEXT_LEN, NAME_BYTES, OP_MASK,
+    PATH_COMPLETE, PATH_CUT, PATH_DEPTH, RECORD_SIZE, RecordHeader,
 };
 
-use super::{Body, Dev, Event, Mode, PunchOp};
+use super::{Body, Dev, Event, FileLockClass, Mode, PunchOp};
 
 /// What the decoder puts in an `ordering_evidence` stack before user space
 /// symbolizes it: this prefix and the kernel stack id.
 pub const STACK_ID_PREFIX: &str = "stackid:";
+
+/// What the decoder puts in a `contention_begin` caller before user space
+/// names it: this prefix and the kernel code address (hex).
+pub const CALLER_IP_PREFIX: &str = "ip:";
+
+/// What the decoder puts first in a `file` path when the kernel side's walk
+/// reached the filesystem's root: the path is within the filesystem, and
+/// user space puts the mount point in front (`probe::names`).
+pub const FS_PATH_PREFIX: &str = "fs:";
 
 /// Why a ring-buffer record could not be decoded. Seeing one means the
 /// kernel and user halves disagree about the ABI: a bug, not bad input.
@@ -23,6 +35,8 @@ pub enum RawError {
     BadSize { kind: Kind, len: usize, want: usize },
     #[error("{0:?} records are never written by the kernel side")]
     NotFromKernel(Kind),
+    #[error("a FileLockOps record stands for several events; decode it with decode_entry")]
+    Several,
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -58,11 +72,93 @@ pub fn decode_entry(b: &[u8], out: &mut impl FnMut(Result<Event, RawError>)) {
         let n = (u32_at(b, 0) as usize).min(BATCH_LEN);
         for i in 0..n {
             let at = 8 + i * RECORD_SIZE;
-            out(decode(&b[at..at + RECORD_SIZE]));
+            decode_record(&b[at..at + RECORD_SIZE], out);
+        }
+    } else {
+        decode_record(b, out);
+    }
+}
+
+/// Decodes one record into its events: one, except a
+/// [`Kind::FileLockOps`] record, which stands for several.
+fn decode_record(b: &[u8], out: &mut impl FnMut(Result<Event, RawError>)) {
+    const HDR: usize = core::mem::size_of::<RecordHeader>();
+    if b.len() >= RECORD_SIZE && b[16] == Kind::FileLockOps as u8 {
+        let h = header(b);
+        let w = |i: usize| u64_at(b, HDR + 8 * i);
+        let ev = |body| Event {
+            ts: h.ts,
+            tid: h.tid,
+            pid: h.pid,
+            cpu: Some(h.cpu as u32),
+            body,
+        };
+        for body in lock_ops(Dev::from_kernel(h.dev), w(0), w(1), w(2), w(3)) {
+            out(Ok(ev(body)));
         }
     } else {
         out(decode(b));
     }
+}
+
+/// The events of a [`Kind::FileLockOps`] record, in the kernel's order:
+/// i_rwsem before invalidate_lock, except when demoting (xfs_ilock_demote
+/// downgrades MMAPLOCK before IOLOCK).
+pub fn lock_ops(dev: Dev, ino: u64, op: u64, io: u64, inv: u64) -> Vec<Body> {
+    let mut locks = [
+        (FileLockClass::IRwsem, io),
+        (FileLockClass::InvalidateLock, inv),
+    ];
+    if op == LOCK_OP_DEMOTE {
+        locks.reverse();
+    }
+    let mut out = Vec::new();
+    for (class, mode) in locks {
+        if mode == LOCK_MODE_NONE {
+            continue;
+        }
+        let write = mode == LOCK_MODE_WRITE;
+        let request = |write, trylock| Body::FileLockRequest {
+            dev,
+            ino,
+            class,
+            write,
+            trylock: Some(trylock),
+        };
+        let acquired = |write| Body::FileLockAcquired {
+            dev,
+            ino,
+            class,
+            write,
+            success: true,
+        };
+        match op {
+            LOCK_OP_LOCK => out.push(request(write, false)),
+            LOCK_OP_TRYLOCK => out.push(request(write, true)),
+            LOCK_OP_TRYLOCK_OK => {
+                out.push(request(write, true));
+                out.push(acquired(write));
+            }
+            LOCK_OP_UNLOCK => out.push(Body::FileLockRelease {
+                dev,
+                ino,
+                class,
+                write,
+            }),
+            LOCK_OP_DEMOTE if write => {
+                out.push(Body::FileLockRelease {
+                    dev,
+                    ino,
+                    class,
+                    write: true,
+                });
+                out.push(request(false, false));
+                out.push(acquired(false));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Decodes one ring-buffer record.
@@ -73,10 +169,10 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
     }
     let h = header(b);
     let kind = Kind::from_u8(h.kind).ok_or(RawError::UnknownKind(h.kind))?;
-    let want = if kind == Kind::Marker {
-        MARKER_RECORD_SIZE
-    } else {
-        RECORD_SIZE
+    let want = match kind {
+        Kind::Marker => MARKER_RECORD_SIZE,
+        Kind::File => FILE_RECORD_SIZE,
+        _ => RECORD_SIZE,
     };
     if b.len() < want {
         return Err(RawError::BadSize {
@@ -191,9 +287,12 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             ino: w(0),
             id: id(1),
         },
+        // `w2`: the caller's code address, 0 when the stack had none
+        // (named by user space, see `probe::names`).
         Kind::ContentionBegin => Body::ContentionBegin {
             addr: w(0),
             flags: w(1) as u32,
+            caller: (w(2) != 0).then(|| format!("{CALLER_IP_PREFIX}{:x}", w(2))),
         },
         Kind::ContentionEnd => Body::ContentionEnd {
             addr: Some(w(0)),
@@ -215,7 +314,47 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             held: w(2),
             stack: format!("{STACK_ID_PREFIX}{}", w(1) as i64),
         },
+        Kind::File => file(b, dev),
+        Kind::FileLockRequest | Kind::FileLockAcquired | Kind::FileLockRelease => {
+            let class = if w(1) == LockClass::InvalidateLock as u64 {
+                FileLockClass::InvalidateLock
+            } else {
+                FileLockClass::IRwsem
+            };
+            let ino = w(0);
+            match kind {
+                Kind::FileLockRequest => Body::FileLockRequest {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                    trylock: (h.flags & FLAG_TRY_KNOWN != 0).then_some(h.flags & FLAG_TRY != 0),
+                },
+                Kind::FileLockAcquired => Body::FileLockAcquired {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                    success: h.flags & FLAG_SUCCESS != 0,
+                },
+                _ => Body::FileLockRelease {
+                    dev,
+                    ino,
+                    class,
+                    write,
+                },
+            }
+        }
+        Kind::PageFault => Body::PageFault {
+            addr: w(0),
+            user: h.flags & FLAG_USER != 0,
+            write: fault_write(w(3)),
+            held: w(2),
+            stack: ((w(1) as i64) >= 0).then(|| format!("{STACK_ID_PREFIX}{}", w(1) as i64)),
+        },
         Kind::Lost => return Err(RawError::NotFromKernel(kind)),
+        // Several events: `decode_entry` expands it.
+        Kind::FileLockOps => return Err(RawError::Several),
     };
     Ok(Event {
         ts: h.ts,
@@ -224,6 +363,50 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
         cpu: Some(h.cpu as u32),
         body,
     })
+}
+
+/// Whether a page fault was a write, from the hardware error code: on
+/// x86-64 bit 1 (`X86_PF_WRITE`, defined by the CPU, see
+/// arch/x86/include/asm/trapnr.h and the SDM). Unknown elsewhere.
+fn fault_write(error_code: u64) -> Option<bool> {
+    if cfg!(target_arch = "x86_64") {
+        Some(error_code & 2 != 0)
+    } else {
+        None
+    }
+}
+
+/// A [`rl_common::FileRecord`]: the path's components come leaf first.
+fn file(b: &[u8], dev: Dev) -> Body {
+    const HDR: usize = core::mem::size_of::<RecordHeader>();
+    let ino = u64_at(b, HDR);
+    let i_rwsem = u64_at(b, HDR + 8);
+    let invalidate_lock = u64_at(b, HDR + 16);
+    let fs = c_text(&b[HDR + 24..HDR + 24 + FS_NAME_LEN]);
+    let at = HDR + 24 + FS_NAME_LEN;
+    let depth = (u32_at(b, at) as usize).min(PATH_DEPTH);
+    let flags = u32_at(b, at + 4);
+    let slots = at + 8;
+    let mut parts: Vec<String> = (0..depth)
+        .map(|i| c_text(&b[slots + i * NAME_BYTES..slots + (i + 1) * NAME_BYTES]))
+        .collect();
+    parts.reverse();
+    let path = if parts.is_empty() {
+        None
+    } else if flags & PATH_COMPLETE != 0 && flags & PATH_CUT == 0 {
+        Some(format!("{FS_PATH_PREFIX}/{}", parts.join("/")))
+    } else {
+        // Deeper than the walk goes, or a name cut: say so, never guess.
+        Some(format!(".../{}", parts.join("/")))
+    };
+    Body::File {
+        dev,
+        ino,
+        path,
+        fs: (!fs.is_empty()).then_some(fs),
+        i_rwsem: (i_rwsem != 0).then_some(i_rwsem),
+        invalidate_lock: (invalidate_lock != 0).then_some(invalidate_lock),
+    }
 }
 
 #[cfg(test)]
@@ -431,6 +614,179 @@ mod tests {
                 order: None
             }
         );
+    }
+
+    #[test]
+    fn decodes_a_file_record_leaf_first() {
+        let mut r = rl_common::FileRecord {
+            hdr: RecordHeader {
+                ts: 1,
+                tid: 2,
+                pid: 2,
+                kind: Kind::File as u8,
+                flags: 0,
+                cpu: 0,
+                dev: (7 << 20) | 1,
+            },
+            ino: 12,
+            i_rwsem: 0xffff_8880_0000_1000,
+            invalidate_lock: 0,
+            fs: [0; FS_NAME_LEN],
+            depth: 2,
+            path_flags: PATH_COMPLETE,
+            path: [[0; NAME_BYTES]; PATH_DEPTH],
+        };
+        r.fs[..4].copy_from_slice(b"ext4");
+        r.path[0][..1].copy_from_slice(b"f");
+        r.path[1][..3].copy_from_slice(b"dir");
+        let body = |r: &rl_common::FileRecord| decode(&bytes(r)).unwrap().body;
+        assert_eq!(
+            body(&r),
+            Body::File {
+                dev: Dev { major: 7, minor: 1 },
+                ino: 12,
+                path: Some("fs:/dir/f".into()),
+                fs: Some("ext4".into()),
+                i_rwsem: Some(0xffff_8880_0000_1000),
+                invalidate_lock: None,
+            }
+        );
+        // A walk that stopped early or cut a name says so.
+        r.path_flags = PATH_COMPLETE | PATH_CUT;
+        assert!(matches!(body(&r), Body::File { path: Some(p), .. } if p == ".../dir/f"));
+        r.depth = 0;
+        assert!(matches!(body(&r), Body::File { path: None, .. }));
+        // A record of the wrong size for its kind is refused.
+        assert!(matches!(
+            decode(&bytes(&r)[..RECORD_SIZE]),
+            Err(RawError::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn decodes_file_locks_and_faults() {
+        let rec = |kind: Kind, flags: u8, w: [u64; 4]| Record {
+            hdr: RecordHeader {
+                kind: kind as u8,
+                flags,
+                dev: 8 << 20,
+                ..Default::default()
+            },
+            w,
+        };
+        let dev = Dev { major: 8, minor: 0 };
+        let r = rec(
+            Kind::FileLockRequest,
+            FLAG_WRITE | FLAG_TRY_KNOWN,
+            [5, LockClass::InvalidateLock as u64, 0, 0],
+        );
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::FileLockRequest {
+                dev,
+                ino: 5,
+                class: FileLockClass::InvalidateLock,
+                write: true,
+                trylock: Some(false)
+            }
+        );
+        let r = rec(Kind::FileLockAcquired, FLAG_SUCCESS, [5, 0, 0, 0]);
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::FileLockAcquired {
+                dev,
+                ino: 5,
+                class: FileLockClass::IRwsem,
+                write: false,
+                success: true
+            }
+        );
+        let r = rec(Kind::PageFault, FLAG_USER, [0x7000, (-1i64) as u64, 1, 6]);
+        assert_eq!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::PageFault {
+                addr: 0x7000,
+                user: true,
+                write: fault_write(6),
+                held: 1,
+                stack: None
+            }
+        );
+        let r = rec(
+            Kind::ContentionBegin,
+            0,
+            [0x10, 2, 0xffff_ffff_8100_0000, 0],
+        );
+        assert!(matches!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::ContentionBegin { caller: Some(c), .. } if c == "ip:ffffffff81000000"
+        ));
+    }
+
+    #[test]
+    fn a_lock_ops_record_is_its_events_in_kernel_order() {
+        let r = Record {
+            hdr: RecordHeader {
+                ts: 3,
+                kind: Kind::FileLockOps as u8,
+                dev: 7 << 20,
+                ..Default::default()
+            },
+            w: [9, LOCK_OP_LOCK, LOCK_MODE_WRITE, LOCK_MODE_WRITE],
+        };
+        let mut got = Vec::new();
+        decode_entry(&bytes(&r), &mut |e| got.push(e.unwrap().body));
+        let dev = Dev { major: 7, minor: 0 };
+        let req = |class, write, trylock| Body::FileLockRequest {
+            dev,
+            ino: 9,
+            class,
+            write,
+            trylock: Some(trylock),
+        };
+        assert_eq!(
+            got,
+            [
+                req(FileLockClass::IRwsem, true, false),
+                req(FileLockClass::InvalidateLock, true, false)
+            ]
+        );
+        // Demoting: invalidate_lock first, each a release, request, grant.
+        let d = lock_ops(dev, 9, LOCK_OP_DEMOTE, LOCK_MODE_WRITE, LOCK_MODE_WRITE);
+        assert_eq!(d.len(), 6);
+        assert!(matches!(
+            d[0],
+            Body::FileLockRelease {
+                class: FileLockClass::InvalidateLock,
+                write: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            d[5],
+            Body::FileLockAcquired {
+                class: FileLockClass::IRwsem,
+                write: false,
+                success: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            lock_ops(
+                dev,
+                9,
+                LOCK_OP_UNLOCK,
+                LOCK_MODE_NONE,
+                rl_common::LOCK_MODE_READ
+            ),
+            [Body::FileLockRelease {
+                dev,
+                ino: 9,
+                class: FileLockClass::InvalidateLock,
+                write: false
+            }]
+        );
+        assert_eq!(decode(&bytes(&r)), Err(RawError::Several));
     }
 
     #[test]

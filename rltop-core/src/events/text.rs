@@ -167,7 +167,17 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             write!(w, " {dev} ino {ino}")?;
             write_id(w, *id)
         }
-        Body::ContentionBegin { addr, flags } => write!(w, " addr {addr:#x} flags {flags:#x}"),
+        Body::ContentionBegin {
+            addr,
+            flags,
+            caller,
+        } => {
+            write!(w, " addr {addr:#x} flags {flags:#x}")?;
+            match caller {
+                Some(c) => write!(w, " caller {c}"),
+                None => Ok(()),
+            }
+        }
         Body::ContentionEnd { addr, ret } => {
             if let Some(a) = addr {
                 write!(w, " addr {a:#x}")?;
@@ -193,6 +203,82 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             " mm {mm:#x} {} while holding {held} range lock(s); stack {stack}",
             rw(*write)
         ),
+        Body::File {
+            dev,
+            ino,
+            path,
+            fs,
+            i_rwsem,
+            invalidate_lock,
+        } => {
+            write!(w, " {dev} ino {ino}")?;
+            if let Some(p) = path {
+                write!(w, " path {p:?}")?;
+            }
+            if let Some(f) = fs {
+                write!(w, " fs {f}")?;
+            }
+            if let Some(a) = i_rwsem {
+                write!(w, " i_rwsem {a:#x}")?;
+            }
+            if let Some(a) = invalidate_lock {
+                write!(w, " invalidate_lock {a:#x}")?;
+            }
+            Ok(())
+        }
+        Body::FileLockRequest {
+            dev,
+            ino,
+            class,
+            write,
+            trylock,
+        } => {
+            write!(w, " {dev} ino {ino} {} {}", class.as_str(), rw(*write))?;
+            match trylock {
+                Some(true) => w.write_all(b" try"),
+                _ => Ok(()),
+            }
+        }
+        Body::FileLockAcquired {
+            dev,
+            ino,
+            class,
+            write,
+            success,
+        } => write!(
+            w,
+            " {dev} ino {ino} {} {} {}",
+            class.as_str(),
+            rw(*write),
+            if *success { "success" } else { "failed" }
+        ),
+        Body::FileLockRelease {
+            dev,
+            ino,
+            class,
+            write,
+        } => write!(w, " {dev} ino {ino} {} {}", class.as_str(), rw(*write)),
+        Body::PageFault {
+            addr,
+            user,
+            write,
+            held,
+            stack,
+        } => {
+            write!(
+                w,
+                " addr {addr:#x} {}",
+                if *user { "user" } else { "kernel" }
+            )?;
+            if let Some(wr) = write {
+                write!(w, " {}", rw(*wr))?;
+            }
+            write!(w, " while holding {held} lock(s) below mmap_lock")?;
+            match stack {
+                Some(s) => write!(w, "; stack {s}"),
+                None => Ok(()),
+            }
+        }
     }
 }
 

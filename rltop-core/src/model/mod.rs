@@ -27,7 +27,7 @@ pub use hash::{FastMap, FastSet};
 
 use rl_reference::{ExclFifo, Mode as RefMode, Rw, StateMachine};
 
-use crate::events::{Body, Dev, Event, Mode, PunchOp};
+use crate::events::{Body, Dev, Event, FileLockClass, Mode, PunchOp};
 
 /// Page shift used to turn byte positions into page indices when the trace
 /// does not say its page size (`page_size` in its header): 4 KiB.
@@ -348,6 +348,16 @@ pub struct Dio {
     pub ts: u64,
 }
 
+/// What `file` events said about a file (issue 14): its name, filesystem
+/// and the kernel addresses of its page-cache locks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileInfo {
+    pub path: Option<String>,
+    pub fs: Option<String>,
+    pub i_rwsem: Option<u64>,
+    pub invalidate_lock: Option<u64>,
+}
+
 /// The current state. See the module docs.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -389,6 +399,11 @@ pub struct Model {
     pub now: u64,
     /// Timestamp of the first event, the origin of relative times.
     pub first_ts: Option<u64>,
+    /// Files named by `file` events. Grows with the files traced (one
+    /// entry per inode), not with the trace length.
+    file_info: FastMap<(Dev, u64), FileInfo>,
+    /// Lock address -> the file and class it belongs to, from `file` events.
+    file_locks: FastMap<u64, (Dev, u64, FileLockClass)>,
 }
 
 /// Byte range `[pos, pos + len)` to inclusive 4 KiB pages, `None` when empty.
@@ -496,6 +511,48 @@ impl Model {
     /// The tree linked to a file.
     pub fn tree_of(&self, dev: Dev, ino: u64) -> Option<u64> {
         self.files.get(&(dev, ino)).copied()
+    }
+
+    /// What `file` events said about a file.
+    pub fn file_info(&self, dev: Dev, ino: u64) -> Option<&FileInfo> {
+        self.file_info.get(&(dev, ino))
+    }
+
+    /// The file and page-cache lock class a kernel lock address belongs to
+    /// (from `file` events), e.g. to name a `contention_begin` address.
+    pub fn file_lock_at(&self, addr: u64) -> Option<(Dev, u64, FileLockClass)> {
+        self.file_locks.get(&addr).copied()
+    }
+
+    /// Keeps a `file` event's facts; a later event for the same inode fills
+    /// in what the earlier one lacked and moves addresses that changed (the
+    /// inode was freed and another took its number).
+    fn learn_file(&mut self, dev: Dev, ino: u64, info: &FileInfo) {
+        let e = self.file_info.entry((dev, ino)).or_default();
+        for (old, new, class) in [
+            (&mut e.i_rwsem, info.i_rwsem, FileLockClass::IRwsem),
+            (
+                &mut e.invalidate_lock,
+                info.invalidate_lock,
+                FileLockClass::InvalidateLock,
+            ),
+        ] {
+            if let Some(a) = new {
+                if let Some(prev) = old.replace(a)
+                    && prev != a
+                    && self.file_locks.get(&prev) == Some(&(dev, ino, class))
+                {
+                    self.file_locks.remove(&prev);
+                }
+                self.file_locks.insert(a, (dev, ino, class));
+            }
+        }
+        if info.path.is_some() {
+            e.path.clone_from(&info.path);
+        }
+        if info.fs.is_some() {
+            e.fs.clone_from(&info.fs);
+        }
     }
 
     /// Records a gap (lost events or a damaged part of the trace) at `idx`.
@@ -798,6 +855,28 @@ impl Model {
             // Evidence only: the mmap_lock request it accompanies is what
             // the ordering analysis checks.
             Body::OrderingEvidence { .. } => {}
+            Body::File {
+                dev,
+                ino,
+                path,
+                fs,
+                i_rwsem,
+                invalidate_lock,
+            } => {
+                let info = FileInfo {
+                    path: path.clone(),
+                    fs: fs.clone(),
+                    i_rwsem: *i_rwsem,
+                    invalidate_lock: *invalidate_lock,
+                };
+                self.learn_file(*dev, *ino, &info);
+            }
+            // Holds and waits of the page-cache locks, and faults under
+            // them, are modelled by the lead's part of issue 14.
+            Body::FileLockRequest { .. }
+            | Body::FileLockAcquired { .. }
+            | Body::FileLockRelease { .. }
+            | Body::PageFault { .. } => {}
         }
     }
 
@@ -947,6 +1026,55 @@ impl Model {
 mod tests {
     use super::*;
     use crate::testing::{ev, rl_request};
+
+    #[test]
+    fn file_events_name_files_and_their_lock_addresses() {
+        let dev = Dev { major: 8, minor: 3 };
+        let file = |ino, path: Option<&str>, a: Option<u64>, b: Option<u64>| Body::File {
+            dev,
+            ino,
+            path: path.map(str::to_owned),
+            fs: Some("ext4".into()),
+            i_rwsem: a,
+            invalidate_lock: b,
+        };
+        let mut m = Model::new(None);
+        m.apply(0, &ev(1, 1, file(12, None, Some(0x100), Some(0x200))));
+        assert_eq!(
+            m.file_lock_at(0x200),
+            Some((dev, 12, FileLockClass::InvalidateLock))
+        );
+        assert_eq!(m.file_info(dev, 12).unwrap().path, None);
+        // The path learned later fills in; the addresses stay.
+        m.apply(1, &ev(2, 1, file(12, Some("/mnt/f"), None, None)));
+        let info = m.file_info(dev, 12).unwrap();
+        assert_eq!(info.path.as_deref(), Some("/mnt/f"));
+        assert_eq!(info.i_rwsem, Some(0x100));
+        // The inode number came back with another inode: its old addresses
+        // no longer name it.
+        m.apply(2, &ev(3, 1, file(12, None, Some(0x300), Some(0x400))));
+        assert_eq!(m.file_lock_at(0x100), None);
+        assert_eq!(
+            m.file_lock_at(0x300),
+            Some((dev, 12, FileLockClass::IRwsem))
+        );
+        // The lock kinds are accepted (modelled elsewhere).
+        m.apply(
+            3,
+            &ev(
+                4,
+                1,
+                Body::FileLockRequest {
+                    dev,
+                    ino: 12,
+                    class: FileLockClass::IRwsem,
+                    write: true,
+                    trylock: None,
+                },
+            ),
+        );
+        assert_eq!(m.events, 4);
+    }
 
     #[test]
     fn tracks_holders_waiters_and_reference_grants() {

@@ -5,7 +5,7 @@
 //! event to the next (timestamps, page indices, file positions) are stored as
 //! zigzag deltas so zstd sees small repeating byte patterns.
 
-use crate::events::{Body, Dev, Event, Mode, PunchOp};
+use crate::events::{Body, Dev, Event, FileLockClass, Mode, PunchOp};
 
 /// Longest string (`comm`, `text`) an event may carry, in bytes.
 pub const MAX_STRING: usize = 4096;
@@ -17,9 +17,13 @@ const F_PID_IS_TID: u8 = 0x20;
 /// The event has a cpu.
 const F_CPU: u8 = 0x40;
 /// The kind's optional field is present (`page_add` order, `contention_end`
-/// addr, `lost` since; the `id` of punch, truncate and invalidate events,
-/// and for `punch_begin` a non-default `op`: see [`put_punch_opt`]).
+/// addr, `lost` since, `contention_begin` caller; the `id` of punch,
+/// truncate and invalidate events, and for `punch_begin` a non-default
+/// `op`: see [`put_punch_opt`]).
 const F_OPT: u8 = 0x80;
+/// Kind codes from this one up do not fit the 5 bits: the kind byte holds
+/// `KIND_EXT` and the next byte the code itself.
+const KIND_EXT: u8 = 31;
 
 /// `punch_begin`'s optional-field byte (after `len`, when [`F_OPT`] is set):
 /// bit 0 = an `id` varint follows, bits 1-2 = the op (0 punch, 1 zero,
@@ -145,6 +149,18 @@ fn kind_code(b: &Body) -> u8 {
         Body::OrderingEvidence { .. } => 23,
         Body::InvalidateBegin { .. } => 24,
         Body::InvalidateEnd { .. } => 25,
+        Body::File { .. } => 29,
+        Body::PageFault { .. } => 30,
+        Body::FileLockRequest { .. } => 31,
+        Body::FileLockAcquired { .. } => 32,
+        Body::FileLockRelease { .. } => 33,
+    }
+}
+
+fn class_byte(c: FileLockClass) -> u8 {
+    match c {
+        FileLockClass::IRwsem => 0,
+        FileLockClass::InvalidateLock => 1,
     }
 }
 
@@ -155,17 +171,27 @@ pub fn oversized_string(ev: &Event) -> Option<usize> {
         Body::Task { comm: s }
         | Body::Marker { text: s }
         | Body::OrderingEvidence { stack: s, .. }
+        | Body::ContentionBegin {
+            caller: Some(s), ..
+        }
+        | Body::PageFault { stack: Some(s), .. }
             if s.len() > MAX_STRING =>
         {
             Some(s.len())
         }
+        Body::File { path, fs, .. } => [path, fs]
+            .into_iter()
+            .flatten()
+            .map(String::len)
+            .find(|&n| n > MAX_STRING),
         _ => None,
     }
 }
 
 /// Appends `ev` to `out`. The caller has checked [`oversized_string`].
 pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
-    let mut k = kind_code(&ev.body);
+    let code = kind_code(&ev.body);
+    let mut k = code.min(KIND_EXT);
     if ev.pid == ev.tid {
         k |= F_PID_IS_TID;
     }
@@ -182,11 +208,18 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             | Body::TruncateEnd { id: Some(_), .. }
             | Body::InvalidateBegin { id: Some(_), .. }
             | Body::InvalidateEnd { id: Some(_), .. }
+            | Body::ContentionBegin {
+                caller: Some(_),
+                ..
+            }
     ) || matches!(ev.body, Body::PunchBegin { op, id, .. } if id.is_some() || op != PunchOp::Punch)
     {
         k |= F_OPT;
     }
     out.push(k);
+    if code >= KIND_EXT {
+        out.push(code);
+    }
     put_delta(out, &mut st.ts, ev.ts);
     // Consecutive events often come from one task: tid as a delta.
     put(out, zigzag(i64::from(ev.tid) - i64::from(st.tid)));
@@ -325,9 +358,16 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             put(out, *ino);
             put_opt(out, *id);
         }
-        Body::ContentionBegin { addr, flags } => {
+        Body::ContentionBegin {
+            addr,
+            flags,
+            caller,
+        } => {
             put(out, *addr);
             put(out, (*flags).into());
+            if let Some(c) = caller {
+                put_str(out, c);
+            }
         }
         Body::ContentionEnd { addr, ret } => {
             put(out, zigzag(*ret));
@@ -354,6 +394,96 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             out.push(u8::from(*write));
             put(out, *held);
             put_str(out, stack);
+        }
+        Body::File {
+            dev,
+            ino,
+            path,
+            fs,
+            i_rwsem,
+            invalidate_lock,
+        } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            // Which optional fields follow, one bit each in this order.
+            out.push(
+                u8::from(path.is_some())
+                    | u8::from(fs.is_some()) << 1
+                    | u8::from(i_rwsem.is_some()) << 2
+                    | u8::from(invalidate_lock.is_some()) << 3,
+            );
+            if let Some(p) = path {
+                put_str(out, p);
+            }
+            if let Some(f) = fs {
+                put_str(out, f);
+            }
+            if let Some(a) = i_rwsem {
+                put(out, *a);
+            }
+            if let Some(a) = invalidate_lock {
+                put(out, *a);
+            }
+        }
+        Body::FileLockRequest {
+            dev,
+            ino,
+            class,
+            write,
+            trylock,
+        } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            out.push(class_byte(*class));
+            // bit 0 write, bit 1 `try` present, bit 2 its value.
+            out.push(
+                u8::from(*write)
+                    | u8::from(trylock.is_some()) << 1
+                    | u8::from(*trylock == Some(true)) << 2,
+            );
+        }
+        Body::FileLockAcquired {
+            dev,
+            ino,
+            class,
+            write,
+            success,
+        } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            out.push(class_byte(*class));
+            out.push(u8::from(*write) | u8::from(*success) << 1);
+        }
+        Body::FileLockRelease {
+            dev,
+            ino,
+            class,
+            write,
+        } => {
+            put_dev(out, *dev);
+            put(out, *ino);
+            out.push(class_byte(*class));
+            out.push(u8::from(*write));
+        }
+        Body::PageFault {
+            addr,
+            user,
+            write,
+            held,
+            stack,
+        } => {
+            put(out, *addr);
+            // bit 0 user, bit 1 `write` present, bit 2 its value, bit 3 stack present.
+            out.push(
+                u8::from(*user)
+                    | u8::from(write.is_some()) << 1
+                    | u8::from(*write == Some(true)) << 2
+                    | u8::from(stack.is_some()) << 3,
+            );
+            put(out, *held);
+            if let Some(s) = stack {
+                put_str(out, s);
+            }
         }
     }
 }
@@ -489,12 +619,31 @@ impl<'a> Decoder<'a> {
         Ok(self.st.pos)
     }
 
+    /// `dev`, `ino` and `class` of the `file_lock_*` kinds.
+    fn file_lock(&mut self) -> Result<(Dev, u64, FileLockClass), DecodeError> {
+        let dev = self.dev()?;
+        let ino = self.u64()?;
+        let class = match self.byte()? {
+            0 => FileLockClass::IRwsem,
+            1 => FileLockClass::InvalidateLock,
+            _ => return Err(DecodeError::Range("class")),
+        };
+        Ok((dev, ino, class))
+    }
+
     /// Decodes the next event. Never panics, whatever the bytes.
     pub fn next_event(&mut self) -> Result<Event, DecodeError> {
         let k = self.byte()?;
-        let code = k & KIND_MASK;
+        let mut code = k & KIND_MASK;
+        if code == KIND_EXT {
+            code = self.byte()?;
+            if code < KIND_EXT {
+                // Codes below 31 are always stored in the kind byte.
+                return Err(DecodeError::BadKind(code));
+            }
+        }
         let opt = k & F_OPT != 0;
-        if opt && !matches!(code, 11 | 14..=17 | 19 | 21 | 24 | 25) {
+        if opt && !matches!(code, 11 | 14..=19 | 21 | 24 | 25) {
             return Err(DecodeError::BadFlags(k));
         }
         self.st.ts = self.delta(self.st.ts)?;
@@ -649,6 +798,7 @@ impl<'a> Decoder<'a> {
             18 => Body::ContentionBegin {
                 addr: self.u64()?,
                 flags: self.u32("flags")?,
+                caller: if opt { Some(self.string()?) } else { None },
             },
             19 => {
                 let ret = self.i64()?;
@@ -690,6 +840,79 @@ impl<'a> Decoder<'a> {
                 ino: self.u64()?,
                 id: self.opt(opt)?,
             },
+            29 => {
+                let dev = self.dev()?;
+                let ino = self.u64()?;
+                let present = self.byte()?;
+                if present > 0xf {
+                    return Err(DecodeError::Range("file fields"));
+                }
+                let bit = |b: u8| present & (1 << b) != 0;
+                Body::File {
+                    dev,
+                    ino,
+                    path: if bit(0) { Some(self.string()?) } else { None },
+                    fs: if bit(1) { Some(self.string()?) } else { None },
+                    i_rwsem: if bit(2) { Some(self.u64()?) } else { None },
+                    invalidate_lock: if bit(3) { Some(self.u64()?) } else { None },
+                }
+            }
+            30 => {
+                let addr = self.u64()?;
+                let b = self.byte()?;
+                // A value bit without its presence bit is not canonical.
+                if b > 0xf || (b & 4 != 0 && b & 2 == 0) {
+                    return Err(DecodeError::Range("page_fault flags"));
+                }
+                Body::PageFault {
+                    addr,
+                    user: b & 1 != 0,
+                    write: (b & 2 != 0).then_some(b & 4 != 0),
+                    held: self.u64()?,
+                    stack: if b & 8 != 0 {
+                        Some(self.string()?)
+                    } else {
+                        None
+                    },
+                }
+            }
+            31 => {
+                let (dev, ino, class) = self.file_lock()?;
+                let b = self.byte()?;
+                if b > 7 || (b & 4 != 0 && b & 2 == 0) {
+                    return Err(DecodeError::Range("file_lock_request flags"));
+                }
+                Body::FileLockRequest {
+                    dev,
+                    ino,
+                    class,
+                    write: b & 1 != 0,
+                    trylock: (b & 2 != 0).then_some(b & 4 != 0),
+                }
+            }
+            32 => {
+                let (dev, ino, class) = self.file_lock()?;
+                let b = self.byte()?;
+                if b > 3 {
+                    return Err(DecodeError::Range("write/success"));
+                }
+                Body::FileLockAcquired {
+                    dev,
+                    ino,
+                    class,
+                    write: b & 1 != 0,
+                    success: b & 2 != 0,
+                }
+            }
+            33 => {
+                let (dev, ino, class) = self.file_lock()?;
+                Body::FileLockRelease {
+                    dev,
+                    ino,
+                    class,
+                    write: self.bool("write")?,
+                }
+            }
             c => return Err(DecodeError::BadKind(c)),
         };
         Ok(Event {
@@ -778,6 +1001,61 @@ mod tests {
                 Err(DecodeError::Range("punch op"))
             );
         }
+    }
+
+    #[test]
+    fn codes_from_31_take_a_second_byte() {
+        let ev = |body| Event {
+            ts: 0,
+            tid: 1,
+            pid: 1,
+            cpu: None,
+            body,
+        };
+        let dev = Dev { major: 8, minor: 3 };
+        let mut buf = Vec::new();
+        let mut st = ChunkState::new(0);
+        encode(
+            &mut buf,
+            &mut st,
+            &ev(Body::FileLockRelease {
+                dev,
+                ino: 5,
+                class: FileLockClass::InvalidateLock,
+                write: true,
+            }),
+        );
+        // kind byte: code 31 (escape) | pid == tid; then the code itself.
+        assert_eq!(&buf[..2], &[KIND_EXT | F_PID_IS_TID, 33]);
+        // An escaped code below 31 is not canonical.
+        let mut bad = buf.clone();
+        bad[1] = 29;
+        assert_eq!(
+            Decoder::new(&bad, 0).next_event(),
+            Err(DecodeError::BadKind(29))
+        );
+        // `file` (29) fits the kind byte; a presence bit beyond the four fields is refused.
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            &mut ChunkState::new(0),
+            &ev(Body::File {
+                dev,
+                ino: 5,
+                path: None,
+                fs: Some("xfs".into()),
+                i_rwsem: None,
+                invalidate_lock: Some(7),
+            }),
+        );
+        assert_eq!(buf[0], 29 | F_PID_IS_TID);
+        let present = 1 + 1 + 1 + 2 + 1; // kind, ts, tid, dev (2), ino
+        assert_eq!(buf[present], 0b1010);
+        buf[present] = 0x10;
+        assert_eq!(
+            Decoder::new(&buf, 0).next_event(),
+            Err(DecodeError::Range("file fields"))
+        );
     }
 
     #[test]

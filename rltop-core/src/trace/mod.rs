@@ -72,6 +72,10 @@ pub struct TraceHeader {
     /// recording start); absent means 4096.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u64>,
+    /// Which source fed the `file_lock_*` events (issue 14): "fentry",
+    /// "kprobe", "xfs_ilock", "lockdep" or "none"; absent in older traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_source: Option<String>,
 }
 
 impl Default for TraceHeader {
@@ -88,6 +92,7 @@ impl Default for TraceHeader {
             start_monotonic_ns: None,
             source: String::new(),
             page_size: None,
+            lock_source: None,
         }
     }
 }
