@@ -111,12 +111,25 @@ impl Source for FileSource {
 pub struct PlayerConfig {
     pub status: Status,
     pub flavour: Option<Flavour>,
+    /// The trace's page size and lock source (its header), for the model.
+    pub page_size: Option<u64>,
+    pub lock_source: Option<String>,
     pub cfg: Config,
     pub speed: f64,
     pub paused: bool,
     /// Shorten a wait for the next event to this much wall time (the
     /// demo: the simulator's threads idle when the scheduler delays them).
     pub max_idle: Option<Duration>,
+}
+
+impl PlayerConfig {
+    /// A model for the trace this plays.
+    fn model(&self) -> Model {
+        let mut m = Model::new(self.flavour);
+        m.set_page_size(self.page_size);
+        m.set_lock_source(self.lock_source.as_deref());
+        m
+    }
 }
 
 /// Where playback is heading besides "follow the clock".
@@ -161,7 +174,7 @@ pub struct Player<S: Source> {
 
 impl<S: Source> Player<S> {
     pub(crate) fn new(source: S, pc: PlayerConfig) -> Player<S> {
-        let pipeline = Pipeline::new(Model::new(pc.flavour), pc.cfg);
+        let pipeline = Pipeline::new(pc.model(), pc.cfg);
         Player {
             source,
             paused: pc.paused,
@@ -288,7 +301,7 @@ impl<S: Source> Player<S> {
             self.note = Some("this stream cannot seek backwards".into());
             return Ok(false);
         }
-        self.pipeline = Some(Pipeline::new(Model::new(self.pc.flavour), self.pc.cfg));
+        self.pipeline = Some(Pipeline::new(self.pc.model(), self.pc.cfg));
         self.last = None;
         self.pending = None;
         self.finished = false;
@@ -576,6 +589,8 @@ mod tests {
             PlayerConfig {
                 status: Status::default(),
                 flavour: None,
+                page_size: None,
+                lock_source: None,
                 cfg: Config::default(),
                 speed: 1.0,
                 paused,

@@ -65,8 +65,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Binds `addr` and starts the two threads.
-    pub fn start(addr: SocketAddr) -> std::io::Result<Metrics> {
+    /// Binds `addr` and starts the two threads; the analyses run over
+    /// `model` (made for the recording: its page size, its lock source).
+    pub fn start(addr: SocketAddr, model: Model) -> std::io::Result<Metrics> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -74,7 +75,7 @@ impl Metrics {
                 // A recording starts mid-stream, as `rltop check` knows
                 // from the trace header.
                 engine: Engine::new(
-                    Model::new(None),
+                    model,
                     (
                         Checker::new(Config {
                             clean_start: false,
@@ -165,11 +166,14 @@ fn render(s: &Shared) -> String {
     let (checker, stats, counts) = l.engine.analysis();
     let model = l.engine.model();
     let findings: Vec<&Finding> = checker.standing().collect();
-    let mut waiting = (0, 0);
+    let mut waiting = [0; 4];
     for t in model.tasks.values() {
         match t.waiting {
-            Some(Wait::Range { .. }) => waiting.0 += 1,
-            Some(Wait::Mmap { .. }) => waiting.1 += 1,
+            Some(Wait::Range { .. }) => waiting[0] += 1,
+            Some(Wait::Mmap { .. }) => waiting[1] += 1,
+            Some(Wait::File { lock, .. }) => {
+                waiting[2 + lock.class as usize] += 1;
+            }
             None => {}
         }
     }

@@ -196,3 +196,81 @@ fn the_fixtures_import_and_dump_unchanged() {
         }
     }
 }
+
+/// `rltop check --format json` of a fixture: its exit code and findings.
+fn check(path: &Path) -> (Option<i32>, Value) {
+    let out = Command::new(RLTOP)
+        .args(["check", "--format", "json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+/// The bug each pattern really has, as `check` reports it from the kernel's
+/// own events: one certain `ordering_inversion` with the lock held and the
+/// event that broke the order as evidence, lockdep-shaped in the text.
+#[test]
+fn check_reports_each_lock_order_bug_of_the_module() {
+    for src in ["fentry", "kprobe"] {
+        let input = fixture("fault", src);
+        let evs = events(&input);
+        let (code, doc) = check(&input);
+        assert_eq!(code, Some(1), "{src}: {doc:#}");
+        let f = doc["findings"].as_array().unwrap();
+        assert_eq!(f.len(), 1, "{src}: {doc:#}");
+        assert_eq!(f[0]["kind"], "ordering_inversion");
+        assert_eq!(f[0]["certain"], true);
+        let msg = f[0]["message"].as_str().unwrap();
+        assert!(msg.contains("took a page fault at"), "{msg}");
+        assert!(
+            msg.contains("while holding invalidate_lock of /mnt/lk-"),
+            "{msg}"
+        );
+        // The fault's own mmap_lock request folds into the same finding.
+        assert!(msg.ends_with("(and 1 more)"), "{msg}");
+        let ev: Vec<&str> = f[0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| evs[i.as_u64().unwrap() as usize]["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(ev, ["file_lock_acquired", "page_fault"], "{src}");
+
+        let input = fixture("order", src);
+        let evs = events(&input);
+        let (code, doc) = check(&input);
+        assert_eq!(code, Some(1), "{src}: {doc:#}");
+        let f = doc["findings"].as_array().unwrap();
+        assert_eq!(f.len(), 1, "{src}: {doc:#}");
+        assert_eq!(f[0]["kind"], "ordering_inversion");
+        assert_eq!(f[0]["certain"], true);
+        let msg = f[0]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("asked for i_rwsem of /mnt/lk-")
+                && msg.contains("while holding invalidate_lock"),
+            "{msg}"
+        );
+        let ev: Vec<&str> = f[0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| evs[i.as_u64().unwrap() as usize]["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(ev, ["file_lock_acquired", "file_lock_request"], "{src}");
+        let text = Command::new(RLTOP)
+            .arg("check")
+            .arg(&input)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(text.stdout).unwrap();
+        assert!(
+            text.contains("WARNING: possible circular locking dependency detected")
+                && text.contains("the rule: i_rwsem ranks above invalidate_lock"),
+            "{text}"
+        );
+    }
+}

@@ -141,7 +141,11 @@ fn endpoint_figures_grow_with_the_events_and_agree_with_report() {
     let events = trace_events(&path);
     let half = events.len() / 2;
 
-    let mut m = Metrics::start(parse_addr("127.0.0.1:0").unwrap()).unwrap();
+    let mut m = Metrics::start(
+        parse_addr("127.0.0.1:0").unwrap(),
+        rltop::model::Model::new(None),
+    )
+    .unwrap();
     let url = format!("http://{}/metrics", m.addr());
     let (ctype, body) = get(&url);
     assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
@@ -319,7 +323,11 @@ fn endpoint_figures_of_a_hand_worked_trace() {
     let path = data("xfstests/three_tests.jsonl");
     let events = trace_events(&path);
     assert_eq!(events.len(), 24);
-    let mut m = Metrics::start(parse_addr("127.0.0.1:0").unwrap()).unwrap();
+    let mut m = Metrics::start(
+        parse_addr("127.0.0.1:0").unwrap(),
+        rltop::model::Model::new(None),
+    )
+    .unwrap();
     let url = format!("http://{}/metrics", m.addr());
     m.offer(&events[..7]);
     let p = scrape_until(&url, |p| total_events(p) == 7.0);

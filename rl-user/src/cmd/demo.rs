@@ -186,6 +186,8 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         cfg: Config::default(),
         speed,
         paused: false,
+        page_size: None,
+        lock_source: None,
         max_idle: Some(MAX_IDLE),
     };
     play(source, pc)

@@ -94,6 +94,7 @@ fn pipeline(session: &mut Session, shared: &Shared, status: Status) -> anyhow::R
     };
     let mut model = Model::new(None);
     model.set_page_size(Some(crate::probe::page_size()));
+    model.set_lock_source(Some(session.lock_source.as_str()));
     let mut p = Pipeline::new(model, cfg);
     let mut last_drops = Instant::now();
     let mut last_frame: Option<Instant> = None;

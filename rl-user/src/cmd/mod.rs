@@ -70,10 +70,11 @@ pub(crate) fn stream(
 /// The model for a trace: of the range lock flavour the trace's header
 /// names, else the user's (`--flavour`), else (`None`) the one the first
 /// request's mode implies.
-/// Its page size is the one the trace was recorded with.
+/// Its page size and lock source are those the trace was recorded with.
 pub(crate) fn model_for(header: &TraceHeader, user: Option<CheckFlavour>) -> Model {
     let mut m = Model::new(flavour_of(header, user));
     m.set_page_size(header.page_size);
+    m.set_lock_source(header.lock_source.as_deref());
     m
 }
 

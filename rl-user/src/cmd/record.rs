@@ -102,7 +102,7 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
     let metrics = match metrics_addr {
         None => None,
         Some(a) => {
-            let m = crate::serve::Metrics::start(a)
+            let m = crate::serve::Metrics::start(a, super::model_for(&header, None))
                 .map_err(|e| user_error(format!("--metrics: cannot listen on {a}: {e}")))?;
             if !m.addr().ip().is_loopback() {
                 eprintln!(

@@ -26,6 +26,8 @@ pub fn run(a: &ReplayArgs) -> anyhow::Result<ExitCode> {
             ..Status::default()
         },
         flavour: super::flavour_of(&header, flavour),
+        page_size: header.page_size,
+        lock_source: header.lock_source.clone(),
         cfg: Config {
             stall_ns: stall_ms.saturating_mul(1_000_000),
             clean_start: header.source != "record",

@@ -2,8 +2,9 @@
 //! checker's messages, the TUI and `report`, so a lock reads the same
 //! wherever it is shown.
 
+use crate::events::Dev;
 use crate::events::Mode;
-use crate::model::{Lock, Model, Op};
+use crate::model::{FileLock, Lock, Model, Op, Seen};
 
 /// `comm/tid` when the task's name is known, else the tid.
 pub fn task_label(comm: Option<&str>, tid: u32) -> String {
@@ -76,4 +77,68 @@ pub fn mmap_lock(mm: u64, write: bool) -> String {
 /// `mmap_lock 0x.. (read|write)`, where the column says it is an mm.
 pub fn mmap_lock_short(mm: u64, write: bool) -> String {
     format!("mmap_lock {mm:#x} ({})", rw(write))
+}
+
+/// A file by name: its path when a `file` event gave one, else `dev:ino`.
+pub fn file(m: &Model, dev: Dev, ino: u64) -> String {
+    match m.file_info(dev, ino).and_then(|i| i.path.as_deref()) {
+        Some(p) => p.to_string(),
+        None => format!("{dev}:{ino}"),
+    }
+}
+
+/// A file's page-cache lock: `invalidate_lock of /mnt/f (write)`.
+pub fn file_lock(m: &Model, l: FileLock, write: bool) -> String {
+    format!(
+        "{} of {} ({})",
+        l.class.as_str(),
+        file(m, l.dev, l.ino),
+        rw(write)
+    )
+}
+
+/// How a file-lock hold is known, as a suffix for people: nothing when
+/// seen, else what it rests on.
+pub fn seen(s: Seen) -> &'static str {
+    match s {
+        Seen::Exact => "",
+        Seen::AtRequest => " (held from its request: the acquisition is not traced)",
+        Seen::Inferred => " (inferred from the operation)",
+    }
+}
+
+/// A kernel lock's type from its `lock:contention_begin` flags, in `perf
+/// lock contention`'s words (`LCB_F_*`: spin 1, read 2, write 4, rt 8,
+/// percpu 16, mutex 32).
+pub fn lock_type(flags: u32) -> &'static str {
+    const SPIN: u32 = 1;
+    const READ: u32 = 2;
+    const WRITE: u32 = 4;
+    const RT: u32 = 8;
+    const PERCPU: u32 = 16;
+    const MUTEX: u32 = 32;
+    match flags & 63 {
+        SPIN => "spinlock",
+        f if f == SPIN | READ => "rwlock:R",
+        f if f == SPIN | WRITE => "rwlock:W",
+        READ => "rwsem:R",
+        WRITE => "rwsem:W",
+        RT => "rt-mutex",
+        f if f == RT | READ => "rwlock-rt:R",
+        f if f == RT | WRITE => "rwlock-rt:W",
+        f if f == PERCPU | READ => "pcpu-sem:R",
+        f if f == PERCPU | WRITE => "pcpu-sem:W",
+        MUTEX => "mutex",
+        f if f == MUTEX | SPIN => "mutex-spin",
+        _ => "lock",
+    }
+}
+
+/// A kernel lock that is not a learned class: its type and first caller,
+/// and its address (`rwsem:W at ext4_buffered_write_iter+0x4e 0xffff..`).
+pub fn kernel_lock(addr: u64, flags: u32, caller: Option<&str>) -> String {
+    match caller {
+        Some(c) => format!("{} at {c} {addr:#x}", lock_type(flags)),
+        None => format!("{} {addr:#x}", lock_type(flags)),
+    }
 }

@@ -46,6 +46,8 @@ pub enum LockKind {
     MmapLock,
     FileOp,
     KernelLock,
+    IRwsem,
+    InvalidateLock,
 }
 
 impl LockKind {
@@ -55,7 +57,23 @@ impl LockKind {
             LockKind::MmapLock => "mmap_lock",
             LockKind::FileOp => "file_op",
             LockKind::KernelLock => "kernel_lock",
+            LockKind::IRwsem => "i_rwsem",
+            LockKind::InvalidateLock => "invalidate_lock",
         }
+    }
+
+    /// From [`LockKind::as_str`] (HDR logs name their series so).
+    pub fn parse(s: &str) -> Option<LockKind> {
+        [
+            LockKind::RangeLock,
+            LockKind::MmapLock,
+            LockKind::FileOp,
+            LockKind::KernelLock,
+            LockKind::IRwsem,
+            LockKind::InvalidateLock,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 
     fn of(class: &Class) -> LockKind {
@@ -64,6 +82,11 @@ impl LockKind {
             Class::Mmap { .. } => LockKind::MmapLock,
             Class::FileOp { .. } => LockKind::FileOp,
             Class::Kernel { .. } => LockKind::KernelLock,
+            Class::FileLock {
+                class: crate::events::FileLockClass::IRwsem,
+                ..
+            } => LockKind::IRwsem,
+            Class::FileLock { .. } => LockKind::InvalidateLock,
         }
     }
 }
@@ -94,6 +117,7 @@ pub fn key_label(by: By, lock: LockKind) -> &'static str {
         (By::Tree, LockKind::MmapLock) => "mm",
         (By::Tree, LockKind::FileOp) => "file",
         (By::Tree, LockKind::KernelLock) => "addr",
+        (By::Tree, LockKind::IRwsem | LockKind::InvalidateLock) => "file",
         (By::Task, _) => "tid",
         (By::Test, _) => "test",
     }
@@ -201,6 +225,10 @@ impl Analysis for Histograms {
                     if write { "write" } else { "read" }.to_string()
                 }
                 (By::Op, Class::Kernel { .. }) => "contention".to_string(),
+                (By::Op, Class::FileLock { write, .. }) => {
+                    if write { "write" } else { "read" }.to_string()
+                }
+                (By::Tree, Class::FileLock { dev, ino, .. }) => file_name(dev, ino),
                 (By::Tree, Class::RangeLock { tree, .. }) => format!("{tree:#x}"),
                 (By::Tree, Class::Mmap { mm, .. }) => format!("{mm:#x}"),
                 (By::Tree, Class::Kernel { addr }) => format!("{addr:#x}"),

@@ -26,8 +26,9 @@ use serde::Serialize;
 
 use super::engine::Analysis;
 use super::waitfor::{self, Owned};
+use crate::events::FileLockClass;
 use crate::events::{Body, Dev, Event, Mode};
-use crate::model::{FastMap, LockState, Model, Op, Wait};
+use crate::model::{FastMap, FileLock, LockSource, LockState, Model, Op, Seen, Wait, flock};
 
 /// Wait chains kept by [`Stats`] (the longest waits).
 pub const TOP_CHAINS: usize = 10;
@@ -37,10 +38,32 @@ pub const CHAIN_STEPS: usize = 8;
 /// What a row of statistics is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Class {
-    RangeLock { tree: u64, op: Op, mode: Mode },
-    Mmap { mm: u64, write: bool },
-    FileOp { dev: Dev, ino: u64, op: Op },
-    Kernel { addr: u64 },
+    RangeLock {
+        tree: u64,
+        op: Op,
+        mode: Mode,
+    },
+    Mmap {
+        mm: u64,
+        write: bool,
+    },
+    FileOp {
+        dev: Dev,
+        ino: u64,
+        op: Op,
+    },
+    Kernel {
+        addr: u64,
+    },
+    /// A file's `i_rwsem` or `invalidate_lock`, by mode and by how its
+    /// holds are known (see [`crate::model::flock`]).
+    FileLock {
+        dev: Dev,
+        ino: u64,
+        class: FileLockClass,
+        write: bool,
+        seen: Seen,
+    },
 }
 
 /// A distribution of durations in ns: exact count, sum, min and max, and an
@@ -211,6 +234,10 @@ pub enum Target {
         mm: u64,
         write: bool,
     },
+    File {
+        lock: FileLock,
+        write: bool,
+    },
 }
 
 /// One task of a recorded wait chain.
@@ -276,8 +303,14 @@ pub struct Stats {
     samples: Option<Vec<Sample>>,
     /// mmap_lock requests in flight by task: `(mm, ts, contended)`.
     mmap_wait: FastMap<u32, (u64, u64, bool)>,
-    /// Kernel lock contentions in flight by task: `(addr, ts)`.
-    kernel_wait: FastMap<u32, (u64, u64)>,
+    /// Kernel lock contentions in flight by task: `(addr, flags, ts)`.
+    kernel_wait: FastMap<u32, (u64, u32, u64)>,
+    /// Per kernel lock address, its contention flags and the caller that
+    /// first contended for it (`perf lock contention` names locks so).
+    kernel_names: FastMap<u64, (u32, Option<String>)>,
+    /// Tasks whose page-cache lock request contended (seen by a source that
+    /// also sees the acquisition): the wait is counted when it is acquired.
+    fl_contended: FastMap<u32, FileLock>,
     /// Keep wait chains (costs a graph walk per contended request).
     chains: bool,
     /// Chains of waits in progress, by waiting task.
@@ -325,6 +358,14 @@ impl Stats {
 
     pub fn row(&self, class: &Class) -> Option<&Row> {
         self.rows.get(class)
+    }
+
+    /// How a kernel lock contended for (`lock:contention_*`) was named:
+    /// its `LCB_F_*` flags and its first caller.
+    pub fn kernel_name(&self, addr: u64) -> Option<(u32, Option<&str>)> {
+        self.kernel_names
+            .get(&addr)
+            .map(|(f, c)| (*f, c.as_deref()))
     }
 
     /// The longest waits with their chains, longest first.
@@ -489,6 +530,7 @@ impl Stats {
                     r.acquisitions += 1;
                     r.hold.record(held);
                     self.note(class, Metric::Hold, ptid, held);
+                    self.inferred_holds_end(m, ptid, p.dev, p.ino, ev.ts);
                 }
             }
             Body::Fault { dev, ino, .. } => {
@@ -499,22 +541,111 @@ impl Stats {
                 })
                 .acquisitions += 1;
             }
-            Body::ContentionBegin { addr, .. } => {
-                self.kernel_wait.insert(tid, (*addr, ev.ts));
+            Body::ContentionBegin {
+                addr,
+                flags,
+                caller,
+            } => {
+                self.kernel_wait.insert(tid, (*addr, *flags, ev.ts));
+                if m.file_lock_at(*addr).is_none() && !self.kernel_names.contains_key(addr) {
+                    self.kernel_names.insert(*addr, (*flags, caller.clone()));
+                }
             }
             Body::ContentionEnd { .. } => {
-                if let Some((addr, ts)) = self.kernel_wait.remove(&tid) {
-                    let class = Class::Kernel { addr };
-                    let waited = ev.ts.saturating_sub(ts);
-                    let r = self.row_mut(class);
+                if let Some((addr, flags, ts)) = self.kernel_wait.remove(&tid) {
+                    self.contention_ended(m, tid, addr, flags, ts, ev.ts);
+                }
+            }
+            Body::FileLockRequest {
+                dev,
+                ino,
+                class,
+                write,
+                trylock,
+            } if matches!(m.lock_source(), LockSource::Requests { .. })
+                && *trylock != Some(true) =>
+            {
+                // Held from here on (its acquisition is not traced).
+                self.row_mut(Class::FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                    write: *write,
+                    seen: Seen::AtRequest,
+                })
+                .acquisitions += 1;
+            }
+            Body::FileLockAcquired {
+                dev,
+                ino,
+                class,
+                write,
+                success: true,
+            } => {
+                let lock = FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                let asked = m
+                    .flocks
+                    .get(&lock)
+                    .and_then(|s| s.waiters.iter().find(|w| w.tid == tid))
+                    .map(|w| w.ts);
+                let key = Class::FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                    write: *write,
+                    seen: Seen::Exact,
+                };
+                let contended = self.fl_contended.remove(&tid) == Some(lock);
+                let r = self.row_mut(key);
+                r.acquisitions += 1;
+                if let (true, Some(asked)) = (contended, asked) {
+                    let waited = ev.ts.saturating_sub(asked);
                     r.contentions += 1;
                     r.wait.record(waited);
-                    self.note(class, Metric::Wait, tid, waited);
+                    self.note(key, Metric::Wait, tid, waited);
+                }
+                self.close_chain(tid, ev.ts);
+            }
+            Body::FileLockRelease {
+                dev,
+                ino,
+                class,
+                write,
+            } => {
+                let lock = FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                // The holder the model will drop.
+                let h = m.flocks.get(&lock).and_then(|s| {
+                    let mine = |h: &&crate::model::FlUse| h.tid == tid && h.seen != Seen::Inferred;
+                    s.holders
+                        .iter()
+                        .rfind(|h| mine(h) && h.write == *write)
+                        .or_else(|| s.holders.iter().rfind(mine))
+                });
+                if let Some(h) = h {
+                    let key = Class::FileLock {
+                        dev: *dev,
+                        ino: *ino,
+                        class: *class,
+                        write: h.write,
+                        seen: h.seen,
+                    };
+                    let held = ev.ts.saturating_sub(h.ts);
+                    self.row_mut(key).hold.record(held);
+                    self.note(key, Metric::Hold, tid, held);
                 }
             }
             Body::Exit => {
                 self.mmap_wait.remove(&tid);
                 self.kernel_wait.remove(&tid);
+                self.fl_contended.remove(&tid);
                 self.open_chains.remove(&tid);
             }
             Body::Lost { .. } => self.forget_begins(),
@@ -527,6 +658,82 @@ impl Stats {
     fn forget_begins(&mut self) {
         self.mmap_wait.clear();
         self.kernel_wait.clear();
+        self.fl_contended.clear();
+    }
+
+    /// A `lock:contention_*` pair ended: a kernel lock's wait, or, on a
+    /// learned page-cache lock's address, that lock's (counted at the
+    /// acquisition instead where the source sees it).
+    fn contention_ended(
+        &mut self,
+        m: &Model,
+        tid: u32,
+        addr: u64,
+        flags: u32,
+        begin: u64,
+        end: u64,
+    ) {
+        let waited = end.saturating_sub(begin);
+        let key = match m.file_lock_at(addr) {
+            Some((dev, ino, class)) => {
+                let lock = FileLock { dev, ino, class };
+                let seen = match m.lock_source() {
+                    s if !s.covers(m.fs_of(dev, ino)) => Seen::Inferred,
+                    LockSource::Full => {
+                        self.fl_contended.insert(tid, lock);
+                        return;
+                    }
+                    _ => Seen::AtRequest,
+                };
+                // LCB_F_WRITE: a writer's wait.
+                Class::FileLock {
+                    dev,
+                    ino,
+                    class,
+                    write: flags & 4 != 0,
+                    seen,
+                }
+            }
+            None => Class::Kernel { addr },
+        };
+        let r = self.row_mut(key);
+        r.contentions += 1;
+        r.wait.record(waited);
+        self.note(key, Metric::Wait, tid, waited);
+    }
+
+    /// The holds inferred for an operation end with it.
+    fn inferred_holds_end(&mut self, m: &Model, tid: u32, dev: Dev, ino: u64, ts: u64) {
+        let Some(fs) = m.fs_of(dev, ino) else {
+            return;
+        };
+        if !m.locks_inferred(dev, ino) {
+            return;
+        }
+        for &class in flock::op_locks(fs) {
+            let held = m
+                .flocks
+                .get(&FileLock { dev, ino, class })
+                .and_then(|s| {
+                    s.holders
+                        .iter()
+                        .find(|h| h.tid == tid && h.seen == Seen::Inferred)
+                })
+                .map(|h| ts.saturating_sub(h.ts));
+            if let Some(held) = held {
+                let key = Class::FileLock {
+                    dev,
+                    ino,
+                    class,
+                    write: true,
+                    seen: Seen::Inferred,
+                };
+                let r = self.row_mut(key);
+                r.acquisitions += 1;
+                r.hold.record(held);
+                self.note(key, Metric::Hold, tid, held);
+            }
+        }
     }
 
     /// Records the chain behind a new wait, from the model's state after
@@ -618,6 +825,7 @@ fn target(m: &Model, w: Wait) -> Option<Target> {
             })
         }
         Wait::Mmap { mm, write, .. } => Some(Target::Mmap { mm, write }),
+        Wait::File { lock, write, .. } => Some(Target::File { lock, write }),
     }
 }
 
@@ -636,6 +844,9 @@ fn owned(m: &Model, o: Owned) -> Option<(Target, bool)> {
             Some((t, l.is_held()))
         }
         Owned::Mmap { mm, write, held } => Some((Target::Mmap { mm, write }, held)),
+        Owned::File {
+            lock, write, held, ..
+        } => Some((Target::File { lock, write }, held)),
     }
 }
 

@@ -171,6 +171,8 @@ pub struct Builder {
     holds: FastMap<(u64, u64), (usize, usize)>,
     mmap_waits: FastMap<u32, usize>,
     mmap_holds: FastMap<(u32, u64, bool), Vec<usize>>,
+    /// Page-cache lock holds seen by the lock source: (task, lock) -> slices.
+    file_holds: FastMap<(u32, crate::model::FileLock), Vec<usize>>,
     dios: FastMap<u64, usize>,
     /// Punch and truncate slices open, keyed as the model keys them (by id
     /// when the trace has ids).
@@ -198,6 +200,7 @@ impl Builder {
             holds: FastMap::default(),
             mmap_waits: FastMap::default(),
             mmap_holds: FastMap::default(),
+            file_holds: FastMap::default(),
             dios: FastMap::default(),
             punches: FastMap::default(),
             kernel: FastMap::default(),
@@ -547,24 +550,88 @@ impl Builder {
                     self.close(p, ts, None);
                 }
             }
-            Body::ContentionBegin { addr, .. } => {
+            Body::ContentionBegin {
+                addr,
+                flags,
+                caller,
+            } => {
                 self.task(m, tid, pid);
                 if let Some(k) = self.kernel.remove(&tid) {
                     self.close(k, ts, Some("lost"));
                 }
-                let k = self.open(
-                    m,
-                    Track::Task(tid),
-                    ts,
-                    SliceKind::Wait,
-                    format!("wait kernel lock {addr:#x}"),
-                    Vec::new(),
-                );
+                // A learned page-cache lock by name, else the kernel lock
+                // by type and caller, as `perf lock contention` names it.
+                let name = match m.file_lock_at(*addr) {
+                    Some((dev, ino, class)) => format!(
+                        "wait {}",
+                        super::describe::file_lock(
+                            m,
+                            crate::model::FileLock { dev, ino, class },
+                            flags & 4 != 0
+                        )
+                    ),
+                    None if caller.is_some() => format!(
+                        "wait {}",
+                        super::describe::kernel_lock(*addr, *flags, caller.as_deref())
+                    ),
+                    None => format!("wait kernel lock {addr:#x}"),
+                };
+                let k = self.open(m, Track::Task(tid), ts, SliceKind::Wait, name, Vec::new());
                 self.kernel.insert(tid, k);
             }
             Body::ContentionEnd { .. } => {
                 if let Some(k) = self.kernel.remove(&tid) {
                     self.close(k, ts, None);
+                }
+            }
+            Body::FileLockAcquired {
+                dev,
+                ino,
+                class,
+                write,
+                success: true,
+            }
+            | Body::FileLockRequest {
+                dev,
+                ino,
+                class,
+                write,
+                ..
+            } => {
+                // A hold once the model has it (an acquisition, or the
+                // request of a source that does not see acquisitions).
+                let lock = crate::model::FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                let holds = m.flocks.get(&lock).is_some_and(|s| {
+                    s.holders
+                        .iter()
+                        .any(|h| h.tid == tid && h.ts == ts && h.write == *write)
+                });
+                if holds {
+                    self.task(m, tid, pid);
+                    let name = format!("hold {}", super::describe::file_lock(m, lock, *write));
+                    let h = self.open(m, Track::Task(tid), ts, SliceKind::Hold, name, Vec::new());
+                    self.file_holds.entry((tid, lock)).or_default().push(h);
+                }
+            }
+            Body::FileLockRelease {
+                dev, ino, class, ..
+            } => {
+                let lock = crate::model::FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                if let Some(v) = self.file_holds.get_mut(&(tid, lock))
+                    && let Some(h) = v.pop()
+                {
+                    if v.is_empty() {
+                        self.file_holds.remove(&(tid, lock));
+                    }
+                    self.close(h, ts, None);
                 }
             }
             Body::Marker { text } => {

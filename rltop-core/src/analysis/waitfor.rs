@@ -4,7 +4,7 @@
 //! model (reference blockers of a range-lock waiter, conflicting holders of
 //! an mmap_lock), and only when a new wait edge appears.
 
-use crate::model::{FastMap, LockState, Mm, MmapUse, Model, Op, Wait};
+use crate::model::{FastMap, FileLock, LockState, Mm, MmapUse, Model, Op, Seen, Wait, flock};
 
 /// Most tasks a cycle search visits; wait chains longer than this are not
 /// followed (the search is bounded, so a pathological trace stays fast).
@@ -52,6 +52,22 @@ pub enum Owned {
     Range { tree: u64, lock: u64 },
     /// The mmap_lock of `mm`, held (`held`) or queued ahead, for `write`.
     Mmap { mm: u64, write: bool, held: bool },
+    /// A file's page-cache lock, held (`held`) or queued ahead, for
+    /// `write`, known as `seen` says.
+    File {
+        lock: FileLock,
+        write: bool,
+        held: bool,
+        seen: Seen,
+    },
+}
+
+impl Owned {
+    /// Whether the events prove this edge: not a hold inferred from an
+    /// operation or taken from a request whose acquisition was not seen.
+    pub fn proven(self) -> bool {
+        !matches!(self, Owned::File { seen, .. } if seen != Seen::Exact)
+    }
 }
 
 /// Something a waiter waits on: the task owning it and the event by which
@@ -121,6 +137,25 @@ pub fn blockers(m: &Model, tid: u32) -> Vec<Blocker> {
                     .collect()
             })
             .unwrap_or_default(),
+        Some(Wait::File { lock, write, .. }) => m
+            .flocks
+            .get(&lock)
+            .map(|s| {
+                flock::blocking(s, tid, write)
+                    .map(|(u, held)| Blocker {
+                        tid: u.tid,
+                        evidence: u.idx,
+                        dio: false,
+                        owns: Owned::File {
+                            lock,
+                            write: u.write,
+                            held,
+                            seen: u.seen,
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         None => Vec::new(),
     }
 }
@@ -159,7 +194,7 @@ pub fn chain(m: &Model, start: u32, max: usize) -> Chain {
     let mut cur = start;
     let mut ev = match m.tasks.get(&start).and_then(|t| t.waiting) {
         Some(Wait::Range { tree, lock }) => m.lock(tree, lock).map_or(0, |l| l.req_idx),
-        Some(Wait::Mmap { idx, .. }) => idx,
+        Some(Wait::Mmap { idx, .. } | Wait::File { idx, .. }) => idx,
         None => return c,
     };
     loop {

@@ -312,6 +312,7 @@ mod tests {
                     message: String::new(),
                     evidence: e,
                     links: vec![],
+                    rule: None,
                     repeats: 0,
                 });
             }

@@ -21,8 +21,10 @@
 //! input makes it panic: unknown locks, double releases and events out of
 //! order are absorbed (the analyses report them).
 
+pub mod flock;
 pub mod hash;
 
+pub use flock::{FileLock, FlState, FlUse, LockSource, Seen};
 pub use hash::{FastMap, FastSet};
 
 use rl_reference::{ExclFifo, Mode as RefMode, Rw, StateMachine};
@@ -251,8 +253,21 @@ pub struct Tree {
 /// What a task is blocked on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
-    Range { tree: u64, lock: u64 },
-    Mmap { mm: u64, write: bool, idx: u64 },
+    Range {
+        tree: u64,
+        lock: u64,
+    },
+    Mmap {
+        mm: u64,
+        write: bool,
+        idx: u64,
+    },
+    /// A page-cache lock of a file (see [`flock`]).
+    File {
+        lock: FileLock,
+        write: bool,
+        idx: u64,
+    },
 }
 
 /// One task.
@@ -266,6 +281,10 @@ pub struct Task {
     /// The page of a fault that has not yet taken its range lock:
     /// `(dev, ino, index)`.
     pub fault: Option<(Dev, u64, u64)>,
+    /// A file lock this task just asked for, from a source that does not
+    /// see acquisitions: it holds it unless its next event is contention
+    /// on it (see [`flock`]).
+    pub fl_asked: Option<FileLock>,
 }
 
 /// An mmap_lock holder or waiter.
@@ -404,6 +423,10 @@ pub struct Model {
     file_info: FastMap<(Dev, u64), FileInfo>,
     /// Lock address -> the file and class it belongs to, from `file` events.
     file_locks: FastMap<u64, (Dev, u64, FileLockClass)>,
+    /// The page-cache locks' holders and waiters, by file and class.
+    pub flocks: FastMap<FileLock, FlState>,
+    /// What the trace's lock source sees (its header's `lock_source`).
+    lock_source: LockSource,
 }
 
 /// Byte range `[pos, pos + len)` to inclusive 4 KiB pages, `None` when empty.
@@ -442,6 +465,38 @@ impl Model {
     /// two, keeps 4 KiB.
     pub fn set_page_size(&mut self, bytes: Option<u64>) {
         self.page_shift = bytes.and_then(page_shift_of).unwrap_or(PAGE_SHIFT);
+    }
+
+    /// Uses the trace's lock source (its header's `lock_source`) to know
+    /// what `file_lock_*` events mean and which holds to infer.
+    pub fn set_lock_source(&mut self, source: Option<&str>) {
+        self.lock_source = LockSource::parse(source);
+    }
+
+    pub fn lock_source(&self) -> LockSource {
+        self.lock_source
+    }
+
+    /// The filesystem type of a file, when a `file` event said.
+    pub fn fs_of(&self, dev: Dev, ino: u64) -> Option<&str> {
+        self.file_info
+            .get(&(dev, ino))
+            .and_then(|i| i.fs.as_deref())
+    }
+
+    /// Whether the holds of this file's locks are inferred from its
+    /// operations (no lock source covers its filesystem).
+    pub fn locks_inferred(&self, dev: Dev, ino: u64) -> bool {
+        !self.lock_source.covers(self.fs_of(dev, ino))
+    }
+
+    /// The kernel address of a file lock, when a `file` event said.
+    pub fn file_lock_addr(&self, l: FileLock) -> Option<u64> {
+        let i = self.file_info.get(&(l.dev, l.ino))?;
+        match l.class {
+            FileLockClass::IRwsem => i.i_rwsem,
+            FileLockClass::InvalidateLock => i.invalidate_lock,
+        }
     }
 
     /// The page size in bytes.
@@ -576,6 +631,12 @@ impl Model {
         self.now = self.now.max(ev.ts);
         self.first_ts.get_or_insert(ev.ts);
         let tid = ev.tid;
+        if !matches!(ev.body, Body::ContentionBegin { .. })
+            && let Some(t) = self.tasks.get_mut(&tid)
+        {
+            // Its next event is not contention: it has the lock it asked for.
+            t.fl_asked = None;
+        }
         match &ev.body {
             Body::Task { comm } => {
                 let t = self.tasks.entry(tid).or_default();
@@ -603,6 +664,14 @@ impl Model {
                 if !self.punches.is_empty() {
                     self.punches.retain(|_, p| p.tid != tid);
                     self.windows.retain(|_, w| w.tid != tid);
+                }
+                // No rw_semaphore outlives its holder's task.
+                if !self.flocks.is_empty() {
+                    self.flocks.retain(|_, s| {
+                        s.holders.retain(|u| u.tid != tid);
+                        s.waiters.retain(|u| u.tid != tid);
+                        !s.is_empty()
+                    });
                 }
             }
             Body::Tree { tree, dev, ino } => {
@@ -753,6 +822,7 @@ impl Model {
                                 op: Op::of_punch(*op),
                             },
                         );
+                        self.infer_op_locks(idx, ev, *dev, *ino);
                     }
                     // An empty range: its end pairs with nothing.
                     None => {
@@ -777,6 +847,7 @@ impl Model {
                         op: Op::Truncate,
                     },
                 );
+                self.infer_op_locks(idx, ev, *dev, *ino);
             }
             Body::PunchEnd { id, .. } | Body::TruncateEnd { id, .. } => {
                 let key = OpKey::new(tid, *id);
@@ -784,13 +855,14 @@ impl Model {
                 // not its end. Without ids, a task's end ends whatever it
                 // had begun, as before.
                 let truncate = matches!(ev.body, Body::TruncateEnd { .. });
-                if id.is_none()
+                if (id.is_none()
                     || self
                         .punches
                         .get(&key)
-                        .is_some_and(|p| p.truncate == truncate)
+                        .is_some_and(|p| p.truncate == truncate))
+                    && let Some(p) = self.punches.remove(&key)
                 {
-                    self.punches.remove(&key);
+                    self.end_inferred(p.tid, p.dev, p.ino);
                 }
                 // A window its task did not close ends with the operation:
                 // the lock's release was not seen, so it proves nothing more.
@@ -848,10 +920,13 @@ impl Model {
                 self.tasks.entry(tid).or_default().fault = Some((*dev, *ino, *index));
             }
             Body::PageAdd { order: None, .. } => self.page_adds_unknown_size += 1,
-            Body::PageAdd { .. }
-            | Body::ContentionBegin { .. }
-            | Body::ContentionEnd { .. }
-            | Body::Marker { .. } => {}
+            Body::ContentionBegin { addr, flags, .. } => {
+                self.contention_begin(idx, ev, *addr, *flags)
+            }
+            Body::ContentionEnd {
+                addr: Some(addr), ..
+            } => self.contention_end(idx, ev, *addr),
+            Body::PageAdd { .. } | Body::ContentionEnd { .. } | Body::Marker { .. } => {}
             // Evidence only: the mmap_lock request it accompanies is what
             // the ordering analysis checks.
             Body::OrderingEvidence { .. } => {}
@@ -871,12 +946,249 @@ impl Model {
                 };
                 self.learn_file(*dev, *ino, &info);
             }
-            // Holds and waits of the page-cache locks, and faults under
-            // them, are modelled by the lead's part of issue 14.
-            Body::FileLockRequest { .. }
-            | Body::FileLockAcquired { .. }
-            | Body::FileLockRelease { .. }
-            | Body::PageFault { .. } => {}
+            Body::FileLockRequest {
+                dev,
+                ino,
+                class,
+                write,
+                trylock,
+            } => {
+                let lock = FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                self.fl_request(idx, ev, lock, *write, *trylock);
+            }
+            Body::FileLockAcquired {
+                dev,
+                ino,
+                class,
+                write,
+                success,
+            } => {
+                let lock = FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                let u = FlUse {
+                    tid,
+                    write: *write,
+                    idx,
+                    ts: ev.ts,
+                    seen: Seen::Exact,
+                };
+                let s = self.flocks.entry(lock).or_default();
+                s.waiters.retain(|w| w.tid != tid);
+                if *success {
+                    s.holders.push(u);
+                }
+                self.fl_stop_waiting(tid, lock);
+            }
+            Body::FileLockRelease {
+                dev,
+                ino,
+                class,
+                write,
+            } => {
+                let lock = FileLock {
+                    dev: *dev,
+                    ino: *ino,
+                    class: *class,
+                };
+                if let Some(s) = self.flocks.get_mut(&lock) {
+                    let mine = |h: &FlUse| h.tid == tid && h.seen != Seen::Inferred;
+                    let at = s
+                        .holders
+                        .iter()
+                        .rposition(|h| mine(h) && h.write == *write)
+                        .or_else(|| s.holders.iter().rposition(mine));
+                    if let Some(i) = at {
+                        s.holders.swap_remove(i);
+                    }
+                }
+                self.drop_empty_flock(lock);
+            }
+            // Evidence for the ordering rule: no state.
+            Body::PageFault { .. } => {}
+        }
+    }
+
+    /// A request for a file lock (see [`flock`] for what each source sees).
+    fn fl_request(
+        &mut self,
+        idx: u64,
+        ev: &Event,
+        lock: FileLock,
+        write: bool,
+        try_: Option<bool>,
+    ) {
+        let tid = ev.tid;
+        let u = FlUse {
+            tid,
+            write,
+            idx,
+            ts: ev.ts,
+            seen: Seen::Exact,
+        };
+        match self.lock_source {
+            // A trylock never waits; its acquisition says whether it got it.
+            LockSource::Full if try_ == Some(true) => {}
+            LockSource::Full => {
+                let s = self.flocks.entry(lock).or_default();
+                s.waiters.retain(|w| w.tid != tid);
+                s.waiters.push(u);
+                self.tasks.entry(tid).or_default().waiting = Some(Wait::File { lock, write, idx });
+            }
+            // A nowait attempt's outcome is not seen: no hold.
+            LockSource::Requests { .. } if try_ == Some(true) => {}
+            LockSource::Requests { .. } => {
+                self.flocks.entry(lock).or_default().holders.push(FlUse {
+                    seen: Seen::AtRequest,
+                    ..u
+                });
+                self.tasks.entry(tid).or_default().fl_asked = Some(lock);
+            }
+            LockSource::None => {}
+        }
+    }
+
+    /// `lock:contention_begin` on a learned file lock's address: its task
+    /// waits for it. Where the source saw the request, the wait is already
+    /// modelled (fentry, kprobe) or the request's hold becomes this wait
+    /// (xfs_ilock, lockdep); where nothing sees the lock, the wait is
+    /// measured here alone.
+    fn contention_begin(&mut self, idx: u64, ev: &Event, addr: u64, flags: u32) {
+        let Some(&(dev, ino, class)) = self.file_locks.get(&addr) else {
+            return;
+        };
+        let lock = FileLock { dev, ino, class };
+        let tid = ev.tid;
+        let asked = self.tasks.get(&tid).and_then(|t| t.fl_asked) == Some(lock);
+        // LCB_F_WRITE: a writer's wait.
+        let write = flags & 4 != 0;
+        let seen = if asked {
+            let Some(s) = self.flocks.get_mut(&lock) else {
+                return;
+            };
+            let Some(i) = s
+                .holders
+                .iter()
+                .rposition(|h| h.tid == tid && h.seen == Seen::AtRequest)
+            else {
+                return;
+            };
+            let h = s.holders.swap_remove(i);
+            s.waiters.push(FlUse {
+                idx,
+                ts: ev.ts,
+                ..h
+            });
+            Seen::AtRequest
+        } else if self.locks_inferred(dev, ino) {
+            let s = self.flocks.entry(lock).or_default();
+            s.waiters.retain(|w| w.tid != tid);
+            s.waiters.push(FlUse {
+                tid,
+                write,
+                idx,
+                ts: ev.ts,
+                seen: Seen::Inferred,
+            });
+            Seen::Inferred
+        } else {
+            return;
+        };
+        let t = self.tasks.entry(tid).or_default();
+        t.fl_asked = None;
+        let write = if seen == Seen::AtRequest {
+            self.flocks[&lock].waiters.last().is_some_and(|w| w.write)
+        } else {
+            write
+        };
+        self.tasks.entry(tid).or_default().waiting = Some(Wait::File { lock, write, idx });
+    }
+
+    /// The end of a contention on a file lock: a request-only source's
+    /// waiter now holds it; a measured-only wait is over (what follows is
+    /// not seen).
+    fn contention_end(&mut self, idx: u64, ev: &Event, addr: u64) {
+        let Some(&(dev, ino, class)) = self.file_locks.get(&addr) else {
+            return;
+        };
+        let lock = FileLock { dev, ino, class };
+        let tid = ev.tid;
+        let Some(s) = self.flocks.get_mut(&lock) else {
+            return;
+        };
+        let Some(i) = s
+            .waiters
+            .iter()
+            .position(|w| w.tid == tid && w.seen != Seen::Exact)
+        else {
+            return;
+        };
+        let w = s.waiters.remove(i);
+        if w.seen == Seen::AtRequest {
+            s.holders.push(FlUse {
+                idx,
+                ts: ev.ts,
+                ..w
+            });
+        }
+        self.fl_stop_waiting(tid, lock);
+        self.drop_empty_flock(lock);
+    }
+
+    fn fl_stop_waiting(&mut self, tid: u32, lock: FileLock) {
+        if let Some(t) = self.tasks.get_mut(&tid)
+            && matches!(t.waiting, Some(Wait::File { lock: l, .. }) if l == lock)
+        {
+            t.waiting = None;
+        }
+    }
+
+    fn drop_empty_flock(&mut self, lock: FileLock) {
+        if self.flocks.get(&lock).is_some_and(FlState::is_empty) {
+            self.flocks.remove(&lock);
+        }
+    }
+
+    /// An operation began on a file no lock source covers: it holds the
+    /// locks its filesystem takes for it (see [`flock::op_locks`]).
+    fn infer_op_locks(&mut self, idx: u64, ev: &Event, dev: Dev, ino: u64) {
+        if !self.locks_inferred(dev, ino) {
+            return;
+        }
+        let Some(fs) = self.fs_of(dev, ino) else {
+            return;
+        };
+        for &class in flock::op_locks(fs) {
+            let s = self.flocks.entry(FileLock { dev, ino, class }).or_default();
+            s.holders.push(FlUse {
+                tid: ev.tid,
+                write: true,
+                idx,
+                ts: ev.ts,
+                seen: Seen::Inferred,
+            });
+        }
+    }
+
+    /// An operation ended: the holds inferred for it end.
+    fn end_inferred(&mut self, tid: u32, dev: Dev, ino: u64) {
+        for class in [FileLockClass::IRwsem, FileLockClass::InvalidateLock] {
+            let lock = FileLock { dev, ino, class };
+            if let Some(s) = self.flocks.get_mut(&lock)
+                && let Some(i) = s
+                    .holders
+                    .iter()
+                    .position(|h| h.tid == tid && h.seen == Seen::Inferred)
+            {
+                s.holders.remove(i);
+            }
+            self.drop_empty_flock(lock);
         }
     }
 

@@ -104,22 +104,26 @@ fn lockdep_inversion(out: &mut String, f: &Finding) {
          {task} is trying to acquire lock:\n  {wants}\n\n\
          but task is already holding lock:\n  {holds}\n\n\
          which lock already depends on the new lock.\n\
-         the rule: mmap_lock ranks above the range lock (page faults take\n\
-         mmap_lock, then the range lock of the faulting page).\n\n\
+         the rule: {rule}.\n\n\
          other info that might help us debug this:\n\n\
          \x20Possible unsafe locking scenario:\n\n",
         task = l.task,
         wants = l.wants,
         holds = l.holds,
+        rule = f.rule.unwrap_or(
+            "mmap_lock ranks above the range lock (page faults take\n\
+             mmap_lock, then the range lock of the faulting page)"
+        ),
     );
+    let wanted = short(&l.wants);
     scenario(
         out,
         2,
         &[
             (0, held.clone()),
-            (1, "mmap_lock".into()),
+            (1, wanted.clone()),
             (1, held),
-            (0, "mmap_lock".into()),
+            (0, wanted),
         ],
     );
     let _ = write!(
@@ -155,8 +159,13 @@ fn short(desc: &str) -> String {
     {
         return format!("range lock {}", &rest[a..=b]);
     }
-    if desc.starts_with("mmap_lock") {
-        return "mmap_lock".into();
+    for lock in ["mmap_lock", "i_rwsem", "invalidate_lock"] {
+        if desc.starts_with(lock) {
+            return lock.into();
+        }
+    }
+    if desc.starts_with("a page fault") {
+        return "page fault".into();
     }
     desc.into()
 }

@@ -14,7 +14,8 @@
 //!   histograms (wait: contended acquisitions only, as lock_stat);
 //! - `rltop_findings{kind,severity,certain}` (a gauge: a finding may be
 //!   withdrawn or turn uncertain as later events come);
-//! - `rltop_waiting_tasks{class}`: tasks waiting now for a range lock or
+//! - `rltop_waiting_tasks{class}`: tasks waiting now for a range lock, an
+//!   `i_rwsem`, an `invalidate_lock` or
 //!   an mmap_lock (requested, not yet acquired).
 //!
 //! Labels are low-cardinality on purpose: `class` is `range_lock`,
@@ -56,8 +57,9 @@ pub struct Input<'a> {
     pub findings: &'a [&'a Finding],
     /// Findings past the checker's cap, only counted.
     pub suppressed: u64,
-    /// Tasks waiting now: for a range lock, for an mmap_lock.
-    pub waiting: (u64, u64),
+    /// Tasks waiting now: for a range lock, an mmap_lock, an `i_rwsem`,
+    /// an `invalidate_lock`.
+    pub waiting: [u64; 4],
 }
 
 /// The labels of a row, summed over trees, mms, files and addresses.
@@ -67,6 +69,9 @@ fn labels(c: &Class) -> (&'static str, &'static str, &'static str) {
         Class::Mmap { write, .. } => ("mmap_lock", "", if write { "write" } else { "read" }),
         Class::FileOp { op, .. } => ("file_op", op.as_str(), ""),
         Class::Kernel { .. } => ("kernel_lock", "", ""),
+        Class::FileLock { class, write, .. } => {
+            (class.as_str(), "", if write { "write" } else { "read" })
+        }
     }
 }
 
@@ -232,16 +237,12 @@ pub fn openmetrics(i: &Input<'_>) -> String {
         out,
         "# HELP rltop_waiting_tasks Tasks waiting now (requested, not yet acquired)."
     );
-    let _ = writeln!(
-        out,
-        "rltop_waiting_tasks{{class=\"range_lock\"}} {}",
-        i.waiting.0
-    );
-    let _ = writeln!(
-        out,
-        "rltop_waiting_tasks{{class=\"mmap_lock\"}} {}",
-        i.waiting.1
-    );
+    for (class, n) in ["range_lock", "mmap_lock", "i_rwsem", "invalidate_lock"]
+        .into_iter()
+        .zip(i.waiting)
+    {
+        let _ = writeln!(out, "rltop_waiting_tasks{{class=\"{class}\"}} {n}");
+    }
     out.push_str("# EOF\n");
     out
 }

@@ -113,10 +113,11 @@ pub fn describe_target(m: &Model, t: &Target) -> String {
             describe::tree(m, tree)
         ),
         Target::Mmap { mm, write } => describe::mmap_lock(mm, write),
+        Target::File { lock, write } => describe::file_lock(m, lock, write),
     }
 }
 
-fn row(m: &Model, class: &Class, r: &Row) -> ReportRow {
+fn row(m: &Model, stats: &Stats, class: &Class, r: &Row) -> ReportRow {
     let mut out = ReportRow {
         class: "",
         name: String::new(),
@@ -155,18 +156,43 @@ fn row(m: &Model, class: &Class, r: &Row) -> ReportRow {
         }
         Class::FileOp { dev, ino, op } => {
             out.class = "file_op";
-            out.name = format!("{dev}:{ino}");
+            out.name = describe::file(m, dev, ino);
             file(&mut out, dev, ino);
             out.op = Some(op.as_str());
         }
         Class::Kernel { addr } => {
             out.class = "kernel_lock";
-            out.name = format!("lock {addr:#x}");
+            out.name = match stats.kernel_name(addr) {
+                Some((flags, caller)) => describe::kernel_lock(addr, flags, caller),
+                None => format!("lock {addr:#x}"),
+            };
             out.addr = Some(addr);
             out.acquisitions = None;
         }
+        Class::FileLock {
+            dev,
+            ino,
+            class,
+            write,
+            seen,
+        } => {
+            out.class = class.as_str();
+            out.name = format!("{}{}", describe::file(m, dev, ino), seen_note(seen));
+            file(&mut out, dev, ino);
+            out.mode = Some(if write { "write" } else { "read" });
+            out.addr = m.file_lock_addr(crate::model::FileLock { dev, ino, class });
+        }
     }
     out
+}
+
+/// What a page-cache lock row's holds rest on, for its name.
+fn seen_note(s: crate::model::Seen) -> &'static str {
+    match s {
+        crate::model::Seen::Exact => "",
+        crate::model::Seen::AtRequest => " (held from requests)",
+        crate::model::Seen::Inferred => " (holds inferred)",
+    }
 }
 
 fn key(r: &ReportRow, k: SortKey) -> u64 {
@@ -192,7 +218,10 @@ fn key(r: &ReportRow, k: SortKey) -> u64 {
 pub fn build(stats: &Stats, m: &Model, sort: SortKey) -> Report {
     let mut classes: Vec<(&Class, &Row)> = stats.rows().collect();
     classes.sort_by(|a, b| a.0.cmp(b.0));
-    let mut rows: Vec<ReportRow> = classes.into_iter().map(|(c, r)| row(m, c, r)).collect();
+    let mut rows: Vec<ReportRow> = classes
+        .into_iter()
+        .map(|(c, r)| row(m, stats, c, r))
+        .collect();
     rows.sort_by(|a, b| {
         key(b, sort)
             .cmp(&key(a, sort))

@@ -38,6 +38,7 @@ fn wait_of(m: &Model, tid: u32) -> Option<WaitDesc> {
             ))
         }
         Wait::Mmap { mm, write, idx } => Some((describe::mmap_lock(mm, write), idx, None)),
+        Wait::File { lock, write, idx } => Some((describe::file_lock(m, lock, write), idx, None)),
     }
 }
 
@@ -55,6 +56,19 @@ fn owned(m: &Model, o: Owned) -> String {
         } => describe::mmap_lock(mm, write),
         // Queued ahead, not held: reports have always shown it unnamed.
         Owned::Mmap { held: false, .. } => "?".into(),
+        Owned::File {
+            lock,
+            write,
+            held,
+            seen,
+        } => {
+            let queued = if held { "" } else { " (queued)" };
+            format!(
+                "{}{queued}{}",
+                describe::file_lock(m, lock, write),
+                describe::seen(seen)
+            )
+        }
     }
 }
 
@@ -74,6 +88,9 @@ impl Deadlock {
         let mut evidence = Vec::new();
         let mut links = Vec::new();
         let mut where_ = None;
+        // An edge resting on a hold the events do not prove (inferred, or
+        // a request whose acquisition is not traced) makes it uncertain.
+        let mut proven = true;
         for (i, s) in cycle.iter().enumerate() {
             evidence.push(s.evidence);
             let wants = match wait_of(m, s.tid) {
@@ -89,10 +106,11 @@ impl Deadlock {
             // Step i waits for what step i+1 owns: that is what step i+1
             // holds. The blocker behind the previous step's edge says what.
             let prev = &cycle[(i + n - 1) % n];
-            let holds = waitfor::blockers(m, prev.tid)
+            let blocker = waitfor::blockers(m, prev.tid)
                 .into_iter()
-                .find(|b| b.tid == s.tid && b.evidence == prev.evidence)
-                .map_or_else(|| "?".into(), |b| owned(m, b.owns));
+                .find(|b| b.tid == s.tid && b.evidence == prev.evidence);
+            proven &= blocker.is_some_and(|b| b.owns.proven());
+            let holds = blocker.map_or_else(|| "?".into(), |b| owned(m, b.owns));
             links.push(Link {
                 tid: s.tid,
                 task: describe::task(m, s.tid),
@@ -116,7 +134,15 @@ impl Deadlock {
             range: where_.map(|w| w.1),
             evidence,
             links,
-            ..Draft::new(Since::Event(since), ts, message)
+            ..Draft::new(
+                if proven {
+                    Since::Event(since)
+                } else {
+                    Since::Never
+                },
+                ts,
+                message,
+            )
         });
         if let Some(i) = at {
             self.live.push((i, members));
@@ -153,13 +179,23 @@ impl Rule for Deadlock {
         Severity::Error
     }
     fn summary(&self) -> &'static str {
-        "a cycle in the wait-for graph (range locks and mmap_lock)"
+        "a cycle in the wait-for graph (range locks, mmap_lock, i_rwsem and invalidate_lock)"
     }
     fn before_on(&self) -> On {
-        On::of(&[Tag::RlAcquired, Tag::MmapLockAcquired])
+        On::of(&[
+            Tag::RlAcquired,
+            Tag::MmapLockAcquired,
+            Tag::FileLockAcquired,
+            Tag::ContentionEnd,
+        ])
     }
     fn after_on(&self) -> On {
-        On::of(&[Tag::RlRequest, Tag::MmapLockRequest])
+        On::of(&[
+            Tag::RlRequest,
+            Tag::MmapLockRequest,
+            Tag::FileLockRequest,
+            Tag::ContentionBegin,
+        ])
     }
 
     fn before(&mut self, cx: &mut Cx<'_>, _idx: u64, ev: &Event) {
@@ -172,7 +208,9 @@ impl Rule for Deadlock {
                     self.progress(cx, owner);
                 }
             }
-            Body::MmapLockAcquired { success: true, .. } => self.progress(cx, ev.tid),
+            Body::MmapLockAcquired { success: true, .. }
+            | Body::FileLockAcquired { success: true, .. }
+            | Body::ContentionEnd { .. } => self.progress(cx, ev.tid),
             _ => {}
         }
     }
@@ -187,6 +225,13 @@ impl Rule for Deadlock {
                 .mms
                 .get(&mm)
                 .is_some_and(|s| waitfor::mmap_blockers(s, ev.tid, write).next().is_some()),
+            // A wait on a page-cache lock began (a request, or contention).
+            Body::FileLockRequest { .. } | Body::ContentionBegin { .. } => {
+                matches!(
+                    m.tasks.get(&ev.tid).and_then(|t| t.waiting),
+                    Some(Wait::File { .. })
+                ) && !waitfor::blockers(m, ev.tid).is_empty()
+            }
             _ => false,
         };
         if waits {

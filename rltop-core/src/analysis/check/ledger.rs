@@ -46,6 +46,8 @@ pub struct Draft {
     /// Event indices, any order (the ledger sorts them).
     pub evidence: Vec<u64>,
     pub links: Vec<Link>,
+    /// The ordering rule broken, for the lockdep-style report.
+    pub rule: Option<&'static str>,
     /// Repeats of the same problem (this kind and key) fold into the first.
     pub dedup: Option<(u64, u64)>,
     /// Withdraw the finding when a release, cancel or failed trylock of one
@@ -64,6 +66,7 @@ impl Draft {
             message,
             evidence: Vec::new(),
             links: Vec::new(),
+            rule: None,
             dedup: None,
             tie: None,
         }
@@ -172,6 +175,7 @@ impl Ledger {
             message: d.message,
             evidence,
             links: d.links,
+            rule: d.rule,
             repeats: 0,
         };
         if let Some((a, b)) = d.dedup {

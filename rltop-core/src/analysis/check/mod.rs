@@ -72,11 +72,12 @@
 
 mod conflicting_grant;
 mod deadlock;
-mod fault_during_punch;
 mod fifo_violation;
 mod leaked_lock;
 mod ledger;
+mod lock_order;
 mod ordering_inversion;
+mod page_in_invalidated_range;
 mod page_in_locked_range;
 mod rule;
 mod stall;
@@ -102,7 +103,8 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
         Box::new(unlock_unheld::UnlockUnheld),
         Box::new(ordering_inversion::OrderingInversion),
         Box::new(page_in_locked_range::PageInLockedRange),
-        Box::new(fault_during_punch::FaultDuringPunch),
+        Box::new(page_in_invalidated_range::PageInInvalidatedRange),
+        Box::new(lock_order::LockOrder),
         Box::new(stall::Stall::default()),
         Box::new(deadlock::Deadlock::default()),
         Box::new(leaked_lock::LeakedLock),
@@ -161,6 +163,10 @@ pub struct Finding {
     /// For ordering problems: the lockdep-style chain.
     #[serde(skip)]
     pub links: Vec<Link>,
+    /// For ordering problems: the order broken, in words, when it is not
+    /// Kara's (mmap_lock above the range lock).
+    #[serde(skip)]
+    pub rule: Option<&'static str>,
     /// Later occurrences of the same problem folded into this one.
     #[serde(skip)]
     pub repeats: u64,

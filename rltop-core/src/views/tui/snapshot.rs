@@ -13,8 +13,8 @@ use crate::analysis::Finding;
 use crate::analysis::describe;
 use crate::analysis::stats::{Class, Hist, Stats, Summary};
 use crate::analysis::waitfor::{self, Owned};
-use crate::events::{Dev, Mode};
-use crate::model::{FastMap, LockState, Model, Op, Wait};
+use crate::events::{Dev, FileLockClass, Mode};
+use crate::model::{FastMap, LockState, Model, Op, Seen, Wait};
 
 /// Most nodes of the wait-chain forest (a pathological trace stays cheap).
 pub const MAX_WAIT_NODES: usize = 2000;
@@ -129,6 +129,8 @@ pub struct RangeRow {
     pub since: u64,
     /// For a waiter: the tasks it waits for.
     pub blockers: Vec<u32>,
+    /// A file's page-cache lock (whole file), and how its hold is known.
+    pub file_lock: Option<(FileLockClass, Seen)>,
 }
 
 /// A finding and the text of its evidence events.
@@ -299,6 +301,44 @@ fn files(
                 state,
                 since,
                 blockers,
+                file_lock: None,
+            });
+        }
+    }
+    for (lock, st) in &m.flocks {
+        let a = acc.entry(key_of_file(m, lock.dev, lock.ino)).or_default();
+        let holders = st.holders.iter().map(|u| (u, RangeState::Held));
+        let waiters = st.waiters.iter().map(|u| (u, RangeState::Waiting));
+        for (u, state) in holders.chain(waiters) {
+            let blockers = match state {
+                RangeState::Waiting => {
+                    let mut b: Vec<u32> = blockers
+                        .get(&u.tid)
+                        .map(|b| b.iter().map(|b| b.tid).collect())
+                        .unwrap_or_default();
+                    b.sort_unstable();
+                    b.dedup();
+                    a.waiters += 1;
+                    b
+                }
+                _ => {
+                    a.held += 1;
+                    Vec::new()
+                }
+            };
+            a.ranges.push(RangeRow {
+                lock: m.file_lock_addr(*lock),
+                tid: u.tid,
+                comm: comm(u.tid),
+                start: 0,
+                last: u64::MAX,
+                mode: Some(if u.write { Mode::Write } else { Mode::Read }),
+                // What the task is doing, as the model attributes it.
+                op: m.punch_of_task(u.tid).map_or(Op::Buffered, |p| p.op),
+                state,
+                since: u.ts,
+                blockers,
+                file_lock: Some((lock.class, u.seen)),
             });
         }
     }
@@ -319,6 +359,7 @@ fn files(
             state: RangeState::InFlight,
             since: d.ts,
             blockers: Vec::new(),
+            file_lock: None,
         });
     }
     for p in m.punches.values() {
@@ -336,19 +377,22 @@ fn files(
             state: RangeState::InFlight,
             since: p.ts,
             blockers: Vec::new(),
+            file_lock: None,
         });
     }
     for (c, r) in stats.rows() {
         let key = match *c {
             Class::RangeLock { tree, .. } => FileKey::Tree(tree),
-            Class::FileOp { dev, ino, .. } => key_of_file(m, dev, ino),
+            Class::FileOp { dev, ino, .. } | Class::FileLock { dev, ino, .. } => {
+                key_of_file(m, dev, ino)
+            }
             Class::Mmap { .. } | Class::Kernel { .. } => continue,
         };
         let a = acc.entry(key).or_default();
         if !r.hold.is_empty() {
             a.hold_max = Some(a.hold_max.unwrap_or(0).max(r.hold.max));
         }
-        if let Class::RangeLock { .. } = c {
+        if let Class::RangeLock { .. } | Class::FileLock { .. } = c {
             a.acquisitions += r.acquisitions;
             a.contentions += r.contentions;
             if !r.wait.is_empty() {
@@ -382,7 +426,11 @@ fn files(
             };
             FileRow {
                 key,
-                name: match file_of(m, key).and_then(|f| paths.get(&f)) {
+                name: match file_of(m, key).and_then(|(dev, ino)| {
+                    m.file_info(dev, ino)
+                        .and_then(|i| i.path.as_ref())
+                        .or_else(|| paths.get(&(dev, ino)))
+                }) {
                     Some(p) => format!("{p} ({})", name(m, key)),
                     None => name(m, key),
                 },
@@ -431,6 +479,7 @@ fn describe_wait(m: &Model, w: Wait) -> Option<String> {
             ))
         }
         Wait::Mmap { mm, write, .. } => Some(describe::mmap_lock_short(mm, write)),
+        Wait::File { lock, write, .. } => Some(describe::file_lock(m, lock, write)),
     }
 }
 
@@ -478,6 +527,19 @@ fn owned(m: &Model, b: &waitfor::Blocker) -> (Option<String>, bool) {
             None => (None, false),
         },
         Owned::Mmap { mm, write, held } => (Some(describe::mmap_lock_short(mm, write)), held),
+        Owned::File {
+            lock,
+            write,
+            held,
+            seen,
+        } => (
+            Some(format!(
+                "{}{}",
+                describe::file_lock(m, lock, write),
+                describe::seen(seen)
+            )),
+            held,
+        ),
     }
 }
 
@@ -509,6 +571,10 @@ fn walk(
         Wait::Mmap { mm, .. } => m
             .mms
             .get(&mm)
+            .and_then(|s| s.waiters.iter().find(|u| u.tid == tid).map(|u| u.ts)),
+        Wait::File { lock, .. } => m
+            .flocks
+            .get(&lock)
             .and_then(|s| s.waiters.iter().find(|u| u.tid == tid).map(|u| u.ts)),
     });
     out.push(WaitNode {
@@ -550,6 +616,9 @@ fn hists(stats: &Stats) -> Vec<HistPanel> {
     let mut hold: FastMap<Op, Hist> = FastMap::default();
     let mut flight: FastMap<Op, Hist> = FastMap::default();
     let (mut mwait, mut mhold) = (Hist::default(), Hist::default());
+    // i_rwsem, then invalidate_lock: wait and hold.
+    let mut fwait = [Hist::default(), Hist::default()];
+    let mut fhold = [Hist::default(), Hist::default()];
     let merge = |m: &mut FastMap<Op, Hist>, op: Op, h: &Hist| {
         if !h.is_empty() {
             m.entry(op).or_default().merge(h);
@@ -565,6 +634,11 @@ fn hists(stats: &Stats) -> Vec<HistPanel> {
             Class::Mmap { .. } => {
                 mwait.merge(&r.wait);
                 mhold.merge(&r.hold);
+            }
+            Class::FileLock { class, .. } => {
+                let i = class as usize;
+                fwait[i].merge(&r.wait);
+                fhold[i].merge(&r.hold);
             }
             Class::Kernel { .. } => {}
         }
@@ -592,6 +666,15 @@ fn hists(stats: &Stats) -> Vec<HistPanel> {
     }
     if !mhold.is_empty() {
         out.push(panel("mmap_lock hold".into(), &mhold));
+    }
+    for class in [FileLockClass::IRwsem, FileLockClass::InvalidateLock] {
+        let i = class as usize;
+        if !fwait[i].is_empty() {
+            out.push(panel(format!("{} wait", class.as_str()), &fwait[i]));
+        }
+        if !fhold[i].is_empty() {
+            out.push(panel(format!("{} hold", class.as_str()), &fhold[i]));
+        }
     }
     out
 }

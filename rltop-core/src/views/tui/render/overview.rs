@@ -50,6 +50,12 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
         Cell::from(h).style(style)
     }))
     .style(Style::new().fg(Color::Cyan));
+    let name_w = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(8, 48) as u16;
     // Border and header take three rows.
     let height = area.height.saturating_sub(3) as usize;
     let sel = app.overview_sel.min(rows.len() - 1);
@@ -66,7 +72,7 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
                 held = format!("{held}+{}", r.in_flight);
             }
             let row = Row::new(vec![
-                Cell::from(r.name.clone()),
+                Cell::from(tail(&r.name, name_w as usize)),
                 Cell::from(held),
                 Cell::from(r.waiters.to_string()).style(if r.waiters > 0 {
                     Style::new().fg(Color::Yellow)
@@ -86,12 +92,6 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
                 row
             }
         });
-    let name_w = rows
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(4)
-        .clamp(8, 48) as u16;
     let widths = [
         Constraint::Length(name_w),
         Constraint::Length(7),
@@ -104,4 +104,17 @@ pub fn render(frame: &mut Frame, area: Rect, snap: &Snapshot, app: &AppState) {
         Constraint::Length(10),
     ];
     frame.render_widget(Table::new(body, widths).header(header).block(block), area);
+}
+
+/// The end of `name` in `width` columns: a path's last components and the
+/// `(dev:ino)` after them matter most.
+fn tail(name: &str, width: usize) -> String {
+    let n = name.chars().count();
+    if n <= width {
+        return name.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    let mut out = String::from("…");
+    out.extend(name.chars().skip(n - keep));
+    out
 }

@@ -68,6 +68,11 @@ fn render_map(frame: &mut Frame, area: Rect, file: &FileRow, app: &AppState) {
     let mut held: Vec<Option<(u8, Op, char)>> = vec![None; w];
     let mut want: Vec<Option<Op>> = vec![None; w];
     for r in &file.ranges {
+        // A page-cache lock covers the whole file: it is in the list below,
+        // not painted over every range of the map.
+        if r.file_lock.is_some() {
+            continue;
+        }
         let Some((c0, c1)) = cols(r.start, r.last, off, span, w) else {
             continue;
         };
@@ -211,7 +216,20 @@ fn render_list(frame: &mut Frame, area: Rect, snap: &Snapshot, file: &FileRow, a
                 Cell::from(r.op.as_str()).style(Style::new().fg(op_color(r.op))),
                 Cell::from(task),
                 Cell::from(fmt_ns(now.saturating_sub(r.since))),
-                Cell::from(r.lock.map_or_else(|| "-".into(), |l| format!("{l:#x}"))),
+                Cell::from(match r.file_lock {
+                    // `*`: the hold is not traced itself (see the findings'
+                    // and report's notes).
+                    Some((class, seen)) => format!(
+                        "{}{}",
+                        class.as_str(),
+                        if seen == crate::model::Seen::Exact {
+                            ""
+                        } else {
+                            "*"
+                        }
+                    ),
+                    None => r.lock.map_or_else(|| "-".into(), |l| format!("{l:#x}")),
+                }),
                 Cell::from(blockers),
             ]);
             if i == sel {
