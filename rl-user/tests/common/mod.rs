@@ -160,3 +160,93 @@ pub fn assert_one_final_newline(name: &str, got: &str) {
         &got[got.char_indices().rev().nth(39).map_or(0, |(i, _)| i)..]
     );
 }
+
+// ------------------------------------------------- loop-mounted filesystems
+
+/// The filesystems the live tests cover, each on its own loop device.
+pub const FILESYSTEMS: [&str; 3] = ["ext4", "xfs", "btrfs"];
+
+/// Whether a live test on `fs` can run here: root, its `mkfs`, and the
+/// kernel's support. Skips with a message, or fails where the tests must
+/// run (`RLTOP_REQUIRE_ROOT_TESTS=1`, CI: `cargo xtask setup` installs
+/// `xfsprogs` and `btrfs-progs`).
+pub fn need_fs(test: &str, fs: &str) -> bool {
+    if !need_root(test) {
+        return false;
+    }
+    let required = std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1");
+    let mkfs = format!("mkfs.{fs}");
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {mkfs}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let supported = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|s| s.lines().any(|l| l.split_whitespace().last() == Some(fs)));
+    let why = match (found, supported) {
+        (false, _) => format!("no {mkfs} (cargo xtask setup installs it)"),
+        (_, false) => format!("this kernel has no {fs}"),
+        _ => return true,
+    };
+    assert!(!required, "{test}: {why}");
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// A filesystem made in a sparse image in a temporary directory and
+/// loop-mounted there; unmounted (freeing its loop device) when dropped.
+pub struct LoopFs {
+    dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    pub fs: &'static str,
+}
+
+impl LoopFs {
+    pub fn new(fs: &'static str) -> LoopFs {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("loopfs-{fs}"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let img = dir.path().join("fs.img");
+        // XFS wants 300 MB at least; the image is sparse.
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+        let force = if fs == "ext4" { "-F" } else { "-f" };
+        let out = Command::new(format!("mkfs.{fs}"))
+            .args(["-q", force])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mkfs.{fs}: {}", stderr(&out));
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", fs, "-o", "loop"])
+            .arg(&img)
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount {fs}: {}", stderr(&out));
+        LoopFs { dir, mnt, fs }
+    }
+
+    /// The filesystem's device as the kernel's events carry it (`s_dev`,
+    /// from mountinfo: for btrfs, `stat` shows a subvolume's instead).
+    pub fn dev(&self) -> String {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mnt = self.mnt.to_str().unwrap();
+        info.lines()
+            .find(|l| l.split(' ').nth(4) == Some(mnt))
+            .and_then(|l| l.split(' ').nth(2))
+            .unwrap_or_else(|| panic!("{mnt} is not in mountinfo"))
+            .to_string()
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = &self.dir;
+    }
+}

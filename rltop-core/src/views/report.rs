@@ -271,9 +271,17 @@ pub fn fmt_ns(ns: u64) -> String {
     }
 }
 
-const SECTIONS: [(&str, &str); 4] = [
+const SECTIONS: [(&str, &str); 6] = [
     ("range_lock", "Range locks (per tree, operation and mode)"),
     ("mmap_lock", "mmap_lock"),
+    (
+        "i_rwsem",
+        "i_rwsem (per file and mode; waits from lock:contention_* where the acquisition is not traced)",
+    ),
+    (
+        "invalidate_lock",
+        "invalidate_lock (per file and mode; waits from lock:contention_* where the acquisition is not traced)",
+    ),
     ("file_op", "File operations (holdtime = time in flight)"),
     (
         "kernel_lock",
