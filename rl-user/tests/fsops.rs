@@ -13,52 +13,15 @@
 //! (CI), where a skip, or a missing mkfs, is a failure.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
-const WORKLOAD: &str = env!("CARGO_BIN_EXE_rl-workload");
+mod common;
+use common::{LoopFs, RLTOP, WORKLOAD, need_fs};
+
 const ITERATIONS: u64 = 3;
-
-fn required() -> bool {
-    std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1")
-}
-
-/// True when the test may run; panics when it must run but cannot.
-fn can_run(test: &str, fs: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            !required(),
-            "{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1"
-        );
-        eprintln!("skipping {test}: needs root");
-        return false;
-    }
-    let mkfs = format!("mkfs.{fs}");
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {mkfs}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            !required(),
-            "{test}: no {mkfs} (cargo xtask setup installs it)"
-        );
-        eprintln!("skipping {test}: no {mkfs}");
-        return false;
-    }
-    let supported = std::fs::read_to_string("/proc/filesystems")
-        .is_ok_and(|s| s.lines().any(|l| l.split_whitespace().last() == Some(fs)));
-    if !supported {
-        assert!(!required(), "{test}: this kernel has no {fs}");
-        eprintln!("skipping {test}: this kernel has no {fs}");
-        return false;
-    }
-    true
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -68,56 +31,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// A filesystem image made with mkfs in a temporary directory and
-/// loop-mounted there; unmounted (which frees its loop device) when dropped.
-struct LoopFs {
-    dir: tempfile::TempDir,
-    mnt: PathBuf,
-    /// The superblock's device as the kernel names it (mountinfo): for
-    /// btrfs not the `st_dev` of its files, which is the subvolume's.
-    sb_dev: String,
-}
-
-impl LoopFs {
-    fn new(fs: &str) -> LoopFs {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("fsops-{fs}"))
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let img = dir.path().join("img");
-        // Sparse; XFS wants at least 300 MiB.
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(512 << 20)
-            .unwrap();
-        let force = if fs == "ext4" { "-F" } else { "-f" };
-        run(Command::new(format!("mkfs.{fs}"))
-            .args(["-q", force])
-            .arg(&img));
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(&mnt));
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let sb_dev = info
-            .lines()
-            .find(|l| l.split_whitespace().nth(4) == Some(mnt.to_str().unwrap()))
-            .and_then(|l| l.split_whitespace().nth(2))
-            .expect("the mount in mountinfo")
-            .to_string();
-        LoopFs { dir, mnt, sb_dev }
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = self.dir.path();
-    }
 }
 
 fn record(trace: &Path, cmd: &[&str]) -> (Vec<Value>, String) {
@@ -336,9 +249,9 @@ fn expect(fs: &str) -> Expect {
     }
 }
 
-fn fsops_on(fs: &str) {
+fn fsops_on(fs: &'static str) {
     let test = format!("fsops_on_{fs}");
-    if !can_run(&test, fs) {
+    if !need_fs(&test, fs) {
         return;
     }
     let lfs = LoopFs::new(fs);
@@ -357,7 +270,8 @@ fn fsops_on(fs: &str) {
     let wl: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let ino = wl["ino"].as_u64().unwrap();
     let pid = wl["pid"].as_u64().unwrap();
-    let dev = lfs.sb_dev.as_str();
+    let sb_dev = lfs.dev();
+    let dev = sb_dev.as_str();
     assert!(
         events.iter().all(|e| kind(e) != "lost"),
         "events were lost: the counts below would not be exact"
@@ -463,9 +377,9 @@ fn fsops_on_btrfs() {
 /// A discard on a loop device whose backing file is on `fs`: the loop
 /// worker (a kworker, no syscall) punches the backing file; that punch
 /// begins and ends, with its window.
-fn loop_discard_on(fs: &str) {
+fn loop_discard_on(fs: &'static str) {
     let test = format!("loop_discard_on_{fs}");
-    if !can_run(&test, fs) {
+    if !need_fs(&test, fs) {
         return;
     }
     let lfs = LoopFs::new(fs);
@@ -495,7 +409,7 @@ fn loop_discard_on(fs: &str) {
         &trace,
         &["blkdiscard", "-o", "1048576", "-l", "1048576", &dev],
     );
-    let ops = ops_on(&events, &lfs.sb_dev, ino);
+    let ops = ops_on(&events, &lfs.dev(), ino);
     assert_eq!(ops.len(), 1, "{fs}: one punch of the backing file: {ops:?}");
     let o = &ops[0];
     assert_eq!(o.op, "punch");

@@ -9,88 +9,15 @@
 //! (`cargo xtask setup` installs them).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-const RLTOP: &str = env!("CARGO_BIN_EXE_rltop");
+mod common;
+use common::{LoopFs, RLTOP, need_root};
+
 const LOCKTEST: &str = env!("CARGO_BIN_EXE_rl-locktest");
-
-fn need_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("RLTOP_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{test} needs root and RLTOP_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
-}
-
-/// A filesystem image loop-mounted on a fresh directory; unmounted (and
-/// its loop device freed) when dropped.
-struct Mounted {
-    dir: tempfile::TempDir,
-    mnt: PathBuf,
-}
-
-impl Mounted {
-    fn new(fs: &str) -> Mounted {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("locks-{fs}"))
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let img = dir.path().join("fs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        // XFS needs 300 MB at least; the image is sparse.
-        let f = std::fs::File::create(&img).unwrap();
-        f.set_len(320 << 20).unwrap();
-        let mkfs = match fs {
-            "ext4" => vec!["mkfs.ext4", "-q", "-F"],
-            "xfs" => vec!["mkfs.xfs", "-q", "-f"],
-            "btrfs" => vec!["mkfs.btrfs", "-q", "-f"],
-            _ => unreachable!(),
-        };
-        run(Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img));
-        run(Command::new("mount")
-            .args(["-t", fs, "-o", "loop"])
-            .arg(&img)
-            .arg(&mnt));
-        Mounted { dir, mnt }
-    }
-
-    /// The device of the mount as mountinfo shows it: the filesystem's
-    /// `s_dev`, which the kernel's events carry (for btrfs `stat` shows a
-    /// subvolume's device instead).
-    fn dev(&self) -> String {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let mnt = self.mnt.to_str().unwrap();
-        info.lines()
-            .find(|l| l.split(' ').nth(4) == Some(mnt))
-            .and_then(|l| l.split(' ').nth(2))
-            .unwrap_or_else(|| panic!("{mnt} is not in mountinfo"))
-            .to_string()
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = &self.dir;
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `rltop record` (extra `args`) around `rl-locktest WORK...`: the
 /// workload's JSON report, the events, and the trace's header.
@@ -144,7 +71,7 @@ fn files_are_named_with_their_lock_addresses_on_ext4_xfs_btrfs() {
         return;
     }
     for fs in ["ext4", "xfs", "btrfs"] {
-        let m = Mounted::new(fs);
+        let m = LoopFs::new(fs);
         let trace = m.dir.path().join("t.rlt");
         let (report, events, _) = record(&trace, &[], &["files", m.mnt.to_str().unwrap(), "3"]);
         let dev = m.dev();
@@ -218,7 +145,7 @@ fn xfs_punches_request_and_release_both_locks_exactly_once_each() {
     if !need_root("xfs_punches_request_and_release_both_locks_exactly_once_each") {
         return;
     }
-    let m = Mounted::new("xfs");
+    let m = LoopFs::new("xfs");
     let trace = m.dir.path().join("t.rlt");
     let file = m.mnt.join("punched");
     const N: u64 = 20;
@@ -256,7 +183,7 @@ fn a_contended_file_lock_gets_a_caller_name() {
     if !need_root("a_contended_file_lock_gets_a_caller_name") {
         return;
     }
-    let m = Mounted::new("ext4");
+    let m = LoopFs::new("ext4");
     let file = m.mnt.join("contended");
     // Writers of one file serialise on its i_rwsem; on a busy machine a
     // second contends within a few seconds. Up to three tries.
@@ -317,7 +244,7 @@ fn faults_without_a_lock_below_mmap_lock_give_no_page_fault_events() {
     }
     // On XFS the lock source sees MMAPLOCK (invalidate_lock) holds, so the
     // fault probes are attached; a correct kernel never faults under it.
-    let m = Mounted::new("xfs");
+    let m = LoopFs::new("xfs");
     let trace = m.dir.path().join("t.rlt");
     let file = m.mnt.join("mapped");
     let (report, events, header) =

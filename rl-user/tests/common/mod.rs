@@ -195,7 +195,8 @@ pub fn need_fs(test: &str, fs: &str) -> bool {
 /// A filesystem made in a sparse image in a temporary directory and
 /// loop-mounted there; unmounted (freeing its loop device) when dropped.
 pub struct LoopFs {
-    dir: tempfile::TempDir,
+    /// The temporary directory holding the image and the mount point.
+    pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
     pub fs: &'static str,
 }
