@@ -142,7 +142,8 @@ const CALLER_FRAMES: usize = 8;
 // ---------------------------------------------------------------- learning
 
 /// Learns `inode`'s locks if it is not known yet, and emits its `file`
-/// event. Returns whether the inode is known now (with its path).
+/// event. Returns whether nothing more is to be done for it: known with its
+/// path, or a file `--dev`/`--ino` leave out (the caller then caches it).
 #[inline(always)]
 fn learn_inode(t: Task, inode: u64) -> bool {
     if inode == 0 || global!(FL.learn) == 0 {
@@ -170,7 +171,7 @@ fn learn_inode(t: Task, inode: u64) -> bool {
     let sb: u64 = kread(inode, global!(FL.inode_sb));
     let dev: u32 = kread(sb, global!(FL.sb_dev));
     if !traced_file(dev, ino) {
-        return false;
+        return true;
     }
     let mapping: u64 = kread(inode, global!(FL.inode_mapping));
     let inv = if mapping != 0 {
