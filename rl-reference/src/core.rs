@@ -1018,6 +1018,7 @@ impl<F: Flavour, T: Default> Core<F, T> {
     /// Check the tree, ordering, separators, maxima, mode bits and
     /// blocking-count invariants (tests only; O(N²) up to 3000 requests).
     #[cfg(test)]
+    #[allow(clippy::too_many_lines)] // one invariant after another
     pub(crate) fn check(&self) {
         struct Seen {
             keys: Vec<(u64, u64)>,

@@ -1,6 +1,9 @@
 //! The state machines against a naive O(n²) model of the kernel rules, over
 //! random operation sequences.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use rl_reference::{Error, ExclFifo, Flavour, Mode, Outcome, Rw, State, StateMachine};
 

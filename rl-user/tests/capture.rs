@@ -6,6 +6,9 @@
 //! skipped with a message, unless RLTOP_REQUIRE_ROOT_TESTS=1 (as in CI),
 //! where a skip is a failure.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ fn ext4_dir() -> tempfile::TempDir {
         .prefix("capture")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
+    // SAFETY: statfs is plain data, valid when zeroed.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
     // SAFETY: valid path and statfs buffer.

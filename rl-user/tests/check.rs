@@ -1,6 +1,9 @@
 //! `rltop check` over hand-written traces (`tests/data/check/`): every
 //! finding kind, clean traces, lost events, exit codes, the text shape.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::{Value, json};
 
 mod common;
@@ -432,6 +435,7 @@ mod prop {
     /// correct kernel would: requests, grants in the reference's order,
     /// releases, cancels, trylocks. Each task holds or waits for at most one
     /// lock at a time, so no wait cycle (a real deadlock) can form.
+    #[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
     fn stream<F: rl_reference::Flavour>(ops: &[Op], rw: bool) -> Vec<Event> {
         let mut sms: HashMap<u64, StateMachine<F>> = HashMap::new();
         let mut owner: HashMap<u64, (u32, u64)> = HashMap::new(); // lock -> (task, tree)

@@ -9,6 +9,9 @@
 //! 11500, 1 from 21500 to 25700. xfs_io/100 holds [20, 20] 27000..27500
 //! and [30, 30] 27050..27600: overlapping, not nested, so a second lane.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 
@@ -46,6 +49,7 @@ struct S {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
 fn perfetto_tracks_slices_flows_counters_instants() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.pftrace");
@@ -227,6 +231,7 @@ fn perfetto_tracks_slices_flows_counters_instants() {
 type Complete<'a> = (f64, f64, &'a Value);
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
 fn chrome_json_nests_per_thread_with_flows_counters_instants() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.json");

@@ -12,6 +12,9 @@
 //! Like `capture.rs`: skipped without root unless RLTOP_REQUIRE_ROOT_TESTS=1
 //! (CI), where a skip, or a missing mkfs, is a failure.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -249,6 +252,7 @@ fn expect(fs: &str) -> Expect {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
 fn fsops_on(fs: &'static str) {
     let test = format!("fsops_on_{fs}");
     if !need_fs(&test, fs) {

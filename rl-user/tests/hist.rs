@@ -21,6 +21,9 @@
 //! update them: `tests/README.md`). When one changes, read the diff: the
 //! figures above must show.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;

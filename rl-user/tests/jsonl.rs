@@ -1,5 +1,8 @@
 //! The JSONL contract through `rltop import` and `rltop dump`.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::fs;
 

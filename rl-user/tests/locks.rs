@@ -8,6 +8,9 @@
 //! skip is a failure. They also need mkfs.ext4, mkfs.xfs and mkfs.btrfs
 //! (`cargo xtask setup` installs them).
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;

@@ -6,6 +6,9 @@
 //! ready for the rules that use them) and that they read, import and
 //! round-trip as traces.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

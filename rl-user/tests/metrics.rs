@@ -9,6 +9,9 @@
 //! - as root, `rltop record --metrics 127.0.0.1:0` while real O_DIRECT
 //!   writes run: the DIO counters and hold histogram grow with them.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

@@ -4,6 +4,9 @@
 //! profile's kprobe programs, so the verifier checks them here too. The
 //! probes themselves run in `cargo xtask vm-test`.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 mod common;

@@ -1,6 +1,9 @@
 //! `rltop report` over a hand-written trace (`tests/data/report/`) whose
 //! figures are worked out by hand in the comments, and over a simulated one.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use serde_json::Value;

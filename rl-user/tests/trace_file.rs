@@ -1,6 +1,9 @@
 //! The `.rlt` trace format v1: round trips, size, file safety, damage
 //! handling (library and `rltop dump`), and the fuzz seed corpus.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -35,6 +38,7 @@ impl Rng {
 /// A synthetic but realistic stream: 8 threads of one process faulting
 /// pages in order under mmap_lock, taking range locks, doing direct IO and
 /// hitting kernel lock contention, on 4 files.
+#[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
 fn realistic(n: usize) -> Vec<Event> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(n + 8);

@@ -4,6 +4,9 @@
 //! Inputs: nothing (empty state), many trees, the hand-written deadlocks
 //! of the checker's tests, and the bundled demo trace.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;

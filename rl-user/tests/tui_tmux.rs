@@ -5,6 +5,9 @@
 //! gone, the exit status 0). Skips only when tmux is not installed (and
 //! fails then too when `CI` is set).
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -21,6 +21,9 @@
 //!   the previous test: the model carries on across markers, so this is
 //!   no unlock_unheld.
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Output;
 
@@ -239,6 +242,7 @@ fn dev_ino(path: &Path) -> (String, u64) {
 /// processes of the machine, if any, are told apart and printed as a
 /// note; they may fail a test too, which is then not required to pass.)
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
 fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_its_test() {
     if !need_root("fake_xfstests_run_recorded_live") {
         return;

@@ -7,6 +7,9 @@
 //!
 //! `cargo bench -p rltop-core --bench analyses`
 
+// A test (or benchmark) stops at the first thing that is not as it must be.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

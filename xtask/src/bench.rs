@@ -269,6 +269,7 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     if !crate::is_root() {
         bail!("bench capture needs root (it loads eBPF programs)");

@@ -43,6 +43,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Cost> {
     // SAFETY: rusage is plain data; wait4 fills it for our own child, whose
     // pid we own and have not waited for yet.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: our own child, valid out-pointers.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = t.elapsed().as_secs_f64();
     if r != pid {

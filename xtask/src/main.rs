@@ -434,6 +434,7 @@ fn live_blocker() -> Option<String> {
     None
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
     run(Command::new("cargo").current_dir(root).args([
         "build",

@@ -86,6 +86,7 @@ fn judge(name: &str, samples: &[(u64, u64)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 pub fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
     if !crate::is_root() {
         bail!("soak needs root (it loads eBPF programs)");

@@ -141,6 +141,7 @@ fn fs_modules(dir: &Path, abi: &str) -> anyhow::Result<()> {
 }
 
 /// The file kprobes on ext4: what the workload did vs what was traced.
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 fn check_fs(
     body: &str,
     dir: &Path,
@@ -404,6 +405,7 @@ struct RunResult {
 }
 
 /// Decodes the traces between markers, and checks each with the host's rltop.
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunResult>> {
     let mut results = Vec::new();
     let mut lines = body.lines();
@@ -674,6 +676,7 @@ fn value<'a>(console: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 pub fn test(root: &Path) -> anyhow::Result<()> {
     let dir = crate::target_dir(root).join("vm");
     std::fs::create_dir_all(&dir)?;

@@ -144,6 +144,7 @@ pub fn expected(pattern: &str) -> Vec<Vec<&'static str>> {
 
 /// Checks the lock runs of the console `body`; the traces were decoded
 /// into `dir/locks-<source>-<pattern>.rlt` by `vm::check_runs`.
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 pub fn check(
     body: &str,
     dir: &Path,
@@ -419,6 +420,7 @@ const NEWER_MODULES: &[&str] = &["crc32c_generic", "ext4", "loop"];
 /// Debian installs only together with its image: not on this host), and
 /// checks the fentry source there with the ext4 punches, and whether the
 /// per-VMA lock functions exist. Without the package: says so.
+#[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 pub fn newer(dir: &Path, bins: &Path, failures: &mut Vec<String>) -> anyhow::Result<()> {
     let out = Command::new("apt-cache")
         .args(["depends", NEWER_META])

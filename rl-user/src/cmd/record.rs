@@ -48,6 +48,7 @@ pub fn uname() -> (String, String) {
     (s(&u.release), s(&u.nodename))
 }
 
+#[allow(clippy::too_many_lines)] // the recording loop and its set-up, in order
 pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitCode> {
     let (output, duration, probe_cost, metrics, argv) = (
         a.output.as_path(),

@@ -331,6 +331,7 @@ fn kallsyms_addrs(names: &[&str]) -> BTreeMap<String, u64> {
 impl Plan {
     /// Resolves everything this kernel offers. `asked`: `--lock-source`
     /// (`auto` chooses). `syms`: /proc/kallsyms names, when readable.
+    #[allow(clippy::too_many_lines)] // start-up in order: each step needs the ones before it
     pub fn resolve(
         asked: &str,
         t: &Tracefs,
@@ -575,6 +576,7 @@ impl Live {
 /// Loads and attaches the learners, the lock source and the fault probes.
 /// `range_holds`: a range-lock profile counts held range locks (the fault
 /// check then has a source of holds even without a file lock source).
+#[allow(clippy::too_many_lines)] // start-up in order: each step needs the ones before it
 pub fn attach(
     ebpf: &mut Ebpf,
     plan: &Plan,

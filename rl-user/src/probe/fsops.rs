@@ -562,6 +562,7 @@ pub fn symbol_range(kallsyms: &str, name: &str) -> Option<(u64, u64)> {
 }
 
 /// Checks every probe of [`FSOPS`] (see the module docs).
+#[allow(clippy::too_many_lines)] // start-up in order: each step needs the ones before it
 pub fn resolve(
     tracefs: &Tracefs,
     btf: Option<&Btf>,
@@ -600,12 +601,12 @@ pub fn resolve(
     }
     // The ends come first: without them, nothing begins.
     let ends = ["fs_sys_exit", "fs_task_exit"];
-    if let Some(bad) = ends.iter().find(|p| !ok(&ready, p)) {
-        let why = format!(
-            "needs {} ({})",
-            FSOPS[idx(bad)].name(),
-            ready[idx(bad)].as_ref().unwrap_err()
-        );
+    if let Some((bad, Err(e))) = ends
+        .iter()
+        .map(|p| (*p, &ready[idx(p)]))
+        .find(|(_, r)| r.is_err())
+    {
+        let why = format!("needs {} ({e})", FSOPS[idx(bad)].name());
         for (p, r) in FSOPS.iter().zip(ready.iter_mut()) {
             if r.is_ok() && p.group != Group::Ends {
                 *r = Err(why.clone());

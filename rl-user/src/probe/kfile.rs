@@ -217,12 +217,8 @@ pub fn resolve(
             .iter()
             .filter_map(|p| KFILE.iter().position(|k| k.program == *p))
             .collect();
-        if let Some(&bad) = idx.iter().find(|&&i| out[i].is_err()) {
-            let why = format!(
-                "needs {} ({})",
-                KFILE[bad].name(),
-                out[bad].as_ref().unwrap_err()
-            );
+        if let Some((bad, Err(e))) = idx.iter().map(|&i| (i, &out[i])).find(|(_, r)| r.is_err()) {
+            let why = format!("needs {} ({e})", KFILE[bad].name());
             for &i in &idx {
                 if out[i].is_ok() {
                     out[i] = Err(why.clone());

@@ -234,6 +234,7 @@ pub struct Session {
 
 impl Session {
     /// Resolves layouts, loads and attaches the profile's probes.
+    #[allow(clippy::too_many_lines)] // start-up in order: each step needs the ones before it
     pub fn start(opts: &Options) -> anyhow::Result<Session> {
         let specs = catalog::TRACEPOINTS;
         check_privileges("tracing")?;

@@ -85,6 +85,7 @@ const L2: u64 = 0xffff_c900_00a0_0048;
 const L3: u64 = 0xffff_c900_00a0_0090;
 
 /// Appends the bug of `scenario` (nothing for `mixed`).
+#[allow(clippy::too_many_lines)] // one arm per scenario or step of the simulated task
 pub fn inject(scenario: &str, events: &mut Vec<Event>, _seed: u64) {
     if scenario == "mixed" {
         return;

@@ -247,6 +247,7 @@ struct Completion<'a> {
 }
 
 /// One simulated task's loop of file operations, until the log is full.
+#[allow(clippy::too_many_lines)] // one arm per scenario or step of the simulated task
 fn task<'a>(
     log: &Log,
     lock: &'a RangeLock,

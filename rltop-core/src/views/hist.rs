@@ -369,6 +369,7 @@ pub fn is_hdr(head: &[u8]) -> bool {
 
 /// Reads back an interval log written by [`hdr`]: the same series, with
 /// their exact counts, sums, min and max. Errors say what is wrong.
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 pub fn read_hdr(text: &str) -> Result<HistSet, String> {
     use crate::analysis::hist::LockKind;
     use crate::analysis::stats::Metric;

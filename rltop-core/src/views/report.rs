@@ -291,6 +291,7 @@ const SECTIONS: [(&str, &str); 6] = [
 
 /// The text form: one lock_stat-style table per class of lock, then the
 /// wait chains.
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 pub fn text(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(

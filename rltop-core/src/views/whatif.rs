@@ -22,6 +22,7 @@ fn line(s: &mut String, name: &str, w: usize, policy: &str, f: &Figures) {
 }
 
 /// The text form.
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 pub fn text(r: &WhatIf) -> String {
     let mut s = String::new();
     let _ = writeln!(

@@ -49,6 +49,7 @@ fn meta(kind: &str, pid: u64, tid: Option<u64>, name: &str) -> Value {
 }
 
 /// The timeline as a Chrome JSON document.
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 pub fn document(tl: &Timeline) -> Value {
     let lay: Layout = layout(tl);
     let mut next = SYNTHETIC;

@@ -194,6 +194,7 @@ impl Uuids {
 }
 
 /// The timeline as a Perfetto `Trace` message.
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 pub fn trace(tl: &Timeline) -> Trace {
     let lay: Layout = layout(tl);
     let mut u = Uuids {

@@ -341,6 +341,7 @@ pub fn handle_key(app: &mut AppState, key: KeyEvent, snap: &Snapshot) -> Action 
 }
 
 /// Keys that mean something in one view only.
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 fn view_key(app: &mut AppState, key: KeyEvent, snap: &Snapshot) -> Action {
     let (up, down, page) = (
         matches!(key.code, KeyCode::Up | KeyCode::Char('k')),

@@ -258,6 +258,7 @@ struct Acc {
 /// The blockers of each waiting task.
 type Blockers = FastMap<u32, Vec<waitfor::Blocker>>;
 
+#[allow(clippy::too_many_lines)] // one document or view, written top to bottom
 fn files(
     m: &Model,
     stats: &Stats,
