@@ -82,11 +82,10 @@ impl LockKind {
             Class::Mmap { .. } => LockKind::MmapLock,
             Class::FileOp { .. } => LockKind::FileOp,
             Class::Kernel { .. } => LockKind::KernelLock,
-            Class::FileLock {
-                class: crate::events::FileLockClass::IRwsem,
-                ..
-            } => LockKind::IRwsem,
-            Class::FileLock { .. } => LockKind::InvalidateLock,
+            Class::FileLock { lock, .. } => match lock.class {
+                crate::events::FileLockClass::IRwsem => LockKind::IRwsem,
+                crate::events::FileLockClass::InvalidateLock => LockKind::InvalidateLock,
+            },
         }
     }
 }
@@ -228,7 +227,7 @@ impl Analysis for Histograms {
                 (By::Op, Class::FileLock { write, .. }) => {
                     if write { "write" } else { "read" }.to_string()
                 }
-                (By::Tree, Class::FileLock { dev, ino, .. }) => file_name(dev, ino),
+                (By::Tree, Class::FileLock { lock, .. }) => file_name(lock.dev, lock.ino),
                 (By::Tree, Class::RangeLock { tree, .. }) => format!("{tree:#x}"),
                 (By::Tree, Class::Mmap { mm, .. }) => format!("{mm:#x}"),
                 (By::Tree, Class::Kernel { addr }) => format!("{addr:#x}"),

@@ -26,7 +26,6 @@ use serde::Serialize;
 
 use super::engine::Analysis;
 use super::waitfor::{self, Owned};
-use crate::events::FileLockClass;
 use crate::events::{Body, Dev, Event, Mode};
 use crate::model::{FastMap, FileLock, LockSource, LockState, Model, Op, Seen, Wait, flock};
 
@@ -58,9 +57,7 @@ pub enum Class {
     /// A file's `i_rwsem` or `invalidate_lock`, by mode and by how its
     /// holds are known (see [`crate::model::flock`]).
     FileLock {
-        dev: Dev,
-        ino: u64,
-        class: FileLockClass,
+        lock: FileLock,
         write: bool,
         seen: Seen,
     },
@@ -557,36 +554,23 @@ impl Stats {
                     self.contention_ended(m, tid, addr, flags, ts, ev.ts);
                 }
             }
-            Body::FileLockRequest {
-                dev,
-                ino,
-                class,
-                write,
-                trylock,
-            } if matches!(m.lock_source(), LockSource::Requests { .. })
-                && *trylock != Some(true) =>
+            Body::FileLockRequest { trylock, .. }
+                if matches!(m.lock_source(), LockSource::Requests { .. })
+                    && *trylock != Some(true) =>
             {
                 // Held from here on (its acquisition is not traced).
-                self.row_mut(Class::FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
-                    write: *write,
-                    seen: Seen::AtRequest,
-                })
-                .acquisitions += 1;
+                if let Some((lock, write)) = ev.body.file_lock() {
+                    self.row_mut(Class::FileLock {
+                        lock,
+                        write,
+                        seen: Seen::AtRequest,
+                    })
+                    .acquisitions += 1;
+                }
             }
-            Body::FileLockAcquired {
-                dev,
-                ino,
-                class,
-                write,
-                success: true,
-            } => {
-                let lock = FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
+            Body::FileLockAcquired { success: true, .. } => {
+                let Some((lock, write)) = ev.body.file_lock() else {
+                    return;
                 };
                 let asked = m
                     .flocks
@@ -594,10 +578,8 @@ impl Stats {
                     .and_then(|s| s.waiters.iter().find(|w| w.tid == tid))
                     .map(|w| w.ts);
                 let key = Class::FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
-                    write: *write,
+                    lock,
+                    write,
                     seen: Seen::Exact,
                 };
                 let contended = self.fl_contended.remove(&tid) == Some(lock);
@@ -611,30 +593,13 @@ impl Stats {
                 }
                 self.close_chain(tid, ev.ts);
             }
-            Body::FileLockRelease {
-                dev,
-                ino,
-                class,
-                write,
-            } => {
-                let lock = FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
+            Body::FileLockRelease { .. } => {
+                let Some((lock, write)) = ev.body.file_lock() else {
+                    return;
                 };
-                // The holder the model will drop.
-                let h = m.flocks.get(&lock).and_then(|s| {
-                    let mine = |h: &&crate::model::FlUse| h.tid == tid && h.seen != Seen::Inferred;
-                    s.holders
-                        .iter()
-                        .rfind(|h| mine(h) && h.write == *write)
-                        .or_else(|| s.holders.iter().rfind(mine))
-                });
-                if let Some(h) = h {
+                if let Some(h) = m.fl_releasing(tid, lock, write) {
                     let key = Class::FileLock {
-                        dev: *dev,
-                        ino: *ino,
-                        class: *class,
+                        lock,
                         write: h.write,
                         seen: h.seen,
                     };
@@ -688,9 +653,7 @@ impl Stats {
                 };
                 // LCB_F_WRITE: a writer's wait.
                 Class::FileLock {
-                    dev,
-                    ino,
-                    class,
+                    lock,
                     write: flags & 4 != 0,
                     seen,
                 }
@@ -723,9 +686,7 @@ impl Stats {
                 .map(|h| ts.saturating_sub(h.ts));
             if let Some(held) = held {
                 let key = Class::FileLock {
-                    dev,
-                    ino,
-                    class,
+                    lock: FileLock { dev, ino, class },
                     write: true,
                     seen: Seen::Inferred,
                 };

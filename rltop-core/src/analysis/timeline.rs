@@ -585,46 +585,27 @@ impl Builder {
                     self.close(k, ts, None);
                 }
             }
-            Body::FileLockAcquired {
-                dev,
-                ino,
-                class,
-                write,
-                success: true,
-            }
-            | Body::FileLockRequest {
-                dev,
-                ino,
-                class,
-                write,
-                ..
-            } => {
+            Body::FileLockAcquired { success: true, .. } | Body::FileLockRequest { .. } => {
                 // A hold once the model has it (an acquisition, or the
                 // request of a source that does not see acquisitions).
-                let lock = crate::model::FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
+                let Some((lock, write)) = ev.body.file_lock() else {
+                    return;
                 };
                 let holds = m.flocks.get(&lock).is_some_and(|s| {
                     s.holders
                         .iter()
-                        .any(|h| h.tid == tid && h.ts == ts && h.write == *write)
+                        .any(|h| h.tid == tid && h.ts == ts && h.write == write)
                 });
                 if holds {
                     self.task(m, tid, pid);
-                    let name = format!("hold {}", super::describe::file_lock(m, lock, *write));
+                    let name = format!("hold {}", super::describe::file_lock(m, lock, write));
                     let h = self.open(m, Track::Task(tid), ts, SliceKind::Hold, name, Vec::new());
                     self.file_holds.entry((tid, lock)).or_default().push(h);
                 }
             }
-            Body::FileLockRelease {
-                dev, ino, class, ..
-            } => {
-                let lock = crate::model::FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
+            Body::FileLockRelease { .. } => {
+                let Some((lock, _)) = ev.body.file_lock() else {
+                    return;
                 };
                 if let Some(v) = self.file_holds.get_mut(&(tid, lock))
                     && let Some(h) = v.pop()

@@ -120,6 +120,14 @@ pub enum FileLockClass {
     InvalidateLock,
 }
 
+/// One page-cache lock of one file: what `file_lock_*` events are about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileLock {
+    pub dev: Dev,
+    pub ino: u64,
+    pub class: FileLockClass,
+}
+
 impl FileLockClass {
     /// The JSONL `class` string.
     pub fn as_str(self) -> &'static str {
@@ -382,6 +390,33 @@ impl Body {
             Body::PageFault { .. } => "page_fault",
             Body::InvalidateBegin { .. } => "invalidate_begin",
             Body::InvalidateEnd { .. } => "invalidate_end",
+        }
+    }
+
+    /// The file lock a `file_lock_*` event is about, and its mode (write).
+    pub fn file_lock(&self) -> Option<(FileLock, bool)> {
+        match *self {
+            Body::FileLockRequest {
+                dev,
+                ino,
+                class,
+                write,
+                ..
+            }
+            | Body::FileLockAcquired {
+                dev,
+                ino,
+                class,
+                write,
+                ..
+            }
+            | Body::FileLockRelease {
+                dev,
+                ino,
+                class,
+                write,
+            } => Some((FileLock { dev, ino, class }, write)),
+            _ => None,
         }
     }
 

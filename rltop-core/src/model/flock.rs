@@ -23,15 +23,8 @@
 //! Inferred holds are for people (who holds what, how long); no rule is
 //! proven on them.
 
-use crate::events::{Dev, FileLockClass};
-
-/// One page-cache lock of one file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileLock {
-    pub dev: Dev,
-    pub ino: u64,
-    pub class: FileLockClass,
-}
+pub use crate::events::FileLock;
+use crate::events::FileLockClass;
 
 /// How a hold or wait is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -947,31 +947,14 @@ impl Model {
                 };
                 self.learn_file(*dev, *ino, &info);
             }
-            Body::FileLockRequest {
-                dev,
-                ino,
-                class,
-                write,
-                trylock,
-            } => {
-                let lock = FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
-                };
-                self.fl_request(idx, ev, lock, *write, *trylock);
+            Body::FileLockRequest { trylock, .. } => {
+                if let Some((lock, write)) = ev.body.file_lock() {
+                    self.fl_request(idx, ev, lock, write, *trylock);
+                }
             }
-            Body::FileLockAcquired {
-                dev,
-                ino,
-                class,
-                write,
-                success,
-            } => {
-                let lock = FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
+            Body::FileLockAcquired { write, success, .. } => {
+                let Some((lock, _)) = ev.body.file_lock() else {
+                    return;
                 };
                 let u = FlUse {
                     tid,
@@ -987,33 +970,37 @@ impl Model {
                 }
                 self.fl_stop_waiting(tid, lock);
             }
-            Body::FileLockRelease {
-                dev,
-                ino,
-                class,
-                write,
-            } => {
-                let lock = FileLock {
-                    dev: *dev,
-                    ino: *ino,
-                    class: *class,
+            Body::FileLockRelease { write, .. } => {
+                let Some((lock, _)) = ev.body.file_lock() else {
+                    return;
                 };
-                if let Some(s) = self.flocks.get_mut(&lock) {
-                    let mine = |h: &FlUse| h.tid == tid && h.seen != Seen::Inferred;
-                    let at = s
-                        .holders
-                        .iter()
-                        .rposition(|h| mine(h) && h.write == *write)
-                        .or_else(|| s.holders.iter().rposition(mine));
-                    if let Some(i) = at {
-                        s.holders.swap_remove(i);
-                    }
+                if let Some(i) = self.fl_releasing_at(tid, lock, *write)
+                    && let Some(s) = self.flocks.get_mut(&lock)
+                {
+                    s.holders.swap_remove(i);
                 }
                 self.drop_empty_flock(lock);
             }
             // Evidence for the ordering rule: no state.
             Body::PageFault { .. } => {}
         }
+    }
+
+    /// The hold a `file_lock_release` of `tid` ends: its latest of that
+    /// mode, else its latest (a source may not know the mode it releases).
+    /// Inferred holds end with their operation, not here.
+    pub fn fl_releasing(&self, tid: u32, lock: FileLock, write: bool) -> Option<&FlUse> {
+        let i = self.fl_releasing_at(tid, lock, write)?;
+        self.flocks.get(&lock)?.holders.get(i)
+    }
+
+    fn fl_releasing_at(&self, tid: u32, lock: FileLock, write: bool) -> Option<usize> {
+        let s = self.flocks.get(&lock)?;
+        let mine = |h: &FlUse| h.tid == tid && h.seen != Seen::Inferred;
+        s.holders
+            .iter()
+            .rposition(|h| mine(h) && h.write == write)
+            .or_else(|| s.holders.iter().rposition(mine))
     }
 
     /// A request for a file lock (see [`flock`] for what each source sees).

@@ -69,9 +69,11 @@ fn labels(c: &Class) -> (&'static str, &'static str, &'static str) {
         Class::Mmap { write, .. } => ("mmap_lock", "", if write { "write" } else { "read" }),
         Class::FileOp { op, .. } => ("file_op", op.as_str(), ""),
         Class::Kernel { .. } => ("kernel_lock", "", ""),
-        Class::FileLock { class, write, .. } => {
-            (class.as_str(), "", if write { "write" } else { "read" })
-        }
+        Class::FileLock { lock, write, .. } => (
+            lock.class.as_str(),
+            "",
+            if write { "write" } else { "read" },
+        ),
     }
 }
 

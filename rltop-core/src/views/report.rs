@@ -169,18 +169,16 @@ fn row(m: &Model, stats: &Stats, class: &Class, r: &Row) -> ReportRow {
             out.addr = Some(addr);
             out.acquisitions = None;
         }
-        Class::FileLock {
-            dev,
-            ino,
-            class,
-            write,
-            seen,
-        } => {
-            out.class = class.as_str();
-            out.name = format!("{}{}", describe::file(m, dev, ino), seen_note(seen));
-            file(&mut out, dev, ino);
+        Class::FileLock { lock, write, seen } => {
+            out.class = lock.class.as_str();
+            out.name = format!(
+                "{}{}",
+                describe::file(m, lock.dev, lock.ino),
+                seen_note(seen)
+            );
+            file(&mut out, lock.dev, lock.ino);
             out.mode = Some(if write { "write" } else { "read" });
-            out.addr = m.file_lock_addr(crate::model::FileLock { dev, ino, class });
+            out.addr = m.file_lock_addr(lock);
         }
     }
     out

@@ -366,23 +366,32 @@ impl Analysis for Checker {
             self.tick(m, ev.ts);
         }
         self.ledger.observe(m, ev);
-        let rules = &self.before[ev.body.tag() as usize];
-        if rules.is_empty() {
-            return;
-        }
-        let subject = subject(m, ev);
-        for &i in rules {
-            let (kind, sev) = self.labels[i];
-            let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, kind, sev);
-            cx.subject = subject;
-            self.rules[i].before(&mut cx, idx, ev);
-        }
+        self.dispatch(Phase::Before, m, idx, ev);
     }
 
     #[inline]
     fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
         self.ledger.untaint(m, ev);
-        let rules = &self.after[ev.body.tag() as usize];
+        self.dispatch(Phase::After, m, idx, ev);
+    }
+}
+
+/// Which of a rule's event hooks runs.
+#[derive(Clone, Copy)]
+enum Phase {
+    Before,
+    After,
+}
+
+impl Checker {
+    /// Runs the rules that want this event's kind in this phase.
+    #[inline]
+    fn dispatch(&mut self, phase: Phase, m: &Model, idx: u64, ev: &Event) {
+        let table = match phase {
+            Phase::Before => &self.before,
+            Phase::After => &self.after,
+        };
+        let rules = &table[ev.body.tag() as usize];
         if rules.is_empty() {
             return;
         }
@@ -391,7 +400,10 @@ impl Analysis for Checker {
             let (kind, sev) = self.labels[i];
             let mut cx = Cx::new(m, &self.cfg, &mut self.ledger, kind, sev);
             cx.subject = subject;
-            self.rules[i].after(&mut cx, idx, ev);
+            match phase {
+                Phase::Before => self.rules[i].before(&mut cx, idx, ev),
+                Phase::After => self.rules[i].after(&mut cx, idx, ev),
+            }
         }
     }
 }

@@ -14,9 +14,10 @@
 //! allowed. Equal timestamps have no order: uncertain. A gap after the
 //! window opened may have hidden its end: uncertain.
 
+use super::page_in_locked_range::added_pages;
 use super::{Cx, Draft, Kind, On, Rule, Severity, Since};
 use crate::analysis::describe;
-use crate::events::{Body, Event, Tag};
+use crate::events::{Event, Tag};
 
 impl Kind {
     pub const PAGE_IN_INVALIDATED_RANGE: Kind = Kind("page_in_invalidated_range");
@@ -40,23 +41,12 @@ impl Rule for PageInInvalidatedRange {
     }
 
     fn before(&mut self, cx: &mut Cx<'_>, idx: u64, ev: &Event) {
-        let Body::PageAdd {
-            dev,
-            ino,
-            index: first,
-            order,
-        } = ev.body
-        else {
-            return;
-        };
         let m = cx.m;
         if m.windows.is_empty() {
             return;
         }
-        // A folio of unknown order is only known to hold its first page.
-        let last = match order {
-            Some(o) => first.saturating_add((1u64.checked_shl(o).unwrap_or(u64::MAX)) - 1),
-            None => first,
+        let Some((dev, ino, first, last)) = added_pages(ev) else {
+            return;
         };
         let Some(w) = m.windows.values().find(|w| {
             w.tid != ev.tid && w.dev == dev && w.ino == ino && w.first <= last && first <= w.last

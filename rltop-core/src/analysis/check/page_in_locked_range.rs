@@ -7,7 +7,7 @@
 
 use super::{Cx, Draft, Kind, On, Rule, Severity, Since};
 use crate::analysis::describe;
-use crate::events::{Body, Event, Mode, Tag};
+use crate::events::{Body, Dev, Event, Mode, Tag};
 use crate::model::LockState;
 
 impl Kind {
@@ -16,6 +16,23 @@ impl Kind {
 
 #[derive(Debug)]
 pub struct PageInLockedRange;
+
+/// The pages a `page_add` put in the cache: `(dev, ino, first, last)`. A
+/// folio of unknown order (a kernel without the field) is only known to
+/// hold its first page.
+pub(super) fn added_pages(ev: &Event) -> Option<(Dev, u64, u64, u64)> {
+    let Body::PageAdd {
+        dev,
+        ino,
+        index,
+        order,
+    } = ev.body
+    else {
+        return None;
+    };
+    let n = 1u64.checked_shl(order.unwrap_or(0)).unwrap_or(u64::MAX);
+    Some((dev, ino, index, index.saturating_add(n - 1)))
+}
 
 impl Rule for PageInLockedRange {
     fn kind(&self) -> Kind {
@@ -32,17 +49,9 @@ impl Rule for PageInLockedRange {
     }
 
     fn before(&mut self, cx: &mut Cx<'_>, idx: u64, ev: &Event) {
-        let Body::PageAdd {
-            dev,
-            ino,
-            index: first,
-            order,
-        } = ev.body
-        else {
+        let Some((dev, ino, first, last)) = added_pages(ev) else {
             return;
         };
-        let n = 1u64.checked_shl(order.unwrap_or(0)).unwrap_or(u64::MAX);
-        let last = first.saturating_add(n - 1);
         let m = cx.m;
         let Some(tree) = m.tree_of(dev, ino) else {
             return;

@@ -384,9 +384,8 @@ fn files(
     for (c, r) in stats.rows() {
         let key = match *c {
             Class::RangeLock { tree, .. } => FileKey::Tree(tree),
-            Class::FileOp { dev, ino, .. } | Class::FileLock { dev, ino, .. } => {
-                key_of_file(m, dev, ino)
-            }
+            Class::FileOp { dev, ino, .. } => key_of_file(m, dev, ino),
+            Class::FileLock { lock, .. } => key_of_file(m, lock.dev, lock.ino),
             Class::Mmap { .. } | Class::Kernel { .. } => continue,
         };
         let a = acc.entry(key).or_default();
@@ -636,8 +635,8 @@ fn hists(stats: &Stats) -> Vec<HistPanel> {
                 mwait.merge(&r.wait);
                 mhold.merge(&r.hold);
             }
-            Class::FileLock { class, .. } => {
-                let i = class as usize;
+            Class::FileLock { lock, .. } => {
+                let i = lock.class as usize;
                 fwait[i].merge(&r.wait);
                 fhold[i].merge(&r.hold);
             }
