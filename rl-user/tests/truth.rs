@@ -12,7 +12,10 @@
 //! - `rl-locktest contend contend 2 4`: four threads `pwrite` one file for
 //!   two seconds (buffered writes take `i_rwsem` exclusively: contention);
 //! - `rl-workload --fsops --iterations 2`: punch, zero, collapse, insert,
-//!   truncates, the UNRESVSP ioctl, O_DIRECT with its early exits.
+//!   truncates, the UNRESVSP ioctl, O_DIRECT with its early exits;
+//! - then, recorded on its own, an xfstests-like run: `tests/data/fake-check`
+//!   (three tests doing buffered, direct, punch and truncate IO), clean test
+//!   by test.
 
 // A test (or benchmark) stops at the first thing that is not as it must be.
 #![allow(clippy::unwrap_used)]

@@ -30,7 +30,7 @@ use std::process::Output;
 use serde_json::Value;
 
 mod common;
-use common::{assert_text_snapshot, data, need_root, rltop};
+use common::{LoopFs, assert_text_snapshot, data, need_fs, rltop};
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -244,14 +244,18 @@ fn dev_ino(path: &Path) -> (String, u64) {
 #[test]
 #[allow(clippy::too_many_lines)] // one scenario and its assertions, in order
 fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_its_test() {
-    if !need_root("fake_xfstests_run_recorded_live") {
+    if !need_fs("fake_xfstests_run_recorded_live", "ext4") {
         return;
     }
     let tmp = tempfile::Builder::new()
         .prefix("xfstests")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
-    let work = tmp.path().join("scratch");
+    // The test's files on a filesystem of their own: on a shared one, an
+    // inode number another process freed could come back as one of them,
+    // and that process's events on it would look like the test's.
+    let fs = LoopFs::new("ext4");
+    let work = fs.mnt.join("scratch");
     std::fs::create_dir(&work).unwrap();
     let trace = tmp.path().join("run.rlt");
     let fake_check = data("fake-check");
