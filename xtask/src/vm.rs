@@ -780,12 +780,15 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         mmap > 0,
         "mmap_lock events are recorded at this kernel's layout",
     );
-    // Each probe line says attached, or why not.
-    // (Not the notes, `rltop: ...`, which may mention probes too.)
+    // Each probe line says attached, or why not. A probe line is
+    // `{name:width}  {status}`: the status follows two spaces. Notes, with
+    // or without `rltop: `, may mention probes too ("are not attached)").
     let probe_lines: Vec<&str> = body
         .lines()
         .filter(|l| !l.starts_with("rltop:"))
-        .filter(|l| l.contains(':') && (l.contains(" attached") || l.contains("not attached:")))
+        .filter(|l| {
+            l.contains("  attached") || l.contains("  not attached: ") || l.contains("  failed: ")
+        })
         .collect();
     expect(
         probe_lines.iter().any(|l| {
