@@ -22,7 +22,7 @@ pub fn task(m: &Model, tid: u32) -> String {
 /// `tree 0x.. (dev:ino)`, or just the tree when not linked to a file.
 pub fn tree(m: &Model, tree: u64) -> String {
     match m.file_of(tree) {
-        Some((dev, ino)) => format!("tree {tree:#x} ({dev}:{ino})"),
+        Some((dev, ino)) => format!("tree {tree:#x} ({})", file(m, dev, ino)),
         None => format!("tree {tree:#x}"),
     }
 }
@@ -69,14 +69,38 @@ pub fn rw(write: bool) -> &'static str {
     if write { "write" } else { "read" }
 }
 
-/// `mmap_lock of mm 0x.. (read|write)`.
-pub fn mmap_lock(mm: u64, write: bool) -> String {
-    format!("mmap_lock of mm {mm:#x} ({})", rw(write))
+/// The process an mm is named after (see [`crate::model::MmUser`]):
+/// `comm/pid`, or the pid until its name is known.
+pub fn mm_process(m: &Model, mm: u64) -> Option<String> {
+    let u = m.mm_users.get(&mm)?;
+    Some(task_label(u.comm.as_deref(), u.pid))
 }
 
-/// `mmap_lock 0x.. (read|write)`, where the column says it is an mm.
-pub fn mmap_lock_short(mm: u64, write: bool) -> String {
-    format!("mmap_lock {mm:#x} ({})", rw(write))
+/// `mmap_lock of comm/pid (mm 0x.., read|write)`; `mmap_lock of mm 0x..
+/// (read|write)` before anyone was seen taking it.
+pub fn mmap_lock(m: &Model, mm: u64, write: bool) -> String {
+    match mm_process(m, mm) {
+        Some(p) => format!("mmap_lock of {p} (mm {mm:#x}, {})", rw(write)),
+        None => format!("mmap_lock of mm {mm:#x} ({})", rw(write)),
+    }
+}
+
+/// `mmap_lock of comm/pid (read|write)`, for columns where the process
+/// is enough (else the mm's address).
+pub fn mmap_lock_short(m: &Model, mm: u64, write: bool) -> String {
+    match mm_process(m, mm) {
+        Some(p) => format!("mmap_lock of {p} ({})", rw(write)),
+        None => format!("mmap_lock {mm:#x} ({})", rw(write)),
+    }
+}
+
+/// A report row's name: `mmap_lock 0x.. (comm/pid)`, like a tree's
+/// `tree 0x.. (file)`: unique, and says whose it is.
+pub fn mmap_lock_row(m: &Model, mm: u64) -> String {
+    match mm_process(m, mm) {
+        Some(p) => format!("mmap_lock {mm:#x} ({p})"),
+        None => format!("mmap_lock {mm:#x}"),
+    }
 }
 
 /// A file by name: its path when a `file` event gave one, else `dev:ino`.

@@ -303,6 +303,18 @@ pub struct Mm {
     pub waiters: Vec<MmapUse>,
 }
 
+/// The process an mm is named after: the first seen taking its mmap_lock.
+/// An mm is one process's (its threads share it); others reach it only
+/// through `/proc/<pid>/mem`, ptrace or `kthread_use_mm`. Kept after its
+/// process exits, so a report at the end still names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MmUser {
+    pub pid: u32,
+    /// The process's name (its leader's, else the taking thread's) when it
+    /// last took the lock, once a `task` event gave it.
+    pub comm: Option<String>,
+}
+
 /// How a punch or truncate in flight is found again: by the `id` its
 /// events carry (its end may come from any task), or, in traces without
 /// ids, by the task that began it (it ends at that task's next end).
@@ -388,6 +400,9 @@ pub struct Model {
     /// tree -> `(dev, ino)`, the other way.
     pub tree_files: FastMap<u64, (Dev, u64)>,
     pub mms: FastMap<u64, Mm>,
+    /// Who takes each mm's mmap_lock, for its name: an mm is a process's,
+    /// and a bare `mm` address tells a reader nothing.
+    pub mm_users: FastMap<u64, MmUser>,
     /// Punches, zeroes, collapses, inserts and truncates in flight, by
     /// their id (by task in traces without ids).
     pub punches: FastMap<OpKey, Punch>,
@@ -730,6 +745,7 @@ impl Model {
                 }
             }
             Body::MmapLockRequest { mm, write } => {
+                self.mm_user(*mm, ev.pid, tid);
                 let u = MmapUse {
                     tid,
                     write: *write,
@@ -746,6 +762,7 @@ impl Model {
                 });
             }
             Body::MmapLockAcquired { mm, write, success } => {
+                self.mm_user(*mm, ev.pid, tid);
                 let m = self.mms.entry(*mm).or_default();
                 m.waiters.retain(|w| w.tid != tid);
                 // mmap_write_downgrade() reports a read acquisition (no
@@ -1306,6 +1323,22 @@ impl Model {
         true
     }
 
+    /// Names `mm` after `pid` if no one took it before, and keeps the
+    /// name current while that process takes it (an exec takes the new mm
+    /// before it renames the task).
+    fn mm_user(&mut self, mm: u64, pid: u32, tid: u32) {
+        let comm = self.tasks.get(&pid).or(self.tasks.get(&tid));
+        let comm = comm.and_then(|t| t.comm.as_deref());
+        match self.mm_users.get_mut(&mm) {
+            Some(u) if u.pid != pid || u.comm.as_deref() == comm => {}
+            Some(u) => u.comm = comm.map(str::to_owned),
+            None => {
+                let comm = comm.map(str::to_owned);
+                self.mm_users.insert(mm, MmUser { pid, comm });
+            }
+        }
+    }
+
     fn drop_empty_mm(&mut self, mm: u64) {
         if self
             .mms
@@ -1422,6 +1455,31 @@ mod tests {
         assert!(m.trees[&9].locks.is_empty());
         assert!(m.unknown_trees.contains(&9));
         assert!(m.mms.is_empty());
+    }
+
+    /// An mm is named after the process first seen taking its mmap_lock,
+    /// with that process's current name (an exec takes the new mm before
+    /// the task is renamed); another process reaching into it (ptrace,
+    /// `/proc/<pid>/mem`) does not rename it, and the name outlives the
+    /// process.
+    #[test]
+    fn an_mm_is_named_after_its_process() {
+        let mut m = Model::new(None);
+        let task = |comm: &str| Body::Task {
+            comm: comm.to_owned(),
+        };
+        let take = |mm| Body::MmapLockRequest { mm, write: false };
+        m.apply(0, &ev(1, 5, task("rltop")));
+        m.apply(1, &ev(2, 5, take(7)));
+        assert_eq!(m.mm_users[&7].comm.as_deref(), Some("rltop"));
+        m.apply(2, &ev(3, 5, task("rl-locktest")));
+        m.apply(3, &ev(4, 5, take(7)));
+        assert_eq!(m.mm_users[&7].comm.as_deref(), Some("rl-locktest"));
+        m.apply(4, &ev(5, 9, task("gdb")));
+        m.apply(5, &ev(6, 9, take(7)));
+        m.apply(6, &ev(7, 5, Body::Exit));
+        let u = &m.mm_users[&7];
+        assert_eq!((u.pid, u.comm.as_deref()), (5, Some("rl-locktest")));
     }
 
     /// mmap_write_downgrade(): a read acquisition by the write holder,

@@ -112,7 +112,7 @@ pub fn describe_target(m: &Model, t: &Target) -> String {
             describe::range(start, last, mode, op),
             describe::tree(m, tree)
         ),
-        Target::Mmap { mm, write } => describe::mmap_lock(mm, write),
+        Target::Mmap { mm, write } => describe::mmap_lock(m, mm, write),
         Target::File { lock, write } => describe::file_lock(m, lock, write),
     }
 }
@@ -150,7 +150,7 @@ fn row(m: &Model, stats: &Stats, class: &Class, r: &Row) -> ReportRow {
         }
         Class::Mmap { mm, write } => {
             out.class = "mmap_lock";
-            out.name = format!("mmap_lock {mm:#x}");
+            out.name = describe::mmap_lock_row(m, mm);
             out.mm = Some(mm);
             out.mode = Some(if write { "write" } else { "read" });
         }

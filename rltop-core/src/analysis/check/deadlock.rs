@@ -37,7 +37,7 @@ fn wait_of(m: &Model, tid: u32) -> Option<WaitDesc> {
                 Some((tree, (l.start, l.last))),
             ))
         }
-        Wait::Mmap { mm, write, idx } => Some((describe::mmap_lock(mm, write), idx, None)),
+        Wait::Mmap { mm, write, idx } => Some((describe::mmap_lock(m, mm, write), idx, None)),
         Wait::File { lock, write, idx } => Some((describe::file_lock(m, lock, write), idx, None)),
     }
 }
@@ -53,7 +53,7 @@ fn owned(m: &Model, o: Owned) -> String {
             mm,
             write,
             held: true,
-        } => describe::mmap_lock(mm, write),
+        } => describe::mmap_lock(m, mm, write),
         // Queued ahead, not held: reports have always shown it unnamed.
         Owned::Mmap { held: false, .. } => "?".into(),
         Owned::File {

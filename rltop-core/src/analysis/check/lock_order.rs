@@ -82,7 +82,7 @@ impl Rule for LockOrder {
                 Some(m.fs_of(*dev, *ino)),
             ),
             Body::MmapLockRequest { mm, write } => (
-                describe::mmap_lock(*mm, *write),
+                describe::mmap_lock(m, *mm, *write),
                 INVALIDATE_BELOW_MMAP,
                 None,
             ),

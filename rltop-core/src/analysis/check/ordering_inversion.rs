@@ -81,7 +81,7 @@ impl Rule for OrderingInversion {
         };
         let who = describe::task(m, ev.tid);
         let held = describe::range_lock(m, tree, lock, l);
-        let wants = describe::mmap_lock(mm, write);
+        let wants = describe::mmap_lock(m, mm, write);
         let message = format!(
             "{who} requested {wants} while holding {held}: mmap_lock ranks above the range lock"
         );

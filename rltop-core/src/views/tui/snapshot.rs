@@ -478,7 +478,7 @@ fn describe_wait(m: &Model, w: Wait) -> Option<String> {
                 describe::file_or_tree(m, tree)
             ))
         }
-        Wait::Mmap { mm, write, .. } => Some(describe::mmap_lock_short(mm, write)),
+        Wait::Mmap { mm, write, .. } => Some(describe::mmap_lock_short(m, mm, write)),
         Wait::File { lock, write, .. } => Some(describe::file_lock(m, lock, write)),
     }
 }
@@ -526,7 +526,7 @@ fn owned(m: &Model, b: &waitfor::Blocker) -> (Option<String>, bool) {
             ),
             None => (None, false),
         },
-        Owned::Mmap { mm, write, held } => (Some(describe::mmap_lock_short(mm, write)), held),
+        Owned::Mmap { mm, write, held } => (Some(describe::mmap_lock_short(m, mm, write)), held),
         Owned::File {
             lock,
             write,
