@@ -13,6 +13,8 @@
 //! - `fault-punch FILE ROUNDS`: one thread faults FILE's pages through a
 //!   shared mapping while another punches them: page faults with no lock
 //!   ranked below mmap_lock held by the faulting task.
+//! - `mmap-churn SECS THREADS`: THREADS threads map, touch and unmap
+//!   anonymous memory for SECS seconds (mmap_lock, all the time).
 //! - `kmod CTL FILE PATTERN`: asks the test module (kmod/rltest, in the
 //!   VM) through its control file CTL to take FILE's locks: `fault` (its
 //!   invalidate_lock, then a copy to a fresh anonymous page: a page fault
@@ -139,6 +141,50 @@ fn contend(path: &Path, secs: f64, threads: usize) -> anyhow::Result<serde_json:
     Ok(serde_json::json!({"writes": writes, "file": file_json(path)?}))
 }
 
+/// THREADS threads of one process map, touch and unmap anonymous memory
+/// for SECS seconds: mmap_lock taken for writing and reading, by several
+/// tasks at once, all the time (as a compiler or a JIT does).
+fn mmap_churn(secs: f64, threads: usize) -> anyhow::Result<serde_json::Value> {
+    const LEN: usize = 64 << 10;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let rounds: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || -> anyhow::Result<u64> {
+                    let mut n = 0;
+                    while Instant::now() < until {
+                        // SAFETY: a fresh private anonymous mapping of LEN
+                        // bytes, written within its bounds, then unmapped.
+                        unsafe {
+                            let p = libc::mmap(
+                                std::ptr::null_mut(),
+                                LEN,
+                                libc::PROT_READ | libc::PROT_WRITE,
+                                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                                -1,
+                                0,
+                            );
+                            if p == libc::MAP_FAILED {
+                                return Err(std::io::Error::last_os_error().into());
+                            }
+                            for off in (0..LEN).step_by(4096) {
+                                p.cast::<u8>().add(off).write_volatile(1);
+                            }
+                            libc::munmap(p, LEN);
+                        }
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("churn thread").unwrap_or(0))
+            .sum()
+    });
+    Ok(serde_json::json!({ "rounds": rounds }))
+}
+
 fn fault_punch(path: &Path, rounds: usize) -> anyhow::Result<serde_json::Value> {
     const LEN: usize = 1 << 20;
     let f = write_file(path, LEN)?;
@@ -254,13 +300,14 @@ fn main() -> std::process::ExitCode {
             .zip(num(3))
             .map(|(s, t)| contend(Path::new(a(1)), s, t as usize)),
         "fault-punch" => num(2).map(|n| fault_punch(Path::new(a(1)), n as usize)),
+        "mmap-churn" => num(1).zip(num(2)).map(|(s, t)| mmap_churn(s, t as usize)),
         "kmod" => Some(kmod(&PathBuf::from(a(1)), Path::new(a(2)), a(3))),
         _ => None,
     };
     match r {
         None => {
             eprintln!(
-                "usage: rl-locktest files DIR N | punch FILE N | contend FILE SECS THREADS | fault-punch FILE ROUNDS | kmod CTL FILE fault|order"
+                "usage: rl-locktest files DIR N | punch FILE N | contend FILE SECS THREADS | fault-punch FILE ROUNDS | mmap-churn SECS THREADS | kmod CTL FILE fault|order"
             );
             std::process::ExitCode::from(2)
         }

@@ -177,6 +177,13 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
                 },
                 output.display()
             );
+            if session.trimmed > 0 {
+                eprintln!(
+                    "rltop: left out {} events from while probes were being attached or detached \
+                     (a partly traced stretch: requests without their acquisitions)",
+                    session.trimmed
+                );
+            }
             if cost_accounting.is_some() {
                 let (runs, ns) = costs
                     .iter()

@@ -230,6 +230,15 @@ pub struct Session {
     pub lock_lines: Vec<String>,
     flock: flock::Live,
     names: names::Names,
+    /// The window in which every probe was attached (monotonic ns): from
+    /// the end of `start` to the beginning of `finish`. Programs attach and
+    /// detach one by one, so outside it some kinds are traced and others
+    /// not: a request whose acquisition is not, which reads as a wait that
+    /// never ends (a false deadlock when the recorder stops under load,
+    /// seen with mmap_lock). Events outside it are left out, but names.
+    window: (u64, u64),
+    /// How many events were left out for that.
+    pub trimmed: u64,
 }
 
 impl Session {
@@ -553,6 +562,8 @@ impl Session {
             lock_lines: flive.lines.clone(),
             flock: flive,
             names: names::Names::new(),
+            window: (monotonic_ns(), u64::MAX),
+            trimmed: 0,
         })
     }
 
@@ -656,12 +667,33 @@ impl Session {
         } else {
             self.reorder.watermark
         };
+        Ok(self.release(watermark, out))
+    }
+
+    /// Hands `out` the reordered events up to `watermark` that fall in
+    /// [`Session::window`], named and symbolized.
+    fn release(&mut self, watermark: u64, out: &mut impl FnMut(Event)) -> usize {
         let (stacks, ksyms, names) = (&self.stacks, &mut self.ksyms, &mut self.names);
-        Ok(self.reorder.release(watermark, &mut |mut ev| {
+        let (from, until) = self.window;
+        let trimmed = &mut self.trimmed;
+        let mut n = 0;
+        self.reorder.release(watermark, &mut |mut ev| {
+            // Names are kept: each is sent once, and says nothing about
+            // locks.
+            let name = matches!(
+                ev.body,
+                Body::Task { .. } | Body::Tree { .. } | Body::File { .. }
+            );
+            if (ev.ts < from || ev.ts > until) && !name {
+                *trimmed += 1;
+                return;
+            }
+            n += 1;
             symbolize(stacks, ksyms, &mut ev);
             names.fix(&mut ev, stacks, ksyms);
             out(ev)
-        }))
+        });
+        n
     }
 
     /// Stops tracing: detaches every probe, collects what the CPUs still
@@ -669,6 +701,7 @@ impl Session {
     /// time order.
     pub fn finish(&mut self, out: &mut impl FnMut(Event)) -> anyhow::Result<usize> {
         // Detach first: afterwards nothing writes to the staging areas.
+        self.window.1 = monotonic_ns();
         drop(self.ebpf.take());
         self.read_ring();
         let staged = self
@@ -687,12 +720,7 @@ impl Session {
             };
             push_entry(&mut self.reorder, &mut self.decode_errors, bytes);
         }
-        let (stacks, ksyms, names) = (&self.stacks, &mut self.ksyms, &mut self.names);
-        Ok(self.reorder.release(u64::MAX, &mut |mut ev| {
-            symbolize(stacks, ksyms, &mut ev);
-            names.fix(&mut ev, stacks, ksyms);
-            out(ev)
-        }))
+        Ok(self.release(u64::MAX, out))
     }
 
     /// Moves every ring entry into the reorder buffer.
