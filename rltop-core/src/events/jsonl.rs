@@ -1107,6 +1107,27 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The contract documents every kind the reader accepts, with each of
+    /// its fields, in its table in `docs/events.md`.
+    #[test]
+    fn every_kind_and_field_is_documented() {
+        let doc = include_str!("../../../docs/events.md");
+        for (kind, allowed) in KINDS {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{kind}` |")))
+                .unwrap_or_else(|| panic!("docs/events.md has no row for kind {kind}"));
+            for (i, field) in FIELDS.iter().enumerate() {
+                if allowed & (1 << i) != 0 {
+                    assert!(
+                        row.contains(&format!("`{field}`")),
+                        "docs/events.md: kind {kind} does not name its field {field}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Arbitrary events as JSONL can carry them: valid devices, and for
     /// `lost` the common cpu equal to the body's (they share a JSON key).
     #[allow(clippy::too_many_lines)] // one arm per event kind: the table reads better whole than split

@@ -341,3 +341,22 @@ fn mmap_reader_queued_behind_a_waiting_writer_can_deadlock() {
         v.findings
     );
 }
+
+/// The contract documents every finding kind a rule reports, with its
+/// severity, in the kinds table of `docs/findings.md`.
+#[test]
+fn every_finding_kind_is_documented() {
+    let doc = include_str!("../../../../docs/findings.md");
+    for r in rules() {
+        let kind = r.kind().as_str();
+        let sev = match r.severity() {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        assert!(
+            doc.lines()
+                .any(|l| l.starts_with(&format!("| `{kind}`")) && l.contains(&format!("| {sev} |"))),
+            "docs/findings.md has no {sev} row for {kind}"
+        );
+    }
+}
