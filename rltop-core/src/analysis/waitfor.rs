@@ -64,9 +64,17 @@ pub enum Owned {
 
 impl Owned {
     /// Whether the events prove this edge: not a hold inferred from an
-    /// operation or taken from a request whose acquisition was not seen.
+    /// operation or taken from a request whose acquisition was not seen,
+    /// and not an rwsem's queue order. That order is read from the
+    /// requests' tracepoints, which fire before the task joins the queue
+    /// (a preemption in between swaps two), and rwsem readers may steal
+    /// the lock past a waiting writer.
     pub fn proven(self) -> bool {
-        !matches!(self, Owned::File { seen, .. } if seen != Seen::Exact)
+        match self {
+            Owned::Range { .. } => true,
+            Owned::Mmap { held, .. } => held,
+            Owned::File { held, seen, .. } => held && seen == Seen::Exact,
+        }
     }
 }
 

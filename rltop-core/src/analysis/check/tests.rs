@@ -321,7 +321,10 @@ fn mmap_reader_queued_behind_a_waiting_writer_can_deadlock() {
     assert_eq!(dl.len(), 1, "{:#?}", v.findings);
     assert_eq!(dl[0].tids, [1, 3, 2]);
     assert_eq!(dl[0].evidence, [1, 3, 4, 5, 6]);
-    assert!(dl[0].certain);
+    // Reported, but not certain: 3 queues behind 2 only by the order of
+    // their requests' tracepoints, which fire before the rwsem's queueing
+    // (a preemption in between swaps them).
+    assert!(!dl[0].certain);
     // If the reader then gets mmap_lock after all (rwsem reader lock
     // stealing), there was no deadlock.
     let mut evs = evs.to_vec();
