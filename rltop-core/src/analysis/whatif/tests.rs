@@ -1,0 +1,430 @@
+use super::*;
+use crate::events::{Body, PunchOp};
+
+const DEV: Dev = Dev { major: 8, minor: 1 };
+
+fn op(ts: u64, tid: u32, start: u64, last: u64, hold: u64) -> FileOp {
+    FileOp {
+        ts,
+        tid,
+        dev: DEV,
+        ino: 1,
+        kind: OpKind::DioWrite,
+        start,
+        last,
+        hold,
+    }
+}
+
+/// Worked by hand (times in us):
+/// A: [0,3] at 0 for 100; B: [10,13] at 10 for 100; C: [2,2] at 20 for 50.
+/// Range: A 0-100, B 10-110 (disjoint), C waits for A: 100-150 (wait 80).
+///   busy 0-150 = 150, holds 250: parallelism 250/150; at most 2 at once.
+/// Whole file: A 0-100, B waits 90: 100-200, C waits 180: 200-250.
+///   busy 250, holds 250: parallelism 1.
+#[test]
+fn three_operations_worked_by_hand() {
+    let ops = [
+        op(0, 1, 0, 3, 100),
+        op(10, 2, 10, 13, 100),
+        op(20, 3, 2, 2, 50),
+    ];
+    let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+    assert_eq!(
+        (r.ops, r.waited, r.wait_total_ns, r.wait_max_ns),
+        (3, 1, 80, 80)
+    );
+    assert_eq!(
+        (r.busy_ns, r.hold_total_ns, r.max_concurrent, r.span_ns),
+        (150, 250, 2, 150)
+    );
+    assert!((r.parallelism - 250.0 / 150.0).abs() < 1e-12);
+    let w = &replay(&ops, Policy::WholeFile)[&(DEV, 1)];
+    assert_eq!(
+        (w.ops, w.waited, w.wait_total_ns, w.wait_max_ns),
+        (3, 2, 270, 180)
+    );
+    assert_eq!(
+        (w.busy_ns, w.hold_total_ns, w.max_concurrent, w.span_ns),
+        (250, 250, 1, 250)
+    );
+    assert_eq!(w.parallelism, 1.0);
+    // Under range locking only C (a DIO write here) waited.
+    assert_eq!(
+        r.waits_by_kind
+            .iter()
+            .map(|(k, w)| (*k, w.waited, w.wait_total_ns))
+            .collect::<Vec<_>>(),
+        [(OpKind::DioWrite, 1, 80)]
+    );
+}
+
+/// invalidate_lock style: DIOs and page ops share the file, punch is
+/// exclusive. Same ops as above but C is a punch: A 0-100 and B 10-110
+/// share; C (punch) waits for both: 110-160 (wait 90). Busy 0-160.
+#[test]
+fn shared_whole_file_lets_io_run_together_but_not_punch() {
+    let mut ops = [
+        op(0, 1, 0, 3, 100),
+        op(10, 2, 10, 13, 100),
+        op(20, 3, 2, 2, 50),
+    ];
+    ops[2].kind = OpKind::Punch;
+    let r = &replay(&ops, Policy::FileShared)[&(DEV, 1)];
+    assert_eq!(
+        (
+            r.waited,
+            r.wait_total_ns,
+            r.busy_ns,
+            r.max_concurrent,
+            r.span_ns
+        ),
+        (1, 90, 160, 2, 160)
+    );
+    // A later DIO queues behind the waiting punch (FIFO): D at 30 for 10
+    // waits until the punch ends at 160 (130).
+    let ops2 = [ops[0], ops[1], ops[2], op(30, 4, 40, 40, 10)];
+    let r = &replay(&ops2, Policy::FileShared)[&(DEV, 1)];
+    assert_eq!(
+        (r.waited, r.wait_total_ns, r.wait_max_ns),
+        (2, 90 + 130, 130)
+    );
+}
+
+/// A task that waits does everything after it that much later.
+/// Task 1: [0,0] at 0 for 100. Task 2: [0,0] at 10 for 10, then [50,50]
+/// at 30 for 10 (disjoint from everything).
+/// Range: task 2's first op waits 90 (granted at 100, held to 110); its
+/// second op arrives at 30 + 90 = 120, runs at once (120-130).
+#[test]
+fn a_waiting_task_is_delayed_afterwards() {
+    let ops = [
+        op(0, 1, 0, 0, 100),
+        op(10, 2, 0, 0, 10),
+        op(30, 2, 50, 50, 10),
+    ];
+    let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+    assert_eq!((r.waited, r.wait_total_ns), (1, 90));
+    // busy: 0-110, then 120-130.
+    assert_eq!((r.busy_ns, r.span_ns), (120, 130));
+    assert_eq!(r.max_concurrent, 1);
+}
+
+/// FIFO among overlapping requests: C ([5,5]) queues behind B ([0,9],
+/// waiting for A) although A ([0,2]) does not touch page 5.
+/// A 0-100; B arrives 10, waits for A: 100-200 (wait 90); C arrives 20,
+/// waits for B: 200-210 (wait 180).
+#[test]
+fn overlapping_requests_keep_fifo_order() {
+    let ops = [
+        op(0, 1, 0, 2, 100),
+        op(10, 2, 0, 9, 100),
+        op(20, 3, 5, 5, 10),
+    ];
+    let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+    assert_eq!((r.waited, r.wait_total_ns, r.wait_max_ns), (2, 270, 180));
+}
+
+proptest::proptest! {
+    /// Any operations: every one is replayed once under each policy
+    /// with its own hold; the whole file never runs two at once;
+    /// pairwise disjoint ranges never wait under range locking; and
+    /// parallelism never exceeds the most running at once.
+    #[test]
+    fn replays_are_complete_and_consistent(
+        raw in proptest::collection::vec(
+            (0u64..1_000, 1u32..5, 0u64..64, 0u64..8, 0u64..200, 0u8..6, 0u64..2),
+            1..40,
+        )
+    ) {
+        let mut ops: Vec<FileOp> = raw
+            .iter()
+            .map(|&(ts, tid, start, len, hold, kind, ino)| FileOp {
+                ts,
+                tid,
+                dev: DEV,
+                ino,
+                kind: [
+                    OpKind::PageAdd,
+                    OpKind::Fault,
+                    OpKind::DioRead,
+                    OpKind::DioWrite,
+                    OpKind::Punch,
+                    OpKind::Truncate,
+                ][kind as usize],
+                start,
+                last: start + len,
+                hold,
+            })
+            .collect();
+        ops.sort_by_key(|o| o.ts);
+        let holds: u64 = ops.iter().map(|o| o.hold).sum();
+        for policy in [Policy::Range, Policy::WholeFile, Policy::FileShared] {
+            let r = replay(&ops, policy);
+            let n: u64 = r.values().map(|f| f.ops).sum();
+            let h: u64 = r.values().map(|f| f.hold_total_ns).sum();
+            proptest::prop_assert_eq!(n, ops.len() as u64);
+            proptest::prop_assert_eq!(h, holds);
+            for f in r.values() {
+                proptest::prop_assert!(f.busy_ns <= f.hold_total_ns);
+                proptest::prop_assert!(f.parallelism <= f.max_concurrent as f64 + 1e-9);
+                if policy == Policy::WholeFile {
+                    proptest::prop_assert!(f.max_concurrent <= 1);
+                }
+            }
+        }
+        let disjoint = ops.iter().enumerate().all(|(i, a)| {
+            ops[i + 1..]
+                .iter()
+                .all(|b| a.ino != b.ino || a.last < b.start || b.last < a.start)
+        });
+        if disjoint {
+            let r = replay(&ops, Policy::Range);
+            proptest::prop_assert!(r.values().all(|f| f.waited == 0));
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Streaming: running the simulation up to any safe horizon between
+    /// pushes (every later operation arrives at or after it) gives the
+    /// figures of the batch replay.
+    #[test]
+    fn advancing_between_pushes_changes_nothing(
+        raw in proptest::collection::vec(
+            (0u64..300, 1u32..4, 0u64..16, 0u64..4, 0u64..100, 0u8..6, 0u64..50),
+            1..40,
+        )
+    ) {
+        let mut ops: Vec<(FileOp, u64)> = raw
+            .iter()
+            .map(|&(ts, tid, start, len, hold, kind, back)| (FileOp {
+                ts,
+                tid,
+                dev: DEV,
+                ino: 1,
+                kind: [
+                    OpKind::PageAdd,
+                    OpKind::Fault,
+                    OpKind::DioRead,
+                    OpKind::DioWrite,
+                    OpKind::Punch,
+                    OpKind::Truncate,
+                ][kind as usize],
+                start,
+                last: start + len,
+                hold,
+            }, back))
+            .collect();
+        ops.sort_by_key(|o| o.0.ts);
+        let plain: Vec<FileOp> = ops.iter().map(|o| o.0).collect();
+        for policy in [Policy::Range, Policy::WholeFile, Policy::FileShared] {
+            let mut r = Replay::new(policy);
+            for (i, &(o, back)) in ops.iter().enumerate() {
+                r.push(o);
+                // Any horizon up to the next arrival is safe.
+                if let Some(next) = ops.get(i + 1) {
+                    r.advance(next.0.ts.saturating_sub(back));
+                }
+            }
+            proptest::prop_assert_eq!(r.finish(), replay(&plain, policy));
+        }
+    }
+}
+
+/// The collector releases operations only once nothing can arrive
+/// before them: a DIO in flight holds back the page ops after it.
+#[test]
+fn collector_releases_in_arrival_order_behind_operations_in_flight() {
+    let ev = |ts, tid, body| Event {
+        ts,
+        tid,
+        pid: tid,
+        cpu: None,
+        body,
+    };
+    let page = |ts| {
+        ev(
+            ts,
+            2,
+            Body::PageAdd {
+                dev: DEV,
+                ino: 1,
+                index: 0,
+                order: None,
+            },
+        )
+    };
+    let mut c = Collector::new(Config::default());
+    let mut out = Vec::new();
+    c.event(&page(5));
+    c.event(&ev(
+        10,
+        1,
+        Body::DioBegin {
+            io: 7,
+            dev: DEV,
+            ino: 1,
+            pos: 0,
+            len: 4096,
+            write: false,
+        },
+    ));
+    assert_eq!(c.ready(&mut out), 10);
+    assert_eq!(out.iter().map(|o| o.ts).collect::<Vec<_>>(), [5]);
+    c.event(&page(20));
+    c.event(&page(30));
+    // Still held back by the DIO begun at 10.
+    assert_eq!(c.ready(&mut out), 10);
+    assert_eq!(out.len(), 1);
+    c.event(&ev(40, 0, Body::DioEnd { io: 7, ret: 4096 }));
+    assert_eq!(c.ready(&mut out), 40);
+    let got: Vec<_> = out.iter().map(|o| (o.ts, o.kind, o.hold)).collect();
+    assert_eq!(
+        got,
+        [
+            (5, OpKind::PageAdd, 1000),
+            (10, OpKind::DioRead, 30),
+            (20, OpKind::PageAdd, 1000),
+            (30, OpKind::PageAdd, 1000),
+        ]
+    );
+}
+
+#[test]
+fn collector_pairs_operations_and_uses_kara_ranges() {
+    let ev = |ts, tid, body| Event {
+        ts,
+        tid,
+        pid: tid,
+        cpu: None,
+        body,
+    };
+    let evs = [
+        ev(
+            10,
+            1,
+            Body::DioBegin {
+                io: 7,
+                dev: DEV,
+                ino: 1,
+                pos: 4096,
+                len: 8192,
+                write: true,
+            },
+        ),
+        ev(
+            15,
+            2,
+            Body::TruncateBegin {
+                dev: DEV,
+                ino: 1,
+                size: 5000,
+                id: None,
+            },
+        ),
+        ev(
+            20,
+            3,
+            Body::PageAdd {
+                dev: DEV,
+                ino: 1,
+                index: 8,
+                order: Some(2),
+            },
+        ),
+        ev(30, 0, Body::DioEnd { io: 7, ret: 8192 }),
+        ev(40, 2, Body::TruncateEnd { ret: 0, id: None }),
+        ev(50, 4, Body::PunchEnd { ret: 0, id: None }),
+    ];
+    let mut c = Collector::new(Config { page_hold_ns: 5 });
+    for e in &evs {
+        c.event(e);
+    }
+    let (ops, unmatched) = c.finish();
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| (o.ts, o.tid, o.kind, o.start, o.last, o.hold))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (10, 1, OpKind::DioWrite, 1, 2, 20),
+            (15, 2, OpKind::Truncate, 2, u64::MAX, 25),
+            (20, 3, OpKind::PageAdd, 8, 11, 5),
+        ]
+    );
+    assert_eq!(unmatched, 1);
+}
+
+/// With ids, an end pairs with the begin of its id whichever task emits
+/// it; collapse locks from its position to ~0.
+#[test]
+fn collector_pairs_by_id_across_tasks() {
+    let ev = |ts, tid, body| Event {
+        ts,
+        tid,
+        pid: tid,
+        cpu: None,
+        body,
+    };
+    let punch = |ts, tid, op, id| {
+        ev(
+            ts,
+            tid,
+            Body::PunchBegin {
+                dev: DEV,
+                ino: 1,
+                pos: 8192,
+                len: 4096,
+                op,
+                id: Some(id),
+            },
+        )
+    };
+    let evs = [
+        punch(10, 1, PunchOp::Punch, 5),
+        punch(11, 1, PunchOp::Collapse, 6),
+        ev(
+            20,
+            9,
+            Body::PunchEnd {
+                ret: 0,
+                id: Some(6),
+            },
+        ),
+        ev(
+            30,
+            8,
+            Body::PunchEnd {
+                ret: 0,
+                id: Some(5),
+            },
+        ),
+        ev(
+            31,
+            1,
+            Body::PunchEnd {
+                ret: 0,
+                id: Some(7),
+            },
+        ),
+    ];
+    let mut c = Collector::new(Config::default());
+    for e in &evs {
+        c.event(e);
+    }
+    let (ops, unmatched) = c.finish();
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| (o.ts, o.tid, o.kind, o.start, o.last, o.hold))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (10, 1, OpKind::Punch, 2, 2, 20),
+            (11, 1, OpKind::Punch, 2, u64::MAX, 9),
+        ]
+    );
+    assert_eq!(unmatched, 1);
+}
