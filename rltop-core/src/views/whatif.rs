@@ -28,8 +28,9 @@ pub fn text(r: &WhatIf) -> String {
     let _ = writeln!(
         s,
         "rltop whatif: {} file operations on {} files replayed under Kara's range locking \
-         (range), whole-file serialization (file) and a whole-file lock shared by IO, \
-         exclusive for punch/truncate (file-rw){}",
+         (range), whole-file serialization (file), a whole-file lock shared by IO, \
+         exclusive for punch/truncate (file-rw), and today's mainline locks, i_rwsem and \
+         invalidate_lock, as each filesystem takes them (mainline){}",
         r.ops,
         r.files.len(),
         if r.unmatched > 0 {
@@ -91,25 +92,28 @@ pub fn text(r: &WhatIf) -> String {
     line(&mut s, "all files", w, "range", &r.range);
     line(&mut s, "", w, "file", &r.whole_file);
     line(&mut s, "", w, "file-rw", &r.file_shared);
+    line(&mut s, "", w, "mainline", &r.mainline);
     for (f, name) in r.files.iter().zip(&names) {
         line(&mut s, name, w, "range", &f.range);
         line(&mut s, "", w, "file", &f.whole_file);
         line(&mut s, "", w, "file-rw", &f.file_shared);
+        line(&mut s, "", w, "mainline", &f.mainline);
     }
     // Who waits, all files together.
-    let kinds: std::collections::BTreeSet<_> = [&r.range, &r.whole_file, &r.file_shared]
+    let policies = [&r.range, &r.whole_file, &r.file_shared, &r.mainline];
+    let kinds: std::collections::BTreeSet<_> = policies
         .iter()
         .flat_map(|f| f.waits_by_kind.keys().copied())
         .collect();
     if !kinds.is_empty() {
         let _ = writeln!(
             s,
-            "\nwho waits (all files): waited / wait-total per kind of operation\n\n{:<10} {:>22} {:>22} {:>22}",
-            "op", "range", "file", "file-rw"
+            "\nwho waits (all files): waited / wait-total per kind of operation\n\n{:<10} {:>22} {:>22} {:>22} {:>22}",
+            "op", "range", "file", "file-rw", "mainline"
         );
         for k in kinds {
             let _ = write!(s, "{:<10}", k.as_str());
-            for f in [&r.range, &r.whole_file, &r.file_shared] {
+            for f in policies {
                 let w = f.waits_by_kind.get(&k).copied().unwrap_or_default();
                 let _ = write!(
                     s,
@@ -124,6 +128,7 @@ pub fn text(r: &WhatIf) -> String {
     for (what, b) in [
         ("whole-file serialization", r.whole_file.wait_total_ns),
         ("a shared whole-file lock", r.file_shared.wait_total_ns),
+        ("today's mainline locks", r.mainline.wait_total_ns),
     ] {
         let _ = writeln!(
             s,
@@ -135,7 +140,50 @@ pub fn text(r: &WhatIf) -> String {
             fmt_ns(a)
         );
     }
+    mainline_vs_measured(&mut s, r);
     s
+}
+
+/// Mainline's predicted waits per lock class beside the waits the trace
+/// measured on the same locks: how far the model of today's locking is
+/// from what the kernel did.
+fn mainline_vs_measured(s: &mut String, r: &WhatIf) {
+    let classes: std::collections::BTreeSet<&str> = r
+        .mainline
+        .waits_by_lock
+        .keys()
+        .copied()
+        .chain(r.measured.keys().copied())
+        .collect();
+    if classes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nmainline predicted vs measured (lock:contention_* on the learned lock addresses), \
+         waited / wait-total\n\n{:<16} {:>22} {:>22} {:>22}",
+        "lock", "predicted", "measured, replayed", "measured, all"
+    );
+    for c in classes {
+        let p = r.mainline.waits_by_lock.get(c).copied().unwrap_or_default();
+        let m = r.measured.get(c).copied().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{c:<16} {:>22} {:>22} {:>22}",
+            format!("{} / {}", p.waited, fmt_ns(p.wait_total_ns)),
+            format!(
+                "{} / {}",
+                m.replayed_waited,
+                fmt_ns(m.replayed_wait_total_ns)
+            ),
+            format!("{} / {}", m.waited, fmt_ns(m.wait_total_ns)),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "(replayed: the waits right before a replayed operation of the same task and file; \
+         the rest are a buffered write's, a setattr's or an unmatched operation's)"
+    );
 }
 
 /// The JSON form (one object, newline-terminated).

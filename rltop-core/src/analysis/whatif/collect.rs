@@ -4,9 +4,43 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use super::{Config, FileOp, OpKind};
-use crate::events::{Body, Event, PunchOp};
-use crate::model::{FastMap, OpKey, PAGE_SHIFT, byte_pages};
+use super::{Config, FileOp, Fs, KindWaits, OpKind, lock_index};
+use crate::events::{Body, Dev, Event, FileLockClass, PunchOp};
+use crate::model::{FastMap, Model, OpKey, PAGE_SHIFT, byte_pages};
+
+/// A measured wait is given to the task's next operation on the same file
+/// only if that begins within this long after the wait ended. The lock is
+/// taken right before the operation's begin event (a few microseconds in
+/// the kernel: `docs/kernel-fs-ops.md`), except a punch or truncate's
+/// `inode_dio_wait` between `i_rwsem` and `invalidate_lock`.
+pub const ATTRIBUTE_WINDOW_NS: u64 = 50_000_000;
+
+/// Whether [`super::Policy::Mainline`] has `kind` take lock `i` (indexed as
+/// [`super::MAINLINE_LOCKS`]): the measured waits it can predict.
+fn mainline_takes(kind: OpKind, i: usize) -> bool {
+    match kind {
+        OpKind::PageAdd => i == lock_index(FileLockClass::InvalidateLock),
+        OpKind::Fault => false,
+        OpKind::DioRead | OpKind::DioWrite => i == lock_index(FileLockClass::IRwsem),
+        OpKind::Punch | OpKind::Truncate => true,
+    }
+}
+
+/// A task's measured waits on one file's page-cache locks, not yet given
+/// to an operation.
+#[derive(Debug, Clone, Copy)]
+struct Waits {
+    dev: Dev,
+    ino: u64,
+    /// The first wait's begin (its entry in `in_flight`: the operation
+    /// that follows may start this early in a replay).
+    since: u64,
+    /// When the last wait ended.
+    last_end: u64,
+    /// The wait under way: its lock and begin.
+    open: Option<(FileLockClass, u64)>,
+    by: [KindWaits; 2],
+}
 
 /// Collects the file operations of a stream (pairs begins with ends) and
 /// releases them in arrival order as soon as no operation can still arrive
@@ -24,12 +58,20 @@ pub struct Collector {
     /// Begun punches and truncates, by id (by task in traces without ids:
     /// an end with an id may come from another task than its begin).
     punches: FastMap<OpKey, FileOp>,
-    /// Begin times of the operations in flight (a multiset).
+    /// Begin times of the operations in flight, and of measured waits not
+    /// yet given to an operation (a multiset).
     in_flight: BTreeMap<u64, u32>,
     /// The latest time seen.
     now: u64,
     /// Begins never ended, ends never begun.
     pub unmatched: u64,
+    /// Measured waits per task, until its next operation.
+    waits: FastMap<u32, Waits>,
+    /// Every measured wait per file (indexed as `MAINLINE_LOCKS`).
+    measured: BTreeMap<(Dev, u64), [KindWaits; 2]>,
+    /// A lower bound of each file's size in bytes: the furthest byte an
+    /// operation touched, or the size a truncate set.
+    known_end: FastMap<(Dev, u64), u64>,
 }
 
 impl Collector {
@@ -59,20 +101,133 @@ impl Collector {
         }
     }
 
-    #[allow(clippy::too_many_lines)] // one arm per event kind: the table reads better whole than split
+    /// Every wait the trace measured on a file's `i_rwsem` and
+    /// `invalidate_lock` so far, per file.
+    pub fn measured(&self) -> &BTreeMap<(Dev, u64), [KindWaits; 2]> {
+        &self.measured
+    }
+
+    /// The next event, without the model's facts.
     pub fn event(&mut self, ev: &Event) {
+        self.event_in(None, ev);
+    }
+
+    /// A `contention_*` event: on a learned page-cache lock's address (the
+    /// model knows it from the trace's `file` events), a measured wait.
+    fn contention(&mut self, m: Option<&Model>, ev: &Event) {
+        let tid = ev.tid;
+        match ev.body {
+            Body::ContentionBegin { addr, .. } => {
+                let Some((dev, ino, class)) = m.and_then(|m| m.file_lock_at(addr)) else {
+                    return;
+                };
+                if self
+                    .waits
+                    .get(&tid)
+                    .is_some_and(|w| (w.dev, w.ino) != (dev, ino))
+                {
+                    self.drop_waits(tid);
+                }
+                if !self.waits.contains_key(&tid) {
+                    self.begin(ev.ts);
+                }
+                let w = self.waits.entry(tid).or_insert(Waits {
+                    dev,
+                    ino,
+                    since: ev.ts,
+                    last_end: ev.ts,
+                    open: None,
+                    by: [KindWaits::default(); 2],
+                });
+                w.open = Some((class, ev.ts));
+            }
+            Body::ContentionEnd { .. } => {
+                let Some(w) = self.waits.get_mut(&tid) else {
+                    return;
+                };
+                let Some((class, begin)) = w.open.take() else {
+                    return;
+                };
+                let ns = ev.ts.saturating_sub(begin);
+                w.by[lock_index(class)].one(ns);
+                w.last_end = ev.ts;
+                self.measured.entry((w.dev, w.ino)).or_default()[lock_index(class)].one(ns);
+            }
+            _ => {}
+        }
+    }
+
+    /// The task's waits were not followed by an operation of their file.
+    fn drop_waits(&mut self, tid: u32) {
+        if let Some(w) = self.waits.remove(&tid) {
+            self.end(w.since);
+        }
+    }
+
+    /// The measured waits that precede the task's operation just begun on
+    /// `(dev, ino)` (given to it), if any; only the locks mainline takes
+    /// for it count (a buffered write's `i_rwsem` wait before its
+    /// `page_add`s is not the page_add's: the write itself has no event).
+    fn waits_before(&mut self, tid: u32, dev: Dev, ino: u64, kind: OpKind) -> [KindWaits; 2] {
+        let none = [KindWaits::default(); 2];
+        match self.waits.get(&tid) {
+            Some(w) if w.open.is_none() && (w.dev, w.ino) == (dev, ino) => {
+                let mut by = w.by;
+                self.drop_waits(tid);
+                for (i, b) in by.iter_mut().enumerate() {
+                    if !mainline_takes(kind, i) {
+                        *b = KindWaits::default();
+                    }
+                }
+                by
+            }
+            // A wait under way is another operation's (this one began
+            // without it); waits on another file belong to no operation.
+            Some(w) if w.open.is_none() => {
+                self.drop_waits(tid);
+                none
+            }
+            _ => none,
+        }
+    }
+
+    fn extend_known(&mut self, dev: Dev, ino: u64, end: u64) {
+        let e = self.known_end.entry((dev, ino)).or_default();
+        *e = (*e).max(end);
+    }
+
+    /// Whether mainline would do this DIO write under a shared `i_rwsem`:
+    /// ext4 (`ext4_dio_write_checks`) only for an overwrite that does not
+    /// extend the file; XFS (`xfs_file_dio_write_aligned`) for a write
+    /// aligned to the block, else as ext4 (its unaligned path tries shared
+    /// for a pure overwrite); btrfs (`btrfs_direct_write`) when the write
+    /// ends within the file. The replay cannot see which blocks are
+    /// allocated: "within the largest offset seen so far" stands for an
+    /// overwrite, and 4 KiB for the block size.
+    fn dio_write_shares(&self, fs: Fs, dev: Dev, ino: u64, pos: u64, len: u64) -> bool {
+        let within = pos
+            .checked_add(len)
+            .is_some_and(|end| self.known_end.get(&(dev, ino)).is_some_and(|&k| end <= k));
+        let aligned = pos.is_multiple_of(4096) && len.is_multiple_of(4096);
+        match fs {
+            Fs::Xfs => aligned || within,
+            Fs::Ext4 | Fs::Btrfs | Fs::Other => within,
+        }
+    }
+
+    /// The next event; `m` (the model before it) gives the file's
+    /// filesystem and names `contention_*` addresses.
+    #[allow(clippy::too_many_lines)] // one arm per event kind: the table reads better whole than split
+    pub fn event_in(&mut self, m: Option<&Model>, ev: &Event) {
         self.now = self.now.max(ev.ts);
+        let fs_of = |dev, ino| Fs::of(m.and_then(|m| m.fs_of(dev, ino)));
         let op = |kind, dev, ino, start, last, hold| FileOp {
-            ts: ev.ts,
-            tid: ev.tid,
-            dev,
-            ino,
-            kind,
-            start,
-            last,
-            hold,
+            fs: fs_of(dev, ino),
+            ..FileOp::new(ev.ts, ev.tid, dev, ino, kind, start, last, hold)
         };
         match ev.body {
+            Body::ContentionBegin { .. } | Body::ContentionEnd { .. } => self.contention(m, ev),
+            Body::Exit => self.drop_waits(ev.tid),
             Body::PageAdd {
                 dev,
                 ino,
@@ -82,11 +237,17 @@ impl Collector {
                 let n = 1u64 << order.unwrap_or(0).min(20);
                 let last = index.saturating_add(n - 1);
                 let hold = self.cfg.page_hold_ns;
-                self.complete(op(OpKind::PageAdd, dev, ino, index, last, hold));
+                let mut o = op(OpKind::PageAdd, dev, ino, index, last, hold);
+                o.measured = self.waits_before(ev.tid, dev, ino, OpKind::PageAdd);
+                self.extend_known(dev, ino, last.saturating_add(1) << PAGE_SHIFT);
+                self.complete(o);
             }
             Body::Fault { dev, ino, index } => {
                 let hold = self.cfg.page_hold_ns;
-                self.complete(op(OpKind::Fault, dev, ino, index, index, hold));
+                let mut o = op(OpKind::Fault, dev, ino, index, index, hold);
+                o.measured = self.waits_before(ev.tid, dev, ino, OpKind::Fault);
+                self.extend_known(dev, ino, index.saturating_add(1) << PAGE_SHIFT);
+                self.complete(o);
             }
             Body::DioBegin {
                 io,
@@ -103,15 +264,26 @@ impl Collector {
                 };
                 if let Some((s, l)) = byte_pages(pos, len) {
                     self.begin(ev.ts);
-                    if let Some(old) = self.dios.insert(io, op(kind, dev, ino, s, l, 0)) {
+                    let mut o = op(kind, dev, ino, s, l, 0);
+                    o.shares_i_rwsem = !write || self.dio_write_shares(o.fs, dev, ino, pos, len);
+                    o.measured = self.waits_before(ev.tid, dev, ino, kind);
+                    if let Some(old) = self.dios.insert(io, o) {
                         self.end(old.ts);
                         self.unmatched += 1;
                     }
                 }
             }
-            Body::DioEnd { io, .. } => match self.dios.remove(&io) {
+            Body::DioEnd { io, ret } => match self.dios.remove(&io) {
                 Some(mut o) => {
                     self.end(o.ts);
+                    if let Ok(done @ 1..) = u64::try_from(ret) {
+                        // At least this far: the DIO began in its first page.
+                        self.extend_known(
+                            o.dev,
+                            o.ino,
+                            (o.start << PAGE_SHIFT).saturating_add(done),
+                        );
+                    }
                     o.hold = ev.ts.saturating_sub(o.ts);
                     self.complete(o);
                 }
@@ -135,7 +307,8 @@ impl Collector {
                 };
                 if let Some((s, l)) = pages {
                     self.begin(ev.ts);
-                    let o = op(OpKind::Punch, dev, ino, s, l, 0);
+                    let mut o = op(OpKind::Punch, dev, ino, s, l, 0);
+                    o.measured = self.waits_before(ev.tid, dev, ino, OpKind::Punch);
                     if let Some(old) = self.punches.insert(OpKey::new(ev.tid, id), o) {
                         self.end(old.ts);
                         self.unmatched += 1;
@@ -145,7 +318,9 @@ impl Collector {
             Body::TruncateBegin { dev, ino, size, id } => {
                 let first = size.div_ceil(1 << PAGE_SHIFT);
                 self.begin(ev.ts);
-                let o = op(OpKind::Truncate, dev, ino, first, u64::MAX, 0);
+                let mut o = op(OpKind::Truncate, dev, ino, first, u64::MAX, 0);
+                o.measured = self.waits_before(ev.tid, dev, ino, OpKind::Truncate);
+                self.known_end.insert((dev, ino), size);
                 if let Some(old) = self.punches.insert(OpKey::new(ev.tid, id), o) {
                     self.end(old.ts);
                     self.unmatched += 1;
@@ -180,12 +355,27 @@ impl Collector {
         self.dios.clear();
         self.punches.clear();
         self.in_flight.clear();
+        self.waits.clear();
     }
 
     /// Moves the operations that no later event can precede into `out`,
     /// in arrival order (by time, then completion order), and returns the
     /// time before which every operation has now been released.
     pub fn ready(&mut self, out: &mut Vec<FileOp>) -> u64 {
+        if !self.waits.is_empty() {
+            let now = self.now;
+            let stale: Vec<u32> = self
+                .waits
+                .iter()
+                .filter(|(_, w)| {
+                    w.open.is_none() && now > w.last_end.saturating_add(ATTRIBUTE_WINDOW_NS)
+                })
+                .map(|(&t, _)| t)
+                .collect();
+            for t in stale {
+                self.drop_waits(t);
+            }
+        }
         let horizon = self
             .in_flight
             .keys()
@@ -216,4 +406,3 @@ impl Collector {
         (out, unmatched)
     }
 }
-

@@ -4,7 +4,7 @@
 //! The trace's file operations are collected ([`Collector`]) and replayed,
 //! in a discrete-event simulation over the trace's own timestamps and
 //! durations ([`Replay`]), through the reference range lock
-//! ([`rl_reference::StateMachine`], one per file) under three policies:
+//! ([`rl_reference::StateMachine`], one per file and lock) under four policies:
 //!
 //! - [`Policy::Range`], Kara's 2013 design: buffered IO and page-cache fills
 //!   lock the page (`page_add`, the folio's pages for a large folio), faults
@@ -17,7 +17,15 @@
 //! - [`Policy::FileShared`], the gentler whole-file baseline of
 //!   invalidate_lock as mainline uses it: page-cache fills, faults and DIO
 //!   share the whole file (reader/writer reference lock, read mode), punch
-//!   and truncate take it exclusively.
+//!   and truncate take it exclusively;
+//! - [`Policy::Mainline`], what today's kernels take: `i_rwsem` and
+//!   `invalidate_lock` as each filesystem takes them.
+//!
+//! Waits the trace measured on a file's `i_rwsem` / `invalidate_lock`
+//! (`lock:contention_*` on the learned addresses) right before an
+//! operation of the same task are already in the trace's times: the
+//! replay starts that operation that much earlier, and reports mainline's
+//! predicted waits per lock beside the measured ones ([`Measured`]).
 //!
 //! All policies see the same operations with the same hold times, so the
 //! differences are those of the locking granularity and modes alone.
@@ -54,7 +62,6 @@
 //! never ends holds the horizon back until the end or a gap). Pure: no
 //! I/O, no clocks.
 
-
 mod collect;
 mod replay;
 #[cfg(test)]
@@ -64,10 +71,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use self::collect::Collector;
+pub use self::collect::{ATTRIBUTE_WINDOW_NS, Collector};
 pub use self::replay::{Policy, Replay, replay};
 use super::engine::Analysis;
-use crate::events::{Body, Dev, Event};
+use crate::events::{Body, Dev, Event, FileLockClass};
+use crate::model::Model;
 
 /// Replay settings.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +119,41 @@ impl OpKind {
     }
 }
 
+/// A file's filesystem, as far as [`Policy::Mainline`] locks differently
+/// (from the trace's `file` events; `Other` when unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fs {
+    Ext4,
+    Xfs,
+    Btrfs,
+    #[default]
+    Other,
+}
+
+impl Fs {
+    pub fn of(name: Option<&str>) -> Fs {
+        match name {
+            Some("ext4") => Fs::Ext4,
+            Some("xfs") => Fs::Xfs,
+            Some("btrfs") => Fs::Btrfs,
+            _ => Fs::Other,
+        }
+    }
+}
+
+/// The page-cache locks [`Policy::Mainline`] replays, in the order the
+/// kernel takes them (`i_rwsem` before `invalidate_lock`).
+pub const MAINLINE_LOCKS: [FileLockClass; 2] =
+    [FileLockClass::IRwsem, FileLockClass::InvalidateLock];
+
+/// The index of `class` in [`MAINLINE_LOCKS`].
+pub fn lock_index(class: FileLockClass) -> usize {
+    match class {
+        FileLockClass::IRwsem => 0,
+        FileLockClass::InvalidateLock => 1,
+    }
+}
+
 /// One file operation to replay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileOp {
@@ -124,8 +167,50 @@ pub struct FileOp {
     pub last: u64,
     /// How long the lock is held.
     pub hold: u64,
+    pub fs: Fs,
+    /// A DIO write that mainline would do under a shared `i_rwsem` (see
+    /// [`Policy::Mainline`]).
+    pub shares_i_rwsem: bool,
+    /// What the task waited, in the trace, for its file's `i_rwsem` and
+    /// `invalidate_lock` (indexed as [`MAINLINE_LOCKS`]) just before this
+    /// operation began. The trace's times already contain those waits: the
+    /// replay starts the operation that much earlier.
+    pub measured: [KindWaits; 2],
 }
 
+impl FileOp {
+    /// An operation of an unknown filesystem with nothing measured before it.
+    #[allow(clippy::too_many_arguments)] // the fields of an operation, in order
+    pub fn new(
+        ts: u64,
+        tid: u32,
+        dev: Dev,
+        ino: u64,
+        kind: OpKind,
+        start: u64,
+        last: u64,
+        hold: u64,
+    ) -> FileOp {
+        FileOp {
+            ts,
+            tid,
+            dev,
+            ino,
+            kind,
+            start,
+            last,
+            hold,
+            fs: Fs::Other,
+            shares_i_rwsem: false,
+            measured: [KindWaits::default(); 2],
+        }
+    }
+
+    /// The measured wait before the operation, all locks together.
+    pub fn measured_wait(&self) -> u64 {
+        self.measured.iter().map(|w| w.wait_total_ns).sum()
+    }
+}
 
 /// The predicted figures of one file (or all files) under one policy.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -148,6 +233,10 @@ pub struct Figures {
     /// Who waits: per kind of operation, how many waited and how long in
     /// total (kinds that never waited are left out).
     pub waits_by_kind: BTreeMap<OpKind, KindWaits>,
+    /// [`Policy::Mainline`] only: the waits per lock (`i_rwsem`,
+    /// `invalidate_lock`); an operation that waits for both counts in each.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub waits_by_lock: BTreeMap<&'static str, KindWaits>,
 }
 
 /// The waits of one kind of operation.
@@ -157,11 +246,44 @@ pub struct KindWaits {
     pub wait_total_ns: u64,
 }
 
+impl KindWaits {
+    fn add(&mut self, o: KindWaits) {
+        self.waited += o.waited;
+        self.wait_total_ns = self.wait_total_ns.saturating_add(o.wait_total_ns);
+    }
+
+    fn one(&mut self, ns: u64) {
+        self.add(KindWaits {
+            waited: 1,
+            wait_total_ns: ns,
+        });
+    }
+}
+
 impl Figures {
     pub fn wait_mean_ns(&self) -> u64 {
         self.wait_total_ns.checked_div(self.ops).unwrap_or(0)
     }
 }
+
+/// The waits for one of a file's page-cache locks that the trace measured
+/// (`lock:contention_begin/end` on the lock's learned address): what
+/// [`Policy::Mainline`]'s predictions are held against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Measured {
+    /// Every contended acquisition and its wait.
+    pub waited: u64,
+    pub wait_total_ns: u64,
+    /// Those right before a replayed operation of the same task on the same
+    /// file: the waits the replay can predict (a buffered write's, a
+    /// setattr's or an unmatched operation's are not replayed).
+    pub replayed_waited: u64,
+    pub replayed_wait_total_ns: u64,
+}
+
+/// Measured waits per lock class (`i_rwsem`, `invalidate_lock`); classes
+/// never contended are left out.
+pub type MeasuredByLock = BTreeMap<&'static str, Measured>;
 
 /// One file's predictions.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -174,6 +296,8 @@ pub struct FileWhatIf {
     pub range: Figures,
     pub whole_file: Figures,
     pub file_shared: Figures,
+    pub mainline: Figures,
+    pub measured: MeasuredByLock,
 }
 
 /// Everything `rltop whatif` reports.
@@ -186,10 +310,11 @@ pub struct WhatIf {
     pub range: Figures,
     pub whole_file: Figures,
     pub file_shared: Figures,
+    pub mainline: Figures,
+    pub measured: MeasuredByLock,
     /// Files, most whole-file wait first.
     pub files: Vec<FileWhatIf>,
 }
-
 
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
@@ -207,24 +332,63 @@ fn total(figs: &[&Figures]) -> Figures {
         t.max_concurrent = t.max_concurrent.max(f.max_concurrent);
         t.span_ns = t.span_ns.max(f.span_ns);
         for (k, w) in &f.waits_by_kind {
-            let e = t.waits_by_kind.entry(*k).or_default();
-            e.waited += w.waited;
-            e.wait_total_ns += w.wait_total_ns;
+            t.waits_by_kind.entry(*k).or_default().add(*w);
+        }
+        for (k, w) in &f.waits_by_lock {
+            t.waits_by_lock.entry(k).or_default().add(*w);
         }
     }
     t.parallelism = ratio(t.hold_total_ns, t.busy_ns);
     t
 }
 
+/// What is known of each file apart from its replays: operations by kind,
+/// and the measured waits (all of them from the collector, the replayed
+/// ones from the operations).
+#[derive(Default)]
+struct Tally {
+    kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>>,
+    measured: BTreeMap<(Dev, u64), [Measured; 2]>,
+    ops: u64,
+}
+
+impl Tally {
+    fn op(&mut self, o: &FileOp) {
+        self.ops += 1;
+        *self
+            .kinds
+            .entry((o.dev, o.ino))
+            .or_default()
+            .entry(o.kind)
+            .or_default() += 1;
+        if o.measured_wait() > 0 {
+            let m = self.measured.entry((o.dev, o.ino)).or_default();
+            for (m, w) in m.iter_mut().zip(o.measured) {
+                m.replayed_waited += w.waited;
+                m.replayed_wait_total_ns += w.wait_total_ns;
+            }
+        }
+    }
+
+    /// Every measured wait, from [`Collector::measured`].
+    fn all_measured(&mut self, all: &BTreeMap<(Dev, u64), [KindWaits; 2]>) {
+        for (file, w) in all {
+            let m = self.measured.entry(*file).or_default();
+            for (m, w) in m.iter_mut().zip(w) {
+                m.waited += w.waited;
+                m.wait_total_ns += w.wait_total_ns;
+            }
+        }
+    }
+}
 
 /// The whole `rltop whatif` analysis over a stream: collects operations
-/// and replays them under the three policies as the stream goes.
+/// and replays them under the four policies as the stream goes.
 pub struct WhatIfRun {
     cfg: Config,
     collector: Collector,
-    replays: [Replay; 3],
-    kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>>,
-    ops: u64,
+    replays: [Replay; 4],
+    tally: Tally,
     buf: Vec<FileOp>,
     /// Range lock requests seen: a trace recorded with range locks already.
     range_locks: u64,
@@ -235,13 +399,8 @@ impl WhatIfRun {
         WhatIfRun {
             cfg,
             collector: Collector::new(cfg),
-            replays: [
-                Replay::new(Policy::Range),
-                Replay::new(Policy::WholeFile),
-                Replay::new(Policy::FileShared),
-            ],
-            kinds: BTreeMap::new(),
-            ops: 0,
+            replays: Policy::ALL.map(Replay::new),
+            tally: Tally::default(),
             buf: Vec::new(),
             range_locks: 0,
         }
@@ -252,11 +411,19 @@ impl WhatIfRun {
         self.range_locks
     }
 
+    /// The next event, without the model's facts (filesystems, lock
+    /// addresses): see [`WhatIfRun::event_in`].
     pub fn event(&mut self, ev: &Event) {
+        self.event_in(None, ev);
+    }
+
+    /// The next event; `m` (the model before the event) names the files'
+    /// filesystems and the page-cache locks of `contention_*` addresses.
+    pub fn event_in(&mut self, m: Option<&Model>, ev: &Event) {
         if matches!(ev.body, Body::RlRequest { .. }) {
             self.range_locks += 1;
         }
-        self.collector.event(ev);
+        self.collector.event_in(m, ev);
         let horizon = self.collector.ready(&mut self.buf);
         self.feed();
         for r in &mut self.replays {
@@ -271,13 +438,7 @@ impl WhatIfRun {
 
     fn feed(&mut self) {
         for o in self.buf.drain(..) {
-            self.ops += 1;
-            *self
-                .kinds
-                .entry((o.dev, o.ino))
-                .or_default()
-                .entry(o.kind)
-                .or_default() += 1;
+            self.tally.op(&o);
             for r in &mut self.replays {
                 r.push(o);
             }
@@ -285,64 +446,69 @@ impl WhatIfRun {
     }
 
     pub fn finish(mut self) -> WhatIf {
-        let (rest, unmatched) = std::mem::take(&mut self.collector).finish();
+        let collector = std::mem::take(&mut self.collector);
+        self.tally.all_measured(collector.measured());
+        let (rest, unmatched) = collector.finish();
         self.buf = rest;
         self.feed();
-        let [range, whole, shared] = self.replays;
-        assemble(
-            self.cfg,
-            self.ops,
-            unmatched,
-            self.kinds,
-            range.finish(),
-            whole.finish(),
-            shared.finish(),
-        )
+        let per_file = self.replays.map(Replay::finish);
+        assemble(self.cfg, unmatched, self.tally, per_file)
     }
 }
 
-/// Replays operations (in arrival order) under the three policies and puts
-/// the figures together.
-pub fn whatif(ops: &[FileOp], unmatched: u64, cfg: Config) -> WhatIf {
-    let mut kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>> = BTreeMap::new();
+/// Replays operations (in arrival order) under the four policies and puts
+/// the figures together; `measured` is [`Collector::measured`].
+pub fn whatif(
+    ops: &[FileOp],
+    unmatched: u64,
+    measured: &BTreeMap<(Dev, u64), [KindWaits; 2]>,
+    cfg: Config,
+) -> WhatIf {
+    let mut tally = Tally::default();
     for o in ops {
-        *kinds
-            .entry((o.dev, o.ino))
-            .or_default()
-            .entry(o.kind)
-            .or_default() += 1;
+        tally.op(o);
     }
-    assemble(
-        cfg,
-        ops.len() as u64,
-        unmatched,
-        kinds,
-        replay(ops, Policy::Range),
-        replay(ops, Policy::WholeFile),
-        replay(ops, Policy::FileShared),
-    )
+    tally.all_measured(measured);
+    assemble(cfg, unmatched, tally, Policy::ALL.map(|p| replay(ops, p)))
 }
 
 type PerFile = BTreeMap<(Dev, u64), Figures>;
 
-fn assemble(
-    cfg: Config,
-    ops: u64,
-    unmatched: u64,
-    mut kinds: BTreeMap<(Dev, u64), BTreeMap<OpKind, u64>>,
-    range: PerFile,
-    whole: PerFile,
-    shared: PerFile,
-) -> WhatIf {
+fn by_lock(m: &[Measured; 2]) -> MeasuredByLock {
+    MAINLINE_LOCKS
+        .iter()
+        .zip(m)
+        .filter(|(_, m)| m.waited > 0)
+        .map(|(c, m)| (c.as_str(), *m))
+        .collect()
+}
+
+fn assemble(cfg: Config, unmatched: u64, mut tally: Tally, per_file: [PerFile; 4]) -> WhatIf {
+    let [range, whole, shared, mainline] = per_file;
+    let mut all_measured = [Measured::default(); 2];
+    for m in tally.measured.values() {
+        for (a, m) in all_measured.iter_mut().zip(m) {
+            a.waited += m.waited;
+            a.wait_total_ns += m.wait_total_ns;
+            a.replayed_waited += m.replayed_waited;
+            a.replayed_wait_total_ns += m.replayed_wait_total_ns;
+        }
+    }
     let mut files: Vec<FileWhatIf> = range
         .iter()
         .map(|(&(dev, ino), r)| FileWhatIf {
             dev: dev.to_string(),
             ino,
-            kinds: kinds.remove(&(dev, ino)).unwrap_or_default(),
+            kinds: tally.kinds.remove(&(dev, ino)).unwrap_or_default(),
             range: r.clone(),
             whole_file: whole.get(&(dev, ino)).cloned().unwrap_or_default(),
             file_shared: shared.get(&(dev, ino)).cloned().unwrap_or_default(),
+            mainline: mainline.get(&(dev, ino)).cloned().unwrap_or_default(),
+            measured: tally
+                .measured
+                .get(&(dev, ino))
+                .map(by_lock)
+                .unwrap_or_default(),
         })
         .collect();
     files.sort_by(|a, b| {
@@ -353,23 +519,25 @@ fn assemble(
     });
     WhatIf {
         page_hold_ns: cfg.page_hold_ns,
-        ops,
+        ops: tally.ops,
         unmatched,
         range: total(&files.iter().map(|f| &f.range).collect::<Vec<_>>()),
         whole_file: total(&files.iter().map(|f| &f.whole_file).collect::<Vec<_>>()),
         file_shared: total(&files.iter().map(|f| &f.file_shared).collect::<Vec<_>>()),
+        mainline: total(&files.iter().map(|f| &f.mainline).collect::<Vec<_>>()),
+        measured: by_lock(&all_measured),
         files,
     }
 }
 
-/// The replay reads the events themselves, not the model: it simulates
-/// other locks than the trace's.
+/// The replay reads the events themselves, and from the model only the
+/// facts the events gave earlier (a file's filesystem, a lock address's
+/// file): it simulates other locks than the trace's.
 impl Analysis for WhatIfRun {
-    fn before(&mut self, _m: &crate::model::Model, _idx: u64, ev: &Event) {
-        self.event(ev);
+    fn before(&mut self, m: &Model, _idx: u64, ev: &Event) {
+        self.event_in(Some(m), ev);
     }
-    fn gap(&mut self, _m: &crate::model::Model, _idx: u64) {
+    fn gap(&mut self, _m: &Model, _idx: u64) {
         WhatIfRun::gap(self);
     }
 }
-

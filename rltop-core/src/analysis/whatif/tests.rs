@@ -1,19 +1,19 @@
 use super::*;
-use crate::events::{Body, PunchOp};
+use crate::events::{Body, FileLockClass, PunchOp};
 
 const DEV: Dev = Dev { major: 8, minor: 1 };
 
+const KINDS: [OpKind; 6] = [
+    OpKind::PageAdd,
+    OpKind::Fault,
+    OpKind::DioRead,
+    OpKind::DioWrite,
+    OpKind::Punch,
+    OpKind::Truncate,
+];
+
 fn op(ts: u64, tid: u32, start: u64, last: u64, hold: u64) -> FileOp {
-    FileOp {
-        ts,
-        tid,
-        dev: DEV,
-        ino: 1,
-        kind: OpKind::DioWrite,
-        start,
-        last,
-        hold,
-    }
+    FileOp::new(ts, tid, DEV, 1, OpKind::DioWrite, start, last, hold)
 }
 
 /// Worked by hand (times in us):
@@ -139,27 +139,11 @@ proptest::proptest! {
     ) {
         let mut ops: Vec<FileOp> = raw
             .iter()
-            .map(|&(ts, tid, start, len, hold, kind, ino)| FileOp {
-                ts,
-                tid,
-                dev: DEV,
-                ino,
-                kind: [
-                    OpKind::PageAdd,
-                    OpKind::Fault,
-                    OpKind::DioRead,
-                    OpKind::DioWrite,
-                    OpKind::Punch,
-                    OpKind::Truncate,
-                ][kind as usize],
-                start,
-                last: start + len,
-                hold,
-            })
+            .map(|&(ts, tid, start, len, hold, kind, ino)| FileOp::new(ts, tid, DEV, ino, KINDS[kind as usize], start, start + len, hold))
             .collect();
         ops.sort_by_key(|o| o.ts);
         let holds: u64 = ops.iter().map(|o| o.hold).sum();
-        for policy in [Policy::Range, Policy::WholeFile, Policy::FileShared] {
+        for policy in Policy::ALL {
             let r = replay(&ops, policy);
             let n: u64 = r.values().map(|f| f.ops).sum();
             let h: u64 = r.values().map(|f| f.hold_total_ns).sum();
@@ -198,27 +182,11 @@ proptest::proptest! {
     ) {
         let mut ops: Vec<(FileOp, u64)> = raw
             .iter()
-            .map(|&(ts, tid, start, len, hold, kind, back)| (FileOp {
-                ts,
-                tid,
-                dev: DEV,
-                ino: 1,
-                kind: [
-                    OpKind::PageAdd,
-                    OpKind::Fault,
-                    OpKind::DioRead,
-                    OpKind::DioWrite,
-                    OpKind::Punch,
-                    OpKind::Truncate,
-                ][kind as usize],
-                start,
-                last: start + len,
-                hold,
-            }, back))
+            .map(|&(ts, tid, start, len, hold, kind, back)| (FileOp::new(ts, tid, DEV, 1, KINDS[kind as usize], start, start + len, hold), back))
             .collect();
         ops.sort_by_key(|o| o.0.ts);
         let plain: Vec<FileOp> = ops.iter().map(|o| o.0).collect();
-        for policy in [Policy::Range, Policy::WholeFile, Policy::FileShared] {
+        for policy in Policy::ALL {
             let mut r = Replay::new(policy);
             for (i, &(o, back)) in ops.iter().enumerate() {
                 r.push(o);
@@ -427,4 +395,195 @@ fn collector_pairs_by_id_across_tasks() {
         ]
     );
     assert_eq!(unmatched, 1);
+}
+
+fn on(fs: Fs, kind: OpKind, ts: u64, tid: u32, hold: u64) -> FileOp {
+    FileOp {
+        fs,
+        shares_i_rwsem: matches!(kind, OpKind::DioRead),
+        ..FileOp::new(ts, tid, DEV, 1, kind, 0, 3, hold)
+    }
+}
+
+fn lock_waits(f: &Figures) -> Vec<(&'static str, u64, u64)> {
+    f.waits_by_lock
+        .iter()
+        .map(|(k, w)| (*k, w.waited, w.wait_total_ns))
+        .collect()
+}
+
+/// Mainline, worked by hand on ext4: a punch (task 1) at 0 for 100 holds
+/// i_rwsem and invalidate_lock exclusively. A page_add (task 2) at 10
+/// waits on invalidate_lock until 100 (90); a DIO read (task 3) at 20 waits
+/// on i_rwsem until 100 (80); a fault (task 4) at 30 takes neither.
+#[test]
+fn mainline_punch_blocks_fills_on_invalidate_lock_and_dio_on_i_rwsem() {
+    let ops = [
+        on(Fs::Ext4, OpKind::Punch, 0, 1, 100),
+        on(Fs::Ext4, OpKind::PageAdd, 10, 2, 1),
+        on(Fs::Ext4, OpKind::DioRead, 20, 3, 10),
+        on(Fs::Ext4, OpKind::Fault, 30, 4, 1),
+    ];
+    let r = &replay(&ops, Policy::Mainline)[&(DEV, 1)];
+    assert_eq!((r.ops, r.waited, r.wait_total_ns), (4, 2, 170));
+    assert_eq!(
+        lock_waits(r),
+        [("i_rwsem", 1, 80), ("invalidate_lock", 1, 90)]
+    );
+    // The fill and the DIO read share: both run from 100.
+    assert_eq!(r.max_concurrent, 2);
+}
+
+/// btrfs punches under i_rwsem alone (`flock::op_locks`): the page_add
+/// does not wait, the DIO read still does.
+#[test]
+fn mainline_btrfs_punch_leaves_invalidate_lock_free() {
+    let ops = [
+        on(Fs::Btrfs, OpKind::Punch, 0, 1, 100),
+        on(Fs::Btrfs, OpKind::PageAdd, 10, 2, 1),
+        on(Fs::Btrfs, OpKind::DioRead, 20, 3, 10),
+    ];
+    let r = &replay(&ops, Policy::Mainline)[&(DEV, 1)];
+    assert_eq!(lock_waits(r), [("i_rwsem", 1, 80)]);
+}
+
+/// DIO writes that mainline does under an exclusive i_rwsem serialize;
+/// shared ones (overwrites, aligned XFS writes) run together.
+#[test]
+fn mainline_dio_writes_share_i_rwsem_only_where_the_filesystem_does() {
+    let mut ops = [
+        on(Fs::Xfs, OpKind::DioWrite, 0, 1, 100),
+        on(Fs::Xfs, OpKind::DioWrite, 10, 2, 100),
+    ];
+    let r = &replay(&ops, Policy::Mainline)[&(DEV, 1)];
+    assert_eq!((r.waited, r.wait_total_ns), (1, 90));
+    for o in &mut ops {
+        o.shares_i_rwsem = true;
+    }
+    let r = &replay(&ops, Policy::Mainline)[&(DEV, 1)];
+    assert_eq!((r.waited, r.max_concurrent), (0, 2));
+}
+
+/// A trace of mainline: the page_add's event comes at 100, after its
+/// measured 90 ns wait for the punch's invalidate_lock. The replay starts
+/// it 90 earlier, at 10, so mainline predicts the wait measured, and the
+/// task's next operation (at 150 in the trace) arrives at 150. Under range
+/// locks the page (5) is outside the punch (0-3): no wait, and the next
+/// operation arrives 90 earlier than traced, at 60, where it waits for the
+/// punch (to 100): 40.
+#[test]
+fn measured_waits_move_arrivals_so_a_mainline_trace_replays_to_itself() {
+    let mut fill = on(Fs::Ext4, OpKind::PageAdd, 100, 2, 1);
+    (fill.start, fill.last) = (5, 5);
+    fill.measured[lock_index(FileLockClass::InvalidateLock)] = KindWaits {
+        waited: 1,
+        wait_total_ns: 90,
+    };
+    let next = on(Fs::Ext4, OpKind::PageAdd, 150, 2, 1);
+    let mut late = on(Fs::Ext4, OpKind::Punch, 0, 1, 100);
+    late.hold = 100;
+    let ops = [late, fill, next];
+    let m = &replay(&ops, Policy::Mainline)[&(DEV, 1)];
+    assert_eq!((m.waited, m.wait_total_ns), (1, 90));
+    assert_eq!(lock_waits(m), [("invalidate_lock", 1, 90)]);
+    let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
+    assert_eq!((r.waited, r.wait_total_ns), (1, 40));
+    assert_eq!(r.waits_by_kind[&OpKind::PageAdd].wait_total_ns, 40);
+}
+
+/// The collector gives a task's measured waits on a learned lock address
+/// to its next operation on that file, only for the locks mainline takes
+/// for it; waits followed by nothing expire; every wait counts in
+/// `measured`.
+#[test]
+fn collector_attributes_measured_waits_to_the_next_operation() {
+    let ev = |ts, tid, body| Event {
+        ts,
+        tid,
+        pid: tid,
+        cpu: None,
+        body,
+    };
+    let (ir, il) = (0x1000, 0x2000);
+    let mut model = Model::new(None);
+    model.apply(
+        0,
+        &ev(
+            1,
+            1,
+            Body::File {
+                dev: DEV,
+                ino: 1,
+                path: None,
+                fs: Some("ext4".into()),
+                i_rwsem: Some(ir),
+                invalidate_lock: Some(il),
+            },
+        ),
+    );
+    let cb = |ts, tid, addr| {
+        ev(
+            ts,
+            tid,
+            Body::ContentionBegin {
+                addr,
+                flags: 0,
+                caller: None,
+            },
+        )
+    };
+    let ce = |ts, tid| ev(ts, tid, Body::ContentionEnd { addr: None, ret: 0 });
+    let page = |ts, tid| {
+        ev(
+            ts,
+            tid,
+            Body::PageAdd {
+                dev: DEV,
+                ino: 1,
+                index: 0,
+                order: None,
+            },
+        )
+    };
+    let evs = [
+        // Task 2: an i_rwsem wait (a buffered write's: not the page_add's)
+        // and an invalidate_lock wait, then its page_add.
+        cb(10, 2, ir),
+        ce(30, 2),
+        cb(40, 2, il),
+        ce(100, 2),
+        page(101, 2),
+        // Task 3: a wait on an unknown address, then one followed by
+        // nothing within the window.
+        cb(200, 3, 0x9999),
+        ce(210, 3),
+        cb(300, 3, il),
+        ce(400, 3),
+        page(400 + ATTRIBUTE_WINDOW_NS + 1, 4),
+        page(400 + ATTRIBUTE_WINDOW_NS + 2, 3),
+    ];
+    let mut c = Collector::new(Config::default());
+    let mut ops = Vec::new();
+    for e in &evs {
+        c.event_in(Some(&model), e);
+        c.ready(&mut ops);
+    }
+    let all = c.measured().clone();
+    assert_eq!(
+        all[&(DEV, 1)],
+        [
+            KindWaits {
+                waited: 1,
+                wait_total_ns: 20
+            },
+            KindWaits {
+                waited: 2,
+                wait_total_ns: 160
+            }
+        ]
+    );
+    ops.extend(c.finish().0);
+    let m: Vec<_> = ops.iter().map(|o| (o.tid, o.measured_wait())).collect();
+    assert_eq!(m, [(2, 60), (4, 0), (3, 0)]);
+    assert!(ops.iter().all(|o| o.fs == Fs::Ext4));
 }
