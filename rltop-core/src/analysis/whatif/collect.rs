@@ -15,6 +15,22 @@ use crate::model::{FastMap, Model, OpKey, PAGE_SHIFT, byte_pages};
 /// `inode_dio_wait` between `i_rwsem` and `invalidate_lock`.
 pub const ATTRIBUTE_WINDOW_NS: u64 = 50_000_000;
 
+/// The earliest a replay may start `o`: the trace's time already holds the
+/// waits measured before it (`Replay` starts it that much earlier).
+fn arrival(o: &FileOp) -> u64 {
+    o.ts.saturating_sub(o.measured_wait())
+}
+
+/// Removes one `k` from a multiset.
+fn take(set: &mut BTreeMap<u64, u32>, k: u64) {
+    if let Some(n) = set.get_mut(&k) {
+        *n -= 1;
+        if *n == 0 {
+            set.remove(&k);
+        }
+    }
+}
+
 /// Whether [`super::Policy::Mainline`] has `kind` take lock `i` (indexed as
 /// [`super::MAINLINE_LOCKS`]): the measured waits it can predict.
 fn mainline_takes(kind: OpKind, i: usize) -> bool {
@@ -61,6 +77,9 @@ pub struct Collector {
     /// Begin times of the operations in flight, and of measured waits not
     /// yet given to an operation (a multiset).
     in_flight: BTreeMap<u64, u32>,
+    /// The earliest replayed arrivals (`ts` less the measured wait: see
+    /// `arrival`) of completed operations not yet released (a multiset).
+    early_pending: BTreeMap<u64, u32>,
     /// The latest time seen.
     now: u64,
     /// Begins never ended, ends never begun.
@@ -83,6 +102,9 @@ impl Collector {
     }
 
     fn complete(&mut self, o: FileOp) {
+        if o.measured_wait() > 0 {
+            *self.early_pending.entry(arrival(&o)).or_default() += 1;
+        }
         self.pending.push(Reverse((o.ts, self.seq)));
         self.pending_ops.insert(self.seq, o);
         self.seq += 1;
@@ -93,12 +115,7 @@ impl Collector {
     }
 
     fn end(&mut self, ts: u64) {
-        if let Some(n) = self.in_flight.get_mut(&ts) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight.remove(&ts);
-            }
-        }
+        take(&mut self.in_flight, ts);
     }
 
     /// Every wait the trace measured on a file's `i_rwsem` and
@@ -263,19 +280,19 @@ impl Collector {
                     OpKind::DioRead
                 };
                 if let Some((s, l)) = byte_pages(pos, len) {
-                    self.begin(ev.ts);
                     let mut o = op(kind, dev, ino, s, l, 0);
                     o.shares_i_rwsem = !write || self.dio_write_shares(o.fs, dev, ino, pos, len);
                     o.measured = self.waits_before(ev.tid, dev, ino, kind);
+                    self.begin(arrival(&o));
                     if let Some(old) = self.dios.insert(io, o) {
-                        self.end(old.ts);
+                        self.end(arrival(&old));
                         self.unmatched += 1;
                     }
                 }
             }
             Body::DioEnd { io, ret } => match self.dios.remove(&io) {
                 Some(mut o) => {
-                    self.end(o.ts);
+                    self.end(arrival(&o));
                     if let Ok(done @ 1..) = u64::try_from(ret) {
                         // At least this far: the DIO began in its first page.
                         self.extend_known(
@@ -306,23 +323,23 @@ impl Collector {
                     _ => byte_pages(pos, len),
                 };
                 if let Some((s, l)) = pages {
-                    self.begin(ev.ts);
                     let mut o = op(OpKind::Punch, dev, ino, s, l, 0);
                     o.measured = self.waits_before(ev.tid, dev, ino, OpKind::Punch);
+                    self.begin(arrival(&o));
                     if let Some(old) = self.punches.insert(OpKey::new(ev.tid, id), o) {
-                        self.end(old.ts);
+                        self.end(arrival(&old));
                         self.unmatched += 1;
                     }
                 }
             }
             Body::TruncateBegin { dev, ino, size, id } => {
                 let first = size.div_ceil(1 << PAGE_SHIFT);
-                self.begin(ev.ts);
                 let mut o = op(OpKind::Truncate, dev, ino, first, u64::MAX, 0);
                 o.measured = self.waits_before(ev.tid, dev, ino, OpKind::Truncate);
+                self.begin(arrival(&o));
                 self.known_end.insert((dev, ino), size);
                 if let Some(old) = self.punches.insert(OpKey::new(ev.tid, id), o) {
-                    self.end(old.ts);
+                    self.end(arrival(&old));
                     self.unmatched += 1;
                 }
             }
@@ -330,13 +347,13 @@ impl Collector {
                 let truncate = matches!(ev.body, Body::TruncateEnd { .. });
                 match self.punches.remove(&OpKey::new(ev.tid, id)) {
                     Some(mut o) if (o.kind == OpKind::Truncate) == truncate => {
-                        self.end(o.ts);
+                        self.end(arrival(&o));
                         o.hold = ev.ts.saturating_sub(o.ts);
                         self.complete(o);
                     }
                     Some(o) => {
                         // A begin of the other kind: both ends unmatched.
-                        self.end(o.ts);
+                        self.end(arrival(&o));
                         self.unmatched += 2;
                     }
                     None => self.unmatched += 1,
@@ -360,7 +377,8 @@ impl Collector {
 
     /// Moves the operations that no later event can precede into `out`,
     /// in arrival order (by time, then completion order), and returns the
-    /// time before which every operation has now been released.
+    /// time before which no operation not yet released can be replayed
+    /// (its begin, less the waits measured before it).
     pub fn ready(&mut self, out: &mut Vec<FileOp>) -> u64 {
         if !self.waits.is_empty() {
             let now = self.now;
@@ -387,10 +405,17 @@ impl Collector {
             }
             self.pending.pop();
             if let Some(o) = self.pending_ops.remove(&seq) {
+                if o.measured_wait() > 0 {
+                    take(&mut self.early_pending, arrival(&o));
+                }
                 out.push(o);
             }
         }
-        horizon
+        // An operation still held may be replayed from before its time.
+        self.early_pending
+            .keys()
+            .next()
+            .map_or(horizon, |&t| t.min(horizon))
     }
 
     /// The operations not yet released, in arrival order, and the count of

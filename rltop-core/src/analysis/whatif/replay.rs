@@ -187,7 +187,8 @@ struct TaskState {
     /// for its grant.
     busy: bool,
     /// How much later than in the trace it runs: the waits predicted so
-    /// far less those measured in the trace (negative: earlier).
+    /// far less those measured in the trace; negative (earlier) only
+    /// from an operation's arrival to its grant.
     lag: i64,
     /// When its last operation was granted.
     ready_at: u64,
@@ -421,12 +422,18 @@ impl Replay {
         }
         self.queue
             .push(Reverse((t.saturating_add(o.hold), RELEASE, id)));
-        // The task goes on, `wait` later than it did in the trace.
+        // The task goes on, `wait` later than it did in the trace; never
+        // earlier than the trace: a wait shorter than the one measured
+        // starts this operation earlier, not all that follow (the model's
+        // holds are not the kernel's, and a lead would grow op by op: a
+        // punch loop that waited behind readahead would drift away from
+        // the readers it raced with).
         let task = self.tasks.entry(o.tid).or_default();
         task.ready_at = t;
         let lag = task
             .lag
-            .saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+            .saturating_add(i64::try_from(wait).unwrap_or(i64::MAX))
+            .max(0);
         self.set_lag(o.tid, lag);
         self.schedule_next(o.tid);
     }
