@@ -3,6 +3,17 @@ use crate::events::{Body, FileLockClass, PunchOp};
 
 const DEV: Dev = Dev { major: 8, minor: 1 };
 
+/// An event of task `tid` (its own process) at `ts`.
+fn ev(ts: u64, tid: u32, body: Body) -> Event {
+    Event {
+        ts,
+        tid,
+        pid: tid,
+        cpu: None,
+        body,
+    }
+}
+
 const KINDS: [OpKind; 6] = [
     OpKind::PageAdd,
     OpKind::Fault,
@@ -204,13 +215,6 @@ proptest::proptest! {
 /// before them: a DIO in flight holds back the page ops after it.
 #[test]
 fn collector_releases_in_arrival_order_behind_operations_in_flight() {
-    let ev = |ts, tid, body| Event {
-        ts,
-        tid,
-        pid: tid,
-        cpu: None,
-        body,
-    };
     let page = |ts| {
         ev(
             ts,
@@ -261,13 +265,6 @@ fn collector_releases_in_arrival_order_behind_operations_in_flight() {
 
 #[test]
 fn collector_pairs_operations_and_uses_kara_ranges() {
-    let ev = |ts, tid, body| Event {
-        ts,
-        tid,
-        pid: tid,
-        cpu: None,
-        body,
-    };
     let evs = [
         ev(
             10,
@@ -329,13 +326,6 @@ fn collector_pairs_operations_and_uses_kara_ranges() {
 /// it; collapse locks from its position to ~0.
 #[test]
 fn collector_pairs_by_id_across_tasks() {
-    let ev = |ts, tid, body| Event {
-        ts,
-        tid,
-        pid: tid,
-        cpu: None,
-        body,
-    };
     let punch = |ts, tid, op, id| {
         ev(
             ts,
@@ -499,13 +489,6 @@ fn measured_waits_move_arrivals_so_a_mainline_trace_replays_to_itself() {
 /// `measured`.
 #[test]
 fn collector_attributes_measured_waits_to_the_next_operation() {
-    let ev = |ts, tid, body| Event {
-        ts,
-        tid,
-        pid: tid,
-        cpu: None,
-        body,
-    };
     let (ir, il) = (0x1000, 0x2000);
     let mut model = Model::new(None);
     model.apply(
