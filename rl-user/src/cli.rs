@@ -248,10 +248,20 @@ pub struct WhatifArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
-    /// How long buffered IO and faults hold a page's lock (ns): the
-    /// trace does not time them.
+    /// How long a fault, or a run of page-cache adds, holds its lock after
+    /// its last page (ns): the trace does not time them.
     #[arg(long, default_value_t = 1000)]
     pub page_hold_ns: u64,
+    /// Page-cache adds of one task at consecutive indices of one file,
+    /// each within this long of the previous (ns), are one operation (a
+    /// readahead or a write's pages).
+    #[arg(long, default_value_t = 100_000)]
+    pub readahead_gap_ns: u64,
+    /// The longest a fault's own readahead holds `invalidate_lock` after
+    /// its last page (ns): it holds until the task's next event, as
+    /// `filemap_fault` waits for the read under the lock.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub fault_read_max_ns: u64,
 }
 
 /// Arguments of `rltop replay` (its help is the variant's doc comment).

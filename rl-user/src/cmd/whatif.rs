@@ -9,13 +9,17 @@ use crate::cli::{CheckFormat, WhatifArgs};
 use crate::views::whatif as render;
 
 pub fn run(a: &WhatifArgs) -> anyhow::Result<ExitCode> {
-    let (file, format, page_hold_ns) = (a.file.as_path(), a.format, a.page_hold_ns);
+    let (file, format) = (a.file.as_path(), a.format);
     let events = super::open(file)?;
     let header = events.header().clone();
-    let cfg = Config { page_hold_ns };
+    let cfg = Config {
+        page_hold_ns: a.page_hold_ns,
+        readahead_gap_ns: a.readahead_gap_ns,
+        fault_read_max_ns: a.fault_read_max_ns,
+    };
     let model = super::model_for(&header, None);
     let engine = super::drive(file, events, model, WhatIfRun::new(cfg))?;
-    let run = engine.into_parts().1;
+    let (model, run) = engine.into_parts();
     let range_locks = run.range_locks();
     let name = file.display();
     if range_locks > 0 {
@@ -25,7 +29,7 @@ pub fn run(a: &WhatifArgs) -> anyhow::Result<ExitCode> {
             header.source
         );
     }
-    let w = run.finish();
+    let w = run.finish_named(&model);
     let out = match format {
         CheckFormat::Json => render::json(&w),
         CheckFormat::Text => render::text(&w),

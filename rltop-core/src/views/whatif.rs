@@ -41,9 +41,14 @@ pub fn text(r: &WhatIf) -> String {
     );
     let _ = writeln!(
         s,
-        "assumption: page_add and fault hold their pages' lock {} (the trace does not time them); \
-         other operations hold it as long as they took in the trace",
-        fmt_ns(r.page_hold_ns)
+        "assumption: a fault, and a task's run of page_adds at consecutive indices (each within {} \
+         of the last: one readahead or write), hold their lock {} past their last page, the \
+         readahead of the task's own fault until its next event (at most {}: filemap_fault waits \
+         for the read under invalidate_lock); the trace does not time them. Other operations hold \
+         it as long as they took in the trace",
+        fmt_ns(r.readahead_gap_ns),
+        fmt_ns(r.page_hold_ns),
+        fmt_ns(r.fault_read_max_ns)
     );
     if r.files.is_empty() {
         let _ = writeln!(s, "\nno file operations in this trace");
@@ -66,7 +71,11 @@ pub fn text(r: &WhatIf) -> String {
                     )
                 })
                 .collect();
-            format!("{}:{} ({})", f.dev, f.ino, kinds.join(" "))
+            let name = f
+                .path
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", f.dev, f.ino));
+            format!("{name} ({})", kinds.join(" "))
         })
         .collect();
     let w = names
@@ -171,18 +180,30 @@ fn mainline_vs_measured(s: &mut String, r: &WhatIf) {
             s,
             "{c:<16} {:>22} {:>22} {:>22}",
             format!("{} / {}", p.waited, fmt_ns(p.wait_total_ns)),
-            format!(
-                "{} / {}",
-                m.replayed_waited,
-                fmt_ns(m.replayed_wait_total_ns)
-            ),
+            format!("{} / {}", m.replayed_ops, fmt_ns(m.replayed_wait_total_ns)),
             format!("{} / {}", m.waited, fmt_ns(m.wait_total_ns)),
+        );
+    }
+    let a = r.mainline.vs_measured;
+    if a.both + a.predicted_only + a.measured_only > 0 {
+        let _ = writeln!(
+            s,
+            "per operation: {} waited in both (predicted {} against measured {}), {} predicted \
+             only, {} measured only",
+            a.both,
+            fmt_ns(a.both_predicted_ns),
+            fmt_ns(a.both_measured_ns),
+            a.predicted_only,
+            a.measured_only
         );
     }
     let _ = writeln!(
         s,
-        "(replayed: the waits right before a replayed operation of the same task and file; \
-         the rest are a buffered write's, a setattr's or an unmatched operation's)"
+        "(waited: operations that waited, in predicted and replayed, and contentions in all; \
+         replayed: the waits right before a replayed operation of the same task and file, the \
+         rest are a buffered write's, a setattr's or an unmatched operation's. The replay does \
+         not see a woken waiter that is not run at once, nor a writer that takes the lock again \
+         before a woken reader runs)"
     );
 }
 

@@ -42,6 +42,32 @@ fn mainline_takes(kind: OpKind, i: usize) -> bool {
     }
 }
 
+/// A run of page-cache adds by one task: contiguous indices on one file,
+/// each within [`Config::readahead_gap_ns`] of the last. Readahead
+/// (`page_cache_ra_unbounded`) and a write add a range's folios in one
+/// loop, under one `invalidate_lock` hold in the first case: the run is one
+/// operation over its pages.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    op: FileOp,
+    /// When its last page was added.
+    last_add: u64,
+    /// The task's fault on this file that came just before (its index),
+    /// if any: a batch holding that index is the fault's own readahead.
+    fault: Option<u64>,
+}
+
+impl Batch {
+    /// Whether this is the synchronous readahead of the task's fault:
+    /// `filemap_fault` then takes `invalidate_lock` shared again and waits
+    /// for the folio's read under it (`lock_folio_maybe_drop_mmap`), until
+    /// the fault returns (or retries: the task's next event).
+    fn for_fault(&self) -> bool {
+        self.fault
+            .is_some_and(|i| (self.op.start..=self.op.last).contains(&i))
+    }
+}
+
 /// A task's measured waits on one file's page-cache locks, not yet given
 /// to an operation.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +117,11 @@ pub struct Collector {
     /// A lower bound of each file's size in bytes: the furthest byte an
     /// operation touched, or the size a truncate set.
     known_end: FastMap<(Dev, u64), u64>,
+    /// Page-add runs under way, per task.
+    batches: FastMap<u32, Batch>,
+    /// Each task's last fault not yet followed by a page-add run:
+    /// `(dev, ino, index, ts)`.
+    faults: FastMap<u32, (Dev, u64, u64, u64)>,
 }
 
 impl Collector {
@@ -138,11 +169,13 @@ impl Collector {
                 let Some((dev, ino, class)) = m.and_then(|m| m.file_lock_at(addr)) else {
                     return;
                 };
-                if self
-                    .waits
-                    .get(&tid)
-                    .is_some_and(|w| (w.dev, w.ino) != (dev, ino))
-                {
+                // Waits on another file, or on this lock already, were for
+                // a section that has ended without an operation (readahead
+                // retried: `page_cache_ra_order` found a folio there, then
+                // `page_cache_ra_unbounded` takes the lock again).
+                if self.waits.get(&tid).is_some_and(|w| {
+                    (w.dev, w.ino) != (dev, ino) || w.by[lock_index(class)].waited > 0
+                }) {
                     self.drop_waits(tid);
                 }
                 if !self.waits.contains_key(&tid) {
@@ -208,6 +241,81 @@ impl Collector {
         }
     }
 
+    /// Ends `tid`'s page-add run, if any; `next` is the task's next event's
+    /// time (`None`: none came within the run's window, or the trace
+    /// ended). A fault's readahead holds until the fault returns, the
+    /// task's next event, at most [`Config::fault_read_max_ns`] after its
+    /// last page; another run holds [`Config::page_hold_ns`] after it.
+    fn close_batch(&mut self, tid: u32, next: Option<u64>) {
+        let Some(b) = self.batches.remove(&tid) else {
+            return;
+        };
+        self.end(arrival(&b.op));
+        let tail = if b.for_fault() {
+            let max = self.cfg.fault_read_max_ns;
+            next.map_or(max, |t| t.saturating_sub(b.last_add).min(max))
+        } else {
+            self.cfg.page_hold_ns
+        };
+        let mut o = b.op;
+        o.hold = b.last_add.saturating_sub(o.ts).saturating_add(tail);
+        self.complete(o);
+    }
+
+    /// Adds a page (or a large folio's pages) to the task's run, or ends
+    /// the run and begins another.
+    fn page_add(&mut self, o: FileOp) {
+        let tid = o.tid;
+        if let Some(b) = self.batches.get_mut(&tid)
+            && (b.op.dev, b.op.ino) == (o.dev, o.ino)
+            && b.op.last.checked_add(1) == Some(o.start)
+            && o.ts.saturating_sub(b.last_add) <= self.cfg.readahead_gap_ns
+        {
+            b.op.last = o.last;
+            b.last_add = o.ts;
+            return;
+        }
+        self.close_batch(tid, Some(o.ts));
+        let fault = match self.faults.remove(&tid) {
+            // Its readahead comes right after the fault, but for the waits
+            // on `invalidate_lock` in between.
+            Some((dev, ino, index, ts))
+                if (dev, ino) == (o.dev, o.ino)
+                    && o.ts.saturating_sub(ts) <= ATTRIBUTE_WINDOW_NS =>
+            {
+                Some(index)
+            }
+            _ => None,
+        };
+        let mut op = o;
+        op.measured = self.waits_before(tid, o.dev, o.ino, OpKind::PageAdd);
+        self.begin(arrival(&op));
+        self.batches.insert(
+            tid,
+            Batch {
+                op,
+                last_add: o.ts,
+                fault,
+            },
+        );
+    }
+
+    /// Whether `ev` ends its task's page-add run: any event of the task but
+    /// a page add and a wait for a lock other than the run's file's own.
+    fn ends_batch(&self, m: Option<&Model>, ev: &Event) -> bool {
+        let Some(b) = self.batches.get(&ev.tid) else {
+            return false;
+        };
+        match ev.body {
+            Body::PageAdd { .. } => false,
+            Body::ContentionBegin { addr, .. } => m
+                .and_then(|m| m.file_lock_at(addr))
+                .is_some_and(|(dev, ino, _)| (dev, ino) == (b.op.dev, b.op.ino)),
+            Body::ContentionEnd { .. } => false,
+            _ => true,
+        }
+    }
+
     fn extend_known(&mut self, dev: Dev, ino: u64, end: u64) {
         let e = self.known_end.entry((dev, ino)).or_default();
         *e = (*e).max(end);
@@ -242,6 +350,9 @@ impl Collector {
             fs: fs_of(dev, ino),
             ..FileOp::new(ev.ts, ev.tid, dev, ino, kind, start, last, hold)
         };
+        if self.ends_batch(m, ev) {
+            self.close_batch(ev.tid, Some(ev.ts));
+        }
         match ev.body {
             Body::ContentionBegin { .. } | Body::ContentionEnd { .. } => self.contention(m, ev),
             Body::Exit => self.drop_waits(ev.tid),
@@ -253,17 +364,15 @@ impl Collector {
             } => {
                 let n = 1u64 << order.unwrap_or(0).min(20);
                 let last = index.saturating_add(n - 1);
-                let hold = self.cfg.page_hold_ns;
-                let mut o = op(OpKind::PageAdd, dev, ino, index, last, hold);
-                o.measured = self.waits_before(ev.tid, dev, ino, OpKind::PageAdd);
                 self.extend_known(dev, ino, last.saturating_add(1) << PAGE_SHIFT);
-                self.complete(o);
+                self.page_add(op(OpKind::PageAdd, dev, ino, index, last, 0));
             }
             Body::Fault { dev, ino, index } => {
                 let hold = self.cfg.page_hold_ns;
                 let mut o = op(OpKind::Fault, dev, ino, index, index, hold);
                 o.measured = self.waits_before(ev.tid, dev, ino, OpKind::Fault);
                 self.extend_known(dev, ino, index.saturating_add(1) << PAGE_SHIFT);
+                self.faults.insert(ev.tid, (dev, ino, index, ev.ts));
                 self.complete(o);
             }
             Body::DioBegin {
@@ -368,6 +477,12 @@ impl Collector {
     /// have lost their ends (and would pair with unrelated ones). Forget
     /// them; they count as unmatched.
     pub fn gap(&mut self) {
+        // A run's pages were seen; only its end is unknown.
+        let tids: Vec<u32> = self.batches.keys().copied().collect();
+        for t in tids {
+            self.close_batch(t, None);
+        }
+        self.faults.clear();
         self.unmatched += (self.dios.len() + self.punches.len()) as u64;
         self.dios.clear();
         self.punches.clear();
@@ -392,6 +507,28 @@ impl Collector {
                 .collect();
             for t in stale {
                 self.drop_waits(t);
+            }
+        }
+        if !self.batches.is_empty() {
+            // A run can no longer grow (past the gap), nor a fault's
+            // readahead hold longer (past its bound).
+            let (now, gap, max) = (
+                self.now,
+                self.cfg.readahead_gap_ns,
+                self.cfg.fault_read_max_ns,
+            );
+            let done: Vec<u32> = self
+                .batches
+                .iter()
+                .filter(|(_, b)| {
+                    now > b
+                        .last_add
+                        .saturating_add(if b.for_fault() { max.max(gap) } else { gap })
+                })
+                .map(|(&t, _)| t)
+                .collect();
+            for t in done {
+                self.close_batch(t, None);
             }
         }
         let horizon = self
@@ -421,6 +558,11 @@ impl Collector {
     /// The operations not yet released, in arrival order, and the count of
     /// unmatched begins and ends.
     pub fn finish(mut self) -> (Vec<FileOp>, u64) {
+        // A fault's readahead holds at most to the trace's end.
+        let tids: Vec<u32> = self.batches.keys().copied().collect();
+        for t in tids {
+            self.close_batch(t, Some(self.now));
+        }
         let unmatched = self.unmatched + (self.dios.len() + self.punches.len()) as u64;
         let mut out = Vec::with_capacity(self.pending.len());
         while let Some(Reverse((_, seq))) = self.pending.pop() {

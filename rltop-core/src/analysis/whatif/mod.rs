@@ -35,8 +35,16 @@
 //! - An operation arrives at its begin event's time and holds its lock for
 //!   its observed duration (`dio_end - dio_begin`, `punch_end -
 //!   punch_begin`, `truncate_end - truncate_begin`). `page_add` and `fault`
-//!   are instants in the trace: they hold for [`Config::page_hold_ns`], an
-//!   assumption of the model that the output states.
+//!   are instants in the trace. A task's page adds at consecutive indices
+//!   of one file ([`Config::readahead_gap_ns`] apart at most) are one
+//!   operation over their pages, as the readahead or write loop that adds
+//!   them; it holds from its first page to its last, then
+//!   [`Config::page_hold_ns`] more, as a fault does. The synchronous
+//!   readahead of the task's fault (its pages hold the faulting index)
+//!   holds until the task's next event instead, at most
+//!   [`Config::fault_read_max_ns`] after its last page: `filemap_fault`
+//!   keeps `invalidate_lock` shared while it waits for the read. These are
+//!   assumptions of the model that the output states.
 //! - A task does one thing at a time: when one of its operations waits for
 //!   `w` ns, everything the task does afterwards arrives `w` ns later (its
 //!   *lag*); the next operation of a task arrives only once the previous one
@@ -77,18 +85,30 @@ use super::engine::Analysis;
 use crate::events::{Body, Dev, Event, FileLockClass};
 use crate::model::Model;
 
-/// Replay settings.
+/// Replay settings: what the trace does not time.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
-    /// How long a per-page lock (page_add, fault) is held: the trace has no
-    /// duration for these.
+    /// How long a fault, or a run of page adds, holds its lock after its
+    /// last page (the trace has no end event for these).
     pub page_hold_ns: u64,
+    /// Page adds of one task on one file, each at the next index and
+    /// within this long of the previous one, are one operation (one
+    /// readahead or one write's pages): 100 us, far above the ~1 us
+    /// between the adds of one readahead loop.
+    pub readahead_gap_ns: u64,
+    /// A fault's own readahead holds `invalidate_lock` until the fault
+    /// returns, which the trace shows as the task's next event, but at
+    /// most this long after its last page (a task with nothing traced
+    /// after its fault): 10 ms, a slow disk's read.
+    pub fault_read_max_ns: u64,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             page_hold_ns: 1_000,
+            readahead_gap_ns: 100_000,
+            fault_read_max_ns: 10_000_000,
         }
     }
 }
@@ -237,6 +257,52 @@ pub struct Figures {
     /// `invalidate_lock`); an operation that waits for both counts in each.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub waits_by_lock: BTreeMap<&'static str, KindWaits>,
+    /// [`Policy::Mainline`] only: operation by operation, whether the
+    /// prediction waits where the trace measured a wait.
+    #[serde(skip_serializing_if = "Agreement::is_empty")]
+    pub vs_measured: Agreement,
+}
+
+/// Predicted against measured waits, per replayed operation (a measured
+/// wait is one before the operation on a lock mainline takes for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Agreement {
+    /// Operations that waited in both.
+    pub both: u64,
+    /// Predicted to wait; no wait measured.
+    pub predicted_only: u64,
+    /// Measured a wait; none predicted.
+    pub measured_only: u64,
+    /// Over the operations of `both`: the predicted and the measured waits.
+    pub both_predicted_ns: u64,
+    pub both_measured_ns: u64,
+}
+
+impl Agreement {
+    fn is_empty(&self) -> bool {
+        self.both + self.predicted_only + self.measured_only == 0
+    }
+
+    fn one(&mut self, predicted: u64, measured: u64) {
+        match (predicted > 0, measured > 0) {
+            (true, true) => {
+                self.both += 1;
+                self.both_predicted_ns = self.both_predicted_ns.saturating_add(predicted);
+                self.both_measured_ns = self.both_measured_ns.saturating_add(measured);
+            }
+            (true, false) => self.predicted_only += 1,
+            (false, true) => self.measured_only += 1,
+            (false, false) => {}
+        }
+    }
+
+    fn add(&mut self, o: Agreement) {
+        self.both += o.both;
+        self.predicted_only += o.predicted_only;
+        self.measured_only += o.measured_only;
+        self.both_predicted_ns = self.both_predicted_ns.saturating_add(o.both_predicted_ns);
+        self.both_measured_ns = self.both_measured_ns.saturating_add(o.both_measured_ns);
+    }
 }
 
 /// The waits of one kind of operation.
@@ -279,6 +345,9 @@ pub struct Measured {
     /// setattr's or an unmatched operation's are not replayed).
     pub replayed_waited: u64,
     pub replayed_wait_total_ns: u64,
+    /// The replayed operations those waits came before (one operation may
+    /// wait more than once): what the prediction's `waited` counts.
+    pub replayed_ops: u64,
 }
 
 /// Measured waits per lock class (`i_rwsem`, `invalidate_lock`); classes
@@ -291,6 +360,9 @@ pub struct FileWhatIf {
     /// `major:minor`, as the JSONL events spell it.
     pub dev: String,
     pub ino: u64,
+    /// The file's path, when a `file` event gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Operations by kind.
     pub kinds: BTreeMap<OpKind, u64>,
     pub range: Figures,
@@ -304,6 +376,10 @@ pub struct FileWhatIf {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WhatIf {
     pub page_hold_ns: u64,
+    /// [`Config::readahead_gap_ns`].
+    pub readahead_gap_ns: u64,
+    /// [`Config::fault_read_max_ns`].
+    pub fault_read_max_ns: u64,
     pub ops: u64,
     pub unmatched: u64,
     /// All files together (busy time and parallelism summed per file).
@@ -337,6 +413,7 @@ fn total(figs: &[&Figures]) -> Figures {
         for (k, w) in &f.waits_by_lock {
             t.waits_by_lock.entry(k).or_default().add(*w);
         }
+        t.vs_measured.add(f.vs_measured);
     }
     t.parallelism = ratio(t.hold_total_ns, t.busy_ns);
     t
@@ -366,6 +443,7 @@ impl Tally {
             for (m, w) in m.iter_mut().zip(o.measured) {
                 m.replayed_waited += w.waited;
                 m.replayed_wait_total_ns += w.wait_total_ns;
+                m.replayed_ops += u64::from(w.waited > 0);
             }
         }
     }
@@ -445,6 +523,18 @@ impl WhatIfRun {
         }
     }
 
+    /// [`WhatIfRun::finish`], with each file's path from the model (the
+    /// trace's `file` events).
+    pub fn finish_named(self, m: &Model) -> WhatIf {
+        let mut w = self.finish();
+        for f in &mut w.files {
+            if let Ok(dev) = f.dev.parse::<Dev>() {
+                f.path = m.file_info(dev, f.ino).and_then(|i| i.path.clone());
+            }
+        }
+        w
+    }
+
     pub fn finish(mut self) -> WhatIf {
         let collector = std::mem::take(&mut self.collector);
         self.tally.all_measured(collector.measured());
@@ -492,6 +582,7 @@ fn assemble(cfg: Config, unmatched: u64, mut tally: Tally, per_file: [PerFile; 4
             a.wait_total_ns += m.wait_total_ns;
             a.replayed_waited += m.replayed_waited;
             a.replayed_wait_total_ns += m.replayed_wait_total_ns;
+            a.replayed_ops += m.replayed_ops;
         }
     }
     let mut files: Vec<FileWhatIf> = range
@@ -499,6 +590,7 @@ fn assemble(cfg: Config, unmatched: u64, mut tally: Tally, per_file: [PerFile; 4
         .map(|(&(dev, ino), r)| FileWhatIf {
             dev: dev.to_string(),
             ino,
+            path: None,
             kinds: tally.kinds.remove(&(dev, ino)).unwrap_or_default(),
             range: r.clone(),
             whole_file: whole.get(&(dev, ino)).cloned().unwrap_or_default(),
@@ -519,6 +611,8 @@ fn assemble(cfg: Config, unmatched: u64, mut tally: Tally, per_file: [PerFile; 4
     });
     WhatIf {
         page_hold_ns: cfg.page_hold_ns,
+        readahead_gap_ns: cfg.readahead_gap_ns,
+        fault_read_max_ns: cfg.fault_read_max_ns,
         ops: tally.ops,
         unmatched,
         range: total(&files.iter().map(|f| &f.range).collect::<Vec<_>>()),

@@ -414,6 +414,11 @@ impl Replay {
         f.held += 1;
         f.fig.max_concurrent = f.fig.max_concurrent.max(f.held);
         f.fig.hold_total_ns += o.hold;
+        let policy = self.policy;
+        let f = self.file(&o);
+        if policy == Policy::Mainline {
+            f.fig.vs_measured.one(wait, o.measured_wait());
+        }
         if wait > 0 {
             f.fig.waited += 1;
             f.fig.wait_total_ns += wait;

@@ -227,7 +227,12 @@ fn collector_releases_in_arrival_order_behind_operations_in_flight() {
             },
         )
     };
-    let mut c = Collector::new(Config::default());
+    // A run of page adds ends 2 ns after its last page here (the same
+    // index again starts a new one).
+    let mut c = Collector::new(Config {
+        readahead_gap_ns: 2,
+        ..Config::default()
+    });
     let mut out = Vec::new();
     c.event(&page(5));
     c.event(&ev(
@@ -302,7 +307,10 @@ fn collector_pairs_operations_and_uses_kara_ranges() {
         ev(40, 2, Body::TruncateEnd { ret: 0, id: None }),
         ev(50, 4, Body::PunchEnd { ret: 0, id: None }),
     ];
-    let mut c = Collector::new(Config { page_hold_ns: 5 });
+    let mut c = Collector::new(Config {
+        page_hold_ns: 5,
+        ..Config::default()
+    });
     for e in &evs {
         c.event(e);
     }
@@ -476,6 +484,15 @@ fn measured_waits_move_arrivals_so_a_mainline_trace_replays_to_itself() {
     let m = &replay(&ops, Policy::Mainline)[&(DEV, 1)];
     assert_eq!((m.waited, m.wait_total_ns), (1, 90));
     assert_eq!(lock_waits(m), [("invalidate_lock", 1, 90)]);
+    assert_eq!(
+        m.vs_measured,
+        Agreement {
+            both: 1,
+            both_predicted_ns: 90,
+            both_measured_ns: 90,
+            ..Agreement::default()
+        }
+    );
     let r = &replay(&ops, Policy::Range)[&(DEV, 1)];
     assert_eq!((r.waited, r.wait_total_ns), (0, 0));
     // Had the task kept its 90 ns lead, the next page (0-3, at 60) would
@@ -571,4 +588,213 @@ fn collector_attributes_measured_waits_to_the_next_operation() {
     let m: Vec<_> = ops.iter().map(|o| (o.tid, o.measured_wait())).collect();
     assert_eq!(m, [(2, 60), (4, 0), (3, 0)]);
     assert!(ops.iter().all(|o| o.fs == Fs::Ext4));
+}
+
+fn page_at(ts: u64, tid: u32, index: u64) -> Event {
+    ev(
+        ts,
+        tid,
+        Body::PageAdd {
+            dev: DEV,
+            ino: 1,
+            index,
+            order: None,
+        },
+    )
+}
+
+fn collect(cfg: Config, m: Option<&Model>, evs: &[Event]) -> Vec<(u64, OpKind, u64, u64, u64)> {
+    let mut c = Collector::new(cfg);
+    let mut ops = Vec::new();
+    for e in evs {
+        c.event_in(m, e);
+        c.ready(&mut ops);
+    }
+    ops.extend(c.finish().0);
+    ops.iter()
+        .map(|o| (o.ts, o.kind, o.start, o.last, o.hold))
+        .collect()
+}
+
+/// A task's page adds at consecutive indices, close together, are one
+/// operation over their pages (a large folio counts its pages); a gap in
+/// time or in the indices, another task or another file starts another.
+#[test]
+fn page_adds_in_a_run_are_one_operation() {
+    let cfg = Config {
+        page_hold_ns: 5,
+        readahead_gap_ns: 100,
+        ..Config::default()
+    };
+    let folio = ev(
+        20,
+        1,
+        Body::PageAdd {
+            dev: DEV,
+            ino: 1,
+            index: 2,
+            order: Some(1),
+        },
+    );
+    let other_file = ev(
+        40,
+        1,
+        Body::PageAdd {
+            dev: DEV,
+            ino: 2,
+            index: 5,
+            order: None,
+        },
+    );
+    let evs = [
+        page_at(10, 1, 0),
+        page_at(15, 1, 1),
+        folio,             // pages 2-3
+        page_at(25, 2, 4), // another task
+        page_at(30, 1, 4),
+        other_file,
+        page_at(50, 1, 5),  // its file again: a new run
+        page_at(300, 1, 6), // 250 ns after the last: a new run
+        page_at(310, 1, 8), // not the next index
+    ];
+    assert_eq!(
+        collect(cfg, None, &evs),
+        [
+            (10, OpKind::PageAdd, 0, 4, 25),
+            (25, OpKind::PageAdd, 4, 4, 5),
+            (40, OpKind::PageAdd, 5, 5, 5),
+            (50, OpKind::PageAdd, 5, 5, 5),
+            (300, OpKind::PageAdd, 6, 6, 5),
+            (310, OpKind::PageAdd, 8, 8, 5),
+        ]
+    );
+}
+
+/// The readahead of a task's own fault (its pages hold the faulting
+/// index) holds until the task's next event, at most
+/// `fault_read_max_ns` past its last page; a readahead without the
+/// faulting page (asynchronous) holds as any run.
+#[test]
+fn a_faults_readahead_holds_until_the_task_goes_on() {
+    let cfg = Config {
+        page_hold_ns: 5,
+        readahead_gap_ns: 100,
+        fault_read_max_ns: 1_000,
+    };
+    let fault = |ts, index| {
+        ev(
+            ts,
+            1,
+            Body::Fault {
+                dev: DEV,
+                ino: 1,
+                index,
+            },
+        )
+    };
+    let next = |ts| {
+        ev(
+            ts,
+            1,
+            Body::MmapLockRequest {
+                mm: 1,
+                write: false,
+            },
+        )
+    };
+    let evs = [
+        fault(0, 3),
+        page_at(10, 1, 2),
+        page_at(11, 1, 3),
+        page_at(12, 1, 4),
+        next(400),
+        // Asynchronous readahead past the faulting page.
+        fault(500, 4),
+        page_at(510, 1, 5),
+        page_at(511, 1, 6),
+        next(900),
+        // Nothing after it for longer than the bound.
+        fault(1_000, 7),
+        page_at(1_010, 1, 7),
+        next(5_000),
+    ];
+    let got = collect(cfg, None, &evs);
+    let runs: Vec<_> = got
+        .iter()
+        .filter(|o| o.1 == OpKind::PageAdd)
+        .map(|&(ts, _, s, l, h)| (ts, s, l, h))
+        .collect();
+    assert_eq!(
+        runs,
+        [(10, 2, 4, 390), (510, 5, 6, 6), (1_010, 7, 7, 1_000)]
+    );
+    assert_eq!(got.iter().filter(|o| o.1 == OpKind::Fault).count(), 3);
+}
+
+/// A wait for the run's own file lock ends the run (readahead let go of
+/// the lock: `filemap_fault` takes it again); a wait for any other lock
+/// does not. A second wait for the same lock before any operation starts
+/// the measured waits again: the first was for a section that ended with
+/// nothing to replay (`page_cache_ra_order` falling back).
+#[test]
+fn waits_end_runs_only_on_their_file_and_restart_on_the_same_lock() {
+    let il = 0x2000;
+    let mut model = Model::new(None);
+    model.apply(
+        0,
+        &ev(
+            1,
+            1,
+            Body::File {
+                dev: DEV,
+                ino: 1,
+                path: None,
+                fs: Some("ext4".into()),
+                i_rwsem: Some(0x1000),
+                invalidate_lock: Some(il),
+            },
+        ),
+    );
+    let cb = |ts, addr| {
+        ev(
+            ts,
+            1,
+            Body::ContentionBegin {
+                addr,
+                flags: 2,
+                caller: None,
+            },
+        )
+    };
+    let ce = |ts| ev(ts, 1, Body::ContentionEnd { addr: None, ret: 0 });
+    let cfg = Config {
+        page_hold_ns: 5,
+        readahead_gap_ns: 100,
+        ..Config::default()
+    };
+    let evs = [
+        cb(10, il),
+        ce(20),
+        cb(30, il),
+        ce(70),
+        page_at(71, 1, 0),
+        cb(72, 0x9999), // a spinlock: the run goes on
+        ce(73),
+        page_at(74, 1, 1),
+        cb(80, il), // its own file's lock: the run ends
+        ce(90),
+    ];
+    let mut c = Collector::new(cfg);
+    let mut ops = Vec::new();
+    for e in &evs {
+        c.event_in(Some(&model), e);
+        c.ready(&mut ops);
+    }
+    ops.extend(c.finish().0);
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| (o.ts, o.start, o.last, o.hold, o.measured_wait()))
+        .collect();
+    // Only the second wait (40 ns) is the run's.
+    assert_eq!(got, [(71, 0, 1, 8, 40)]);
 }
