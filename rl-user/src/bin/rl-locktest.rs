@@ -10,8 +10,9 @@
 //! - `punch FILE N`: writes 1 MiB to FILE, then punches N holes of 64 KiB.
 //! - `contend FILE SECS THREADS`: THREADS threads write to FILE for SECS
 //!   seconds (contention on its i_rwsem).
-//! - `fault-punch FILE ROUNDS`: one thread faults FILE's pages through a
-//!   shared mapping while another punches them: page faults with no lock
+//! - `fault-punch FILE ROUNDS`: one thread reads FILE's pages through a
+//!   shared mapping (ROUNDS passes, and on until the punches are done)
+//!   while another punches them ROUNDS times: page faults with no lock
 //!   ranked below mmap_lock held by the faulting task.
 //! - `mmap-churn SECS THREADS`: THREADS threads map, touch and unmap
 //!   anonymous memory for SECS seconds (mmap_lock, all the time).
@@ -203,23 +204,33 @@ fn fault_punch(path: &Path, rounds: usize) -> anyhow::Result<serde_json::Value> 
         bail!("mmap: {}", std::io::Error::last_os_error());
     }
     let addr = map as usize;
+    // The reader goes on until the punches are done: a pass over cached
+    // pages takes microseconds, so a fixed count of passes could end
+    // before the puncher has started, and nothing would race.
+    let punching = std::sync::atomic::AtomicBool::new(true);
     let faults = std::thread::scope(|s| -> anyhow::Result<u64> {
+        let punching = &punching;
         let reader = s.spawn(move || {
+            let mut reads = 0u64;
             let mut sum = 0u64;
-            for _ in 0..rounds {
+            let mut pass = 0;
+            while pass < rounds || punching.load(std::sync::atomic::Ordering::Relaxed) {
                 for page in (0..LEN).step_by(4096) {
                     // SAFETY: inside the live mapping (unmapped after the scope).
                     sum +=
                         u64::from(unsafe { std::ptr::read_volatile((addr + page) as *const u8) });
                 }
+                reads += (LEN / 4096) as u64;
+                pass += 1;
             }
-            sum
+            std::hint::black_box(sum);
+            reads
         });
-        for r in 0..rounds {
-            punch(&f, ((r % 16) * (64 << 10)) as u64, 64 << 10)?;
-        }
-        let _ = reader.join();
-        Ok((rounds * LEN / 4096) as u64)
+        let punched =
+            (0..rounds).try_for_each(|r| punch(&f, ((r % 16) * (64 << 10)) as u64, 64 << 10));
+        punching.store(false, std::sync::atomic::Ordering::Relaxed);
+        let reads = reader.join().unwrap_or(0);
+        punched.map(|()| reads)
     })?;
     // SAFETY: unmapping the mapping made above.
     unsafe { libc::munmap(map, LEN) };
