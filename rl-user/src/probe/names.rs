@@ -7,6 +7,8 @@
 //!   of the filesystem it shows, contains the path): `/mnt/x/dir/f`. A
 //!   filesystem rltop cannot see mounted keeps the path within it, after
 //!   its device: `(8:3)/dir/f`.
+//! - A block device's page cache (filesystem `bdev`, no path) is named
+//!   after its device: `/dev/loop0 (bdev 7:0)`.
 //! - A `contention_begin` caller comes as a code address (`ip:ffff...`):
 //!   it becomes `symbol+0xoff` (`[module]` for module code) from
 //!   /proc/kallsyms, as `perf lock contention` names callers.
@@ -111,6 +113,25 @@ pub fn symbol(syms: &BTreeMap<u64, String>, ip: u64) -> String {
     }
 }
 
+/// A block device's page cache (the `bdev` pseudo-filesystem's inode,
+/// whose `i_ino` is the device's `dev_t`, set by `bdev_add()` in
+/// block/bdev.c: major in the bits from 20 up, minor below) by the device's
+/// name: `/dev/loop0 (bdev 7:0)`, from sysfs's `DEVNAME`.
+pub fn bdev_name(ino: u64) -> String {
+    let (major, minor) = (ino >> 20, ino & 0xf_ffff);
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).ok();
+    bdev_label(ino, uevent.as_deref())
+}
+
+/// [`bdev_name`] given the device's sysfs `uevent` text, if any.
+fn bdev_label(ino: u64, uevent: Option<&str>) -> String {
+    let (major, minor) = (ino >> 20, ino & 0xf_ffff);
+    match uevent.and_then(|u| u.lines().find_map(|l| l.strip_prefix("DEVNAME="))) {
+        Some(n) => format!("/dev/{n} (bdev {major}:{minor})"),
+        None => format!("(bdev {major}:{minor})"),
+    }
+}
+
 /// The session's namer: the mount table (re-read when a device is not in
 /// it, at most once a second: filesystems are mounted while recording).
 #[derive(Default)]
@@ -168,6 +189,12 @@ impl Names {
                     *p = self.path(*dev, rest);
                 }
             }
+            Body::File {
+                ino,
+                path: path @ None,
+                fs: Some(fs),
+                ..
+            } if fs == "bdev" => *path = Some(bdev_name(*ino)),
             Body::ContentionBegin {
                 caller: Some(c), ..
             } => {
@@ -237,6 +264,13 @@ mod tests {
         );
         assert_eq!(join(&m, d("0:50"), "/f").as_deref(), Some("/mnt/btrfs/f"));
         assert_eq!(join(&m, d("8:1"), "/f"), None);
+    }
+
+    #[test]
+    fn block_devices_by_their_device_name() {
+        let uevent = "MAJOR=7\nMINOR=0\nDEVNAME=loop0\nDEVTYPE=disk\n";
+        assert_eq!(bdev_label(7 << 20, Some(uevent)), "/dev/loop0 (bdev 7:0)");
+        assert_eq!(bdev_label((259 << 20) | 3, None), "(bdev 259:3)");
     }
 
     #[test]
