@@ -29,7 +29,16 @@ pub fn run(a: &WhatifArgs) -> anyhow::Result<ExitCode> {
             header.source
         );
     }
-    let w = run.finish_named(&model);
+    let mut w = run.finish_named(&model);
+    // Imported and older traces may list no probes: then unknown.
+    if !header.probes.is_empty() {
+        w.contention_traced = Some(
+            header
+                .probes
+                .iter()
+                .any(|p| p.starts_with("lock:contention_begin")),
+        );
+    }
     let out = match format {
         CheckFormat::Json => render::json(&w),
         CheckFormat::Text => render::text(&w),

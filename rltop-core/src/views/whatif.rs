@@ -167,6 +167,16 @@ fn mainline_vs_measured(s: &mut String, r: &WhatIf) {
     if classes.is_empty() {
         return;
     }
+    if r.contention_traced == Some(false) {
+        let _ = writeln!(
+            s,
+            "\nmainline predicts {} waits ({}); none measured: the trace has no \
+             lock:contention_* probe (record on a kernel with the lock tracepoints to compare)",
+            r.mainline.waited,
+            fmt_ns(r.mainline.wait_total_ns)
+        );
+        return;
+    }
     let _ = writeln!(
         s,
         "\nmainline predicted vs measured (lock:contention_* on the learned lock addresses), \
@@ -212,4 +222,44 @@ pub fn json(r: &WhatIf) -> String {
     let mut s = serde_json::to_string(r).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::whatif::{Config, FileOp, KindWaits, OpKind, whatif};
+    use crate::events::Dev;
+
+    /// A punch and a page fill behind it: mainline predicts one wait.
+    fn predicted_only() -> WhatIf {
+        let dev = Dev { major: 8, minor: 1 };
+        let ops = [
+            FileOp::new(0, 1, dev, 1, OpKind::Punch, 0, 3, 100),
+            FileOp::new(10, 2, dev, 1, OpKind::PageAdd, 0, 0, 1),
+        ];
+        whatif(
+            &ops,
+            0,
+            &std::collections::BTreeMap::<(Dev, u64), [KindWaits; 2]>::new(),
+            Config::default(),
+        )
+    }
+
+    /// Without the contention probes, "measured 0" would read as "the
+    /// kernel never waited": the text says it was not recorded instead.
+    #[test]
+    fn measured_waits_not_recorded_are_not_shown_as_none() {
+        let mut w = predicted_only();
+        w.contention_traced = Some(false);
+        let t = text(&w);
+        assert!(
+            t.contains("none measured: the trace has no lock:contention_* probe"),
+            "{t}"
+        );
+        assert!(!t.contains("measured, replayed"), "{t}");
+        w.contention_traced = Some(true);
+        let t = text(&w);
+        assert!(t.contains("measured, replayed"), "{t}");
+        assert!(!t.contains("none measured"), "{t}");
+    }
 }

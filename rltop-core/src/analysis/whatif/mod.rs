@@ -388,6 +388,11 @@ pub struct WhatIf {
     pub file_shared: Figures,
     pub mainline: Figures,
     pub measured: MeasuredByLock,
+    /// Whether the trace's probes had `lock:contention_*` (its header's
+    /// probe list), so that no measured wait means none happened; `None`:
+    /// the trace does not list its probes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contention_traced: Option<bool>,
     /// Files, most whole-file wait first.
     pub files: Vec<FileWhatIf>,
 }
@@ -620,6 +625,7 @@ fn assemble(cfg: Config, unmatched: u64, mut tally: Tally, per_file: [PerFile; 4
         file_shared: total(&files.iter().map(|f| &f.file_shared).collect::<Vec<_>>()),
         mainline: total(&files.iter().map(|f| &f.mainline).collect::<Vec<_>>()),
         measured: by_lock(&all_measured),
+        contention_traced: None,
         files,
     }
 }
