@@ -500,13 +500,9 @@ fn measured_waits_move_arrivals_so_a_mainline_trace_replays_to_itself() {
     assert_eq!(r.span_ns, 151);
 }
 
-/// The collector gives a task's measured waits on a learned lock address
-/// to its next operation on that file, only for the locks mainline takes
-/// for it; waits followed by nothing expire; every wait counts in
-/// `measured`.
-#[test]
-fn collector_attributes_measured_waits_to_the_next_operation() {
-    let (ir, il) = (0x1000, 0x2000);
+/// A model that knows file `(DEV, 1)` on ext4, its `i_rwsem` at `ir` and
+/// its `invalidate_lock` at `il` (a `file` event).
+fn ext4_file_with_locks(ir: u64, il: u64) -> Model {
     let mut model = Model::new(None);
     model.apply(
         0,
@@ -523,6 +519,17 @@ fn collector_attributes_measured_waits_to_the_next_operation() {
             },
         ),
     );
+    model
+}
+
+/// The collector gives a task's measured waits on a learned lock address
+/// to its next operation on that file, only for the locks mainline takes
+/// for it; waits followed by nothing expire; every wait counts in
+/// `measured`.
+#[test]
+fn collector_attributes_measured_waits_to_the_next_operation() {
+    let (ir, il) = (0x1000, 0x2000);
+    let model = ext4_file_with_locks(ir, il);
     let cb = |ts, tid, addr| {
         ev(
             ts,
@@ -739,22 +746,7 @@ fn a_faults_readahead_holds_until_the_task_goes_on() {
 #[test]
 fn waits_end_runs_only_on_their_file_and_restart_on_the_same_lock() {
     let il = 0x2000;
-    let mut model = Model::new(None);
-    model.apply(
-        0,
-        &ev(
-            1,
-            1,
-            Body::File {
-                dev: DEV,
-                ino: 1,
-                path: None,
-                fs: Some("ext4".into()),
-                i_rwsem: Some(0x1000),
-                invalidate_lock: Some(il),
-            },
-        ),
-    );
+    let model = ext4_file_with_locks(0x1000, il);
     let cb = |ts, addr| {
         ev(
             ts,
