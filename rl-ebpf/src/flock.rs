@@ -4,9 +4,8 @@
 //!
 //! - **Learning.** Raw tracepoints that already see a file's inode or
 //!   mapping (`mm_filemap_fault(mapping, index)`,
-//!   `mm_filemap_add_to_page_cache(folio)`, `iomap_dio_rw_begin(iocb, ..)`,
-//!   and the punch and truncate probes of `fsops`, for files a task only
-//!   punches or truncates) compute the addresses of its two locks, keep them in `LOCKS` (address
+//!   `mm_filemap_add_to_page_cache(folio)`, `iomap_dio_rw_begin(iocb, ..)`)
+//!   compute the addresses of its two locks, keep them in `LOCKS` (address
 //!   -> file and class) and emit one `file` record per inode: the addresses,
 //!   the filesystem type name and the path, read once from the dentry tree.
 //!   A per-CPU cache of the last inode learned keeps repeated events on one
@@ -145,10 +144,8 @@ const CALLER_FRAMES: usize = 8;
 /// Learns `inode`'s locks if it is not known yet, and emits its `file`
 /// event. Returns whether nothing more is to be done for it: known with its
 /// path, or a file `--dev`/`--ino` leave out (the caller then caches it).
-/// The file-operation probes call it too (`fsops::learn`): a file that a
-/// task only punches or truncates has no page-cache event to learn from.
 #[inline(always)]
-pub(crate) fn learn_inode(t: Task, inode: u64) -> bool {
+fn learn_inode(t: Task, inode: u64) -> bool {
     if inode == 0 || global!(FL.learn) == 0 {
         return false;
     }

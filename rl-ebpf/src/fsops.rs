@@ -410,14 +410,6 @@ struct Target {
     ino: u64,
 }
 
-/// Learns the operation's file (its locks and its `file` event, once per
-/// inode), before the operation's own events: a file only punched or
-/// truncated has no page-cache event that would name it.
-#[inline(always)]
-fn learn(t: Task, tg: &Target) {
-    let _ = crate::flock::learn_inode(t, tg.inode);
-}
-
 #[inline(always)]
 fn target(inode: u64) -> Option<Target> {
     if inode == 0 {
@@ -689,7 +681,6 @@ fn syscall_op(t: Task, inode: u64, kind: u8, offset: u64, len: u64) {
         && !covered(inode)
         && let Some(tg) = target(inode)
     {
-        learn(t, &tg);
         // At the syscall's entry no lock is held: no window.
         begin_op(
             &mut out,
@@ -861,7 +852,6 @@ pub fn fs_task_exit(_ctx: TracePointContext) -> u32 {
 fn ext4_begin(ctx: &RawTracePointContext, kind: u8) {
     let Some(t) = traced_task() else { return };
     let Some(tg) = target(ctx.arg(0)) else { return };
-    learn(t, &tg);
     let pos: u64 = ctx.arg(1);
     let len: u64 = ctx.arg(2);
     let Some(st) = state_or_new(t.tid) else {
@@ -914,7 +904,6 @@ pub fn ext4_dirty(ctx: RawTracePointContext) -> i32 {
     let Some(tg) = target(ctx.arg(0)) else {
         return 0;
     };
-    learn(t, &tg);
     if !owns_invalidate_lock(tg.mapping) {
         return 0;
     }
@@ -949,7 +938,6 @@ pub fn ext4_trunc_enter(ctx: RawTracePointContext) -> i32 {
     let Some(tg) = target(inode) else {
         return 0;
     };
-    learn(t, &tg);
     let Some(st) = state_or_new(t.tid) else {
         return 0;
     };
@@ -1056,7 +1044,6 @@ fn sc_on(st: &TaskState, inode: u64) -> bool {
 fn xfs_begin(ctx: &RawTracePointContext, kind: u8) {
     let Some(t) = traced_task() else { return };
     let Some(tg) = xfs_target(ctx) else { return };
-    learn(t, &tg);
     let owned = owns_invalidate_lock(tg.mapping);
     let Some(st) = state_or_new(t.tid) else {
         return;
@@ -1114,7 +1101,6 @@ pub fn xfs_insert(ctx: RawTracePointContext) -> i32 {
 pub fn xfs_setattr(ctx: RawTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
     let Some(tg) = xfs_target(&ctx) else { return 0 };
-    learn(t, &tg);
     if !owns_invalidate_lock(tg.mapping) {
         return 0;
     }
