@@ -215,18 +215,7 @@ proptest::proptest! {
 /// before them: a DIO in flight holds back the page ops after it.
 #[test]
 fn collector_releases_in_arrival_order_behind_operations_in_flight() {
-    let page = |ts| {
-        ev(
-            ts,
-            2,
-            Body::PageAdd {
-                dev: DEV,
-                ino: 1,
-                index: 0,
-                order: None,
-            },
-        )
-    };
+    let page = |ts| page_at(ts, 2, 0);
     // A run of page adds ends 2 ns after its last page here (the same
     // index again starts a new one).
     let mut c = Collector::new(Config {
@@ -542,18 +531,7 @@ fn collector_attributes_measured_waits_to_the_next_operation() {
         )
     };
     let ce = |ts, tid| ev(ts, tid, Body::ContentionEnd { addr: None, ret: 0 });
-    let page = |ts, tid| {
-        ev(
-            ts,
-            tid,
-            Body::PageAdd {
-                dev: DEV,
-                ino: 1,
-                index: 0,
-                order: None,
-            },
-        )
-    };
+    let page = |ts, tid| page_at(ts, tid, 0);
     let evs = [
         // Task 2: an i_rwsem wait (a buffered write's: not the page_add's)
         // and an invalidate_lock wait, then its page_add.
