@@ -354,12 +354,6 @@ const _: () = assert!(core::mem::size_of::<FileLockLayout>() == 152);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TpOffsets {
-    pub mmap_mm: u32,
-    pub mmap_write: u32,
-    pub mmap_success: u32,
-    pub fault_ino: u32,
-    pub fault_dev: u32,
-    pub fault_index: u32,
     pub add_ino: u32,
     pub add_dev: u32,
     pub add_index: u32,
@@ -390,12 +384,6 @@ pub const NO_FIELD: u32 = u32::MAX;
 impl TpOffsets {
     /// Every offset absent.
     pub const NONE: TpOffsets = TpOffsets {
-        mmap_mm: NO_FIELD,
-        mmap_write: NO_FIELD,
-        mmap_success: NO_FIELD,
-        fault_ino: NO_FIELD,
-        fault_dev: NO_FIELD,
-        fault_index: NO_FIELD,
         add_ino: NO_FIELD,
         add_dev: NO_FIELD,
         add_index: NO_FIELD,
@@ -443,6 +431,8 @@ pub struct KernelOffsets {
     pub vmf_pgoff: u32,
     pub vma_file: u32,
     pub dio_iocb: u32,
+    /// `struct address_space`: `host` (raw `mm_filemap_fault`).
+    pub mapping_host: u32,
 }
 
 impl KernelOffsets {
@@ -460,6 +450,7 @@ impl KernelOffsets {
         vmf_pgoff: NO_FIELD,
         vma_file: NO_FIELD,
         dio_iocb: NO_FIELD,
+        mapping_host: NO_FIELD,
     };
 }
 

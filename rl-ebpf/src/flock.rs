@@ -3,8 +3,9 @@
 //! learned, named and followed.
 //!
 //! - **Learning.** Raw tracepoints that already see a file's inode or
-//!   mapping (`mm_filemap_fault(mapping, index)`,
-//!   `mm_filemap_add_to_page_cache(folio)`, `iomap_dio_rw_begin(iocb, ..)`)
+//!   mapping (`mm_filemap_fault(mapping, index)`, whose recording program
+//!   learns too, `mm_filemap_add_to_page_cache(folio)`,
+//!   `iomap_dio_rw_begin(iocb, ..)`)
 //!   compute the addresses of its two locks, keep them in `LOCKS` (address
 //!   -> file and class) and emit one `file` record per inode: the addresses,
 //!   the filesystem type name and the path, read once from the dentry tree.
@@ -43,11 +44,12 @@ use aya_ebpf::{
 use rl_common::{
     FLAG_SUCCESS, FLAG_TRY, FLAG_TRY_KNOWN, FLAG_USER, FLAG_WRITE, FileLockLayout, FileRecord,
     Kind, LOCK_MODE_NONE, LOCK_MODE_READ, LOCK_MODE_WRITE, LOCK_OP_DEMOTE, LOCK_OP_LOCK,
-    LOCK_OP_TRYLOCK, LOCK_OP_TRYLOCK_OK, LOCK_OP_UNLOCK, LockClass, NAME_BYTES, PATH_COMPLETE,
-    PATH_CUT, PATH_DEPTH,
+    LOCK_OP_TRYLOCK, LOCK_OP_TRYLOCK_OK, LOCK_OP_UNLOCK, LockClass, NAME_BYTES, NO_FIELD,
+    PATH_COMPLETE, PATH_CUT, PATH_DEPTH,
 };
 
 use crate::file::kread;
+use crate::fsops::FSOPS;
 use crate::rangelock::{RL, RL_HELD, STACKS};
 use crate::{
     EVENTS, Task, TpRecord, count_drops, current, emit, global, header, submit_flags, traced_file,
@@ -95,18 +97,44 @@ static LAST_MAPPING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// one was it.
 #[inline(always)]
 fn learn_mapping(mapping: u64) {
-    let last = LAST_MAPPING.get_ptr_mut(0);
-    if let Some(p) = last {
-        // SAFETY: this CPU's slot, valid for the program's run.
-        if unsafe { *p } == mapping {
-            return;
-        }
+    if last_mapping_is(mapping) {
+        return;
     }
     let Some(t) = traced_task() else { return };
-    if learn_inode(t, kread(mapping, global!(FL.mapping_host)))
-        && let Some(p) = last
-    {
-        // SAFETY: as above.
+    learned_mapping(
+        mapping,
+        learn_inode(t, kread(mapping, global!(FL.mapping_host))),
+    );
+}
+
+/// [`learn_mapping`] for a program that has read `host` already (the
+/// fault's).
+#[inline(always)]
+pub(crate) fn learn_host(t: Task, mapping: u64, host: u64) {
+    if !last_mapping_is(mapping) {
+        learned_mapping(mapping, learn_inode(t, host));
+    }
+}
+
+/// Learns `inode`'s locks (programs that have the inode, not a mapping).
+#[inline(always)]
+pub(crate) fn learn_file(t: Task, inode: u64) {
+    learn_inode(t, inode);
+}
+
+#[inline(always)]
+fn last_mapping_is(mapping: u64) -> bool {
+    // SAFETY: this CPU's slot, valid for the program's run.
+    LAST_MAPPING
+        .get_ptr_mut(0)
+        .is_some_and(|p| unsafe { *p } == mapping)
+}
+
+/// Caches `mapping` as this CPU's last one once it needs nothing more.
+#[inline(always)]
+fn learned_mapping(mapping: u64, done: bool) {
+    if done && let Some(p) = LAST_MAPPING.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, valid for the program's run.
         unsafe { *p = mapping };
     }
 }
@@ -363,13 +391,6 @@ fn emit_file(a: &FileArgs) -> bool {
     ok && w.depth != 0
 }
 
-/// raw `mm_filemap_fault(struct address_space *mapping, pgoff_t index)`.
-#[raw_tracepoint(tracepoint = "mm_filemap_fault")]
-pub fn learn_fault(ctx: RawTracePointContext) -> i32 {
-    learn_mapping(ctx.arg(0));
-    0
-}
-
 /// raw `mm_filemap_add_to_page_cache(struct folio *folio)`.
 #[raw_tracepoint(tracepoint = "mm_filemap_add_to_page_cache")]
 pub fn learn_page_add(ctx: RawTracePointContext) -> i32 {
@@ -393,6 +414,34 @@ pub fn learn_dio(ctx: RawTracePointContext) -> i32 {
     let iocb: u64 = ctx.arg(0);
     let file: u64 = kread(iocb, global!(FL.kiocb_filp));
     learn_inode(t, kread(file, global!(FL.file_inode)));
+    0
+}
+
+/// raw ext4 operation tracepoints whose first argument is the file's
+/// `struct inode *` (`ext4_punch_hole`, `ext4_zero_range`,
+/// `ext4_collapse_range`, `ext4_insert_range`, `ext4_truncate_enter`): a
+/// file only punched or truncated has no page-cache event to learn it
+/// from. A program of its own, not a call in the operation probes, which
+/// are near the instruction budget already.
+#[raw_tracepoint]
+pub fn learn_ext4(ctx: RawTracePointContext) -> i32 {
+    let Some(t) = traced_task() else { return 0 };
+    learn_inode(t, ctx.arg(0));
+    0
+}
+
+/// raw XFS operation tracepoints of `struct xfs_inode *ip`
+/// (`xfs_free_file_space`, `_zero_`, `_collapse_`, `_insert_`,
+/// `xfs_setattr`): as [`learn_ext4`], the VFS inode being
+/// `ip->i_vnode` (BTF, `FSOPS.xfs_vnode`).
+#[raw_tracepoint]
+pub fn learn_xfs(ctx: RawTracePointContext) -> i32 {
+    let Some(t) = traced_task() else { return 0 };
+    let ip: u64 = ctx.arg(0);
+    let vnode = global!(FSOPS.xfs_vnode);
+    if ip != 0 && vnode != NO_FIELD {
+        learn_inode(t, ip + vnode as u64);
+    }
     0
 }
 

@@ -61,7 +61,7 @@ use crate::{
 
 /// Layout and constants from user space (see `rl_common::FsopsLayout`).
 #[unsafe(no_mangle)]
-static FSOPS: FsopsLayout = FsopsLayout::NONE;
+pub(crate) static FSOPS: FsopsLayout = FsopsLayout::NONE;
 
 /// `TaskState::op_kind` of a truncate (the others are `FsOp` values).
 const TRUNC: u8 = WINDOW_TRUNCATE as u8;
@@ -710,6 +710,33 @@ pub fn fs_falloc_enter(ctx: TracePointContext) -> u32 {
     let offset: u64 = r.get(global!(FSOPS.falloc_offset));
     let len: u64 = r.get(global!(FSOPS.falloc_len));
     syscall_op(t, file_inode(fd_file(fd)), kind, offset, len);
+    0
+}
+
+/// `syscalls:sys_enter_fallocate`, learning the file: one that a task only
+/// punches on a filesystem without operation tracepoints of its own
+/// (btrfs) has no other event to be learned from. Its own program: the
+/// operation probe is near the instruction budget.
+#[tracepoint]
+pub fn learn_falloc(ctx: TracePointContext) -> u32 {
+    let Some(t) = traced_task() else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
+    let fd: u64 = r.get(global!(FSOPS.falloc_fd));
+    crate::flock::learn_file(t, file_inode(fd_file(fd)));
+    0
+}
+
+/// `syscalls:sys_enter_ftruncate`, learning the file (as [`learn_falloc`]).
+#[tracepoint]
+pub fn learn_ftrunc(ctx: TracePointContext) -> u32 {
+    let Some(t) = traced_task() else { return 0 };
+    let Some(r) = TpRecord::read(&ctx) else {
+        return 0;
+    };
+    let fd: u64 = r.get(global!(FSOPS.ftrunc_fd));
+    crate::flock::learn_file(t, file_inode(fd_file(fd)));
     0
 }
 

@@ -53,6 +53,8 @@ pub fn kfault(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let index: u64 = kread(vmf, global!(KOFF.vmf_pgoff));
+    // As the fault tracepoint's program does: the file first.
+    crate::flock::learn_file(t, inode);
     emit(t, Kind::Fault, 0, dev, [ino, index, 0, 0]);
     0
 }

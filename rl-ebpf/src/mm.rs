@@ -1,25 +1,38 @@
 //! Memory-management tracepoints: `mmap_lock` and the page cache.
 //!
-//! Layouts: fields of `mmap_lock:*` and `filemap:*` records, at the offsets
-//! user space read from `/sys/kernel/tracing/events/<cat>/<name>/format`
-//! (on 6.18: mm@8, write@24, success@25; fault i_ino@8, s_dev@16, index@24).
+//! `mmap_lock:*` and `mm_filemap_fault` are raw tracepoints: they get the
+//! C arguments (`mmap_lock_*(struct mm_struct *mm, bool write[, bool
+//! success])`, `mm_filemap_fault(struct address_space *mapping, pgoff_t
+//! index)`, prototypes checked against BTF by user space). That costs less
+//! than a formatted record, which the kernel fills before any program runs
+//! (on 6.1 the `mmap_lock` records even format a memcg path), and lets the
+//! fault program learn its file in the same run.
+//!
+//! Layouts: the fault's `mapping->host->{i_ino, i_sb->s_dev}` at BTF offsets
+//! (`KOFF`); the page-cache add's record fields at the tracefs offsets
+//! user space read from its format file (on 6.18: i_ino@16, index@24,
+//! s_dev@32, order@36).
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 use rl_common::{FLAG_NO_ORDER, FLAG_SUCCESS, FLAG_WRITE, Kind, NO_FIELD};
 
+use crate::file::{inode_dev_ino, kread};
 use crate::rangelock::{RL, RL_HELD, STACKS};
-use crate::{TP, TpRecord, emit, global, traced_file, traced_task, write};
+use crate::{KOFF, TP, TpRecord, emit, global, traced_file, traced_task, write};
 
 #[inline(always)]
-fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
+fn mmap_lock(ctx: &RawTracePointContext, kind: Kind, with_success: bool) {
     let Some(t) = traced_task() else { return };
-    let Some(r) = TpRecord::read(ctx) else { return };
-    let mm: u64 = r.get(global!(TP.mmap_mm));
+    let mm: u64 = ctx.arg(0);
     let mut flags = 0;
-    if r.get::<u8>(global!(TP.mmap_write)) != 0 {
+    // A `bool` argument fills its u64 slot with 0 or 1.
+    if ctx.arg::<u64>(1) & 0xff != 0 {
         flags |= FLAG_WRITE;
     }
-    if with_success && r.get::<u8>(global!(TP.mmap_success)) != 0 {
+    if with_success && ctx.arg::<u64>(2) & 0xff != 0 {
         flags |= FLAG_SUCCESS;
     }
     emit(t, kind, flags, 0, [mm, 0, 0, 0]);
@@ -46,41 +59,48 @@ fn mmap_lock(ctx: &TracePointContext, kind: Kind, with_success: bool) {
     }
 }
 
-/// `mmap_lock:mmap_lock_start_locking`: a task asks for mmap_lock.
-#[tracepoint]
-pub fn mmap_lock_start_locking(ctx: TracePointContext) -> u32 {
+/// raw `mmap_lock_start_locking(mm, write)`: a task asks for mmap_lock.
+#[raw_tracepoint(tracepoint = "mmap_lock_start_locking")]
+pub fn mmap_lock_start_locking(ctx: RawTracePointContext) -> i32 {
     mmap_lock(&ctx, Kind::MmapLockRequest, false);
     0
 }
 
-/// `mmap_lock:mmap_lock_acquire_returned`: it got it (or a trylock failed).
-#[tracepoint]
-pub fn mmap_lock_acquire_returned(ctx: TracePointContext) -> u32 {
+/// raw `mmap_lock_acquire_returned(mm, write, success)`: it got it (or a
+/// trylock failed).
+#[raw_tracepoint(tracepoint = "mmap_lock_acquire_returned")]
+pub fn mmap_lock_acquire_returned(ctx: RawTracePointContext) -> i32 {
     mmap_lock(&ctx, Kind::MmapLockAcquired, true);
     0
 }
 
-/// `mmap_lock:mmap_lock_released`.
-#[tracepoint]
-pub fn mmap_lock_released(ctx: TracePointContext) -> u32 {
+/// raw `mmap_lock_released(mm, write)`.
+#[raw_tracepoint(tracepoint = "mmap_lock_released")]
+pub fn mmap_lock_released(ctx: RawTracePointContext) -> i32 {
     mmap_lock(&ctx, Kind::MmapLockRelease, false);
     0
 }
 
-/// `filemap:mm_filemap_fault`: entry of `filemap_fault` for one page index.
-#[tracepoint]
-pub fn filemap_fault(ctx: TracePointContext) -> u32 {
+/// raw `mm_filemap_fault(mapping, index)`: entry of `filemap_fault` for one
+/// page index. The file is learned first, so its `file` record comes
+/// before its first fault.
+#[raw_tracepoint(tracepoint = "mm_filemap_fault")]
+pub fn filemap_fault(ctx: RawTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else {
+    let mapping: u64 = ctx.arg(0);
+    let index: u64 = ctx.arg(1);
+    // What the formatted record holds: `mapping->host->i_ino` and
+    // `->i_sb->s_dev` (include/trace/events/filemap.h).
+    let host: u64 = kread(mapping, global!(KOFF.mapping_host));
+    if host == 0 {
         return 0;
-    };
-    let ino: u64 = r.get(global!(TP.fault_ino));
-    let dev: u32 = r.get(global!(TP.fault_dev));
+    }
+    let (dev, ino) = inode_dev_ino(host);
     if !traced_file(dev, ino) {
         return 0;
     }
-    let index: u64 = r.get(global!(TP.fault_index));
     emit(t, Kind::Fault, 0, dev, [ino, index, 0, 0]);
+    crate::flock::learn_host(t, mapping, host);
     0
 }
 

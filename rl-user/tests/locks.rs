@@ -106,6 +106,72 @@ fn files_are_named_with_their_lock_addresses_on_ext4_xfs_btrfs() {
     }
 }
 
+/// A file that the recorded processes only punch and truncate (written
+/// before the recording, its pages cached: no page-cache event names it)
+/// is learned from the operation itself: one `file` event with its path
+/// and lock addresses, before the operation's first event (ext4 and XFS
+/// from their operation tracepoints, btrfs from the syscalls).
+#[test]
+fn files_only_punched_and_truncated_are_named() {
+    if !need_root("files_only_punched_and_truncated_are_named") {
+        return;
+    }
+    for fs in ["ext4", "xfs", "btrfs"] {
+        let m = LoopFs::new(fs);
+        let file = m.mnt.join("only");
+        std::fs::write(&file, vec![1u8; 1 << 20]).unwrap();
+        std::fs::File::open(&file).unwrap().sync_all().unwrap();
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+        let trace = m.dir.path().join("t.rlt");
+        let f = file.to_str().unwrap();
+        let out = Command::new(RLTOP)
+            .args(["record", "-o"])
+            .arg(&trace)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                &format!("fallocate -p -o 0 -l 65536 {f} && truncate -s 100000 {f}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{fs}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dump = Command::new(RLTOP)
+            .arg("dump")
+            .arg(&trace)
+            .output()
+            .unwrap();
+        let events: Vec<Value> = String::from_utf8_lossy(&dump.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let dev = m.dev();
+        let on = |e: &&Value| e["dev"] == dev.as_str() && e["ino"] == ino;
+        let named: Vec<(usize, &Value)> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e["kind"] == "file" && on(e))
+            .collect();
+        assert_eq!(named.len(), 1, "{fs}: file events: {named:?}");
+        let (at, e) = named[0];
+        assert_eq!(e["path"], f, "{fs}: {e}");
+        assert!(e["invalidate_lock"].as_u64().unwrap_or(0) != 0, "{fs}: {e}");
+        let first_op = events
+            .iter()
+            .position(|e| (e["kind"] == "punch_begin" || e["kind"] == "truncate_begin") && on(&e))
+            .unwrap_or_else(|| panic!("{fs}: no punch or truncate on the file"));
+        assert!(
+            at < first_op,
+            "{fs}: the file event comes after its first operation"
+        );
+        eprintln!("{fs}: the punched file is named {f} before its first operation");
+    }
+}
+
 /// The `file_lock_*` events of `tid` on (`dev`, `ino`) between the
 /// task's `rl-locktest <phase> begin` and `end` markers, counted by kind,
 /// class and mode.

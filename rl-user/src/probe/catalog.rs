@@ -92,7 +92,8 @@ macro_rules! m {
     };
 }
 
-const MMAP_FIELDS: &[TpField] = &[f!("mm", &[8], mmap_mm), f!("write", &[1], mmap_write)];
+/// `mmap_lock_start_locking` and `_released`: (mm, write).
+const MMAP_ARGS: &[&str] = &["struct mm_struct *", "bool"];
 const INODE_MEMBERS: [BtfMember; 4] = [
     m!("inode"."i_ino", inode_ino),
     m!("inode"."i_sb", inode_sb),
@@ -106,48 +107,45 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "mmap_lock_start_locking",
         category: "mmap_lock",
         event: "mmap_lock_start_locking",
-        attach: Attach::Tracepoint,
-        fields: MMAP_FIELDS,
+        attach: Attach::Raw,
+        fields: &[],
         members: &[],
-        args: &[],
+        args: MMAP_ARGS,
         requires: None,
     },
     ProbeSpec {
         program: "mmap_lock_acquire_returned",
         category: "mmap_lock",
         event: "mmap_lock_acquire_returned",
-        attach: Attach::Tracepoint,
-        fields: &[
-            f!("mm", &[8], mmap_mm),
-            f!("write", &[1], mmap_write),
-            f!("success", &[1], mmap_success),
-        ],
+        attach: Attach::Raw,
+        fields: &[],
         members: &[],
-        args: &[],
+        args: &["struct mm_struct *", "bool", "bool"],
         requires: None,
     },
     ProbeSpec {
         program: "mmap_lock_released",
         category: "mmap_lock",
         event: "mmap_lock_released",
-        attach: Attach::Tracepoint,
-        fields: MMAP_FIELDS,
+        attach: Attach::Raw,
+        fields: &[],
         members: &[],
-        args: &[],
+        args: MMAP_ARGS,
         requires: None,
     },
     ProbeSpec {
         program: "filemap_fault",
         category: "filemap",
         event: "mm_filemap_fault",
-        attach: Attach::Tracepoint,
-        fields: &[
-            f!("i_ino", &[8], fault_ino),
-            f!("s_dev", &[4], fault_dev),
-            f!("index", &[8], fault_index),
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[
+            m!("address_space"."host", mapping_host),
+            INODE_MEMBERS[0],
+            INODE_MEMBERS[1],
+            INODE_MEMBERS[3],
         ],
-        members: &[],
-        args: &[],
+        args: &["struct address_space *", "long unsigned int"],
         requires: None,
     },
     ProbeSpec {

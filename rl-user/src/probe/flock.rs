@@ -201,14 +201,9 @@ fn kprobe_programs(role: Role) -> (&'static str, Option<&'static str>) {
 }
 
 /// Raw tracepoints that learn files: program, category, event, the leading
-/// C argument types the program reads (checked against BTF).
+/// C argument types the program reads (checked against BTF). Faults learn
+/// in their recording program (`filemap_fault`).
 const LEARNERS: &[(&str, &str, &str, &[&str])] = &[
-    (
-        "learn_fault",
-        "filemap",
-        "mm_filemap_fault",
-        &["struct address_space *"],
-    ),
     (
         "learn_page_add",
         "filemap",
@@ -221,6 +216,47 @@ const LEARNERS: &[(&str, &str, &str, &[&str])] = &[
         "iomap_dio_rw_begin",
         &["struct kiocb *"],
     ),
+];
+
+/// Learners of files that a task only punches, zeroes, collapses, inserts
+/// into or truncates: the learner program, the operation probe of
+/// `fsops` on the same tracepoint (whose arguments and members it reads
+/// too, so it is attachable exactly where that probe is), category, event.
+/// Raw tracepoints, but for the syscall entries (formatted records), which
+/// learn the files of filesystems without operation tracepoints (btrfs).
+const FS_LEARNERS: &[(&str, &str, &str, &str)] = &[
+    (
+        "learn_falloc",
+        "fs_falloc_enter",
+        "syscalls",
+        "sys_enter_fallocate",
+    ),
+    (
+        "learn_ftrunc",
+        "fs_ftrunc_enter",
+        "syscalls",
+        "sys_enter_ftruncate",
+    ),
+    ("learn_ext4", "ext4_punch", "ext4", "ext4_punch_hole"),
+    ("learn_ext4", "ext4_zero", "ext4", "ext4_zero_range"),
+    ("learn_ext4", "ext4_collapse", "ext4", "ext4_collapse_range"),
+    ("learn_ext4", "ext4_insert", "ext4", "ext4_insert_range"),
+    (
+        "learn_ext4",
+        "ext4_trunc_enter",
+        "ext4",
+        "ext4_truncate_enter",
+    ),
+    ("learn_xfs", "xfs_free", "xfs", "xfs_free_file_space"),
+    ("learn_xfs", "xfs_zero", "xfs", "xfs_zero_file_space"),
+    (
+        "learn_xfs",
+        "xfs_collapse",
+        "xfs",
+        "xfs_collapse_file_space",
+    ),
+    ("learn_xfs", "xfs_insert", "xfs", "xfs_insert_file_space"),
+    ("learn_xfs", "xfs_setattr", "xfs", "xfs_setattr"),
 ];
 
 /// The XFS tracepoints of the `xfs_ilock` source, and their programs.
@@ -245,6 +281,9 @@ pub struct Plan {
     rwsem_syms: Vec<&'static str>,
     /// Per learner of [`LEARNERS`]: attachable, or why not.
     learners: Vec<Result<(), String>>,
+    /// Per entry of [`FS_LEARNERS`]: attachable, or why not (set by
+    /// [`Plan::fs_learners_where`]).
+    fs_learners: Vec<Result<(), String>>,
     faults: Result<(), String>,
     caller_line: String,
     tracefs_root: PathBuf,
@@ -542,6 +581,10 @@ impl Plan {
             layout: l,
             learn_off,
             learners,
+            fs_learners: FS_LEARNERS
+                .iter()
+                .map(|_| Err("its operation probe is not resolved".to_string()))
+                .collect(),
             asked,
             kprobe,
             lockdep,
@@ -573,19 +616,28 @@ impl Live {
     }
 }
 
-/// Loads and attaches the learners, the lock source and the fault probes.
-/// `range_holds`: a range-lock profile counts held range locks (the fault
-/// check then has a source of holds even without a file lock source).
-#[allow(clippy::too_many_lines)] // start-up in order: each step needs the ones before it
-pub fn attach(
-    ebpf: &mut Ebpf,
-    plan: &Plan,
-    listing: bool,
-    range_holds: bool,
-    probes: &mut Vec<ProbeReport>,
-) -> Live {
-    let mut lines = Vec::new();
-    // Learners.
+impl Plan {
+    /// Decides which file-operation learners attach: those whose operation
+    /// probe (`fsops`) is ready, when files are learned at all.
+    pub fn fs_learners_where(&mut self, op_ready: impl Fn(&str) -> bool) {
+        self.fs_learners = FS_LEARNERS
+            .iter()
+            .map(|(_, op, cat, ev)| match &self.learn_off {
+                Some(why) => Err(format!("files are not learned: {why}")),
+                None if op_ready(op) => Ok(()),
+                None => Err(format!(
+                    "its operation probe on {cat}:{ev} is not attachable"
+                )),
+            })
+            .collect();
+    }
+}
+
+/// Loads and attaches the file learners. Called before the other probes
+/// attach: programs on one tracepoint run in the order they were attached,
+/// so a file's `file` record comes before the first operation on it.
+pub fn attach_learners(ebpf: &mut Ebpf, plan: &Plan) -> Vec<ProbeReport> {
+    let mut probes = Vec::new();
     for ((program, cat, ev, _), ready) in LEARNERS.iter().zip(&plan.learners) {
         let status = match ready {
             Err(why) => Status::Unavailable(why.clone()),
@@ -598,6 +650,38 @@ pub fn attach(
             status,
         });
     }
+    for ((program, _, cat, ev), ready) in FS_LEARNERS.iter().zip(&plan.fs_learners) {
+        let formatted = *cat == "syscalls";
+        let status = match ready {
+            Err(why) => Status::Unavailable(why.clone()),
+            Ok(()) if formatted => attach_tp_status(ebpf, program, cat, ev),
+            Ok(()) => attach_raw(ebpf, program, ev),
+        };
+        probes.push(ProbeReport {
+            name: format!("{cat}:{ev} ({}files)", if formatted { "" } else { "raw, " }),
+            covers: None,
+            program,
+            status,
+        });
+    }
+    probes
+}
+
+/// Loads and attaches the lock source and the fault probes; `learners`
+/// are the reports of [`attach_learners`], listed first.
+/// `range_holds`: a range-lock profile counts held range locks (the fault
+/// check then has a source of holds even without a file lock source).
+#[allow(clippy::too_many_lines)] // start-up in order: each step needs the ones before it
+pub fn attach(
+    ebpf: &mut Ebpf,
+    plan: &Plan,
+    listing: bool,
+    range_holds: bool,
+    learners: Vec<ProbeReport>,
+    probes: &mut Vec<ProbeReport>,
+) -> Live {
+    let mut lines = Vec::new();
+    probes.extend(learners);
     match &plan.learn_off {
         None => lines.push(
             "files: learned from page-cache and DIO events (path, fs, i_rwsem and invalidate_lock addresses)".to_string(),
@@ -728,7 +812,10 @@ fn attach_raw(ebpf: &mut Ebpf, program: &'static str, ev: &str) -> Status {
             .program_mut(program)
             .with_context(|| format!("program {program} is not in the eBPF object"))?
             .try_into()?;
-        p.load().map_err(super::verifier_error)?;
+        // One program may serve several tracepoints (`FS_LEARNERS`).
+        if p.fd().is_err() {
+            p.load().map_err(super::verifier_error)?;
+        }
         p.attach(ev)?;
         Ok(())
     })();

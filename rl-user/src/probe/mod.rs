@@ -349,13 +349,14 @@ impl Session {
         // The page-cache lock probes read kallsyms for the rwsem functions
         // and the lock text, whether or not kprobes exist (fentry needs none).
         let all_syms = profile::Kallsyms::read().ok();
-        let fplan = flock::Plan::resolve(
+        let mut fplan = flock::Plan::resolve(
             &opts.lock_source,
             &tracefs,
             btf.as_ref(),
             all_syms.as_ref(),
             kprobes,
         )?;
+        fplan.fs_learners_where(|p| fs_plan.is_ready(p));
         if resolved.ready.iter().all(Result::is_err)
             && fs_plan.ready.iter().all(Result::is_err)
             && plan.is_none()
@@ -414,6 +415,7 @@ impl Session {
             }
         }
 
+        let learners = flock::attach_learners(&mut ebpf, &fplan);
         let mut probes = Vec::with_capacity(specs.len());
         for (spec, ready) in specs.iter().zip(resolved.ready) {
             let status = match ready {
@@ -514,6 +516,7 @@ impl Session {
             &fplan,
             opts.listing,
             plan.as_ref().is_some_and(|p| p.layout.order_check != 0),
+            learners,
             &mut probes,
         );
         if let Some(why) = &flive.refused
