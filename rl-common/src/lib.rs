@@ -433,6 +433,9 @@ pub struct KernelOffsets {
     pub dio_iocb: u32,
     /// `struct address_space`: `host` (raw `mm_filemap_fault`).
     pub mapping_host: u32,
+    /// Arguments before `write` in the raw `mmap_lock_*` tracepoints
+    /// after `mm`: 1 on 6.1 (its `memcg_path`), else 0.
+    pub mmap_arg_shift: u32,
 }
 
 impl KernelOffsets {
@@ -451,6 +454,7 @@ impl KernelOffsets {
         vma_file: NO_FIELD,
         dio_iocb: NO_FIELD,
         mapping_host: NO_FIELD,
+        mmap_arg_shift: 0,
     };
 }
 

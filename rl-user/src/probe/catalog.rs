@@ -18,6 +18,9 @@ pub enum Attach {
     Tracepoint,
     /// A raw tracepoint: the program gets the tracepoint's C arguments.
     Raw,
+    /// A BTF-typed raw tracepoint (`tp_btf`): C arguments whose pointers
+    /// the program may follow with plain loads, checked by the verifier.
+    Btf,
 }
 
 /// A tracefs field a program reads: its name, the sizes the program can read
@@ -51,6 +54,11 @@ pub struct ProbeSpec {
     pub args: &'static [&'static str],
     /// Probes that only make sense with another one (an end without its begin).
     pub requires: Option<&'static str>,
+    /// Where the program learns how many optional arguments (an `args`
+    /// entry ending in `?`) this kernel's prototype has before the ones it
+    /// reads: 6.1's `mmap_lock_*(mm, memcg_path, write)` against later
+    /// kernels' `(mm, write)`.
+    pub arg_shift: Option<fn(&mut KernelOffsets) -> &mut u32>,
 }
 
 impl ProbeSpec {
@@ -59,6 +67,7 @@ impl ProbeSpec {
         match self.attach {
             Attach::Tracepoint => format!("{}:{}", self.category, self.event),
             Attach::Raw => format!("{}:{} (raw)", self.category, self.event),
+            Attach::Btf => format!("{}:{} (tp_btf)", self.category, self.event),
         }
     }
 }
@@ -92,8 +101,10 @@ macro_rules! m {
     };
 }
 
-/// `mmap_lock_start_locking` and `_released`: (mm, write).
-const MMAP_ARGS: &[&str] = &["struct mm_struct *", "bool"];
+/// `mmap_lock_start_locking` and `_released`: (mm, write), with the
+/// memcg path between them on 6.1 (`char *memcg_path`; 6.2 and later have
+/// no path, include/trace/events/mmap_lock.h).
+const MMAP_ARGS: &[&str] = &["struct mm_struct *", "char *?", "bool"];
 const INODE_MEMBERS: [BtfMember; 4] = [
     m!("inode"."i_ino", inode_ino),
     m!("inode"."i_sb", inode_sb),
@@ -112,6 +123,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: MMAP_ARGS,
         requires: None,
+        arg_shift: Some(|k| &mut k.mmap_arg_shift),
     },
     ProbeSpec {
         program: "mmap_lock_acquire_returned",
@@ -120,8 +132,9 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         attach: Attach::Raw,
         fields: &[],
         members: &[],
-        args: &["struct mm_struct *", "bool", "bool"],
+        args: &["struct mm_struct *", "char *?", "bool", "bool"],
         requires: None,
+        arg_shift: Some(|k| &mut k.mmap_arg_shift),
     },
     ProbeSpec {
         program: "mmap_lock_released",
@@ -132,12 +145,13 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: MMAP_ARGS,
         requires: None,
+        arg_shift: Some(|k| &mut k.mmap_arg_shift),
     },
     ProbeSpec {
         program: "filemap_fault",
         category: "filemap",
         event: "mm_filemap_fault",
-        attach: Attach::Raw,
+        attach: Attach::Btf,
         fields: &[],
         members: &[
             m!("address_space"."host", mapping_host),
@@ -147,6 +161,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         ],
         args: &["struct address_space *", "long unsigned int"],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "filemap_add",
@@ -162,6 +177,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "dio_begin",
@@ -182,6 +198,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         ],
         args: &["struct kiocb *", "struct iov_iter *"],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "dio_complete",
@@ -192,6 +209,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &["struct kiocb *", "int", "ssize_t"],
         requires: Some("dio_begin"),
+        arg_shift: None,
     },
     ProbeSpec {
         program: "contention_begin",
@@ -205,6 +223,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "contention_end",
@@ -218,6 +237,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "console",
@@ -228,6 +248,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "task_exit",
@@ -238,6 +259,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         // rltop's own: hands a CPU's staged records to the ring on request.
@@ -249,6 +271,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "task_free",
@@ -259,6 +282,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "task_fork",
@@ -269,6 +293,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
     ProbeSpec {
         program: "task_rename",
@@ -279,6 +304,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         members: &[],
         args: &[],
         requires: None,
+        arg_shift: None,
     },
 ];
 
@@ -292,6 +318,27 @@ pub struct Resolved {
 
 /// Checks `specs` against the kernel: tracepoints in `tracefs`, their fields
 /// and sizes, and struct members in `btf` (None when the kernel has no BTF).
+/// Whether a prototype `have` begins with the argument types `want`, where
+/// a `want` entry ending in `?` may be there or not; how many of those are.
+fn match_args(have: &[String], want: &[&str]) -> Option<u32> {
+    let mut shift = 0;
+    let mut h = have.iter();
+    let mut next = h.next();
+    for w in want {
+        match w.strip_suffix('?') {
+            Some(opt) => {
+                if next.is_some_and(|a| a == opt) {
+                    shift += 1;
+                    next = h.next();
+                }
+            }
+            None if next.is_some_and(|a| a == w) => next = h.next(),
+            None => return None,
+        }
+    }
+    Some(shift)
+}
+
 pub fn resolve(specs: &[ProbeSpec], tracefs: &Tracefs, btf: Option<&Btf>) -> Resolved {
     let mut tp = TpOffsets::NONE;
     let mut kernel = KernelOffsets::NONE;
@@ -364,17 +411,18 @@ fn resolve_one(
                 "BTF has no prototype for tracepoint {}",
                 spec.event
             )),
-            Some(Some(have))
-                if !have
-                    .starts_with(&spec.args.iter().map(|a| a.to_string()).collect::<Vec<_>>()) =>
-            {
-                missing.push(format!(
+            Some(Some(have)) => match match_args(&have, spec.args) {
+                Some(shift) => {
+                    if let Some(slot) = spec.arg_shift {
+                        *slot(kernel) = shift;
+                    }
+                }
+                None => missing.push(format!(
                     "its arguments are ({}) here, rltop reads ({}): unexpected layout",
                     have.join(", "),
                     spec.args.join(", ")
-                ))
-            }
-            Some(Some(_)) => {}
+                )),
+            },
         }
     }
     if !spec.members.is_empty() {
@@ -411,6 +459,31 @@ mod tests {
         }
         let t = Tracefs::at(dir.path());
         (dir, t)
+    }
+
+    /// The mmap_lock prototypes of 6.1 (with the memcg path) and of later
+    /// kernels both match, and say where `write` is; others do not.
+    #[test]
+    fn optional_arguments_shift_the_ones_read() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want = MMAP_ARGS;
+        assert_eq!(
+            match_args(&v(&["struct mm_struct *", "bool"]), want),
+            Some(0)
+        );
+        assert_eq!(
+            match_args(&v(&["struct mm_struct *", "char *", "bool"]), want),
+            Some(1)
+        );
+        assert_eq!(match_args(&v(&["struct mm_struct *", "int"]), want), None);
+        assert_eq!(match_args(&v(&["struct mm_struct *"]), want), None);
+        assert_eq!(
+            match_args(
+                &v(&["struct mm_struct *", "char *", "bool", "bool"]),
+                &["struct mm_struct *", "char *?", "bool", "bool"]
+            ),
+            Some(1)
+        );
     }
 
     #[test]

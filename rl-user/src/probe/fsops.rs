@@ -79,6 +79,7 @@ impl FsProbe {
         match self.attach {
             Attach::Tracepoint => format!("{}:{}", self.category, self.event),
             Attach::Raw => format!("{}:{} (raw)", self.category, self.event),
+            Attach::Btf => format!("{}:{} (tp_btf)", self.category, self.event),
         }
     }
 }
@@ -861,6 +862,7 @@ pub fn attach(ebpf: &mut Ebpf, plan: &Plan) -> Vec<ProbeReport> {
                         members: &[],
                         args: &[],
                         requires: None,
+                        arg_shift: None,
                     };
                     match super::attach(ebpf, &spec) {
                         Ok(insns) => Status::Attached {

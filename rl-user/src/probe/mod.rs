@@ -927,6 +927,12 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<Option<u32>> {
             p.load().map_err(verifier_error)?;
             p.attach(spec.event)?;
         }
+        Attach::Btf => {
+            let btf = aya::Btf::from_sys_fs().context("kernel BTF")?;
+            let p: &mut aya::programs::BtfTracePoint = prog.try_into()?;
+            p.load(spec.event, &btf).map_err(verifier_error)?;
+            p.attach()?;
+        }
     }
     let prog = ebpf.program(spec.program).expect("just attached");
     Ok(prog
