@@ -1,7 +1,7 @@
 //! File operations: direct IO, punch hole, truncate.
 //!
-//! DIO uses raw tracepoints, whose arguments are the C arguments of the
-//! tracepoint: `iomap_dio_rw_begin(struct kiocb *, struct iov_iter *, ...)`
+//! DIO uses raw tracepoints (the begin BTF-typed), whose arguments are the
+//! C arguments of the tracepoint: `iomap_dio_rw_begin(struct kiocb *, struct iov_iter *, ...)`
 //! and `iomap_dio_complete(struct kiocb *, int error, ssize_t ret)`. The
 //! kiocb address pairs a DIO's begin with its end even when it completes in
 //! irq or kworker context, and is the event's `io`. The file identity is read
@@ -15,9 +15,9 @@
 
 use aya_ebpf::{
     helpers::generated,
-    macros::{map, raw_tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{HashMap, LruHashMap},
-    programs::RawTracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 use rl_common::{FLAG_WRITE, Kind};
 
@@ -58,6 +58,43 @@ pub(crate) fn kread<T: Default>(base: u64, off: u32) -> T {
     v
 }
 
+/// An 8-byte member at `off` of a BTF-typed kernel pointer. Assembly, so
+/// the load stays one instruction on `ptr + off` (a constant to the
+/// verifier: `off` is a frozen global), which the verifier checks against
+/// the pointer's BTF type and marks as a kernel read that reads 0 where
+/// the pointer is bad (it never faults).
+#[inline(always)]
+pub(crate) fn btf_u64(ptr: u64, off: u32) -> u64 {
+    // SAFETY: see above: a verifier-checked BTF load.
+    unsafe {
+        let v: u64;
+        core::arch::asm!("{v} = *(u64 *)({p} + 0)", v = out(reg) v, p = in(reg) ptr.wrapping_add(off as u64), options(readonly, nostack, preserves_flags));
+        v
+    }
+}
+
+/// A 4-byte member, as [`btf_u64`].
+#[inline(always)]
+pub(crate) fn btf_u32(ptr: u64, off: u32) -> u32 {
+    // SAFETY: as in `btf_u64`.
+    unsafe {
+        let v: u64;
+        core::arch::asm!("{v} = *(u32 *)({p} + 0)", v = out(reg) v, p = in(reg) ptr.wrapping_add(off as u64), options(readonly, nostack, preserves_flags));
+        v as u32
+    }
+}
+
+/// A 1-byte member, as [`btf_u64`].
+#[inline(always)]
+pub(crate) fn btf_u8(ptr: u64, off: u32) -> u8 {
+    // SAFETY: as in `btf_u64`.
+    unsafe {
+        let v: u64;
+        core::arch::asm!("{v} = *(u8 *)({p} + 0)", v = out(reg) v, p = in(reg) ptr.wrapping_add(off as u64), options(readonly, nostack, preserves_flags));
+        v as u8
+    }
+}
+
 /// `file->f_inode`, or 0 for no file.
 #[inline(always)]
 pub(crate) fn file_inode(file: u64) -> u64 {
@@ -81,37 +118,33 @@ pub(crate) fn inode_dev_ino(inode: u64) -> (u32, u64) {
     (dev, ino)
 }
 
-/// (dev, ino, i_size) of an inode.
-#[inline(always)]
-pub(crate) fn inode_id(inode: u64) -> (u32, u64, u64) {
-    let (dev, ino) = inode_dev_ino(inode);
-    (dev, ino, kread(inode, global!(KOFF.inode_size)))
-}
-
-/// raw `iomap_dio_rw_begin(iocb, iter, dio_flags, done_before)`.
-#[raw_tracepoint(tracepoint = "iomap_dio_rw_begin")]
-pub fn dio_begin(ctx: RawTracePointContext) -> i32 {
+/// `iomap_dio_rw_begin(iocb, iter, dio_flags, done_before)`, BTF-typed
+/// (`tp_btf`): the DIO's file, position, length and direction are plain
+/// loads the verifier checks against BTF (ten `bpf_probe_read_kernel`
+/// calls took most of this program's time).
+#[btf_tracepoint(function = "iomap_dio_rw_begin")]
+pub fn dio_begin(ctx: BtfTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
     let iocb: u64 = ctx.arg(0);
     let iter: u64 = ctx.arg(1);
-    let file: u64 = kread(iocb, global!(KOFF.kiocb_filp));
-    let inode = file_inode(file);
-    if inode == 0 {
+    let file = btf_u64(iocb, global!(KOFF.kiocb_filp));
+    let inode = btf_u64(file, global!(KOFF.file_inode));
+    let ino = btf_u64(inode, global!(KOFF.inode_ino));
+    let sb = btf_u64(inode, global!(KOFF.inode_sb));
+    let dev = btf_u32(sb, global!(KOFF.sb_dev));
+    if inode == 0 || !traced_file(dev, ino) {
         return 0;
     }
-    let (dev, ino, _) = inode_id(inode);
-    if !traced_file(dev, ino) {
-        return 0;
-    }
-    let pos: u64 = kread(iocb, global!(KOFF.kiocb_pos));
-    let len: u64 = kread(iter, global!(KOFF.iter_count));
-    let write: u8 = kread(iter, global!(KOFF.iter_data_source));
+    let pos = btf_u64(iocb, global!(KOFF.kiocb_pos));
+    let len = btf_u64(iter, global!(KOFF.iter_count));
+    let write = btf_u8(iter, global!(KOFF.iter_data_source));
     let flags = if write != 0 { FLAG_WRITE } else { 0 };
+    let kflags = crate::fsops::kiocb_flags(|off| btf_u32(iocb, off));
     let Some(mut out) = Out::new() else { return 0 };
     // A DIO of this task still waiting exited early: its end first. This
     // one waits in turn for its completion, its queueing, or its task to
     // go on (a zero-length one returns at once, without completion).
-    dio_begun(&mut out, t, iocb);
+    dio_begun(&mut out, t, iocb, kflags);
     // An LRU map makes room by itself: the insert fails only without
     // memory, and then the begin is not emitted (its end would not be).
     if DIO_INFLIGHT.insert(&iocb, &1, 0).is_ok() {

@@ -561,20 +561,30 @@ pub(crate) fn dio_early_end(out: &mut Out, t: Task, st: &mut TaskState) {
 /// its completion, its queueing, or proof that it exited early. A DIO of
 /// the task still waiting exited early: it returned before this one began.
 #[inline(always)]
-pub(crate) fn dio_begun(out: &mut Out, t: Task, iocb: u64) {
+pub(crate) fn dio_begun(out: &mut Out, t: Task, iocb: u64, flags: u32) {
     let Some(st) = state_or_new(t.tid) else {
         return;
     };
     dio_early_end(out, t, st);
-    let nowait = global!(FSOPS.iocb_nowait);
-    let flags: u32 = if nowait != 0 && global!(FSOPS.kiocb_flags) != NO_FIELD {
-        kread(iocb, global!(FSOPS.kiocb_flags))
+    st.dio = iocb;
+    st.dio_ret = if flags & global!(FSOPS.iocb_nowait) != 0 {
+        -EAGAIN
     } else {
         0
     };
-    st.dio = iocb;
-    st.dio_ret = if flags & nowait != 0 { -EAGAIN } else { 0 };
     pending_add(1);
+}
+
+/// `iocb->ki_flags` where `dio_begun` needs it (an `IOCB_NOWAIT` value and
+/// the member's offset are known), read by `read` at the member's offset;
+/// else 0.
+#[inline(always)]
+pub(crate) fn kiocb_flags(read: impl Fn(u32) -> u32) -> u32 {
+    if global!(FSOPS.iocb_nowait) != 0 && global!(FSOPS.kiocb_flags) != NO_FIELD {
+        read(global!(FSOPS.kiocb_flags))
+    } else {
+        0
+    }
 }
 
 /// `iomap_dio_complete` of `iocb` in the current task's context: a

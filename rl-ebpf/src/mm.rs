@@ -19,6 +19,7 @@ use aya_ebpf::{
 };
 use rl_common::{FLAG_NO_ORDER, FLAG_SUCCESS, FLAG_WRITE, Kind, NO_FIELD};
 
+use crate::file::{btf_u32, btf_u64};
 use crate::rangelock::{RL, RL_HELD, STACKS};
 use crate::{KOFF, TP, TpRecord, emit, global, traced_file, traced_task, write};
 
@@ -135,32 +136,6 @@ pub fn filemap_fault(ctx: BtfTracePointContext) -> i32 {
     emit(t, Kind::Fault, 0, dev, [ino, index, 0, 0]);
     crate::flock::learn_host(t, mapping, host);
     0
-}
-
-/// An 8-byte member at `off` of a BTF-typed kernel pointer. Assembly, so
-/// the load stays one instruction on `ptr + off` (a constant to the
-/// verifier: `off` is a frozen global), which the verifier checks against
-/// the pointer's BTF type and marks as a kernel read that reads 0 where
-/// the pointer is bad (it never faults).
-#[inline(always)]
-fn btf_u64(ptr: u64, off: u32) -> u64 {
-    // SAFETY: see above: a verifier-checked BTF load.
-    unsafe {
-        let v: u64;
-        core::arch::asm!("{v} = *(u64 *)({p} + 0)", v = out(reg) v, p = in(reg) ptr.wrapping_add(off as u64), options(readonly, nostack, preserves_flags));
-        v
-    }
-}
-
-/// A 4-byte member, as [`btf_u64`].
-#[inline(always)]
-fn btf_u32(ptr: u64, off: u32) -> u32 {
-    // SAFETY: as in `btf_u64`.
-    unsafe {
-        let v: u64;
-        core::arch::asm!("{v} = *(u32 *)({p} + 0)", v = out(reg) v, p = in(reg) ptr.wrapping_add(off as u64), options(readonly, nostack, preserves_flags));
-        v as u32
-    }
 }
 
 /// `filemap:mm_filemap_add_to_page_cache`: a folio entered the page cache.

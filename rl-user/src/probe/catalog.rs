@@ -183,7 +183,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "dio_begin",
         category: "iomap",
         event: "iomap_dio_rw_begin",
-        attach: Attach::Raw,
+        attach: Attach::Btf,
         fields: &[],
         members: &[
             m!("kiocb"."ki_filp", kiocb_filp),
