@@ -556,7 +556,7 @@ mount -t tmpfs -o mode=0755 tmp /work
 for m in $(cat /lib/fs/order); do insmod /lib/fs/$m.ko || echo "RLTOP-VM-FS-INSMOD-FAILED $m"; done
 losetup /dev/loop0 /fs.img && mount -t ext4 /dev/loop0 /mnt && echo RLTOP-VM-FS-MOUNTED
 echo RLTOP-VM-LOCKS-BEGIN
-rltop probes --verbose 2>&1 | grep -E 'files:|file locks:|contention callers|fentry:down_write|fexit:down_write|exceptions:|raw, files'
+rltop probes --verbose 2>&1 | grep -E 'files:|file locks:|contention callers|fentry:down_write|fexit:down_write|exceptions:|raw, files|\(tp_btf\)|^mmap_lock:'
 {}echo RLTOP-VM-LOCKS-END
 echo RLTOP-VM-END
 poweroff -f
@@ -654,6 +654,23 @@ poweroff -f
             .any(|l| l.starts_with("file locks: source fentry")),
         "fentry is its lock source (auto)".into(),
     );
+    // The BTF-typed and raw probes of the hot paths load and attach on
+    // this verifier too (6.1 has neither tracepoint).
+    for probe in [
+        "filemap:mm_filemap_fault (tp_btf)",
+        "iomap:iomap_dio_rw_begin (tp_btf)",
+        "mmap_lock:mmap_lock_start_locking (raw)",
+        "mmap_lock:mmap_lock_acquire_returned (raw)",
+    ] {
+        let line = section.lines().find(|l| l.starts_with(probe));
+        expect(
+            line.is_some_and(|l| l.contains(" attached ") && l.contains(" insns ")),
+            format!(
+                "{probe}: {}",
+                line.map_or("no line", |l| l[probe.len()..].trim())
+            ),
+        );
+    }
     check_punches(section, &dir, &bins.join("rltop"), &mut expect)?;
     let vma = section
         .lines()
