@@ -36,6 +36,7 @@ use aya_ebpf::{
     helpers::generated::{self, bpf_get_current_task_btf},
     macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::tracing::StackIdContext,
     programs::{
         FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
         TracePointContext,
@@ -506,9 +507,17 @@ fn add_total(total: Option<*mut u64>, d: i64) {
     }
 }
 
-/// A lock request of the current task on `sem` (rwsem sources).
+/// A lock request of the current task on `sem` (rwsem sources). A write
+/// request of an invalidate_lock (punch, truncate: rare) carries its kernel
+/// stack, the "acquired at" of a lockdep-style report; the other requests
+/// are too frequent to walk the stack for.
 #[inline(always)]
-fn request(sem: u64, write: bool, trylock: bool) -> Option<(Task, Learned)> {
+fn request<C: StackIdContext>(
+    ctx: &C,
+    sem: u64,
+    write: bool,
+    trylock: bool,
+) -> Option<(Task, Learned)> {
     let l = lookup(sem)?;
     let t = traced_task()?;
     let mut flags = FLAG_TRY_KNOWN;
@@ -518,7 +527,19 @@ fn request(sem: u64, write: bool, trylock: bool) -> Option<(Task, Learned)> {
     if trylock {
         flags |= FLAG_TRY;
     }
-    lock_event(t, Kind::FileLockRequest, &l, flags);
+    // The stack id plus one; 0 for none.
+    let stack = if write && !trylock && l.class == LockClass::InvalidateLock as u32 {
+        ctx.get_stackid(&STACKS, 0).map_or(0, |id| id as u64 + 1)
+    } else {
+        0
+    };
+    emit(
+        t,
+        Kind::FileLockRequest,
+        flags,
+        l.dev,
+        [l.ino, l.class as u64, stack, 0],
+    );
     Some((t, l))
 }
 
@@ -589,7 +610,7 @@ macro_rules! fentry_lock {
         #[fentry(function = $func)]
         pub fn $entry(ctx: FEntryContext) -> u32 {
             let sem: u64 = ctx.arg(0);
-            let _ = request(sem, $write, $try);
+            let _ = request(&ctx, sem, $write, $try);
             0
         }
 
@@ -753,7 +774,7 @@ pub fn fe_downgrade_write(ctx: FEntryContext) -> u32 {
 #[inline(always)]
 fn kentry(ctx: &ProbeContext, write: bool, trylock: bool) {
     let sem: u64 = ctx.arg(0).unwrap_or(0);
-    if let Some((t, _)) = request(sem, write, trylock) {
+    if let Some((t, _)) = request(ctx, sem, write, trylock) {
         let _ = LOCK_PENDING.insert(&t.tid, &[sem, stack_pointer(ctx.as_ptr())], 0);
     }
 }

@@ -209,6 +209,9 @@ impl Names {
             }
             Body::PageFault {
                 stack: Some(st), ..
+            }
+            | Body::FileLockRequest {
+                stack: Some(st), ..
             } => {
                 let Some(id) = st
                     .strip_prefix(STACK_ID_PREFIX)

@@ -259,7 +259,7 @@ const KINDS: [(&str, u64); 31] = [
     ),
     (
         "file_lock_request",
-        mask(&[F::Dev, F::Ino, F::Class, F::Write, F::Try]),
+        mask(&[F::Dev, F::Ino, F::Class, F::Write, F::Try, F::Stack]),
     ),
     (
         "file_lock_acquired",
@@ -656,6 +656,7 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             class: o.class()?,
             write: o.bool(F::Write)?,
             trylock: o.opt_bool(F::Try)?,
+            stack: o.opt_string(F::Stack)?,
         },
         "file_lock_acquired" => Body::FileLockAcquired {
             dev: o.dev()?,
@@ -993,6 +994,7 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             class,
             write,
             trylock,
+            stack,
         } => {
             o.dev(*dev)?;
             o.u64("ino", *ino)?;
@@ -1000,6 +1002,9 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             o.bool("write", *write)?;
             if let Some(t) = trylock {
                 o.bool("try", *t)?;
+            }
+            if let Some(s) = stack {
+                o.str("stack", s)?;
             }
         }
         Body::FileLockAcquired {
@@ -1321,14 +1326,18 @@ pub(crate) mod tests {
                 any::<u64>(),
                 class.clone(),
                 any::<bool>(),
-                any::<Option<bool>>()
+                any::<Option<bool>>(),
+                proptest::option::of(s)
             )
-                .prop_map(|(dev, ino, class, write, trylock)| Body::FileLockRequest {
-                    dev,
-                    ino,
-                    class,
-                    write,
-                    trylock
+                .prop_map(|(dev, ino, class, write, trylock, stack)| {
+                    Body::FileLockRequest {
+                        dev,
+                        ino,
+                        class,
+                        write,
+                        trylock,
+                        stack,
+                    }
                 }),
             (
                 dev.clone(),

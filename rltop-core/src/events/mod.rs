@@ -328,6 +328,11 @@ pub enum Body {
         class: FileLockClass,
         write: bool,
         trylock: Option<bool>,
+        /// Where it was asked for: the kernel stack, innermost first (write
+        /// requests of an `invalidate_lock` from the fentry and kprobe
+        /// sources, rare enough to walk the stack; what a lockdep-style
+        /// report shows as "acquired at").
+        stack: Option<String>,
     },
     /// The request returned: holding the lock (`success`), or not (a failed
     /// trylock, an interrupted killable wait).

@@ -124,6 +124,7 @@ pub fn lock_ops(dev: Dev, ino: u64, op: u64, io: u64, inv: u64) -> Vec<Body> {
             class,
             write,
             trylock: Some(trylock),
+            stack: None,
         };
         let acquired = |write| Body::FileLockAcquired {
             dev,
@@ -330,6 +331,8 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
                     class,
                     write,
                     trylock: (h.flags & FLAG_TRY_KNOWN != 0).then_some(h.flags & FLAG_TRY != 0),
+                    // The stack id plus one, 0 for none.
+                    stack: (w(2) != 0).then(|| format!("{STACK_ID_PREFIX}{}", w(2) - 1)),
                 },
                 Kind::FileLockAcquired => Body::FileLockAcquired {
                     dev,
@@ -688,9 +691,21 @@ mod tests {
                 ino: 5,
                 class: FileLockClass::InvalidateLock,
                 write: true,
-                trylock: Some(false)
+                trylock: Some(false),
+                stack: None,
             }
         );
+        // A write request of an invalidate_lock with its stack: the stack
+        // id plus one.
+        let r = rec(
+            Kind::FileLockRequest,
+            FLAG_WRITE | FLAG_TRY_KNOWN,
+            [5, LockClass::InvalidateLock as u64, 43, 0],
+        );
+        assert!(matches!(
+            decode(&bytes(&r)).unwrap().body,
+            Body::FileLockRequest { stack: Some(s), .. } if s == format!("{STACK_ID_PREFIX}42")
+        ));
         let r = rec(Kind::FileLockAcquired, FLAG_SUCCESS, [5, 0, 0, 0]);
         assert_eq!(
             decode(&bytes(&r)).unwrap().body,
@@ -744,6 +759,7 @@ mod tests {
             class,
             write,
             trylock: Some(trylock),
+            stack: None,
         };
         assert_eq!(
             got,

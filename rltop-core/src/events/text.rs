@@ -233,11 +233,15 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             class,
             write,
             trylock,
+            stack,
         } => {
             write!(w, " {dev} ino {ino} {} {}", class.as_str(), rw(*write))?;
-            match trylock {
-                Some(true) => w.write_all(b" try"),
-                _ => Ok(()),
+            if *trylock == Some(true) {
+                w.write_all(b" try")?;
+            }
+            match stack {
+                Some(s) => write!(w, "; stack {s}"),
+                None => Ok(()),
             }
         }
         Body::FileLockAcquired {

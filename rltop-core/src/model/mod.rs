@@ -440,6 +440,10 @@ pub struct Model {
     file_locks: FastMap<u64, (Dev, u64, FileLockClass)>,
     /// The page-cache locks' holders and waiters, by file and class.
     pub flocks: FastMap<FileLock, FlState>,
+    /// Where a task asked for a file lock it still holds or waits for, when
+    /// the request carried its kernel stack (see `Body::FileLockRequest`):
+    /// at most one entry per held lock.
+    pub fl_stacks: FastMap<(FileLock, u32), String>,
     /// What the trace's lock source sees (its header's `lock_source`).
     lock_source: LockSource,
 }
@@ -964,8 +968,16 @@ impl Model {
                 };
                 self.learn_file(*dev, *ino, &info);
             }
-            Body::FileLockRequest { trylock, .. } => {
+            Body::FileLockRequest { trylock, stack, .. } => {
                 if let Some((lock, write)) = ev.body.file_lock() {
+                    match stack {
+                        Some(s) => {
+                            self.fl_stacks.insert((lock, tid), s.clone());
+                        }
+                        None => {
+                            self.fl_stacks.remove(&(lock, tid));
+                        }
+                    }
                     self.fl_request(idx, ev, lock, write, *trylock);
                 }
             }
@@ -984,6 +996,8 @@ impl Model {
                 s.waiters.retain(|w| w.tid != tid);
                 if *success {
                     s.holders.push(u);
+                } else {
+                    self.fl_stacks.remove(&(lock, tid));
                 }
                 self.fl_stop_waiting(tid, lock);
             }
@@ -996,6 +1010,7 @@ impl Model {
                 {
                     s.holders.swap_remove(i);
                 }
+                self.fl_stacks.remove(&(lock, tid));
                 self.drop_empty_flock(lock);
             }
             // Evidence for the ordering rule: no state.
@@ -1403,6 +1418,7 @@ mod tests {
                     class: FileLockClass::IRwsem,
                     write: true,
                     trylock: None,
+                    stack: None,
                 },
             ),
         );

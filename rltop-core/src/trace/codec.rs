@@ -175,6 +175,7 @@ pub fn oversized_string(ev: &Event) -> Option<usize> {
             caller: Some(s), ..
         }
         | Body::PageFault { stack: Some(s), .. }
+        | Body::FileLockRequest { stack: Some(s), .. }
             if s.len() > MAX_STRING =>
         {
             Some(s.len())
@@ -432,16 +433,22 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             class,
             write,
             trylock,
+            stack,
         } => {
             put_dev(out, *dev);
             put(out, *ino);
             out.push(class_byte(*class));
-            // bit 0 write, bit 1 `try` present, bit 2 its value.
+            // bit 0 write, bit 1 `try` present, bit 2 its value, bit 3
+            // stack present.
             out.push(
                 u8::from(*write)
                     | u8::from(trylock.is_some()) << 1
-                    | u8::from(*trylock == Some(true)) << 2,
+                    | u8::from(*trylock == Some(true)) << 2
+                    | u8::from(stack.is_some()) << 3,
             );
+            if let Some(s) = stack {
+                put_str(out, s);
+            }
         }
         Body::FileLockAcquired {
             dev,
@@ -881,7 +888,7 @@ impl<'a> Decoder<'a> {
             31 => {
                 let (dev, ino, class) = self.file_lock()?;
                 let b = self.byte()?;
-                if b > 7 || (b & 4 != 0 && b & 2 == 0) {
+                if b > 15 || (b & 4 != 0 && b & 2 == 0) {
                     return Err(DecodeError::Range("file_lock_request flags"));
                 }
                 Body::FileLockRequest {
@@ -890,6 +897,11 @@ impl<'a> Decoder<'a> {
                     class,
                     write: b & 1 != 0,
                     trylock: (b & 2 != 0).then_some(b & 4 != 0),
+                    stack: if b & 8 != 0 {
+                        Some(self.string()?)
+                    } else {
+                        None
+                    },
                 }
             }
             32 => {

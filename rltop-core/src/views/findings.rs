@@ -126,11 +126,21 @@ fn lockdep_inversion(out: &mut String, f: &Finding) {
             (0, wanted),
         ],
     );
-    let _ = write!(
-        out,
-        "\n1 lock held by {}:\n #0: {}\n{RULE}\n\n",
-        l.task, l.holds
-    );
+    let _ = write!(out, "\n1 lock held by {}:\n #0: {}\n", l.task, l.holds);
+    // lockdep's backtraces: where the held lock was taken, where the new
+    // one is asked for (each where the events carry it).
+    for (what, stack) in [
+        ("the held lock was taken at", &l.holds_at),
+        ("the new request is at", &l.wants_at),
+    ] {
+        if let Some(s) = stack {
+            let _ = writeln!(out, "\n{what}:");
+            for frame in s.split(';') {
+                let _ = writeln!(out, "  {frame}");
+            }
+        }
+    }
+    let _ = write!(out, "{RULE}\n\n");
 }
 
 /// The CPU0/CPU1/... table: one `lock(X);` per row, in column `col`.

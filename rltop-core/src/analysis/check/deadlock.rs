@@ -116,6 +116,7 @@ impl Deadlock {
                 task: describe::task(m, s.tid),
                 holds,
                 wants,
+                ..Link::default()
             });
         }
         let chain: Vec<String> = links

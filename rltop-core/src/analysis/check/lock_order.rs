@@ -68,6 +68,7 @@ impl Rule for LockOrder {
                 class: FileLockClass::IRwsem,
                 write,
                 trylock,
+                ..
             } if *trylock != Some(true) => (
                 describe::file_lock(
                     m,
@@ -119,10 +120,15 @@ impl Rule for LockOrder {
             "{who} {verb} {wants} while holding {holds}: {}",
             rule.split(" (").next().unwrap_or(rule)
         );
-        if let Body::PageFault {
-            stack: Some(st), ..
-        } = &ev.body
-        {
+        let holds_at = m.fl_stacks.get(&(held, tid)).cloned();
+        let wants_at = match &ev.body {
+            Body::PageFault { stack, .. } | Body::FileLockRequest { stack, .. } => stack.clone(),
+            _ => None,
+        };
+        if let Some(st) = &holds_at {
+            message.push_str(&format!(" (held lock taken at: {st})"));
+        }
+        if let (Body::PageFault { .. }, Some(st)) = (&ev.body, &wants_at) {
             message.push_str(&format!(" (fault stack: {st})"));
         }
         cx.report(Draft {
@@ -133,6 +139,8 @@ impl Rule for LockOrder {
                 task: who,
                 holds,
                 wants,
+                holds_at,
+                wants_at,
             }],
             rule: Some(rule),
             dedup: Some((
@@ -187,6 +195,11 @@ impl LockOrder {
                 task: who,
                 holds,
                 wants,
+                wants_at: match &ev.body {
+                    Body::PageFault { stack, .. } => stack.clone(),
+                    _ => None,
+                },
+                ..Link::default()
             }],
             rule: Some(RANGE_BELOW_FAULT),
             dedup: Some((tree, lock)),

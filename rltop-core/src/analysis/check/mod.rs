@@ -136,13 +136,19 @@ pub enum Severity {
     Warning,
 }
 
-/// One link of an ordering report: `tid` holds `holds` and wants `wants`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One link of an ordering report: `tid` holds `holds` and wants `wants`,
+/// with the kernel stacks of the two where the events carry them (lockdep
+/// prints both: where the held lock was taken, and the new request).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Link {
     pub tid: u32,
     pub task: String,
     pub holds: String,
     pub wants: String,
+    /// Where `holds` was asked for: frames, innermost first, `;`-separated.
+    pub holds_at: Option<String>,
+    /// Where `wants` is asked for.
+    pub wants_at: Option<String>,
 }
 
 /// A rule broken, with the events that prove it.

@@ -95,6 +95,7 @@ impl Rule for OrderingInversion {
                 task: who,
                 holds: held,
                 wants,
+                ..Link::default()
             }],
             dedup: Some((tree, mm)),
             ..Draft::new(Since::Event(l.req_idx), ev.ts, message)

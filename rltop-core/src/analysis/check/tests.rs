@@ -363,3 +363,97 @@ fn every_finding_kind_is_documented() {
         );
     }
 }
+
+/// A page fault under an `invalidate_lock` taken for write (the fentry and
+/// kprobe sources carry the write request's stack): one inversion whose
+/// report shows both stacks, lockdep-style, where the lock was taken and
+/// where the fault came from.
+#[test]
+fn inversion_under_invalidate_lock_shows_both_stacks() {
+    use crate::events::FileLockClass;
+    let dev = Dev { major: 7, minor: 0 };
+    let lock = |stack: Option<&str>| Body::FileLockRequest {
+        dev,
+        ino: 12,
+        class: FileLockClass::InvalidateLock,
+        write: true,
+        trylock: Some(false),
+        stack: stack.map(str::to_string),
+    };
+    let evs = [
+        ev(
+            10,
+            5,
+            lock(Some("down_write+0x1;rltest_fault+0x2c [rltest_locks]")),
+        ),
+        ev(
+            11,
+            5,
+            Body::FileLockAcquired {
+                dev,
+                ino: 12,
+                class: FileLockClass::InvalidateLock,
+                write: true,
+                success: true,
+            },
+        ),
+        ev(
+            12,
+            5,
+            Body::PageFault {
+                addr: 0x7000,
+                user: false,
+                write: Some(true),
+                held: 1,
+                stack: Some("exc_page_fault+0x1;rltest_fault+0x40 [rltest_locks]".into()),
+            },
+        ),
+    ];
+    let mut m = Model::new(None);
+    m.set_lock_source(Some("fentry"));
+    let mut c = Checker::over(m, Config::default());
+    for (i, e) in evs.iter().enumerate() {
+        c.event(i as u64, e);
+    }
+    let v = c.finish();
+    assert_eq!(v.findings.len(), 1, "{:#?}", v.findings);
+    let f = &v.findings[0];
+    assert_eq!((f.kind, f.certain), (Kind::ORDERING_INVERSION, true));
+    assert_eq!(
+        f.links[0].holds_at.as_deref(),
+        Some("down_write+0x1;rltest_fault+0x2c [rltest_locks]")
+    );
+    assert!(
+        f.message.contains("held lock taken at: down_write+0x1"),
+        "{}",
+        f.message
+    );
+    let text = crate::views::findings::text(&v, &Default::default());
+    assert!(
+        text.contains(
+            "the held lock was taken at:\n  down_write+0x1\n  rltest_fault+0x2c [rltest_locks]\n"
+        ) && text.contains("the new request is at:\n  exc_page_fault+0x1\n"),
+        "{text}"
+    );
+    // Released: the stack goes with the hold.
+    let mut m = Model::new(None);
+    m.set_lock_source(Some("fentry"));
+    for (i, e) in evs[..2].iter().enumerate() {
+        m.apply(i as u64, e);
+    }
+    assert_eq!(m.fl_stacks.len(), 1);
+    m.apply(
+        2,
+        &ev(
+            13,
+            5,
+            Body::FileLockRelease {
+                dev,
+                ino: 12,
+                class: FileLockClass::InvalidateLock,
+                write: true,
+            },
+        ),
+    );
+    assert!(m.fl_stacks.is_empty());
+}
