@@ -291,6 +291,23 @@ pub fn check(
                     stack.contains("rltest_fault"),
                     format!("{what}: the fault's stack shows the module ({stack})"),
                 );
+                // Where the held lock was taken: the write request's stack.
+                let taken = events
+                    .iter()
+                    .find(|e| {
+                        e["kind"] == "file_lock_request"
+                            && e["class"] == "invalidate_lock"
+                            && e["write"] == true
+                            && tids.contains(&e["tid"].as_u64().unwrap_or(0))
+                    })
+                    .and_then(|e| e["stack"].as_str())
+                    .unwrap_or("");
+                expect(
+                    taken.contains("rltest_fault"),
+                    format!(
+                        "{what}: the invalidate_lock request's stack shows the module ({taken})"
+                    ),
+                );
             }
             if fixtures {
                 write_fixture(root, src, pattern, main, &out.stdout)?;
