@@ -242,6 +242,35 @@ fn check_reports_each_lock_order_bug_of_the_module() {
             .map(|i| evs[i.as_u64().unwrap() as usize]["kind"].as_str().unwrap())
             .collect();
         assert_eq!(ev, ["file_lock_acquired", "page_fault"], "{src}");
+        // Both stacks, as lockdep gives them: where the module took the
+        // invalidate_lock (its write request's stack, recorded in the VM)
+        // and where it faulted.
+        assert!(
+            msg.contains("held lock taken at: ") && msg.contains("rltest_fault"),
+            "{msg}"
+        );
+        let text = Command::new(RLTOP)
+            .arg("check")
+            .arg(&input)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(text.stdout).unwrap();
+        let taken = text
+            .split("the held lock was taken at:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{src}: no acquisition stack: {text}"));
+        let fault = taken
+            .split("the new request is at:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{src}: no fault stack: {text}"));
+        assert!(
+            taken.lines().take(6).any(|l| l.contains("rltest_fault")),
+            "{src}: {text}"
+        );
+        assert!(
+            fault.lines().take(10).any(|l| l.contains("rltest_fault")),
+            "{src}: {text}"
+        );
 
         let input = fixture("order", src);
         let evs = events(&input);

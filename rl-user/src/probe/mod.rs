@@ -1015,19 +1015,7 @@ fn symbolize(
         return;
     };
     let syms = ksyms.get_or_insert_with(|| aya::util::kernel_symbols().unwrap_or_default());
-    *stack = trace
-        .frames()
-        .iter()
-        .map(|f| match syms.range(..=f.ip).next_back() {
-            // Module symbols read `name\t[module]`: `name+0x12 [module]`.
-            Some((addr, name)) => match name.split_once('\t') {
-                Some((n, module)) => format!("{n}+{:#x} {}", f.ip - addr, module.trim()),
-                None => format!("{name}+{:#x}", f.ip - addr),
-            },
-            None => format!("{:#x}", f.ip),
-        })
-        .collect::<Vec<_>>()
-        .join(";");
+    *stack = names::stack_text(trace.frames().iter().map(|f| names::symbol(syms, f.ip)));
 }
 
 /// Keeps the verifier's verdict — the last lines before its statistics —

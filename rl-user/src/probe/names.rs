@@ -113,6 +113,22 @@ pub fn symbol(syms: &BTreeMap<u64, String>, ip: u64) -> String {
     }
 }
 
+/// A kernel stack as rltop prints it: frames, innermost first, joined by
+/// `;`, without the tracing glue the stack was taken from (the eBPF
+/// program, its trampoline, `bpf_trace_run*`): as lockdep's backtraces,
+/// it starts at the kernel's own code.
+pub fn stack_text(frames: impl IntoIterator<Item = String>) -> String {
+    frames
+        .into_iter()
+        .skip_while(|f| {
+            f.ends_with(" [bpf]")
+                || f.starts_with("bpf_trace_run")
+                || f.starts_with("bpf_trampoline")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// A block device's page cache (the `bdev` pseudo-filesystem's inode,
 /// whose `i_ino` is the device's `dev_t`, set by `bdev_add()` in
 /// block/bdev.c: major in the bits from 20 up, minor below) by the device's
@@ -224,12 +240,7 @@ impl Names {
                     return;
                 };
                 let s = syms(ksyms);
-                *st = trace
-                    .frames()
-                    .iter()
-                    .map(|f| symbol(&s, f.ip))
-                    .collect::<Vec<_>>()
-                    .join(";");
+                *st = stack_text(trace.frames().iter().map(|f| symbol(&s, f.ip)));
                 *ksyms = Some(s);
             }
             _ => {}
@@ -247,6 +258,33 @@ mod tests {
 41 22 7:0 /sub /srv/bind rw,relatime shared:20 - xfs /dev/loop0 rw
 42 22 0:50 / /mnt/btrfs rw,relatime - btrfs /dev/loop1 rw
 ";
+
+    #[test]
+    fn stacks_start_at_the_kernels_own_code() {
+        let f = |v: &[&str]| stack_text(v.iter().map(|s| s.to_string()));
+        assert_eq!(
+            f(&[
+                "bpf_prog_d6d1d3460fcdf23e_fe_down_write+0x108 [bpf]",
+                "bpf_trampoline_6442503922+0x4f [bpf]",
+                "down_write+0x5",
+                "rltest_fault.isra.0+0x4e [rltest_locks]",
+            ]),
+            "down_write+0x5;rltest_fault.isra.0+0x4e [rltest_locks]"
+        );
+        assert_eq!(
+            f(&[
+                "bpf_prog_1_x+0x1 [bpf]",
+                "bpf_trace_run3+0x8e",
+                "exc_page_fault+0x162"
+            ]),
+            "exc_page_fault+0x162"
+        );
+        // Only leading glue goes.
+        assert_eq!(
+            f(&["a+0x1", "bpf_trace_run1+0x2"]),
+            "a+0x1;bpf_trace_run1+0x2"
+        );
+    }
 
     #[test]
     fn paths_get_their_mount_point() {
