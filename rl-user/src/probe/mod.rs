@@ -580,18 +580,36 @@ impl Session {
     /// For each attached probe: runs and mean nanoseconds per run, as the
     /// kernel accounted them since [`Session::enable_cost_accounting`].
     pub fn costs(&self) -> Vec<(String, u64, f64)> {
-        self.probes
+        // The kernel counts per program, and one program may serve several
+        // probes (the file learners): one line per program, so that no run
+        // is counted twice.
+        let mut by_program: Vec<(&str, String, usize)> = Vec::new();
+        for p in self
+            .probes
             .iter()
             .filter(|p| matches!(p.status, Status::Attached { .. }))
-            .filter_map(|p| {
-                let info = self.ebpf.as_ref()?.program(p.program)?.info().ok()?;
+        {
+            match by_program.iter_mut().find(|(prog, ..)| *prog == p.program) {
+                Some((_, _, more)) => *more += 1,
+                None => by_program.push((p.program, p.name.clone(), 0)),
+            }
+        }
+        by_program
+            .into_iter()
+            .filter_map(|(program, name, more)| {
+                let info = self.ebpf.as_ref()?.program(program)?.info().ok()?;
                 let n = info.run_count();
                 let mean = if n > 0 {
                     info.run_time().as_nanos() as f64 / n as f64
                 } else {
                     0.0
                 };
-                Some((p.name.clone(), n, mean))
+                let name = if more > 0 {
+                    format!("{name} and {more} more ({program})")
+                } else {
+                    name
+                };
+                Some((name, n, mean))
             })
             .collect()
     }
