@@ -436,6 +436,15 @@ pub struct KernelOffsets {
     /// Arguments before `write` in the raw `mmap_lock_*` tracepoints
     /// after `mm`: 1 on 6.1 (its `memcg_path`), else 0.
     pub mmap_arg_shift: u32,
+    /// For the BTF-typed page-cache add: `struct folio`'s `mapping`,
+    /// `index`, `flags` and `_flags_1` (whose low byte is a large folio's
+    /// order, `folio_large_order()`), and the bit number of `PG_head` in
+    /// `flags` (enum `pageflags`: a folio is large when it is set).
+    pub folio_mapping: u32,
+    pub folio_index: u32,
+    pub folio_flags: u32,
+    pub folio_flags1: u32,
+    pub folio_head_bit: u32,
 }
 
 impl KernelOffsets {
@@ -455,6 +464,11 @@ impl KernelOffsets {
         dio_iocb: NO_FIELD,
         mapping_host: NO_FIELD,
         mmap_arg_shift: 0,
+        folio_mapping: NO_FIELD,
+        folio_index: NO_FIELD,
+        folio_flags: NO_FIELD,
+        folio_flags1: NO_FIELD,
+        folio_head_bit: NO_FIELD,
     };
 }
 

@@ -9,7 +9,8 @@
 //! fault program learn its file in the same run.
 //!
 //! Layouts: the fault's `mapping->host->{i_ino, i_sb->s_dev}` at BTF offsets
-//! (`KOFF`), loaded directly (`btf_u64`); the page-cache add's record fields at the tracefs offsets
+//! (`KOFF`), loaded directly (`btf_u64`); the BTF-typed page-cache add's `folio->{mapping,
+//! index, flags, _flags_1}` and `PG_head` the same way; the formatted add's record fields at the tracefs offsets
 //! user space read from its format file (on 6.18: i_ino@16, index@24,
 //! s_dev@32, order@36).
 
@@ -138,7 +139,42 @@ pub fn filemap_fault(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `filemap:mm_filemap_add_to_page_cache`: a folio entered the page cache.
+/// `mm_filemap_add_to_page_cache(struct folio *folio)`, BTF-typed
+/// (`tp_btf`): a folio entered the page cache. What the formatted record
+/// holds (include/trace/events/filemap.h), read from the folio with plain
+/// verifier-checked loads, and the file learned in the same run: one
+/// program instead of the formatted one (whose record the kernel fills
+/// first) and its learner. The tracepoint is in `__filemap_add_folio`
+/// after `folio->mapping = mapping`: never an anonymous folio's tagged
+/// pointer.
+#[btf_tracepoint(function = "mm_filemap_add_to_page_cache")]
+pub fn filemap_add_btf(ctx: BtfTracePointContext) -> i32 {
+    let Some(t) = traced_task() else { return 0 };
+    let folio: u64 = ctx.arg(0);
+    let mapping = btf_u64(folio, global!(KOFF.folio_mapping));
+    let host = btf_u64(mapping, global!(KOFF.mapping_host));
+    let ino = btf_u64(host, global!(KOFF.inode_ino));
+    let sb = btf_u64(host, global!(KOFF.inode_sb));
+    let dev = btf_u32(sb, global!(KOFF.sb_dev));
+    if host == 0 || !traced_file(dev, ino) {
+        return 0;
+    }
+    let index = btf_u64(folio, global!(KOFF.folio_index));
+    // `folio_order()`: 0 unless the folio is large (`PG_head` set), then
+    // the low byte of `_flags_1` (`folio_large_order()`).
+    let large = (btf_u64(folio, global!(KOFF.folio_flags)) >> global!(KOFF.folio_head_bit)) & 1;
+    let order = if large != 0 {
+        btf_u64(folio, global!(KOFF.folio_flags1)) & 0xff
+    } else {
+        0
+    };
+    emit(t, Kind::PageAdd, 0, dev, [ino, index, order, 0]);
+    crate::flock::learn_host(t, mapping, host);
+    0
+}
+
+/// `filemap:mm_filemap_add_to_page_cache`: a folio entered the page cache
+/// (where the BTF-typed program cannot be used).
 #[tracepoint]
 pub fn filemap_add(ctx: TracePointContext) -> u32 {
     let Some(t) = traced_task() else { return 0 };

@@ -676,6 +676,7 @@ poweroff -f
     for probe in [
         "filemap:mm_filemap_fault (tp_btf)",
         "iomap:iomap_dio_rw_begin (tp_btf)",
+        "filemap:mm_filemap_add_to_page_cache (tp_btf)",
         "mmap_lock:mmap_lock_start_locking (raw)",
         "mmap_lock:mmap_lock_acquire_returned (raw)",
     ] {

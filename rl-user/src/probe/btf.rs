@@ -25,6 +25,7 @@ const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_FUNC_PROTO: u32 = 13;
 
@@ -58,6 +59,38 @@ fn u32_at(d: &[u8], off: usize) -> Result<u32, BtfError> {
     d.get(off..off + 4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
         .ok_or(BtfError::Malformed("short read"))
+}
+
+/// What the second u32 of a two-u32 record is.
+enum Second {
+    /// An enumerator's value (kept as the bit offset).
+    Value,
+    /// A parameter's type.
+    Type,
+}
+
+/// `vlen` records of two u32s from `off` (a name, then `second`), as members.
+fn pair_members(
+    data: &[u8],
+    off: usize,
+    vlen: usize,
+    second: Second,
+) -> Result<Vec<Member>, BtfError> {
+    (0..vlen)
+        .map(|i| {
+            let (name_off, v) = (u32_at(data, off + 8 * i)?, u32_at(data, off + 8 * i + 4)?);
+            let (type_id, bit_offset) = match second {
+                Second::Value => (0, v),
+                Second::Type => (v, 0),
+            };
+            Ok(Member {
+                name_off,
+                type_id,
+                bit_offset,
+                bitfield_size: 0,
+            })
+        })
+        .collect()
 }
 
 impl Btf {
@@ -117,18 +150,15 @@ impl Btf {
                     }
                     12 * vlen
                 }
-                6 => 8 * vlen, // ENUM
+                // Enumerators as members: the name, and the value where a
+                // member's bit offset would be.
+                KIND_ENUM => {
+                    members = pair_members(types_data, off, vlen, Second::Value)?;
+                    8 * vlen
+                }
+                // Parameters as members without offsets: only their types matter here.
                 KIND_FUNC_PROTO => {
-                    // Parameters as members without offsets: only their types matter here.
-                    for i in 0..vlen {
-                        let m = off + 8 * i;
-                        members.push(Member {
-                            name_off: u32_at(types_data, m)?,
-                            type_id: u32_at(types_data, m + 4)?,
-                            bit_offset: 0,
-                            bitfield_size: 0,
-                        });
-                    }
+                    members = pair_members(types_data, off, vlen, Second::Type)?;
                     8 * vlen
                 }
                 14 => 4,         // VAR
@@ -257,6 +287,18 @@ impl Btf {
         )
     }
 
+    /// The value of enumerator `name` of the enum named `enum_name`
+    /// (`PG_head` of `pageflags`: its bit number differs between kernels
+    /// and configurations).
+    pub fn enum_value(&self, enum_name: &str, name: &str) -> Option<u32> {
+        self.types
+            .iter()
+            .filter(|t| t.kind == KIND_ENUM && self.name(t.name_off) == enum_name)
+            .flat_map(|t| &t.members)
+            .find(|m| self.name(m.name_off) == name)
+            .map(|m| m.bit_offset)
+    }
+
     /// Byte offset of a dotted member path, `d_u.d_alias` in `dentry`:
     /// each step is a member of the previous member's struct or union type
     /// (anonymous ones included, unlike a named struct lookup).
@@ -314,9 +356,10 @@ impl Btf {
 mod tests {
     use super::*;
 
-    /// Builds BTF for: struct inner { int a; }; struct outer { long x; union { int y; struct inner z; }; int q; }
+    /// Builds BTF for: struct inner { int a; }; struct outer { long x; union { int y; struct inner z; }; int q; };
+    /// enum pageflags { PG_locked, PG_head = 6 }
     fn sample() -> Vec<u8> {
-        let strings = b"\0int\0long\0inner\0a\0outer\0x\0y\0z\0q\0";
+        let strings = b"\0int\0long\0inner\0a\0outer\0x\0y\0z\0q\0pageflags\0PG_locked\0PG_head\0";
         let s = |name: &str| -> u32 {
             let pat = format!("\0{name}\0");
             strings
@@ -367,6 +410,14 @@ mod tests {
         push(s("q"));
         push(1);
         push(96);
+        // 6: enum pageflags { PG_locked = 0, PG_head = 6 }
+        push(s("pageflags"));
+        push((6 << 24) | 2);
+        push(4);
+        push(s("PG_locked"));
+        push(0);
+        push(s("PG_head"));
+        push(6);
         let mut d = Vec::new();
         d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
         d.extend_from_slice(&24u32.to_le_bytes());
@@ -377,6 +428,17 @@ mod tests {
         d.extend_from_slice(&t);
         d.extend_from_slice(strings);
         d
+    }
+
+    #[test]
+    fn reads_enumerator_values() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.enum_value("pageflags", "PG_head"), Some(6));
+        assert_eq!(btf.enum_value("pageflags", "PG_locked"), Some(0));
+        assert_eq!(btf.enum_value("pageflags", "PG_nope"), None);
+        assert_eq!(btf.enum_value("outer", "x"), None);
+        // The structs beside it still resolve.
+        assert_eq!(btf.member_offset("outer", "q"), Ok(12));
     }
 
     #[test]

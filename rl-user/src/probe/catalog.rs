@@ -112,6 +112,13 @@ const INODE_MEMBERS: [BtfMember; 4] = [
     m!("super_block"."s_dev", sb_dev),
 ];
 
+/// The BTF-typed page-cache add: where it attaches, the formatted program
+/// of the same tracepoint and the page-add file learner are not attached
+/// ([`PAGE_ADD_BTF_USED`]), as it does both jobs in one run.
+pub const PAGE_ADD_BTF: &str = "filemap_add_btf";
+pub const PAGE_ADD_FORMATTED: &str = "filemap_add";
+pub const PAGE_ADD_BTF_USED: &str = "the BTF-typed program of this tracepoint is used instead";
+
 /// The tracepoint profile: every probe rltop has on a mainline kernel.
 pub const TRACEPOINTS: &[ProbeSpec] = &[
     ProbeSpec {
@@ -163,8 +170,30 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         requires: None,
         arg_shift: None,
     },
+    // Before the formatted program of the same event, which attaches only
+    // where this one does not (`PAGE_ADD_BTF`).
     ProbeSpec {
-        program: "filemap_add",
+        program: PAGE_ADD_BTF,
+        category: "filemap",
+        event: "mm_filemap_add_to_page_cache",
+        attach: Attach::Btf,
+        fields: &[],
+        members: &[
+            m!("folio"."mapping", folio_mapping),
+            m!("folio"."index", folio_index),
+            m!("folio"."flags", folio_flags),
+            m!("folio"."_flags_1", folio_flags1),
+            m!("address_space"."host", mapping_host),
+            INODE_MEMBERS[0],
+            INODE_MEMBERS[1],
+            INODE_MEMBERS[3],
+        ],
+        args: &["struct folio *"],
+        requires: None,
+        arg_shift: None,
+    },
+    ProbeSpec {
+        program: PAGE_ADD_FORMATTED,
         category: "filemap",
         event: "mm_filemap_add_to_page_cache",
         attach: Attach::Tracepoint,
@@ -344,7 +373,25 @@ pub fn resolve(specs: &[ProbeSpec], tracefs: &Tracefs, btf: Option<&Btf>) -> Res
     let mut kernel = KernelOffsets::NONE;
     let mut ready: Vec<Result<(), String>> = Vec::with_capacity(specs.len());
     for spec in specs {
-        ready.push(resolve_one(spec, tracefs, btf, &mut tp, &mut kernel));
+        let mut r = resolve_one(spec, tracefs, btf, &mut tp, &mut kernel);
+        if spec.program == PAGE_ADD_BTF && r.is_ok() {
+            // `folio_test_large()` tests `PG_head`, whose bit number is a
+            // kernel's own (enum pageflags).
+            // Before 6.6 ("mm: free up a word in the first tail page") a
+            // large folio's order was its own byte, `_folio_order`, and the
+            // low byte of `_flags_1` was not it (6.1 has both members).
+            let own_byte = btf.is_some_and(|b| b.member_offset("folio", "_folio_order").is_ok());
+            match btf.and_then(|b| b.enum_value("pageflags", "PG_head")) {
+                _ if own_byte => {
+                    r = Err("this kernel's folio keeps its order in _folio_order, \
+                             which the BTF-typed program does not read"
+                        .into());
+                }
+                Some(bit) if bit < 64 => kernel.folio_head_bit = bit,
+                _ => r = Err("BTF has no PG_head in enum pageflags".into()),
+            }
+        }
+        ready.push(r);
     }
     // An end probe is useless without its begin.
     for i in 0..specs.len() {
@@ -503,6 +550,8 @@ mod tests {
         let r = resolve(TRACEPOINTS, &t, None);
         let status = |p: &str| &r.ready[TRACEPOINTS.iter().position(|s| s.program == p).unwrap()];
         assert_eq!(status("filemap_add"), &Err("no field index".to_string()));
+        // The BTF-typed page add needs BTF, and then the formatted one is the fallback.
+        assert!(status(PAGE_ADD_BTF).as_ref().unwrap_err().contains("BTF"));
         // Raw tracepoints need BTF for their prototype.
         assert!(status("dio_begin").is_err());
         assert!(status("task_rename").is_err());
@@ -541,5 +590,8 @@ mod tests {
         for (spec, st) in TRACEPOINTS.iter().zip(&r.ready) {
             assert_eq!(st, &Ok(()), "{}", spec.name());
         }
+        // 6.8 and later number PG_head 6 (include/linux/page-flags.h).
+        assert_eq!(r.kernel.folio_head_bit, 6);
+        assert_eq!(r.kernel.folio_flags, 0);
     }
 }

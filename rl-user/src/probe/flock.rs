@@ -617,6 +617,16 @@ impl Live {
 }
 
 impl Plan {
+    /// The page-cache add's own program learns its file (the BTF-typed
+    /// one): its learner is not attached, for `why`.
+    pub fn page_add_learned_by_its_probe(&mut self, why: &str) {
+        for ((program, ..), ready) in LEARNERS.iter().zip(&mut self.learners) {
+            if *program == "learn_page_add" && ready.is_ok() {
+                *ready = Err(why.into());
+            }
+        }
+    }
+
     /// Decides which file-operation learners attach: those whose operation
     /// probe (`fsops`) is ready, when files are learned at all.
     pub fn fs_learners_where(&mut self, op_ready: impl Fn(&str) -> bool) {

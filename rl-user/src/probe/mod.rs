@@ -415,17 +415,36 @@ impl Session {
             }
         }
 
+        // The BTF-typed page-cache add first: where it attaches, it stands
+        // in for the formatted program and the page-add learner.
+        let attach_status = |ebpf: &mut Ebpf, spec: &ProbeSpec| match attach(ebpf, spec) {
+            Ok(insns) => Status::Attached {
+                verified_insns: insns,
+            },
+            Err(e) => Status::Failed(format!("{e:#}")),
+        };
+        let mut page_add_btf = None;
+        for (spec, ready) in specs.iter().zip(&resolved.ready) {
+            if spec.program == catalog::PAGE_ADD_BTF && ready.is_ok() {
+                page_add_btf = Some(attach_status(&mut ebpf, spec));
+            }
+        }
+        let btf_adds = matches!(page_add_btf, Some(Status::Attached { .. }));
+        if btf_adds {
+            fplan.page_add_learned_by_its_probe(catalog::PAGE_ADD_BTF_USED);
+        }
         let learners = flock::attach_learners(&mut ebpf, &fplan);
         let mut probes = Vec::with_capacity(specs.len());
         for (spec, ready) in specs.iter().zip(resolved.ready) {
             let status = match ready {
                 Err(why) => Status::Unavailable(why),
-                Ok(()) => match attach(&mut ebpf, spec) {
-                    Ok(insns) => Status::Attached {
-                        verified_insns: insns,
-                    },
-                    Err(e) => Status::Failed(format!("{e:#}")),
-                },
+                Ok(()) if spec.program == catalog::PAGE_ADD_BTF => {
+                    page_add_btf.take().expect("attached above")
+                }
+                Ok(()) if btf_adds && spec.program == catalog::PAGE_ADD_FORMATTED => {
+                    Status::Unavailable(catalog::PAGE_ADD_BTF_USED.into())
+                }
+                Ok(()) => attach_status(&mut ebpf, spec),
             };
             probes.push(ProbeReport {
                 name: spec.name(),
@@ -437,9 +456,10 @@ impl Session {
         probes.extend(fsops::attach(&mut ebpf, &fs_plan));
         let mut notes = std::mem::take(&mut fs_plan.notes);
         if resolved.tp.add_order == rl_common::NO_FIELD
-            && probes
-                .iter()
-                .any(|p| p.program == "filemap_add" && matches!(p.status, Status::Attached { .. }))
+            && probes.iter().any(|p| {
+                p.program == catalog::PAGE_ADD_FORMATTED
+                    && matches!(p.status, Status::Attached { .. })
+            })
         {
             notes.push(
                 "filemap:mm_filemap_add_to_page_cache has no order field on this kernel: the size of \
@@ -630,7 +650,11 @@ impl Session {
             .iter()
             .filter_map(|p| match &p.status {
                 Status::Attached { .. } => None,
-                Status::Unavailable(why) if why == kfile::TRACEPOINT_USED => None,
+                Status::Unavailable(why)
+                    if why == kfile::TRACEPOINT_USED || why == catalog::PAGE_ADD_BTF_USED =>
+                {
+                    None
+                }
                 Status::Unavailable(why) | Status::Failed(why) => {
                     Some(format!("{}: {why}", p.name))
                 }
