@@ -644,12 +644,20 @@ impl Session {
     }
 
     /// One line per probe that is not attached, for a start-up warning
-    /// (not for a file kprobe whose tracepoint attached: nothing is lost).
+    /// (not for a file kprobe whose tracepoint attached, nor for one of the
+    /// two page-cache add programs while the other one is: nothing is lost).
     pub fn not_attached(&self) -> Vec<String> {
+        let attached = |program: &str| {
+            self.probes
+                .iter()
+                .any(|p| p.program == program && matches!(p.status, Status::Attached { .. }))
+        };
+        let formatted_adds = attached(catalog::PAGE_ADD_FORMATTED);
         self.probes
             .iter()
             .filter_map(|p| match &p.status {
                 Status::Attached { .. } => None,
+                _ if p.program == catalog::PAGE_ADD_BTF && formatted_adds => None,
                 Status::Unavailable(why)
                     if why == kfile::TRACEPOINT_USED || why == catalog::PAGE_ADD_BTF_USED =>
                 {
