@@ -115,6 +115,17 @@ pub fn mmap_lock_released(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// A BTF-typed mapping's file, as the filemap tracepoints' records hold
+/// it (include/trace/events/filemap.h): `mapping->host` (0 for none), its
+/// `i_ino` and its `i_sb->s_dev`.
+#[inline(always)]
+fn mapping_file(mapping: u64) -> (u64, u64, u32) {
+    let host = btf_u64(mapping, global!(KOFF.mapping_host));
+    let ino = btf_u64(host, global!(KOFF.inode_ino));
+    let sb = btf_u64(host, global!(KOFF.inode_sb));
+    (host, ino, btf_u32(sb, global!(KOFF.sb_dev)))
+}
+
 /// `mm_filemap_fault(mapping, index)`, BTF-typed (`tp_btf`): entry of
 /// `filemap_fault` for one page index. Its pointer arguments are typed,
 /// so `mapping->host->...` are plain loads the verifier checks against
@@ -125,12 +136,7 @@ pub fn filemap_fault(ctx: BtfTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
     let mapping: u64 = ctx.arg(0);
     let index: u64 = ctx.arg(1);
-    // What the formatted record holds: `mapping->host->i_ino` and
-    // `->i_sb->s_dev` (include/trace/events/filemap.h).
-    let host = btf_u64(mapping, global!(KOFF.mapping_host));
-    let ino = btf_u64(host, global!(KOFF.inode_ino));
-    let sb = btf_u64(host, global!(KOFF.inode_sb));
-    let dev = btf_u32(sb, global!(KOFF.sb_dev));
+    let (host, ino, dev) = mapping_file(mapping);
     if host == 0 || !traced_file(dev, ino) {
         return 0;
     }
@@ -152,10 +158,7 @@ pub fn filemap_add_btf(ctx: BtfTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
     let folio: u64 = ctx.arg(0);
     let mapping = btf_u64(folio, global!(KOFF.folio_mapping));
-    let host = btf_u64(mapping, global!(KOFF.mapping_host));
-    let ino = btf_u64(host, global!(KOFF.inode_ino));
-    let sb = btf_u64(host, global!(KOFF.inode_sb));
-    let dev = btf_u32(sb, global!(KOFF.sb_dev));
+    let (host, ino, dev) = mapping_file(mapping);
     if host == 0 || !traced_file(dev, ino) {
         return 0;
     }
