@@ -24,6 +24,10 @@
  *           whole-range punch-like locks, faults taking mmap_lock (of the
  *           writer's mm) then the range lock, trylocks and one cancelled
  *           interruptible wait where the flavour has them;
+ *  crowd    64 kthreads wait at once for one range behind a holder, more
+ *           than a kretprobe's default maxactive (max(10, 2 x CPUs)); half
+ *           of them unlock from a soft hrtimer (softirq, on top of
+ *           whichever task runs, rltop's own thread included);
  *  mmap     (bug) a task takes mmap_lock while holding a range lock;
  *  overlap  (bug) the lock grants a range overlapping a held one;
  *  leak     (bug) a task exits without one unlock.
@@ -48,6 +52,8 @@
 #include <linux/atomic.h>
 #include <linux/string.h>
 #include <linux/fs.h>
+#include <linux/hrtimer.h>
+#include <linux/version.h>
 
 #if defined(RLTEST_BUESO2017) || defined(RLTEST_BUESO2019)
 #define RL_RW 1
@@ -650,7 +656,70 @@ static void bug_leak(struct worker *w)
 	UNLOCK_W(&rf.tree, &l2);
 }
 
-#define MAX_WORKERS 8
+/* ---- crowd: more sleeping waiters than return-probe instances ---- */
+
+#define CROWD 64
+static struct completion crowd_go;
+
+struct crowd_unlock {
+	struct hrtimer timer;
+	struct LOCK *l;
+	struct completion done;
+};
+static struct crowd_unlock crowd_units[CROWD + 1];
+
+static enum hrtimer_restart crowd_timer_fn(struct hrtimer *t)
+{
+	struct crowd_unlock *u = container_of(t, struct crowd_unlock, timer);
+
+	/* Softirq context (HRTIMER_MODE_REL_SOFT). */
+	UNLOCK_W(&rf.tree, u->l);
+	complete(&u->done);
+	return HRTIMER_NORESTART;
+}
+
+static void crowd_holder(struct worker *w)
+{
+	struct LOCK l;
+
+	L_INIT(&l, 0, PAGES - 1);
+	LOCK_W(&rf.tree, &l);
+	complete_all(&crowd_go);
+	/* Until every member is in its lock call (n_lock counts the calls). */
+	while (atomic_read(&n_lock) < CROWD + 1)
+		msleep(1);
+	msleep(20);
+	UNLOCK_W(&rf.tree, &l);
+}
+
+static void crowd_member(struct worker *w)
+{
+	struct crowd_unlock *u = &crowd_units[w->id];
+	struct LOCK l;
+
+	wait_for_completion(&crowd_go);
+	L_INIT(&l, 0, PAGES - 1);
+	LOCK_W(&rf.tree, &l);
+	if (w->id % 2) {
+		u->l = &l;
+		init_completion(&u->done);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+		hrtimer_setup(&u->timer, crowd_timer_fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
+#else
+		hrtimer_init(&u->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
+		u->timer.function = crowd_timer_fn;
+#endif
+		hrtimer_start(&u->timer, ns_to_ktime(50 * NSEC_PER_USEC), HRTIMER_MODE_REL_SOFT);
+		wait_for_completion(&u->done);
+		/* Waits until the callback has returned: `l` is on this stack. */
+		hrtimer_cancel(&u->timer);
+	} else {
+		usleep_range(20, 50);
+		UNLOCK_W(&rf.tree, &l);
+	}
+}
+
+#define MAX_WORKERS (CROWD + 1)
 
 static int run_workers(void (*const fns[])(struct worker *), const char *const names[], int n)
 {
@@ -705,6 +774,19 @@ static int run_pattern(const char *name)
 		init_completion(&cancel_done);
 #endif
 		ret = run_workers(fns, names, ARRAY_SIZE(fns));
+	} else if (!strcmp(name, "crowd")) {
+		static void (*fns[CROWD + 1])(struct worker *);
+		static const char *names[CROWD + 1];
+		int i;
+
+		fns[0] = crowd_holder;
+		names[0] = "crowd-hold";
+		for (i = 1; i <= CROWD; i++) {
+			fns[i] = crowd_member;
+			names[i] = "crowd";
+		}
+		init_completion(&crowd_go);
+		ret = run_workers(fns, names, CROWD + 1);
 	} else if (!strcmp(name, "mmap")) {
 		static void (*const fns[])(struct worker *) = { bug_mmap };
 		static const char *const names[] = { "bug-mmap" };
@@ -756,7 +838,7 @@ static int run_get(char *buf, const struct kernel_param *kp)
 
 static const struct kernel_param_ops run_ops = { .set = run_set, .get = run_get };
 module_param_cb(run, &run_ops, NULL, 0644);
-MODULE_PARM_DESC(run, "write clean|mmap|overlap|leak to run a pattern; reads the last run");
+MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak to run a pattern; reads the last run");
 
 static int ops_get(char *buf, const struct kernel_param *kp)
 {

@@ -137,11 +137,14 @@ pub(crate) fn traced_task() -> Option<Task> {
     if t.pid == global!(FILTER.self_tgid) {
         return None;
     }
+    pid_traced(t).then_some(t)
+}
+
+/// Whether `--pid` (if given) traces `t`.
+#[inline(always)]
+pub(crate) fn pid_traced(t: Task) -> bool {
     // SAFETY: the value is only tested for presence.
-    if global!(FILTER.pid_filter) != 0 && unsafe { PIDS.get(&t.pid) }.is_none() {
-        return None;
-    }
-    Some(t)
+    global!(FILTER.pid_filter) == 0 || unsafe { PIDS.get(&t.pid) }.is_some()
 }
 
 /// Whether a file event on `dev`/`ino` passes `--dev`/`--ino`.

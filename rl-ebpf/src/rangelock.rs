@@ -38,7 +38,7 @@ use aya_ebpf::{
 };
 use rl_common::{Kind, Mode, RangeLockLayout};
 
-use crate::{current, emit, global, traced_task, write};
+use crate::{Task, current, emit, global, pid_traced, write};
 
 /// How to read the lock functions' arguments (set by the loader).
 #[unsafe(no_mangle)]
@@ -173,9 +173,21 @@ fn link_tree(t: crate::Task, tree: u64) {
     write(t, Kind::Tree, 0, dev, [tree, ino, 0, 0]);
 }
 
+/// The current task, if `--pid` traces it. Range-lock events are kept
+/// whoever runs them, rltop itself included: an unlock may run in softirq
+/// (an hrtimer) on top of rltop's own thread, and a program here cannot
+/// tell that from rltop's own work on every kernel (in_interrupt() needs
+/// the per-CPU preempt count). rltop's own range locks, on a kernel whose
+/// page cache takes them, are a few per written chunk, not a feedback loop.
+#[inline(always)]
+fn range_task() -> Option<Task> {
+    let t = current();
+    pid_traced(t).then_some(t)
+}
+
 #[inline(always)]
 fn request(ctx: &ProbeContext, mode: Mode) {
-    let Some(t) = traced_task() else { return };
+    let Some(t) = range_task() else { return };
     let (tree, lock) = tree_lock(ctx);
     let shift = global!(RL.shift) & 63;
     let start = kread_u64(lock, global!(RL.start_off)) >> shift;
@@ -277,7 +289,7 @@ fn disown(lock: u64) {
 pub fn rl_unlock(ctx: ProbeContext) -> u32 {
     let (tree, lock) = tree_lock(&ctx);
     disown(lock);
-    let Some(t) = traced_task() else { return 0 };
+    let Some(t) = range_task() else { return 0 };
     emit(t, Kind::RlRelease, 0, 0, [tree, lock, 0, 0]);
     0
 }
@@ -286,7 +298,7 @@ pub fn rl_unlock(ctx: ProbeContext) -> u32 {
 /// recorded as its release and an immediately granted read request.
 #[kprobe]
 pub fn rl_downgrade(ctx: ProbeContext) -> u32 {
-    let Some(t) = traced_task() else { return 0 };
+    let Some(t) = range_task() else { return 0 };
     let (tree, lock) = tree_lock(&ctx);
     let shift = global!(RL.shift) & 63;
     let start = kread_u64(lock, global!(RL.start_off)) >> shift;

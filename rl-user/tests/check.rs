@@ -632,7 +632,8 @@ mod prop {
             Just(Body::Lost {
                 count: 1,
                 cpu: 0,
-                since: None
+                since: None,
+                probe: None
             }),
             Just(Body::Task { comm: "t".into() }),
         ];
@@ -682,7 +683,7 @@ mod prop {
             }
             for d in &drops {
                 let i = d.index(evs.len());
-                evs[i].body = Body::Lost { count: 1, cpu: 0, since: None };
+                evs[i].body = Body::Lost { count: 1, cpu: 0, since: None, probe: None };
                 evs[i].tid = 0;
             }
             let v = run(&evs, f);
@@ -717,7 +718,7 @@ mod prop {
                 let dropped = evs.remove(i);
                 let at = (i + delay).min(evs.len());
                 let ts = evs.get(at).map_or(dropped.ts, |e| e.ts.max(dropped.ts));
-                evs.insert(at, ev(ts, 0, Body::Lost { count: 1, cpu: 0, since: Some(dropped.ts.saturating_sub(1)) }));
+                evs.insert(at, ev(ts, 0, Body::Lost { count: 1, cpu: 0, since: Some(dropped.ts.saturating_sub(1)), probe: None }));
             }
             let v = run(&evs, f);
             let certain: Vec<_> = v.findings.iter().filter(|f| f.certain).collect();

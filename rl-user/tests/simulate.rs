@@ -152,7 +152,7 @@ mod lost {
                     tid: 0,
                     pid: 0,
                     cpu: Some(0),
-                    body: Body::Lost { count: gone.len() as u64, cpu: 0, since: Some(first.ts.saturating_sub(1)) },
+                    body: Body::Lost { count: gone.len() as u64, cpu: 0, since: Some(first.ts.saturating_sub(1)), probe: None },
                 });
             }
             let mut c = Checker::over(Model::new(None), Config::default());

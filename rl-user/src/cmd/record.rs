@@ -177,6 +177,17 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
                 },
                 output.display()
             );
+            if !session.missed_by_probe.is_empty() {
+                let by: Vec<String> = session
+                    .missed_by_probe
+                    .iter()
+                    .map(|(p, n)| format!("{p} {n}"))
+                    .collect();
+                eprintln!(
+                    "rltop: of those lost, missed in the kernel (marked as gaps in the trace): {}",
+                    by.join(", ")
+                );
+            }
             if session.trimmed > 0 {
                 eprintln!(
                     "rltop: left out {} events from while probes were being attached or detached \

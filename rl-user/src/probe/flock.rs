@@ -28,9 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
-use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd as _;
 
 use anyhow::Context as _;
 use aya::Ebpf;
@@ -41,10 +39,8 @@ use super::btf::Btf;
 use super::tracefs::Tracefs;
 use super::{ProbeReport, Status};
 
-/// `maxactive` of the kretprobes: how many calls of one function may wait
-/// for their return at once. 4096 is the kernel's limit (`r4097:` is
-/// refused with "Maxactive is too big"; see toolchain.md).
-pub const MAXACTIVE: u32 = 4096;
+use super::kprobes::Kprobes;
+pub use super::kprobes::MAXACTIVE;
 
 /// Which source feeds the `file_lock_*` events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,7 +282,6 @@ pub struct Plan {
     fs_learners: Vec<Result<(), String>>,
     faults: Result<(), String>,
     caller_line: String,
-    tracefs_root: PathBuf,
 }
 
 /// A tracefs field offset a program reads, checked as the catalog does
@@ -592,7 +587,6 @@ impl Plan {
             rwsem_syms,
             faults,
             caller_line,
-            tracefs_root: t.root().to_path_buf(),
         })
     }
 }
@@ -602,18 +596,8 @@ pub struct Live {
     pub source: Source,
     /// "file locks: ..." lines for `rltop probes`.
     pub lines: Vec<String>,
-    kret: Kretprobes,
     /// The source asked for with `--lock-source` could not be used: why.
     pub refused: Option<String>,
-}
-
-impl Live {
-    /// Returns missed by the kretprobes since the last call (their
-    /// `nmissed` in `kprobe_profile`): each one may be a lock acquisition
-    /// that was not recorded.
-    pub fn missed(&mut self) -> u64 {
-        self.kret.missed()
-    }
 }
 
 impl Plan {
@@ -689,6 +673,7 @@ pub fn attach(
     range_holds: bool,
     learners: Vec<ProbeReport>,
     probes: &mut Vec<ProbeReport>,
+    kprobes: &mut Kprobes,
 ) -> Live {
     let mut lines = Vec::new();
     probes.extend(learners);
@@ -699,7 +684,6 @@ pub fn attach(
         Some(why) => lines.push(format!("files: not learned: {why}")),
     }
     // The source.
-    let mut kret = Kretprobes::new(plan.tracefs_root.clone());
     let mut why_not: Vec<String> = Vec::new();
     let mut chosen = Source::None;
     let want = |s: Source| plan.asked.is_none() || plan.asked == Some(s);
@@ -711,7 +695,7 @@ pub fn attach(
     }
     if chosen == Source::None && want(Source::Kprobe) {
         match &plan.kprobe {
-            Ok(()) => match attach_kprobes(ebpf, plan, &mut kret, probes) {
+            Ok(()) => match attach_kprobes(ebpf, plan, kprobes, probes) {
                 Ok(()) => chosen = Source::Kprobe,
                 Err(e) => why_not.push(format!("kprobe: {e:#}")),
             },
@@ -805,7 +789,6 @@ pub fn attach(
     Live {
         source: chosen,
         lines,
-        kret,
         refused,
     }
 }
@@ -1005,50 +988,55 @@ fn load_kprobe(ebpf: &mut Ebpf, program: &str) -> anyhow::Result<Option<u32>> {
     Ok(insns(ebpf, program))
 }
 
-/// kprobes on every rwsem function of this kernel, kretprobes (through
-/// tracefs, with [`MAXACTIVE`]) on the lock functions.
+/// kprobes on every rwsem function of this kernel, kretprobes (with
+/// [`MAXACTIVE`]) on the lock functions, all through tracefs so that what
+/// the kernel misses is counted. On failure, the probes attached so far
+/// are removed again: the next source must not run beside them.
 fn attach_kprobes(
     ebpf: &mut Ebpf,
     plan: &Plan,
-    kret: &mut Kretprobes,
+    kp: &mut Kprobes,
+    probes: &mut Vec<ProbeReport>,
+) -> anyhow::Result<()> {
+    let mark = kp.len();
+    let r = attach_kprobes_from(ebpf, plan, kp, probes);
+    if r.is_err() {
+        kp.truncate(mark);
+    }
+    r
+}
+
+fn attach_kprobes_from(
+    ebpf: &mut Ebpf,
+    plan: &Plan,
+    kp: &mut Kprobes,
     probes: &mut Vec<ProbeReport>,
 ) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for sym in &plan.rwsem_syms {
         let r = RWSEM.iter().find(|r| r.symbol == *sym).expect("known");
         let (entry, exit) = kprobe_programs(r.role);
-        load_kprobe(ebpf, entry)?;
-        let p: &mut KProbe = ebpf.program_mut(entry).expect("loaded").try_into()?;
-        let st = match p.attach(sym, 0) {
-            Ok(_) => Status::Attached {
-                verified_insns: insns(ebpf, entry),
-            },
-            Err(e) if r.required => anyhow::bail!("kprobe on {sym}: {e}"),
-            Err(e) => Status::Failed(e.to_string()),
-        };
-        reports.push(ProbeReport {
-            name: format!("kprobe:{sym}"),
-            covers: None,
-            program: entry,
-            status: st,
-        });
-        if let Some(exit) = exit {
-            load_kprobe(ebpf, exit)?;
+        for (program, ret) in std::iter::once((entry, false)).chain(exit.map(|e| (e, true))) {
+            load_kprobe(ebpf, program)?;
             let fd = {
-                let p: &mut KProbe = ebpf.program_mut(exit).expect("loaded").try_into()?;
+                let p: &mut KProbe = ebpf.program_mut(program).expect("loaded").try_into()?;
                 p.fd()?.as_fd().try_clone_to_owned()?
             };
-            let st = match kret.attach(sym, &fd) {
+            let st = match kp.attach(sym, ret, &fd) {
                 Ok(()) => Status::Attached {
-                    verified_insns: insns(ebpf, exit),
+                    verified_insns: insns(ebpf, program),
                 },
-                Err(e) if r.required => anyhow::bail!("kretprobe on {sym}: {e:#}"),
+                Err(e) if r.required => anyhow::bail!("{} on {sym}: {e:#}", kind_name(ret)),
                 Err(e) => Status::Failed(format!("{e:#}")),
             };
             reports.push(ProbeReport {
-                name: format!("kretprobe:{sym} (maxactive {MAXACTIVE})"),
+                name: if ret {
+                    format!("kretprobe:{sym} (maxactive {MAXACTIVE})")
+                } else {
+                    format!("kprobe:{sym}")
+                },
                 covers: None,
-                program: exit,
+                program,
                 status: st,
             });
         }
@@ -1057,177 +1045,8 @@ fn attach_kprobes(
     Ok(())
 }
 
-/// Kretprobes made through tracefs (`r<maxactive>:` events in
-/// `kprobe_events`), with a BPF program attached to each through
-/// `perf_event_open(PERF_TYPE_TRACEPOINT)` and `PERF_EVENT_IOC_SET_BPF`.
-/// They are removed again when dropped.
-struct Kretprobes {
-    root: PathBuf,
-    events: Vec<(String, OwnedFd)>,
-    missed: u64,
-}
-
-/// Event names start with this and rltop's pid, so a later rltop can
-/// remove those of one that was killed.
-const EVENT_PREFIX: &str = "rltop_";
-
-impl Kretprobes {
-    fn new(root: PathBuf) -> Kretprobes {
-        let k = Kretprobes {
-            root,
-            events: Vec::new(),
-            missed: 0,
-        };
-        k.remove_stale();
-        k
-    }
-
-    /// Removes events left by rltop processes that no longer exist.
-    fn remove_stale(&self) {
-        let Ok(text) = fs::read_to_string(self.root.join("kprobe_events")) else {
-            return;
-        };
-        for l in text.lines() {
-            // `r4096:kprobes/rltop_123_down_read down_read`
-            let Some(name) = l
-                .split_whitespace()
-                .next()
-                .and_then(|h| h.split_once(':'))
-                .and_then(|(_, n)| n.split('/').nth(1))
-            else {
-                continue;
-            };
-            let Some(pid) = name
-                .strip_prefix(EVENT_PREFIX)
-                .and_then(|r| r.split('_').next())
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = self.write(&format!("-:{name}\n"));
-            }
-        }
-    }
-
-    fn write(&self, cmd: &str) -> std::io::Result<()> {
-        fs::OpenOptions::new()
-            .append(true)
-            .open(self.root.join("kprobe_events"))?
-            .write_all(cmd.as_bytes())
-    }
-
-    fn attach(&mut self, symbol: &str, prog: &OwnedFd) -> anyhow::Result<()> {
-        let name = format!(
-            "{EVENT_PREFIX}{}_{}",
-            std::process::id(),
-            symbol.trim_start_matches('_')
-        );
-        self.write(&format!("r{MAXACTIVE}:{name} {symbol}\n"))
-            .with_context(|| format!("creating kretprobe {name} in kprobe_events"))?;
-        let created = (|| -> anyhow::Result<OwnedFd> {
-            let id: u64 = fs::read_to_string(self.root.join(format!("events/kprobes/{name}/id")))?
-                .trim()
-                .parse()?;
-            let fd = perf_tracepoint(id)?;
-            // SAFETY: ioctls on a perf event fd we own, with the BPF
-            // program fd as the argument of SET_BPF.
-            unsafe {
-                if libc::ioctl(
-                    fd.as_raw_fd(),
-                    PERF_EVENT_IOC_SET_BPF as _,
-                    prog.as_raw_fd(),
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error()).context("PERF_EVENT_IOC_SET_BPF");
-                }
-                if libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) != 0 {
-                    return Err(std::io::Error::last_os_error()).context("PERF_EVENT_IOC_ENABLE");
-                }
-            }
-            Ok(fd)
-        })();
-        match created {
-            Ok(fd) => {
-                self.events.push((name, fd));
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.write(&format!("-:{name}\n"));
-                Err(e)
-            }
-        }
-    }
-
-    /// New nmissed of our events since the last call.
-    fn missed(&mut self) -> u64 {
-        if self.events.is_empty() {
-            return 0;
-        }
-        let Ok(text) = fs::read_to_string(self.root.join("kprobe_profile")) else {
-            return 0;
-        };
-        let total: u64 = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let name = it.next()?;
-                let _hits = it.next()?;
-                let missed: u64 = it.next()?.parse().ok()?;
-                self.events.iter().any(|(n, _)| n == name).then_some(missed)
-            })
-            .sum();
-        let new = total.saturating_sub(self.missed);
-        self.missed = total;
-        new
-    }
-}
-
-impl Drop for Kretprobes {
-    fn drop(&mut self) {
-        for (name, fd) in self.events.drain(..) {
-            // Detach (close the perf event) before removing the event.
-            drop(fd);
-            let cmd = format!("-:{name}\n");
-            let _ = fs::OpenOptions::new()
-                .append(true)
-                .open(self.root.join("kprobe_events"))
-                .and_then(|mut f| f.write_all(cmd.as_bytes()));
-        }
-    }
-}
-
-/// `_IOW('$', 8, __u32)` and `_IO('$', 0)` (include/uapi/linux/perf_event.h).
-const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
-const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
-
-/// `perf_event_open` of a tracepoint event id, as perf and aya do it:
-/// `struct perf_event_attr` (a stable uapi) with type
-/// `PERF_TYPE_TRACEPOINT` (2), `config` = the id, one sample per event.
-fn perf_tracepoint(id: u64) -> anyhow::Result<OwnedFd> {
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&2u32.to_ne_bytes()); // type
-    attr[4..8].copy_from_slice(&112u32.to_ne_bytes()); // size (PERF_ATTR_SIZE_VER5)
-    attr[8..16].copy_from_slice(&id.to_ne_bytes()); // config
-    attr[16..24].copy_from_slice(&1u64.to_ne_bytes()); // sample_period
-    attr[48..52].copy_from_slice(&1u32.to_ne_bytes()); // wakeup_events
-    // SAFETY: `attr` is a zero-initialised perf_event_attr of the size
-    // given in it; the other arguments are plain integers.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            attr.as_ptr(),
-            -1i32,
-            0i32,
-            -1i32,
-            8u64, // PERF_FLAG_FD_CLOEXEC
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("perf_event_open of the kretprobe");
-    }
-    // SAFETY: a new fd returned by the kernel, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+fn kind_name(ret: bool) -> &'static str {
+    if ret { "kretprobe" } else { "kprobe" }
 }
 
 #[cfg(test)]

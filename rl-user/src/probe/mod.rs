@@ -11,13 +11,14 @@ pub mod catalog;
 pub mod flock;
 pub mod fsops;
 pub mod kfile;
+pub mod kprobes;
 pub mod names;
 pub mod paths;
 pub mod profile;
 pub mod tracefs;
 
-use std::collections::VecDeque;
-use std::os::fd::AsRawFd as _;
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -228,7 +229,13 @@ pub struct Session {
     /// `rltop probes` says about them.
     pub lock_source: flock::Source,
     pub lock_lines: Vec<String>,
-    flock: flock::Live,
+    /// The session's kprobes, whose misses `lost_events` reads.
+    kprobes: kprobes::Kprobes,
+    /// Each attached program's `recursion_misses` at the last look.
+    recursion: BTreeMap<&'static str, u64>,
+    /// Hits the kernel missed so far, per probe (kprobe nmissed, program
+    /// recursion misses), for the summary.
+    pub missed_by_probe: BTreeMap<String, u64>,
     names: names::Names,
     /// The window in which every probe was attached (monotonic ns): from
     /// the end of `start` to the beginning of `finish`. Programs attach and
@@ -253,6 +260,9 @@ impl Session {
             ));
         }
         let (tracefs, mounted_tracefs) = tracefs::Tracefs::open().map_err(user_error)?;
+        // Every kprobe of the session, made through tracefs (maxactive,
+        // nmissed); see `kprobes`.
+        let mut kp = kprobes::Kprobes::new(tracefs.root().to_path_buf());
         let btf = btf::Btf::from_kernel().ok();
         let mut resolved = catalog::resolve(specs, &tracefs, btf.as_ref());
         // The filesystem-operation probes (their own module).
@@ -481,6 +491,7 @@ impl Session {
                 Err(why) => Status::Unavailable(why),
                 Ok(()) => match attach_kprobe(
                     &mut ebpf,
+                    &mut kp,
                     &profile::KprobeAttach {
                         program: k.program,
                         symbol: k.symbol.to_string(),
@@ -511,7 +522,7 @@ impl Session {
                         Ok(None) => Status::Unavailable(short_reason(why, &k.symbol)),
                         Err(e) => Status::Failed(format!("{e:#}")),
                     },
-                    None => match attach_kprobe(&mut ebpf, k) {
+                    None => match attach_kprobe(&mut ebpf, &mut kp, k) {
                         Ok(insns) => Status::Attached {
                             verified_insns: insns,
                         },
@@ -519,11 +530,13 @@ impl Session {
                     },
                 };
                 probes.push(ProbeReport {
-                    name: format!(
-                        "{}:{}",
-                        if k.ret { "kretprobe" } else { "kprobe" },
-                        k.symbol
-                    ),
+                    name: match (k.ret, kp.available()) {
+                        (true, true) => {
+                            format!("kretprobe:{} (maxactive {})", k.symbol, kprobes::MAXACTIVE)
+                        }
+                        (true, false) => format!("kretprobe:{} (default maxactive)", k.symbol),
+                        (false, _) => format!("kprobe:{}", k.symbol),
+                    },
                     program: k.program,
                     status,
                     covers: None,
@@ -538,6 +551,7 @@ impl Session {
             plan.as_ref().is_some_and(|p| p.layout.order_check != 0),
             learners,
             &mut probes,
+            &mut kp,
         );
         if let Some(why) = &flive.refused
             && !opts.listing
@@ -582,8 +596,10 @@ impl Session {
             notes,
             decode_errors: 0,
             lock_source: flive.source,
-            lock_lines: flive.lines.clone(),
-            flock: flive,
+            lock_lines: flive.lines,
+            kprobes: kp,
+            recursion: BTreeMap::new(),
+            missed_by_probe: BTreeMap::new(),
             names: names::Names::new(),
             window: (monotonic_ns(), u64::MAX),
             trimmed: 0,
@@ -644,30 +660,9 @@ impl Session {
     }
 
     /// One line per probe that is not attached, for a start-up warning
-    /// (not for a file kprobe whose tracepoint attached, nor for one of the
-    /// two page-cache add programs while the other one is: nothing is lost).
+    /// (a tracepoint whose kprobe stand-in attached is not one).
     pub fn not_attached(&self) -> Vec<String> {
-        let attached = |program: &str| {
-            self.probes
-                .iter()
-                .any(|p| p.program == program && matches!(p.status, Status::Attached { .. }))
-        };
-        let formatted_adds = attached(catalog::PAGE_ADD_FORMATTED);
-        self.probes
-            .iter()
-            .filter_map(|p| match &p.status {
-                Status::Attached { .. } => None,
-                _ if p.program == catalog::PAGE_ADD_BTF && formatted_adds => None,
-                Status::Unavailable(why)
-                    if why == kfile::TRACEPOINT_USED || why == catalog::PAGE_ADD_BTF_USED =>
-                {
-                    None
-                }
-                Status::Unavailable(why) | Status::Failed(why) => {
-                    Some(format!("{}: {why}", p.name))
-                }
-            })
-            .collect()
+        missing_lines(&self.probes)
     }
 
     /// Waits up to `timeout` for records, then hands `out`, in time order,
@@ -837,6 +832,7 @@ impl Session {
                         count: v - *last,
                         cpu: cpu as u32,
                         since: Some(since),
+                        probe: None,
                     },
                 };
                 self.reorder.push(ev);
@@ -844,26 +840,76 @@ impl Session {
                 *last = v;
             }
         }
-        // Kretprobe returns the kernel missed (issue 14's kprobe lock
-        // source): acquisitions that may be missing. Not one CPU's drops:
-        // `cpu` is u32::MAX.
-        let missed = self.flock.missed();
-        if missed > 0 {
+        // Hits the kernel missed: kprobes' nmissed (a return with no free
+        // instance, a probe hit while another kprobe ran on that CPU) and
+        // each program's recursion misses (it was not run because a BPF
+        // program was already running on that CPU). Not one CPU's drops:
+        // `cpu` is u32::MAX, and `probe` names the probe.
+        let mut missed = self.kprobes.missed();
+        missed.extend(self.recursion_misses());
+        for (probe, count) in missed {
+            *self.missed_by_probe.entry(probe.clone()).or_default() += count;
             self.reorder.push(Event {
                 ts: now,
                 tid: 0,
                 pid: 0,
                 cpu: Some(u32::MAX),
                 body: Body::Lost {
-                    count: missed,
+                    count,
                     cpu: u32::MAX,
                     since: Some(since),
+                    probe: Some(probe),
                 },
             });
-            total += missed;
+            total += count;
         }
         Ok(total)
     }
+}
+
+impl Session {
+    /// New recursion misses of each attached program since the last call,
+    /// as ("program <name>", count), from the kernel's `recursion_misses`
+    /// (/proc/self/fdinfo of the program, 5.12+).
+    fn recursion_misses(&mut self) -> Vec<(String, u64)> {
+        let Some(ebpf) = self.ebpf.as_ref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut programs: Vec<&'static str> = self
+            .probes
+            .iter()
+            .filter(|p| matches!(p.status, Status::Attached { .. }))
+            .map(|p| p.program)
+            .collect();
+        programs.sort_unstable();
+        programs.dedup();
+        for program in programs {
+            let Some(fd) = ebpf.program(program).and_then(|p| p.fd().ok()) else {
+                continue;
+            };
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            let Some(n) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| fdinfo_recursion_misses(&t))
+            else {
+                continue;
+            };
+            let last = self.recursion.entry(program).or_insert(0);
+            if n > *last {
+                out.push((format!("program {program}"), n - *last));
+                *last = n;
+            }
+        }
+        out
+    }
+}
+
+/// The `recursion_misses:` line of a BPF program's fdinfo.
+fn fdinfo_recursion_misses(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("recursion_misses:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Decodes one ring entry (a batch or a single record) into `reorder`.
@@ -919,7 +965,11 @@ impl Pending {
 impl Reorder {
     fn push(&mut self, ev: Event) {
         self.seq += 1;
-        let run = ev.cpu.map_or(0, |c| c as usize + 1);
+        // Run 0: events of no one CPU (no cpu, or u32::MAX: a probe's misses).
+        let run = match ev.cpu {
+            Some(c) if c != u32::MAX => c as usize + 1,
+            _ => 0,
+        };
         if self.runs.len() <= run {
             self.runs.resize_with(run + 1, VecDeque::new);
         }
@@ -1018,21 +1068,34 @@ fn load_kprobe(ebpf: &mut Ebpf, program: &str) -> anyhow::Result<Option<u32>> {
         .and_then(|i| i.verified_instruction_count()))
 }
 
-/// Loads (once) a kprobe program and attaches it to one more symbol.
-fn attach_kprobe(ebpf: &mut Ebpf, k: &profile::KprobeAttach) -> anyhow::Result<Option<u32>> {
+/// Loads (once) a kprobe program and attaches it to one more symbol:
+/// through tracefs where the kernel has `kprobe_events` (return probes
+/// with [`kprobes::MAXACTIVE`], misses counted), else through the perf
+/// kprobe PMU (aya), whose return probes keep the kernel's default
+/// maxactive.
+fn attach_kprobe(
+    ebpf: &mut Ebpf,
+    kp: &mut kprobes::Kprobes,
+    k: &profile::KprobeAttach,
+) -> anyhow::Result<Option<u32>> {
     load_kprobe(ebpf, k.program)?;
     let prog = ebpf
         .program_mut(k.program)
         .with_context(|| format!("program {} is not in the eBPF object", k.program))?;
     let p: &mut KProbe = prog.try_into()?;
-    p.attach(&k.symbol, 0).map_err(|e| match e {
-        aya::programs::ProgramError::SyscallError(s)
-            if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
-        {
-            anyhow::anyhow!("symbol {} is not in this kernel", k.symbol)
-        }
-        other => other.into(),
-    })?;
+    if kp.available() {
+        let fd = p.fd()?.as_fd().try_clone_to_owned()?;
+        kp.attach(&k.symbol, k.ret, &fd)?;
+    } else {
+        p.attach(&k.symbol, 0).map_err(|e| match e {
+            aya::programs::ProgramError::SyscallError(s)
+                if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                anyhow::anyhow!("symbol {} is not in this kernel", k.symbol)
+            }
+            other => other.into(),
+        })?;
+    }
     let prog = ebpf.program(k.program).expect("just attached");
     Ok(prog
         .info()
@@ -1133,9 +1196,88 @@ pub fn realtime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// One line per probe that is not attached and whose events nothing else
+/// records, for a start-up warning. Not warned about: a file kprobe whose
+/// tracepoint attached, a tracepoint program whose kprobe stand-in
+/// attached (6.1's `filemap_fault` kprobe for the fault tracepoint it
+/// lacks), and one of the two page-cache add programs while the other one
+/// is attached.
+fn missing_lines(probes: &[ProbeReport]) -> Vec<String> {
+    let attached = |program: &str| {
+        probes
+            .iter()
+            .any(|p| p.program == program && matches!(p.status, Status::Attached { .. }))
+    };
+    let stood_in = |program: &str| {
+        kfile::KFILE
+            .iter()
+            .any(|k| k.instead_of.contains(&program) && attached(k.program))
+    };
+    let formatted_adds = attached(catalog::PAGE_ADD_FORMATTED);
+    probes
+        .iter()
+        .filter_map(|p| match &p.status {
+            Status::Attached { .. } => None,
+            _ if p.program == catalog::PAGE_ADD_BTF && formatted_adds => None,
+            _ if stood_in(p.program) => None,
+            Status::Unavailable(why)
+                if why == kfile::TRACEPOINT_USED || why == catalog::PAGE_ADD_BTF_USED =>
+            {
+                None
+            }
+            Status::Unavailable(why) | Status::Failed(why) => Some(format!("{}: {why}", p.name)),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn probe(name: &str, program: &'static str, status: Status) -> ProbeReport {
+        ProbeReport {
+            name: name.into(),
+            program,
+            status,
+            covers: None,
+        }
+    }
+
+    #[test]
+    fn a_tracepoint_whose_kprobe_stands_in_draws_no_warning() {
+        let on = || Status::Attached {
+            verified_insns: None,
+        };
+        let lacking = || Status::Unavailable("tracepoint not in this kernel".into());
+        // 6.1: no mm_filemap_fault tracepoint, the filemap_fault kprobe
+        // attached in its place; no DIO tracepoints and no kprobe either.
+        let probes = [
+            probe(
+                "filemap:mm_filemap_fault (tp_btf)",
+                "filemap_fault",
+                lacking(),
+            ),
+            probe("kprobe:filemap_fault", "kfault", on()),
+            probe("iomap:iomap_dio_rw_begin (tp_btf)", "dio_begin", lacking()),
+            probe(
+                "kprobe:iomap_dio_rw",
+                "kdio_begin",
+                Status::Failed("attach: EINVAL".into()),
+            ),
+        ];
+        assert_eq!(
+            missing_lines(&probes),
+            [
+                "iomap:iomap_dio_rw_begin (tp_btf): tracepoint not in this kernel",
+                "kprobe:iomap_dio_rw: attach: EINVAL",
+            ]
+        );
+        // Without its stand-in, the fault tracepoint is warned about.
+        assert_eq!(
+            missing_lines(&probes[..1]),
+            ["filemap:mm_filemap_fault (tp_btf): tracepoint not in this kernel"]
+        );
+    }
 
     fn ev(ts: u64, tid: u32) -> Event {
         Event {
@@ -1163,6 +1305,19 @@ mod tests {
         r.push(ev(35, 2));
         assert_eq!(r.release(u64::MAX, &mut |e| out.push((e.ts, e.tid))), 2);
         assert_eq!(&out[4..], &[(35, 2), (40, 1)]);
+    }
+
+    #[test]
+    fn a_probes_misses_are_reordered_without_a_run_per_cpu_number() {
+        let mut r = Reorder::default();
+        let mut lost = ev(20, 0);
+        lost.cpu = Some(u32::MAX);
+        r.push(ev(10, 1));
+        r.push(lost);
+        assert!(r.runs.len() <= 2, "{} runs", r.runs.len());
+        let mut out = Vec::new();
+        assert_eq!(r.release(u64::MAX, &mut |e| out.push((e.ts, e.cpu))), 2);
+        assert_eq!(out, [(10, None), (20, Some(u32::MAX))]);
     }
 
     proptest::proptest! {

@@ -939,6 +939,7 @@ mod tests {
                     count: 3,
                     cpu: 0,
                     since: None,
+                    probe: None,
                 },
             ),
             ev(9_000, 1, Body::ContentionEnd { addr: None, ret: 0 }),

@@ -345,6 +345,7 @@ mod tests {
                     count: 3,
                     cpu: 0,
                     since: None,
+                    probe: None,
                 },
             ),
             ev(50, 1, Body::Exit),

@@ -102,7 +102,7 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 41] = [
+const FIELDS: [&str; 42] = [
     "ts",
     "kind",
     "tid",
@@ -144,6 +144,7 @@ const FIELDS: [&str; 41] = [
     "try",
     "caller",
     "user",
+    "probe",
 ];
 
 #[derive(Clone, Copy)]
@@ -190,6 +191,7 @@ enum F {
     Try,
     Caller,
     User,
+    Probe,
 }
 
 impl F {
@@ -242,7 +244,7 @@ const KINDS: [(&str, u64); 31] = [
     ("contention_begin", mask(&[F::Addr, F::Flags, F::Caller])),
     ("contention_end", mask(&[F::Ret, F::Addr])),
     ("marker", mask(&[F::Text])),
-    ("lost", mask(&[F::Count, F::Since])),
+    ("lost", mask(&[F::Count, F::Since, F::Probe])),
     ("exit", 0),
     (
         "ordering_evidence",
@@ -633,6 +635,7 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
                 count: o.u64(F::Count)?,
                 cpu: c,
                 since: o.opt_u64(F::Since)?,
+                probe: o.opt_string(F::Probe)?,
             }
         }
         "exit" => Body::Exit,
@@ -946,11 +949,19 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             }
         }
         Body::Marker { text } => o.str("text", text)?,
-        Body::Lost { count, cpu, since } => {
+        Body::Lost {
+            count,
+            cpu,
+            since,
+            probe,
+        } => {
             o.u64("count", *count)?;
             o.u64("cpu", (*cpu).into())?;
             if let Some(s) = since {
                 o.u64("since", *s)?;
+            }
+            if let Some(p) = probe {
+                o.str("probe", p)?;
             }
         }
         Body::Exit => {}
@@ -1258,8 +1269,18 @@ pub(crate) mod tests {
             (any::<Option<u64>>(), any::<i64>())
                 .prop_map(|(addr, ret)| Body::ContentionEnd { addr, ret }),
             s.prop_map(|text| Body::Marker { text }),
-            (any::<u64>(), any::<u32>(), any::<Option<u64>>())
-                .prop_map(|(count, cpu, since)| Body::Lost { count, cpu, since }),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<Option<u64>>(),
+                proptest::option::of(s)
+            )
+                .prop_map(|(count, cpu, since, probe)| Body::Lost {
+                    count,
+                    cpu,
+                    since,
+                    probe
+                }),
             Just(Body::Exit),
             (any::<u64>(), any::<bool>(), any::<u64>(), s).prop_map(|(mm, write, held, stack)| {
                 Body::OrderingEvidence {

@@ -297,6 +297,10 @@ pub enum Body {
         /// The drops happened after this time (the recorder's previous
         /// look at the counters) and before the event's own `ts`.
         since: Option<u64>,
+        /// rltop extension: the probe whose hits the kernel missed
+        /// (`kprobe:range_lock`, `program rl_unlock`), when the loss is
+        /// not the ring buffer's.
+        probe: Option<String>,
     },
     Exit,
     /// rltop extension (kprobe profiles): the kernel side saw this task ask

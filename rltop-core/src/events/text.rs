@@ -186,8 +186,16 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
             write!(w, " ret {ret}")
         }
         Body::Marker { text } => write!(w, " {text:?}"),
-        Body::Lost { count, cpu, since } => {
-            write!(w, " {count} events on cpu {cpu}")?;
+        Body::Lost {
+            count,
+            cpu,
+            since,
+            probe,
+        } => {
+            match probe {
+                Some(p) => write!(w, " {count} hits of {p}")?,
+                None => write!(w, " {count} events on cpu {cpu}")?,
+            }
             match since {
                 Some(s) => write!(w, " since ts {s}"),
                 None => Ok(()),

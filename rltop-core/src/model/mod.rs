@@ -425,6 +425,9 @@ pub struct Model {
     sweep_at: usize,
     /// Events lost (sum of `lost` counts).
     pub lost: u64,
+    /// Of those, the hits each probe missed in the kernel (`lost` events
+    /// with a `probe`), by probe name.
+    pub lost_by_probe: std::collections::BTreeMap<String, u64>,
     /// Index of the latest gap (a `lost` event or a damaged part).
     pub last_gap: Option<u64>,
     /// Events applied.
@@ -937,7 +940,13 @@ impl Model {
             Body::DioEnd { io, .. } => {
                 self.dios.remove(io);
             }
-            Body::Lost { count, .. } => self.gap(idx, *count),
+            Body::Lost { count, probe, .. } => {
+                if let Some(p) = probe {
+                    let n = self.lost_by_probe.entry(p.clone()).or_default();
+                    *n = n.saturating_add(*count);
+                }
+                self.gap(idx, *count);
+            }
             Body::Fault { dev, ino, index } => {
                 self.tasks.entry(tid).or_default().fault = Some((*dev, *ino, *index));
             }

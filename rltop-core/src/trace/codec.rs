@@ -144,7 +144,10 @@ fn kind_code(b: &Body) -> u8 {
         Body::ContentionBegin { .. } => 18,
         Body::ContentionEnd { .. } => 19,
         Body::Marker { .. } => 20,
-        Body::Lost { .. } => 21,
+        Body::Lost { probe: None, .. } => 21,
+        // A probe's misses (its name follows): a code of its own, so that
+        // traces written before it decode as they did.
+        Body::Lost { probe: Some(_), .. } => 34,
         Body::Exit => 22,
         Body::OrderingEvidence { .. } => 23,
         Body::InvalidateBegin { .. } => 24,
@@ -176,6 +179,7 @@ pub fn oversized_string(ev: &Event) -> Option<usize> {
         }
         | Body::PageFault { stack: Some(s), .. }
         | Body::FileLockRequest { stack: Some(s), .. }
+        | Body::Lost { probe: Some(s), .. }
             if s.len() > MAX_STRING =>
         {
             Some(s.len())
@@ -378,11 +382,19 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             }
         }
         Body::Marker { text } => put_str(out, text),
-        Body::Lost { count, cpu, since } => {
+        Body::Lost {
+            count,
+            cpu,
+            since,
+            probe,
+        } => {
             put(out, *count);
             put(out, (*cpu).into());
             if let Some(s) = since {
                 put(out, *s);
+            }
+            if let Some(p) = probe {
+                put_str(out, p);
             }
         }
         Body::Exit => {}
@@ -652,7 +664,7 @@ impl<'a> Decoder<'a> {
             }
         }
         let opt = k & F_OPT != 0;
-        if opt && !matches!(code, 11 | 14..=19 | 21 | 24 | 25) {
+        if opt && !matches!(code, 11 | 14..=19 | 21 | 24 | 25 | 34) {
             return Err(DecodeError::BadFlags(k));
         }
         self.st.ts = self.delta(self.st.ts)?;
@@ -819,10 +831,15 @@ impl<'a> Decoder<'a> {
             20 => Body::Marker {
                 text: self.string()?,
             },
-            21 => Body::Lost {
+            21 | 34 => Body::Lost {
                 count: self.u64()?,
                 cpu: self.u32("cpu")?,
                 since: if opt { Some(self.u64()?) } else { None },
+                probe: if code == 34 {
+                    Some(self.string()?)
+                } else {
+                    None
+                },
             },
             22 => Body::Exit,
             23 => Body::OrderingEvidence {

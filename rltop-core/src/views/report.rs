@@ -39,6 +39,10 @@ pub enum SortKey {
 pub struct Report {
     pub events: u64,
     pub lost: u64,
+    /// Of `lost`, the hits each probe missed in the kernel (kprobe
+    /// nmissed, program recursion misses), by probe.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lost_by_probe: std::collections::BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flavour: Option<&'static str>,
     pub rows: Vec<ReportRow>,
@@ -229,6 +233,7 @@ pub fn build(stats: &Stats, m: &Model, sort: SortKey) -> Report {
     Report {
         events: m.events,
         lost: m.lost,
+        lost_by_probe: m.lost_by_probe.clone(),
         flavour: m.flavour().map(|f| f.as_str()),
         rows,
         chains,
@@ -307,6 +312,19 @@ pub fn text(r: &Report) -> String {
             "note: {} events were lost; waits and holds whose begin or end fell in a gap are not counted",
             r.lost
         );
+        if !r.lost_by_probe.is_empty() {
+            let by: Vec<String> = r
+                .lost_by_probe
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            let ring = r.lost - r.lost_by_probe.values().sum::<u64>().min(r.lost);
+            let _ = writeln!(
+                s,
+                "note: missed in the kernel: {}; dropped by the ring buffer: {ring}",
+                by.join(", ")
+            );
+        }
     }
     if r.rows.is_empty() {
         let _ = writeln!(s, "\nno lock activity in this trace");

@@ -361,6 +361,7 @@ pub fn report_text(whole: &Report, tests: &[TestReport]) -> String {
         let r = Report {
             events: t.events,
             lost: t.lost,
+            lost_by_probe: Default::default(),
             flavour: whole.flavour,
             rows: t.rows.clone(),
             chains: t.chains.clone(),

@@ -48,6 +48,8 @@ pub struct Status {
     pub rate: f64,
     /// Events lost so far: always shown.
     pub lost: u64,
+    /// Of those, what each probe missed in the kernel, most first.
+    pub missed: Vec<(String, u64)>,
     /// Trace time of the latest event, relative to the first.
     pub now: u64,
     /// Absolute time of the first event (the origin of relative times).
@@ -195,6 +197,14 @@ pub fn build(m: &Model, stats: &Stats, extra: Extra) -> Snapshot {
     let mut status = extra.status;
     status.events = m.events;
     status.lost = m.lost;
+    status.missed = m
+        .lost_by_probe
+        .iter()
+        .map(|(p, n)| (p.clone(), *n))
+        .collect();
+    status
+        .missed
+        .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     status.flavour = m.flavour().map(|f| f.as_str());
     let first = m.first_ts.unwrap_or(0);
     status.now = m.now.max(extra.now.unwrap_or(0)).saturating_sub(first);

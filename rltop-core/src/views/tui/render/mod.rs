@@ -125,6 +125,23 @@ fn status_line(snap: &Snapshot) -> Line<'static> {
         Style::new()
     };
     spans.push(Span::styled(format!("lost {}", s.lost), lost_style));
+    // Of those, the probes that missed hits in the kernel (two at most
+    // here; `report` lists them all).
+    if !s.missed.is_empty() {
+        let mut by: Vec<String> = s
+            .missed
+            .iter()
+            .take(2)
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        if s.missed.len() > 2 {
+            by.push(format!("+{} probes", s.missed.len() - 2));
+        }
+        spans.push(Span::styled(
+            format!(" (missed: {})", by.join(", ")),
+            lost_style,
+        ));
+    }
     if let Some((a, n)) = s.probes {
         spans.push(sep());
         spans.push(Span::raw(format!("probes {a}/{n}")));
