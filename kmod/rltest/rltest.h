@@ -25,9 +25,7 @@
  *           writer's mm) then the range lock, trylocks and one cancelled
  *           interruptible wait where the flavour has them;
  *  crowd    64 kthreads wait at once for one range behind a holder, more
- *           than a kretprobe's default maxactive (max(10, 2 x CPUs)); half
- *           of them unlock from a soft hrtimer (softirq, on top of
- *           whichever task runs, rltop's own thread included);
+ *           than a kretprobe's default maxactive (max(10, 2 x CPUs));
  *  mmap     (bug) a task takes mmap_lock while holding a range lock;
  *  overlap  (bug) the lock grants a range overlapping a held one;
  *  leak     (bug) a task exits without one unlock.
@@ -52,8 +50,6 @@
 #include <linux/atomic.h>
 #include <linux/string.h>
 #include <linux/fs.h>
-#include <linux/hrtimer.h>
-#include <linux/version.h>
 
 #if defined(RLTEST_BUESO2017) || defined(RLTEST_BUESO2019)
 #define RL_RW 1
@@ -661,23 +657,6 @@ static void bug_leak(struct worker *w)
 #define CROWD 64
 static struct completion crowd_go;
 
-struct crowd_unlock {
-	struct hrtimer timer;
-	struct LOCK *l;
-	struct completion done;
-};
-static struct crowd_unlock crowd_units[CROWD + 1];
-
-static enum hrtimer_restart crowd_timer_fn(struct hrtimer *t)
-{
-	struct crowd_unlock *u = container_of(t, struct crowd_unlock, timer);
-
-	/* Softirq context (HRTIMER_MODE_REL_SOFT). */
-	UNLOCK_W(&rf.tree, u->l);
-	complete(&u->done);
-	return HRTIMER_NORESTART;
-}
-
 static void crowd_holder(struct worker *w)
 {
 	struct LOCK l;
@@ -694,29 +673,13 @@ static void crowd_holder(struct worker *w)
 
 static void crowd_member(struct worker *w)
 {
-	struct crowd_unlock *u = &crowd_units[w->id];
 	struct LOCK l;
 
 	wait_for_completion(&crowd_go);
 	L_INIT(&l, 0, PAGES - 1);
 	LOCK_W(&rf.tree, &l);
-	if (w->id % 2) {
-		u->l = &l;
-		init_completion(&u->done);
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
-		hrtimer_setup(&u->timer, crowd_timer_fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
-#else
-		hrtimer_init(&u->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
-		u->timer.function = crowd_timer_fn;
-#endif
-		hrtimer_start(&u->timer, ns_to_ktime(50 * NSEC_PER_USEC), HRTIMER_MODE_REL_SOFT);
-		wait_for_completion(&u->done);
-		/* Waits until the callback has returned: `l` is on this stack. */
-		hrtimer_cancel(&u->timer);
-	} else {
-		usleep_range(20, 50);
-		UNLOCK_W(&rf.tree, &l);
-	}
+	usleep_range(20, 50);
+	UNLOCK_W(&rf.tree, &l);
 }
 
 #define MAX_WORKERS (CROWD + 1)

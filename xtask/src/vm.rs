@@ -303,8 +303,8 @@ fn check_fs(
 /// The module patterns and the finding each must produce.
 const PATTERNS: &[(&str, Option<&str>)] = &[
     ("clean", None),
-    // 64 waiters at once, half unlocked from softirq: exact counts, none
-    // lost, only with return probes of a large maxactive.
+    // 64 waiters at once: exact counts, none lost, only with return
+    // probes of a large maxactive.
     ("crowd", None),
     ("mmap", Some("ordering_inversion")),
     ("overlap", Some("conflicting_grant")),
