@@ -58,6 +58,12 @@ struct Args {
     /// truncates, the UNRESVSP ioctl, O_DIRECT including early exits).
     #[arg(long)]
     fsops: bool,
+    /// Leave the work file in place at the end. Tests that record the whole
+    /// machine while other tests run use it: a removed file's inode number
+    /// may be reused at once by another test's file, whose events would then
+    /// look like this file's.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// `FS_IOC_UNRESVSP64`: `_IOW('X', 43, struct space_resv)` (include/uapi/linux/fs.h).
@@ -389,7 +395,9 @@ fn main() -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     drop(dio);
     drop(file);
-    let _ = std::fs::remove_file(&path);
+    if !args.keep {
+        let _ = std::fs::remove_file(&path);
+    }
 
     if args.fsops {
         // What each call returned, in order, for the tests to compare.
