@@ -25,7 +25,9 @@
  *           writer's mm) then the range lock, trylocks and one cancelled
  *           interruptible wait where the flavour has them;
  *  crowd    64 kthreads wait at once for one range behind a holder, more
- *           than a kretprobe's default maxactive (max(10, 2 x CPUs));
+ *           than a kretprobe's default maxactive (max(10, 2 x CPUs)); half
+ *           of them unlock from a soft hrtimer (softirq, on top of
+ *           whichever task runs, rltop's own thread included);
  *  mmap     (bug) a task takes mmap_lock while holding a range lock;
  *  overlap  (bug) the lock grants a range overlapping a held one;
  *  leak     (bug) a task exits without one unlock.
@@ -50,6 +52,8 @@
 #include <linux/atomic.h>
 #include <linux/string.h>
 #include <linux/fs.h>
+#include <linux/hrtimer.h>
+#include <linux/version.h>
 
 #if defined(RLTEST_BUESO2017) || defined(RLTEST_BUESO2019)
 #define RL_RW 1
@@ -197,8 +201,13 @@ static void release_later(struct TREE *t, struct LOCK *l)
 
 enum wait_kind { WAIT_PLAIN, WAIT_INTERRUPTIBLE, WAIT_KILLABLE, WAIT_TRY };
 
+#if defined(RLTEST_LUSTRE)
+void range_unlock(struct range_lock_tree *tree, struct range_lock *lock);
+#endif
+
 /* The lock: 0 when granted (1 for a granted trylock), -EINTR when the wait
- * was interrupted (the node is removed again), 0 for a failed trylock. */
+ * was interrupted (the node is removed again; Lustre's -ERESTARTSYS), 0 for
+ * a failed trylock. */
 static int do_lock(struct TREE *t, struct LOCK *l, bool reader, enum wait_kind how)
 {
 	unsigned long flags;
@@ -247,12 +256,22 @@ static int do_lock(struct TREE *t, struct LOCK *l, bool reader, enum wait_kind h
 		atomic_inc(&n_acquired);
 		return 0;
 	}
+#if defined(RLTEST_LUSTRE)
+	/* Lustre's cancel (lustre/obdclass/range_lock.c): range_lock() hands
+	 * its own never-granted lock to range_unlock(), then returns
+	 * -ERESTARTSYS. The module counts that unlock, as rltop sees it. */
+	spin_unlock_irqrestore(&t->lock, flags);
+	range_unlock(t, l);
+	atomic_inc(&n_cancelled);
+	return -ERESTARTSYS;
+#else
 	tree_remove(t, l);
 	release_later(t, l);
 	spin_unlock_irqrestore(&t->lock, flags);
 	wake_up_all(&t->wq);
 	atomic_inc(&n_cancelled);
 	return -EINTR;
+#endif
 }
 
 static void do_unlock(struct TREE *t, struct LOCK *l)
@@ -305,7 +324,7 @@ noinline void range_lock_init(struct range_lock *lock, __u64 start, __u64 end)
 	lock->rl_end = end >> PAGE_SHIFT;
 }
 EXPORT_SYMBOL_GPL(range_lock_init);
-/* Lustre's range_lock waits interruptibly and returns -ERESTARTSYS... here -EINTR. */
+/* Lustre's range_lock waits interruptibly and returns -ERESTARTSYS when a signal cancels it. */
 noinline int range_lock(struct range_lock_tree *tree, struct range_lock *lock) { return do_lock(tree, lock, false, WAIT_INTERRUPTIBLE); }
 EXPORT_SYMBOL_GPL(range_lock);
 noinline void range_unlock(struct range_lock_tree *tree, struct range_lock *lock) { do_unlock(tree, lock); }
@@ -657,6 +676,23 @@ static void bug_leak(struct worker *w)
 #define CROWD 64
 static struct completion crowd_go;
 
+struct crowd_unlock {
+	struct hrtimer timer;
+	struct LOCK *l;
+	struct completion done;
+};
+static struct crowd_unlock crowd_units[CROWD + 1];
+
+static enum hrtimer_restart crowd_timer_fn(struct hrtimer *t)
+{
+	struct crowd_unlock *u = container_of(t, struct crowd_unlock, timer);
+
+	/* Softirq context (HRTIMER_MODE_REL_SOFT). */
+	UNLOCK_W(&rf.tree, u->l);
+	complete(&u->done);
+	return HRTIMER_NORESTART;
+}
+
 static void crowd_holder(struct worker *w)
 {
 	struct LOCK l;
@@ -673,13 +709,29 @@ static void crowd_holder(struct worker *w)
 
 static void crowd_member(struct worker *w)
 {
+	struct crowd_unlock *u = &crowd_units[w->id];
 	struct LOCK l;
 
 	wait_for_completion(&crowd_go);
 	L_INIT(&l, 0, PAGES - 1);
 	LOCK_W(&rf.tree, &l);
-	usleep_range(20, 50);
-	UNLOCK_W(&rf.tree, &l);
+	if (w->id % 2) {
+		u->l = &l;
+		init_completion(&u->done);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+		hrtimer_setup(&u->timer, crowd_timer_fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
+#else
+		hrtimer_init(&u->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
+		u->timer.function = crowd_timer_fn;
+#endif
+		hrtimer_start(&u->timer, ns_to_ktime(50 * NSEC_PER_USEC), HRTIMER_MODE_REL_SOFT);
+		wait_for_completion(&u->done);
+		/* Waits until the callback has returned: `l` is on this stack. */
+		hrtimer_cancel(&u->timer);
+	} else {
+		usleep_range(20, 50);
+		UNLOCK_W(&rf.tree, &l);
+	}
 }
 
 #define MAX_WORKERS (CROWD + 1)

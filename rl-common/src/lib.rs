@@ -365,13 +365,6 @@ pub struct TpOffsets {
     pub fallocate_ret: u32,
     pub truncate_dev: u32,
     pub truncate_ino: u32,
-    pub contention_addr: u32,
-    pub contention_flags: u32,
-    pub contention_ret: u32,
-    pub console_msg: u32,
-    pub rename_pid: u32,
-    pub fork_child_pid: u32,
-    pub free_pid: u32,
 }
 
 /// Bytes at the start of a formatted tracepoint record that the eBPF side
@@ -395,13 +388,6 @@ impl TpOffsets {
         fallocate_ret: NO_FIELD,
         truncate_dev: NO_FIELD,
         truncate_ino: NO_FIELD,
-        contention_addr: NO_FIELD,
-        contention_flags: NO_FIELD,
-        contention_ret: NO_FIELD,
-        console_msg: NO_FIELD,
-        rename_pid: NO_FIELD,
-        fork_child_pid: NO_FIELD,
-        free_pid: NO_FIELD,
     };
 }
 
@@ -445,6 +431,12 @@ pub struct KernelOffsets {
     pub folio_flags: u32,
     pub folio_flags1: u32,
     pub folio_head_bit: u32,
+    /// 6.1 to 6.5: `struct folio`'s `_folio_order`, a large folio's order
+    /// in its own byte (NO_FIELD where `_flags_1` holds it).
+    pub folio_order: u32,
+    /// `struct task_struct`: `pid` (the tid), for the raw task life-cycle
+    /// tracepoints.
+    pub task_pid: u32,
 }
 
 impl KernelOffsets {
@@ -469,6 +461,8 @@ impl KernelOffsets {
         folio_flags: NO_FIELD,
         folio_flags1: NO_FIELD,
         folio_head_bit: NO_FIELD,
+        folio_order: NO_FIELD,
+        task_pid: NO_FIELD,
     };
 }
 
@@ -516,8 +510,6 @@ pub struct FsopsLayout {
     pub ftrunc_fd: u32,
     pub ftrunc_len: u32,
     pub trunc_len: u32,
-    /// tracefs: `sched:sched_switch` prev_pid.
-    pub switch_prev_pid: u32,
     /// tracefs: dev and ino of the formatted end events (`iomap:iomap_iter`,
     /// `xfs:xfs_iunlock`, `xfs:xfs_itruncate_extents_end`,
     /// `ext4:ext4_ext_remove_space_done`; the same offsets on 6.18, checked
@@ -576,7 +568,6 @@ impl FsopsLayout {
         ftrunc_fd: NO_FIELD,
         ftrunc_len: NO_FIELD,
         trunc_len: NO_FIELD,
-        switch_prev_pid: NO_FIELD,
         ev_dev: NO_FIELD,
         ev_ino: NO_FIELD,
         iter_flags: NO_FIELD,

@@ -846,8 +846,8 @@ pub fn fs_sys_exit(ctx: RawTracePointContext) -> i32 {
 /// operation if it was seen holding the `invalidate_lock` and no longer
 /// does (kernel threads have no syscall exit; tasks in a syscall wait for
 /// it, which has the return value).
-#[tracepoint]
-pub fn fs_switch(_ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn fs_switch(_ctx: RawTracePointContext) -> i32 {
     if !pending() {
         return 0;
     }
@@ -866,8 +866,8 @@ pub fn fs_switch(_ctx: TracePointContext) -> u32 {
 }
 
 /// `sched:sched_process_exit`: what the task had in flight is over.
-#[tracepoint]
-pub fn fs_task_exit(_ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn fs_task_exit(_ctx: RawTracePointContext) -> i32 {
     let t = current();
     let Some(st) = state(t.tid) else { return 0 };
     if let Some(mut out) = Out::new() {

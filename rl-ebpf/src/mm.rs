@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use rl_common::{FLAG_NO_ORDER, FLAG_SUCCESS, FLAG_WRITE, Kind, NO_FIELD};
 
-use crate::file::{btf_u32, btf_u64};
+use crate::file::{btf_u8, btf_u32, btf_u64};
 use crate::rangelock::{RL, RL_HELD, STACKS};
 use crate::{KOFF, TP, TpRecord, emit, global, traced_file, traced_task, write};
 
@@ -164,12 +164,16 @@ pub fn filemap_add_btf(ctx: BtfTracePointContext) -> i32 {
     }
     let index = btf_u64(folio, global!(KOFF.folio_index));
     // `folio_order()`: 0 unless the folio is large (`PG_head` set), then
-    // the low byte of `_flags_1` (`folio_large_order()`).
+    // the low byte of `_flags_1` (`folio_large_order()`), or before 6.6
+    // ("mm: free up a word in the first tail page") its own byte
+    // `_folio_order` (6.1 has both members; only this one is the order).
     let large = (btf_u64(folio, global!(KOFF.folio_flags)) >> global!(KOFF.folio_head_bit)) & 1;
-    let order = if large != 0 {
-        btf_u64(folio, global!(KOFF.folio_flags1)) & 0xff
-    } else {
+    let order = if large == 0 {
         0
+    } else if global!(KOFF.folio_order) != NO_FIELD {
+        btf_u8(folio, global!(KOFF.folio_order)) as u64
+    } else {
+        btf_u64(folio, global!(KOFF.folio_flags1)) & 0xff
     };
     emit(t, Kind::PageAdd, 0, dev, [ino, index, order, 0]);
     crate::flock::learn_host(t, mapping, host);

@@ -1,56 +1,60 @@
 //! Kernel lock contention, console markers, and task life cycle.
 //!
-//! Layouts (tracefs formats on 6.18): `lock:contention_begin` lock_addr@8,
-//! flags@16; `contention_end` lock_addr@8, ret@16; `printk:console` msg is a
-//! `__data_loc char[]` (u32: offset in the low 16 bits, length in the high);
-//! `sched_process_fork` child_pid; `task_rename` pid.
+//! Raw tracepoints: they get the C arguments (`contention_begin(void
+//! *lock, unsigned int flags)`, `contention_end(void *lock, int ret)`,
+//! `console(const char *text, size_t len)`, `sched_process_fork(parent,
+//! child)`, `sched_process_free(p)`, `task_rename(task, comm)`, prototypes
+//! checked against BTF by user space), and `task_struct.pid` (the tid) at
+//! its BTF offset. Not formatted tracepoints: before 6.7 a formatted
+//! tracepoint's program holds the CPU's `bpf_prog_active`, and a kprobe
+//! that fires meanwhile on the same CPU (a range unlock from a softirq
+//! taken on this program's interrupt exit) is skipped by
+//! `trace_call_bpf()` without a count anywhere. A raw tracepoint's program
+//! guards only itself, and counts its own misses (`recursion_misses`).
 
 use aya_ebpf::{
-    EbpfContext as _, helpers::bpf_probe_read_kernel_buf, macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_probe_read_kernel_buf,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use rl_common::{Kind, MARKER_TEXT_LEN, MarkerRecord};
 
+use crate::file::kread;
 use crate::{
-    EVENTS, FILTER, PIDS, SEEN, STAGE, TP, TpRecord, count_drops, current, emit, flush,
-    forget_name, global, header, submit_flags, traced_task,
+    EVENTS, FILTER, KOFF, PIDS, SEEN, STAGE, count_drops, current, emit, flush, forget_name,
+    global, header, submit_flags, traced_task,
 };
 
 /// `lock:contention_begin`: any kernel lock (spinlock, mutex, rwsem) contended.
-#[tracepoint]
-pub fn contention_begin(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "contention_begin")]
+pub fn contention_begin(ctx: RawTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let addr: u64 = r.get(global!(TP.contention_addr));
-    let flags: u32 = r.get(global!(TP.contention_flags));
+    let addr: u64 = ctx.arg(0);
+    let flags: u64 = ctx.arg(1);
     let caller = crate::flock::caller(&ctx);
     emit(
         t,
         Kind::ContentionBegin,
         0,
         0,
-        [addr, flags as u64, caller, 0],
+        [addr, flags & 0xffff_ffff, caller, 0],
     );
     0
 }
 
 /// `lock:contention_end`.
-#[tracepoint]
-pub fn contention_end(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "contention_end")]
+pub fn contention_end(ctx: RawTracePointContext) -> i32 {
     let Some(t) = traced_task() else { return 0 };
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let addr: u64 = r.get(global!(TP.contention_addr));
-    let ret: i32 = r.get(global!(TP.contention_ret));
+    let addr: u64 = ctx.arg(0);
+    // An `int` fills its u64 slot sign-extended or not: take the low half.
+    let ret: u64 = ctx.arg(1);
     emit(
         t,
         Kind::ContentionEnd,
         0,
         0,
-        [addr, ret as i64 as u64, 0, 0],
+        [addr, ret as u32 as i32 as i64 as u64, 0, 0],
     );
     0
 }
@@ -58,33 +62,31 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
 /// `printk:console`: every console line becomes a marker (xfstests writes
 /// `run fstests <seq> at <date>` before each test). Markers are rare and
 /// mark time for everyone, so only rltop's own messages are filtered.
-#[tracepoint]
-pub fn console(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "console")]
+pub fn console(ctx: RawTracePointContext) -> i32 {
     let t = current();
     if t.pid == global!(FILTER.self_tgid) {
         return 0;
     }
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let loc: u32 = r.get(global!(TP.console_msg));
-    let off = (loc & 0xffff) as usize;
-    let mut len = (loc >> 16) as usize;
-    if len > MARKER_TEXT_LEN {
-        len = MARKER_TEXT_LEN;
+    let text: u64 = ctx.arg(0);
+    let mut len: u64 = ctx.arg(1);
+    if len > MARKER_TEXT_LEN as u64 {
+        len = MARKER_TEXT_LEN as u64;
     }
+    let len = len as usize;
     let Some(mut entry) = EVENTS.reserve::<MarkerRecord>(0) else {
         count_drops(1);
         return 0;
     };
     let rec = entry.as_mut_ptr();
     // SAFETY: `rec` points to a reserved MarkerRecord owned by us until
-    // submit; we initialise every field before submitting.
+    // submit; we initialise every field before submitting. `text` is the
+    // kernel's message buffer; the helper checks the read.
     unsafe {
         (*rec).hdr = header(t, Kind::Marker, 0, 0);
         (*rec)._pad = 0;
-        let src = ctx.as_ptr().cast::<u8>().add(off);
-        let ok = bpf_probe_read_kernel_buf(src, &mut (&mut (*rec).text)[..len]).is_ok();
+        let ok =
+            bpf_probe_read_kernel_buf(text as *const u8, &mut (&mut (*rec).text)[..len]).is_ok();
         (*rec).len = if ok { len as u32 } else { 0 };
     }
     entry.submit(submit_flags());
@@ -95,8 +97,8 @@ pub fn console(ctx: TracePointContext) -> u32 {
 /// On 6.x it fires early in `do_exit`, before the task drops its mm, so
 /// teardown events (mmap_lock) may follow it; the name is forgotten only
 /// when the task is freed (`task_free`).
-#[tracepoint]
-pub fn task_exit(_ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn task_exit(_ctx: RawTracePointContext) -> i32 {
     let t = current();
     // SAFETY: presence test only.
     if unsafe { SEEN.get(&t.tid) }.is_none() {
@@ -109,14 +111,16 @@ pub fn task_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `sched:sched_process_free`: the task is gone; its tid may be reused.
-#[tracepoint]
-pub fn task_free(ctx: TracePointContext) -> u32 {
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let pid: u32 = r.get(global!(TP.free_pid));
-    forget_name(pid);
+/// A task's tid (`task_struct.pid`), 0 when unreadable.
+#[inline(always)]
+fn task_tid(task: u64) -> u32 {
+    kread(task, global!(KOFF.task_pid))
+}
+
+/// `sched:sched_process_free(p)`: the task is gone; its tid may be reused.
+#[raw_tracepoint(tracepoint = "sched_process_free")]
+pub fn task_free(ctx: RawTracePointContext) -> i32 {
+    forget_name(task_tid(ctx.arg(0)));
     0
 }
 
@@ -126,9 +130,10 @@ fn emit_exit(t: crate::Task) {
     crate::write(t, Kind::Exit, 0, 0, [0; 4]);
 }
 
-/// `sched:sched_process_fork`: under `--pid`, children of traced processes are traced.
-#[tracepoint]
-pub fn task_fork(ctx: TracePointContext) -> u32 {
+/// `sched:sched_process_fork(parent, child)`: under `--pid`, children of
+/// traced processes are traced.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn task_fork(ctx: RawTracePointContext) -> i32 {
     if global!(FILTER.pid_filter) == 0 {
         return 0;
     }
@@ -137,29 +142,24 @@ pub fn task_fork(ctx: TracePointContext) -> u32 {
     if unsafe { PIDS.get(&parent.pid) }.is_none() {
         return 0;
     }
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let child: u32 = r.get(global!(TP.fork_child_pid));
+    let child = task_tid(ctx.arg(1));
     let _ = PIDS.insert(&child, &1, 0);
     0
 }
 
-/// `task:task_rename`: the name changed (also on exec, whose `__set_task_comm`
-/// fires it); write it again on the task's next event.
-#[tracepoint]
-pub fn task_rename(ctx: TracePointContext) -> u32 {
-    let Some(r) = TpRecord::read(&ctx) else {
-        return 0;
-    };
-    let pid: u32 = r.get(global!(TP.rename_pid));
-    forget_name(pid);
+/// `task:task_rename(task, comm)`: the name changed (also on exec, whose
+/// `__set_task_comm` fires it); write it again on the task's next event.
+#[raw_tracepoint(tracepoint = "task_rename")]
+pub fn task_rename(ctx: RawTracePointContext) -> i32 {
+    forget_name(task_tid(ctx.arg(0)));
     0
 }
 
 /// `syscalls:sys_enter_getppid` from rltop itself: user space runs it on
 /// each CPU in turn to hand that CPU's staged records to the ring, so a CPU
-/// that went idle does not sit on them.
+/// that went idle does not sit on them. (The one formatted tracepoint
+/// here: syscalls have no raw tracepoint of their own, and this one runs
+/// only on rltop's own calls, a few short runs a second per CPU.)
 #[tracepoint]
 pub fn flush_kick(_ctx: TracePointContext) -> u32 {
     if current().pid != global!(FILTER.self_tgid) {

@@ -112,6 +112,9 @@ const INODE_MEMBERS: [BtfMember; 4] = [
     m!("super_block"."s_dev", sb_dev),
 ];
 
+/// `task_struct.pid` (the tid), read by the raw task life-cycle programs.
+const TASK_PID: BtfMember = m!("task_struct"."pid", task_pid);
+
 /// The BTF-typed page-cache add: where it attaches, the formatted program
 /// of the same tracepoint and the page-add file learner are not attached
 /// ([`PAGE_ADD_BTF_USED`]), as it does both jobs in one run.
@@ -244,13 +247,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "contention_begin",
         category: "lock",
         event: "contention_begin",
-        attach: Attach::Tracepoint,
-        fields: &[
-            f!("lock_addr", &[8], contention_addr),
-            f!("flags", &[4], contention_flags),
-        ],
+        attach: Attach::Raw,
+        fields: &[],
         members: &[],
-        args: &[],
+        args: &["void *", "unsigned int"],
         requires: None,
         arg_shift: None,
     },
@@ -258,13 +258,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "contention_end",
         category: "lock",
         event: "contention_end",
-        attach: Attach::Tracepoint,
-        fields: &[
-            f!("lock_addr", &[8], contention_addr),
-            f!("ret", &[4], contention_ret),
-        ],
+        attach: Attach::Raw,
+        fields: &[],
         members: &[],
-        args: &[],
+        args: &["void *", "int"],
         requires: None,
         arg_shift: None,
     },
@@ -272,10 +269,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "console",
         category: "printk",
         event: "console",
-        attach: Attach::Tracepoint,
-        fields: &[f!("msg", &[4], console_msg)],
+        attach: Attach::Raw,
+        fields: &[],
         members: &[],
-        args: &[],
+        args: &["char *", "size_t"],
         requires: None,
         arg_shift: None,
     },
@@ -283,7 +280,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "task_exit",
         category: "sched",
         event: "sched_process_exit",
-        attach: Attach::Tracepoint,
+        attach: Attach::Raw,
         fields: &[],
         members: &[],
         args: &[],
@@ -306,10 +303,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "task_free",
         category: "sched",
         event: "sched_process_free",
-        attach: Attach::Tracepoint,
-        fields: &[f!("pid", &[4], free_pid)],
-        members: &[],
-        args: &[],
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[TASK_PID],
+        args: &["struct task_struct *"],
         requires: None,
         arg_shift: None,
     },
@@ -317,10 +314,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "task_fork",
         category: "sched",
         event: "sched_process_fork",
-        attach: Attach::Tracepoint,
-        fields: &[f!("child_pid", &[4], fork_child_pid)],
-        members: &[],
-        args: &[],
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[TASK_PID],
+        args: &["struct task_struct *", "struct task_struct *"],
         requires: None,
         arg_shift: None,
     },
@@ -328,10 +325,10 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         program: "task_rename",
         category: "task",
         event: "task_rename",
-        attach: Attach::Tracepoint,
-        fields: &[f!("pid", &[4], rename_pid)],
-        members: &[],
-        args: &[],
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[TASK_PID],
+        args: &["struct task_struct *", "char *"],
         requires: None,
         arg_shift: None,
     },
@@ -380,13 +377,10 @@ pub fn resolve(specs: &[ProbeSpec], tracefs: &Tracefs, btf: Option<&Btf>) -> Res
             // Before 6.6 ("mm: free up a word in the first tail page") a
             // large folio's order was its own byte, `_folio_order`, and the
             // low byte of `_flags_1` was not it (6.1 has both members).
-            let own_byte = btf.is_some_and(|b| b.member_offset("folio", "_folio_order").is_ok());
+            if let Some(off) = btf.and_then(|b| b.member_offset("folio", "_folio_order").ok()) {
+                kernel.folio_order = off;
+            }
             match btf.and_then(|b| b.enum_value("pageflags", "PG_head")) {
-                _ if own_byte => {
-                    r = Err("this kernel's folio keeps its order in _folio_order, \
-                             which the BTF-typed program does not read"
-                        .into());
-                }
                 Some(bit) if bit < 64 => kernel.folio_head_bit = bit,
                 _ => r = Err("BTF has no PG_head in enum pageflags".into()),
             }
@@ -559,7 +553,7 @@ mod tests {
             status("contention_begin")
                 .as_ref()
                 .unwrap_err()
-                .contains("field flags has size 8")
+                .contains("kernel BTF (/sys/kernel/btf/vmlinux) is not available")
         );
         assert_eq!(
             status("filemap_fault"),

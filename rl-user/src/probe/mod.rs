@@ -559,6 +559,10 @@ impl Session {
             return Err(user_error(why.clone()));
         }
 
+        if let Some(n) = uncounted_skips_note(&crate::cmd::record::uname().0, &probes) {
+            notes.push(n);
+        }
+
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("DROPS map")?)?;
         let stage = PerCpuArray::try_from(ebpf.take_map("STAGE").context("STAGE map")?)?;
@@ -1196,6 +1200,49 @@ pub fn realtime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Before 6.7, `trace_call_bpf()` skips a kprobe's program without counting
+/// it anywhere when another program holds the CPU's `bpf_prog_active`: a
+/// formatted tracepoint's program does, and a softirq taken on its
+/// interrupt exit may run a range unlock. Every such program rltop can
+/// make raw is raw; the syscall entries cannot be (syscalls have no raw
+/// tracepoint of their own). A note naming them, where range-lock kprobes
+/// run beside them on such a kernel.
+fn uncounted_skips_note(release: &str, probes: &[ProbeReport]) -> Option<String> {
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next()?, v.next().unwrap_or(0));
+    if (major, minor) >= (6, 7) {
+        return None;
+    }
+    let attached = |p: &&ProbeReport| matches!(p.status, Status::Attached { .. });
+    // The range-lock programs (rl-ebpf/src/rangelock.rs) are all `rl_*`.
+    let range_kprobes = probes
+        .iter()
+        .filter(attached)
+        .any(|p| p.program.starts_with("rl_"));
+    let formatted: Vec<&str> = probes
+        .iter()
+        .filter(attached)
+        .map(|p| p.name.as_str())
+        .filter(|n| !n.contains(" (raw") && !n.contains(" (tp_btf)"))
+        .filter(|n| !n.starts_with("kprobe:") && !n.starts_with("kretprobe:"))
+        .filter(|n| !n.starts_with("fentry:") && !n.starts_with("fexit:"))
+        .collect();
+    if !range_kprobes || formatted.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = formatted;
+    names.sort_unstable();
+    names.dedup();
+    Some(format!(
+        "uncounted misses: before 6.7 a range-lock kprobe that fires while a formatted \
+         tracepoint's program runs on the same CPU (a softirq unlock on that program's \
+         interrupt exit) is skipped and counted nowhere; formatted here: {}",
+        names.join(", ")
+    ))
+}
+
 /// One line per probe that is not attached and whose events nothing else
 /// records, for a start-up warning. Not warned about: a file kprobe whose
 /// tracepoint attached, a tracepoint program whose kprobe stand-in
@@ -1233,6 +1280,45 @@ fn missing_lines(probes: &[ProbeReport]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernels_before_6_7_name_the_formatted_programs_beside_range_kprobes() {
+        let attached = || Status::Attached {
+            verified_insns: None,
+        };
+        let probes = vec![
+            probe(
+                "kretprobe:range_lock (maxactive 4096)",
+                "rl_lock_ret",
+                attached(),
+            ),
+            probe(
+                "lock:contention_begin (raw)",
+                "contention_begin",
+                attached(),
+            ),
+            probe(
+                "syscalls:sys_enter_fallocate",
+                "fs_falloc_enter",
+                attached(),
+            ),
+            probe("syscalls:sys_enter_fallocate", "learn_falloc", attached()),
+            probe(
+                "syscalls:sys_enter_ioctl",
+                "fs_ioctl_enter",
+                Status::Unavailable("x".into()),
+            ),
+        ];
+        let n = uncounted_skips_note("6.1.0-57-amd64", &probes).unwrap();
+        assert!(
+            n.ends_with("formatted here: syscalls:sys_enter_fallocate"),
+            "{n}"
+        );
+        assert_eq!(uncounted_skips_note("6.7.0", &probes), None);
+        assert_eq!(uncounted_skips_note("6.18.44-fc-v1300", &probes), None);
+        // No range-lock kprobes: nothing they could miss.
+        assert_eq!(uncounted_skips_note("6.1.0", &probes[1..]), None);
+    }
 
     fn probe(name: &str, program: &'static str, status: Status) -> ProbeReport {
         ProbeReport {

@@ -418,6 +418,14 @@ pub struct Model {
     /// Trees where a lock unknown to the model was released: they had state
     /// from before the trace (or from a gap) that the model never saw.
     pub unknown_trees: FastSet<u64>,
+    /// Requests that their own task released while it still waited for
+    /// them: `(tree, lock)` -> tid. A task asleep in its lock call does
+    /// nothing else, so such a release runs inside the call: Lustre's
+    /// `range_lock()` unlocks its never-granted lock when a signal
+    /// interrupts the wait, then returns the error. That error return
+    /// (`rl_cancel` of the same task) ends the entry, and is a lock the
+    /// model knew.
+    pub released_in_call: FastMap<(u64, u64), u32>,
     /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
     /// `(ts, idx)` since when. Live only while the kernel lags the reference.
     pub grantable_waiters: FastMap<(u64, u64), (u64, u64)>,
@@ -743,9 +751,21 @@ impl Model {
                     task.waiting = None;
                 }
             }
+            Body::RlCancel { tree, lock }
+                if self.released_in_call.get(&(*tree, *lock)) == Some(&tid) =>
+            {
+                self.released_in_call.remove(&(*tree, *lock));
+            }
             Body::RlTrylockFailed { tree, lock }
             | Body::RlCancel { tree, lock }
             | Body::RlRelease { tree, lock } => {
+                if matches!(ev.body, Body::RlRelease { .. })
+                    && self
+                        .lock(*tree, *lock)
+                        .is_some_and(|l| !l.is_held() && l.tid == tid)
+                {
+                    self.released_in_call.insert((*tree, *lock), tid);
+                }
                 let known = self.remove_lock(idx, ev.ts, *tree, *lock);
                 if !known {
                     self.unknown_trees.insert(*tree);
@@ -1232,6 +1252,11 @@ impl Model {
         last: u64,
         mode: Mode,
     ) {
+        // The same lock struct asked for again: a cancel of its last call
+        // is no longer to come.
+        if !self.released_in_call.is_empty() {
+            self.released_in_call.remove(&(tree, lock));
+        }
         // A request for a lock still queued: its release was lost (or the
         // kernel reused a live lock). Forget the old one first.
         if self.lock(tree, lock).is_some() {

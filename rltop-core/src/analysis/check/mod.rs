@@ -100,7 +100,7 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
     vec![
         Box::new(conflicting_grant::ConflictingGrant),
         Box::new(fifo_violation::FifoViolation),
-        Box::new(unlock_unheld::UnlockUnheld),
+        Box::new(unlock_unheld::UnlockUnheld::default()),
         Box::new(ordering_inversion::OrderingInversion),
         Box::new(page_in_locked_range::PageInLockedRange),
         Box::new(page_in_invalidated_range::PageInInvalidatedRange),

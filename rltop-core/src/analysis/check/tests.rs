@@ -457,3 +457,56 @@ fn inversion_under_invalidate_lock_shows_both_stacks() {
     );
     assert!(m.fl_stacks.is_empty());
 }
+
+/// Lustre's cancel: on a signal, `range_lock()` unlocks its own
+/// never-granted lock, then returns the error. The release runs inside the
+/// waiting task's own call, and the call's error return proves it was the
+/// cancel: no finding, and the lock is one the model knew. Without that
+/// return, or released by another task, it stays a finding.
+#[test]
+fn a_release_inside_the_waiters_own_cancelled_call_is_its_cancel() {
+    let req = |ts, tid, lock| {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 1,
+                lock,
+                start: 0,
+                last: 9,
+                mode: Mode::Excl,
+            },
+        )
+    };
+    let rel = |ts, tid, lock| ev(ts, tid, Body::RlRelease { tree: 1, lock });
+    let held_then_waiting = |waiter_tail: &[Event]| {
+        let mut evs = vec![
+            req(10, 6, 1),
+            ev(11, 6, Body::RlAcquired { tree: 1, lock: 1 }),
+            req(20, 7, 2),
+        ];
+        evs.extend_from_slice(waiter_tail);
+        evs.push(rel(100, 6, 1));
+        evs
+    };
+    // Released inside its call, then the call's -ERESTARTSYS.
+    let cancel = held_then_waiting(&[
+        rel(30, 7, 2),
+        ev(31, 7, Body::RlCancel { tree: 1, lock: 2 }),
+    ]);
+    let v = run(Config::default(), &cancel);
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+    // The same release with no error return after it: a bug.
+    let unreturned = held_then_waiting(&[rel(30, 7, 2)]);
+    let v = run(Config::default(), &unreturned);
+    let kinds: Vec<_> = v.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::UNLOCK_UNHELD, true)]);
+    // Another task releasing the waiter's request: a bug, whatever follows.
+    let other = held_then_waiting(&[
+        rel(30, 8, 2),
+        ev(31, 7, Body::RlCancel { tree: 1, lock: 2 }),
+    ]);
+    let v = run(Config::default(), &other);
+    let kinds: Vec<_> = v.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&Kind::UNLOCK_UNHELD), "{kinds:?}");
+}
