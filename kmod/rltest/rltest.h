@@ -430,6 +430,10 @@ EXPORT_SYMBOL_GPL(range_downgrade_write);
 #define UNLOCK_R(t, l) range_read_unlock(t, l)
 #define HAVE_TRY 1
 #define HAVE_INTR 1
+#define HAVE_DOWNGRADE 1
+#endif
+#ifndef HAVE_DOWNGRADE
+#define HAVE_DOWNGRADE 0
 #endif
 
 /* ---- the patterns ---- */
@@ -616,6 +620,53 @@ static void cancel_holder(struct worker *w)
 }
 #endif
 
+#if HAVE_DOWNGRADE
+/*
+ * A downgrade while a reader, a writer and a reader queue behind the
+ * holder, in that order: the first reader goes at the downgrade, the
+ * writer waits for both readers, the last reader for the writer (FIFO).
+ */
+static struct completion dg_go[3];
+
+static void dg_holder(struct worker *w)
+{
+	struct LOCK l;
+	int i;
+
+	L_INIT(&l, 40, 47);
+	LOCK_W(&rf.tree, &l);
+	for (i = 0; i < 3; i++) {
+		complete(&dg_go[i]);
+		/* Let it enter the tree before the next one asks. */
+		msleep(10);
+	}
+	range_downgrade_write(&rf.tree, &l);
+	msleep(10);
+	UNLOCK_R(&rf.tree, &l);
+}
+
+static void dg_waiter(struct worker *w, int k, bool reader, unsigned long s, unsigned long e)
+{
+	struct LOCK l;
+
+	wait_for_completion(&dg_go[k]);
+	L_INIT(&l, s, e);
+	if (reader) {
+		LOCK_R(&rf.tree, &l);
+		msleep(1);
+		UNLOCK_R(&rf.tree, &l);
+	} else {
+		LOCK_W(&rf.tree, &l);
+		msleep(1);
+		UNLOCK_W(&rf.tree, &l);
+	}
+}
+
+static void dg_read1(struct worker *w) { dg_waiter(w, 0, true, 40, 47); }
+static void dg_write(struct worker *w) { dg_waiter(w, 1, false, 40, 47); }
+static void dg_read2(struct worker *w) { dg_waiter(w, 2, true, 42, 43); }
+#endif
+
 /* Bug: mmap_lock while holding a range lock. */
 static void bug_mmap(struct worker *w)
 {
@@ -777,16 +828,27 @@ static int run_pattern(const char *name)
 #if HAVE_INTR
 			cancel_holder, cancel_waiter,
 #endif
+#if HAVE_DOWNGRADE
+			dg_holder, dg_read1, dg_write, dg_read2,
+#endif
 		};
 		static const char *const names[] = {
 			"page0", "page1", "dio", "punch", "fault",
 #if HAVE_INTR
 			"cancel-hold", "cancel-wait",
 #endif
+#if HAVE_DOWNGRADE
+			"dg-hold", "dg-read1", "dg-write", "dg-read2",
+#endif
 		};
 #if HAVE_INTR
 		init_completion(&cancel_holding);
 		init_completion(&cancel_done);
+#endif
+#if HAVE_DOWNGRADE
+		init_completion(&dg_go[0]);
+		init_completion(&dg_go[1]);
+		init_completion(&dg_go[2]);
 #endif
 		ret = run_workers(fns, names, ARRAY_SIZE(fns));
 	} else if (!strcmp(name, "crowd")) {

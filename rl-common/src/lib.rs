@@ -103,6 +103,9 @@ pub enum Kind {
     /// expands it): `w0` = ino, `w1` = a `LOCK_OP_*`, `w2` = the `i_rwsem`
     /// mode and `w3` the `invalidate_lock` mode (`LOCK_MODE_*`); header `dev`.
     FileLockOps = 35,
+    /// `range_downgrade_write`: the held write lock becomes a read lock in
+    /// one step, keeping its place in the queue. `w0` = tree, `w1` = lock.
+    RlDowngrade = 36,
 }
 
 /// [`Kind::FileLockOps`] operations.
@@ -159,6 +162,7 @@ impl Kind {
             33 => FileLockRelease,
             34 => PageFault,
             35 => FileLockOps,
+            36 => RlDowngrade,
             _ => return None,
         })
     }

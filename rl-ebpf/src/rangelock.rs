@@ -294,24 +294,13 @@ pub fn rl_unlock(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Entry of `range_downgrade_write`: the write hold becomes a read hold,
-/// recorded as its release and an immediately granted read request.
+/// Entry of `range_downgrade_write`: the write hold becomes a read hold in
+/// one step, keeping its place in the queue (not a release and a new
+/// request, which would queue it behind the writers it still holds off).
 #[kprobe]
 pub fn rl_downgrade(ctx: ProbeContext) -> u32 {
     let Some(t) = range_task() else { return 0 };
     let (tree, lock) = tree_lock(&ctx);
-    let shift = global!(RL.shift) & 63;
-    let start = kread_u64(lock, global!(RL.start_off)) >> shift;
-    let last = kread_u64(lock, global!(RL.last_off)) >> shift;
-    emit(t, Kind::RlRelease, 0, 0, [tree, lock, 0, 0]);
-    // Named by the first record.
-    write(
-        t,
-        Kind::RlRequest,
-        Mode::Read as u8,
-        0,
-        [tree, lock, start, last],
-    );
-    write(t, Kind::RlAcquired, 0, 0, [tree, lock, 0, 0]);
+    emit(t, Kind::RlDowngrade, 0, 0, [tree, lock, 0, 0]);
     0
 }

@@ -85,6 +85,16 @@ for f in kara2013 bueso2017 bueso2019 lustre; do
     base64 /work/tree.rlt
     echo "RLTOP-VM-TRACE-END"
   fi
+  if [ $f = lustre ]; then
+    # The wrong profile: Kara's offsets on Lustre's struct (same symbols).
+    rltop record --profile kara2013 -o /work/wrong.rlt -- sh -c "echo clean > /sys/module/rltest_$f/parameters/run" > /work/rec.log 2>&1
+    echo "RLTOP-VM-RUN $f wrong rc=$? $(cat /sys/module/rltest_$f/parameters/ops)"
+    echo "RLTOP-VM-WRONG-FIT=$(grep -c 'does not fit' /work/rec.log)"
+    grep -E 'does not fit' /work/rec.log | head -2
+    echo "RLTOP-VM-TRACE-BEGIN $f wrong"
+    base64 /work/wrong.rlt
+    echo "RLTOP-VM-TRACE-END"
+  fi
   rmmod rltest_$f
 done
 echo RLTOP-VM-END
@@ -374,6 +384,7 @@ struct Ops {
     acquired: u64,
     failed: u64,
     cancelled: u64,
+    downgrades: u64,
 }
 
 fn parse_ops(line: &str) -> Ops {
@@ -389,6 +400,7 @@ fn parse_ops(line: &str) -> Ops {
         acquired: get("acquired"),
         failed: get("failed"),
         cancelled: get("cancelled"),
+        downgrades: get("downgrades"),
     }
 }
 
@@ -490,6 +502,7 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
                 "rl_acquired" => traced.acquired += 1,
                 "rl_trylock_failed" => traced.failed += 1,
                 "rl_cancel" => traced.cancelled += 1,
+                "rl_downgrade" => traced.downgrades += 1,
                 "lost" => lost += v["count"].as_u64().unwrap_or(0),
                 "ordering_evidence" => {
                     evidence += 1;
@@ -876,7 +889,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         "\nvm-test: range-lock profiles on Debian {abi} (module lock ops vs traced events; findings of rltop check on the host)"
     );
     println!(
-        "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>4}  {:<20} verdict",
+        "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>5} {:>4}  {:<20} verdict",
         "flavour",
         "pattern",
         "locks mod/ev",
@@ -884,6 +897,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         "acq mod/ev",
         "fail",
         "canc",
+        "dgr",
         "lost",
         "findings"
     );
@@ -933,7 +947,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
                 ));
             }
             println!(
-                "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>4}  {:<20} {}",
+                "{:<10} {:<8} {:>13} {:>13} {:>13} {:>6} {:>5} {:>5} {:>4}  {:<20} {}",
                 f,
                 p,
                 format!("{}/{}", m.locks, r.traced.locks),
@@ -941,6 +955,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
                 format!("{}/{}", m.acquired, r.traced.acquired),
                 format!("{}/{}", m.failed, r.traced.failed),
                 format!("{}/{}", m.cancelled, r.traced.cancelled),
+                format!("{}/{}", m.downgrades, r.traced.downgrades),
                 r.lost,
                 if r.findings.is_empty() {
                     "-".to_string()
@@ -955,6 +970,32 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             );
             if !bad.is_empty() {
                 failures.push(format!("{f} {p}: {}", bad.join("; ")));
+            }
+        }
+    }
+    // Kara's profile on Lustre's lock (the same symbols): caught on its
+    // first request, said loudly, and no finding.
+    match results
+        .iter()
+        .find(|r| r.flavour == "lustre" && r.pattern == "wrong")
+    {
+        None => failures.push("kara2013 on lustre: no trace came back".into()),
+        Some(r) => {
+            let said = value(body, "RLTOP-VM-WRONG-FIT").is_some_and(|v| v != "0");
+            let ok = said && r.findings.is_empty() && r.traced.acquired == 0;
+            println!(
+                "vm-test: --profile kara2013 on rltest_lustre: said it does not fit: {said}, {} requests and {} acquisitions kept of {}, findings {:?}: {}",
+                r.traced.locks,
+                r.traced.acquired,
+                r.module.locks,
+                r.findings,
+                if ok { "ok" } else { "FAIL" }
+            );
+            if !ok {
+                failures.push(format!(
+                    "kara2013 on lustre: the wrong profile was not caught (said {said}, traced {:?}, findings {:?})",
+                    r.traced, r.findings
+                ));
             }
         }
     }

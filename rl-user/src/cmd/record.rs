@@ -188,6 +188,14 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
                     by.join(", ")
                 );
             }
+            if let Some(fit) = &session.fit
+                && let Some(why) = &fit.unfit
+            {
+                eprintln!(
+                    "rltop: error: range locks NOT recorded ({} events dropped): {why}",
+                    fit.dropped
+                );
+            }
             if session.trimmed > 0 {
                 eprintln!(
                     "rltop: left out {} events from while probes were being attached or detached \

@@ -8,6 +8,7 @@
 
 pub mod btf;
 pub mod catalog;
+pub mod fit;
 pub mod flock;
 pub mod fsops;
 pub mod kfile;
@@ -225,6 +226,9 @@ pub struct Session {
     /// page size, page_add sizes).
     pub notes: Vec<String>,
     decode_errors: u64,
+    /// Whether the range-lock profile fits this kernel's lock (None
+    /// without one): a profile that does not is stopped.
+    pub fit: Option<fit::Fit>,
     /// The page-cache lock probes (issue 14): the source used, and what
     /// `rltop probes` says about them.
     pub lock_source: flock::Source,
@@ -599,6 +603,7 @@ impl Session {
             mounted_tracefs,
             notes,
             decode_errors: 0,
+            fit: plan.as_ref().map(|p| fit::Fit::new(&p.name)),
             lock_source: flive.source,
             lock_lines: flive.lines,
             kprobes: kp,
@@ -726,6 +731,7 @@ impl Session {
     /// [`Session::window`], named and symbolized.
     fn release(&mut self, watermark: u64, out: &mut impl FnMut(Event)) -> usize {
         let (stacks, ksyms, names) = (&self.stacks, &mut self.ksyms, &mut self.names);
+        let fit = &mut self.fit;
         let (from, until) = self.window;
         let trimmed = &mut self.trimmed;
         let mut n = 0;
@@ -739,6 +745,16 @@ impl Session {
             if (ev.ts < from || ev.ts > until) && !name {
                 *trimmed += 1;
                 return;
+            }
+            if let Some(fit) = fit.as_mut() {
+                match fit.keep(&ev) {
+                    (true, _) => {}
+                    (false, Some(why)) => {
+                        log::error!("{why}");
+                        return;
+                    }
+                    (false, None) => return,
+                }
             }
             n += 1;
             symbolize(stacks, ksyms, &mut ev);

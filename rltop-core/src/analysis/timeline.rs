@@ -651,6 +651,7 @@ impl Builder {
         if let Body::RlRequest { tree, .. }
         | Body::RlAcquired { tree, .. }
         | Body::RlRelease { tree, .. }
+        | Body::RlDowngrade { tree, .. }
         | Body::RlCancel { tree, .. }
         | Body::RlTrylockFailed { tree, .. } = ev.body
         {

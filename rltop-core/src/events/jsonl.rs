@@ -213,7 +213,7 @@ const fn mask(fields: &[F]) -> u64 {
 const COMMON: u64 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u64); 31] = [
+const KINDS: [(&str, u64); 32] = [
     ("task", mask(&[F::Comm])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
@@ -224,6 +224,7 @@ const KINDS: [(&str, u64); 31] = [
     ("rl_trylock_failed", mask(&[F::Tree, F::Lock])),
     ("rl_cancel", mask(&[F::Tree, F::Lock])),
     ("rl_release", mask(&[F::Tree, F::Lock])),
+    ("rl_downgrade", mask(&[F::Tree, F::Lock])),
     ("mmap_lock_request", mask(&[F::Mm, F::Write])),
     ("mmap_lock_acquired", mask(&[F::Mm, F::Write, F::Success])),
     ("mmap_lock_release", mask(&[F::Mm, F::Write])),
@@ -545,6 +546,10 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             tree: o.u64(F::Tree)?,
             lock: o.u64(F::Lock)?,
         },
+        "rl_downgrade" => Body::RlDowngrade {
+            tree: o.u64(F::Tree)?,
+            lock: o.u64(F::Lock)?,
+        },
         "mmap_lock_request" => Body::MmapLockRequest {
             mm: o.u64(F::Mm)?,
             write: o.bool(F::Write)?,
@@ -836,7 +841,8 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
         Body::RlAcquired { tree, lock }
         | Body::RlTrylockFailed { tree, lock }
         | Body::RlCancel { tree, lock }
-        | Body::RlRelease { tree, lock } => {
+        | Body::RlRelease { tree, lock }
+        | Body::RlDowngrade { tree, lock } => {
             o.u64("tree", *tree)?;
             o.u64("lock", *lock)?;
         }
@@ -1172,6 +1178,7 @@ pub(crate) mod tests {
                 .prop_map(|(tree, lock)| Body::RlTrylockFailed { tree, lock }),
             (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlCancel { tree, lock }),
             (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlRelease { tree, lock }),
+            (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlDowngrade { tree, lock }),
             (any::<u64>(), any::<bool>())
                 .prop_map(|(mm, write)| Body::MmapLockRequest { mm, write }),
             (any::<u64>(), any::<bool>(), any::<bool>())

@@ -195,6 +195,12 @@ pub enum Body {
         tree: u64,
         lock: u64,
     },
+    /// The held write lock became a read lock in one step, keeping its
+    /// place in the queue (`range_downgrade_write`).
+    RlDowngrade {
+        tree: u64,
+        lock: u64,
+    },
     MmapLockRequest {
         mm: u64,
         write: bool,
@@ -375,6 +381,7 @@ impl Body {
             Body::RlTrylockFailed { .. } => "rl_trylock_failed",
             Body::RlCancel { .. } => "rl_cancel",
             Body::RlRelease { .. } => "rl_release",
+            Body::RlDowngrade { .. } => "rl_downgrade",
             Body::MmapLockRequest { .. } => "mmap_lock_request",
             Body::MmapLockAcquired { .. } => "mmap_lock_acquired",
             Body::MmapLockRelease { .. } => "mmap_lock_release",
@@ -436,7 +443,8 @@ impl Body {
             | Body::RlAcquired { tree, lock }
             | Body::RlTrylockFailed { tree, lock }
             | Body::RlCancel { tree, lock }
-            | Body::RlRelease { tree, lock } => Some((tree, lock)),
+            | Body::RlRelease { tree, lock }
+            | Body::RlDowngrade { tree, lock } => Some((tree, lock)),
             _ => None,
         }
     }
@@ -475,6 +483,7 @@ impl Body {
             Body::FileLockAcquired { .. } => Tag::FileLockAcquired,
             Body::FileLockRelease { .. } => Tag::FileLockRelease,
             Body::PageFault { .. } => Tag::PageFault,
+            Body::RlDowngrade { .. } => Tag::RlDowngrade,
         }
     }
 }
@@ -515,9 +524,10 @@ pub enum Tag {
     FileLockAcquired,
     FileLockRelease,
     PageFault,
+    RlDowngrade,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = Tag::PageFault as usize + 1; // the last variant
+    pub const COUNT: usize = Tag::RlDowngrade as usize + 1; // the last variant
 }

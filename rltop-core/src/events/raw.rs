@@ -220,6 +220,10 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             tree: w(0),
             lock: w(1),
         },
+        Kind::RlDowngrade => Body::RlDowngrade {
+            tree: w(0),
+            lock: w(1),
+        },
         Kind::RlRelease => Body::RlRelease {
             tree: w(0),
             lock: w(1),

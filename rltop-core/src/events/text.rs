@@ -91,7 +91,8 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
         Body::RlAcquired { tree, lock }
         | Body::RlTrylockFailed { tree, lock }
         | Body::RlCancel { tree, lock }
-        | Body::RlRelease { tree, lock } => write!(w, " tree {tree:#x} lock {lock:#x}"),
+        | Body::RlRelease { tree, lock }
+        | Body::RlDowngrade { tree, lock } => write!(w, " tree {tree:#x} lock {lock:#x}"),
         Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
             write!(w, " mm {mm:#x} {}", rw(*write))
         }

@@ -132,6 +132,14 @@ impl Oracle {
         oracle!(self, sm => matches!(sm.request(id, start, last, mode), Ok(rl_reference::Outcome::Granted)))
     }
 
+    /// Held writer `id` becomes a reader (`range_downgrade_write`); returns
+    /// the ids granted as a result (later readers it alone blocked), or
+    /// `None` when the reference refuses it (not held, not a writer, or an
+    /// exclusive flavour's lock).
+    fn downgrade(&mut self, id: u64) -> Option<Vec<u64>> {
+        oracle!(self, sm => sm.downgrade(id).ok())
+    }
+
     /// Removes `id` whatever its state; returns the ids granted as a result.
     fn remove(&mut self, id: u64) -> Vec<u64> {
         oracle!(self, sm => match sm.release(id) {
@@ -389,6 +397,17 @@ pub struct FileInfo {
     pub invalidate_lock: Option<u64>,
 }
 
+/// The largest page index of a file: `MAX_LFS_FILESIZE` (`LLONG_MAX` on
+/// 64-bit) in 4 KiB pages, the most any page size allows.
+pub const MAX_PAGE_INDEX: u64 = (i64::MAX as u64) >> 12;
+
+/// Whether `[start, last]` (pages) can be a range of a file: start at most
+/// last, start a page index. `last` may be "to the end": any value up to
+/// `u64::MAX` (`~0`, or `~0` shifted to pages).
+pub fn valid_range(start: u64, last: u64) -> bool {
+    start <= last && start <= MAX_PAGE_INDEX
+}
+
 /// The current state. See the module docs.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -426,6 +445,13 @@ pub struct Model {
     /// (`rl_cancel` of the same task) ends the entry, and is a lock the
     /// model knew.
     pub released_in_call: FastMap<(u64, u64), u32>,
+    /// Requests whose range is no range of a file: start after last, or a
+    /// start past the largest page index (`MAX_LFS_FILESIZE >> 12`). A
+    /// profile that reads the lock struct at the wrong offsets gives them;
+    /// they are set aside, with every later event of that lock, until it
+    /// is released, cancelled or asked for again.
+    pub invalid_ranges: u64,
+    pub invalid_locks: FastSet<(u64, u64)>,
     /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
     /// `(ts, idx)` since when. Live only while the kernel lags the reference.
     pub grantable_waiters: FastMap<(u64, u64), (u64, u64)>,
@@ -758,6 +784,13 @@ impl Model {
             }
             Body::RlTrylockFailed { tree, lock }
             | Body::RlCancel { tree, lock }
+            | Body::RlRelease { tree, lock }
+                if self.invalid_locks.contains(&(*tree, *lock)) =>
+            {
+                self.invalid_locks.remove(&(*tree, *lock));
+            }
+            Body::RlTrylockFailed { tree, lock }
+            | Body::RlCancel { tree, lock }
             | Body::RlRelease { tree, lock } => {
                 if matches!(ev.body, Body::RlRelease { .. })
                     && self
@@ -771,6 +804,7 @@ impl Model {
                     self.unknown_trees.insert(*tree);
                 }
             }
+            Body::RlDowngrade { tree, lock } => self.rl_downgrade(idx, ev.ts, *tree, *lock),
             Body::MmapLockRequest { mm, write } => {
                 self.mm_user(*mm, ev.pid, tid);
                 let u = MmapUse {
@@ -1262,11 +1296,14 @@ impl Model {
         if self.lock(tree, lock).is_some() {
             self.remove_lock(idx, ev.ts, tree, lock);
         }
-        let (start, last) = if start <= last {
-            (start, last)
-        } else {
-            (last, start)
-        };
+        if !self.invalid_locks.is_empty() {
+            self.invalid_locks.remove(&(tree, lock));
+        }
+        if !valid_range(start, last) {
+            self.invalid_ranges += 1;
+            self.invalid_locks.insert((tree, lock));
+            return;
+        }
         let rmode = self.ref_mode(mode);
         let op = self.op_of(ev.tid, tree, start, last);
         let t = self.tree_mut(tree, mode);
@@ -1330,6 +1367,42 @@ impl Model {
 
     /// Removes a lock (release, cancel, failed trylock). Returns whether it
     /// was known.
+    /// A held write lock becomes a read lock in one step: it keeps its place
+    /// in the queue, and what only it blocked may go (the reference's
+    /// downgrade: later overlapping readers, never writers). A downgrade of
+    /// a lock the model does not hold as a writer changes nothing the
+    /// reference would not (an unknown lock: a tree with unseen state).
+    fn rl_downgrade(&mut self, idx: u64, ts: u64, tree: u64, lock: u64) {
+        if self.invalid_locks.contains(&(tree, lock)) {
+            return;
+        }
+        let Some(t) = self.trees.get_mut(&tree) else {
+            self.unknown_trees.insert(tree);
+            return;
+        };
+        let Some(l) = t.locks.get_mut(&lock) else {
+            self.unknown_trees.insert(tree);
+            return;
+        };
+        if !l.is_held() || l.mode != Mode::Write {
+            return;
+        }
+        l.mode = Mode::Read;
+        let Some(granted) = t.oracle.downgrade(lock) else {
+            return;
+        };
+        for id in granted {
+            if let Some(w) = t.locks.get_mut(&id) {
+                if !w.is_held() {
+                    w.grantable_since = Some((ts, idx));
+                    self.grantable_waiters.insert((tree, id), (ts, idx));
+                } else {
+                    t.divergent = t.divergent.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     fn remove_lock(&mut self, idx: u64, ts: u64, tree: u64, lock: u64) -> bool {
         let Some(t) = self.trees.get_mut(&tree) else {
             return false;

@@ -157,6 +157,7 @@ fn kind_code(b: &Body) -> u8 {
         Body::FileLockRequest { .. } => 31,
         Body::FileLockAcquired { .. } => 32,
         Body::FileLockRelease { .. } => 33,
+        Body::RlDowngrade { .. } => 35,
     }
 }
 
@@ -264,7 +265,8 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
         Body::RlAcquired { tree, lock }
         | Body::RlTrylockFailed { tree, lock }
         | Body::RlCancel { tree, lock }
-        | Body::RlRelease { tree, lock } => {
+        | Body::RlRelease { tree, lock }
+        | Body::RlDowngrade { tree, lock } => {
             put(out, *tree);
             put(out, *lock);
         }
@@ -727,6 +729,10 @@ impl<'a> Decoder<'a> {
                 lock: self.u64()?,
             },
             6 => Body::RlRelease {
+                tree: self.u64()?,
+                lock: self.u64()?,
+            },
+            35 => Body::RlDowngrade {
                 tree: self.u64()?,
                 lock: self.u64()?,
             },

@@ -17,6 +17,8 @@ struct Json<'a> {
     findings: &'a [Finding],
     #[serde(skip_serializing_if = "Option::is_none")]
     suppressed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_ranges: Option<u64>,
 }
 
 /// The JSON document (one line, no trailing newline).
@@ -27,6 +29,7 @@ pub fn json(v: &Verdict) -> String {
         lost: v.lost,
         findings: &v.findings,
         suppressed: (v.suppressed > 0).then_some(v.suppressed),
+        invalid_ranges: (v.invalid_ranges > 0).then_some(v.invalid_ranges),
     };
     // Serializing plain data to a String cannot fail.
     serde_json::to_string(&doc).unwrap_or_default()
@@ -78,6 +81,15 @@ pub fn text(v: &Verdict, evidence: &HashMap<u64, String>) -> String {
     }
     if v.suppressed > 0 {
         let _ = writeln!(out, "... and {} more findings not shown", v.suppressed);
+    }
+    if v.invalid_ranges > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} range-lock requests set aside: their ranges are no ranges of a file \
+             (start after last, or past the largest page index); the profile reads the lock \
+             struct at the wrong offsets or in the wrong unit (see `rltop probes`)",
+            v.invalid_ranges
+        );
     }
     let verdict = if v.failed() { "FAIL" } else { "PASS" };
     let certain = v.findings.iter().filter(|f| f.certain).count();

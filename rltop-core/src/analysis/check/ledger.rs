@@ -242,6 +242,7 @@ impl Ledger {
     fn settle_ties(&mut self, ev: &Event) {
         self.pending.retain(|p| p.ts >= ev.ts);
         if let Body::RlRelease { tree, lock }
+        | Body::RlDowngrade { tree, lock }
         | Body::RlCancel { tree, lock }
         | Body::RlTrylockFailed { tree, lock } = ev.body
         {
@@ -383,6 +384,7 @@ impl Ledger {
             findings: self.findings,
             suppressed: self.suppressed,
             suppressed_fail: self.suppressed_fail,
+            invalid_ranges: m.invalid_ranges,
         }
     }
 }

@@ -59,6 +59,13 @@
 //! - A deadlock is withdrawn if a member of its cycle later gets what it
 //!   waited for (the model's wait-for edges were too pessimistic, e.g. an
 //!   rwsem reader stealing mmap_lock past a waiting writer).
+//! - A release of a still-waiting request by its own task runs inside that
+//!   task's lock call; when the call then returns its error (`rl_cancel`)
+//!   it was the call's own cancel path (Lustre's `range_lock()`), and the
+//!   unlock_unheld it raised is withdrawn.
+//! - A downgrade (`rl_downgrade`) is one change of mode in place: the
+//!   lock keeps its place in the queue, so a writer queued behind it still
+//!   waits and only the readers it alone blocked may go.
 //! - A trylock failure is never a finding (kernel trylocks are coarse), and
 //!   unmatched begin/end events are absorbed without findings.
 //!
@@ -213,6 +220,12 @@ pub struct Verdict {
     /// Whether a suppressed finding was a certain error.
     #[serde(skip)]
     pub suppressed_fail: bool,
+    /// Range-lock requests set aside because their range is no range of a
+    /// file (start after last, or past the largest page index): a profile
+    /// that does not fit the kernel's lock struct. No finding rests on
+    /// them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invalid_ranges: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -510,3 +510,57 @@ fn a_release_inside_the_waiters_own_cancelled_call_is_its_cancel() {
     let kinds: Vec<_> = v.findings.iter().map(|f| f.kind).collect();
     assert!(kinds.contains(&Kind::UNLOCK_UNHELD), "{kinds:?}");
 }
+
+/// A downgrade is one change of mode that keeps the lock's place in the
+/// queue: the reader queued behind it goes, the writer queued next keeps
+/// waiting, and so does the reader behind that writer (FIFO). As a release
+/// and a new read request it would be queued last and "granted past" the
+/// writer: a false fifo_violation.
+#[test]
+fn a_downgrade_past_a_queued_writer_lets_only_the_readers_it_blocked_go() {
+    let req = |ts, tid, lock, start, last, mode| {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 1,
+                lock,
+                start,
+                last,
+                mode,
+            },
+        )
+    };
+    let acq = |ts, tid, lock| ev(ts, tid, Body::RlAcquired { tree: 1, lock });
+    let rel = |ts, tid, lock| ev(ts, tid, Body::RlRelease { tree: 1, lock });
+    let ms = 1_000_000;
+    let head = [
+        req(ms, 1, 1, 0, 9, Mode::Write),
+        acq(ms + 1, 1, 1),
+        req(10 * ms, 2, 2, 0, 9, Mode::Read),
+        req(20 * ms, 3, 3, 0, 9, Mode::Write),
+        req(30 * ms, 4, 4, 2, 3, Mode::Read),
+        ev(40 * ms, 1, Body::RlDowngrade { tree: 1, lock: 1 }),
+    ];
+    let mut good = head.to_vec();
+    good.extend([
+        acq(41 * ms, 2, 2),
+        rel(50 * ms, 2, 2),
+        rel(60 * ms, 1, 1),
+        acq(61 * ms, 3, 3),
+        rel(70 * ms, 3, 3),
+        acq(71 * ms, 4, 4),
+        rel(80 * ms, 4, 4),
+    ]);
+    let v = run(Config::default(), &good);
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+    // The reader behind the writer let in by the downgrade: a bug still.
+    let mut bad = head.to_vec();
+    bad.extend([acq(41 * ms, 4, 4)]);
+    let v = run(Config::default(), &bad);
+    assert!(
+        v.findings.iter().any(|f| f.certain),
+        "a grant past the queued writer is found: {:?}",
+        v.findings
+    );
+}

@@ -59,6 +59,10 @@ impl Rule for UnlockUnheld {
             _ => return,
         };
         let m = cx.m;
+        if m.invalid_locks.contains(&(tree, lock)) {
+            // Its request was set aside (not a range of a file).
+            return;
+        }
         let draft = match cx.subject.map(|(_, l)| l) {
             Some(l) if l.is_held() => return,
             Some(l) => {
