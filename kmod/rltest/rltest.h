@@ -30,7 +30,9 @@
  *           whichever task runs, rltop's own thread included);
  *  mmap     (bug) a task takes mmap_lock while holding a range lock;
  *  overlap  (bug) the lock grants a range overlapping a held one;
- *  leak     (bug) a task exits without one unlock.
+ *  leak     (bug) a task exits without one unlock;
+ *  abba     (bug) two tasks deadlock ABBA; a signal breaks it 200 ms in by
+ *           cancelling one interruptible wait (flavours that have one).
  *
  * The operations performed (calls of the lock API) are counted and readable
  * at /sys/module/rltest_<flavour>/parameters/ops, and printed to the kernel
@@ -667,6 +669,52 @@ static void dg_write(struct worker *w) { dg_waiter(w, 1, false, 40, 47); }
 static void dg_read2(struct worker *w) { dg_waiter(w, 2, true, 42, 43); }
 #endif
 
+#if HAVE_INTR
+/* Bug: an ABBA deadlock, broken by a signal to B's interruptible wait. */
+static struct completion abba_a_held, abba_b_held;
+
+static void abba_a(struct worker *w)
+{
+	struct LOCK x, y;
+
+	L_INIT(&x, 0, 4);
+	LOCK_W(&rf.tree, &x);
+	complete(&abba_a_held);
+	wait_for_completion(&abba_b_held);
+	L_INIT(&y, 10, 14);
+	LOCK_W(&rf.tree, &y);	/* waits for B, until B gives up */
+	UNLOCK_W(&rf.tree, &y);
+	UNLOCK_W(&rf.tree, &x);
+}
+
+static void abba_signal(struct worker *w)
+{
+	wait_for_completion(&abba_a_held);
+	wait_for_completion(&abba_b_held);
+	msleep(200);
+	/* B is the next worker (see run_pattern). */
+	send_sig(SIGINT, w[1].task, 1);
+}
+
+static void abba_b(struct worker *w)
+{
+	struct LOCK x, y;
+
+	allow_signal(SIGINT);
+	L_INIT(&y, 10, 14);
+	LOCK_W(&rf.tree, &y);
+	complete(&abba_b_held);
+	wait_for_completion(&abba_a_held);
+	/* Let A ask for y first. */
+	msleep(20);
+	L_INIT(&x, 0, 4);
+	if (LOCK_INTR(&rf.tree, &x) == 0)
+		UNLOCK_W(&rf.tree, &x);
+	flush_signals(current);
+	UNLOCK_W(&rf.tree, &y);
+}
+#endif
+
 /* Bug: mmap_lock while holding a range lock. */
 static void bug_mmap(struct worker *w)
 {
@@ -881,6 +929,15 @@ static int run_pattern(const char *name)
 		static const char *const names[] = { "bug-leak" };
 
 		ret = run_workers(fns, names, 1);
+#if HAVE_INTR
+	} else if (!strcmp(name, "abba")) {
+		static void (*const fns[])(struct worker *) = { abba_a, abba_signal, abba_b };
+		static const char *const names[] = { "abba-a", "abba-signal", "abba-b" };
+
+		init_completion(&abba_a_held);
+		init_completion(&abba_b_held);
+		ret = run_workers(fns, names, 3);
+#endif
 	} else {
 		ret = -EINVAL;
 	}
@@ -915,7 +972,7 @@ static int run_get(char *buf, const struct kernel_param *kp)
 
 static const struct kernel_param_ops run_ops = { .set = run_set, .get = run_get };
 module_param_cb(run, &run_ops, NULL, 0644);
-MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak to run a pattern; reads the last run");
+MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak|abba to run a pattern; reads the last run");
 
 static int ops_get(char *buf, const struct kernel_param *kp)
 {

@@ -66,7 +66,10 @@ for f in kara2013 bueso2017 bueso2019 lustre; do
   echo "RLTOP-VM-PROBES-BEGIN $f"
   rltop probes --verbose --profile $f 2>&1 | grep -E 'range locks|kprobe:range|kretprobe:range|mmap_lock_start'
   echo "RLTOP-VM-PROBES-END $f"
-  for p in clean crowd mmap overlap leak; do
+  ps="clean crowd mmap overlap leak"
+  # A deadlock a signal breaks needs an interruptible lock call.
+  [ $f != kara2013 ] && ps="$ps abba"
+  for p in $ps; do
     rltop record --profile $f -o /work/$f-$p.rlt -- sh -c "echo $p > /sys/module/rltest_$f/parameters/run" > /work/rec.log 2>&1
     rc=$?
     echo "RLTOP-VM-RUN $f $p rc=$rc $(cat /sys/module/rltest_$f/parameters/ops)"
@@ -320,6 +323,9 @@ const PATTERNS: &[(&str, Option<&str>)] = &[
     ("mmap", Some("ordering_inversion")),
     ("overlap", Some("conflicting_grant")),
     ("leak", Some("leaked_lock")),
+    // ABBA, broken 200 ms in by a signal to one interruptible wait: still
+    // a deadlock (reported as broken). Not for kara2013 (no such call).
+    ("abba", Some("deadlock")),
 ];
 const FLAVOURS: &[&str] = &["kara2013", "bueso2017", "bueso2019", "lustre"];
 
@@ -903,6 +909,9 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     );
     for f in FLAVOURS {
         for (p, want) in PATTERNS {
+            if *p == "abba" && *f == "kara2013" {
+                continue;
+            }
             let Some(r) = results.iter().find(|r| r.flavour == *f && r.pattern == *p) else {
                 failures.push(format!("{f} {p}: no trace came back"));
                 continue;

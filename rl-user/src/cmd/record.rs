@@ -77,7 +77,12 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
     if session.mounted_tracefs {
         eprintln!("rltop: mounted tracefs at {}", probe::tracefs::TRACEFS);
     }
-    eprintln!("rltop: {}", session.detection);
+    if session.detection.contains("NOT traced") {
+        // Range-lock functions are there and none is traced: loudly.
+        eprintln!("rltop: warning: {}", session.detection);
+    } else {
+        eprintln!("rltop: {}", session.detection);
+    }
     for n in &session.notes {
         eprintln!("rltop: {n}");
     }

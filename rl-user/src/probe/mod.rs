@@ -170,8 +170,13 @@ fn range_lock_plan_strict(
             Detection::Ambiguous(names) => Ok((
                 None,
                 format!(
-                    "range locks: functions of {} found (same symbols, no BTF to tell them apart): choose with --profile",
-                    names.join(" or ")
+                    "range locks: NOT traced: functions of {} found (same symbols, no BTF to tell them apart): choose with {}",
+                    names.join(" or "),
+                    names
+                        .iter()
+                        .map(|n| format!("--profile {n}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 ),
             )),
             Detection::Found(_) if !kprobes => Ok((

@@ -314,6 +314,7 @@ mod tests {
                     links: vec![],
                     rule: None,
                     repeats: 0,
+                    broken_after_ns: None,
                 });
             }
             let tests = split(&v, &s);

@@ -3,7 +3,10 @@
 //! Searched when a new wait edge appears (after a request the model says
 //! must wait). Withdrawn if a member of the cycle later gets what it waited
 //! for: the model's edges were too pessimistic (e.g. an rwsem reader
-//! stealing mmap_lock past a waiting writer).
+//! stealing mmap_lock past a waiting writer). A member that gives its wait
+//! up instead (`rl_cancel`: a signal or a timeout in an interruptible or
+//! killable lock call) broke a real deadlock: the finding stays, saying it
+//! was broken and how long it stood.
 
 use super::{Cx, Draft, FindingId, Kind, Link, On, Rule, Severity, Since};
 use crate::analysis::describe;
@@ -19,9 +22,13 @@ impl Kind {
 pub struct Deadlock {
     /// Cycles already reported, as sorted tids.
     cycles: FastSet<Vec<u32>>,
-    /// Deadlock findings and their members' waits, until one of them moves.
-    live: Vec<(FindingId, Vec<(u32, Wait)>)>,
+    /// Deadlock findings, when they formed, and their members' waits,
+    /// until one of them moves.
+    live: Vec<LiveCycle>,
 }
+
+/// A reported cycle: its finding, when it formed, and each member's wait.
+type LiveCycle = (FindingId, u64, Vec<(u32, Wait)>);
 
 /// What a task waits for, in words, with the event that asked for it and
 /// where (`(tree, range)`).
@@ -146,7 +153,7 @@ impl Deadlock {
             )
         });
         if let Some(i) = at {
-            self.live.push((i, members));
+            self.live.push((i, ts, members));
         }
     }
 
@@ -157,7 +164,7 @@ impl Deadlock {
             return;
         };
         let cycles = &mut self.cycles;
-        self.live.retain(|(i, members)| {
+        self.live.retain(|(i, _, members)| {
             if members.contains(&(tid, w)) {
                 cx.retract(*i);
                 // The same tasks may still deadlock for real later.
@@ -165,6 +172,25 @@ impl Deadlock {
                 key.sort_unstable();
                 key.dedup();
                 cycles.remove(&key);
+                return false;
+            }
+            true
+        });
+    }
+}
+
+impl Deadlock {
+    /// A member of a reported cycle gave up its wait (event `idx`): the
+    /// deadlock was real and a signal or timeout broke it.
+    fn broken(&mut self, cx: &mut Cx<'_>, idx: u64, ts: u64, tid: u32) {
+        let Some(w) = cx.m.tasks.get(&tid).and_then(|t| t.waiting) else {
+            return;
+        };
+        let task = describe::task(cx.m, tid);
+        self.live.retain(|(i, since, members)| {
+            if members.contains(&(tid, w)) {
+                let how = format!("{task} gave up its wait (a signal or a timeout)");
+                cx.broken(*i, idx, ts.saturating_sub(*since), &how);
                 return false;
             }
             true
@@ -185,6 +211,7 @@ impl Rule for Deadlock {
     fn before_on(&self) -> On {
         On::of(&[
             Tag::RlAcquired,
+            Tag::RlCancel,
             Tag::MmapLockAcquired,
             Tag::FileLockAcquired,
             Tag::ContentionEnd,
@@ -199,11 +226,16 @@ impl Rule for Deadlock {
         ])
     }
 
-    fn before(&mut self, cx: &mut Cx<'_>, _idx: u64, ev: &Event) {
+    fn before(&mut self, cx: &mut Cx<'_>, idx: u64, ev: &Event) {
         if self.live.is_empty() {
             return;
         }
         match ev.body {
+            Body::RlCancel { .. } => {
+                if let Some(owner) = cx.subject.map(|(_, l)| l.tid) {
+                    self.broken(cx, idx, ev.ts, owner);
+                }
+            }
             Body::RlAcquired { .. } => {
                 if let Some(owner) = cx.subject.map(|(_, l)| l.tid) {
                     self.progress(cx, owner);

@@ -177,6 +177,7 @@ impl Ledger {
             links: d.links,
             rule: d.rule,
             repeats: 0,
+            broken_after_ns: None,
         };
         if let Some((a, b)) = d.dedup {
             if let Some(&i) = self.dedup.get(&(kind, a, b)) {
@@ -208,6 +209,22 @@ impl Ledger {
             });
         }
         Some(id)
+    }
+
+    /// A deadlock was broken by a cancelled wait at event `idx`, `after`
+    /// ns after it formed: it stays, and says so.
+    pub fn broken(&mut self, id: FindingId, idx: u64, after: u64, how: &str) {
+        if let Some(f) = self.findings.get_mut(id) {
+            f.broken_after_ns = Some(after);
+            f.message.push_str(&format!(
+                "; broken after {}.{:03} s: {how}",
+                after / 1_000_000_000,
+                after % 1_000_000_000 / 1_000_000
+            ));
+            if let Err(at) = f.evidence.binary_search(&idx) {
+                f.evidence.insert(at, idx);
+            }
+        }
     }
 
     pub fn retract(&mut self, id: FindingId) {

@@ -183,6 +183,11 @@ pub struct Finding {
     /// Later occurrences of the same problem folded into this one.
     #[serde(skip)]
     pub repeats: u64,
+    /// For a deadlock that a member's cancelled wait (a signal or a
+    /// timeout) broke: how long the cycle stood, in ns. An extension of the
+    /// findings contract, present only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_after_ns: Option<u64>,
 }
 
 /// Checker settings.

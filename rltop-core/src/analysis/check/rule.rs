@@ -76,6 +76,12 @@ impl<'a> Cx<'a> {
         self.ledger.push(self.m, self.kind, self.severity, d)
     }
 
+    /// Keeps a deadlock that a cancelled wait broke, saying how long it
+    /// stood (see [`Ledger::broken`]).
+    pub fn broken(&mut self, id: FindingId, idx: u64, after: u64, how: &str) {
+        self.ledger.broken(id, idx, after, how);
+    }
+
     /// Withdraws a finding this rule made (it was not a bug after all).
     pub fn retract(&mut self, id: FindingId) {
         self.ledger.retract(id);

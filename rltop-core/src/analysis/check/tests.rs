@@ -564,3 +564,57 @@ fn a_downgrade_past_a_queued_writer_lets_only_the_readers_it_blocked_go() {
         v.findings
     );
 }
+
+/// An ABBA deadlock that a signal broke (one wait cancelled, 3 s in): the
+/// other task then gets its lock, which would withdraw a deadlock the
+/// model only feared. Here it stays, certain, saying it was broken and
+/// how long it stood.
+#[test]
+fn a_deadlock_a_signal_broke_stays_a_finding_with_how_long_it_stood() {
+    let s = 1_000_000_000;
+    let req = |ts, tid, lock, start| {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 1,
+                lock,
+                start,
+                last: start,
+                mode: Mode::Excl,
+            },
+        )
+    };
+    let acq = |ts, tid, lock| ev(ts, tid, Body::RlAcquired { tree: 1, lock });
+    let rel = |ts, tid, lock| ev(ts, tid, Body::RlRelease { tree: 1, lock });
+    let evs = [
+        req(s, 1, 10, 0),
+        acq(s + 1, 1, 10),
+        req(s + 2, 2, 20, 5),
+        acq(s + 3, 2, 20),
+        req(s + 4, 1, 11, 5),
+        req(s + 5, 2, 21, 0),
+        // 3 s later a signal interrupts task 2's wait.
+        ev(4 * s + 5, 2, Body::RlCancel { tree: 1, lock: 21 }),
+        rel(4 * s + 6, 2, 20),
+        acq(4 * s + 7, 1, 11),
+        rel(4 * s + 8, 1, 11),
+        rel(4 * s + 9, 1, 10),
+    ];
+    let v = run(Config::default(), &evs);
+    let d: Vec<_> = v
+        .findings
+        .iter()
+        .filter(|f| f.kind == Kind::DEADLOCK)
+        .collect();
+    assert_eq!(d.len(), 1, "{:?}", v.findings);
+    assert!(d[0].certain);
+    assert_eq!(d[0].broken_after_ns, Some(3 * s));
+    assert!(
+        d[0].message.contains("broken after 3.000 s"),
+        "{}",
+        d[0].message
+    );
+    assert!(d[0].evidence.contains(&6), "the cancel is evidence");
+    assert!(v.failed());
+}

@@ -43,10 +43,10 @@ impl Rule for UnlockUnheld {
         let (tree, lock) = match ev.body {
             Body::RlRelease { tree, lock } => (tree, lock),
             Body::RlCancel { tree, lock } => {
-                if let Some((tid, id)) = self.in_call.remove(&(tree, lock)) {
-                    if tid == ev.tid {
-                        cx.retract(id);
-                    }
+                if let Some((tid, id)) = self.in_call.remove(&(tree, lock))
+                    && tid == ev.tid
+                {
+                    cx.retract(id);
                 }
                 return;
             }
