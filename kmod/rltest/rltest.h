@@ -31,6 +31,9 @@
  *  mmap     (bug) a task takes mmap_lock while holding a range lock;
  *  overlap  (bug) the lock grants a range overlapping a held one;
  *  leak     (bug) a task exits without one unlock;
+ *  lostwake (bug) an unlock forgets to wake its waiters: every waiter hangs
+ *           with nothing held, for 3 s, until the module wakes them (run it
+ *           in the background: the recording ends during the hang);
  *  abba     (bug) two tasks deadlock ABBA; a signal breaks it 200 ms in by
  *           cancelling one interruptible wait (flavours that have one).
  *
@@ -276,6 +279,9 @@ static int do_lock(struct TREE *t, struct LOCK *l, bool reader, enum wait_kind h
 #endif
 }
 
+/* Bug switch of the lostwake pattern: the next unlock wakes nobody. */
+static bool lost_wakeup;
+
 static void do_unlock(struct TREE *t, struct LOCK *l)
 {
 	unsigned long flags;
@@ -285,7 +291,8 @@ static void do_unlock(struct TREE *t, struct LOCK *l)
 	tree_remove(t, l);
 	release_later(t, l);
 	spin_unlock_irqrestore(&t->lock, flags);
-	wake_up_all(&t->wq);
+	if (!READ_ONCE(lost_wakeup))
+		wake_up_all(&t->wq);
 }
 
 /* ---- the flavour's API, with its exact names ---- */
@@ -715,6 +722,38 @@ static void abba_b(struct worker *w)
 }
 #endif
 
+/* Bug: a lost wakeup. The holder's unlock wakes nobody; the waiters,
+ * queued behind it and each other, all sleep with nothing held. */
+static struct completion lw_held;
+
+static void lw_holder(struct worker *w)
+{
+	struct LOCK l;
+
+	L_INIT(&l, 0, PAGES - 1);
+	LOCK_W(&rf.tree, &l);
+	complete_all(&lw_held);
+	/* Let the waiters queue. */
+	msleep(50);
+	WRITE_ONCE(lost_wakeup, true);
+	UNLOCK_W(&rf.tree, &l);
+	WRITE_ONCE(lost_wakeup, false);
+	/* The hang; then the module ends it, so that the pattern returns. */
+	msleep(3000);
+	wake_up_all(&rf.tree.wq);
+}
+
+static void lw_waiter(struct worker *w)
+{
+	struct LOCK l;
+
+	wait_for_completion(&lw_held);
+	msleep(5 * w->id);
+	L_INIT(&l, 4 * w->id, 4 * w->id + 20);
+	LOCK_W(&rf.tree, &l);
+	UNLOCK_W(&rf.tree, &l);
+}
+
 /* Bug: mmap_lock while holding a range lock. */
 static void bug_mmap(struct worker *w)
 {
@@ -929,6 +968,12 @@ static int run_pattern(const char *name)
 		static const char *const names[] = { "bug-leak" };
 
 		ret = run_workers(fns, names, 1);
+	} else if (!strcmp(name, "lostwake")) {
+		static void (*const fns[])(struct worker *) = { lw_holder, lw_waiter, lw_waiter, lw_waiter };
+		static const char *const names[] = { "lw-hold", "lw-wait", "lw-wait", "lw-wait" };
+
+		init_completion(&lw_held);
+		ret = run_workers(fns, names, 4);
 #if HAVE_INTR
 	} else if (!strcmp(name, "abba")) {
 		static void (*const fns[])(struct worker *) = { abba_a, abba_signal, abba_b };
@@ -972,7 +1017,7 @@ static int run_get(char *buf, const struct kernel_param *kp)
 
 static const struct kernel_param_ops run_ops = { .set = run_set, .get = run_get };
 module_param_cb(run, &run_ops, NULL, 0644);
-MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak|abba to run a pattern; reads the last run");
+MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak|lostwake|abba to run a pattern; reads the last run");
 
 static int ops_get(char *buf, const struct kernel_param *kp)
 {

@@ -106,6 +106,9 @@ pub enum Kind {
     /// `range_downgrade_write`: the held write lock becomes a read lock in
     /// one step, keeping its place in the queue. `w0` = tree, `w1` = lock.
     RlDowngrade = 36,
+    /// The tree was initialised (its init function ran): every lock of it
+    /// since is in the trace. `w0` = tree.
+    RlTreeInit = 37,
 }
 
 /// [`Kind::FileLockOps`] operations.
@@ -163,6 +166,7 @@ impl Kind {
             34 => PageFault,
             35 => FileLockOps,
             36 => RlDowngrade,
+            37 => RlTreeInit,
             _ => return None,
         })
     }

@@ -294,6 +294,18 @@ pub fn rl_unlock(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Entry of the tree's init function (`range_lock_tree_init(tree)`, its
+/// first argument): every lock of that tree from now on is in the trace.
+#[kprobe]
+pub fn rl_tree_init(ctx: ProbeContext) -> u32 {
+    let Some(t) = range_task() else { return 0 };
+    let tree = arg(&ctx, 0);
+    // A new life for the struct: link it to its inode again.
+    let _ = TREES_SEEN.remove(&tree);
+    emit(t, Kind::RlTreeInit, 0, 0, [tree, 0, 0, 0]);
+    0
+}
+
 /// Entry of `range_downgrade_write`: the write hold becomes a read hold in
 /// one step, keeping its place in the queue (not a release and a new
 /// request, which would queue it behind the writers it still holds off).

@@ -48,7 +48,8 @@ impl Fit {
     /// Whether `ev` goes into the trace. Returns the reason the first time
     /// the profile is found not to fit (for a loud message).
     pub fn keep(&mut self, ev: &Event) -> (bool, Option<&str>) {
-        let ranged = ev.body.range_lock().is_some() || matches!(ev.body, Body::Tree { .. });
+        let ranged = ev.body.range_lock().is_some()
+            || matches!(ev.body, Body::Tree { .. } | Body::RlTreeInit { .. });
         if !ranged {
             return (true, None);
         }

@@ -120,6 +120,12 @@ pub struct Profile {
     pub unlock: Vec<String>,
     #[serde(default)]
     pub downgrade: Vec<String>,
+    /// The tree's init functions (`range_lock_tree_init`), taking the tree
+    /// first: a tree initialised while recording has its whole life in the
+    /// trace, so a waiter hung on it is a certain stall. Optional, and
+    /// probed only where kallsyms has them.
+    #[serde(default)]
+    pub tree_init: Vec<String>,
     /// How a tree leads to its inode, for `tree` events (optional).
     pub tree_inode: Option<TreeInode>,
     /// Symbols that together identify the flavour in kallsyms.
@@ -244,7 +250,10 @@ impl Profile {
                 }
             ));
         }
-        self.plan_unchecked(btf)
+        let mut plan = self.plan_unchecked(btf)?;
+        plan.probes
+            .retain(|k| k.program != "rl_tree_init" || syms.has(&k.symbol));
+        Ok(plan)
     }
 
     /// The plan without checking that the symbols exist (for `rltop probes`,
@@ -326,6 +335,13 @@ impl Profile {
         for s in &self.downgrade {
             probes.push(KprobeAttach {
                 program: "rl_downgrade",
+                symbol: s.clone(),
+                ret: false,
+            });
+        }
+        for s in &self.tree_init {
+            probes.push(KprobeAttach {
+                program: "rl_tree_init",
                 symbol: s.clone(),
                 ret: false,
             });

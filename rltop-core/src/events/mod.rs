@@ -201,6 +201,11 @@ pub enum Body {
         tree: u64,
         lock: u64,
     },
+    /// The tree's init function ran: every lock of it since is in the
+    /// trace (its whole life, for the rules that need it).
+    RlTreeInit {
+        tree: u64,
+    },
     MmapLockRequest {
         mm: u64,
         write: bool,
@@ -382,6 +387,7 @@ impl Body {
             Body::RlCancel { .. } => "rl_cancel",
             Body::RlRelease { .. } => "rl_release",
             Body::RlDowngrade { .. } => "rl_downgrade",
+            Body::RlTreeInit { .. } => "rl_tree_init",
             Body::MmapLockRequest { .. } => "mmap_lock_request",
             Body::MmapLockAcquired { .. } => "mmap_lock_acquired",
             Body::MmapLockRelease { .. } => "mmap_lock_release",
@@ -484,6 +490,7 @@ impl Body {
             Body::FileLockRelease { .. } => Tag::FileLockRelease,
             Body::PageFault { .. } => Tag::PageFault,
             Body::RlDowngrade { .. } => Tag::RlDowngrade,
+            Body::RlTreeInit { .. } => Tag::RlTreeInit,
         }
     }
 }
@@ -525,9 +532,10 @@ pub enum Tag {
     FileLockRelease,
     PageFault,
     RlDowngrade,
+    RlTreeInit,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = Tag::RlDowngrade as usize + 1; // the last variant
+    pub const COUNT: usize = Tag::RlTreeInit as usize + 1; // the last variant
 }

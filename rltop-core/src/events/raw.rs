@@ -224,6 +224,7 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             tree: w(0),
             lock: w(1),
         },
+        Kind::RlTreeInit => Body::RlTreeInit { tree: w(0) },
         Kind::RlRelease => Body::RlRelease {
             tree: w(0),
             lock: w(1),

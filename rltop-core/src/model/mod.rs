@@ -451,6 +451,11 @@ pub struct Model {
     /// they are set aside, with every later event of that lock, until it
     /// is released, cancelled or asked for again.
     pub invalid_ranges: u64,
+    /// Trees whose init function ran in the trace: every lock of them
+    /// since is in it (no hold from before the recording). Tree structs
+    /// live in inodes, whose addresses the kernel reuses, so this stays
+    /// as large as the set of tree addresses seen.
+    pub inited_trees: FastSet<u64>,
     pub invalid_locks: FastSet<(u64, u64)>,
     /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
     /// `(ts, idx)` since when. Live only while the kernel lags the reference.
@@ -805,6 +810,17 @@ impl Model {
                 }
             }
             Body::RlDowngrade { tree, lock } => self.rl_downgrade(idx, ev.ts, *tree, *lock),
+            Body::RlTreeInit { tree } => {
+                // A new life for the struct: what the model had of an
+                // earlier one is gone with it.
+                if let Some(t) = self.trees.remove(tree) {
+                    for lock in t.locks.keys() {
+                        self.grantable_waiters.remove(&(*tree, *lock));
+                    }
+                }
+                self.unknown_trees.remove(tree);
+                self.inited_trees.insert(*tree);
+            }
             Body::MmapLockRequest { mm, write } => {
                 self.mm_user(*mm, ev.pid, tid);
                 let u = MmapUse {

@@ -158,6 +158,7 @@ fn kind_code(b: &Body) -> u8 {
         Body::FileLockAcquired { .. } => 32,
         Body::FileLockRelease { .. } => 33,
         Body::RlDowngrade { .. } => 35,
+        Body::RlTreeInit { .. } => 36,
     }
 }
 
@@ -270,6 +271,7 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             put(out, *tree);
             put(out, *lock);
         }
+        Body::RlTreeInit { tree } => put(out, *tree),
         Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
             put(out, *mm);
             out.push(u8::from(*write));
@@ -736,6 +738,7 @@ impl<'a> Decoder<'a> {
                 tree: self.u64()?,
                 lock: self.u64()?,
             },
+            36 => Body::RlTreeInit { tree: self.u64()? },
             7 => Body::MmapLockRequest {
                 mm: self.u64()?,
                 write: self.bool("write")?,

@@ -4,7 +4,9 @@
 //! Scanned a few times per threshold as trace time moves, and at the end.
 //! It rests on the absence of a blocker: any gap makes it uncertain, and in
 //! a recording begun mid-stream so does a tree with state from before the
-//! trace, or a waiter still waiting at the end.
+//! trace, or a waiter still waiting at the end, unless the tree's init is
+//! in the trace (`rl_tree_init`): then every lock of it is, and nothing
+//! unseen can block the waiter.
 
 use super::{Cx, Draft, FindingId, Kind, Rule, Severity, Since};
 use crate::analysis::describe;
@@ -102,7 +104,7 @@ impl Rule for Stall {
             let waiting = m
                 .lock(tree, lock)
                 .is_some_and(|l| l.req_idx == req && !l.is_held());
-            if waiting {
+            if waiting && !m.inited_trees.contains(&tree) {
                 cx.uncertain(i);
             }
         }

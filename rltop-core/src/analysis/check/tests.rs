@@ -618,3 +618,52 @@ fn a_deadlock_a_signal_broke_stays_a_finding_with_how_long_it_stood() {
     assert!(d[0].evidence.contains(&6), "the cancel is evidence");
     assert!(v.failed());
 }
+
+/// A lost wakeup in a live recording: the holder released, and its
+/// waiter still waits when the recording ends. Without the tree's init in
+/// the trace, a lock taken before the recording may block the waiter:
+/// uncertain. With it (`rl_tree_init`), every lock of the tree is in the
+/// trace: a certain stall, and the run fails.
+#[test]
+fn a_waiter_hung_on_a_tree_whose_whole_life_is_traced_is_a_certain_stall() {
+    let s = 1_000_000_000;
+    let req = |ts, tid, lock| {
+        ev(
+            ts,
+            tid,
+            Body::RlRequest {
+                tree: 1,
+                lock,
+                start: 0,
+                last: 9,
+                mode: Mode::Excl,
+            },
+        )
+    };
+    let hang = [
+        req(s, 6, 1),
+        ev(s + 1, 6, Body::RlAcquired { tree: 1, lock: 1 }),
+        req(s + 2, 7, 2),
+        ev(s + 3, 6, Body::RlRelease { tree: 1, lock: 1 }),
+        ev(
+            4 * s,
+            6,
+            Body::Marker {
+                text: String::new(),
+            },
+        ),
+    ];
+    let live = Config {
+        clean_start: false,
+        ..Config::default()
+    };
+    let v = run(live, &hang);
+    let kinds: Vec<_> = v.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::STALL, false)]);
+    let mut inited = vec![ev(s - 1, 5, Body::RlTreeInit { tree: 1 })];
+    inited.extend(hang);
+    let v = run(live, &inited);
+    let kinds: Vec<_> = v.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::STALL, true)]);
+    assert!(v.failed());
+}
