@@ -686,7 +686,7 @@ static void abba_a(struct worker *w)
 
 	L_INIT(&x, 0, 4);
 	LOCK_W(&rf.tree, &x);
-	complete(&abba_a_held);
+	complete_all(&abba_a_held);
 	wait_for_completion(&abba_b_held);
 	L_INIT(&y, 10, 14);
 	LOCK_W(&rf.tree, &y);	/* waits for B, until B gives up */
@@ -710,7 +710,7 @@ static void abba_b(struct worker *w)
 	allow_signal(SIGINT);
 	L_INIT(&y, 10, 14);
 	LOCK_W(&rf.tree, &y);
-	complete(&abba_b_held);
+	complete_all(&abba_b_held);
 	wait_for_completion(&abba_a_held);
 	/* Let A ask for y first. */
 	msleep(20);

@@ -875,13 +875,35 @@ impl Model {
                 if let Some(t) = self.tasks.get_mut(&tid) {
                     t.fault = None;
                 }
-                if let Some(m) = self.mms.get_mut(mm)
-                    && let Some(i) = m
+                if let Some(m) = self.mms.get_mut(mm) {
+                    let own = m
                         .holders
                         .iter()
-                        .rposition(|h| h.tid == tid && h.write == *write)
-                {
-                    m.holders.swap_remove(i);
+                        .rposition(|h| h.tid == tid && h.write == *write);
+                    // `mmap_read_unlock_non_owner()` (BPF's `bpf_mmap_unlock_mm()`
+                    // irq_work: stack map build ids) ends a read hold another task took,
+                    // from whatever task runs. It ends that task's hold when
+                    // it alone can be meant: the only other reader. With
+                    // several, which one is not in the events; they stay.
+                    let other = || {
+                        let mut others = m
+                            .holders
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, h)| !h.write && h.tid != tid);
+                        match (others.next(), others.next()) {
+                            (Some((i, _)), None) => Some(i),
+                            _ => None,
+                        }
+                    };
+                    let i = match own {
+                        Some(i) => Some(i),
+                        None if !*write => other(),
+                        None => None,
+                    };
+                    if let Some(i) = i {
+                        m.holders.swap_remove(i);
+                    }
                 }
                 self.drop_empty_mm(*mm);
             }
@@ -1619,6 +1641,47 @@ mod tests {
         m.apply(6, &ev(7, 5, Body::Exit));
         let u = &m.mm_users[&7];
         assert_eq!((u.pid, u.comm.as_deref()), (5, Some("rl-locktest")));
+    }
+
+    /// `mmap_read_unlock_non_owner()`: another task's release ends the
+    /// only other read hold; with two other readers, neither is guessed.
+    #[test]
+    fn a_non_owner_read_unlock_ends_the_only_other_read_hold() {
+        let mut m = Model::new(None);
+        let acq = |tid| {
+            ev(
+                0,
+                tid,
+                Body::MmapLockAcquired {
+                    mm: 5,
+                    write: false,
+                    success: true,
+                },
+            )
+        };
+        let rel = |tid| {
+            ev(
+                1,
+                tid,
+                Body::MmapLockRelease {
+                    mm: 5,
+                    write: false,
+                },
+            )
+        };
+        m.apply(0, &acq(1));
+        m.apply(1, &rel(9));
+        assert!(m.mms.get(&5).is_none_or(|s| s.holders.is_empty()));
+        m.apply(2, &acq(1));
+        m.apply(3, &acq(2));
+        m.apply(4, &rel(9));
+        assert_eq!(m.mms[&5].holders.len(), 2);
+        // Its own hold first, when it has one.
+        m.apply(5, &acq(9));
+        m.apply(6, &rel(9));
+        let tids: Vec<u32> = m.mms[&5].holders.iter().map(|h| h.tid).collect();
+        assert_eq!(tids.len(), 2);
+        assert!(!tids.contains(&9));
     }
 
     /// mmap_write_downgrade(): a read acquisition by the write holder,
