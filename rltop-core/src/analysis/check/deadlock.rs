@@ -5,7 +5,8 @@
 //! for: the model's edges were too pessimistic (e.g. an rwsem reader
 //! stealing mmap_lock past a waiting writer). A member that gives its wait
 //! up instead (`rl_cancel`: a signal or a timeout in an interruptible or
-//! killable lock call) broke a real deadlock: the finding stays, saying it
+//! killable lock call, or Lustre's release of its own waiting request
+//! inside that call) broke a real deadlock: the finding stays, saying it
 //! was broken and how long it stood.
 
 use super::{Cx, Draft, FindingId, Kind, Link, On, Rule, Severity, Since};
@@ -212,6 +213,7 @@ impl Rule for Deadlock {
         On::of(&[
             Tag::RlAcquired,
             Tag::RlCancel,
+            Tag::RlRelease,
             Tag::MmapLockAcquired,
             Tag::FileLockAcquired,
             Tag::ContentionEnd,
@@ -234,6 +236,16 @@ impl Rule for Deadlock {
             Body::RlCancel { .. } => {
                 if let Some(owner) = cx.subject.map(|(_, l)| l.tid) {
                     self.broken(cx, idx, ev.ts, owner);
+                }
+            }
+            // Its own waiting request released inside its lock call: the
+            // call's cancel path (Lustre's `range_lock()` on a signal).
+            Body::RlRelease { .. } => {
+                if let Some(l) = cx.subject.map(|(_, l)| l)
+                    && !l.is_held()
+                    && l.tid == ev.tid
+                {
+                    self.broken(cx, idx, ev.ts, l.tid);
                 }
             }
             Body::RlAcquired { .. } => {

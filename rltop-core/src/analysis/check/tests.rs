@@ -617,6 +617,13 @@ fn a_deadlock_a_signal_broke_stays_a_finding_with_how_long_it_stood() {
     );
     assert!(d[0].evidence.contains(&6), "the cancel is evidence");
     assert!(v.failed());
+    // Lustre's cancel: the call releases its own waiting request first.
+    let mut lustre = evs.to_vec();
+    lustre.insert(6, rel(4 * s + 4, 2, 21));
+    let v = run(Config::default(), &lustre);
+    let kinds: Vec<_> = v.findings.iter().map(|f| (f.kind, f.certain)).collect();
+    assert_eq!(kinds, [(Kind::DEADLOCK, true)], "{:?}", v.findings);
+    assert!(v.findings[0].message.contains("broken after"));
 }
 
 /// A lost wakeup in a live recording: the holder released, and its
