@@ -397,6 +397,31 @@ pub struct FileInfo {
     pub invalidate_lock: Option<u64>,
 }
 
+/// The requests of `tree` that the reference grants at event `idx`
+/// (after a release or a downgrade): each one the kernel still has
+/// waiting is grantable from now on.
+fn granted_now(
+    t: &mut Tree,
+    grantable: &mut FastMap<(u64, u64), (u64, u64)>,
+    tree: u64,
+    granted: Vec<u64>,
+    ts: u64,
+    idx: u64,
+) {
+    for id in granted {
+        if let Some(w) = t.locks.get_mut(&id) {
+            if !w.is_held() {
+                w.grantable_since = Some((ts, idx));
+                grantable.insert((tree, id), (ts, idx));
+            } else {
+                // Held by the kernel before the reference allowed it;
+                // now they agree again.
+                t.divergent = t.divergent.saturating_sub(1);
+            }
+        }
+    }
+}
+
 /// The largest page index of a file: `MAX_LFS_FILESIZE` (`LLONG_MAX` on
 /// 64-bit) in 4 KiB pages, the most any page size allows.
 pub const MAX_PAGE_INDEX: u64 = (i64::MAX as u64) >> 12;
@@ -1429,16 +1454,7 @@ impl Model {
         let Some(granted) = t.oracle.downgrade(lock) else {
             return;
         };
-        for id in granted {
-            if let Some(w) = t.locks.get_mut(&id) {
-                if !w.is_held() {
-                    w.grantable_since = Some((ts, idx));
-                    self.grantable_waiters.insert((tree, id), (ts, idx));
-                } else {
-                    t.divergent = t.divergent.saturating_sub(1);
-                }
-            }
-        }
+        granted_now(t, &mut self.grantable_waiters, tree, granted, ts, idx);
     }
 
     fn remove_lock(&mut self, idx: u64, ts: u64, tree: u64, lock: u64) -> bool {
@@ -1452,18 +1468,7 @@ impl Model {
             t.divergent = t.divergent.saturating_sub(1);
         }
         let granted = t.oracle.remove(lock);
-        for id in granted {
-            if let Some(w) = t.locks.get_mut(&id) {
-                if !w.is_held() {
-                    w.grantable_since = Some((ts, idx));
-                    self.grantable_waiters.insert((tree, id), (ts, idx));
-                } else {
-                    // Held by the kernel before the reference allowed it;
-                    // now they agree again.
-                    t.divergent = t.divergent.saturating_sub(1);
-                }
-            }
-        }
+        granted_now(t, &mut self.grantable_waiters, tree, granted, ts, idx);
         self.grantable_waiters.remove(&(tree, lock));
         if t.locks.is_empty() && self.trees.len() > self.sweep_at {
             // Empty trees hold nothing a new one would not; they are kept

@@ -12,6 +12,31 @@ fn run(cfg: Config, evs: &[Event]) -> Verdict {
     c.finish()
 }
 
+/// `rl_request` of `lock` on tree 1.
+fn rl_req(ts: u64, tid: u32, lock: u64, start: u64, last: u64, mode: Mode) -> Event {
+    ev(
+        ts,
+        tid,
+        Body::RlRequest {
+            tree: 1,
+            lock,
+            start,
+            last,
+            mode,
+        },
+    )
+}
+
+/// `rl_acquired` of `lock` on tree 1.
+fn rl_acq(ts: u64, tid: u32, lock: u64) -> Event {
+    ev(ts, tid, Body::RlAcquired { tree: 1, lock })
+}
+
+/// `rl_release` of `lock` on tree 1.
+fn rl_rel(ts: u64, tid: u32, lock: u64) -> Event {
+    ev(ts, tid, Body::RlRelease { tree: 1, lock })
+}
+
 /// A live recording begins while a lock is held: its release, and the
 /// wait it caused, are not proven bugs.
 #[test]
@@ -465,26 +490,10 @@ fn inversion_under_invalidate_lock_shows_both_stacks() {
 /// return, or released by another task, it stays a finding.
 #[test]
 fn a_release_inside_the_waiters_own_cancelled_call_is_its_cancel() {
-    let req = |ts, tid, lock| {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start: 0,
-                last: 9,
-                mode: Mode::Excl,
-            },
-        )
-    };
-    let rel = |ts, tid, lock| ev(ts, tid, Body::RlRelease { tree: 1, lock });
+    let req = |ts, tid, lock| rl_req(ts, tid, lock, 0, 9, Mode::Excl);
+    let rel = rl_rel;
     let held_then_waiting = |waiter_tail: &[Event]| {
-        let mut evs = vec![
-            req(10, 6, 1),
-            ev(11, 6, Body::RlAcquired { tree: 1, lock: 1 }),
-            req(20, 7, 2),
-        ];
+        let mut evs = vec![req(10, 6, 1), rl_acq(11, 6, 1), req(20, 7, 2)];
         evs.extend_from_slice(waiter_tail);
         evs.push(rel(100, 6, 1));
         evs
@@ -518,21 +527,7 @@ fn a_release_inside_the_waiters_own_cancelled_call_is_its_cancel() {
 /// writer: a false fifo_violation.
 #[test]
 fn a_downgrade_past_a_queued_writer_lets_only_the_readers_it_blocked_go() {
-    let req = |ts, tid, lock, start, last, mode| {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start,
-                last,
-                mode,
-            },
-        )
-    };
-    let acq = |ts, tid, lock| ev(ts, tid, Body::RlAcquired { tree: 1, lock });
-    let rel = |ts, tid, lock| ev(ts, tid, Body::RlRelease { tree: 1, lock });
+    let (req, acq, rel) = (rl_req, rl_acq, rl_rel);
     let ms = 1_000_000;
     let head = [
         req(ms, 1, 1, 0, 9, Mode::Write),
@@ -572,21 +567,8 @@ fn a_downgrade_past_a_queued_writer_lets_only_the_readers_it_blocked_go() {
 #[test]
 fn a_deadlock_a_signal_broke_stays_a_finding_with_how_long_it_stood() {
     let s = 1_000_000_000;
-    let req = |ts, tid, lock, start| {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start,
-                last: start,
-                mode: Mode::Excl,
-            },
-        )
-    };
-    let acq = |ts, tid, lock| ev(ts, tid, Body::RlAcquired { tree: 1, lock });
-    let rel = |ts, tid, lock| ev(ts, tid, Body::RlRelease { tree: 1, lock });
+    let req = |ts, tid, lock, start| rl_req(ts, tid, lock, start, start, Mode::Excl);
+    let (acq, rel) = (rl_acq, rl_rel);
     let evs = [
         req(s, 1, 10, 0),
         acq(s + 1, 1, 10),
@@ -634,24 +616,12 @@ fn a_deadlock_a_signal_broke_stays_a_finding_with_how_long_it_stood() {
 #[test]
 fn a_waiter_hung_on_a_tree_whose_whole_life_is_traced_is_a_certain_stall() {
     let s = 1_000_000_000;
-    let req = |ts, tid, lock| {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start: 0,
-                last: 9,
-                mode: Mode::Excl,
-            },
-        )
-    };
+    let req = |ts, tid, lock| rl_req(ts, tid, lock, 0, 9, Mode::Excl);
     let hang = [
         req(s, 6, 1),
-        ev(s + 1, 6, Body::RlAcquired { tree: 1, lock: 1 }),
+        rl_acq(s + 1, 6, 1),
         req(s + 2, 7, 2),
-        ev(s + 3, 6, Body::RlRelease { tree: 1, lock: 1 }),
+        rl_rel(s + 3, 6, 1),
         ev(
             4 * s,
             6,
