@@ -183,14 +183,9 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
                 output.display()
             );
             if !session.missed_by_probe.is_empty() {
-                let by: Vec<String> = session
-                    .missed_by_probe
-                    .iter()
-                    .map(|(p, n)| format!("{p} {n}"))
-                    .collect();
                 eprintln!(
                     "rltop: of those lost, missed in the kernel (marked as gaps in the trace): {}",
-                    by.join(", ")
+                    crate::views::report::probe_counts(&session.missed_by_probe)
                 );
             }
             if let Some(fit) = &session.fit

@@ -313,16 +313,11 @@ pub fn text(r: &Report) -> String {
             r.lost
         );
         if !r.lost_by_probe.is_empty() {
-            let by: Vec<String> = r
-                .lost_by_probe
-                .iter()
-                .map(|(p, n)| format!("{p} {n}"))
-                .collect();
+            let by = probe_counts(&r.lost_by_probe);
             let ring = r.lost - r.lost_by_probe.values().sum::<u64>().min(r.lost);
             let _ = writeln!(
                 s,
-                "note: missed in the kernel: {}; dropped by the ring buffer: {ring}",
-                by.join(", ")
+                "note: missed in the kernel: {by}; dropped by the ring buffer: {ring}"
             );
         }
     }
@@ -441,9 +436,31 @@ pub fn json(r: &Report) -> String {
     s
 }
 
+/// Misses per probe, as `record` and `report` print them: "NAME N, NAME N".
+pub fn probe_counts(by: &std::collections::BTreeMap<String, u64>) -> String {
+    by.iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_counts_name_each_probe_with_its_misses_in_order() {
+        let by: std::collections::BTreeMap<String, u64> = [
+            ("kretprobe:range_lock".to_string(), 3),
+            ("program rl_unlock".to_string(), 1),
+        ]
+        .into();
+        assert_eq!(
+            probe_counts(&by),
+            "kretprobe:range_lock 3, program rl_unlock 1"
+        );
+        assert_eq!(probe_counts(&Default::default()), "");
+    }
 
     #[test]
     fn durations_scale_like_perf() {
