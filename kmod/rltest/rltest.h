@@ -35,7 +35,11 @@
  *           with nothing held, for 3 s, until the module wakes them (run it
  *           in the background: the recording ends during the hang);
  *  abba     (bug) two tasks deadlock ABBA; a signal breaks it 200 ms in by
- *           cancelling one interruptible wait (flavours that have one).
+ *           cancelling one interruptible wait (flavours that have one);
+ *  latequeue a task's lock call sleeps 10 ms between its entry and its
+ *           insertion into the tree (as a preemption at might_sleep() on
+ *           a voluntary-preemption kernel would), and a later request
+ *           enters the queue first and is rightly served first.
  *
  * The operations performed (calls of the lock API) are counted and readable
  * at /sys/module/rltest_<flavour>/parameters/ops, and printed to the kernel
@@ -153,6 +157,8 @@ static void reset_counters(void)
 
 /* The lock the overlap bug grants without counting what it overlaps. */
 static struct LOCK *bug_grant;
+/* The latequeue pattern's lock: its call sleeps before it enters the tree. */
+static struct LOCK *late_lock;
 
 /* ---- the tree ---- */
 
@@ -221,6 +227,10 @@ static int do_lock(struct TREE *t, struct LOCK *l, bool reader, enum wait_kind h
 	int ret;
 
 	atomic_inc(&n_lock);
+	/* Between entry and insertion, where real lock functions call
+	 * might_sleep(): a preemption there delays the insertion. */
+	if (l == READ_ONCE(late_lock))
+		msleep(10);
 	spin_lock_irqsave(&t->lock, flags);
 	L_TASK(l) = (struct task_struct *)((unsigned long)current | (reader ? 1 : 0));
 	L_SEQ(l) = ++t->seq;
@@ -754,6 +764,48 @@ static void lw_waiter(struct worker *w)
 	UNLOCK_W(&rf.tree, &l);
 }
 
+/* Correct: a request that enters the queue after a later one is served
+ * after it. The holder keeps both waiting; "late" asks first and sleeps
+ * before its insertion, "early" asks 3 ms later and enters at once. */
+static struct completion lq_held, lq_late_asking;
+
+static void lq_holder(struct worker *w)
+{
+	struct LOCK l;
+
+	L_INIT(&l, 50, 55);
+	LOCK_W(&rf.tree, &l);
+	complete_all(&lq_held);
+	/* Until both are queued (late enters 10 ms after its call). */
+	msleep(30);
+	UNLOCK_W(&rf.tree, &l);
+}
+
+static void lq_late(struct worker *w)
+{
+	struct LOCK l;
+
+	wait_for_completion(&lq_held);
+	L_INIT(&l, 50, 55);
+	WRITE_ONCE(late_lock, &l);
+	complete(&lq_late_asking);
+	LOCK_W(&rf.tree, &l);
+	WRITE_ONCE(late_lock, NULL);
+	UNLOCK_W(&rf.tree, &l);
+}
+
+static void lq_early(struct worker *w)
+{
+	struct LOCK l;
+
+	wait_for_completion(&lq_late_asking);
+	msleep(3);
+	L_INIT(&l, 50, 55);
+	LOCK_W(&rf.tree, &l);
+	msleep(1);
+	UNLOCK_W(&rf.tree, &l);
+}
+
 /* Bug: mmap_lock while holding a range lock. */
 static void bug_mmap(struct worker *w)
 {
@@ -974,6 +1026,13 @@ static int run_pattern(const char *name)
 
 		init_completion(&lw_held);
 		ret = run_workers(fns, names, 4);
+	} else if (!strcmp(name, "latequeue")) {
+		static void (*const fns[])(struct worker *) = { lq_holder, lq_late, lq_early };
+		static const char *const names[] = { "lq-hold", "lq-late", "lq-early" };
+
+		init_completion(&lq_held);
+		init_completion(&lq_late_asking);
+		ret = run_workers(fns, names, 3);
 #if HAVE_INTR
 	} else if (!strcmp(name, "abba")) {
 		static void (*const fns[])(struct worker *) = { abba_a, abba_signal, abba_b };
@@ -1017,7 +1076,7 @@ static int run_get(char *buf, const struct kernel_param *kp)
 
 static const struct kernel_param_ops run_ops = { .set = run_set, .get = run_get };
 module_param_cb(run, &run_ops, NULL, 0644);
-MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak|lostwake|abba to run a pattern; reads the last run");
+MODULE_PARM_DESC(run, "write clean|crowd|mmap|overlap|leak|lostwake|abba|latequeue to run a pattern; reads the last run");
 
 static int ops_get(char *buf, const struct kernel_param *kp)
 {

@@ -109,6 +109,11 @@ pub enum Kind {
     /// The tree was initialised (its init function ran): every lock of it
     /// since is in the trace. `w0` = tree.
     RlTreeInit = 37,
+    /// The request entered the tree's queue: the probe on the insertion
+    /// function the profile names (`interval_tree_insert`), inside the
+    /// lock call and under the tree's lock, so these are in queue order.
+    /// `w0` = tree, `w1` = lock.
+    RlQueued = 38,
 }
 
 /// [`Kind::FileLockOps`] operations.
@@ -167,6 +172,7 @@ impl Kind {
             35 => FileLockOps,
             36 => RlDowngrade,
             37 => RlTreeInit,
+            38 => RlQueued,
             _ => return None,
         })
     }
@@ -616,7 +622,9 @@ pub struct RangeLockLayout {
     pub tree_inode: u32,
     pub tree_member_off: u32,
     pub inode_off: u32,
-    pub _pad: u32,
+    /// Offset of the queue node in the lock struct: the insertion probe
+    /// (`interval_tree_insert(node, root)`) finds the lock at node minus it.
+    pub insert_node_off: u32,
 }
 
 /// [`RangeLockLayout::tree_inode`] values.
@@ -635,7 +643,7 @@ impl RangeLockLayout {
         tree_inode: TREE_INODE_NONE,
         tree_member_off: 0,
         inode_off: 0,
-        _pad: 0,
+        insert_node_off: 0,
     };
 }
 

@@ -12,7 +12,11 @@
 //!   `rl_cancel` (an interruptible/killable lock returned an error);
 //! - `rl_unlock` (kprobe on the unlock functions): `rl_release`;
 //! - `rl_downgrade` (kprobe on `range_downgrade_write`): the write lock
-//!   becomes a read lock (`rl_release`, `rl_request` read, `rl_acquired`).
+//!   becomes a read lock in one step (`rl_downgrade`);
+//! - `rl_tree_init` (kprobe on the tree's init): `rl_tree_init`;
+//! - `rl_insert` (kprobe on the profile's insertion function,
+//!   `interval_tree_insert(node, root)`): `rl_queued`, when the node is
+//!   that of the calling task's pending lock call (`lock + RL.insert_node_off`).
 //!
 //! Layouts: the tree and lock are function arguments `RL.tree_arg` and
 //! `RL.lock_arg` (x86-64 registers, read from `pt_regs` at literal offsets);
@@ -303,6 +307,27 @@ pub fn rl_tree_init(ctx: ProbeContext) -> u32 {
     // A new life for the struct: link it to its inode again.
     let _ = TREES_SEEN.remove(&tree);
     emit(t, Kind::RlTreeInit, 0, 0, [tree, 0, 0, 0]);
+    0
+}
+
+/// Entry of the insertion function (`interval_tree_insert(node, root)`),
+/// called by the lock function under the tree's spinlock: the request
+/// enters the queue now, so these events are in queue order (a request
+/// event fires at the call's entry, before `might_sleep()` may preempt it).
+/// Other users of the function in the kernel cost one map lookup: only the
+/// node of this task's pending lock call is reported.
+#[kprobe]
+pub fn rl_insert(ctx: ProbeContext) -> u32 {
+    let t = current();
+    // SAFETY: the value is copied out at once.
+    let Some(&[tree, lock]) = (unsafe { RL_PENDING.get(&t.tid) }) else {
+        return 0;
+    };
+    let node = arg(&ctx, 0);
+    if node.wrapping_sub(global!(RL.insert_node_off) as u64) != lock {
+        return 0;
+    }
+    emit(t, Kind::RlQueued, 0, 0, [tree, lock, 0, 0]);
     0
 }
 

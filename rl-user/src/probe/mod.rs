@@ -157,8 +157,10 @@ fn range_lock_plan_strict(
         Some(p) => {
             let plan = p.plan(&syms, btf).map_err(user_error)?;
             let line = format!(
-                "range locks: profile {} (asked), offsets from {}",
-                plan.name, plan.offsets_from
+                "range locks: profile {} (asked), offsets from {}; {}",
+                plan.name,
+                plan.offsets_from,
+                plan.queue_order()
             );
             Ok((Some(plan), line))
         }
@@ -186,8 +188,10 @@ fn range_lock_plan_strict(
             Detection::Found(p) => match p.plan(&syms, btf) {
                 Ok(plan) => {
                     let line = format!(
-                        "range locks: detected profile {}, offsets from {}",
-                        plan.name, plan.offsets_from
+                        "range locks: detected profile {}, offsets from {}; {}",
+                        plan.name,
+                        plan.offsets_from,
+                        plan.queue_order()
                     );
                     Ok((Some(plan), line))
                 }

@@ -79,6 +79,21 @@ pub enum InodeLink {
     Embedded,
 }
 
+/// The function that puts a request into the tree's queue, called inside
+/// the lock call under the tree's lock with the request's queue node as
+/// its first argument (Kara's and Bueso's `interval_tree_insert(&lock->node,
+/// &tree->root)`). Its probe emits `rl_queued` only for the node of the
+/// calling task's pending lock call, so other users of the function cost a
+/// map lookup and nothing more.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Insert {
+    pub symbol: String,
+    /// Where the node lies in the lock struct (the lock is the node minus
+    /// that offset).
+    pub node: Bound,
+}
+
 /// Where a range bound lies in the lock struct.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +141,9 @@ pub struct Profile {
     /// probed only where kallsyms has them.
     #[serde(default)]
     pub tree_init: Vec<String>,
+    /// Where a request enters the tree's queue (optional): `rl_queued`
+    /// events, the queue order a `fifo_violation` is proven by.
+    pub insert: Option<Insert>,
     /// How a tree leads to its inode, for `tree` events (optional).
     pub tree_inode: Option<TreeInode>,
     /// Symbols that together identify the flavour in kallsyms.
@@ -154,6 +172,19 @@ pub struct Plan {
     pub probes: Vec<KprobeAttach>,
     /// Where the range offsets came from ("BTF struct range_lock" or "profile").
     pub offsets_from: String,
+}
+
+impl Plan {
+    /// How the queue order is known, for `probes` and `record`.
+    pub fn queue_order(&self) -> String {
+        match self.probes.iter().find(|k| k.program == "rl_insert") {
+            Some(k) => format!("queue order from {}", k.symbol),
+            None => {
+                "queue order NOT observed (no insertion probe): fifo_violation at most uncertain"
+                    .into()
+            }
+        }
+    }
 }
 
 /// Largest profile file read: a profile is a few hundred bytes.
@@ -251,8 +282,9 @@ impl Profile {
             ));
         }
         let mut plan = self.plan_unchecked(btf)?;
+        // Optional probes, where the kernel has them.
         plan.probes
-            .retain(|k| k.program != "rl_tree_init" || syms.has(&k.symbol));
+            .retain(|k| !matches!(k.program, "rl_tree_init" | "rl_insert") || syms.has(&k.symbol));
         Ok(plan)
     }
 
@@ -303,6 +335,17 @@ impl Profile {
             layout.inode_off = btf_off(&ti.inode_member).unwrap_or(ti.inode_offset);
         }
         let mut probes = Vec::new();
+        if let Some(ins) = &self.insert {
+            layout.insert_node_off = match self.btf_offsets(btf) {
+                Some(Ok(_)) => self.bound_offset(btf, &ins.node)?,
+                _ => ins.node.offset,
+            };
+            probes.push(KprobeAttach {
+                program: "rl_insert",
+                symbol: ins.symbol.clone(),
+                ret: false,
+            });
+        }
         for l in &self.lock {
             let entry = match l.mode {
                 LockMode::Excl => "rl_lock_excl",
@@ -367,25 +410,30 @@ impl Profile {
             // No such struct, or another flavour's struct of the same name.
             return None;
         }
-        let one = |b: &Bound| -> Result<u32, String> {
-            let Some(path) = &b.member else {
-                return Ok(b.offset);
-            };
-            match path.split_once('.') {
-                None => btf.member_offset(strukt, path).map_err(|e| e.to_string()),
-                Some((outer, inner)) => {
-                    let node = self
-                        .node_struct
-                        .as_deref()
-                        .ok_or("member path needs node_struct")?;
-                    Ok(btf
-                        .member_offset(strukt, outer)
-                        .map_err(|e| e.to_string())?
-                        + btf.member_offset(node, inner).map_err(|e| e.to_string())?)
-                }
-            }
-        };
+        let one = |b: &Bound| self.bound_offset(Some(btf), b);
         Some(one(&self.start).and_then(|s| Ok((s, one(&self.last)?))))
+    }
+
+    /// The offset of a bound in the lock struct, from BTF by its member
+    /// path (the caller checked that BTF has this flavour's struct).
+    fn bound_offset(&self, btf: Option<&Btf>, b: &Bound) -> Result<u32, String> {
+        let (Some(btf), Some(strukt), Some(path)) = (btf, self.lock_struct.as_deref(), &b.member)
+        else {
+            return Ok(b.offset);
+        };
+        match path.split_once('.') {
+            None => btf.member_offset(strukt, path).map_err(|e| e.to_string()),
+            Some((outer, inner)) => {
+                let node = self
+                    .node_struct
+                    .as_deref()
+                    .ok_or("member path needs node_struct")?;
+                Ok(btf
+                    .member_offset(strukt, outer)
+                    .map_err(|e| e.to_string())?
+                    + btf.member_offset(node, inner).map_err(|e| e.to_string())?)
+            }
+        }
     }
 }
 
@@ -525,6 +573,34 @@ mod tests {
             .plan(&syms(&["range_lock", "range_unlock"]), None)
             .unwrap();
         assert_eq!((kara.layout.start_off, kara.layout.last_off), (24, 32));
+    }
+
+    #[test]
+    fn the_insertion_is_probed_where_the_kernel_has_it_and_the_plan_says_so() {
+        let p = Profile::builtin("bueso2019").unwrap();
+        let names: Vec<&str> = p
+            .symbols()
+            .chain(p.detect.iter().map(String::as_str))
+            .collect();
+        let without = p.plan(&syms(&names), None).unwrap();
+        assert!(!without.probes.iter().any(|k| k.program == "rl_insert"));
+        assert!(
+            without.queue_order().contains("NOT observed"),
+            "{}",
+            without.queue_order()
+        );
+        let mut with = names.clone();
+        with.push("interval_tree_insert");
+        let plan = p.plan(&syms(&with), None).unwrap();
+        assert!(plan.probes.contains(&KprobeAttach {
+            program: "rl_insert",
+            symbol: "interval_tree_insert".into(),
+            ret: false
+        }));
+        assert_eq!(plan.layout.insert_node_off, 0);
+        assert_eq!(plan.queue_order(), "queue order from interval_tree_insert");
+        // Lustre's insertion is inline: nothing to probe.
+        assert!(Profile::builtin("lustre").unwrap().insert.is_none());
     }
 
     #[test]

@@ -21,7 +21,5 @@ pub mod waitfor;
 pub mod whatif;
 pub mod xfstests;
 
-pub use check::{
-    Checker, Config, Finding, Kind, Link, MAX_FINDINGS, ORDER_WINDOW_NS, Severity, Verdict,
-};
+pub use check::{Checker, Config, Finding, Kind, Link, MAX_FINDINGS, Severity, Verdict};
 pub use engine::{Analysis, Engine};

@@ -213,7 +213,7 @@ const fn mask(fields: &[F]) -> u64 {
 const COMMON: u64 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u64); 33] = [
+const KINDS: [(&str, u64); 34] = [
     ("task", mask(&[F::Comm])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
@@ -226,6 +226,7 @@ const KINDS: [(&str, u64); 33] = [
     ("rl_release", mask(&[F::Tree, F::Lock])),
     ("rl_downgrade", mask(&[F::Tree, F::Lock])),
     ("rl_tree_init", mask(&[F::Tree])),
+    ("rl_queued", mask(&[F::Tree, F::Lock])),
     ("mmap_lock_request", mask(&[F::Mm, F::Write])),
     ("mmap_lock_acquired", mask(&[F::Mm, F::Write, F::Success])),
     ("mmap_lock_release", mask(&[F::Mm, F::Write])),
@@ -554,6 +555,10 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
         "rl_tree_init" => Body::RlTreeInit {
             tree: o.u64(F::Tree)?,
         },
+        "rl_queued" => Body::RlQueued {
+            tree: o.u64(F::Tree)?,
+            lock: o.u64(F::Lock)?,
+        },
         "mmap_lock_request" => Body::MmapLockRequest {
             mm: o.u64(F::Mm)?,
             write: o.bool(F::Write)?,
@@ -846,7 +851,8 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
         | Body::RlTrylockFailed { tree, lock }
         | Body::RlCancel { tree, lock }
         | Body::RlRelease { tree, lock }
-        | Body::RlDowngrade { tree, lock } => {
+        | Body::RlDowngrade { tree, lock }
+        | Body::RlQueued { tree, lock } => {
             o.u64("tree", *tree)?;
             o.u64("lock", *lock)?;
         }
@@ -1185,6 +1191,7 @@ pub(crate) mod tests {
             (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlRelease { tree, lock }),
             (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlDowngrade { tree, lock }),
             any::<u64>().prop_map(|tree| Body::RlTreeInit { tree }),
+            (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlQueued { tree, lock }),
             (any::<u64>(), any::<bool>())
                 .prop_map(|(mm, write)| Body::MmapLockRequest { mm, write }),
             (any::<u64>(), any::<bool>(), any::<bool>())

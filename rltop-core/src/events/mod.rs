@@ -206,6 +206,12 @@ pub enum Body {
     RlTreeInit {
         tree: u64,
     },
+    /// The request entered the tree's queue, under the tree's lock (the
+    /// profile's insertion probe): the queue order FIFO is judged by.
+    RlQueued {
+        tree: u64,
+        lock: u64,
+    },
     MmapLockRequest {
         mm: u64,
         write: bool,
@@ -388,6 +394,7 @@ impl Body {
             Body::RlRelease { .. } => "rl_release",
             Body::RlDowngrade { .. } => "rl_downgrade",
             Body::RlTreeInit { .. } => "rl_tree_init",
+            Body::RlQueued { .. } => "rl_queued",
             Body::MmapLockRequest { .. } => "mmap_lock_request",
             Body::MmapLockAcquired { .. } => "mmap_lock_acquired",
             Body::MmapLockRelease { .. } => "mmap_lock_release",
@@ -450,7 +457,8 @@ impl Body {
             | Body::RlTrylockFailed { tree, lock }
             | Body::RlCancel { tree, lock }
             | Body::RlRelease { tree, lock }
-            | Body::RlDowngrade { tree, lock } => Some((tree, lock)),
+            | Body::RlDowngrade { tree, lock }
+            | Body::RlQueued { tree, lock } => Some((tree, lock)),
             _ => None,
         }
     }
@@ -491,6 +499,7 @@ impl Body {
             Body::PageFault { .. } => Tag::PageFault,
             Body::RlDowngrade { .. } => Tag::RlDowngrade,
             Body::RlTreeInit { .. } => Tag::RlTreeInit,
+            Body::RlQueued { .. } => Tag::RlQueued,
         }
     }
 }
@@ -533,9 +542,10 @@ pub enum Tag {
     PageFault,
     RlDowngrade,
     RlTreeInit,
+    RlQueued,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = Tag::RlTreeInit as usize + 1; // the last variant
+    pub const COUNT: usize = Tag::RlQueued as usize + 1; // the last variant
 }

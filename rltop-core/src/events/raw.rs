@@ -225,6 +225,10 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             lock: w(1),
         },
         Kind::RlTreeInit => Body::RlTreeInit { tree: w(0) },
+        Kind::RlQueued => Body::RlQueued {
+            tree: w(0),
+            lock: w(1),
+        },
         Kind::RlRelease => Body::RlRelease {
             tree: w(0),
             lock: w(1),

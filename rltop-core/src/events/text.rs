@@ -92,7 +92,8 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
         | Body::RlTrylockFailed { tree, lock }
         | Body::RlCancel { tree, lock }
         | Body::RlRelease { tree, lock }
-        | Body::RlDowngrade { tree, lock } => write!(w, " tree {tree:#x} lock {lock:#x}"),
+        | Body::RlDowngrade { tree, lock }
+        | Body::RlQueued { tree, lock } => write!(w, " tree {tree:#x} lock {lock:#x}"),
         Body::RlTreeInit { tree } => write!(w, " tree {tree:#x}"),
         Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
             write!(w, " mm {mm:#x} {}", rw(*write))

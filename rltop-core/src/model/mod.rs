@@ -229,6 +229,12 @@ pub struct Lock {
     /// The `rl_request` event.
     pub req_idx: u64,
     pub req_ts: u64,
+    /// The `rl_queued` event (index, time): when the request entered the
+    /// tree's queue, where the profile observes it.
+    pub queued: Option<(u64, u64)>,
+    /// Not yet in the reference's queue: the trace shows requests entering
+    /// the queue, and this one has not yet (see [`Model::queues_observed`]).
+    pub deferred: bool,
     pub state: LockState,
     /// When the reference lock first allowed it to own its range, while the
     /// kernel still had it waiting (`None` once acquired or while blocked).
@@ -481,6 +487,11 @@ pub struct Model {
     /// live in inodes, whose addresses the kernel reuses, so this stays
     /// as large as the set of tree addresses seen.
     pub inited_trees: FastSet<u64>,
+    /// The trace shows requests entering their tree's queue (`rl_queued`,
+    /// from the profile's insertion probe): requests join the reference's
+    /// queue then, not at the lock call's entry, which a preemption may
+    /// put earlier (`might_sleep()` at the top of the lock function).
+    pub queues_observed: bool,
     pub invalid_locks: FastSet<(u64, u64)>,
     /// Kernel-waiting requests the reference would grant: `(tree, lock)` ->
     /// `(ts, idx)` since when. Live only while the kernel lags the reference.
@@ -779,7 +790,13 @@ impl Model {
                 last,
                 mode,
             } => self.rl_request(idx, ev, *tree, *lock, *start, *last, *mode),
+            Body::RlQueued { tree, lock } => self.rl_queued(idx, ev.ts, *tree, *lock),
             Body::RlAcquired { tree, lock } => {
+                // Acquired before it was seen entering the queue (its
+                // `rl_queued` was lost): it enters the reference's now.
+                if self.lock(*tree, *lock).is_some_and(|l| l.deferred) {
+                    self.enqueue(idx, ev.ts, *tree, *lock);
+                }
                 let Some(t) = self.trees.get_mut(tree) else {
                     return;
                 };
@@ -1369,8 +1386,11 @@ impl Model {
         }
         let rmode = self.ref_mode(mode);
         let op = self.op_of(ev.tid, tree, start, last);
+        // Where insertion is observed, the request joins the reference's
+        // queue at its `rl_queued`, in the kernel's queue order.
+        let deferred = self.queues_observed;
         let t = self.tree_mut(tree, mode);
-        let granted = t.oracle.request(lock, start, last, rmode);
+        let granted = !deferred && t.oracle.request(lock, start, last, rmode);
         t.locks.insert(
             lock,
             Lock {
@@ -1382,6 +1402,8 @@ impl Model {
                 contended: !granted,
                 req_idx: idx,
                 req_ts: ev.ts,
+                queued: None,
+                deferred,
                 state: LockState::Waiting,
                 grantable_since: granted.then_some((ev.ts, idx)),
                 holder_exited: false,
@@ -1393,6 +1415,48 @@ impl Model {
         let task = self.tasks.entry(ev.tid).or_default();
         task.pid = ev.pid;
         task.waiting = Some(Wait::Range { tree, lock });
+    }
+
+    /// `rl_queued`: the request entered the tree's queue. From now on
+    /// requests join the reference's queue when they enter the kernel's
+    /// (those asked before this was known are already there).
+    fn rl_queued(&mut self, idx: u64, ts: u64, tree: u64, lock: u64) {
+        self.queues_observed = true;
+        let Some(t) = self.trees.get_mut(&tree) else {
+            return;
+        };
+        let Some(l) = t.locks.get_mut(&lock) else {
+            return;
+        };
+        if l.queued.is_some() || l.is_held() {
+            return;
+        }
+        l.queued = Some((idx, ts));
+        if l.deferred {
+            self.enqueue(idx, ts, tree, lock);
+        }
+    }
+
+    /// Puts a deferred request into the reference's queue (see
+    /// [`Lock::deferred`]).
+    fn enqueue(&mut self, idx: u64, ts: u64, tree: u64, lock: u64) {
+        let Some(l) = self.lock(tree, lock) else {
+            return;
+        };
+        let (start, last, rmode) = (l.start, l.last, self.ref_mode(l.mode));
+        let Some(t) = self.trees.get_mut(&tree) else {
+            return;
+        };
+        let granted = t.oracle.request(lock, start, last, rmode);
+        let Some(l) = t.locks.get_mut(&lock) else {
+            return;
+        };
+        l.deferred = false;
+        l.contended = !granted;
+        if granted {
+            l.grantable_since = Some((ts, idx));
+            self.grantable_waiters.insert((tree, lock), (ts, idx));
+        }
     }
 
     /// What task `tid` takes range `[start, last]` of `tree` for (see

@@ -43,8 +43,7 @@ impl Seq<'_> {
             body,
         });
     }
-    /// 2 ms apart: further than the checker's window for requests whose
-    /// kernel order is unobservable.
+    /// 2 ms apart: far enough that no rule's window joins two steps.
     fn ev(&mut self, tid: u32, body: Body) {
         self.at(2_000_000, tid, body);
     }
@@ -57,6 +56,18 @@ impl Seq<'_> {
                 start,
                 last,
                 mode: Mode::Excl,
+            },
+        );
+    }
+    /// The request entered the queue, 100 ns after its call (a kernel
+    /// whose profile probes the insertion).
+    fn queued(&mut self, tid: u32, lock: u64) {
+        self.at(
+            100,
+            tid,
+            Body::RlQueued {
+                tree: BUG_TREE,
+                lock,
             },
         );
     }
@@ -191,10 +202,14 @@ pub fn inject(scenario: &str, events: &mut Vec<Event>, _seed: u64) {
             s.release(TASK_A, L1);
         }
         "unfair" => {
+            // Insertion observed: the queue order is proven.
             s.request(TASK_A, L1, 0, 9);
+            s.queued(TASK_A, L1);
             s.acquired(TASK_A, L1);
             s.request(TASK_B, L2, 0, 9);
+            s.queued(TASK_B, L2);
             s.request(TASK_C, L3, 5, 5);
+            s.queued(TASK_C, L3);
             s.release(TASK_A, L1);
             // The bug: C, queued behind B on page 5, goes first.
             s.acquired(TASK_C, L3);

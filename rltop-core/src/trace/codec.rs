@@ -159,6 +159,7 @@ fn kind_code(b: &Body) -> u8 {
         Body::FileLockRelease { .. } => 33,
         Body::RlDowngrade { .. } => 35,
         Body::RlTreeInit { .. } => 36,
+        Body::RlQueued { .. } => 37,
     }
 }
 
@@ -267,7 +268,8 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
         | Body::RlTrylockFailed { tree, lock }
         | Body::RlCancel { tree, lock }
         | Body::RlRelease { tree, lock }
-        | Body::RlDowngrade { tree, lock } => {
+        | Body::RlDowngrade { tree, lock }
+        | Body::RlQueued { tree, lock } => {
             put(out, *tree);
             put(out, *lock);
         }
@@ -739,6 +741,10 @@ impl<'a> Decoder<'a> {
                 lock: self.u64()?,
             },
             36 => Body::RlTreeInit { tree: self.u64()? },
+            37 => Body::RlQueued {
+                tree: self.u64()?,
+                lock: self.u64()?,
+            },
             7 => Body::MmapLockRequest {
                 mm: self.u64()?,
                 write: self.bool("write")?,

@@ -2,12 +2,16 @@
 //! conflicting request, against the flavour's rule.
 //!
 //! Checked on acquisitions the reference would not grant yet, when nothing
-//! held conflicts (that is a `conflicting_grant`). Requests closer than
-//! [`ORDER_WINDOW_NS`] have no observable order: uncertain. Withdrawn when
+//! held conflicts (that is a `conflicting_grant`). The order that counts
+//! is the order in which the requests entered the queue, which only
+//! `rl_queued` events show (the profile's probe on the insertion, under
+//! the tree's lock). A request event fires at the lock call's entry, and a
+//! preemption there (`might_sleep()`) may let a later request enter first:
+//! without `rl_queued` for both, the finding is uncertain. Withdrawn when
 //! a release or cancel of a blocker follows with the same timestamp.
 
 use super::conflicting_grant::{held_conflicts, slow_acquire};
-use super::{Cx, Draft, Kind, ORDER_WINDOW_NS, On, Rule, Severity, Since};
+use super::{Cx, Draft, Kind, On, Rule, Severity, Since};
 use crate::analysis::describe;
 use crate::events::{Body, Event, Tag};
 
@@ -60,19 +64,27 @@ impl Rule for FifoViolation {
             describe::range_lock(m, tree, first, b),
             describe::task(m, b.tid)
         );
-        // Request events fire before the kernel inserts into the tree: two
-        // requests this close may have been inserted in either order.
-        let close = l.req_ts.saturating_sub(b.req_ts) < ORDER_WINDOW_NS;
-        let (since, message) = if close {
-            (Since::Never, message + " (requests too close to order)")
-        } else {
-            (Since::Event(b.req_idx), message)
+        let (since, message, evidence) = match (b.queued, l.queued) {
+            // Both seen entering the queue, the blocker first: proven.
+            (Some((bq, bts)), Some((lq, lts))) if bts < lts => (
+                Since::Event(bq),
+                message,
+                vec![b.req_idx, l.req_idx, bq, lq, idx],
+            ),
+            // The blocker entered after it (the reference queued them by
+            // their requests, before the first insertion was seen): fair.
+            (Some(_), Some(_)) => return,
+            _ => (
+                Since::Never,
+                message + " (queue order not observed: no insertion probe)",
+                vec![b.req_idx, l.req_idx, idx],
+            ),
         };
         cx.report(Draft {
             tids: vec![l.tid, b.tid],
             tree: Some(tree),
             range: Some((l.start, l.last)),
-            evidence: vec![b.req_idx, l.req_idx, idx],
+            evidence,
             tie: Some((tree, blockers)),
             ..Draft::new(since, ev.ts, message)
         });

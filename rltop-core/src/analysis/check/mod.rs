@@ -47,9 +47,10 @@
 //!   seen is uncertain, stall and fifo_violation findings on a tree where
 //!   an unknown lock was released are uncertain, and so is a stall whose
 //!   waiter still waits at the end (its blocker may predate the trace).
-//! - fifo_violation between two requests less than [`ORDER_WINDOW_NS`]
-//!   apart is uncertain: their order of insertion into the kernel's tree
-//!   is not observable (the request event fires before it).
+//! - fifo_violation is certain only where both requests were seen entering
+//!   the queue (`rl_queued`): the request event fires at the lock call's
+//!   entry, and a preemption between it and the insertion (a 4.7 ms one
+//!   was seen at `might_sleep()`) may reverse the order.
 //! - Events with equal timestamps have no order: a conflicting_grant or
 //!   fifo_violation is withdrawn when a release (or cancel) of what it was
 //!   judged against follows with the same timestamp.
@@ -247,15 +248,6 @@ impl Verdict {
                 .any(|f| f.certain && f.severity == Severity::Error)
     }
 }
-
-/// Requests closer than this (ns) have no observable queue order: a
-/// request event fires at the lock function's entry, before the kernel
-/// inserts the request into the tree under its spinlock, and a task
-/// preempted (or, in a VM, descheduled) in between is inserted late.
-/// 334 µs was seen between two kprobe'd requests on a 2-vCPU QEMU TCG
-/// guest whose kernel order was the reverse; a scheduler tick bounds the
-/// common case.
-pub const ORDER_WINDOW_NS: u64 = 1_000_000;
 
 /// Findings kept; later ones are only counted (memory stays bounded on a
 /// trace that is wrong everywhere).

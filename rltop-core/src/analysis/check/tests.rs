@@ -32,6 +32,11 @@ fn rl_acq(ts: u64, tid: u32, lock: u64) -> Event {
     ev(ts, tid, Body::RlAcquired { tree: 1, lock })
 }
 
+/// `rl_queued` of `lock` on tree 1: it entered the queue.
+fn rl_queued(ts: u64, tid: u32, lock: u64) -> Event {
+    ev(ts, tid, Body::RlQueued { tree: 1, lock })
+}
+
 /// `rl_release` of `lock` on tree 1.
 fn rl_rel(ts: u64, tid: u32, lock: u64) -> Event {
     ev(ts, tid, Body::RlRelease { tree: 1, lock })
@@ -529,12 +534,17 @@ fn a_release_inside_the_waiters_own_cancelled_call_is_its_cancel() {
 fn a_downgrade_past_a_queued_writer_lets_only_the_readers_it_blocked_go() {
     let (req, acq, rel) = (rl_req, rl_acq, rl_rel);
     let ms = 1_000_000;
+    let q = rl_queued;
     let head = [
         req(ms, 1, 1, 0, 9, Mode::Write),
-        acq(ms + 1, 1, 1),
+        q(ms + 1, 1, 1),
+        acq(ms + 2, 1, 1),
         req(10 * ms, 2, 2, 0, 9, Mode::Read),
+        q(10 * ms + 1, 2, 2),
         req(20 * ms, 3, 3, 0, 9, Mode::Write),
+        q(20 * ms + 1, 3, 3),
         req(30 * ms, 4, 4, 2, 3, Mode::Read),
+        q(30 * ms + 1, 4, 4),
         ev(40 * ms, 1, Body::RlDowngrade { tree: 1, lock: 1 }),
     ];
     let mut good = head.to_vec();
