@@ -18,13 +18,18 @@
 //!   `interval_tree_insert(node, root)`): `rl_queued`, when the node is
 //!   that of the calling task's pending lock call (`lock + RL.insert_node_off`).
 //!
-//! Layouts: the tree and lock are function arguments `RL.tree_arg` and
-//! `RL.lock_arg` (x86-64 registers, read from `pt_regs` at literal offsets);
-//! the range is read at `lock + RL.start_off` / `lock + RL.last_off` and
-//! shifted right by `RL.shift` into page indices. User space resolves these
-//! at start-up from BTF (`struct range_lock`/`range_rwlock` members) when the
-//! kernel or module has BTF, else from the profile, and passes them in as the
-//! read-only global `RL` (rustc cannot emit CO-RE relocations).
+//! Layouts: the tree and lock are function arguments `tree_arg` and
+//! `lock_arg` (x86-64 registers, read from `pt_regs` at literal offsets);
+//! the range is read at `lock + start_off` / `lock + last_off` and shifted
+//! right by `shift` into page indices. User space resolves these from BTF
+//! (`struct range_lock`/`range_rwlock` members) when the kernel or module
+//! has BTF, else from the profile (rustc cannot emit CO-RE relocations),
+//! and writes them into the one-entry map `RL_LAYOUT` when the profile
+//! attaches: at start-up, or later, when the module with the profile's
+//! functions is loaded while recording. Hence a map, not a read-only
+//! global: an array lookup the verifier inlines, per event. The read-only
+//! `RL` says only whether a profile was attached at start-up
+//! (`RL.order_check`, read by the mmap_lock and page-cache lock programs).
 //!
 //! Entry and return are paired per thread in `RL_PENDING`: a task is inside
 //! at most one lock call at a time.
@@ -37,16 +42,28 @@
 use aya_ebpf::{
     EbpfContext as _,
     macros::{kprobe, kretprobe, map},
-    maps::{HashMap, LruHashMap, StackTrace},
+    maps::{Array, HashMap, LruHashMap, StackTrace},
     programs::{ProbeContext, RetProbeContext},
 };
 use rl_common::{Kind, Mode, RangeLockLayout};
 
 use crate::{Task, current, emit, global, pid_traced, write};
 
-/// How to read the lock functions' arguments (set by the loader).
+/// Whether a profile was attached at start-up (`order_check`; set by the
+/// loader). The range-lock programs read [`RL_LAYOUT`].
 #[unsafe(no_mangle)]
 pub(crate) static RL: RangeLockLayout = RangeLockLayout::NONE;
+
+/// How to read the lock functions' arguments: entry 0, written by user
+/// space before it attaches a profile's probes.
+#[map]
+static RL_LAYOUT: Array<RangeLockLayout> = Array::with_max_entries(1, 0);
+
+/// The layout of the attached profile (a copy: eight integers).
+#[inline(always)]
+fn layout() -> Option<RangeLockLayout> {
+    RL_LAYOUT.get(0).copied()
+}
 
 /// Lock calls in progress: thread id -> (tree, lock), from entry to return.
 #[map]
@@ -68,9 +85,9 @@ pub(crate) static RL_HELD: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1
 #[map]
 pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
 
-/// Argument `n` (0..=5) of a kprobe, from `pt_regs` at a literal offset.
-/// `n` is a read-only global the verifier knows as a constant, so it walks
-/// only the arm taken (a load at a computed context offset is rejected).
+/// Argument `n` (0..=5) of a kprobe, from `pt_regs` at a literal offset in
+/// each arm (a load at a computed context offset is rejected by the
+/// verifier, so `n` picks an arm, never an offset).
 #[inline(always)]
 fn arg(ctx: &ProbeContext, n: u32) -> u64 {
     let p = ctx.as_ptr();
@@ -106,11 +123,8 @@ fn kread_u64(base: u64, off: u32) -> u64 {
 }
 
 #[inline(always)]
-fn tree_lock(ctx: &ProbeContext) -> (u64, u64) {
-    (
-        arg(ctx, global!(RL.tree_arg)),
-        arg(ctx, global!(RL.lock_arg)),
-    )
+fn tree_lock(ctx: &ProbeContext, rl: &RangeLockLayout) -> (u64, u64) {
+    (arg(ctx, rl.tree_arg), arg(ctx, rl.lock_arg))
 }
 
 /// Adds `delta` to the held count of `tid`.
@@ -148,13 +162,13 @@ fn held_add(tid: u32, delta: i32) {
 static TREES_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Emits a `tree` event the first time `tree` is seen, when the profile
-/// says how a tree leads to its inode (`RL.tree_inode`): the tree is a
-/// member at `RL.tree_member_off` of a struct that holds the inode pointer,
-/// or embeds the inode, at `RL.inode_off` (offsets from BTF, or the
+/// says how a tree leads to its inode (`tree_inode`): the tree is a
+/// member at `tree_member_off` of a struct that holds the inode pointer,
+/// or embeds the inode, at `inode_off` (offsets from BTF, or the
 /// profile's). The inode's `i_ino`, `i_sb->s_dev` are read at `KOFF`.
 #[inline(always)]
-fn link_tree(t: crate::Task, tree: u64) {
-    let how = global!(RL.tree_inode);
+fn link_tree(t: crate::Task, tree: u64, rl: &RangeLockLayout) {
+    let how = rl.tree_inode;
     if how == rl_common::TREE_INODE_NONE {
         return;
     }
@@ -163,11 +177,11 @@ fn link_tree(t: crate::Task, tree: u64) {
         return;
     }
     let _ = TREES_SEEN.insert(&tree, &1, 0);
-    let base = tree.wrapping_sub(global!(RL.tree_member_off) as u64);
+    let base = tree.wrapping_sub(rl.tree_member_off as u64);
     let inode = if how == rl_common::TREE_INODE_POINTER {
-        kread_u64(base, global!(RL.inode_off))
+        kread_u64(base, rl.inode_off)
     } else {
-        base.wrapping_add(global!(RL.inode_off) as u64)
+        base.wrapping_add(rl.inode_off as u64)
     };
     if inode == 0 {
         return;
@@ -192,13 +206,14 @@ fn range_task() -> Option<Task> {
 #[inline(always)]
 fn request(ctx: &ProbeContext, mode: Mode) {
     let Some(t) = range_task() else { return };
-    let (tree, lock) = tree_lock(ctx);
-    let shift = global!(RL.shift) & 63;
-    let start = kread_u64(lock, global!(RL.start_off)) >> shift;
-    let last = kread_u64(lock, global!(RL.last_off)) >> shift;
+    let Some(rl) = layout() else { return };
+    let (tree, lock) = tree_lock(ctx, &rl);
+    let shift = rl.shift & 63;
+    let start = kread_u64(lock, rl.start_off) >> shift;
+    let last = kread_u64(lock, rl.last_off) >> shift;
     let _ = RL_PENDING.insert(&t.tid, &[tree, lock], 0);
     emit(t, Kind::RlRequest, mode as u8, 0, [tree, lock, start, last]);
-    link_tree(t, tree);
+    link_tree(t, tree, &rl);
 }
 
 /// Entry of an exclusive lock (Kara, Lustre).
@@ -249,6 +264,8 @@ fn returned(ctx: &RetProbeContext, how: Ret) {
         Ret::Errno if rc == 0 => Kind::RlAcquired,
         Ret::Errno => Kind::RlCancel,
     };
+    // Held counts for the mmap_lock program, which reads them only when a
+    // profile was attached at start-up (`RL` is read-only).
     if kind == Kind::RlAcquired && global!(RL.order_check) != 0 {
         held_add(t.tid, 1);
         let _ = RL_OWNER.insert(&lock, &t.tid, 0);
@@ -291,7 +308,8 @@ fn disown(lock: u64) {
 /// completion in a kworker); the event is the releaser's.
 #[kprobe]
 pub fn rl_unlock(ctx: ProbeContext) -> u32 {
-    let (tree, lock) = tree_lock(&ctx);
+    let Some(rl) = layout() else { return 0 };
+    let (tree, lock) = tree_lock(&ctx, &rl);
     disown(lock);
     let Some(t) = range_task() else { return 0 };
     emit(t, Kind::RlRelease, 0, 0, [tree, lock, 0, 0]);
@@ -323,8 +341,9 @@ pub fn rl_insert(ctx: ProbeContext) -> u32 {
     let Some(&[tree, lock]) = (unsafe { RL_PENDING.get(&t.tid) }) else {
         return 0;
     };
+    let Some(rl) = layout() else { return 0 };
     let node = arg(&ctx, 0);
-    if node.wrapping_sub(global!(RL.insert_node_off) as u64) != lock {
+    if node.wrapping_sub(rl.insert_node_off as u64) != lock {
         return 0;
     }
     emit(t, Kind::RlQueued, 0, 0, [tree, lock, 0, 0]);
@@ -337,7 +356,8 @@ pub fn rl_insert(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn rl_downgrade(ctx: ProbeContext) -> u32 {
     let Some(t) = range_task() else { return 0 };
-    let (tree, lock) = tree_lock(&ctx);
+    let Some(rl) = layout() else { return 0 };
+    let (tree, lock) = tree_lock(&ctx, &rl);
     emit(t, Kind::RlDowngrade, 0, 0, [tree, lock, 0, 0]);
     0
 }

@@ -36,6 +36,24 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 echo RLTOP-VM-BEGIN
+if grep -q rltop_smp /proc/cmdline; then
+  # The second boot (2 vCPUs, preempt=full): correct patterns only.
+  mount -t tmpfs -o mode=0755 tmp /work
+  for f in kara2013 bueso2017 bueso2019 lustre; do
+    insmod /lib/rltest_$f.ko || echo "RLTOP-VM-INSMOD-FAILED $f"
+    for p in clean crowd latequeue; do
+      rltop record --profile $f -o /work/t.rlt -- sh -c "echo $p > /sys/module/rltest_$f/parameters/run" > /work/rec.log 2>&1
+      echo "RLTOP-VM-RUN $f $p@smp rc=$? $(cat /sys/module/rltest_$f/parameters/ops)"
+      echo "RLTOP-VM-TRACE-BEGIN $f $p@smp"
+      base64 /work/t.rlt
+      echo "RLTOP-VM-TRACE-END"
+      rm -f /work/t.rlt
+    done
+    rmmod rltest_$f
+  done
+  echo RLTOP-VM-END
+  poweroff -f
+fi
 rltop probes --verbose 2>&1
 echo "RLTOP-VM-PROBES-RC=$?"
 mount -t tmpfs -o mode=0755 tmp /work
@@ -60,8 +78,23 @@ echo "RLTOP-VM-TRACE-END"
 echo RLTOP-VM-NOMOD-BEGIN
 rltop record --profile kara2013 -o /work/nomod.rlt --duration 1 2>&1
 echo "RLTOP-VM-NOMOD-RC=$?"
+# Kara's module without BTF: the same symbols as Lustre's, nothing to tell them apart.
+insmod /lib/rltest_kara2013-nobtf.ko || echo "RLTOP-VM-INSMOD-FAILED kara2013-nobtf"
+echo "RLTOP-VM-DETECT kara2013-nobtf: $(rltop probes 2>&1 | grep 'range locks:')"
+rmmod rltest_kara2013
 for f in kara2013 bueso2017 bueso2019 lustre; do
   insmod /lib/rltest_$f.ko || echo "RLTOP-VM-INSMOD-FAILED $f"
+  echo "RLTOP-VM-MODULE-BTF $f: $(ls /sys/kernel/btf/rltest_$f 2>&1)"
+  if [ $f = kara2013 ]; then
+    # DIAG: why interval_tree_insert is not probeable here.
+    grep -w interval_tree_insert /proc/kallsyms
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+    for sym in interval_tree_insert interval_tree_iter_first __rb_insert_augmented rb_insert_color; do
+      echo "p:rltest_diag $sym" >> /sys/kernel/tracing/kprobe_events; echo "RLTOP-VM-DIAG $sym rc=$?"
+      echo '-:rltest_diag' >> /sys/kernel/tracing/kprobe_events
+    done
+    dmesg | tail -6
+  fi
   echo "RLTOP-VM-DETECT $f: $(rltop probes 2>&1 | grep 'range locks:')"
   echo "RLTOP-VM-PROBES-BEGIN $f"
   rltop probes --verbose --profile $f 2>&1 | grep -E 'range locks|kprobe:range|kretprobe:range|kprobe:interval_tree_insert|mmap_lock_start'
@@ -107,6 +140,15 @@ for f in kara2013 bueso2017 bueso2019 lustre; do
   fi
   rmmod rltest_$f
 done
+# A module loaded while recording: its profile attaches when it appears
+# (rltop says so; the workload waits for that line), and detaches when the
+# module goes.
+rltop record -o /work/late.rlt -- sh -c "sleep 1; insmod /lib/rltest_bueso2019.ko; for i in \$(seq 100); do grep -q 'module rltest_bueso2019 loaded' /work/rec.log && break; sleep 0.2; done; echo clean > /sys/module/rltest_bueso2019/parameters/run; cat /sys/module/rltest_bueso2019/parameters/ops > /work/late.ops; rmmod rltest_bueso2019; sleep 1" > /work/rec.log 2>&1
+echo "RLTOP-VM-RUN bueso2019 late rc=$? $(cat /work/late.ops)"
+grep -E 'module rltest' /work/rec.log
+echo "RLTOP-VM-TRACE-BEGIN bueso2019 late"
+base64 /work/late.rlt
+echo "RLTOP-VM-TRACE-END"
 echo RLTOP-VM-END
 poweroff -f
 "#;
@@ -353,16 +395,22 @@ const FLAVOURS: &[&str] = &["kara2013", "bueso2017", "bueso2019", "lustre"];
 fn test_module(root: &Path, dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
     let build = PathBuf::from(format!("/lib/modules/{abi}/build"));
     // The module build and the ext4 image need these (idempotent: only what is missing).
-    let mut missing: Vec<String> = [("make", "make"), ("mkfs.ext4", "e2fsprogs")]
-        .iter()
-        .filter(|(tool, _)| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|(_, pkg)| pkg.to_string())
-        .collect();
+    let mut missing: Vec<String> = [
+        ("make", "make"),
+        ("mkfs.ext4", "e2fsprogs"),
+        // Module BTF (see `module_btf`).
+        ("pahole", "dwarves"),
+        ("xz", "xz-utils"),
+    ]
+    .iter()
+    .filter(|(tool, _)| {
+        !Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .map(|(_, pkg)| pkg.to_string())
+    .collect();
     if !build.join("Makefile").exists() {
         missing.push(format!("linux-headers-{abi}"));
     }
@@ -401,6 +449,50 @@ fn test_module(root: &Path, dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
     Ok(src)
 }
 
+/// Gives the test modules BTF, as a kernel tree with `vmlinux` and
+/// CONFIG_DEBUG_INFO_BTF_MODULES does at `make modules` (Makefile.modfinal:
+/// `pahole -J --btf_base vmlinux`). Debian's headers have no vmlinux, so it
+/// is taken out of the kernel image (its xz stream) for its `.BTF`, the
+/// base the module's split BTF refers to by type id. A copy of Kara's
+/// module is kept without BTF (`rltest_kara2013-nobtf.ko`): Kara's and
+/// Lustre's share their symbols, and only BTF tells them apart.
+fn module_btf(dir: &Path, kmod: &Path, vmlinuz: &Path) -> anyhow::Result<()> {
+    let vmlinux = dir.join("vmlinux");
+    if !vmlinux.exists() {
+        let image = std::fs::read(vmlinuz).context("reading the kernel image")?;
+        let magic = [0xfd, b'7', b'z', b'X', b'Z', 0];
+        let at = image
+            .windows(magic.len())
+            .position(|w| w == magic)
+            .context("the kernel image has no xz stream (not CONFIG_KERNEL_XZ)")?;
+        let xz = dir.join("vmlinux.xz");
+        std::fs::write(&xz, &image[at..])?;
+        let out = Command::new("xz")
+            .args(["-dc", "--single-stream"])
+            .arg(&xz)
+            .output()
+            .context("running xz")?;
+        if out.stdout.get(..4) != Some(b"\x7fELF") {
+            bail!("the kernel image's xz stream is no ELF vmlinux");
+        }
+        std::fs::write(&vmlinux, &out.stdout)?;
+        let _ = std::fs::remove_file(&xz);
+    }
+    std::fs::copy(
+        kmod.join("rltest_kara2013.ko"),
+        kmod.join("rltest_kara2013-nobtf.ko"),
+    )?;
+    for f in FLAVOURS.iter().chain(&["locks"]) {
+        run(Command::new("pahole")
+            .args(["-J", "--btf_gen_floats", "-j", "--btf_base"])
+            .arg(&vmlinux)
+            .arg(kmod.join(format!("rltest_{f}.ko")))
+            .env("LLVM_OBJCOPY", "objcopy"))
+        .with_context(|| format!("adding BTF to rltest_{f}.ko"))?;
+    }
+    Ok(())
+}
+
 /// Lock operations the module counted in one run (`ops` parameter).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Ops {
@@ -437,6 +529,8 @@ struct RunResult {
     traced: Ops,
     /// `rl_queued` events: requests seen entering the tree.
     queued: u64,
+    /// `marker` events' texts.
+    markers: Vec<String>,
     lost: u64,
     evidence: u64,
     evidence_stack: String,
@@ -512,6 +606,7 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
         }
         let mut traced = Ops::default();
         let mut queued = 0;
+        let mut markers = Vec::new();
         let (mut lost, mut evidence, mut evidence_stack) = (0, 0, String::new());
         let (mut trees, mut request_trees) = (Vec::new(), std::collections::BTreeSet::new());
         for l in String::from_utf8_lossy(&dump.stdout).lines() {
@@ -528,6 +623,7 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
                 )),
                 "rl_release" => traced.unlocks += 1,
                 "rl_queued" => queued += 1,
+                "marker" => markers.push(v["text"].as_str().unwrap_or("").to_string()),
                 "rl_acquired" => traced.acquired += 1,
                 "rl_trylock_failed" => traced.failed += 1,
                 "rl_cancel" => traced.cancelled += 1,
@@ -574,6 +670,7 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
             module,
             traced,
             queued,
+            markers,
             lost,
             evidence,
             evidence_stack,
@@ -670,7 +767,7 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     for d in ["bin", "proc", "sys", "dev", "work", "tmp", "lib"] {
         std::fs::create_dir_all(tree.join(d))?;
     }
-    for f in FLAVOURS.iter().chain(&["locks"]) {
+    for f in FLAVOURS.iter().chain(&["locks", "kara2013-nobtf"]) {
         let ko = format!("rltest_{f}.ko");
         std::fs::copy(kmod.join(&ko), tree.join("lib").join(&ko))
             .with_context(|| format!("{ko} was not built"))?;
@@ -723,6 +820,139 @@ fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// The patterns run again on two vCPUs with full preemption (the init's
+/// `rltop_smp` branch), where requests can enter the queue in another
+/// order than their calls. Where the insertion is probed nothing may be
+/// found; elsewhere (Lustre) nothing certain.
+const SMP_PATTERNS: &[&str] = &["clean", "crowd", "latequeue"];
+
+fn smp(
+    dir: &Path,
+    vmlinuz: &Path,
+    initrd: &Path,
+    rltop: &Path,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    println!("vm-test: booting again on 2 vCPUs with preempt=full");
+    let console = boot(vmlinuz, initrd, 2, "preempt=full rltop_smp")?;
+    let body = console_body(&console)?;
+    std::fs::write(dir.join("console-smp.txt"), body)?;
+    let results = check_runs(body, dir, rltop)?;
+    println!(
+        "{:<10} {:<14} {:>13} {:>6} {:>13} {:>13} {:>4}  {:<20} verdict",
+        "flavour",
+        "pattern",
+        "locks mod/ev",
+        "queued",
+        "unlock mod/ev",
+        "acq mod/ev",
+        "lost",
+        "findings"
+    );
+    for f in FLAVOURS {
+        for p in SMP_PATTERNS {
+            let name = format!("{p}@smp");
+            let Some(r) = results
+                .iter()
+                .find(|r| r.flavour == *f && r.pattern == name)
+            else {
+                failures.push(format!("{f} {name}: no trace came back"));
+                continue;
+            };
+            let (m, observed) = (&r.module, *f != "lustre");
+            let mut bad = r.problems.clone();
+            if r.traced != r.module {
+                bad.push(format!("traced {:?} != module {:?}", r.traced, r.module));
+            }
+            if r.lost != 0 {
+                bad.push(format!("{} events lost", r.lost));
+            }
+            if observed && r.queued != m.locks - m.failed {
+                bad.push(format!(
+                    "{} rl_queued, expected {}",
+                    r.queued,
+                    m.locks - m.failed
+                ));
+            }
+            let certain: Vec<&String> = r.findings.iter().filter(|k| !k.ends_with('?')).collect();
+            if !certain.is_empty() || (observed && !r.findings.is_empty()) {
+                bad.push(format!("findings {:?} on correct code", r.findings));
+            }
+            println!(
+                "{:<10} {:<14} {:>13} {:>6} {:>13} {:>13} {:>4}  {:<20} {}",
+                f,
+                name,
+                format!("{}/{}", m.locks, r.traced.locks),
+                r.queued,
+                format!("{}/{}", m.unlocks, r.traced.unlocks),
+                format!("{}/{}", m.acquired, r.traced.acquired),
+                r.lost,
+                if r.findings.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.findings.join(",")
+                },
+                if bad.is_empty() {
+                    "ok".to_string()
+                } else {
+                    format!("FAIL: {}", bad.join("; "))
+                }
+            );
+            if !bad.is_empty() {
+                failures.push(format!("{f} {name}: {}", bad.join("; ")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Boots the kernel with the initramfs on `cpus` vCPUs, with `append` on
+/// its command line; returns the serial console's output.
+fn boot(vmlinuz: &Path, initrd: &Path, cpus: u32, append: &str) -> anyhow::Result<String> {
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "900",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-smp",
+            &cpus.to_string(),
+            "-m",
+            "1024",
+        ])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args([
+            "-append",
+            &format!("console=ttyS0 panic=-1 quiet {append}"),
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+        ])
+        .args(["-serial", "stdio", "-monitor", "none"])
+        .output()
+        .context("running qemu-system-x86_64")?;
+    Ok(String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+}
+
+/// The console from rltop's init to its end marker.
+fn console_body(console: &str) -> anyhow::Result<&str> {
+    // Firmware escape codes can precede a marker: match anywhere in a line.
+    let Some(begin) = console.find("RLTOP-VM-BEGIN") else {
+        bail!("the VM never reached rltop's init; console:\n{console}");
+    };
+    let body = &console[begin..];
+    Ok(&body[..body
+        .find("RLTOP-VM-END")
+        .map_or(body.len(), |e| e + "RLTOP-VM-END".len())])
+}
+
 /// `NAME=value` from the console output.
 fn value<'a>(console: &'a str, name: &str) -> Option<&'a str> {
     console
@@ -738,48 +968,13 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     let (abi, vmlinuz) = kernel(&dir)?;
     let bins = static_binaries(root)?;
     let kmod = test_module(root, &dir, &abi)?;
+    module_btf(&dir, &kmod, &vmlinuz)?;
     fs_modules(&dir, &abi)?;
     let initrd = initramfs(&dir, &bins, &kmod)?;
     println!("vm-test: booting Debian {abi} under QEMU TCG");
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "900",
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            // One vCPU: see ORDER below.
-            "-smp",
-            "1",
-            "-m",
-            "1024",
-        ])
-        .arg("-kernel")
-        .arg(&vmlinuz)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 quiet preempt=voluntary",
-            "-nographic",
-            "-no-reboot",
-            "-nodefaults",
-        ])
-        .args(["-serial", "stdio", "-monitor", "none"])
-        .output()
-        .context("running qemu-system-x86_64")?;
-    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    // Firmware escape codes can precede a marker: match anywhere in a line.
-    let Some(begin) = console.find("RLTOP-VM-BEGIN") else {
-        bail!("the VM never reached rltop's init; console:\n{console}");
-    };
-    let body = &console[begin..];
-    let body = &body[..body
-        .find("RLTOP-VM-END")
-        .map_or(body.len(), |e| e + "RLTOP-VM-END".len())];
+    // One vCPU: see ORDER below.
+    let console = boot(&vmlinuz, &initrd, 1, "preempt=voluntary")?;
+    let body = console_body(&console)?;
     std::fs::write(dir.join("console.txt"), body)?;
     // The traces are long base64: print the rest.
     let mut skipping = false;
@@ -880,11 +1075,29 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     );
     // Detection without --profile: Bueso's two flavours by their symbols;
     // Kara's and Lustre's share theirs and the module has no BTF.
+    // Kara's and Lustre's share theirs: their modules' BTF tells them
+    // apart, and without it rltop says it cannot.
     for (f, want) in [
-        ("kara2013", "functions of kara2013 or lustre found"),
-        ("bueso2017", "detected profile bueso2017"),
-        ("bueso2019", "detected profile bueso2019"),
-        ("lustre", "functions of kara2013 or lustre found"),
+        (
+            "kara2013-nobtf",
+            "NOT traced: functions of kara2013 or lustre found",
+        ),
+        (
+            "kara2013",
+            "detected profile kara2013, offsets from BTF struct range_lock (module rltest_kara2013)",
+        ),
+        (
+            "bueso2017",
+            "detected profile bueso2017, offsets from BTF struct range_rwlock (module rltest_bueso2017)",
+        ),
+        (
+            "bueso2019",
+            "detected profile bueso2019, offsets from BTF struct range_lock (module rltest_bueso2019)",
+        ),
+        (
+            "lustre",
+            "detected profile lustre, offsets from BTF struct range_lock (module rltest_lustre)",
+        ),
     ] {
         let line = body
             .lines()
@@ -1055,6 +1268,50 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    // The module loaded after `record` started: everything it did once
+    // rltop said it attached is traced, and its load and unload are marked.
+    match results
+        .iter()
+        .find(|r| r.flavour == "bueso2019" && r.pattern == "late")
+    {
+        None => failures.push("a module loaded while recording: no trace came back".into()),
+        Some(r) => {
+            let loaded = r.markers.iter().any(|m| {
+                m.contains(
+                    "module rltest_bueso2019 loaded: range locks: detected profile bueso2019",
+                )
+            });
+            let unloaded = r.markers.iter().any(|m| {
+                m.contains(
+                    "module rltest_bueso2019 unloaded: range-lock profile bueso2019 detached",
+                )
+            });
+            let m = &r.module;
+            let ok = r.problems.is_empty()
+                && m.locks > 0
+                && r.traced == r.module
+                && r.queued == m.locks - m.failed
+                && r.lost == 0
+                && r.findings.is_empty()
+                && loaded
+                && unloaded;
+            println!(
+                "vm-test: rltest_bueso2019 loaded while recording: traced {:?} of module {:?}, {} queued, {} lost, findings {:?}, load marked {loaded}, unload marked {unloaded}: {}",
+                r.traced,
+                r.module,
+                r.queued,
+                r.lost,
+                r.findings,
+                if ok { "ok" } else { "FAIL" }
+            );
+            if !ok {
+                failures.push(format!(
+                    "a module loaded while recording: traced {:?} module {:?} queued {} lost {} findings {:?} markers {:?} problems {:?}",
+                    r.traced, r.module, r.queued, r.lost, r.findings, r.markers, r.problems
+                ));
+            }
+        }
+    }
     // Kara's profile on Lustre's lock (the same symbols): caught on its
     // first request, said loudly, and no finding.
     match results
@@ -1131,6 +1388,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             r.flavour, r.evidence_stack
         );
     }
+    smp(&dir, &vmlinuz, &initrd, &bins.join("rltop"), &mut failures)?;
     // Debian's newer kernel: the fentry lock source and per-VMA locks there.
     crate::vm_locks::newer(&dir, &bins, &mut failures)?;
     if !failures.is_empty() {

@@ -1,11 +1,15 @@
-//! A minimal reader of kernel BTF (`/sys/kernel/btf/vmlinux`): enough to find
+//! A minimal reader of kernel BTF (`/sys/kernel/btf/vmlinux`, and a module's
+//! split BTF on top of it, `/sys/kernel/btf/<module>`): enough to find
 //! the byte offset of a struct member, following anonymous structs and
 //! unions, so that eBPF programs can read kernel structs without CO-RE
 //! (rustc cannot emit CO-RE relocations).
 //!
 //! Format: `include/uapi/linux/btf.h` — a header, then a type section of
 //! `struct btf_type` records each followed by kind-specific data, then a
-//! string section. Type ids start at 1 (0 is void).
+//! string section. Type ids start at 1 (0 is void). A module's BTF is
+//! split BTF: its type ids continue after the base's last one and its
+//! string offsets after the base's string section (`btf_name_by_offset()`
+//! in kernel/bpf/btf.c), so appending both to the base's gives one table.
 
 use std::collections::HashMap;
 
@@ -96,6 +100,41 @@ fn pair_members(
 impl Btf {
     /// Parses little-endian BTF (x86-64, arm64).
     pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
+        let mut btf = Btf {
+            // Id 0 is void.
+            types: vec![Type {
+                name_off: 0,
+                kind: 0,
+                referee: 0,
+                members: Vec::new(),
+            }],
+            strings: Vec::new(),
+            structs_by_name: HashMap::new(),
+            typedefs_by_name: HashMap::new(),
+        };
+        btf.append(data)?;
+        Ok(btf)
+    }
+
+    /// Parses a module's split BTF on top of `self` (vmlinux's). The
+    /// module's structs win over same-named ones of the base: a lock struct
+    /// is looked up for the module that defines it.
+    pub fn with_split(mut self, data: &[u8]) -> Result<Btf, BtfError> {
+        self.append(data)?;
+        Ok(self)
+    }
+
+    /// Reads `/sys/kernel/btf/vmlinux` and, on top of it, the split BTF of
+    /// `module` (`/sys/kernel/btf/<module>`; an error when it has none).
+    pub fn for_module(module: &str) -> Result<Btf, std::io::Error> {
+        let data = std::fs::read(format!("/sys/kernel/btf/{module}"))?;
+        Btf::from_kernel()?
+            .with_split(&data)
+            .map_err(std::io::Error::other)
+    }
+
+    /// Appends one BTF blob's types and strings (the first, or split BTF).
+    fn append(&mut self, data: &[u8]) -> Result<(), BtfError> {
         if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
             return Err(BtfError::Malformed("bad magic"));
         }
@@ -109,16 +148,11 @@ impl Btf {
             .ok_or(BtfError::Malformed("type section out of bounds"))?;
         let strings = data
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Malformed("string section out of bounds"))?
-            .to_vec();
-
-        // Id 0 is void.
-        let mut types = vec![Type {
-            name_off: 0,
-            kind: 0,
-            referee: 0,
-            members: Vec::new(),
-        }];
+            .ok_or(BtfError::Malformed("string section out of bounds"))?;
+        let first_new = self.types.len();
+        let split = first_new > 1;
+        self.strings.extend_from_slice(strings);
+        let types = &mut self.types;
         let mut off = 0;
         while off < types_data.len() {
             let name_off = u32_at(types_data, off)?;
@@ -176,29 +210,29 @@ impl Btf {
                 members,
             });
         }
-        let mut btf = Btf {
-            types,
-            strings,
-            structs_by_name: HashMap::new(),
-            typedefs_by_name: HashMap::new(),
-        };
-        for (id, t) in btf.types.iter().enumerate() {
+        for id in first_new..self.types.len() {
+            let t = &self.types[id];
             if t.name_off == 0 {
                 continue;
             }
             // Only the name itself: validating the rest of the string table
             // for each struct cost most of rltop's start-up.
-            let name = btf.name(t.name_off).to_owned();
+            let name = self.name(t.name_off).to_owned();
             let map = match t.kind {
-                KIND_STRUCT => &mut btf.structs_by_name,
+                KIND_STRUCT => &mut self.structs_by_name,
                 // Only the tracepoint prototypes are looked up by typedef name.
-                KIND_TYPEDEF if name.starts_with("btf_trace_") => &mut btf.typedefs_by_name,
+                KIND_TYPEDEF if name.starts_with("btf_trace_") => &mut self.typedefs_by_name,
                 _ => continue,
             };
-            // The first definition wins; later ones are usually identical.
-            map.entry(name).or_insert(id as u32);
+            if split {
+                // A module's definition wins over the base's.
+                map.insert(name, id as u32);
+            } else {
+                // The first definition wins; later ones are usually identical.
+                map.entry(name).or_insert(id as u32);
+            }
         }
-        Ok(btf)
+        Ok(())
     }
 
     /// Reads `/sys/kernel/btf/vmlinux`.
@@ -459,6 +493,63 @@ mod tests {
             btf.member_offset("nope", "x"),
             Err(BtfError::NoStruct(_))
         ));
+    }
+
+    /// Split BTF of a module on top of [`sample`]: `struct lockx { struct
+    /// inner n; long start; }` using the base's types, and its own `struct
+    /// outer { long start; }`, which wins over the base's.
+    #[test]
+    fn a_modules_split_btf_extends_the_base_and_its_structs_win() {
+        let base = sample();
+        let base_str_len = u32::from_le_bytes(base[20..24].try_into().unwrap());
+        let strings = b"\0lockx\0n\0start\0outer\0";
+        let s = |name: &str| -> u32 {
+            let pat = format!("\0{name}\0");
+            base_str_len
+                + strings
+                    .windows(pat.len())
+                    .position(|w| w == pat.as_bytes())
+                    .unwrap() as u32
+                + 1
+        };
+        let mut t = Vec::new();
+        let mut push = |v: u32| t.extend_from_slice(&v.to_le_bytes());
+        // 7: struct lockx { struct inner n @0 (base id 3); long start @64 (base id 2) }
+        push(s("lockx"));
+        push((4 << 24) | 2);
+        push(16);
+        push(s("n"));
+        push(3);
+        push(0);
+        push(s("start"));
+        push(2);
+        push(64);
+        // 8: struct outer { long start @0 }
+        push(s("outer"));
+        push((4 << 24) | 1);
+        push(8);
+        push(s("start"));
+        push(2);
+        push(0);
+        let mut d = Vec::new();
+        d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
+        d.extend_from_slice(&24u32.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        d.extend_from_slice(&t);
+        d.extend_from_slice(strings);
+        let btf = Btf::parse(&base).unwrap().with_split(&d).unwrap();
+        assert_eq!(btf.member_offset("lockx", "start"), Ok(8));
+        assert_eq!(btf.member_path_offset("lockx", "n.a"), Ok(0));
+        assert_eq!(btf.member_offset("outer", "start"), Ok(0));
+        assert!(
+            btf.member_offset("outer", "q").is_err(),
+            "the module's outer wins"
+        );
+        // The base's own structs still resolve.
+        assert_eq!(btf.member_offset("inner", "a"), Ok(0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod flock;
 pub mod fsops;
 pub mod kfile;
 pub mod kprobes;
+pub mod modwatch;
 pub mod names;
 pub mod paths;
 pub mod profile;
@@ -155,7 +156,10 @@ fn range_lock_plan_strict(
     };
     match explicit {
         Some(p) => {
-            let plan = p.plan(&syms, btf).map_err(user_error)?;
+            let module_btf = module_btf(&syms, &p);
+            let btf = module_btf.as_ref().map(|(_, b)| b).or(btf);
+            let mut plan = p.plan(&syms, btf).map_err(user_error)?;
+            of_module(&mut plan, module_btf.as_ref());
             let line = format!(
                 "range locks: profile {} (asked), offsets from {}; {}",
                 plan.name,
@@ -164,7 +168,7 @@ fn range_lock_plan_strict(
             );
             Ok((Some(plan), line))
         }
-        None => match profile::detect(&syms, btf) {
+        None => match detect_with_modules(&syms, btf) {
             Detection::None => Ok((
                 None,
                 "range locks: no range-lock functions in /proc/kallsyms".into(),
@@ -185,19 +189,62 @@ fn range_lock_plan_strict(
                 None,
                 "range locks: functions found, but this kernel has no kprobes to probe them".into(),
             )),
-            Detection::Found(p) => match p.plan(&syms, btf) {
-                Ok(plan) => {
-                    let line = format!(
-                        "range locks: detected profile {}, offsets from {}; {}",
-                        plan.name,
-                        plan.offsets_from,
-                        plan.queue_order()
-                    );
-                    Ok((Some(plan), line))
+            Detection::Found(p) => {
+                let module_btf = module_btf(&syms, &p);
+                match p.plan(&syms, module_btf.as_ref().map(|(_, b)| b).or(btf)) {
+                    Ok(mut plan) => {
+                        of_module(&mut plan, module_btf.as_ref());
+                        let line = format!(
+                            "range locks: detected profile {}, offsets from {}; {}",
+                            plan.name,
+                            plan.offsets_from,
+                            plan.queue_order()
+                        );
+                        Ok((Some(plan), line))
+                    }
+                    Err(e) => Ok((None, format!("range locks: {e}"))),
                 }
-                Err(e) => Ok((None, format!("range locks: {e}"))),
-            },
+            }
         },
+    }
+}
+
+/// The BTF that describes a profile's lock struct when its functions are a
+/// module's and that module has BTF (`/sys/kernel/btf/<module>`, split BTF
+/// on vmlinux's): the module's name and that BTF.
+pub(crate) fn module_btf(
+    syms: &profile::Kallsyms,
+    p: &profile::Profile,
+) -> Option<(String, btf::Btf)> {
+    let m = p.lock.first().and_then(|l| syms.module_of(&l.symbol))?;
+    btf::Btf::for_module(m).ok().map(|b| (m.to_owned(), b))
+}
+
+/// Detection from kallsyms and BTF, where the BTF of the module that has
+/// the functions decides between flavours with the same symbols (Kara's
+/// and Lustre's) when vmlinux's cannot.
+pub(crate) fn detect_with_modules(
+    syms: &profile::Kallsyms,
+    btf: Option<&btf::Btf>,
+) -> profile::Detection {
+    use profile::{Detection, Profile};
+    match profile::detect(syms, btf) {
+        Detection::Ambiguous(names) => {
+            match Profile::builtin(&names[0]).and_then(|p| module_btf(syms, &p)) {
+                Some((_, mbtf)) => profile::detect(syms, Some(&mbtf)),
+                None => Detection::Ambiguous(names),
+            }
+        }
+        d => d,
+    }
+}
+
+/// Re-plans with the module's BTF, when it has one: offsets from it.
+fn of_module(plan: &mut profile::Plan, module_btf: Option<&(String, btf::Btf)>) {
+    if let Some((m, _)) = module_btf
+        && plan.offsets_from.starts_with("BTF")
+    {
+        plan.offsets_from = format!("{} (module {m})", plan.offsets_from);
     }
 }
 
@@ -259,6 +306,8 @@ pub struct Session {
     window: (u64, u64),
     /// How many events were left out for that.
     pub trimmed: u64,
+    /// Range-lock profiles of modules loaded while recording.
+    modwatch: Option<modwatch::ModWatch>,
 }
 
 impl Session {
@@ -429,6 +478,21 @@ impl Session {
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
+        if let Some(p) = &plan {
+            write_rl_layout(&mut ebpf, &p.layout)?;
+        }
+        // Profiles whose module loads later (or unloads): see `modwatch`.
+        let modwatch = (!opts.listing
+            && kp.available()
+            && matches!(opts.profile.as_str(), "auto" | "kprobes"))
+        .then(|| {
+            let module = plan
+                .as_ref()
+                .zip(syms.as_ref())
+                .and_then(|(p, s)| p.module(s).map(str::to_owned));
+            (plan.is_none() || module.is_some()).then(|| modwatch::ModWatch::new(module))
+        })
+        .flatten();
 
         if !opts.pids.is_empty() {
             let mut pids: aya::maps::HashMap<_, u32, u8> =
@@ -543,13 +607,7 @@ impl Session {
                     },
                 };
                 probes.push(ProbeReport {
-                    name: match (k.ret, kp.available()) {
-                        (true, true) => {
-                            format!("kretprobe:{} (maxactive {})", k.symbol, kprobes::MAXACTIVE)
-                        }
-                        (true, false) => format!("kretprobe:{} (default maxactive)", k.symbol),
-                        (false, _) => format!("kprobe:{}", k.symbol),
-                    },
+                    name: kprobe_name(k, kp.available()),
                     program: k.program,
                     status,
                     covers: None,
@@ -557,6 +615,9 @@ impl Session {
             }
         }
 
+        if let Some(plan) = &plan {
+            detection = detection.replace(&plan.queue_order(), &queue_order(plan, &probes));
+        }
         let flive = flock::attach(
             &mut ebpf,
             &fplan,
@@ -621,6 +682,7 @@ impl Session {
             names: names::Names::new(),
             window: (monotonic_ns(), u64::MAX),
             trimmed: 0,
+            modwatch,
         })
     }
 
@@ -717,6 +779,9 @@ impl Session {
             && let Some(l) = self.logger.as_mut()
         {
             l.flush();
+        }
+        for line in self.watch_modules() {
+            log::warn!("{line}");
         }
         self.read_ring();
         let watermark = if !self.kicks {
@@ -1130,6 +1195,38 @@ fn attach_kprobe(
         .info()
         .ok()
         .and_then(|i| i.verified_instruction_count()))
+}
+
+/// How the queue order is known once the plan's probes were attached: the
+/// plan's words, unless its insertion probe did not attach.
+fn queue_order(plan: &profile::Plan, probes: &[ProbeReport]) -> String {
+    match probes.iter().find(|p| p.program == "rl_insert") {
+        Some(ProbeReport {
+            name,
+            status: Status::Failed(why) | Status::Unavailable(why),
+            ..
+        }) => format!("queue order NOT observed ({name}: {why}): fifo_violation at most uncertain"),
+        _ => plan.queue_order(),
+    }
+}
+
+/// How `probes` names a range-lock probe.
+fn kprobe_name(k: &profile::KprobeAttach, tracefs_kprobes: bool) -> String {
+    match (k.ret, tracefs_kprobes) {
+        (true, true) => format!("kretprobe:{} (maxactive {})", k.symbol, kprobes::MAXACTIVE),
+        (true, false) => format!("kretprobe:{} (default maxactive)", k.symbol),
+        (false, _) => format!("kprobe:{}", k.symbol),
+    }
+}
+
+/// Writes a profile's layout where the range-lock programs read it (the
+/// `RL_LAYOUT` map), before its probes attach.
+fn write_rl_layout(ebpf: &mut Ebpf, layout: &RangeLockLayout) -> anyhow::Result<()> {
+    let mut a: aya::maps::Array<_, RangeLockLayout> =
+        aya::maps::Array::try_from(ebpf.map_mut("RL_LAYOUT").context("RL_LAYOUT map")?)?;
+    a.set(0, *layout, 0)
+        .context("writing the range-lock layout")?;
+    Ok(())
 }
 
 /// Replaces the stack id of an `ordering_evidence` event by its frames,

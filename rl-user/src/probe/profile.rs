@@ -175,6 +175,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The module whose functions the profile probes (its first lock
+    /// function's), if they are in a module.
+    pub fn module<'a>(&self, syms: &'a Kallsyms) -> Option<&'a str> {
+        self.probes
+            .iter()
+            .find(|k| k.program.starts_with("rl_lock"))
+            .and_then(|k| syms.module_of(&k.symbol))
+    }
+
     /// How the queue order is known, for `probes` and `record`.
     pub fn queue_order(&self) -> String {
         match self.probes.iter().find(|k| k.program == "rl_insert") {
@@ -451,6 +460,8 @@ fn page_shift() -> u32 {
 #[derive(Debug, Default)]
 pub struct Kallsyms {
     names: HashSet<String>,
+    /// The module of each module symbol (`[rltest_bueso2019]`).
+    modules: std::collections::HashMap<String, String>,
 }
 
 impl Kallsyms {
@@ -460,21 +471,35 @@ impl Kallsyms {
 
     /// Parses `addr type name [module]` lines.
     pub fn parse(text: &str) -> Kallsyms {
-        let names = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let _addr = it.next()?;
-                let ty = it.next()?;
-                // Text symbols only: functions can be probed.
-                matches!(ty, "t" | "T").then(|| it.next().map(str::to_owned))?
-            })
-            .collect();
-        Kallsyms { names }
+        let mut k = Kallsyms::default();
+        for l in text.lines() {
+            let mut it = l.split_whitespace();
+            let (Some(_addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            // Text symbols only: functions can be probed.
+            if !matches!(ty, "t" | "T") {
+                continue;
+            }
+            if let Some(m) = it
+                .next()
+                .and_then(|m| m.strip_prefix('['))
+                .and_then(|m| m.strip_suffix(']'))
+            {
+                k.modules.insert(name.to_owned(), m.to_owned());
+            }
+            k.names.insert(name.to_owned());
+        }
+        k
     }
 
     pub fn has(&self, name: &str) -> bool {
         self.names.contains(name)
+    }
+
+    /// The module that defines function `name`, if a module does.
+    pub fn module_of(&self, name: &str) -> Option<&str> {
+        self.modules.get(name).map(String::as_str)
     }
 }
 
