@@ -442,6 +442,20 @@ noinline void range_downgrade_write(struct TREE *tree, struct LOCK *lock)
 }
 EXPORT_SYMBOL_GPL(range_downgrade_write);
 
+#if defined(RLTEST_BUESO2019)
+/* The lockdep variants (Bueso 2019 with CONFIG_DEBUG_LOCK_ALLOC; without it
+ * they are macros for the plain ones). */
+noinline void range_read_lock_nested(struct TREE *tree, struct LOCK *lock, int subclass) { do_lock(tree, lock, true, WAIT_PLAIN); }
+EXPORT_SYMBOL_GPL(range_read_lock_nested);
+noinline void range_write_lock_nested(struct TREE *tree, struct LOCK *lock, int subclass) { do_lock(tree, lock, false, WAIT_PLAIN); }
+EXPORT_SYMBOL_GPL(range_write_lock_nested);
+noinline int range_write_lock_killable_nested(struct TREE *tree, struct LOCK *lock, int subclass) { return do_lock(tree, lock, false, WAIT_KILLABLE); }
+EXPORT_SYMBOL_GPL(range_write_lock_killable_nested);
+noinline void _range_write_lock_nest_lock(struct TREE *tree, struct LOCK *lock, void *nest) { do_lock(tree, lock, false, WAIT_PLAIN); }
+EXPORT_SYMBOL_GPL(_range_write_lock_nest_lock);
+#define HAVE_NESTED 1
+#endif
+
 #define LOCK_W(t, l) range_write_lock(t, l)
 #define LOCK_R(t, l) range_read_lock(t, l)
 #define LOCK_INTR(t, l) range_write_lock_interruptible(t, l)
@@ -453,6 +467,9 @@ EXPORT_SYMBOL_GPL(range_downgrade_write);
 #endif
 #ifndef HAVE_DOWNGRADE
 #define HAVE_DOWNGRADE 0
+#endif
+#ifndef HAVE_NESTED
+#define HAVE_NESTED 0
 #endif
 
 /* ---- the patterns ---- */
@@ -521,6 +538,29 @@ static void pager(struct worker *w)
 		if (i % 2) {
 			LOCK_R(&rf.tree, &l);
 			UNLOCK_R(&rf.tree, &l);
+			continue;
+		}
+#endif
+#if HAVE_NESTED
+		if (i % 8 == 2) {
+			/* Each lockdep variant in turn. */
+			switch ((i / 8) % 4) {
+			case 0:
+				range_read_lock_nested(&rf.tree, &l, 1);
+				range_read_unlock(&rf.tree, &l);
+				break;
+			case 1:
+				range_write_lock_nested(&rf.tree, &l, 1);
+				range_write_unlock(&rf.tree, &l);
+				break;
+			case 2:
+				if (!range_write_lock_killable_nested(&rf.tree, &l, 1))
+					range_write_unlock(&rf.tree, &l);
+				break;
+			default:
+				_range_write_lock_nest_lock(&rf.tree, &l, NULL);
+				range_write_unlock(&rf.tree, &l);
+			}
 			continue;
 		}
 #endif

@@ -27,11 +27,13 @@ pub enum Kind {
     Tree = 2,
     /// `w0` = tree, `w1` = lock, `w2` = start, `w3` = last; `flags` = [`Mode`].
     RlRequest = 3,
-    /// `w0` = tree, `w1` = lock.
+    /// `w0` = tree, `w1` = lock; with [`FLAG_QUEUE_SEQ`], `w2` = the
+    /// lock's queue sequence number, read as the call returned (user space
+    /// makes it an `rl_queue_seq` event before this one).
     RlAcquired = 4,
     /// `w0` = tree, `w1` = lock.
     RlTrylockFailed = 5,
-    /// `w0` = tree, `w1` = lock.
+    /// `w0` = tree, `w1` = lock; `w2` as for [`Kind::RlAcquired`].
     RlCancel = 6,
     /// `w0` = tree, `w1` = lock.
     RlRelease = 7,
@@ -206,6 +208,12 @@ pub const FLAG_TRY_KNOWN: u8 = 4;
 pub const FLAG_TRY: u8 = 8;
 /// `flags` bit of [`Kind::PageFault`]: the fault came from user mode.
 pub const FLAG_USER: u8 = 1;
+/// `flags` bit of [`Kind::RlAcquired`] and [`Kind::RlCancel`]: `w2` is the
+/// lock's queue sequence number (the profile's `sequence` member, set by
+/// the lock function under the tree's lock as it inserted). One record for
+/// both: half the ring traffic of a second record, and no second copy of
+/// the emit code in the return programs.
+pub const FLAG_QUEUE_SEQ: u8 = 1;
 
 /// The page-cache lock classes of a file, in `w1` of the `FileLock*` kinds.
 #[repr(u8)]
@@ -625,6 +633,10 @@ pub struct RangeLockLayout {
     /// Offset of the queue node in the lock struct: the insertion probe
     /// (`interval_tree_insert(node, root)`) finds the lock at node minus it.
     pub insert_node_off: u32,
+    /// Offset of the lock's queue sequence number (a u64 the lock function
+    /// sets as it inserts), or [`NO_FIELD`]: read at the call's return.
+    pub seq_off: u32,
+    pub _pad: u32,
 }
 
 /// [`RangeLockLayout::tree_inode`] values.
@@ -644,6 +656,8 @@ impl RangeLockLayout {
         tree_member_off: 0,
         inode_off: 0,
         insert_node_off: 0,
+        seq_off: NO_FIELD,
+        _pad: 0,
     };
 }
 

@@ -270,7 +270,16 @@ fn returned(ctx: &RetProbeContext, how: Ret) {
         held_add(t.tid, 1);
         let _ = RL_OWNER.insert(&lock, &t.tid, 0);
     }
-    emit(t, kind, 0, 0, [tree, lock, 0, 0]);
+    // The request's place in the queue, where the profile names the
+    // lock's sequence number (set under the tree's lock as it inserted),
+    // in the same record. A failed trylock never entered the queue.
+    let (flags, seq) = match layout() {
+        Some(rl) if kind != Kind::RlTrylockFailed && rl.seq_off != rl_common::NO_FIELD => {
+            (rl_common::FLAG_QUEUE_SEQ, kread_u64(lock, rl.seq_off))
+        }
+        _ => (0, 0),
+    };
+    emit(t, kind, flags, 0, [tree, lock, seq, 0]);
 }
 
 /// Return of a `void` lock function.

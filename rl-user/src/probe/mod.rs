@@ -599,11 +599,14 @@ impl Session {
                         Ok(None) => Status::Unavailable(short_reason(why, &k.symbol)),
                         Err(e) => Status::Failed(format!("{e:#}")),
                     },
-                    None => match attach_kprobe(&mut ebpf, &mut kp, k) {
-                        Ok(insns) => Status::Attached {
-                            verified_insns: insns,
+                    None => match insertion_probed(k, &probes) {
+                        Some(why) => Status::Unavailable(why),
+                        None => match attach_kprobe(&mut ebpf, &mut kp, k) {
+                            Ok(insns) => Status::Attached {
+                                verified_insns: insns,
+                            },
+                            Err(e) => Status::Failed(format!("{e:#}")),
                         },
-                        Err(e) => Status::Failed(format!("{e:#}")),
                     },
                 };
                 probes.push(ProbeReport {
@@ -1197,17 +1200,41 @@ fn attach_kprobe(
         .and_then(|i| i.verified_instruction_count()))
 }
 
-/// How the queue order is known once the plan's probes were attached: the
-/// plan's words, unless its insertion probe did not attach.
-fn queue_order(plan: &profile::Plan, probes: &[ProbeReport]) -> String {
-    match probes.iter().find(|p| p.program == "rl_insert") {
-        Some(ProbeReport {
-            name,
-            status: Status::Failed(why) | Status::Unavailable(why),
-            ..
-        }) => format!("queue order NOT observed ({name}: {why}): fifo_violation at most uncertain"),
-        _ => plan.queue_order(),
+/// Why insertion candidate `k` is not attached: another one already is
+/// (one is enough; both would report each insertion twice).
+fn insertion_probed(k: &profile::KprobeAttach, probes: &[ProbeReport]) -> Option<String> {
+    if k.program != "rl_insert" {
+        return None;
     }
+    probes
+        .iter()
+        .find(|p| p.program == "rl_insert" && matches!(p.status, Status::Attached { .. }))
+        .map(|p| format!("not needed: the insertion is probed at {}", p.name))
+}
+
+/// How the queue order is known once the plan's probes were attached.
+fn queue_order(plan: &profile::Plan, probes: &[ProbeReport]) -> String {
+    let tried: Vec<&ProbeReport> = probes.iter().filter(|p| p.program == "rl_insert").collect();
+    if tried.is_empty() || plan.layout.seq_off != rl_common::NO_FIELD {
+        return plan.queue_order();
+    }
+    if let Some(p) = tried
+        .iter()
+        .find(|p| matches!(p.status, Status::Attached { .. }))
+    {
+        return format!("queue order from {}", p.name);
+    }
+    let why: Vec<String> = tried
+        .iter()
+        .map(|p| match &p.status {
+            Status::Failed(w) | Status::Unavailable(w) => format!("{}: {w}", p.name),
+            Status::Attached { .. } => p.name.clone(),
+        })
+        .collect();
+    format!(
+        "queue order NOT observed ({}): fifo_violation at most uncertain",
+        why.join("; ")
+    )
 }
 
 /// How `probes` names a range-lock probe.

@@ -161,14 +161,17 @@ impl Session {
         };
         let mut attached = 0;
         for k in &plan.probes {
-            let status = match attach_kprobe(ebpf, &mut self.kprobes, k) {
-                Ok(insns) => {
-                    attached += 1;
-                    Status::Attached {
-                        verified_insns: insns,
+            let status = match super::insertion_probed(k, &self.probes[late.reports_before..]) {
+                Some(why) => Status::Unavailable(why),
+                None => match attach_kprobe(ebpf, &mut self.kprobes, k) {
+                    Ok(insns) => {
+                        attached += 1;
+                        Status::Attached {
+                            verified_insns: insns,
+                        }
                     }
-                }
-                Err(e) => Status::Failed(format!("{e:#}")),
+                    Err(e) => Status::Failed(format!("{e:#}")),
+                },
             };
             self.probes.push(ProbeReport {
                 name: super::kprobe_name(k, self.kprobes.available()),

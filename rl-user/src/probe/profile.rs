@@ -54,6 +54,12 @@ pub struct LockFn {
     pub symbol: String,
     pub mode: LockMode,
     pub returns: Returns,
+    /// Probed only where the kernel has it: a variant that exists in some
+    /// builds only (Bueso's `_nested` ones, with CONFIG_DEBUG_LOCK_ALLOC;
+    /// without it they are macros for the plain ones). Not used to detect
+    /// the flavour.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// How a tree leads to its inode: the tree is member `member` of struct
@@ -88,7 +94,10 @@ pub enum InodeLink {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Insert {
-    pub symbol: String,
+    /// Candidates, in order: the first that the kernel lets rltop probe is
+    /// used (`interval_tree_insert`, else the `__rb_insert_augmented` it
+    /// calls, whose node is the same pointer).
+    pub symbols: Vec<String>,
     /// Where the node lies in the lock struct (the lock is the node minus
     /// that offset).
     pub node: Bound,
@@ -144,6 +153,10 @@ pub struct Profile {
     /// Where a request enters the tree's queue (optional): `rl_queued`
     /// events, the queue order a `fifo_violation` is proven by.
     pub insert: Option<Insert>,
+    /// The lock's queue sequence number (optional): a u64 member the lock
+    /// function sets under the tree's lock as it inserts (Bueso's `seqnum`,
+    /// Lustre's `rl_sequence`), read at the call's return (`rl_queue_seq`).
+    pub sequence: Option<Bound>,
     /// How a tree leads to its inode, for `tree` events (optional).
     pub tree_inode: Option<TreeInode>,
     /// Symbols that together identify the flavour in kallsyms.
@@ -184,14 +197,24 @@ impl Plan {
             .and_then(|k| syms.module_of(&k.symbol))
     }
 
-    /// How the queue order is known, for `probes` and `record`.
+    /// How the queue order is to be known, for `probes` and `record`
+    /// (the session says which insertion probe attached).
     pub fn queue_order(&self) -> String {
-        match self.probes.iter().find(|k| k.program == "rl_insert") {
-            Some(k) => format!("queue order from {}", k.symbol),
-            None => {
-                "queue order NOT observed (no insertion probe): fifo_violation at most uncertain"
-                    .into()
-            }
+        let candidates: Vec<&str> = self
+            .probes
+            .iter()
+            .filter(|k| k.program == "rl_insert")
+            .map(|k| k.symbol.as_str())
+            .collect();
+        if self.layout.seq_off != rl_common::NO_FIELD {
+            format!(
+                "queue order from the lock's sequence number (@{})",
+                self.layout.seq_off
+            )
+        } else if !candidates.is_empty() {
+            format!("queue order from {}", candidates.join(" or "))
+        } else {
+            "queue order NOT observed (no insertion probe or sequence number): fifo_violation at most uncertain".into()
         }
     }
 }
@@ -263,10 +286,11 @@ impl Profile {
         ))
     }
 
-    /// Every symbol the profile probes.
+    /// Every symbol the profile needs (its optional lock functions aside).
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
         self.lock
             .iter()
+            .filter(|l| !l.optional)
             .map(|l| l.symbol.as_str())
             .chain(self.unlock.iter().map(String::as_str))
             .chain(self.downgrade.iter().map(String::as_str))
@@ -292,8 +316,17 @@ impl Profile {
         }
         let mut plan = self.plan_unchecked(btf)?;
         // Optional probes, where the kernel has them.
-        plan.probes
-            .retain(|k| !matches!(k.program, "rl_tree_init" | "rl_insert") || syms.has(&k.symbol));
+        let optional: HashSet<&str> = self
+            .lock
+            .iter()
+            .filter(|l| l.optional)
+            .map(|l| l.symbol.as_str())
+            .collect();
+        plan.probes.retain(|k| {
+            !(matches!(k.program, "rl_tree_init" | "rl_insert")
+                || optional.contains(k.symbol.as_str()))
+                || syms.has(&k.symbol)
+        });
         Ok(plan)
     }
 
@@ -344,16 +377,24 @@ impl Profile {
             layout.inode_off = btf_off(&ti.inode_member).unwrap_or(ti.inode_offset);
         }
         let mut probes = Vec::new();
+        if let Some(seq) = &self.sequence {
+            layout.seq_off = match self.btf_offsets(btf) {
+                Some(Ok(_)) => self.bound_offset(btf, seq)?,
+                _ => seq.offset,
+            };
+        }
         if let Some(ins) = &self.insert {
             layout.insert_node_off = match self.btf_offsets(btf) {
                 Some(Ok(_)) => self.bound_offset(btf, &ins.node)?,
                 _ => ins.node.offset,
             };
-            probes.push(KprobeAttach {
-                program: "rl_insert",
-                symbol: ins.symbol.clone(),
-                ret: false,
-            });
+            for symbol in &ins.symbols {
+                probes.push(KprobeAttach {
+                    program: "rl_insert",
+                    symbol: symbol.clone(),
+                    ret: false,
+                });
+            }
         }
         for l in &self.lock {
             let entry = match l.mode {
@@ -578,8 +619,12 @@ mod tests {
                     .collect::<Vec<_>>(),
             );
             let plan = p.plan(&s, None).unwrap();
-            // Every lock function has an entry and a return probe.
-            assert_eq!(plan.probes.iter().filter(|k| k.ret).count(), p.lock.len());
+            // Every lock function the kernel has has an entry and a return
+            // probe (the optional ones are not in these kallsyms).
+            assert_eq!(
+                plan.probes.iter().filter(|k| k.ret).count(),
+                p.lock.iter().filter(|l| !l.optional).count()
+            );
             assert!(plan.probes.iter().any(|k| k.program == "rl_unlock"));
             assert_eq!(plan.offsets_from, "profile (no BTF for the lock struct)");
         }
@@ -601,31 +646,69 @@ mod tests {
     }
 
     #[test]
-    fn the_insertion_is_probed_where_the_kernel_has_it_and_the_plan_says_so() {
-        let p = Profile::builtin("bueso2019").unwrap();
-        let names: Vec<&str> = p
-            .symbols()
-            .chain(p.detect.iter().map(String::as_str))
-            .collect();
-        let without = p.plan(&syms(&names), None).unwrap();
-        assert!(!without.probes.iter().any(|k| k.program == "rl_insert"));
+    fn the_queue_order_comes_from_the_sequence_number_or_an_insertion_probe() {
+        // Bueso's and Lustre's locks number their requests as they enter
+        // the queue; Kara's do not.
+        for (name, want) in [
+            (
+                "bueso2019",
+                "queue order from the lock's sequence number (@64)",
+            ),
+            (
+                "lustre",
+                "queue order from the lock's sequence number (@64)",
+            ),
+        ] {
+            let p = Profile::builtin(name).unwrap();
+            let names: Vec<&str> = p
+                .symbols()
+                .chain(p.detect.iter().map(String::as_str))
+                .collect();
+            let plan = p.plan(&syms(&names), None).unwrap();
+            assert_eq!(plan.layout.seq_off, 64);
+            assert_eq!(plan.queue_order(), want);
+        }
+        let kara = Profile::builtin("kara2013").unwrap();
+        let plan = kara
+            .plan(&syms(&["range_lock", "range_unlock"]), None)
+            .unwrap();
+        assert_eq!(plan.layout.seq_off, rl_common::NO_FIELD);
         assert!(
-            without.queue_order().contains("NOT observed"),
+            plan.queue_order().contains("NOT observed"),
             "{}",
-            without.queue_order()
+            plan.queue_order()
         );
-        let mut with = names.clone();
-        with.push("interval_tree_insert");
-        let plan = p.plan(&syms(&with), None).unwrap();
-        assert!(plan.probes.contains(&KprobeAttach {
-            program: "rl_insert",
-            symbol: "interval_tree_insert".into(),
-            ret: false
-        }));
-        assert_eq!(plan.layout.insert_node_off, 0);
-        assert_eq!(plan.queue_order(), "queue order from interval_tree_insert");
-        // Lustre's insertion is inline: nothing to probe.
-        assert!(Profile::builtin("lustre").unwrap().insert.is_none());
+        // A profile naming its insertion function: probed where the kernel
+        // has a candidate (the session keeps the first that attaches).
+        let text = include_str!("../../profiles/kara2013.toml").to_string()
+            + "\n[insert]\nsymbols = [\"my_insert\", \"__rb_insert_augmented\"]\nnode = { member = \"node\", offset = 8 }\n";
+        let p = Profile::parse(&text).unwrap();
+        let base = ["range_lock", "range_unlock"];
+        let without = p.plan(&syms(&base), None).unwrap();
+        assert!(!without.probes.iter().any(|k| k.program == "rl_insert"));
+        let plan = p
+            .plan(
+                &syms(&[
+                    "range_lock",
+                    "range_unlock",
+                    "my_insert",
+                    "__rb_insert_augmented",
+                ]),
+                None,
+            )
+            .unwrap();
+        let candidates: Vec<&str> = plan
+            .probes
+            .iter()
+            .filter(|k| k.program == "rl_insert")
+            .map(|k| k.symbol.as_str())
+            .collect();
+        assert_eq!(candidates, ["my_insert", "__rb_insert_augmented"]);
+        assert_eq!(plan.layout.insert_node_off, 8);
+        assert_eq!(
+            plan.queue_order(),
+            "queue order from my_insert or __rb_insert_augmented"
+        );
     }
 
     #[test]

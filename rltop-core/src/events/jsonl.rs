@@ -102,7 +102,7 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 42] = [
+const FIELDS: [&str; 43] = [
     "ts",
     "kind",
     "tid",
@@ -145,6 +145,7 @@ const FIELDS: [&str; 42] = [
     "caller",
     "user",
     "probe",
+    "seq",
 ];
 
 #[derive(Clone, Copy)]
@@ -192,6 +193,7 @@ enum F {
     Caller,
     User,
     Probe,
+    Seq,
 }
 
 impl F {
@@ -213,7 +215,7 @@ const fn mask(fields: &[F]) -> u64 {
 const COMMON: u64 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u64); 34] = [
+const KINDS: [(&str, u64); 35] = [
     ("task", mask(&[F::Comm])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
@@ -227,6 +229,7 @@ const KINDS: [(&str, u64); 34] = [
     ("rl_downgrade", mask(&[F::Tree, F::Lock])),
     ("rl_tree_init", mask(&[F::Tree])),
     ("rl_queued", mask(&[F::Tree, F::Lock])),
+    ("rl_queue_seq", mask(&[F::Tree, F::Lock, F::Seq])),
     ("mmap_lock_request", mask(&[F::Mm, F::Write])),
     ("mmap_lock_acquired", mask(&[F::Mm, F::Write, F::Success])),
     ("mmap_lock_release", mask(&[F::Mm, F::Write])),
@@ -559,6 +562,11 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             tree: o.u64(F::Tree)?,
             lock: o.u64(F::Lock)?,
         },
+        "rl_queue_seq" => Body::RlQueueSeq {
+            tree: o.u64(F::Tree)?,
+            lock: o.u64(F::Lock)?,
+            seq: o.u64(F::Seq)?,
+        },
         "mmap_lock_request" => Body::MmapLockRequest {
             mm: o.u64(F::Mm)?,
             write: o.bool(F::Write)?,
@@ -857,6 +865,11 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             o.u64("lock", *lock)?;
         }
         Body::RlTreeInit { tree } => o.u64("tree", *tree)?,
+        Body::RlQueueSeq { tree, lock, seq } => {
+            o.u64("tree", *tree)?;
+            o.u64("lock", *lock)?;
+            o.u64("seq", *seq)?;
+        }
         Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
             o.u64("mm", *mm)?;
             o.bool("write", *write)?;
@@ -1192,6 +1205,8 @@ pub(crate) mod tests {
             (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlDowngrade { tree, lock }),
             any::<u64>().prop_map(|tree| Body::RlTreeInit { tree }),
             (any::<u64>(), any::<u64>()).prop_map(|(tree, lock)| Body::RlQueued { tree, lock }),
+            (any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(tree, lock, seq)| Body::RlQueueSeq { tree, lock, seq }),
             (any::<u64>(), any::<bool>())
                 .prop_map(|(mm, write)| Body::MmapLockRequest { mm, write }),
             (any::<u64>(), any::<bool>(), any::<bool>())

@@ -212,6 +212,14 @@ pub enum Body {
         tree: u64,
         lock: u64,
     },
+    /// The request's place in its tree's queue (the lock's sequence number,
+    /// read as its lock call returned): requests entered the queue in the
+    /// order of these numbers.
+    RlQueueSeq {
+        tree: u64,
+        lock: u64,
+        seq: u64,
+    },
     MmapLockRequest {
         mm: u64,
         write: bool,
@@ -395,6 +403,7 @@ impl Body {
             Body::RlDowngrade { .. } => "rl_downgrade",
             Body::RlTreeInit { .. } => "rl_tree_init",
             Body::RlQueued { .. } => "rl_queued",
+            Body::RlQueueSeq { .. } => "rl_queue_seq",
             Body::MmapLockRequest { .. } => "mmap_lock_request",
             Body::MmapLockAcquired { .. } => "mmap_lock_acquired",
             Body::MmapLockRelease { .. } => "mmap_lock_release",
@@ -458,7 +467,8 @@ impl Body {
             | Body::RlCancel { tree, lock }
             | Body::RlRelease { tree, lock }
             | Body::RlDowngrade { tree, lock }
-            | Body::RlQueued { tree, lock } => Some((tree, lock)),
+            | Body::RlQueued { tree, lock }
+            | Body::RlQueueSeq { tree, lock, .. } => Some((tree, lock)),
             _ => None,
         }
     }
@@ -500,6 +510,7 @@ impl Body {
             Body::RlDowngrade { .. } => Tag::RlDowngrade,
             Body::RlTreeInit { .. } => Tag::RlTreeInit,
             Body::RlQueued { .. } => Tag::RlQueued,
+            Body::RlQueueSeq { .. } => Tag::RlQueueSeq,
         }
     }
 }
@@ -543,9 +554,10 @@ pub enum Tag {
     RlDowngrade,
     RlTreeInit,
     RlQueued,
+    RlQueueSeq,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = Tag::RlQueued as usize + 1; // the last variant
+    pub const COUNT: usize = Tag::RlQueueSeq as usize + 1; // the last variant
 }

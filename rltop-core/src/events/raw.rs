@@ -97,6 +97,26 @@ fn decode_record(b: &[u8], out: &mut impl FnMut(Result<Event, RawError>)) {
             out(Ok(ev(body)));
         }
     } else {
+        // A return with the lock's queue sequence number: its own event
+        // first (the checker judges the outcome with it).
+        if b.len() >= RECORD_SIZE
+            && (b[16] == Kind::RlAcquired as u8 || b[16] == Kind::RlCancel as u8)
+            && header(b).flags & rl_common::FLAG_QUEUE_SEQ != 0
+        {
+            let h = header(b);
+            let w = |i: usize| u64_at(b, HDR + 8 * i);
+            out(Ok(Event {
+                ts: h.ts,
+                tid: h.tid,
+                pid: h.pid,
+                cpu: Some(h.cpu as u32),
+                body: Body::RlQueueSeq {
+                    tree: w(0),
+                    lock: w(1),
+                    seq: w(2),
+                },
+            }));
+        }
         out(decode(b));
     }
 }
@@ -746,6 +766,31 @@ mod tests {
             decode(&bytes(&r)).unwrap().body,
             Body::ContentionBegin { caller: Some(c), .. } if c == "ip:ffffffff81000000"
         ));
+    }
+
+    #[test]
+    fn a_return_with_its_queue_number_is_that_number_then_the_outcome() {
+        for kind in [Kind::RlAcquired, Kind::RlCancel] {
+            let r = rec(kind, rl_common::FLAG_QUEUE_SEQ, [1, 2, 41, 0]);
+            let mut got = Vec::new();
+            decode_entry(&bytes(&r), &mut |e| got.push(e.unwrap().body));
+            assert_eq!(
+                got[0],
+                Body::RlQueueSeq {
+                    tree: 1,
+                    lock: 2,
+                    seq: 41
+                }
+            );
+            assert_eq!(got.len(), 2);
+            assert_eq!(got[1].range_lock(), Some((1, 2)));
+            // Without the bit: the outcome alone.
+            let mut got = Vec::new();
+            decode_entry(&bytes(&rec(kind, 0, [1, 2, 41, 0])), &mut |e| {
+                got.push(e.unwrap().body)
+            });
+            assert_eq!(got.len(), 1);
+        }
     }
 
     #[test]

@@ -95,6 +95,9 @@ fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
         | Body::RlDowngrade { tree, lock }
         | Body::RlQueued { tree, lock } => write!(w, " tree {tree:#x} lock {lock:#x}"),
         Body::RlTreeInit { tree } => write!(w, " tree {tree:#x}"),
+        Body::RlQueueSeq { tree, lock, seq } => {
+            write!(w, " tree {tree:#x} lock {lock:#x} seq {seq}")
+        }
         Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
             write!(w, " mm {mm:#x} {}", rw(*write))
         }

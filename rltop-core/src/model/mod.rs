@@ -232,6 +232,9 @@ pub struct Lock {
     /// The `rl_queued` event (index, time): when the request entered the
     /// tree's queue, where the profile observes it.
     pub queued: Option<(u64, u64)>,
+    /// The `rl_queue_seq` event (its number, its index): the request's
+    /// place in the queue, read as its lock call returned.
+    pub seq: Option<(u64, u64)>,
     /// Not yet in the reference's queue: the trace shows requests entering
     /// the queue, and this one has not yet (see [`Model::queues_observed`]).
     pub deferred: bool,
@@ -791,6 +794,11 @@ impl Model {
                 mode,
             } => self.rl_request(idx, ev, *tree, *lock, *start, *last, *mode),
             Body::RlQueued { tree, lock } => self.rl_queued(idx, ev.ts, *tree, *lock),
+            Body::RlQueueSeq { tree, lock, seq } => {
+                if let Some(l) = self.trees.get_mut(tree).and_then(|t| t.locks.get_mut(lock)) {
+                    l.seq = Some((*seq, idx));
+                }
+            }
             Body::RlAcquired { tree, lock } => {
                 // Acquired before it was seen entering the queue (its
                 // `rl_queued` was lost): it enters the reference's now.
@@ -1403,6 +1411,7 @@ impl Model {
                 req_idx: idx,
                 req_ts: ev.ts,
                 queued: None,
+                seq: None,
                 deferred,
                 state: LockState::Waiting,
                 grantable_since: granted.then_some((ev.ts, idx)),

@@ -160,6 +160,7 @@ fn kind_code(b: &Body) -> u8 {
         Body::RlDowngrade { .. } => 35,
         Body::RlTreeInit { .. } => 36,
         Body::RlQueued { .. } => 37,
+        Body::RlQueueSeq { .. } => 38,
     }
 }
 
@@ -274,6 +275,11 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             put(out, *lock);
         }
         Body::RlTreeInit { tree } => put(out, *tree),
+        Body::RlQueueSeq { tree, lock, seq } => {
+            put(out, *tree);
+            put(out, *lock);
+            put(out, *seq);
+        }
         Body::MmapLockRequest { mm, write } | Body::MmapLockRelease { mm, write } => {
             put(out, *mm);
             out.push(u8::from(*write));
@@ -744,6 +750,11 @@ impl<'a> Decoder<'a> {
             37 => Body::RlQueued {
                 tree: self.u64()?,
                 lock: self.u64()?,
+            },
+            38 => Body::RlQueueSeq {
+                tree: self.u64()?,
+                lock: self.u64()?,
+                seq: self.u64()?,
             },
             7 => Body::MmapLockRequest {
                 mm: self.u64()?,

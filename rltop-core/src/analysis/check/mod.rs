@@ -107,7 +107,7 @@ use crate::model::{Lock, Model, Tree};
 pub fn rules() -> Vec<Box<dyn Rule>> {
     vec![
         Box::new(conflicting_grant::ConflictingGrant),
-        Box::new(fifo_violation::FifoViolation),
+        Box::new(fifo_violation::FifoViolation::default()),
         Box::new(unlock_unheld::UnlockUnheld::default()),
         Box::new(ordering_inversion::OrderingInversion),
         Box::new(page_in_locked_range::PageInLockedRange),

@@ -654,3 +654,58 @@ fn a_waiter_hung_on_a_tree_whose_whole_life_is_traced_is_a_certain_stall() {
     assert_eq!(kinds, [(Kind::STALL, true)]);
     assert!(v.failed());
 }
+
+/// The queue order from the locks' sequence numbers (`rl_queue_seq`, read
+/// as each call returns): task 2 asks first, task 3 2 ms later, and 3 is
+/// served first. Fair if 2 entered the queue after 3 (preempted between
+/// its call and its insertion); a violation if before, known only when 2
+/// returns; unknown if 2 is cancelled or never returns.
+#[test]
+fn a_grant_past_an_earlier_request_is_judged_by_the_queue_numbers() {
+    let ms = 1_000_000;
+    let seq = |ts, tid, lock, seq| ev(ts, tid, Body::RlQueueSeq { tree: 1, lock, seq });
+    let req = |ts, tid, lock| rl_req(ts, tid, lock, 0, 9, Mode::Excl);
+    let head = |late: u64| {
+        vec![
+            req(ms, 1, 1),
+            seq(ms + 1, 1, 1, 1),
+            rl_acq(ms + 2, 1, 1),
+            req(10 * ms, 2, 2),
+            req(12 * ms, 3, 3),
+            rl_rel(20 * ms, 1, 1),
+            seq(21 * ms, 3, 3, 3),
+            rl_acq(21 * ms + 1, 3, 3),
+            rl_rel(30 * ms, 3, 3),
+            // 2's number: `late` (2) entered before 3, else after.
+            seq(31 * ms, 2, 2, late),
+        ]
+    };
+    let fifo = |evs: &[Event]| -> Vec<bool> {
+        run(Config::default(), evs)
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::FIFO_VIOLATION)
+            .map(|f| f.certain)
+            .collect()
+    };
+    let mut fair = head(4);
+    fair.extend([rl_acq(31 * ms + 1, 2, 2), rl_rel(40 * ms, 2, 2)]);
+    assert_eq!(fifo(&fair), Vec::<bool>::new(), "2 entered after 3");
+    let mut unfair = head(2);
+    unfair.extend([rl_acq(31 * ms + 1, 2, 2), rl_rel(40 * ms, 2, 2)]);
+    assert_eq!(fifo(&unfair), [true], "2 entered before 3");
+    let mut cancelled = head(2);
+    cancelled.pop();
+    cancelled.extend([
+        seq(31 * ms, 2, 2, 2),
+        ev(31 * ms + 1, 2, Body::RlCancel { tree: 1, lock: 2 }),
+    ]);
+    assert_eq!(
+        fifo(&cancelled),
+        [false],
+        "2 may have left before 3's grant"
+    );
+    let mut hung = head(2);
+    hung.pop();
+    assert_eq!(fifo(&hung), [false], "2's place never read");
+}
