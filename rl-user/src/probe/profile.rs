@@ -376,25 +376,35 @@ impl Profile {
             layout.tree_member_off = btf_off(&ti.member).unwrap_or(ti.member_offset);
             layout.inode_off = btf_off(&ti.inode_member).unwrap_or(ti.inode_offset);
         }
-        let mut probes = Vec::new();
+        // Members beside the range: from BTF where it has the struct.
+        let member = |b: &Bound| match self.btf_offsets(btf) {
+            Some(Ok(_)) => self.bound_offset(btf, b),
+            _ => Ok(b.offset),
+        };
         if let Some(seq) = &self.sequence {
-            layout.seq_off = match self.btf_offsets(btf) {
-                Some(Ok(_)) => self.bound_offset(btf, seq)?,
-                _ => seq.offset,
-            };
+            layout.seq_off = member(seq)?;
         }
         if let Some(ins) = &self.insert {
-            layout.insert_node_off = match self.btf_offsets(btf) {
-                Some(Ok(_)) => self.bound_offset(btf, &ins.node)?,
-                _ => ins.node.offset,
-            };
-            for symbol in &ins.symbols {
-                probes.push(KprobeAttach {
-                    program: "rl_insert",
-                    symbol: symbol.clone(),
-                    ret: false,
-                });
-            }
+            layout.insert_node_off = member(&ins.node)?;
+        }
+        Ok(Plan {
+            name: self.name.clone(),
+            flavour: self.flavour.clone(),
+            layout,
+            probes: self.probes(),
+            offsets_from,
+        })
+    }
+
+    /// The probes of the profile, insertion candidates first.
+    fn probes(&self) -> Vec<KprobeAttach> {
+        let mut probes = Vec::new();
+        for symbol in self.insert.iter().flat_map(|i| &i.symbols) {
+            probes.push(KprobeAttach {
+                program: "rl_insert",
+                symbol: symbol.clone(),
+                ret: false,
+            });
         }
         for l in &self.lock {
             let entry = match l.mode {
@@ -439,13 +449,7 @@ impl Profile {
                 ret: false,
             });
         }
-        Ok(Plan {
-            name: self.name.clone(),
-            flavour: self.flavour.clone(),
-            layout,
-            probes,
-            offsets_from,
-        })
+        probes
     }
 
     /// Range offsets from BTF: None when BTF lacks the lock struct (a module
