@@ -135,6 +135,43 @@ fn check_by_test_gives_a_verdict_per_test_and_attributes_the_defect() {
 }
 
 #[test]
+fn dump_count_gives_the_events_of_each_test_as_check_by_test_splits_them() {
+    let path = data("xfstests/three_tests.jsonl");
+    let out = rltop(&["dump", "--format", "count", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("24 events\nlost: none\n"), "{text}");
+    let tests: Vec<(String, u64)> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("test "))
+        .skip(1)
+        .map(|l| {
+            let (name, rest) = l.rsplit_once("  ").unwrap();
+            let mut cols = name.split_whitespace().collect::<Vec<_>>();
+            let events: u64 = cols.pop().unwrap().parse().unwrap();
+            assert_eq!(rest.trim(), "0", "nothing lost: {l}");
+            (cols.join(" "), events)
+        })
+        .collect();
+    // The same split as `check --by-test` above.
+    assert_eq!(
+        tests,
+        [
+            ("(before first test)".to_string(), 3),
+            ("generic/001".to_string(), 7),
+            ("generic/002".to_string(), 9),
+            ("generic/003".to_string(), 5),
+        ]
+    );
+    let kinds = text.lines().skip_while(|l| !l.starts_with("kind ")).skip(1);
+    let sum: u64 = kinds
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sum, 24, "the kinds add up to the total: {text}");
+}
+
+#[test]
 fn junit_has_one_testcase_per_test_and_failures_carry_the_findings() {
     let path = data("xfstests/three_tests.jsonl");
     let out = rltop(&["check", "--format", "junit", path.to_str().unwrap()]);

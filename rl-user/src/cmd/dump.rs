@@ -1,6 +1,7 @@
 //! `rltop dump FILE [--format jsonl|text|count]`: print every event of a trace (or
-//! a JSONL file), one per line. Damaged chunks are reported on stderr as
-//! warnings and skipped.
+//! a JSONL file), one per line, or (`count`) how many of each kind, per
+//! test, and what was lost by cause. Damaged chunks are reported on stderr
+//! as warnings and skipped.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<ExitCode> {
     let mut out = Stdout::new("dump");
     let mut text = TextWriter::new();
     let name = file.display();
-    let mut count = 0u64;
+    let mut tally = crate::analysis::counts::Tally::default();
     let written = (|| -> Result<(), DumpError> {
         for item in events {
             match item.map_err(DumpError::Trace)? {
@@ -24,7 +25,7 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<ExitCode> {
                     DumpFormat::Jsonl => jsonl::write_event(&mut out, &ev),
                     DumpFormat::Text => text.write_event(&mut out, &ev),
                     DumpFormat::Count => {
-                        count += 1;
+                        tally.add(&ev);
                         Ok(())
                     }
                 }
@@ -37,7 +38,8 @@ pub fn run(a: &DumpArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if format == DumpFormat::Count {
-            writeln!(out, "{count} events").map_err(DumpError::Out)?;
+            out.write_all(crate::views::counts::render(&tally).as_bytes())
+                .map_err(DumpError::Out)?;
         }
         Ok(())
     })();

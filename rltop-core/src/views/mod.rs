@@ -1,6 +1,7 @@
 //! Views: what people read, rendered from analysis results. Render functions
 //! are pure: the same input gives the same text.
 
+pub mod counts;
 pub mod findings;
 pub mod hist;
 pub mod metrics;
