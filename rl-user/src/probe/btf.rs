@@ -390,18 +390,36 @@ impl Btf {
 mod tests {
     use super::*;
 
+    /// The offset of `name` in a string section that starts at `base`
+    /// (split BTF numbers its strings after the base's).
+    fn string_offset(strings: &[u8], base: u32, name: &str) -> u32 {
+        let pat = format!("\0{name}\0");
+        base + strings
+            .windows(pat.len())
+            .position(|w| w == pat.as_bytes())
+            .unwrap() as u32
+            + 1
+    }
+
+    /// A BTF blob: the header, then `types` and `strings`.
+    fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
+        d.extend_from_slice(&24u32.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        d.extend_from_slice(types);
+        d.extend_from_slice(strings);
+        d
+    }
+
     /// Builds BTF for: struct inner { int a; }; struct outer { long x; union { int y; struct inner z; }; int q; };
     /// enum pageflags { PG_locked, PG_head = 6 }
     fn sample() -> Vec<u8> {
         let strings = b"\0int\0long\0inner\0a\0outer\0x\0y\0z\0q\0pageflags\0PG_locked\0PG_head\0";
-        let s = |name: &str| -> u32 {
-            let pat = format!("\0{name}\0");
-            strings
-                .windows(pat.len())
-                .position(|w| w == pat.as_bytes())
-                .unwrap() as u32
-                + 1
-        };
+        let s = |name: &str| string_offset(strings, 0, name);
         let mut t = Vec::new();
         let mut push = |v: u32| t.extend_from_slice(&v.to_le_bytes());
         // 1: int
@@ -452,16 +470,7 @@ mod tests {
         push(0);
         push(s("PG_head"));
         push(6);
-        let mut d = Vec::new();
-        d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
-        d.extend_from_slice(&24u32.to_le_bytes());
-        d.extend_from_slice(&0u32.to_le_bytes());
-        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        d.extend_from_slice(&(strings.len() as u32).to_le_bytes());
-        d.extend_from_slice(&t);
-        d.extend_from_slice(strings);
-        d
+        blob(&t, strings)
     }
 
     #[test]
@@ -503,15 +512,7 @@ mod tests {
         let base = sample();
         let base_str_len = u32::from_le_bytes(base[20..24].try_into().unwrap());
         let strings = b"\0lockx\0n\0start\0outer\0";
-        let s = |name: &str| -> u32 {
-            let pat = format!("\0{name}\0");
-            base_str_len
-                + strings
-                    .windows(pat.len())
-                    .position(|w| w == pat.as_bytes())
-                    .unwrap() as u32
-                + 1
-        };
+        let s = |name: &str| string_offset(strings, base_str_len, name);
         let mut t = Vec::new();
         let mut push = |v: u32| t.extend_from_slice(&v.to_le_bytes());
         // 7: struct lockx { struct inner n @0 (base id 3); long start @64 (base id 2) }
@@ -531,16 +532,10 @@ mod tests {
         push(s("start"));
         push(2);
         push(0);
-        let mut d = Vec::new();
-        d.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
-        d.extend_from_slice(&24u32.to_le_bytes());
-        d.extend_from_slice(&0u32.to_le_bytes());
-        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        d.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        d.extend_from_slice(&(strings.len() as u32).to_le_bytes());
-        d.extend_from_slice(&t);
-        d.extend_from_slice(strings);
-        let btf = Btf::parse(&base).unwrap().with_split(&d).unwrap();
+        let btf = Btf::parse(&base)
+            .unwrap()
+            .with_split(&blob(&t, strings))
+            .unwrap();
         assert_eq!(btf.member_offset("lockx", "start"), Ok(8));
         assert_eq!(btf.member_path_offset("lockx", "n.a"), Ok(0));
         assert_eq!(btf.member_offset("outer", "start"), Ok(0));

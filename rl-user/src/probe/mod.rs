@@ -156,10 +156,7 @@ fn range_lock_plan_strict(
     };
     match explicit {
         Some(p) => {
-            let module_btf = module_btf(&syms, &p);
-            let btf = module_btf.as_ref().map(|(_, b)| b).or(btf);
-            let mut plan = p.plan(&syms, btf).map_err(user_error)?;
-            of_module(&mut plan, module_btf.as_ref());
+            let plan = plan_with_module_btf(&p, &syms, btf).map_err(user_error)?;
             let line = format!(
                 "range locks: profile {} (asked), offsets from {}; {}",
                 plan.name,
@@ -190,10 +187,8 @@ fn range_lock_plan_strict(
                 "range locks: functions found, but this kernel has no kprobes to probe them".into(),
             )),
             Detection::Found(p) => {
-                let module_btf = module_btf(&syms, &p);
-                match p.plan(&syms, module_btf.as_ref().map(|(_, b)| b).or(btf)) {
-                    Ok(mut plan) => {
-                        of_module(&mut plan, module_btf.as_ref());
+                match plan_with_module_btf(&p, &syms, btf) {
+                    Ok(plan) => {
                         let line = format!(
                             "range locks: detected profile {}, offsets from {}; {}",
                             plan.name,
@@ -239,13 +234,21 @@ pub(crate) fn detect_with_modules(
     }
 }
 
-/// Re-plans with the module's BTF, when it has one: offsets from it.
-fn of_module(plan: &mut profile::Plan, module_btf: Option<&(String, btf::Btf)>) {
-    if let Some((m, _)) = module_btf
+/// Plans `p` with the BTF of the module that has its functions when that
+/// module has BTF (saying so in `offsets_from`), else with vmlinux's.
+pub(crate) fn plan_with_module_btf(
+    p: &profile::Profile,
+    syms: &profile::Kallsyms,
+    btf: Option<&btf::Btf>,
+) -> Result<profile::Plan, String> {
+    let module_btf = module_btf(syms, p);
+    let mut plan = p.plan(syms, module_btf.as_ref().map(|(_, b)| b).or(btf))?;
+    if let Some((m, _)) = &module_btf
         && plan.offsets_from.starts_with("BTF")
     {
         plan.offsets_from = format!("{} (module {m})", plan.offsets_from);
     }
+    Ok(plan)
 }
 
 /// A live tracing session: the loaded programs and their ring buffer.
@@ -599,15 +602,7 @@ impl Session {
                         Ok(None) => Status::Unavailable(short_reason(why, &k.symbol)),
                         Err(e) => Status::Failed(format!("{e:#}")),
                     },
-                    None => match insertion_probed(k, &probes) {
-                        Some(why) => Status::Unavailable(why),
-                        None => match attach_kprobe(&mut ebpf, &mut kp, k) {
-                            Ok(insns) => Status::Attached {
-                                verified_insns: insns,
-                            },
-                            Err(e) => Status::Failed(format!("{e:#}")),
-                        },
-                    },
+                    None => attach_plan_probe(&mut ebpf, &mut kp, k, &probes),
                 };
                 probes.push(ProbeReport {
                     name: kprobe_name(k, kp.available()),
@@ -1202,6 +1197,26 @@ fn attach_kprobe(
 
 /// Why insertion candidate `k` is not attached: another one already is
 /// (one is enough; both would report each insertion twice).
+/// Attaches one of a plan's kprobes, unless it is the fallback for a
+/// queue insertion that `earlier` (the plan's reports so far) already
+/// probes.
+pub(crate) fn attach_plan_probe(
+    ebpf: &mut Ebpf,
+    kp: &mut kprobes::Kprobes,
+    k: &profile::KprobeAttach,
+    earlier: &[ProbeReport],
+) -> Status {
+    match insertion_probed(k, earlier) {
+        Some(why) => Status::Unavailable(why),
+        None => match attach_kprobe(ebpf, kp, k) {
+            Ok(insns) => Status::Attached {
+                verified_insns: insns,
+            },
+            Err(e) => Status::Failed(format!("{e:#}")),
+        },
+    }
+}
+
 fn insertion_probed(k: &profile::KprobeAttach, probes: &[ProbeReport]) -> Option<String> {
     if k.program != "rl_insert" {
         return None;

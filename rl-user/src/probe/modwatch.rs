@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use rltop_core::events::{Body, Event};
 
 use super::profile::{self, Detection, Kallsyms};
-use super::{ProbeReport, Session, Status, attach_kprobe, btf, monotonic_ns, write_rl_layout};
+use super::{ProbeReport, Session, Status, btf, monotonic_ns, write_rl_layout};
 
 /// How often `/proc/modules` is read (a few hundred bytes).
 pub const POLL: Duration = Duration::from_millis(200);
@@ -142,11 +142,7 @@ impl Session {
             }
             Detection::Found(p) => p,
         };
-        let module_btf = super::module_btf(&syms, &p);
-        let mut plan = p
-            .plan(&syms, module_btf.as_ref().map(|(_, b)| b).or(btf.as_ref()))
-            .map_err(anyhow::Error::msg)?;
-        super::of_module(&mut plan, module_btf.as_ref());
+        let plan = super::plan_with_module_btf(&p, &syms, btf.as_ref()).map_err(anyhow::Error::msg)?;
         let Some(module) = plan.module(&syms).filter(|m| added.iter().any(|a| a == m)) else {
             return Ok(None);
         };
@@ -161,18 +157,15 @@ impl Session {
         };
         let mut attached = 0;
         for k in &plan.probes {
-            let status = match super::insertion_probed(k, &self.probes[late.reports_before..]) {
-                Some(why) => Status::Unavailable(why),
-                None => match attach_kprobe(ebpf, &mut self.kprobes, k) {
-                    Ok(insns) => {
-                        attached += 1;
-                        Status::Attached {
-                            verified_insns: insns,
-                        }
-                    }
-                    Err(e) => Status::Failed(format!("{e:#}")),
-                },
-            };
+            let status = super::attach_plan_probe(
+                ebpf,
+                &mut self.kprobes,
+                k,
+                &self.probes[late.reports_before..],
+            );
+            if matches!(status, Status::Attached { .. }) {
+                attached += 1;
+            }
             self.probes.push(ProbeReport {
                 name: super::kprobe_name(k, self.kprobes.available()),
                 program: k.program,
