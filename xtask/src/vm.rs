@@ -26,7 +26,7 @@ use anyhow::{Context as _, bail};
 
 use crate::run;
 
-const MUSL: &str = "x86_64-unknown-linux-musl";
+pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// What the VM's init runs; its output goes to the serial console.
 const INIT: &str = r#"#!/bin/busybox sh
@@ -36,6 +36,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 echo RLTOP-VM-BEGIN
+echo "RLTOP-VM-VERSION=$(rltop --version)"
 if grep -q rltop_smp /proc/cmdline; then
   # The second boot (2 vCPUs, preempt=full): correct patterns only.
   mount -t tmpfs -o mode=0755 tmp /work
@@ -61,6 +62,9 @@ rltop record -o /work/t.rlt --duration 2 -- sh -c 'cat /proc/version > /dev/null
 echo "RLTOP-VM-RECORD-RC=$?"
 rltop dump /work/t.rlt --format jsonl > /work/t.jsonl 2>&1
 echo "RLTOP-VM-DUMP-RC=$?"
+rltop check /work/t.rlt > /work/check.txt 2>&1
+echo "RLTOP-VM-CHECK-RC=$?"
+tail -1 /work/check.txt
 echo "RLTOP-VM-EVENTS=$(wc -l < /work/t.jsonl)"
 echo "RLTOP-VM-MMAP-EVENTS=$(grep -c mmap_lock_acquired /work/t.jsonl)"
 for m in crc16 mbcache jbd2 crc32c_generic ext4 loop; do insmod /lib/fs/$m.ko || echo "RLTOP-VM-FS-INSMOD-FAILED $m"; done
@@ -400,6 +404,10 @@ fn test_module(root: &Path, dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
         // Module BTF (see `module_btf`).
         ("pahole", "dwarves"),
         ("xz", "xz-utils"),
+        // virtme-ng (see vm_vng.rs): modules for its initramfs, and udev
+        // for the virtio-serial ports that carry the command's output.
+        ("depmod", "kmod"),
+        ("udevadm", "udev"),
     ]
     .iter()
     .filter(|(tool, _)| {
@@ -742,7 +750,7 @@ fn kernel(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
 }
 
 /// Builds static rltop and rl-workload for the initramfs.
-fn static_binaries(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn static_binaries(root: &Path) -> anyhow::Result<PathBuf> {
     run(Command::new("rustup").args(["target", "add", MUSL]))?;
     // zstd-sys builds C: the system cc does for musl too (no musl-tools).
     run(Command::new("cargo")
@@ -758,6 +766,34 @@ fn static_binaries(root: &Path) -> anyhow::Result<PathBuf> {
         ])
         .env("CC_x86_64_unknown_linux_musl", "cc"))?;
     Ok(crate::target_dir(root).join(MUSL).join("release"))
+}
+
+/// The binaries for the VMs: rltop as `cargo xtask dist` packs it (the
+/// VM runs the released binary, with nothing else installed), the
+/// workloads from the same static build.
+fn vm_binaries(root: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let dist = crate::dist::build(root)?;
+    let built = static_binaries(root)?;
+    let bins = dir.join("bin");
+    let _ = std::fs::remove_dir_all(&bins);
+    std::fs::create_dir_all(&bins)?;
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&dist.tarball)
+        .arg("-C")
+        .arg(&bins)
+        .arg("--strip-components=1")
+        .arg(format!("{}/rltop", dist.name)))?;
+    for b in ["rl-workload", "rl-locktest"] {
+        std::fs::copy(built.join(b), bins.join(b))?;
+    }
+    println!(
+        "vm-test: rltop from {} ({})",
+        dist.tarball.display(),
+        dist.version
+    );
+    std::fs::write(dir.join("version.txt"), &dist.version)?;
+    Ok(bins)
 }
 
 fn initramfs(dir: &Path, bins: &Path, kmod: &Path) -> anyhow::Result<PathBuf> {
@@ -833,21 +869,20 @@ fn smp(
     failures: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     println!("vm-test: booting again on 2 vCPUs with preempt=full");
-    let console = boot(vmlinuz, initrd, 2, "preempt=full rltop_smp")?;
+    // The boot takes 2 to 5 minutes here. Once (a busy host, under TCG)
+    // the guest's timers stalled (an RCU stall: "timer wakeup didn't
+    // happen") and nothing came back; such a boot is tried once more, and
+    // what failed is on the console kept beside the traces.
+    let mut console = boot(vmlinuz, initrd, 2, "preempt=full rltop_smp", 480)?;
+    if !console.contains("RLTOP-VM-END") {
+        std::fs::write(dir.join("console-smp-stalled.txt"), &console)?;
+        println!("vm-test: the 2-vCPU boot did not finish; booting it once more");
+        console = boot(vmlinuz, initrd, 2, "preempt=full rltop_smp", 480)?;
+    }
     let body = console_body(&console)?;
     std::fs::write(dir.join("console-smp.txt"), body)?;
     let results = check_runs(body, dir, rltop)?;
-    println!(
-        "{:<10} {:<14} {:>13} {:>6} {:>13} {:>13} {:>4}  {:<20} verdict",
-        "flavour",
-        "pattern",
-        "locks mod/ev",
-        "seqs",
-        "unlock mod/ev",
-        "acq mod/ev",
-        "lost",
-        "findings"
-    );
+    println!("{}", table_header());
     for f in FLAVOURS {
         for p in SMP_PATTERNS {
             let name = format!("{p}@smp");
@@ -858,14 +893,17 @@ fn smp(
                 failures.push(format!("{f} {name}: no trace came back"));
                 continue;
             };
-            let (m, observed) = (&r.module, numbered(f));
+            let observed = numbered(f);
             let mut bad = r.problems.clone();
             if r.traced != r.module {
                 bad.push(format!("traced {:?} != module {:?}", r.traced, r.module));
             }
-            if r.lost != 0 {
-                bad.push(format!("{} events lost", r.lost));
-            }
+            // Under preempt=full a BPF trampoline can be preempted, and
+            // the kernel counts the next hit of the same program on that
+            // CPU as a recursion miss (fe_up_read: 12 in one run). Such
+            // misses are in the trace as `lost` events and may cost no
+            // range-lock event: the counts above stay exact, and with them
+            // nothing may be certain (checked below).
             if observed && r.seqs != r.traced.acquired + r.traced.cancelled {
                 bad.push(format!(
                     "{} rl_queue_seq, expected {}",
@@ -874,29 +912,10 @@ fn smp(
                 ));
             }
             let certain: Vec<&String> = r.findings.iter().filter(|k| !k.ends_with('?')).collect();
-            if !certain.is_empty() || (observed && !r.findings.is_empty()) {
+            if !certain.is_empty() || (observed && r.lost == 0 && !r.findings.is_empty()) {
                 bad.push(format!("findings {:?} on correct code", r.findings));
             }
-            println!(
-                "{:<10} {:<14} {:>13} {:>6} {:>13} {:>13} {:>4}  {:<20} {}",
-                f,
-                name,
-                format!("{}/{}", m.locks, r.traced.locks),
-                r.seqs,
-                format!("{}/{}", m.unlocks, r.traced.unlocks),
-                format!("{}/{}", m.acquired, r.traced.acquired),
-                r.lost,
-                if r.findings.is_empty() {
-                    "-".to_string()
-                } else {
-                    r.findings.join(",")
-                },
-                if bad.is_empty() {
-                    "ok".to_string()
-                } else {
-                    format!("FAIL: {}", bad.join("; "))
-                }
-            );
+            println!("{}", table_row(f, &name, r, &bad));
             if !bad.is_empty() {
                 failures.push(format!("{f} {name}: {}", bad.join("; ")));
             }
@@ -905,14 +924,66 @@ fn smp(
     Ok(())
 }
 
+/// The header of the range-lock tables: module counts beside traced ones.
+fn table_header() -> String {
+    format!(
+        "{:<10} {:<14} {:>13} {:>6} {:>13} {:>13} {:>6} {:>5} {:>5} {:>4}  {:<20} verdict",
+        "flavour",
+        "pattern",
+        "locks mod/ev",
+        "seqs",
+        "unlock mod/ev",
+        "acq mod/ev",
+        "fail",
+        "canc",
+        "dgr",
+        "lost",
+        "findings"
+    )
+}
+
+/// One run's row in a range-lock table, with `bad` as its verdict.
+fn table_row(flavour: &str, pattern: &str, r: &RunResult, bad: &[String]) -> String {
+    let (m, t) = (&r.module, &r.traced);
+    format!(
+        "{:<10} {:<14} {:>13} {:>6} {:>13} {:>13} {:>6} {:>5} {:>5} {:>4}  {:<20} {}",
+        flavour,
+        pattern,
+        format!("{}/{}", m.locks, t.locks),
+        r.seqs,
+        format!("{}/{}", m.unlocks, t.unlocks),
+        format!("{}/{}", m.acquired, t.acquired),
+        format!("{}/{}", m.failed, t.failed),
+        format!("{}/{}", m.cancelled, t.cancelled),
+        format!("{}/{}", m.downgrades, t.downgrades),
+        r.lost,
+        if r.findings.is_empty() {
+            "-".to_string()
+        } else {
+            r.findings.join(",")
+        },
+        if bad.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("FAIL: {}", bad.join("; "))
+        }
+    )
+}
+
 /// Boots the kernel with the initramfs on `cpus` vCPUs, with `append` on
 /// its command line; returns the serial console's output.
-fn boot(vmlinuz: &Path, initrd: &Path, cpus: u32, append: &str) -> anyhow::Result<String> {
+fn boot(
+    vmlinuz: &Path,
+    initrd: &Path,
+    cpus: u32,
+    append: &str,
+    timeout_s: u32,
+) -> anyhow::Result<String> {
     let out = Command::new("timeout")
         .args([
             "-k",
             "5",
-            "900",
+            &timeout_s.to_string(),
             "qemu-system-x86_64",
             "-accel",
             "tcg",
@@ -965,14 +1036,14 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     let dir = crate::target_dir(root).join("vm");
     std::fs::create_dir_all(&dir)?;
     let (abi, vmlinuz) = kernel(&dir)?;
-    let bins = static_binaries(root)?;
+    let bins = vm_binaries(root, &dir)?;
     let kmod = test_module(root, &dir, &abi)?;
     module_btf(&dir, &kmod, &vmlinuz)?;
     fs_modules(&dir, &abi)?;
     let initrd = initramfs(&dir, &bins, &kmod)?;
     println!("vm-test: booting Debian {abi} under QEMU TCG");
     // One vCPU: see ORDER below.
-    let console = boot(&vmlinuz, &initrd, 1, "preempt=voluntary")?;
+    let console = boot(&vmlinuz, &initrd, 1, "preempt=voluntary", 900)?;
     let body = console_body(&console)?;
     std::fs::write(dir.join("console.txt"), body)?;
     // The traces are long base64: print the rest.
@@ -1017,6 +1088,15 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     expect(
         value(body, "RLTOP-VM-DUMP-RC") == Some("0"),
         "rltop dump reads the trace back",
+    );
+    expect(
+        value(body, "RLTOP-VM-CHECK-RC") == Some("0"),
+        "rltop check passes the recording",
+    );
+    let version = std::fs::read_to_string(dir.join("version.txt"))?;
+    expect(
+        value(body, "RLTOP-VM-VERSION") == Some(version.trim()),
+        "the VM runs the dist tarball's rltop (same --version)",
     );
     let events: u64 = value(body, "RLTOP-VM-EVENTS")
         .and_then(|v| v.parse().ok())
@@ -1167,20 +1247,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     println!(
         "\nvm-test: range-lock profiles on Debian {abi} (module lock ops vs traced events; findings of rltop check on the host)"
     );
-    println!(
-        "{:<10} {:<9} {:>13} {:>6} {:>13} {:>13} {:>6} {:>5} {:>5} {:>4}  {:<20} verdict",
-        "flavour",
-        "pattern",
-        "locks mod/ev",
-        "seqs",
-        "unlock mod/ev",
-        "acq mod/ev",
-        "fail",
-        "canc",
-        "dgr",
-        "lost",
-        "findings"
-    );
+    println!("{}", table_header());
     for f in FLAVOURS {
         for (p, want) in PATTERNS {
             if *p == "abba" && *f == "kara2013" {
@@ -1255,29 +1322,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
                     r.evidence
                 ));
             }
-            println!(
-                "{:<10} {:<9} {:>13} {:>6} {:>13} {:>13} {:>6} {:>5} {:>5} {:>4}  {:<20} {}",
-                f,
-                p,
-                format!("{}/{}", m.locks, r.traced.locks),
-                r.seqs,
-                format!("{}/{}", m.unlocks, r.traced.unlocks),
-                format!("{}/{}", m.acquired, r.traced.acquired),
-                format!("{}/{}", m.failed, r.traced.failed),
-                format!("{}/{}", m.cancelled, r.traced.cancelled),
-                format!("{}/{}", m.downgrades, r.traced.downgrades),
-                r.lost,
-                if r.findings.is_empty() {
-                    "-".to_string()
-                } else {
-                    r.findings.join(",")
-                },
-                if bad.is_empty() {
-                    "ok".to_string()
-                } else {
-                    format!("FAIL: {}", bad.join("; "))
-                }
-            );
+            println!("{}", table_row(f, p, r, &bad));
             if !bad.is_empty() {
                 failures.push(format!("{f} {p}: {}", bad.join("; ")));
             }
@@ -1403,12 +1448,10 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             r.flavour, r.evidence_stack
         );
     }
-    // The 2-vCPU, preempt=full boot: opt-in (`RLTOP_VM_SMP=1`). Under TCG
-    // on this 2-CPU host it stopped after its first run (bueso2017 clean:
-    // exact, no finding), not yet understood; see the issue note.
-    if std::env::var_os("RLTOP_VM_SMP").is_some() {
-        smp(&dir, &vmlinuz, &initrd, &bins.join("rltop"), &mut failures)?;
-    }
+    // The 2-vCPU, preempt=full boot.
+    smp(&dir, &vmlinuz, &initrd, &bins.join("rltop"), &mut failures)?;
+    // The README's test-VM workflow: virtme-ng with the dist binary.
+    crate::vm_vng::run_workflow(&dir, &abi, &bins, &mut failures)?;
     // Debian's newer kernel: the fentry lock source and per-VMA locks there.
     crate::vm_locks::newer(&dir, &bins, &mut failures)?;
     if !failures.is_empty() {
