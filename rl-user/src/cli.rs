@@ -12,11 +12,16 @@ pub use crate::views::report::SortKey;
 #[command(
     name = "rltop",
     version,
+    long_version = crate::LONG_VERSION,
     about = "See and check kernel range locking, live or from traces"
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Print the man page (`man`) or a shell's completion script
+    /// (`complete-bash`, `complete-zsh`, `complete-fish`) and exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<Generate>,
     #[command(flatten)]
     pub live: LiveArgs,
     /// Live: stream events as text lines instead of the TUI (the default
@@ -27,6 +32,19 @@ pub struct Cli {
     /// (refused by default: rltop runs as root).
     #[arg(long, global = true)]
     pub force: bool,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page, roff (`rltop.1`).
+    Man,
+    /// The bash completion script.
+    CompleteBash,
+    /// The zsh completion script (`_rltop`).
+    CompleteZsh,
+    /// The fish completion script.
+    CompleteFish,
 }
 
 /// What to trace: shared by `rltop`, `record` and `probes`.

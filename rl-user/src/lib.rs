@@ -18,6 +18,18 @@
 
 pub use rltop_core::{analysis, clock, events, model, sim, trace, views};
 
+/// `rltop --version`: the version, the commit it was built from and the
+/// SHA-256 of the eBPF object inside it (both from `build.rs`), so that a
+/// binary copied into a test VM says what it is.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RLTOP_COMMIT"),
+    ", eBPF object sha256:",
+    env!("RLTOP_EBPF_SHA256"),
+    ")"
+);
+
 pub mod cli;
 pub mod cmd;
 pub mod player;

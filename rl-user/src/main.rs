@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let force = cli.force;
     let result = match &cli.command {
+        _ if let Some(what) = cli.generate => cmd::generate::run(what),
         Some(Command::Record(a)) => cmd::record::run(&cli.live, a, force),
         Some(Command::Dump(a)) => cmd::dump::run(a),
         Some(Command::Import(a)) => cmd::import::run(a, force),

@@ -8,6 +8,8 @@
 //!   bundled demo trace; then, on a terminal, the TUI (the recording
 //!   replayed, or `rltop demo`).
 //! - `test`: set up, then run the steps of `TEST_STEPS` (build, clippy, docs, tests).
+//! - `dist`: a static musl rltop with its man page and completions, in a
+//!   tarball with its SHA-256, for a test VM (see dist.rs).
 //! - `clippy-ebpf`: clippy on the eBPF crate (nightly, BPF target).
 //! - `vm-test`: rltop on Debian's kernel in QEMU (see vm.rs).
 //! - `soak`: 10-minute recordings (record, live TUI) under mixed IO: RSS
@@ -23,10 +25,12 @@
 
 mod bench;
 mod bench_check;
+mod dist;
 mod setup;
 mod soak;
 mod vm;
 mod vm_locks;
+mod vm_vng;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +65,8 @@ enum Task {
     ClippyEbpf,
     /// Set up, then run rltop on Debian's kernel in QEMU (TCG).
     VmTest,
+    /// Set up, then build the tarball for a test VM (target/dist/).
+    Dist,
     /// Long recordings (record, then the live TUI) under a mixed IO
     /// workload: memory over time and drops.
     Soak {
@@ -161,6 +167,10 @@ fn main() -> anyhow::Result<()> {
                 demo_tui(&root, bundled)?;
             }
             Ok(())
+        }
+        Task::Dist => {
+            setup::all()?;
+            dist::main(&root)
         }
         Task::VmTest => {
             setup::all()?;

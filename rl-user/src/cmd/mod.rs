@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod dump;
 pub mod export;
+pub mod generate;
 pub mod hist;
 pub mod import;
 pub mod live;

@@ -186,20 +186,18 @@ fn range_lock_plan_strict(
                 None,
                 "range locks: functions found, but this kernel has no kprobes to probe them".into(),
             )),
-            Detection::Found(p) => {
-                match plan_with_module_btf(&p, &syms, btf) {
-                    Ok(plan) => {
-                        let line = format!(
-                            "range locks: detected profile {}, offsets from {}; {}",
-                            plan.name,
-                            plan.offsets_from,
-                            plan.queue_order()
-                        );
-                        Ok((Some(plan), line))
-                    }
-                    Err(e) => Ok((None, format!("range locks: {e}"))),
+            Detection::Found(p) => match plan_with_module_btf(&p, &syms, btf) {
+                Ok(plan) => {
+                    let line = format!(
+                        "range locks: detected profile {}, offsets from {}; {}",
+                        plan.name,
+                        plan.offsets_from,
+                        plan.queue_order()
+                    );
+                    Ok((Some(plan), line))
                 }
-            }
+                Err(e) => Ok((None, format!("range locks: {e}"))),
+            },
         },
     }
 }

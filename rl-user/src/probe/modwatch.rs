@@ -142,7 +142,8 @@ impl Session {
             }
             Detection::Found(p) => p,
         };
-        let plan = super::plan_with_module_btf(&p, &syms, btf.as_ref()).map_err(anyhow::Error::msg)?;
+        let plan =
+            super::plan_with_module_btf(&p, &syms, btf.as_ref()).map_err(anyhow::Error::msg)?;
         let Some(module) = plan.module(&syms).filter(|m| added.iter().any(|a| a == m)) else {
             return Ok(None);
         };
