@@ -459,6 +459,8 @@ pub struct KernelOffsets {
     /// `struct task_struct`: `pid` (the tid), for the raw task life-cycle
     /// tracepoints.
     pub task_pid: u32,
+    /// `struct task_struct`: `tgid`, to tell a forked process from a thread.
+    pub task_tgid: u32,
 }
 
 impl KernelOffsets {
@@ -485,6 +487,7 @@ impl KernelOffsets {
         folio_head_bit: NO_FIELD,
         folio_order: NO_FIELD,
         task_pid: NO_FIELD,
+        task_tgid: NO_FIELD,
     };
 }
 

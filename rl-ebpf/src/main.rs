@@ -113,6 +113,36 @@ static NAME_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
 
+/// rltop's own child processes between fork and exec (`record -- CMD`
+/// forks the command): still rltop's work, not traced. Keyed by tgid,
+/// added in `task_fork`, removed at exec or when the task is freed.
+#[map]
+pub(crate) static PRE_EXEC: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+
+/// How many entries `PRE_EXEC` has: zero nearly always, and then the hot
+/// path's only cost is this array read (the verifier inlines it).
+#[map]
+pub(crate) static PRE_EXEC_N: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Whether `tgid` is one of rltop's children that has not exec'd yet.
+#[inline(always)]
+pub(crate) fn pre_exec(tgid: u32) -> bool {
+    // SAFETY: the value is only tested for presence.
+    PRE_EXEC_N.get(0).is_some_and(|n| *n != 0) && unsafe { PRE_EXEC.get(&tgid) }.is_some()
+}
+
+/// Adds `delta` (1 or -1 as u64) to `PRE_EXEC_N`.
+#[inline(always)]
+pub(crate) fn pre_exec_count(delta: u64) {
+    if let Some(p) = PRE_EXEC_N.get_ptr_mut(0) {
+        // SAFETY: a valid array slot. The BPF target has no atomic RMW in
+        // `core`; rltop forks once per `record`, so updates hardly ever race,
+        // and a lost one costs only a look-up per event (count too high) or
+        // tracing a child before its exec (too low), never a wrong event.
+        unsafe { *p = (*p).wrapping_add(delta) };
+    }
+}
+
 /// The current task, if it passes the self and pid filters.
 #[derive(Clone, Copy)]
 pub(crate) struct Task {
@@ -129,12 +159,13 @@ pub(crate) fn current() -> Task {
     }
 }
 
-/// The current task if rltop traces it: never rltop itself; under `--pid`,
-/// only the chosen processes and their children.
+/// The current task if rltop traces it: never rltop itself, nor its
+/// children before they exec; under `--pid`, only the chosen processes and
+/// their children.
 #[inline(always)]
 pub(crate) fn traced_task() -> Option<Task> {
     let t = current();
-    if t.pid == global!(FILTER.self_tgid) {
+    if t.pid == global!(FILTER.self_tgid) || pre_exec(t.pid) {
         return None;
     }
     pid_traced(t).then_some(t)

@@ -120,7 +120,23 @@ fn task_tid(task: u64) -> u32 {
 /// `sched:sched_process_free(p)`: the task is gone; its tid may be reused.
 #[raw_tracepoint(tracepoint = "sched_process_free")]
 pub fn task_free(ctx: RawTracePointContext) -> i32 {
-    forget_name(task_tid(ctx.arg(0)));
+    let tid = task_tid(ctx.arg(0));
+    forget_name(tid);
+    // A child of rltop that exited without exec.
+    if crate::pre_exec(tid) && crate::PRE_EXEC.remove(&tid).is_ok() {
+        crate::pre_exec_count(u64::MAX);
+    }
+    0
+}
+
+/// `sched:sched_process_exec(p, old_pid, bprm)`, in the task that exec'd:
+/// a child of rltop is the command from now on, and traced.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn task_exec(_ctx: RawTracePointContext) -> i32 {
+    let t = current();
+    if crate::pre_exec(t.pid) && crate::PRE_EXEC.remove(&t.pid).is_ok() {
+        crate::pre_exec_count(u64::MAX);
+    }
     0
 }
 
@@ -134,10 +150,22 @@ fn emit_exit(t: crate::Task) {
 /// traced processes are traced.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn task_fork(ctx: RawTracePointContext) -> i32 {
+    let parent = current();
+    // rltop forking a process (`record -- CMD`; not a thread of its own,
+    // whose tgid is rltop's and filtered already): not traced until it
+    // execs. The tracepoint fires in the parent before the child first runs.
+    if parent.pid == global!(FILTER.self_tgid) {
+        let child: u64 = ctx.arg(1);
+        let tid = task_tid(child);
+        let tgid: u32 = crate::file::kread(child, global!(KOFF.task_tgid));
+        if tid != 0 && tid == tgid && crate::PRE_EXEC.insert(&tid, &1, 0).is_ok() {
+            crate::pre_exec_count(1);
+        }
+        return 0;
+    }
     if global!(FILTER.pid_filter) == 0 {
         return 0;
     }
-    let parent = current();
     // SAFETY: presence test only.
     if unsafe { PIDS.get(&parent.pid) }.is_none() {
         return 0;

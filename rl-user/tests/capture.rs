@@ -447,11 +447,24 @@ fn record_a_command_until_it_exits_and_pass_its_status() {
     let events = dump(&trace);
     check_workload_events(&events, &done);
     check_task_events(&events, done["pid"].as_u64().unwrap());
-    // rltop never traces itself (its forked child is traced from the fork on).
+    // rltop never traces itself, nor its forked child before the exec of
+    // the command: the child's first name is the command's, never rltop's.
     assert!(
         events.iter().all(|e| e["pid"] != rltop_pid),
         "rltop traced itself"
     );
+    let child = done["pid"].as_u64().unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| kind(e) == "task" && e["pid"] == child)
+        .filter_map(|e| e["comm"].as_str())
+        .collect();
+    assert_eq!(
+        names.first(),
+        Some(&"rl-workload"),
+        "the command's names in the trace: {names:?}"
+    );
+    assert!(!names.contains(&"rltop"), "traced before exec: {names:?}");
 
     // The command's failure is rltop's exit status.
     let out = Command::new(RLTOP)

@@ -115,6 +115,9 @@ const INODE_MEMBERS: [BtfMember; 4] = [
 /// `task_struct.pid` (the tid), read by the raw task life-cycle programs.
 const TASK_PID: BtfMember = m!("task_struct"."pid", task_pid);
 
+/// `task_struct.tgid`: whether a task that rltop forked is a process.
+const TASK_TGID: BtfMember = m!("task_struct"."tgid", task_tgid);
+
 /// The BTF-typed page-cache add: where it attaches, the formatted program
 /// of the same tracepoint and the page-add file learner are not attached
 /// ([`PAGE_ADD_BTF_USED`]), as it does both jobs in one run.
@@ -316,8 +319,19 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         event: "sched_process_fork",
         attach: Attach::Raw,
         fields: &[],
-        members: &[TASK_PID],
+        members: &[TASK_PID, TASK_TGID],
         args: &["struct task_struct *", "struct task_struct *"],
+        requires: None,
+        arg_shift: None,
+    },
+    ProbeSpec {
+        program: "task_exec",
+        category: "sched",
+        event: "sched_process_exec",
+        attach: Attach::Raw,
+        fields: &[],
+        members: &[],
+        args: &["struct task_struct *", "pid_t", "struct linux_binprm *"],
         requires: None,
         arg_shift: None,
     },
