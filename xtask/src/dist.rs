@@ -73,8 +73,10 @@ pub fn build(root: &Path) -> anyhow::Result<Dist> {
     std::fs::copy(root.join("CHANGELOG.md"), stage.join("CHANGELOG.md"))?;
     for doc in std::fs::read_dir(root.join("docs"))? {
         let doc = doc?.path();
-        if doc.extension().is_some_and(|e| e == "md") {
-            std::fs::copy(&doc, stage.join("doc").join(doc.file_name().unwrap()))?;
+        if let Some(file) = doc.file_name()
+            && doc.extension().is_some_and(|e| e == "md")
+        {
+            std::fs::copy(&doc, stage.join("doc").join(file))?;
         }
     }
     std::fs::write(stage.join("VERSION"), format!("{version}\n"))?;

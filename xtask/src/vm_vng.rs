@@ -64,6 +64,30 @@ fn unpacked_kernel(dir: &Path, abi: &str) -> anyhow::Result<PathBuf> {
     Ok(vmlinuz)
 }
 
+/// The README's `vng` command line, with `cmd` run in the guest.
+fn vng_command(vng: &Path, vmlinuz: &Path, out: &Path, cmd: &str) -> Command {
+    let mut c = Command::new(vng.join("vng"));
+    c.arg("--run")
+        .arg(vmlinuz)
+        .args(["--user", "root", "--disable-microvm"])
+        .arg(format!("--rwdir={}", out.display()));
+    // TCG, as the rest of vm-test: CI machines can have a /dev/kvm that
+    // QEMU cannot use (nested: "failed to set MSR 0x10a"). RLTOP_VM_KVM=1
+    // tries KVM.
+    if std::env::var_os("RLTOP_VM_KVM").is_none() {
+        c.arg("--disable-kvm");
+    }
+    c.arg("--exec").arg(cmd);
+    // vng runs virtme-run from its own bin directory.
+    let path = format!(
+        "{}:{}",
+        vng.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.env("PATH", path);
+    c
+}
+
 /// `vng --run KERNEL ... --exec "rltop record -o OUT/run.rlt -- rl-workload ..."`,
 /// then `rltop check` and `dump --format count` of the trace on the host.
 pub fn run_workflow(
@@ -89,26 +113,7 @@ pub fn run_workflow(
         trace.display(),
         bins.join("rl-locktest").display()
     );
-    let mut vng_cmd = Command::new(vng.join("vng"));
-    vng_cmd
-        .arg("--run")
-        .arg(&vmlinuz)
-        .args(["--user", "root", "--disable-microvm"])
-        .arg(format!("--rwdir={}", out.display()));
-    // TCG, as the rest of vm-test: CI machines can have a /dev/kvm that
-    // QEMU cannot use (nested: "failed to set MSR 0x10a"). RLTOP_VM_KVM=1
-    // tries KVM.
-    if std::env::var_os("RLTOP_VM_KVM").is_none() {
-        vng_cmd.arg("--disable-kvm");
-    }
-    vng_cmd.arg("--exec").arg(&cmd);
-    // vng runs virtme-run from its own bin directory.
-    let path = format!(
-        "{}:{}",
-        vng.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    vng_cmd.env("PATH", path);
+    let vng_cmd = vng_command(&vng, &vmlinuz, &out, &cmd);
     println!("vm-test: {vng_cmd:?}");
     let o = Command::new("timeout")
         .args(["-k", "5", "300"])
@@ -168,13 +173,7 @@ pub fn run_workflow(
         .output()
         .context("rltop dump")?;
     let count = String::from_utf8_lossy(&count.stdout);
-    let events = |kind: &str| -> u64 {
-        count
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(kind))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let events = |kind: &str| per_kind(&count, kind);
     expect(
         events("punch_begin") == PUNCHES
             && events("punch_end") == PUNCHES
@@ -198,4 +197,13 @@ pub fn run_workflow(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The events of `kind` in `dump --format count` output.
+fn per_kind(count: &str, kind: &str) -> u64 {
+    count
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(kind))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
