@@ -157,12 +157,7 @@ fn range_lock_plan_strict(
     match explicit {
         Some(p) => {
             let plan = plan_with_module_btf(&p, &syms, btf).map_err(user_error)?;
-            let line = format!(
-                "range locks: profile {} (asked), offsets from {}; {}",
-                plan.name,
-                plan.offsets_from,
-                plan.queue_order()
-            );
+            let line = plan_line(&plan, "profile", " (asked)");
             Ok((Some(plan), line))
         }
         None => match detect_with_modules(&syms, btf) {
@@ -188,12 +183,7 @@ fn range_lock_plan_strict(
             )),
             Detection::Found(p) => match plan_with_module_btf(&p, &syms, btf) {
                 Ok(plan) => {
-                    let line = format!(
-                        "range locks: detected profile {}, offsets from {}; {}",
-                        plan.name,
-                        plan.offsets_from,
-                        plan.queue_order()
-                    );
+                    let line = plan_line(&plan, "detected profile", "");
                     Ok((Some(plan), line))
                 }
                 Err(e) => Ok((None, format!("range locks: {e}"))),
@@ -230,6 +220,16 @@ pub(crate) fn detect_with_modules(
         }
         d => d,
     }
+}
+
+/// The detection line of a planned profile: `range locks: <how> <name><note>, offsets from ...; <queue order>`.
+fn plan_line(plan: &profile::Plan, how: &str, note: &str) -> String {
+    format!(
+        "range locks: {how} {}{note}, offsets from {}; {}",
+        plan.name,
+        plan.offsets_from,
+        plan.queue_order()
+    )
 }
 
 /// Plans `p` with the BTF of the module that has its functions when that
@@ -1193,8 +1193,6 @@ fn attach_kprobe(
         .and_then(|i| i.verified_instruction_count()))
 }
 
-/// Why insertion candidate `k` is not attached: another one already is
-/// (one is enough; both would report each insertion twice).
 /// Attaches one of a plan's kprobes, unless it is the fallback for a
 /// queue insertion that `earlier` (the plan's reports so far) already
 /// probes.
@@ -1215,6 +1213,8 @@ pub(crate) fn attach_plan_probe(
     }
 }
 
+/// Why insertion candidate `k` is not attached: another one already is
+/// (one is enough; both would report each insertion twice).
 fn insertion_probed(k: &profile::KprobeAttach, probes: &[ProbeReport]) -> Option<String> {
     if k.program != "rl_insert" {
         return None;
