@@ -21,7 +21,8 @@ pub const MARKER_TEXT_LEN: usize = 224;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `w0..w1` = the task's comm (16 bytes, NUL padded). Emitted the first
-    /// time a task is seen, and again after exec or rename.
+    /// time a task is seen, and again after exec or rename. `flags` bit
+    /// [`FLAG_KTHREAD`].
     Task = 1,
     /// `w0` = tree, `w1` = ino; header `dev` = device.
     Tree = 2,
@@ -116,6 +117,9 @@ pub enum Kind {
     /// lock call and under the tree's lock, so these are in queue order.
     /// `w0` = tree, `w1` = lock.
     RlQueued = 38,
+    /// The task forked: `w0` = the child's tid, `w1` = its tgid. Only in the
+    /// process tree of the command rltop runs (`record -- CMD`).
+    Fork = 39,
 }
 
 /// [`Kind::FileLockOps`] operations.
@@ -175,11 +179,14 @@ impl Kind {
             36 => RlDowngrade,
             37 => RlTreeInit,
             38 => RlQueued,
+            39 => Fork,
             _ => return None,
         })
     }
 }
 
+/// `flags` bit of [`Kind::Task`]: a kernel thread (`PF_KTHREAD`).
+pub const FLAG_KTHREAD: u8 = 1;
 /// `flags` bit: the mmap_lock or DIO operation is a write.
 pub const FLAG_WRITE: u8 = 1;
 /// `flags` bit: the mmap_lock acquisition succeeded.
@@ -461,6 +468,9 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     /// `struct task_struct`: `tgid`, to tell a forked process from a thread.
     pub task_tgid: u32,
+    /// `struct task_struct`: `flags` (`PF_*`), to tell a kernel thread;
+    /// optional (NO_FIELD: not told).
+    pub task_flags: u32,
 }
 
 impl KernelOffsets {
@@ -488,6 +498,7 @@ impl KernelOffsets {
         folio_order: NO_FIELD,
         task_pid: NO_FIELD,
         task_tgid: NO_FIELD,
+        task_flags: NO_FIELD,
     };
 }
 

@@ -33,14 +33,15 @@ use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use rl_common::{
-    BATCH_LEN, Batching, Filter, KernelOffsets, Kind, Record, RecordHeader, Staging, TP_PREFIX,
-    TpOffsets, WAKEUP_BYTES,
+    BATCH_LEN, Batching, FLAG_KTHREAD, Filter, KernelOffsets, Kind, NO_FIELD, Record, RecordHeader,
+    Staging, TP_PREFIX, TpOffsets, WAKEUP_BYTES,
 };
 
 /// Tracepoint field offsets from tracefs (set by the loader).
@@ -123,6 +124,13 @@ pub(crate) static PRE_EXEC: HashMap<u32, u8> = HashMap::with_max_entries(256, 0)
 /// path's only cost is this array read (the verifier inlines it).
 #[map]
 pub(crate) static PRE_EXEC_N: Array<u64> = Array::with_max_entries(1, 0);
+
+/// The process tree of the command rltop runs (`record -- CMD`), by tgid:
+/// rltop's own fork of the command, then every process a member forks;
+/// removed when the process is freed. Their forks are written as
+/// [`Kind::Fork`] records, so user space knows the command's tasks.
+#[map]
+pub(crate) static CMD: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
 
 /// Whether `tgid` is one of rltop's children that has not exec'd yet.
 #[inline(always)]
@@ -244,7 +252,19 @@ fn name_once(t: Task) {
         w[1] = u64::from_ne_bytes([
             comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15],
         ]);
-        if !write(t, Kind::Task, 0, 0, w) {
+        // `PF_KTHREAD` (include/linux/sched.h, the same bit since 2.6):
+        // kworkers and loop threads do work for other tasks.
+        const PF_KTHREAD: u32 = 0x0020_0000;
+        let off = global!(KOFF.task_flags);
+        let mut flags = 0;
+        if off != NO_FIELD {
+            // SAFETY: a helper without preconditions.
+            let task = unsafe { bpf_get_current_task() };
+            if crate::file::kread::<u32>(task, off) & PF_KTHREAD != 0 {
+                flags = FLAG_KTHREAD;
+            }
+        }
+        if !write(t, Kind::Task, flags, 0, w) {
             return;
         }
         let _ = SEEN.insert(&t.tid, &1, 0);

@@ -120,8 +120,14 @@ fn task_tid(task: u64) -> u32 {
 /// `sched:sched_process_free(p)`: the task is gone; its tid may be reused.
 #[raw_tracepoint(tracepoint = "sched_process_free")]
 pub fn task_free(ctx: RawTracePointContext) -> i32 {
-    let tid = task_tid(ctx.arg(0));
+    let task: u64 = ctx.arg(0);
+    let tid = task_tid(task);
     forget_name(tid);
+    // A process of the command's tree: a leader is freed after its last
+    // thread, so its tgid leaves the tree only when the whole process is gone.
+    if tid == kread::<u32>(task, global!(KOFF.task_tgid)) {
+        let _ = crate::CMD.remove(&tid);
+    }
     // A child of rltop that exited without exec.
     if crate::pre_exec(tid) && crate::PRE_EXEC.remove(&tid).is_ok() {
         crate::pre_exec_count(u64::MAX);
@@ -146,22 +152,40 @@ fn emit_exit(t: crate::Task) {
     crate::write(t, Kind::Exit, 0, 0, [0; 4]);
 }
 
-/// `sched:sched_process_fork(parent, child)`: under `--pid`, children of
-/// traced processes are traced.
+/// `sched:sched_process_fork(parent, child)`: the command's process tree
+/// grows; under `--pid`, children of traced processes are traced.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn task_fork(ctx: RawTracePointContext) -> i32 {
     let parent = current();
+    let child: u64 = ctx.arg(1);
+    let tid = task_tid(child);
+    let tgid: u32 = kread(child, global!(KOFF.task_tgid));
     // rltop forking a process (`record -- CMD`; not a thread of its own,
     // whose tgid is rltop's and filtered already): not traced until it
-    // execs. The tracepoint fires in the parent before the child first runs.
+    // execs, and the root of the command's tree. The tracepoint fires in
+    // the parent before the child first runs, so no event of the child
+    // comes before its fork record.
     if parent.pid == global!(FILTER.self_tgid) {
-        let child: u64 = ctx.arg(1);
-        let tid = task_tid(child);
-        let tgid: u32 = crate::file::kread(child, global!(KOFF.task_tgid));
-        if tid != 0 && tid == tgid && crate::PRE_EXEC.insert(&tid, &1, 0).is_ok() {
-            crate::pre_exec_count(1);
+        if tid != 0 && tid == tgid {
+            if crate::PRE_EXEC.insert(&tid, &1, 0).is_ok() {
+                crate::pre_exec_count(1);
+            }
+            if crate::CMD.insert(&tid, &1, 0).is_ok() {
+                // Not `emit`: rltop itself is never named.
+                crate::write(parent, Kind::Fork, 0, 0, [tid as u64, tgid as u64, 0, 0]);
+            }
         }
         return 0;
+    }
+    // SAFETY: presence test only.
+    if unsafe { crate::CMD.get(&parent.pid) }.is_some() {
+        // A full map leaves this process (and what it forks) out of the
+        // tree; the views then show fewer of the command's tasks, and say
+        // how many they leave out.
+        if tid == tgid {
+            let _ = crate::CMD.insert(&tid, &1, 0);
+        }
+        emit(parent, Kind::Fork, 0, 0, [tid as u64, tgid as u64, 0, 0]);
     }
     if global!(FILTER.pid_filter) == 0 {
         return 0;

@@ -644,7 +644,10 @@ mod prop {
                 since: None,
                 probe: None
             }),
-            Just(Body::Task { comm: "t".into() }),
+            Just(Body::Task {
+                comm: "t".into(),
+                kthread: false
+            }),
         ];
         (0u64..3_000_000_000, 0u32..4, body).prop_map(|(ts, tid, body)| ev(ts, tid, body))
     }

@@ -68,6 +68,7 @@ fn realistic(n: usize) -> Vec<Event> {
             t % 4,
             Body::Task {
                 comm: format!("fio-{t}"),
+                kthread: false,
             },
         );
     }

@@ -115,7 +115,8 @@ const INODE_MEMBERS: [BtfMember; 4] = [
 /// `task_struct.pid` (the tid), read by the raw task life-cycle programs.
 const TASK_PID: BtfMember = m!("task_struct"."pid", task_pid);
 
-/// `task_struct.tgid`: whether a task that rltop forked is a process.
+/// `task_struct.tgid`: whether a forked task is a process (rltop's
+/// command, or a process of its tree), and whether a freed one was.
 const TASK_TGID: BtfMember = m!("task_struct"."tgid", task_tgid);
 
 /// The BTF-typed page-cache add: where it attaches, the formatted program
@@ -308,7 +309,7 @@ pub const TRACEPOINTS: &[ProbeSpec] = &[
         event: "sched_process_free",
         attach: Attach::Raw,
         fields: &[],
-        members: &[TASK_PID],
+        members: &[TASK_PID, TASK_TGID],
         args: &["struct task_struct *"],
         requires: None,
         arg_shift: None,
@@ -400,6 +401,12 @@ pub fn resolve(specs: &[ProbeSpec], tracefs: &Tracefs, btf: Option<&Btf>) -> Res
             }
         }
         ready.push(r);
+    }
+    // Every program that names a task tells a kernel thread by
+    // `task_struct.flags` where BTF has it; without it, `task` events just
+    // do not say.
+    if let Some(off) = btf.and_then(|b| b.member_offset("task_struct", "flags").ok()) {
+        kernel.task_flags = off;
     }
     // An end probe is useless without its begin.
     for i in 0..specs.len() {

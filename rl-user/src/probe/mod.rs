@@ -806,11 +806,11 @@ impl Session {
         let trimmed = &mut self.trimmed;
         let mut n = 0;
         self.reorder.release(watermark, &mut |mut ev| {
-            // Names are kept: each is sent once, and says nothing about
-            // locks.
+            // Names and the command's forks are kept: each is sent once,
+            // and says nothing about locks.
             let name = matches!(
                 ev.body,
-                Body::Task { .. } | Body::Tree { .. } | Body::File { .. }
+                Body::Task { .. } | Body::Tree { .. } | Body::File { .. } | Body::Fork { .. }
             );
             if (ev.ts < from || ev.ts > until) && !name {
                 *trimmed += 1;

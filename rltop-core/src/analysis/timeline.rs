@@ -362,7 +362,7 @@ impl Builder {
 
         let pid = ev.pid;
         match &ev.body {
-            Body::Task { comm } => {
+            Body::Task { comm, .. } => {
                 if let Some(t) = self.tl.tasks.get_mut(&tid) {
                     t.comm = Some(comm.clone());
                 }

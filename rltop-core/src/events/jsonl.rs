@@ -102,7 +102,7 @@ fn invalid(reason: Reason) -> JsonlError {
 
 /// Every field name of the contract. The index of a name is its bit in a
 /// kind's allowed-field mask.
-const FIELDS: [&str; 43] = [
+const FIELDS: [&str; 46] = [
     "ts",
     "kind",
     "tid",
@@ -146,6 +146,9 @@ const FIELDS: [&str; 43] = [
     "user",
     "probe",
     "seq",
+    "kthread",
+    "child",
+    "child_pid",
 ];
 
 #[derive(Clone, Copy)]
@@ -194,6 +197,9 @@ enum F {
     User,
     Probe,
     Seq,
+    Kthread,
+    Child,
+    ChildPid,
 }
 
 impl F {
@@ -215,8 +221,8 @@ const fn mask(fields: &[F]) -> u64 {
 const COMMON: u64 = mask(&[F::Ts, F::Kind, F::Tid, F::Pid, F::Cpu]);
 
 /// Kind name and the kind-specific fields it allows (required or optional).
-const KINDS: [(&str, u64); 35] = [
-    ("task", mask(&[F::Comm])),
+const KINDS: [(&str, u64); 36] = [
+    ("task", mask(&[F::Comm, F::Kthread])),
     ("tree", mask(&[F::Tree, F::Dev, F::Ino])),
     (
         "rl_request",
@@ -252,6 +258,7 @@ const KINDS: [(&str, u64); 35] = [
     ("marker", mask(&[F::Text])),
     ("lost", mask(&[F::Count, F::Since, F::Probe])),
     ("exit", 0),
+    ("fork", mask(&[F::Child, F::ChildPid])),
     (
         "ordering_evidence",
         mask(&[F::Mm, F::Write, F::Held, F::Stack]),
@@ -522,6 +529,7 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
     let body = match kind {
         "task" => Body::Task {
             comm: o.string(F::Comm)?,
+            kthread: o.opt_bool(F::Kthread)?.unwrap_or(false),
         },
         "tree" => Body::Tree {
             tree: o.u64(F::Tree)?,
@@ -661,6 +669,10 @@ pub fn parse_line(line: &str) -> Result<Event, JsonlError> {
             }
         }
         "exit" => Body::Exit,
+        "fork" => Body::Fork {
+            child: o.u32(F::Child)?,
+            child_pid: o.u32(F::ChildPid)?,
+        },
         "ordering_evidence" => Body::OrderingEvidence {
             mm: o.u64(F::Mm)?,
             write: o.bool(F::Write)?,
@@ -836,7 +848,12 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
         o.u64("cpu", cpu.into())?;
     }
     match &ev.body {
-        Body::Task { comm } => o.str("comm", comm)?,
+        Body::Task { comm, kthread } => {
+            o.str("comm", comm)?;
+            if *kthread {
+                o.bool("kthread", true)?;
+            }
+        }
         Body::Tree { tree, dev, ino } => {
             o.u64("tree", *tree)?;
             o.dev(*dev)?;
@@ -995,6 +1012,10 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
             }
         }
         Body::Exit => {}
+        Body::Fork { child, child_pid } => {
+            o.u64("child", (*child).into())?;
+            o.u64("child_pid", (*child_pid).into())?;
+        }
         Body::OrderingEvidence {
             mm,
             write,
@@ -1182,7 +1203,9 @@ pub(crate) mod tests {
         let mode = prop_oneof![Just(Mode::Excl), Just(Mode::Read), Just(Mode::Write)];
         let s = "\\PC{0,20}|[\\x00-\\x1f\"\\\\]{0,4}";
         let body = prop_oneof![
-            s.prop_map(|comm| Body::Task { comm }),
+            (s, any::<bool>()).prop_map(|(comm, kthread)| Body::Task { comm, kthread }),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(child, child_pid)| Body::Fork { child, child_pid }),
             (any::<u64>(), dev.clone(), any::<u64>()).prop_map(|(tree, dev, ino)| Body::Tree {
                 tree,
                 dev,

@@ -166,6 +166,17 @@ pub struct Event {
 pub enum Body {
     Task {
         comm: String,
+        /// A kernel thread (`PF_KTHREAD`): kworkers, loop and jbd2 threads
+        /// work on files for others. False when not known (older traces).
+        kthread: bool,
+    },
+    /// Task `tid` (of process `pid`) forked `child` (of process
+    /// `child_pid`: the same as `pid` for a new thread). Written for the
+    /// process tree of `record -- CMD` only: its root is the child of a
+    /// fork whose parent is no child of an earlier one (rltop itself).
+    Fork {
+        child: u32,
+        child_pid: u32,
     },
     Tree {
         tree: u64,
@@ -420,6 +431,7 @@ impl Body {
             Body::Marker { .. } => "marker",
             Body::Lost { .. } => "lost",
             Body::Exit => "exit",
+            Body::Fork { .. } => "fork",
             Body::OrderingEvidence { .. } => "ordering_evidence",
             Body::File { .. } => "file",
             Body::FileLockRequest { .. } => "file_lock_request",
@@ -499,6 +511,7 @@ impl Body {
             Body::Marker { .. } => Tag::Marker,
             Body::Lost { .. } => Tag::Lost,
             Body::Exit => Tag::Exit,
+            Body::Fork { .. } => Tag::Fork,
             Body::OrderingEvidence { .. } => Tag::OrderingEvidence,
             Body::InvalidateBegin { .. } => Tag::InvalidateBegin,
             Body::InvalidateEnd { .. } => Tag::InvalidateEnd,
@@ -555,9 +568,10 @@ pub enum Tag {
     RlTreeInit,
     RlQueued,
     RlQueueSeq,
+    Fork,
 }
 
 impl Tag {
     /// How many tags there are.
-    pub const COUNT: usize = Tag::RlQueueSeq as usize + 1; // the last variant
+    pub const COUNT: usize = Tag::Fork as usize + 1; // the last variant
 }

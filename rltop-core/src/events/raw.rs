@@ -211,6 +211,7 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
     let body = match kind {
         Kind::Task => Body::Task {
             comm: c_text(&b[HDR..HDR + COMM_LEN]),
+            kthread: h.flags & rl_common::FLAG_KTHREAD != 0,
         },
         Kind::Tree => Body::Tree {
             tree: w(0),
@@ -338,6 +339,10 @@ pub fn decode(b: &[u8]) -> Result<Event, RawError> {
             }
         }
         Kind::Exit => Body::Exit,
+        Kind::Fork => Body::Fork {
+            child: w(0) as u32,
+            child_pid: w(1) as u32,
+        },
         // User space symbolizes the stack id (see `probe::Session`).
         Kind::OrderEvidence => Body::OrderingEvidence {
             mm: w(0),

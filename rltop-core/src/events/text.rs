@@ -43,7 +43,7 @@ impl TextWriter {
             Some(c) => write!(w, "cpu{c:<3}")?,
             None => w.write_all(b"cpu?  ")?,
         }
-        if let Body::Task { comm } = &ev.body {
+        if let Body::Task { comm, .. } = &ev.body {
             self.comms.insert(ev.tid, comm.clone());
         }
         if let Some(comm) = self.comms.get(&ev.tid) {
@@ -75,7 +75,14 @@ fn write_id(w: &mut impl Write, id: Option<u64>) -> io::Result<()> {
 #[allow(clippy::too_many_lines)] // one arm per event kind: the table reads better whole than split
 fn write_body(w: &mut impl Write, body: &Body) -> io::Result<()> {
     match body {
-        Body::Task { comm } => write!(w, " comm {comm:?}"),
+        Body::Task { comm, kthread } => {
+            write!(w, " comm {comm:?}")?;
+            if *kthread {
+                w.write_all(b" kthread")?;
+            }
+            Ok(())
+        }
+        Body::Fork { child, child_pid } => write!(w, " child {child}[{child_pid}]"),
         Body::Tree { tree, dev, ino } => write!(w, " {tree:#x} {dev} ino {ino}"),
         Body::RlRequest {
             tree,
@@ -332,7 +339,10 @@ mod tests {
         let mut out = Vec::new();
         let dev = Dev { major: 8, minor: 3 };
         for e in [
-            fio(1_000, 1234, Body::Task { comm: "fio".into() }),
+            fio(1_000, 1234, Body::Task {
+                    comm: "fio".into(),
+                    kthread: false,
+                }),
             fio(
                 12_345_679_901,
                 1234,

@@ -292,6 +292,8 @@ pub enum Wait {
 pub struct Task {
     pub comm: Option<String>,
     pub pid: u32,
+    /// A kernel thread, as its `task` event said.
+    pub kthread: bool,
     /// Range locks this task acquired and still holds, `(tree, lock)`.
     pub held: Vec<(u64, u64)>,
     pub waiting: Option<Wait>,
@@ -739,9 +741,10 @@ impl Model {
             t.fl_asked = None;
         }
         match &ev.body {
-            Body::Task { comm } => {
+            Body::Task { comm, kthread } => {
                 let t = self.tasks.entry(tid).or_default();
                 t.pid = ev.pid;
+                t.kthread = *kthread;
                 // Names change rarely; reuse the allocation when they do.
                 match &mut t.comm {
                     Some(c) if c == comm => {}
@@ -1099,7 +1102,7 @@ impl Model {
             Body::ContentionEnd {
                 addr: Some(addr), ..
             } => self.contention_end(idx, ev, *addr),
-            Body::PageAdd { .. } | Body::ContentionEnd { .. } | Body::Marker { .. } => {}
+            Body::PageAdd { .. } | Body::ContentionEnd { .. } | Body::Marker { .. } | Body::Fork { .. } => {}
             // Evidence only: the mmap_lock request it accompanies is what
             // the ordering analysis checks.
             Body::OrderingEvidence { .. } => {}
@@ -1706,6 +1709,7 @@ mod tests {
         let mut m = Model::new(None);
         let task = |comm: &str| Body::Task {
             comm: comm.to_owned(),
+            kthread: false,
         };
         let take = |mm| Body::MmapLockRequest { mm, write: false };
         m.apply(0, &ev(1, 5, task("rltop")));

@@ -107,18 +107,21 @@ pub fn inject(scenario: &str, events: &mut Vec<Event>, _seed: u64) {
         TASK_A,
         Body::Task {
             comm: "bug-a".into(),
+            kthread: false,
         },
     );
     s.ev(
         TASK_B,
         Body::Task {
             comm: "bug-b".into(),
+            kthread: false,
         },
     );
     s.ev(
         TASK_C,
         Body::Task {
             comm: "bug-c".into(),
+            kthread: false,
         },
     );
     s.ev(

@@ -394,6 +394,7 @@ pub fn simulate(cfg: &Config) -> Result<Vec<Event>, SimError> {
         PID,
         Body::Task {
             comm: "simfs".into(),
+            kthread: false,
         },
     );
     log.push(
@@ -411,6 +412,7 @@ pub fn simulate(cfg: &Config) -> Result<Vec<Event>, SimError> {
         COMPLETION_TID,
         Body::Task {
             comm: "kworker/sim".into(),
+            kthread: true,
         },
     );
     std::thread::scope(|s| {
@@ -439,6 +441,7 @@ pub fn simulate(cfg: &Config) -> Result<Vec<Event>, SimError> {
                     tid,
                     Body::Task {
                         comm: format!("fsx.{i}"),
+                        kthread: false,
                     },
                 );
                 task(log, lock, tid, seed, &tx);

@@ -161,6 +161,7 @@ fn kind_code(b: &Body) -> u8 {
         Body::RlTreeInit { .. } => 36,
         Body::RlQueued { .. } => 37,
         Body::RlQueueSeq { .. } => 38,
+        Body::Fork { .. } => 39,
     }
 }
 
@@ -175,7 +176,7 @@ fn class_byte(c: FileLockClass) -> u8 {
 /// cannot be encoded.
 pub fn oversized_string(ev: &Event) -> Option<usize> {
     match &ev.body {
-        Body::Task { comm: s }
+        Body::Task { comm: s, .. }
         | Body::Marker { text: s }
         | Body::OrderingEvidence { stack: s, .. }
         | Body::ContentionBegin {
@@ -222,6 +223,7 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
                 caller: Some(_),
                 ..
             }
+            | Body::Task { kthread: true, .. }
     ) || matches!(ev.body, Body::PunchBegin { op, id, .. } if id.is_some() || op != PunchOp::Punch)
     {
         k |= F_OPT;
@@ -241,7 +243,8 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
         put(out, c.into());
     }
     match &ev.body {
-        Body::Task { comm } => put_str(out, comm),
+        // A kernel thread is the optional flag alone.
+        Body::Task { comm, .. } => put_str(out, comm),
         Body::Tree { tree, dev, ino } => {
             put(out, *tree);
             put_dev(out, *dev);
@@ -410,6 +413,10 @@ pub fn encode(out: &mut Vec<u8>, st: &mut ChunkState, ev: &Event) {
             }
         }
         Body::Exit => {}
+        Body::Fork { child, child_pid } => {
+            put(out, (*child).into());
+            put(out, (*child_pid).into());
+        }
         Body::OrderingEvidence {
             mm,
             write,
@@ -676,7 +683,7 @@ impl<'a> Decoder<'a> {
             }
         }
         let opt = k & F_OPT != 0;
-        if opt && !matches!(code, 11 | 14..=19 | 21 | 24 | 25 | 34) {
+        if opt && !matches!(code, 0 | 11 | 14..=19 | 21 | 24 | 25 | 34) {
             return Err(DecodeError::BadFlags(k));
         }
         self.st.ts = self.delta(self.st.ts)?;
@@ -701,6 +708,7 @@ impl<'a> Decoder<'a> {
         let body = match code {
             0 => Body::Task {
                 comm: self.string()?,
+                kthread: opt,
             },
             1 => Body::Tree {
                 tree: self.u64()?,
@@ -868,6 +876,10 @@ impl<'a> Decoder<'a> {
                 },
             },
             22 => Body::Exit,
+            39 => Body::Fork {
+                child: self.u32("child")?,
+                child_pid: self.u32("child_pid")?,
+            },
             23 => Body::OrderingEvidence {
                 mm: self.u64()?,
                 write: self.bool("write")?,

@@ -124,7 +124,10 @@ impl Pipeline {
         let mut origin = ev.clone();
         origin.ts = names.first_ts;
         origin.body = match names.comms.get(&ev.tid) {
-            Some(c) => Body::Task { comm: c.clone() },
+            Some(c) => Body::Task {
+                comm: c.clone(),
+                kthread: false,
+            },
             None => Body::Marker {
                 text: String::new(),
             },
