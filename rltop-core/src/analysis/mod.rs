@@ -15,6 +15,7 @@ pub mod counts;
 pub mod describe;
 pub mod engine;
 pub mod hist;
+pub mod scope;
 pub mod stats;
 pub mod timeline;
 pub mod waitfor;

@@ -470,6 +470,25 @@ impl Body {
         }
     }
 
+    /// The file an event names by `dev` and `ino` (not the range-lock
+    /// events, which name a tree, nor the ends, which name their begin).
+    /// `file` itself is a name, not work on the file: `None`.
+    pub fn file(&self) -> Option<(Dev, u64)> {
+        match *self {
+            Body::Fault { dev, ino, .. }
+            | Body::PageAdd { dev, ino, .. }
+            | Body::DioBegin { dev, ino, .. }
+            | Body::PunchBegin { dev, ino, .. }
+            | Body::TruncateBegin { dev, ino, .. }
+            | Body::InvalidateBegin { dev, ino, .. }
+            | Body::InvalidateEnd { dev, ino, .. }
+            | Body::FileLockRequest { dev, ino, .. }
+            | Body::FileLockAcquired { dev, ino, .. }
+            | Body::FileLockRelease { dev, ino, .. } => Some((dev, ino)),
+            _ => None,
+        }
+    }
+
     /// The range lock an `rl_*` event is about: `(tree, lock)`.
     pub fn range_lock(&self) -> Option<(u64, u64)> {
         match *self {
