@@ -220,6 +220,13 @@ pub struct CheckArgs {
     /// decided by the request modes.
     #[arg(long, value_enum)]
     pub flavour: Option<CheckFlavour>,
+    /// For a recording of a command (`record -- CMD`): with `--by-test`, show the
+    /// findings about every task,
+    /// and mark those outside the command's, instead of only those about the
+    /// command's tasks, the tasks that held what they waited for, and the
+    /// kernel threads on their files (plain `check` judges every task).
+    #[arg(long)]
+    pub all_tasks: bool,
 }
 
 /// Arguments of `rltop report` (its help is the variant's doc comment).
@@ -240,6 +247,12 @@ pub struct ReportArgs {
     /// Range lock flavour, when the trace header does not say.
     #[arg(long, value_enum)]
     pub flavour: Option<CheckFlavour>,
+    /// For a recording of a command (`record -- CMD`): show every task,
+    /// and mark those outside the command's, instead of only the command's
+    /// tasks, the tasks that held what they waited for, and the kernel
+    /// threads on their files.
+    #[arg(long)]
+    pub all_tasks: bool,
 }
 
 /// Arguments of `rltop simulate` (its help is the variant's doc comment).
@@ -351,6 +364,12 @@ pub struct HistArgs {
     /// Range lock flavour, when the trace header does not say.
     #[arg(long, value_enum)]
     pub flavour: Option<CheckFlavour>,
+    /// For a recording of a command (`record -- CMD`): show every task,
+    /// and mark those outside the command's, instead of only the command's
+    /// tasks, the tasks that held what they waited for, and the kernel
+    /// threads on their files.
+    #[arg(long)]
+    pub all_tasks: bool,
 }
 
 /// Arguments of `rltop export` (its help is the variant's doc comment).

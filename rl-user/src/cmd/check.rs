@@ -20,6 +20,7 @@ use crate::events::Body;
 use crate::events::text::TextWriter;
 use crate::trace::{self, Item};
 use crate::views::findings as render;
+use crate::views::scope::ScopeNote;
 use crate::views::xfstests as by_test_view;
 
 pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -27,6 +28,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
         (a.file.as_path(), a.format, a.by_test, a.stall_ms, a.flavour);
     let events = super::open(file)?;
     let header = events.header();
+    let header_copy = header.clone();
     let model = super::model_for(header, flavour);
     let cfg = Config {
         stall_ns: stall_ms.saturating_mul(1_000_000),
@@ -42,7 +44,26 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
         (Checker::new(cfg), by_test.then(Splitter::new)),
     )?;
     let (model, (checker, splitter)) = engine.into_parts();
-    let verdict = checker.finish(&model);
+    let mut verdict = checker.finish(&model);
+    // Per test, the findings are about the command: those naming only
+    // tasks outside its scope are left out (plain `check` judges the whole
+    // machine: a kernel bug is one whoever hits it).
+    let scope = if by_test {
+        super::scope_of(file, &header_copy, flavour)?
+            .and_then(|f| ScopeNote::new(f.scope(), header_copy.command.as_deref(), a.all_tasks).map(|n| (f, n)))
+    } else {
+        None
+    };
+    let note = scope.map(|(f, mut note)| {
+        if !a.all_tasks {
+            let before = verdict.findings.len();
+            verdict
+                .findings
+                .retain(|x| x.tids.is_empty() || x.tids.iter().any(|&t| f.scope().has_tid(t)));
+            note.findings_left_out = before - verdict.findings.len();
+        }
+        note
+    });
     let splitter = splitter.unwrap_or_default();
     if by_test && !splitter.has_tests() {
         eprintln!(
@@ -57,13 +78,18 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             s
         }
         (VerdictFormat::Json, true) => {
-            let mut s = by_test_view::check_json(&verdict, &tests);
+            let mut s = by_test_view::check_json(&verdict, &tests, note.as_ref());
             s.push('\n');
             s
         }
         (VerdictFormat::Text, false) => render::text(&verdict, &evidence_lines(file, &verdict)?),
         (VerdictFormat::Text, true) => {
-            by_test_view::check_text(&verdict, &tests, &evidence_lines(file, &verdict)?)
+            by_test_view::check_text(
+                &verdict,
+                &tests,
+                &evidence_lines(file, &verdict)?,
+                note.as_ref(),
+            )
         }
         (VerdictFormat::Junit, _) => by_test_view::junit(
             &file.display().to_string(),

@@ -15,6 +15,7 @@ use crate::analysis::hist::{By, HistSet, Histograms};
 use crate::analysis::stats::Metric;
 use crate::cli::{CheckFlavour, HistArgs, HistBy, HistFormat, HistMetric};
 use crate::views::hist as view;
+use crate::views::scope::ScopeNote;
 
 /// The histograms of one file: a trace, a JSONL file, or an interval log
 /// `rltop hist --format hdr` wrote (histograms from another machine).
@@ -23,6 +24,7 @@ pub fn build(
     metric: Metric,
     by: By,
     flavour: Option<CheckFlavour>,
+    all_tasks: bool,
 ) -> anyhow::Result<HistSet> {
     if let Some(set) = read_hdr_file(file)? {
         if set.metric != metric || set.by != by {
@@ -38,8 +40,15 @@ pub fn build(
         return Ok(set);
     }
     let events = super::open(file)?;
-    let model = super::model_for(events.header(), flavour);
-    let engine = super::drive(file, events, model, Histograms::new(metric, by))?;
+    let header = events.header().clone();
+    let model = super::model_for(&header, flavour);
+    let mut hist = Histograms::new(metric, by);
+    if let Some(f) = super::scope_of(file, &header, flavour)?
+        && let Some(note) = ScopeNote::new(f.scope(), header.command.as_deref(), all_tasks)
+    {
+        hist = hist.with_scope(f, all_tasks, format!("{}: {}", file.display(), note.text()));
+    }
+    let engine = super::drive(file, events, model, hist)?;
     Ok(engine.into_parts().1.finish())
 }
 
@@ -57,7 +66,7 @@ pub fn run(a: &HistArgs, force: bool) -> anyhow::Result<ExitCode> {
     let mut set = HistSet::new(metric, by);
     let apart = a.files.len() > 1 && !a.merge;
     for f in &a.files {
-        let mut s = build(f, metric, by, a.flavour)?;
+        let mut s = build(f, metric, by, a.flavour, a.all_tasks)?;
         if apart {
             s.label_trace(&f.display().to_string());
         }

@@ -22,6 +22,9 @@ use std::io::Write;
 pub(crate) use out::write_stdout;
 use std::path::Path;
 
+use crate::analysis::scope::{ScopeFilter, ScopeFinder};
+use crate::analysis::stats::Stats;
+use crate::views::scope::ScopeNote;
 use crate::analysis::{Analysis, Engine};
 use crate::cli::CheckFlavour;
 use crate::events::Event;
@@ -66,6 +69,52 @@ pub(crate) fn stream(
         }
     }
     Ok(idx)
+}
+
+/// The tasks the views of `file` show (issue 16). For a recording of a
+/// command, its [`Scope`](crate::analysis::scope::Scope), found in a pass
+/// of its own before the view's; `None` for every task (no command in the
+/// trace). The pass is quiet: the view's pass warns about damage.
+pub(crate) fn scope_of(
+    file: &Path,
+    header: &TraceHeader,
+    flavour: Option<CheckFlavour>,
+) -> anyhow::Result<Option<ScopeFilter>> {
+    if !header.may_have_command() {
+        return Ok(None);
+    }
+    let events = open(file)?;
+    let mut engine = Engine::new(model_for(events.header(), flavour), ScopeFinder::new());
+    let mut idx = 0u64;
+    for item in events {
+        match item.map_err(|e| crate::user_error(e.to_string()))? {
+            Item::Event(ev) => {
+                engine.event(idx, &ev);
+                idx += 1;
+            }
+            Item::Problem(_) => engine.gap(idx),
+        }
+    }
+    let scope = engine.into_parts().1.finish();
+    Ok(scope.has_command().then(|| ScopeFilter::new(scope)))
+}
+
+/// The statistics for a view of `file` (with wait chains), scoped to the
+/// command its recording ran (unless `all_tasks`), and the header line
+/// that says so.
+pub(crate) fn scoped_stats(
+    file: &Path,
+    header: &TraceHeader,
+    flavour: Option<CheckFlavour>,
+    all_tasks: bool,
+) -> anyhow::Result<(Stats, Option<ScopeNote>)> {
+    Ok(match scope_of(file, header, flavour)? {
+        Some(f) => {
+            let note = ScopeNote::new(f.scope(), header.command.as_deref(), all_tasks);
+            (Stats::new(true).with_scope(f, all_tasks), note)
+        }
+        None => (Stats::new(true), None),
+    })
 }
 
 /// The model for a trace: of the range lock flavour the trace's header

@@ -102,6 +102,7 @@ pub fn run(live: &LiveArgs, a: &RecordArgs, force: bool) -> anyhow::Result<ExitC
         source: "record".into(),
         page_size: Some(probe::page_size()),
         lock_source: Some(session.lock_source.as_str().into()),
+        command: (!a.cmd.is_empty()).then(|| a.cmd.clone()),
         ..TraceHeader::default()
     };
     // Before the trace file: a port in use leaves no file behind.

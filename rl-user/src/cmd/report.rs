@@ -17,9 +17,10 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<ExitCode> {
         (a.file.as_path(), a.format, a.sort, a.by_test, a.flavour);
     let events = super::open(file)?;
     let model = super::model_for(events.header(), flavour);
+    let (stats, note) = super::scoped_stats(file, events.header(), flavour, a.all_tasks)?;
     let name = file.display();
     let out = if by_test {
-        let engine = super::drive(file, events, model, TestStats::new(Stats::new(true)))?;
+        let engine = super::drive(file, events, model, TestStats::new(stats))?;
         let (model, per_test) = engine.into_parts();
         let (splitter, parts) = per_test.finish();
         if !splitter.has_tests() {
@@ -33,14 +34,16 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<ExitCode> {
             .zip(&parts)
             .map(|(seg, st)| TestReport::new(seg, report::build(st, &model, sort)))
             .collect();
-        let whole = report::build(&Stats::new(false), &model, sort);
+        let mut whole = report::build(&Stats::new(false), &model, sort);
+        whole.scope = note;
         match format {
             CheckFormat::Json => by_test_view::report_json(&whole, &tests),
             CheckFormat::Text => by_test_view::report_text(&whole, &tests),
         }
     } else {
-        let engine = super::drive(file, events, model, Stats::new(true))?;
-        let r = report::build(engine.analysis(), engine.model(), sort);
+        let engine = super::drive(file, events, model, stats)?;
+        let mut r = report::build(engine.analysis(), engine.model(), sort);
+        r.scope = note;
         match format {
             CheckFormat::Json => report::json(&r),
             CheckFormat::Text => report::text(&r),

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use super::engine::Analysis;
+use super::scope::{OUTSIDE, ScopeFilter};
 use super::stats::{Class, Hist, Metric, Stats};
 use crate::events::{Body, Dev, Event};
 use crate::model::Model;
@@ -131,6 +132,9 @@ pub struct HistSet {
     /// What the keys name, where known: a tree's file (`dev/ino`), a
     /// task's name.
     pub notes: BTreeMap<String, String>,
+    /// Which tasks each recording of a command counted (the text form's
+    /// first lines).
+    pub scope: Vec<String>,
 }
 
 impl HistSet {
@@ -140,6 +144,7 @@ impl HistSet {
             by,
             series: BTreeMap::new(),
             notes: BTreeMap::new(),
+            scope: Vec::new(),
         }
     }
 
@@ -152,6 +157,7 @@ impl HistSet {
         for (k, n) in &other.notes {
             self.notes.entry(k.clone()).or_insert_with(|| n.clone());
         }
+        self.scope.extend(other.scope.iter().cloned());
     }
 
     /// Names every series of this set after trace `name` (to show several
@@ -183,6 +189,14 @@ impl Histograms {
             set: HistSet::new(metric, by),
             test: None,
         }
+    }
+
+    /// Counts only the tasks of `scope` (see [`Stats::with_scope`]);
+    /// `note` is the line that says so.
+    pub fn with_scope(mut self, scope: ScopeFilter, all_tasks: bool, note: String) -> Histograms {
+        self.stats = self.stats.with_scope(scope, all_tasks);
+        self.set.scope.push(note);
+        self
     }
 
     pub fn finish(self) -> HistSet {
@@ -234,10 +248,15 @@ impl Analysis for Histograms {
                 (By::Tree, Class::FileOp { dev, ino, .. }) => file_name(dev, ino),
                 (By::Task, _) => {
                     let key = s.tid.to_string();
-                    if let Some(comm) = m.comm(s.tid)
-                        && self.set.notes.get(&key).is_none_or(|c| c != comm)
-                    {
-                        self.set.notes.insert(key.clone(), comm.to_string());
+                    if let Some(comm) = m.comm(s.tid) {
+                        let note = if self.stats.outside(s.tid) {
+                            format!("{comm} {OUTSIDE}")
+                        } else {
+                            comm.to_string()
+                        };
+                        if self.set.notes.get(&key).is_none_or(|c| *c != note) {
+                            self.set.notes.insert(key.clone(), note);
+                        }
                     }
                     key
                 }

@@ -24,6 +24,9 @@ use crate::model::{FastMap, FastSet, Model};
 use super::engine::Analysis;
 use super::waitfor;
 
+/// What rows of tasks outside the scope are marked with, under `--all-tasks`.
+pub const OUTSIDE: &str = "[outside]";
+
 /// A task over one life of its tid: `(tid, life)`.
 pub type Key = (u32, u32);
 
@@ -76,6 +79,8 @@ pub enum Why {
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     members: FastMap<Key, Why>,
+    /// The tids of `members`, in any of their lives.
+    tids: FastSet<u32>,
     /// The command's first process: its pid and name.
     root: Option<(u32, Option<String>)>,
     /// Tasks with events that are not members.
@@ -102,6 +107,12 @@ impl Scope {
     /// How many tasks with events are outside the scope.
     pub fn outside(&self) -> usize {
         self.outside
+    }
+
+    /// Whether `tid`, in any of its lives, is in the scope (for what names
+    /// tasks by tid alone: a finding).
+    pub fn has_tid(&self, tid: u32) -> bool {
+        self.tids.contains(&tid)
     }
 
     /// Why task `key` is in the scope, if it is.
@@ -158,6 +169,7 @@ impl ScopeFinder {
             .count();
         Scope {
             root: self.root.map(|(tid, _)| (tid, self.root_comm.take())),
+            tids: self.members.keys().map(|k| k.0).collect(),
             members: self.members,
             outside,
         }

@@ -24,6 +24,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::scope::ScopeFilter;
 use super::engine::Analysis;
 use super::waitfor::{self, Owned};
 use crate::events::{Body, Dev, Event, Mode};
@@ -253,6 +254,8 @@ pub struct ChainStep {
     pub dio: bool,
     /// What it waits for itself (none for the last step of an open chain).
     pub waits: Option<Target>,
+    /// Outside the command's scope (`--all-tasks` shows it, marked).
+    pub outside: bool,
 }
 
 /// A long wait and the chain of tasks behind it, as seen when it began.
@@ -317,6 +320,15 @@ pub struct Stats {
     open_chains: FastMap<u32, WaitChain>,
     /// The longest finished waits, longest first.
     top: Vec<WaitChain>,
+    /// Only these tasks' samples count (`record -- CMD` traces, without
+    /// `--all-tasks`).
+    scope: Option<ScopeFilter>,
+    /// Count everyone's samples, only marking those outside the scope.
+    all_tasks: bool,
+    /// Where samples of tasks outside the scope go.
+    scratch: Option<Box<Row>>,
+    /// How many samples the scope left out.
+    left_out: u64,
 }
 
 impl Stats {
@@ -326,6 +338,36 @@ impl Stats {
             chains,
             ..Stats::default()
         }
+    }
+
+    /// Counts only the samples of the tasks in `scope` (the holder of a
+    /// hold, the waiter of a wait); with `all_tasks`, counts everyone's but
+    /// marks the wait chains' tasks outside it.
+    pub fn with_scope(mut self, scope: ScopeFilter, all_tasks: bool) -> Stats {
+        self.scope = Some(scope);
+        self.all_tasks = all_tasks;
+        self
+    }
+
+    /// Whether samples of `tid` (as it is now) count.
+    fn in_scope(&self, tid: u32) -> bool {
+        self.all_tasks || self.scope.as_ref().is_none_or(|s| s.contains(tid))
+    }
+
+    /// Whether `tid` (as it is now) is outside the command's scope (never,
+    /// without one).
+    pub fn outside(&self, tid: u32) -> bool {
+        self.scope.as_ref().is_some_and(|s| !s.contains(tid))
+    }
+
+    /// The scope, if any.
+    pub fn scope(&self) -> Option<&ScopeFilter> {
+        self.scope.as_ref()
+    }
+
+    /// How many samples the scope left out.
+    pub fn left_out(&self) -> u64 {
+        self.left_out
     }
 
     /// Also keep each event's samples, for [`Stats::samples`] (grouping
@@ -342,6 +384,9 @@ impl Stats {
     }
 
     fn note(&mut self, class: Class, metric: Metric, tid: u32, ns: u64) {
+        if !self.in_scope(tid) {
+            return;
+        }
         if let Some(s) = &mut self.samples {
             s.push(Sample {
                 class,
@@ -386,7 +431,13 @@ impl Stats {
         }
     }
 
-    fn row_mut(&mut self, class: Class) -> &mut Row {
+    /// The row of `class`, for a sample of task `tid`: a scratch row when
+    /// the scope leaves `tid` out.
+    fn row_mut(&mut self, class: Class, tid: u32) -> &mut Row {
+        if !self.in_scope(tid) {
+            self.left_out += 1;
+            return self.scratch.get_or_insert_with(Box::default);
+        }
         self.rows.entry(class).or_default()
     }
 
@@ -418,7 +469,7 @@ impl Stats {
                     op,
                     mode,
                 };
-                let r = self.row_mut(class);
+                let r = self.row_mut(class, owner);
                 r.acquisitions += 1;
                 if contended {
                     r.contentions += 1;
@@ -437,7 +488,7 @@ impl Stats {
                         mode: l.mode,
                     };
                     let held = ev.ts.saturating_sub(ts);
-                    self.row_mut(class).hold.record(held);
+                    self.row_mut(class, l.tid).hold.record(held);
                     self.note(class, Metric::Hold, l.tid, held);
                 }
             }
@@ -465,10 +516,13 @@ impl Stats {
                         .and_then(|s| s.holders.iter().rfind(|h| h.tid == tid && h.write))
                 {
                     let held = ev.ts.saturating_sub(h.ts);
-                    self.row_mut(Class::Mmap {
-                        mm: *mm,
-                        write: true,
-                    })
+                    self.row_mut(
+                        Class::Mmap {
+                            mm: *mm,
+                            write: true,
+                        },
+                        tid,
+                    )
                     .hold
                     .record(held);
                 }
@@ -480,7 +534,7 @@ impl Stats {
                     mm: *mm,
                     write: *write,
                 };
-                let r = self.row_mut(class);
+                let r = self.row_mut(class, tid);
                 r.acquisitions += 1;
                 if let Some((_, ts, true)) = req {
                     let waited = ev.ts.saturating_sub(ts);
@@ -502,7 +556,7 @@ impl Stats {
                         mm: *mm,
                         write: *write,
                     };
-                    self.row_mut(class).hold.record(held);
+                    self.row_mut(class, tid).hold.record(held);
                     self.note(class, Metric::Hold, tid, held);
                 }
             }
@@ -515,10 +569,11 @@ impl Stats {
                         op,
                     };
                     let held = ev.ts.saturating_sub(d.ts);
-                    let r = self.row_mut(class);
+                    let dtid = d.tid;
+                    let r = self.row_mut(class, dtid);
                     r.acquisitions += 1;
                     r.hold.record(held);
-                    self.note(class, Metric::Hold, d.tid, held);
+                    self.note(class, Metric::Hold, dtid, held);
                 }
             }
             Body::PunchEnd { .. } | Body::TruncateEnd { .. } => {
@@ -532,7 +587,7 @@ impl Stats {
                     };
                     let held = ev.ts.saturating_sub(p.ts);
                     let ptid = p.tid;
-                    let r = self.row_mut(class);
+                    let r = self.row_mut(class, ptid);
                     r.acquisitions += 1;
                     r.hold.record(held);
                     self.note(class, Metric::Hold, ptid, held);
@@ -540,11 +595,14 @@ impl Stats {
                 }
             }
             Body::Fault { dev, ino, .. } => {
-                self.row_mut(Class::FileOp {
-                    dev: *dev,
-                    ino: *ino,
-                    op: Op::Fault,
-                })
+                self.row_mut(
+                    Class::FileOp {
+                        dev: *dev,
+                        ino: *ino,
+                        op: Op::Fault,
+                    },
+                    tid,
+                )
                 .acquisitions += 1;
             }
             Body::ContentionBegin {
@@ -568,11 +626,14 @@ impl Stats {
             {
                 // Held from here on (its acquisition is not traced).
                 if let Some((lock, write)) = ev.body.file_lock() {
-                    self.row_mut(Class::FileLock {
-                        lock,
-                        write,
-                        seen: Seen::AtRequest,
-                    })
+                    self.row_mut(
+                        Class::FileLock {
+                            lock,
+                            write,
+                            seen: Seen::AtRequest,
+                        },
+                        tid,
+                    )
                     .acquisitions += 1;
                 }
             }
@@ -591,7 +652,7 @@ impl Stats {
                     seen: Seen::Exact,
                 };
                 let contended = self.fl_contended.remove(&tid) == Some(lock);
-                let r = self.row_mut(key);
+                let r = self.row_mut(key, tid);
                 r.acquisitions += 1;
                 if let (true, Some(asked)) = (contended, asked) {
                     let waited = ev.ts.saturating_sub(asked);
@@ -612,7 +673,7 @@ impl Stats {
                         seen: h.seen,
                     };
                     let held = ev.ts.saturating_sub(h.ts);
-                    self.row_mut(key).hold.record(held);
+                    self.row_mut(key, tid).hold.record(held);
                     self.note(key, Metric::Hold, tid, held);
                 }
             }
@@ -668,7 +729,7 @@ impl Stats {
             }
             None => Class::Kernel { addr },
         };
-        let r = self.row_mut(key);
+        let r = self.row_mut(key, tid);
         r.contentions += 1;
         r.wait.record(waited);
         self.note(key, Metric::Wait, tid, waited);
@@ -698,7 +759,7 @@ impl Stats {
                     write: true,
                     seen: Seen::Inferred,
                 };
-                let r = self.row_mut(key);
+                let r = self.row_mut(key, tid);
                 r.acquisitions += 1;
                 r.hold.record(held);
                 self.note(key, Metric::Hold, tid, held);
@@ -740,6 +801,7 @@ impl Stats {
                 held: owns.is_some_and(|o| o.1),
                 dio: c.dio && i + 1 == n,
                 waits: wait.and_then(|w| target(m, w)),
+                outside: self.outside(tid),
             });
         }
         self.open_chains.insert(
@@ -771,9 +833,15 @@ impl Stats {
 
 impl Analysis for Stats {
     fn before(&mut self, m: &Model, _idx: u64, ev: &Event) {
+        if let Some(s) = &mut self.scope {
+            s.observe(ev);
+        }
         self.ends(m, ev);
     }
     fn after(&mut self, m: &Model, idx: u64, ev: &Event) {
+        if !self.in_scope(ev.tid) {
+            return;
+        }
         self.chain_of_wait(m, idx, ev);
     }
     fn gap(&mut self, _m: &Model, _idx: u64) {

@@ -76,6 +76,10 @@ pub struct TraceHeader {
     /// "kprobe", "xfs_ilock", "lockdep" or "none"; absent in older traces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_source: Option<String>,
+    /// `record -- CMD`: the command line. Its process tree is in the trace
+    /// as `fork` events, and the views show its tasks (issue 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 impl Default for TraceHeader {
@@ -93,11 +97,19 @@ impl Default for TraceHeader {
             source: String::new(),
             page_size: None,
             lock_source: None,
+            command: None,
         }
     }
 }
 
 impl TraceHeader {
+    /// Whether the trace may hold a command's process tree (`fork`
+    /// events), so the views look for one: a recording of a command, or
+    /// events from JSONL, which say nothing of themselves beforehand.
+    pub fn may_have_command(&self) -> bool {
+        self.command.is_some() || matches!(self.source.as_str(), "jsonl" | "import")
+    }
+
     /// A header with defaults and the given source.
     pub fn new(source: &str) -> TraceHeader {
         TraceHeader {

@@ -119,6 +119,9 @@ pub fn log2_text(h: &Hist) -> String {
 /// = fault`), the log2 histogram, and funclatency's summary line.
 pub fn text(set: &HistSet) -> String {
     let mut out = String::new();
+    for line in &set.scope {
+        let _ = writeln!(out, "{line}");
+    }
     if set.series.is_empty() {
         let _ = writeln!(
             out,

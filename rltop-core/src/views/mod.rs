@@ -6,6 +6,7 @@ pub mod findings;
 pub mod hist;
 pub mod metrics;
 pub mod report;
+pub mod scope;
 pub mod timeline;
 pub mod tui;
 pub mod whatif;

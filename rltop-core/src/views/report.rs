@@ -11,6 +11,7 @@ use crate::analysis::describe;
 use crate::analysis::stats::{Class, Row, Stats, Summary, Target, WaitChain};
 use crate::events::Dev;
 use crate::model::Model;
+use crate::views::scope::{OUTSIDE, ScopeNote};
 
 /// What rows are sorted by (descending), `-k` (perf lock's names are
 /// accepted as aliases).
@@ -47,6 +48,9 @@ pub struct Report {
     pub flavour: Option<&'static str>,
     pub rows: Vec<ReportRow>,
     pub chains: Vec<ReportChain>,
+    /// Which tasks it counts (a recording of a command, issue 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ScopeNote>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -100,6 +104,9 @@ pub struct ReportStep {
     pub dio: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waits: Option<String>,
+    /// Outside the command's tasks (`--all-tasks`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outside: bool,
 }
 
 /// What a chain step owns or wants, in words.
@@ -237,6 +244,7 @@ pub fn build(stats: &Stats, m: &Model, sort: SortKey) -> Report {
         flavour: m.flavour().map(|f| f.as_str()),
         rows,
         chains,
+        scope: None,
     }
 }
 
@@ -255,6 +263,7 @@ fn chain(m: &Model, c: &WaitChain) -> ReportChain {
                 held: s.held,
                 dio: s.dio,
                 waits: s.waits.as_ref().map(|t| describe_target(m, t)),
+                outside: s.outside,
             })
             .collect(),
     }
@@ -306,6 +315,9 @@ pub fn text(r: &Report) -> String {
             .map(|f| format!(", range lock flavour {f}"))
             .unwrap_or_default()
     );
+    if let Some(sc) = &r.scope {
+        let _ = writeln!(s, "{}", sc.text());
+    }
     if r.lost > 0 {
         let _ = writeln!(
             s,
@@ -383,7 +395,10 @@ pub fn text(r: &Report) -> String {
                 if c.cycle { "  *** cycle ***" } else { "" }
             );
             for (j, st) in c.steps.iter().enumerate() {
-                let who = describe::task_label(st.comm.as_deref(), st.tid);
+                let mut who = describe::task_label(st.comm.as_deref(), st.tid);
+                if st.outside {
+                    who = format!("{who} {OUTSIDE}");
+                }
                 let indent = "  ".repeat(j + 1);
                 let mut line = format!("{indent}{who}");
                 match (&st.owns, &st.waits) {

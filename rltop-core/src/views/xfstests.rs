@@ -12,6 +12,7 @@ use crate::analysis::xfstests::{Segment, TestVerdict};
 use crate::analysis::{Finding, Kind, Severity, Verdict};
 use crate::views::findings;
 use crate::views::report::{self, Report, ReportRow, fmt_ns};
+use crate::views::scope::ScopeNote;
 
 fn verdict_word(v: &Verdict) -> &'static str {
     if v.failed() { "fail" } else { "pass" }
@@ -42,6 +43,7 @@ pub fn check_text(
     whole: &Verdict,
     tests: &[TestVerdict],
     evidence: &HashMap<u64, String>,
+    scope: Option<&ScopeNote>,
 ) -> String {
     let mut out = String::new();
     let failed = tests.iter().filter(|t| t.verdict.failed()).count();
@@ -55,6 +57,9 @@ pub fn check_text(
         whole.events,
         whole.lost
     );
+    if let Some(sc) = scope {
+        let _ = writeln!(out, "{}", sc.text());
+    }
     let w = tests
         .iter()
         .map(|t| t.segment.test.len())
@@ -129,10 +134,16 @@ fn tests_json(tests: &[TestVerdict]) -> Vec<TestJson<'_>> {
 /// `rltop check --by-test --format json`: the findings contract of the whole
 /// trace, extended with `"tests"`: one object per test with its own
 /// verdict, timing and findings.
-pub fn check_json(whole: &Verdict, tests: &[TestVerdict]) -> String {
+pub fn check_json(whole: &Verdict, tests: &[TestVerdict], scope: Option<&ScopeNote>) -> String {
     let mut doc: serde_json::Value =
         serde_json::from_str(&findings::json(whole)).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
+        if let Some(sc) = scope {
+            obj.insert(
+                "scope".into(),
+                serde_json::to_value(sc).unwrap_or_default(),
+            );
+        }
         obj.insert(
             "tests".into(),
             serde_json::to_value(tests_json(tests)).unwrap_or_default(),
@@ -290,6 +301,8 @@ struct ReportJson<'a> {
     lost: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     flavour: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a ScopeNote>,
     tests: &'a [TestReport],
 }
 
@@ -300,6 +313,7 @@ pub fn report_json(whole: &Report, tests: &[TestReport]) -> String {
         events: whole.events,
         lost: whole.lost,
         flavour: whole.flavour,
+        scope: whole.scope.as_ref(),
         tests,
     })
     .unwrap_or_default();
@@ -318,6 +332,9 @@ pub fn report_text(whole: &Report, tests: &[TestReport]) -> String {
         whole.lost,
         tests.len()
     );
+    if let Some(sc) = &whole.scope {
+        let _ = writeln!(out, "{}", sc.text());
+    }
     let w = tests
         .iter()
         .map(|t| t.test.len())
@@ -365,6 +382,7 @@ pub fn report_text(whole: &Report, tests: &[TestReport]) -> String {
             flavour: whole.flavour,
             rows: t.rows.clone(),
             chains: t.chains.clone(),
+            scope: None,
         };
         out.push_str(&report::text(&r));
     }
