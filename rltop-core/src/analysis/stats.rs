@@ -219,6 +219,10 @@ pub struct Row {
     pub contentions: u64,
     pub wait: Hist,
     pub hold: Hist,
+    /// Some sample came from a task outside the command's scope
+    /// (`--all-tasks`), and none from inside (`inside`).
+    pub outside: bool,
+    pub inside: bool,
 }
 
 /// What a wait chain step waits for or owns.
@@ -438,7 +442,14 @@ impl Stats {
             self.left_out += 1;
             return self.scratch.get_or_insert_with(Box::default);
         }
-        self.rows.entry(class).or_default()
+        let outside = self.outside(tid);
+        let r = self.rows.entry(class).or_default();
+        if outside {
+            r.outside = true;
+        } else {
+            r.inside = true;
+        }
+        r
     }
 
     /// Counts what event `ev` ends, from the model's state before it.

@@ -79,6 +79,9 @@ pub struct ReportRow {
     pub contentions: u64,
     pub wait: Option<Summary>,
     pub hold: Option<Summary>,
+    /// Every sample of it is of tasks outside the command's (`--all-tasks`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outside: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -143,6 +146,7 @@ fn row(m: &Model, stats: &Stats, class: &Class, r: &Row) -> ReportRow {
         contentions: r.contentions,
         wait: r.wait.summary(),
         hold: r.hold.summary(),
+        outside: r.outside && !r.inside,
     };
     let file = |out: &mut ReportRow, dev: Dev, ino: u64| {
         out.dev = Some(dev.to_string());
@@ -341,9 +345,16 @@ pub fn text(r: &Report) -> String {
         if rows.is_empty() {
             continue;
         }
+        let label = |x: &ReportRow| {
+            if x.outside {
+                format!("{} {OUTSIDE}", x.name)
+            } else {
+                x.name.clone()
+            }
+        };
         let name_w = rows
             .iter()
-            .map(|x| x.name.len())
+            .map(|x| label(x).len())
             .max()
             .unwrap_or(0)
             .max("class name".len());
@@ -365,7 +376,7 @@ pub fn text(r: &Report) -> String {
             let _ = write!(
                 s,
                 "{:<name_w$} {:<9} {:<5} {:>11}",
-                x.name,
+                label(x),
                 x.op.unwrap_or("-"),
                 x.mode.unwrap_or("-"),
                 x.contentions

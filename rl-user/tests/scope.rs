@@ -1,0 +1,166 @@
+//! A recording of a command, with a busy neighbour on the machine (issue
+//! 16): by default `report`, `hist` and `check --by-test` show the
+//! command's tasks (and what they waited for), never the neighbour's;
+//! `--all-tasks` shows the neighbour, marked. Live, as root.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+mod common;
+use common::{RLTOP, Reaped, WORKLOAD, need_root};
+
+fn run(args: &[&str]) -> (String, i32) {
+    let out = Command::new(RLTOP).args(args).output().unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "rltop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        out.status.code().unwrap(),
+    )
+}
+
+/// Steps of the longest waits' chains in a JSON report: `(tid, outside)`.
+fn chain_tasks(report: &Value) -> Vec<(u64, bool)> {
+    report["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["steps"].as_array().unwrap())
+        .map(|s| (s["tid"].as_u64().unwrap(), s["outside"] == true))
+        .collect()
+}
+
+/// Rows of a JSON report on file `ino`.
+fn rows_on(report: &Value, ino: u64) -> usize {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ino"].as_u64() == Some(ino))
+        .count()
+}
+
+#[test]
+fn the_views_show_the_command_not_a_busy_neighbour() {
+    if !need_root("the_views_show_the_command_not_a_busy_neighbour") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tempfile::Builder::new()
+        .prefix("scope")
+        .tempdir_in(root)
+        .unwrap();
+    let (cmd_dir, nb_dir) = (dir.path().join("cmd"), dir.path().join("nb"));
+    std::fs::create_dir_all(&cmd_dir).unwrap();
+    std::fs::create_dir_all(&nb_dir).unwrap();
+
+    // The neighbour: faults, DIO, punches and truncates on its own file,
+    // over and over, before, during and after the recording.
+    let mut nb = Command::new(WORKLOAD)
+        .args(["--heavy", "--keep", "--iterations", "1000000000", "--dir"])
+        .arg(&nb_dir)
+        .arg("--wait-file")
+        .arg(nb_dir.join("go"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(nb.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let nb_pid = ready["pid"].as_u64().unwrap();
+    let nb_ino = ready["ino"].as_u64().unwrap();
+    let nb = Reaped(nb);
+    std::fs::write(nb_dir.join("go"), b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let trace = dir.path().join("t.rlt");
+    let t = trace.to_str().unwrap();
+    let out = Command::new(RLTOP)
+        .args(["record", "-o", t, "--", WORKLOAD, "--keep", "--iterations", "50"])
+        .arg("--dir")
+        .arg(&cmd_dir)
+        .output()
+        .unwrap();
+    drop(nb);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let cmd_pid = done["pid"].as_u64().unwrap();
+    let cmd_ino = done["ino"].as_u64().unwrap();
+
+    // The neighbour was busy in the recording.
+    let (dump, _) = run(&["dump", t]);
+    let nb_tids: Vec<u64> = dump
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["pid"].as_u64() == Some(nb_pid))
+        .map(|e| e["tid"].as_u64().unwrap())
+        .collect();
+    assert!(nb_tids.len() > 100, "{} neighbour events", nb_tids.len());
+
+    // report: the command's file, not the neighbour's; a scope header.
+    let (text, _) = run(&["report", t]);
+    let scope_line = text.lines().nth(1).unwrap();
+    assert!(
+        scope_line.starts_with(&format!("scope: the command `{WORKLOAD} --keep"))
+            && scope_line.contains(&format!("(pid {cmd_pid})"))
+            && scope_line.contains("left out (--all-tasks shows them)"),
+        "{text}"
+    );
+    let (json, _) = run(&["report", "--format", "json", t]);
+    let r: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["scope"]["pid"].as_u64(), Some(cmd_pid));
+    assert!(rows_on(&r, cmd_ino) > 0, "no row of the command's file: {json}");
+    assert_eq!(rows_on(&r, nb_ino), 0, "a row of the neighbour's file: {json}");
+    assert!(
+        chain_tasks(&r).iter().all(|(tid, _)| !nb_tids.contains(tid)),
+        "a wait chain with the neighbour: {json}"
+    );
+
+    // --all-tasks: the neighbour's rows too, and its waits marked.
+    let (json, _) = run(&["report", "--format", "json", "--all-tasks", t]);
+    let all: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(all["scope"]["all_tasks"], true);
+    assert!(rows_on(&all, nb_ino) > 0, "no row of the neighbour's file: {json}");
+    for row in all["rows"].as_array().unwrap() {
+        match row["ino"].as_u64() {
+            Some(i) if i == nb_ino => assert_eq!(row["outside"], true, "{row}"),
+            Some(i) if i == cmd_ino => assert!(row.get("outside").is_none(), "{row}"),
+            _ => {}
+        }
+    }
+    let (text, _) = run(&["report", "--all-tasks", t]);
+    assert!(text.contains(" [outside] "), "{text}");
+    for (tid, outside) in chain_tasks(&all) {
+        if nb_tids.contains(&tid) {
+            assert!(outside, "neighbour {tid} not marked: {json}");
+        }
+    }
+
+    // hist by task: the neighbour only with --all-tasks, marked.
+    let (h, _) = run(&["hist", "--metric", "hold", "--by", "task", t]);
+    assert!(h.contains("scope: the command"), "{h}");
+    assert!(
+        !nb_tids.iter().any(|tid| h.contains(&format!("tid = {tid},"))
+            || h.contains(&format!("tid = {tid}\n"))),
+        "{h}"
+    );
+    let (h, _) = run(&["hist", "--metric", "hold", "--by", "task", "--all-tasks", t]);
+    assert!(h.contains("[outside]"), "{h}");
+
+    // check --by-test says whose findings it judged.
+    let (c, code) = run(&["check", "--by-test", t]);
+    assert!(c.lines().nth(1).unwrap().starts_with("scope: the command"), "{c}");
+    assert_eq!(code, 0, "{c}");
+}
