@@ -220,9 +220,8 @@ pub struct CheckArgs {
     /// decided by the request modes.
     #[arg(long, value_enum)]
     pub flavour: Option<CheckFlavour>,
-    /// For a recording of a command (`record -- CMD`): with `--by-test`, show the
-    /// findings about every task,
-    /// and mark those outside the command's, instead of only those about the
+    /// For a recording of a command (`record -- CMD`): with `--by-test`,
+    /// the findings about every task, instead of only those about the
     /// command's tasks, the tasks that held what they waited for, and the
     /// kernel threads on their files (plain `check` judges every task).
     #[arg(long)]
