@@ -312,6 +312,12 @@ pub struct ReplayArgs {
     /// Range lock flavour, when the trace header does not say.
     #[arg(long, value_enum)]
     pub flavour: Option<CheckFlavour>,
+    /// For a recording of a command (`record -- CMD`): show every task's
+    /// ranges, waits and counts, instead of only the command's tasks, the
+    /// tasks that held what they waited for, and the kernel threads on
+    /// their files.
+    #[arg(long)]
+    pub all_tasks: bool,
 }
 
 /// Arguments of `rltop demo` (its help is the variant's doc comment).

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::analysis::scope::{Scope, ScopeFilter};
 use crate::analysis::Config;
 use crate::events::Event;
 use crate::model::{Flavour, Model};
@@ -120,6 +121,8 @@ pub struct PlayerConfig {
     /// Shorten a wait for the next event to this much wall time (the
     /// demo: the simulator's threads idle when the scheduler delays them).
     pub max_idle: Option<Duration>,
+    /// A recording of a command: the tasks shown, and `--all-tasks`.
+    pub scope: Option<(Scope, bool)>,
 }
 
 impl PlayerConfig {
@@ -129,6 +132,15 @@ impl PlayerConfig {
         m.set_page_size(self.page_size);
         m.set_lock_source(self.lock_source.as_deref());
         m
+    }
+
+    /// A pipeline from the start of the trace.
+    fn pipeline(&self) -> Pipeline {
+        let p = Pipeline::new(self.model(), self.cfg);
+        match &self.scope {
+            Some((s, all)) => p.with_scope(ScopeFilter::new(s.clone()), *all),
+            None => p,
+        }
     }
 }
 
@@ -174,7 +186,7 @@ pub struct Player<S: Source> {
 
 impl<S: Source> Player<S> {
     pub(crate) fn new(source: S, pc: PlayerConfig) -> Player<S> {
-        let pipeline = Pipeline::new(pc.model(), pc.cfg);
+        let pipeline = pc.pipeline();
         Player {
             source,
             paused: pc.paused,
@@ -301,7 +313,7 @@ impl<S: Source> Player<S> {
             self.note = Some("this stream cannot seek backwards".into());
             return Ok(false);
         }
-        self.pipeline = Some(Pipeline::new(self.pc.model(), self.pc.cfg));
+        self.pipeline = Some(self.pc.pipeline());
         self.last = None;
         self.pending = None;
         self.finished = false;
@@ -595,6 +607,7 @@ mod tests {
                 speed: 1.0,
                 paused,
                 max_idle: None,
+                scope: None,
             },
         )
     }

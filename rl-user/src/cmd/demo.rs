@@ -189,6 +189,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         page_size: None,
         lock_source: None,
         max_idle: Some(MAX_IDLE),
+        scope: None,
     };
     play(source, pc)
 }

@@ -353,6 +353,12 @@ impl Stats {
         self
     }
 
+    /// Whether views leave `tid` (as it is now) out: it is outside the
+    /// command's scope, and `--all-tasks` was not asked for.
+    pub fn hides(&self, tid: u32) -> bool {
+        !self.in_scope(tid)
+    }
+
     /// Whether samples of `tid` (as it is now) count.
     fn in_scope(&self, tid: u32) -> bool {
         self.all_tasks || self.scope.as_ref().is_none_or(|s| s.contains(tid))

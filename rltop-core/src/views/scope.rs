@@ -51,6 +51,18 @@ impl ScopeNote {
         })
     }
 
+    /// A few words for the TUI's status line.
+    pub fn short(&self) -> String {
+        if self.all_tasks {
+            format!("all tasks ({} outside pid {})", self.outside, self.pid)
+        } else {
+            format!(
+                "pid {}: {} tasks +{} holders +{} kthreads ({} hidden)",
+                self.pid, self.tasks, self.holders, self.kernel_threads, self.outside
+            )
+        }
+    }
+
     /// One line, without its newline.
     pub fn text(&self) -> String {
         let cmd = match &self.command {

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::snapshot::{self, Extra, FileKey, FindingRow, Snapshot, Status};
+use crate::analysis::scope::ScopeFilter;
 use crate::analysis::stats::Stats;
 use crate::analysis::{Checker, Config, Engine, Finding};
 use crate::events::text::TextWriter;
@@ -58,6 +59,13 @@ impl Pipeline {
             next_idx: 0,
             paths: Arc::default(),
         }
+    }
+
+    /// Shows the tasks of `scope` only (unless `all_tasks`): before the
+    /// first event.
+    pub fn with_scope(mut self, scope: ScopeFilter, all_tasks: bool) -> Pipeline {
+        self.engine.analysis_mut().1 = Stats::new(false).with_scope(scope, all_tasks);
+        self
     }
 
     /// Index the next event will get (= events seen so far).
@@ -247,5 +255,85 @@ impl Names {
                 .filter_map(|(&t, k)| Some((t, k.comm.clone()?)))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::scope::ScopeFinder;
+    use crate::events::{Dev, Mode};
+
+    fn ev(ts: u64, tid: u32, body: Body) -> Event {
+        Event {
+            ts,
+            tid,
+            pid: tid,
+            cpu: Some(0),
+            body,
+        }
+    }
+
+    /// The command (200) holds a range of tree 1; a neighbour (300) holds
+    /// one of tree 2 and waits on tree 2.
+    fn events() -> Vec<Event> {
+        let tree = |tree, ino| Body::Tree {
+            tree,
+            dev: Dev { major: 7, minor: 0 },
+            ino,
+        };
+        let req = |tree, lock, start| Body::RlRequest {
+            tree,
+            lock,
+            start,
+            last: start + 3,
+            mode: Mode::Excl,
+        };
+        vec![
+            ev(0, 0, tree(1, 10)),
+            ev(0, 0, tree(2, 20)),
+            ev(
+                1,
+                100,
+                Body::Fork {
+                    child: 200,
+                    child_pid: 200,
+                },
+            ),
+            ev(2, 200, req(1, 0xa, 0)),
+            ev(3, 200, Body::RlAcquired { tree: 1, lock: 0xa }),
+            ev(4, 300, req(2, 0xb, 0)),
+            ev(5, 300, Body::RlAcquired { tree: 2, lock: 0xb }),
+            ev(6, 301, req(2, 0xc, 1)),
+        ]
+    }
+
+    fn snapshot(all_tasks: bool) -> Snapshot {
+        let evs = events();
+        let mut e = Engine::new(Model::new(None), ScopeFinder::new());
+        for (i, x) in evs.iter().enumerate() {
+            e.event(i as u64, x);
+        }
+        let scope = e.into_parts().1.finish();
+        let mut p = Pipeline::new(Model::new(None), Config::default())
+            .with_scope(ScopeFilter::new(scope), all_tasks);
+        for x in evs {
+            p.event(x);
+        }
+        p.snapshot(Status::default())
+    }
+
+    #[test]
+    fn a_commands_recording_shows_its_ranges_and_waits_only() {
+        let s = snapshot(false);
+        let keys: Vec<FileKey> = s.files.iter().map(|f| f.key).collect();
+        assert_eq!(keys, [FileKey::Tree(1)]);
+        assert_eq!(s.files[0].ranges.len(), 1);
+        assert!(s.waits.is_empty(), "{:?}", s.waits);
+
+        let s = snapshot(true);
+        let keys: Vec<FileKey> = s.files.iter().map(|f| f.key).collect();
+        assert_eq!(keys, [FileKey::Tree(1), FileKey::Tree(2)]);
+        assert!(s.waits.iter().any(|w| w.tid == 301));
     }
 }

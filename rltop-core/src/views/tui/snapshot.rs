@@ -61,6 +61,8 @@ pub struct Status {
     pub play: Option<Play>,
     /// Something the user should know (a trace problem, "end of trace").
     pub note: Option<String>,
+    /// Which tasks are shown, for a recording of a command (issue 16).
+    pub scope: Option<String>,
 }
 
 /// Replay state.
@@ -214,7 +216,7 @@ pub fn build(m: &Model, stats: &Stats, extra: Extra) -> Snapshot {
     let blockers: Blockers = m
         .tasks
         .iter()
-        .filter(|(_, t)| t.waiting.is_some())
+        .filter(|&(&tid, t)| t.waiting.is_some() && !stats.hides(tid))
         .map(|(&tid, _)| (tid, waitfor::blockers(m, tid)))
         .collect();
     let files = files(
@@ -263,6 +265,8 @@ struct Acc {
     wait: Option<Hist>,
     hold_max: Option<u64>,
     ranges: Vec<RangeRow>,
+    /// Ranges left out: of tasks outside the command's scope.
+    hidden: usize,
 }
 
 /// The blockers of each waiting task.
@@ -283,6 +287,10 @@ fn files(
         let a = acc.entry(FileKey::Tree(tree)).or_default();
         a.ranges.reserve(t.locks.len());
         for (&lock, l) in &t.locks {
+            if stats.hides(l.tid) {
+                a.hidden += 1;
+                continue;
+            }
             let (state, since, blockers) = match l.state {
                 LockState::Held { ts, .. } => {
                     a.held += 1;
@@ -321,6 +329,10 @@ fn files(
         let holders = st.holders.iter().map(|u| (u, RangeState::Held));
         let waiters = st.waiters.iter().map(|u| (u, RangeState::Waiting));
         for (u, state) in holders.chain(waiters) {
+            if stats.hides(u.tid) {
+                a.hidden += 1;
+                continue;
+            }
             let blockers = match state {
                 RangeState::Waiting => {
                     let mut b: Vec<u32> = blockers
@@ -358,6 +370,10 @@ fn files(
             continue;
         };
         let a = acc.entry(key_of_file(m, d.dev, d.ino)).or_default();
+        if stats.hides(d.tid) {
+            a.hidden += 1;
+            continue;
+        }
         a.in_flight += 1;
         a.ranges.push(RangeRow {
             lock: None,
@@ -376,6 +392,10 @@ fn files(
     for p in m.punches.values() {
         let tid = p.tid;
         let a = acc.entry(key_of_file(m, p.dev, p.ino)).or_default();
+        if stats.hides(tid) {
+            a.hidden += 1;
+            continue;
+        }
         a.in_flight += 1;
         a.ranges.push(RangeRow {
             lock: None,
@@ -415,6 +435,10 @@ fn files(
     }
     let mut rows: Vec<FileRow> = acc
         .into_iter()
+        // A file only tasks outside the command's scope work on is theirs.
+        .filter(|(_, a)| {
+            a.hidden == 0 || !a.ranges.is_empty() || a.acquisitions > 0 || a.hold_max.is_some()
+        })
         .map(|(key, mut a)| {
             // Starts mostly differ: compare field by field, not whole keys.
             a.ranges.sort_unstable_by(|x, y| {

@@ -152,6 +152,10 @@ fn status_line(snap: &Snapshot) -> Line<'static> {
         spans.push(sep());
         spans.push(Span::raw(f));
     }
+    if let Some(sc) = &s.scope {
+        spans.push(sep());
+        spans.push(Span::raw(sc.clone()));
+    }
     if let Some(n) = &s.note {
         spans.push(sep());
         spans.push(Span::styled(n.clone(), Style::new().fg(Color::Yellow)));
