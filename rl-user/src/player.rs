@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::analysis::scope::{Scope, ScopeFilter};
 use crate::analysis::Config;
+use crate::analysis::scope::{Scope, ScopeFilter};
 use crate::events::Event;
 use crate::model::{Flavour, Model};
 use crate::term::{self as ui, FRAME, Shared};

@@ -3,6 +3,9 @@
 //! command's tasks (and what they waited for), never the neighbour's;
 //! `--all-tasks` shows the neighbour, marked. Live, as root.
 
+// Tests fail loudly: an unwrap is an assertion here.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,11 +49,23 @@ fn rows_on(report: &Value, ino: u64) -> usize {
         .count()
 }
 
-#[test]
-fn the_views_show_the_command_not_a_busy_neighbour() {
-    if !need_root("the_views_show_the_command_not_a_busy_neighbour") {
-        return;
-    }
+/// One recording of a command beside a busy neighbour, shared by the tests.
+struct Recording {
+    _dir: tempfile::TempDir,
+    trace: String,
+    cmd_pid: u64,
+    cmd_ino: u64,
+    nb_ino: u64,
+    /// The neighbour's tids with events in the trace.
+    nb_tids: Vec<u64>,
+}
+
+fn recording() -> &'static Recording {
+    static REC: std::sync::OnceLock<Recording> = std::sync::OnceLock::new();
+    REC.get_or_init(record_beside_a_neighbour)
+}
+
+fn record_beside_a_neighbour() -> Recording {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dir = tempfile::Builder::new()
         .prefix("scope")
@@ -81,10 +96,18 @@ fn the_views_show_the_command_not_a_busy_neighbour() {
     std::fs::write(nb_dir.join("go"), b"").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
 
-    let trace = dir.path().join("t.rlt");
-    let t = trace.to_str().unwrap();
+    let trace = dir.path().join("t.rlt").to_str().unwrap().to_string();
     let out = Command::new(RLTOP)
-        .args(["record", "-o", t, "--", WORKLOAD, "--keep", "--iterations", "50"])
+        .args([
+            "record",
+            "-o",
+            &trace,
+            "--",
+            WORKLOAD,
+            "--keep",
+            "--iterations",
+            "50",
+        ])
         .arg("--dir")
         .arg(&cmd_dir)
         .output()
@@ -96,11 +119,9 @@ fn the_views_show_the_command_not_a_busy_neighbour() {
         String::from_utf8_lossy(&out.stderr)
     );
     let done: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
-    let cmd_pid = done["pid"].as_u64().unwrap();
-    let cmd_ino = done["ino"].as_u64().unwrap();
 
     // The neighbour was busy in the recording.
-    let (dump, _) = run(&["dump", t]);
+    let (dump, _) = run(&["dump", &trace]);
     let nb_tids: Vec<u64> = dump
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -108,59 +129,100 @@ fn the_views_show_the_command_not_a_busy_neighbour() {
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
     assert!(nb_tids.len() > 100, "{} neighbour events", nb_tids.len());
+    Recording {
+        _dir: dir,
+        trace,
+        cmd_pid: done["pid"].as_u64().unwrap(),
+        cmd_ino: done["ino"].as_u64().unwrap(),
+        nb_ino,
+        nb_tids,
+    }
+}
 
-    // report: the command's file, not the neighbour's; a scope header.
+#[test]
+fn report_shows_the_command_not_a_busy_neighbour() {
+    if !need_root("report_shows_the_command_not_a_busy_neighbour") {
+        return;
+    }
+    let r = recording();
+    let t = r.trace.as_str();
+    // The command's file, not the neighbour's; a scope header.
     let (text, _) = run(&["report", t]);
     let scope_line = text.lines().nth(1).unwrap();
     assert!(
         scope_line.starts_with(&format!("scope: the command `{WORKLOAD} --keep"))
-            && scope_line.contains(&format!("(pid {cmd_pid})"))
+            && scope_line.contains(&format!("(pid {})", r.cmd_pid))
             && scope_line.contains("left out (--all-tasks shows them)"),
         "{text}"
     );
     let (json, _) = run(&["report", "--format", "json", t]);
-    let r: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(r["scope"]["pid"].as_u64(), Some(cmd_pid));
-    assert!(rows_on(&r, cmd_ino) > 0, "no row of the command's file: {json}");
-    assert_eq!(rows_on(&r, nb_ino), 0, "a row of the neighbour's file: {json}");
+    let rep: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rep["scope"]["pid"].as_u64(), Some(r.cmd_pid));
     assert!(
-        chain_tasks(&r).iter().all(|(tid, _)| !nb_tids.contains(tid)),
+        rows_on(&rep, r.cmd_ino) > 0,
+        "no row of the command's file: {json}"
+    );
+    assert_eq!(
+        rows_on(&rep, r.nb_ino),
+        0,
+        "a row of the neighbour's file: {json}"
+    );
+    assert!(
+        chain_tasks(&rep)
+            .iter()
+            .all(|(tid, _)| !r.nb_tids.contains(tid)),
         "a wait chain with the neighbour: {json}"
     );
 
-    // --all-tasks: the neighbour's rows too, and its waits marked.
+    // --all-tasks: the neighbour's rows too, marked, and its waits marked.
     let (json, _) = run(&["report", "--format", "json", "--all-tasks", t]);
     let all: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(all["scope"]["all_tasks"], true);
-    assert!(rows_on(&all, nb_ino) > 0, "no row of the neighbour's file: {json}");
+    assert!(
+        rows_on(&all, r.nb_ino) > 0,
+        "no row of the neighbour's file: {json}"
+    );
     for row in all["rows"].as_array().unwrap() {
         match row["ino"].as_u64() {
-            Some(i) if i == nb_ino => assert_eq!(row["outside"], true, "{row}"),
-            Some(i) if i == cmd_ino => assert!(row.get("outside").is_none(), "{row}"),
+            Some(i) if i == r.nb_ino => assert_eq!(row["outside"], true, "{row}"),
+            Some(i) if i == r.cmd_ino => assert!(row.get("outside").is_none(), "{row}"),
             _ => {}
+        }
+    }
+    for (tid, outside) in chain_tasks(&all) {
+        if r.nb_tids.contains(&tid) {
+            assert!(outside, "neighbour {tid} not marked: {json}");
         }
     }
     let (text, _) = run(&["report", "--all-tasks", t]);
     assert!(text.contains(" [outside] "), "{text}");
-    for (tid, outside) in chain_tasks(&all) {
-        if nb_tids.contains(&tid) {
-            assert!(outside, "neighbour {tid} not marked: {json}");
-        }
-    }
+}
 
+#[test]
+fn hist_and_check_by_test_show_the_command_not_a_busy_neighbour() {
+    if !need_root("hist_and_check_by_test_show_the_command_not_a_busy_neighbour") {
+        return;
+    }
+    let r = recording();
+    let t = r.trace.as_str();
     // hist by task: the neighbour only with --all-tasks, marked.
     let (h, _) = run(&["hist", "--metric", "hold", "--by", "task", t]);
     assert!(h.contains("scope: the command"), "{h}");
-    assert!(
-        !nb_tids.iter().any(|tid| h.contains(&format!("tid = {tid},"))
-            || h.contains(&format!("tid = {tid}\n"))),
-        "{h}"
-    );
+    let series = |h: &str, tid: u64| {
+        h.lines()
+            .any(|l| l.split(", ").any(|kv| kv == format!("tid = {tid}")))
+    };
+    assert!(series(&h, r.cmd_pid), "no series of the command: {h}");
+    assert!(!r.nb_tids.iter().any(|&tid| series(&h, tid)), "{h}");
     let (h, _) = run(&["hist", "--metric", "hold", "--by", "task", "--all-tasks", t]);
+    assert!(r.nb_tids.iter().any(|&tid| series(&h, tid)), "{h}");
     assert!(h.contains("[outside]"), "{h}");
 
     // check --by-test says whose findings it judged.
     let (c, code) = run(&["check", "--by-test", t]);
-    assert!(c.lines().nth(1).unwrap().starts_with("scope: the command"), "{c}");
+    assert!(
+        c.lines().nth(1).unwrap().starts_with("scope: the command"),
+        "{c}"
+    );
     assert_eq!(code, 0, "{c}");
 }

@@ -49,8 +49,9 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
     // tasks outside its scope are left out (plain `check` judges the whole
     // machine: a kernel bug is one whoever hits it).
     let scope = if by_test {
-        super::scope_of(file, &header_copy, flavour)?
-            .and_then(|f| ScopeNote::new(f.scope(), header_copy.command.as_deref(), a.all_tasks).map(|n| (f, n)))
+        super::scope_of(file, &header_copy, flavour)?.and_then(|f| {
+            ScopeNote::new(f.scope(), header_copy.command.as_deref(), a.all_tasks).map(|n| (f, n))
+        })
     } else {
         None
     };
@@ -83,14 +84,12 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             s
         }
         (VerdictFormat::Text, false) => render::text(&verdict, &evidence_lines(file, &verdict)?),
-        (VerdictFormat::Text, true) => {
-            by_test_view::check_text(
-                &verdict,
-                &tests,
-                &evidence_lines(file, &verdict)?,
-                note.as_ref(),
-            )
-        }
+        (VerdictFormat::Text, true) => by_test_view::check_text(
+            &verdict,
+            &tests,
+            &evidence_lines(file, &verdict)?,
+            note.as_ref(),
+        ),
         (VerdictFormat::Junit, _) => by_test_view::junit(
             &file.display().to_string(),
             &verdict,

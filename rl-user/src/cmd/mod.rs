@@ -24,12 +24,12 @@ use std::path::Path;
 
 use crate::analysis::scope::{ScopeFilter, ScopeFinder};
 use crate::analysis::stats::Stats;
-use crate::views::scope::ScopeNote;
 use crate::analysis::{Analysis, Engine};
 use crate::cli::CheckFlavour;
 use crate::events::Event;
 use crate::model::{Flavour, Model};
 use crate::trace::{self, Item, ReadAhead, TraceHeader};
+use crate::views::scope::ScopeNote;
 
 /// Opens a trace (or a JSONL file) for a command: its header, and its
 /// events decoded ahead on a thread of their own. Errors are one line.

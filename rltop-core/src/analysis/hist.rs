@@ -378,10 +378,14 @@ mod tests {
 
     #[test]
     fn by_task_names_holders_and_merge_adds_up() {
-        let mut evs = vec![ev(0, 1, Body::Task {
+        let mut evs = vec![ev(
+            0,
+            1,
+            Body::Task {
                 comm: "fsx".into(),
                 kthread: false,
-            })];
+            },
+        )];
         evs.extend(lock_cycle(10, 1, 10, 0, 1000));
         evs.extend(lock_cycle(2000, 1, 10, 0, 3000));
         let a = run(By::Task, Metric::Hold, &evs);

@@ -440,7 +440,13 @@ mod tests {
         // The same, but the holder's lock does not overlap: no wait.
         let mut t = trace();
         for e in &mut t {
-            if let Body::RlRequest { lock: 0xa, start, last, .. } = &mut e.body {
+            if let Body::RlRequest {
+                lock: 0xa,
+                start,
+                last,
+                ..
+            } = &mut e.body
+            {
                 (*start, *last) = (100, 110);
             }
         }

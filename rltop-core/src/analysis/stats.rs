@@ -24,8 +24,8 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::scope::ScopeFilter;
 use super::engine::Analysis;
+use super::scope::ScopeFilter;
 use super::waitfor::{self, Owned};
 use crate::events::{Body, Dev, Event, Mode};
 use crate::model::{FastMap, FileLock, LockSource, LockState, Model, Op, Seen, Wait, flock};

@@ -339,10 +339,14 @@ mod tests {
         let mut out = Vec::new();
         let dev = Dev { major: 8, minor: 3 };
         for e in [
-            fio(1_000, 1234, Body::Task {
+            fio(
+                1_000,
+                1234,
+                Body::Task {
                     comm: "fio".into(),
                     kthread: false,
-                }),
+                },
+            ),
             fio(
                 12_345_679_901,
                 1234,

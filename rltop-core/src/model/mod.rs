@@ -1102,7 +1102,10 @@ impl Model {
             Body::ContentionEnd {
                 addr: Some(addr), ..
             } => self.contention_end(idx, ev, *addr),
-            Body::PageAdd { .. } | Body::ContentionEnd { .. } | Body::Marker { .. } | Body::Fork { .. } => {}
+            Body::PageAdd { .. }
+            | Body::ContentionEnd { .. }
+            | Body::Marker { .. }
+            | Body::Fork { .. } => {}
             // Evidence only: the mmap_lock request it accompanies is what
             // the ordering analysis checks.
             Body::OrderingEvidence { .. } => {}

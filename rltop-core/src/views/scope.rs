@@ -69,7 +69,8 @@ impl ScopeNote {
             Some(c) => format!("`{}` (pid {})", c.join(" "), self.pid),
             None => format!("pid {}", self.pid),
         };
-        let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        let n =
+            |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         let them = format!(
             "{}, {} that held what they waited for, {} on their files",
             n(self.tasks, "task", "tasks"),
@@ -118,6 +119,9 @@ mod tests {
         );
         n.all_tasks = true;
         assert!(n.text().starts_with("scope: all tasks (--all-tasks)"));
-        assert!(n.text().ends_with("the 30 other tasks are marked [outside]"));
+        assert!(
+            n.text()
+                .ends_with("the 30 other tasks are marked [outside]")
+        );
     }
 }

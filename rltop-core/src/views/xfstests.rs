@@ -139,10 +139,7 @@ pub fn check_json(whole: &Verdict, tests: &[TestVerdict], scope: Option<&ScopeNo
         serde_json::from_str(&findings::json(whole)).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
         if let Some(sc) = scope {
-            obj.insert(
-                "scope".into(),
-                serde_json::to_value(sc).unwrap_or_default(),
-            );
+            obj.insert("scope".into(), serde_json::to_value(sc).unwrap_or_default());
         }
         obj.insert(
             "tests".into(),
