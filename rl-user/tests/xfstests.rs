@@ -451,6 +451,29 @@ fn fake_xfstests_run_recorded_live_gives_three_verdicts_and_the_defect_lands_in_
     );
     let (w0, w1) = (markers[1].1 + 1, markers[2].1 - 1);
     let mut merged: Vec<Value> = events.clone();
+    // The defect's tasks are the test's: forked by the recorded command
+    // (check --by-test judges the command's tasks).
+    let root = events
+        .iter()
+        .find(|e| e["kind"] == "fork")
+        .map(|e| e["child"].as_u64().unwrap())
+        .expect("a recording of a command has its fork");
+    let mut sim_tasks: Vec<(u64, u64)> = sim_events
+        .iter()
+        .map(|e| {
+            (
+                e["tid"].as_u64().unwrap() + 5_000_000,
+                e["pid"].as_u64().unwrap() + 5_000_000,
+            )
+        })
+        .collect();
+    sim_tasks.sort_unstable();
+    sim_tasks.dedup();
+    for (tid, pid) in sim_tasks {
+        merged.push(serde_json::json!({
+            "ts": w0, "kind": "fork", "tid": root, "pid": root, "child": tid, "child_pid": pid,
+        }));
+    }
     for mut e in sim_events {
         let ts = e["ts"].as_u64().unwrap();
         let scaled = w0 as u128 + (ts - t0) as u128 * (w1 - w0) as u128 / (t1 - t0).max(1) as u128;

@@ -26,6 +26,8 @@ pub struct Dist {
     pub sha256: String,
     /// `rltop --version` of the binary inside.
     pub version: String,
+    /// Where the static binaries were built (the test helpers too).
+    pub bins: PathBuf,
 }
 
 /// Builds the static binary and packs it; returns the tarball.
@@ -111,6 +113,7 @@ pub fn build(root: &Path) -> anyhow::Result<Dist> {
         name,
         sha256,
         version,
+        bins,
     })
 }
 

@@ -539,6 +539,9 @@ struct RunResult {
     /// `marker` events' texts.
     markers: Vec<String>,
     lost: u64,
+    /// Of `lost`, what was not an eBPF program's recursion misses (ring
+    /// buffer drops, kprobe misses).
+    lost_not_recursion: u64,
     evidence: u64,
     evidence_stack: String,
     /// `tree` events (tree, dev, ino) and the trees of the requests.
@@ -615,6 +618,7 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
         let mut seqs = 0;
         let mut markers = Vec::new();
         let (mut lost, mut evidence, mut evidence_stack) = (0, 0, String::new());
+        let mut lost_not_recursion = 0;
         let (mut trees, mut request_trees) = (Vec::new(), std::collections::BTreeSet::new());
         for l in String::from_utf8_lossy(&dump.stdout).lines() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
@@ -635,7 +639,16 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
                 "rl_trylock_failed" => traced.failed += 1,
                 "rl_cancel" => traced.cancelled += 1,
                 "rl_downgrade" => traced.downgrades += 1,
-                "lost" => lost += v["count"].as_u64().unwrap_or(0),
+                "lost" => {
+                    let n = v["count"].as_u64().unwrap_or(0);
+                    lost += n;
+                    if !v["probe"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("program "))
+                    {
+                        lost_not_recursion += n;
+                    }
+                }
                 "ordering_evidence" => {
                     evidence += 1;
                     evidence_stack = v["stack"].as_str().unwrap_or("").to_string();
@@ -679,6 +692,7 @@ fn check_runs(body: &str, dir: &Path, rltop: &Path) -> anyhow::Result<Vec<RunRes
             seqs,
             markers,
             lost,
+            lost_not_recursion,
             evidence,
             evidence_stack,
             trees,
@@ -773,7 +787,7 @@ pub(crate) fn static_binaries(root: &Path) -> anyhow::Result<PathBuf> {
 /// workloads from the same static build.
 fn vm_binaries(root: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     let dist = crate::dist::build(root)?;
-    let built = static_binaries(root)?;
+    let built = &dist.bins;
     let bins = dir.join("bin");
     let _ = std::fs::remove_dir_all(&bins);
     std::fs::create_dir_all(&bins)?;
@@ -903,7 +917,14 @@ fn smp(
             // CPU as a recursion miss (fe_up_read: 12 in one run). Such
             // misses are in the trace as `lost` events and may cost no
             // range-lock event: the counts above stay exact, and with them
-            // nothing may be certain (checked below).
+            // nothing may be certain (checked below). Any other loss (the
+            // ring buffer's, a kprobe's misses) is a failure.
+            if r.lost_not_recursion > 0 {
+                bad.push(format!(
+                    "{} events lost that were no program's recursion misses",
+                    r.lost_not_recursion
+                ));
+            }
             if observed && r.seqs != r.traced.acquired + r.traced.cancelled {
                 bad.push(format!(
                     "{} rl_queue_seq, expected {}",
