@@ -226,3 +226,75 @@ fn hist_and_check_by_test_show_the_command_not_a_busy_neighbour() {
     );
     assert_eq!(code, 0, "{c}");
 }
+
+const LOCKTEST: &str = env!("CARGO_BIN_EXE_rl-locktest");
+
+/// A neighbour whose punches hold the `i_rwsem` that the command's writes
+/// wait for is in the scope: its rows are shown, and it is counted as a
+/// holder.
+#[test]
+fn a_neighbour_holding_what_the_command_waits_for_is_shown() {
+    if !need_root("a_neighbour_holding_what_the_command_waits_for_is_shown") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tempfile::Builder::new()
+        .prefix("scope")
+        .tempdir_in(root)
+        .unwrap();
+    let file = dir.path().join("shared");
+    let f = file.to_str().unwrap();
+    // The neighbour: punch after punch in the shared file (each punch holds
+    // its i_rwsem and invalidate_lock), in one process after another.
+    use std::os::unix::process::CommandExt as _;
+    let nb = Reaped(
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("while :; do {LOCKTEST} punch {f} 2000 >/dev/null || exit; done"),
+            ])
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let trace = dir.path().join("t.rlt");
+    let t = trace.to_str().unwrap();
+    // The command's two threads write the same file for 2 s: they wait for
+    // the punches' i_rwsem (lock:contention_* on its learned address).
+    let mut doc = Value::Null;
+    for _ in 0..3 {
+        let out = Command::new(RLTOP)
+            .args([
+                "record", "-o", t, "--force", "--", LOCKTEST, "contend", f, "2", "2",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (json, _) = run(&["report", "--format", "json", t]);
+        doc = serde_json::from_str(&json).unwrap();
+        if doc["scope"]["holders"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+    }
+    // The loop and the punch it runs (its own process group).
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(-(nb.0.id() as i32), libc::SIGKILL) };
+    drop(nb);
+    assert!(
+        doc["scope"]["holders"].as_u64().unwrap_or(0) > 0,
+        "no holder in three tries: {doc:#}"
+    );
+    // The command never punches: the punch rows are the neighbour's.
+    let punches = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["op"] == "punch")
+        .count();
+    assert!(punches > 0, "the holder's punches are not shown: {doc:#}");
+}
