@@ -295,6 +295,7 @@ mod tests {
     use super::*;
     use crate::analysis::engine::Engine;
     use crate::events::Mode;
+    use crate::testing::{acq, ev, rel, req};
 
     const RLTOP: u32 = 100;
     const CMD: u32 = 200;
@@ -303,16 +304,6 @@ mod tests {
     const HOLDER: u32 = 400;
     const KWORKER: u32 = 500;
     const OTHER_KWORKER: u32 = 501;
-
-    fn ev(ts: u64, tid: u32, body: Body) -> Event {
-        Event {
-            ts,
-            tid,
-            pid: tid,
-            cpu: Some(0),
-            body,
-        }
-    }
 
     fn task(ts: u64, tid: u32, comm: &str, kthread: bool) -> Event {
         ev(
@@ -337,28 +328,6 @@ mod tests {
     }
 
     const DEV: Dev = Dev { major: 7, minor: 0 };
-
-    fn req(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(
-            ts,
-            tid,
-            Body::RlRequest {
-                tree: 1,
-                lock,
-                start: 0,
-                last: 10,
-                mode: Mode::Excl,
-            },
-        )
-    }
-
-    fn got(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(ts, tid, Body::RlAcquired { tree: 1, lock })
-    }
-
-    fn rel(ts: u64, tid: u32, lock: u64) -> Event {
-        ev(ts, tid, Body::RlRelease { tree: 1, lock })
-    }
 
     fn fault(ts: u64, tid: u32, ino: u64) -> Event {
         ev(
@@ -397,19 +366,19 @@ mod tests {
             task(1, NEIGHBOUR, "cc1", false),
             fault(2, NEIGHBOUR, 99),
             task(3, HOLDER, "holder", false),
-            req(4, HOLDER, 0xa),
-            got(5, HOLDER, 0xa),
+            req(4, HOLDER, 0xa, 0, 10, Mode::Excl),
+            acq(5, HOLDER, 0xa),
             fork(6, RLTOP, CMD),
             task(7, CMD, "fsx", false),
             fork(8, CMD, CHILD),
             task(9, CHILD, "fsx", false),
-            req(10, CHILD, 0xb),
+            req(10, CHILD, 0xb, 0, 10, Mode::Excl),
             task(11, KWORKER, "kworker/0:1", true),
             fault(12, KWORKER, 10),
             task(13, OTHER_KWORKER, "kworker/1:1", true),
             fault(14, OTHER_KWORKER, 99),
             rel(15, HOLDER, 0xa),
-            got(16, CHILD, 0xb),
+            acq(16, CHILD, 0xb),
             fault(17, NEIGHBOUR, 99),
         ]
     }

@@ -310,6 +310,8 @@ pub struct Stats {
     samples: Option<Vec<Sample>>,
     /// mmap_lock requests in flight by task: `(mm, ts, contended)`.
     mmap_wait: FastMap<u32, (u64, u64, bool)>,
+    /// Range locks downgraded to read while held: when, by `(tree, lock)`.
+    downgraded: FastMap<(u64, u64), u64>,
     /// Kernel lock contentions in flight by task: `(addr, flags, ts)`.
     kernel_wait: FastMap<u32, (u64, u32, u64)>,
     /// Per kernel lock address, its contention flags and the caller that
@@ -467,6 +469,8 @@ impl Stats {
         let tid = ev.tid;
         match &ev.body {
             Body::RlAcquired { tree, lock } => {
+                // A new hold of this lock address (its release was lost).
+                self.downgraded.remove(&(*tree, *lock));
                 let Some(l) = m.lock(*tree, *lock) else {
                     return;
                 };
@@ -496,6 +500,7 @@ impl Stats {
                 self.close_chain(owner, ev.ts);
             }
             Body::RlRelease { tree, lock } => {
+                let downgraded = self.downgraded.remove(&(*tree, *lock));
                 if let Some(l) = m.lock(*tree, *lock)
                     && let LockState::Held { ts, .. } = l.state
                 {
@@ -504,9 +509,29 @@ impl Stats {
                         op: l.op,
                         mode: l.mode,
                     };
-                    let held = ev.ts.saturating_sub(ts);
+                    // A downgraded lock's read hold runs from the downgrade.
+                    let held = ev.ts.saturating_sub(downgraded.unwrap_or(ts));
                     self.row_mut(class, l.tid).hold.record(held);
                     self.note(class, Metric::Hold, l.tid, held);
+                }
+            }
+            // The write hold ends here; the read hold begins (counted at
+            // the release). Not an acquisition: nothing was waited for.
+            Body::RlDowngrade { tree, lock } => {
+                if let Some(l) = m.lock(*tree, *lock)
+                    && let LockState::Held { ts, .. } = l.state
+                    && l.mode == Mode::Write
+                {
+                    let class = Class::RangeLock {
+                        tree: *tree,
+                        op: l.op,
+                        mode: Mode::Write,
+                    };
+                    let held = ev.ts.saturating_sub(ts);
+                    let owner = l.tid;
+                    self.row_mut(class, owner).hold.record(held);
+                    self.note(class, Metric::Hold, owner, held);
+                    self.downgraded.insert((*tree, *lock), ev.ts);
                 }
             }
             Body::RlCancel { tree, lock } | Body::RlTrylockFailed { tree, lock } => {
@@ -708,6 +733,7 @@ impl Stats {
     /// A gap (lost events, a damaged part of a trace): begins whose ends
     /// may be lost would pair with a later, unrelated end. Forget them.
     fn forget_begins(&mut self) {
+        self.downgraded.clear();
         self.mmap_wait.clear();
         self.kernel_wait.clear();
         self.fl_contended.clear();
@@ -953,6 +979,29 @@ mod tests {
         };
         assert_eq!(hold(true), (1, 1_000));
         assert_eq!(hold(false), (1, 500));
+    }
+
+    /// range_downgrade_write(): the write hold ends at the downgrade, the
+    /// read hold runs from there to the release.
+    #[test]
+    fn range_write_downgrade_splits_the_hold() {
+        let s = run(&[
+            req(100, 1, 10, 0, 9, Mode::Write),
+            acq(200, 1, 10),
+            ev(1_200, 1, Body::RlDowngrade { tree: 1, lock: 10 }),
+            rel(1_700, 1, 10),
+        ]);
+        let hold = |mode| {
+            let class = Class::RangeLock {
+                tree: 1,
+                op: Op::Buffered,
+                mode,
+            };
+            let h = &s.row(&class).unwrap().hold;
+            (h.count, h.total)
+        };
+        assert_eq!(hold(Mode::Write), (1, 1_000));
+        assert_eq!(hold(Mode::Read), (1, 500));
     }
 
     #[test]
