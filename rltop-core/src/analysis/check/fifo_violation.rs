@@ -45,7 +45,39 @@ struct Pending {
     draft: Draft,
 }
 
-const NOT_OBSERVED: &str = " (queue order not observed: no insertion probe or sequence number)";
+/// Why a grant past an earlier request proves nothing: the finding is
+/// uncertain, and its message says why.
+#[derive(Clone, Copy, Debug)]
+enum Unproven {
+    /// Neither request's entry into the queue was seen.
+    NotObserved,
+    /// The earlier request never returned, so its number is not known.
+    NeverReturned,
+    /// The earlier request was cancelled: it may have left before.
+    Cancelled,
+}
+
+impl Unproven {
+    fn why(self) -> &'static str {
+        match self {
+            Unproven::NotObserved => {
+                " (queue order not observed: no insertion probe or sequence number)"
+            }
+            Unproven::NeverReturned => {
+                " (the earlier request never returned in the trace: its place in the queue is not known)"
+            }
+            Unproven::Cancelled => {
+                " (the earlier request was then cancelled: it may have left the queue before the grant)"
+            }
+        }
+    }
+
+    /// Makes `d` uncertain, saying why.
+    fn mark(self, d: &mut Draft) {
+        d.since = Since::Never;
+        d.message += self.why();
+    }
+}
 
 impl Rule for FifoViolation {
     fn kind(&self) -> Kind {
@@ -76,8 +108,7 @@ impl Rule for FifoViolation {
         // Blockers that never returned: their place is not known.
         for p in std::mem::take(&mut self.pending) {
             let mut d = p.draft;
-            d.since = Since::Never;
-            d.message += " (the earlier request never returned in the trace: its place in the queue is not known)";
+            Unproven::NeverReturned.mark(&mut d);
             cx.report(d);
         }
         if !cx.cfg.clean_start {
@@ -152,12 +183,9 @@ impl FifoViolation {
                 ),
             }),
             _ => {
-                cx.report(draft(
-                    Since::Never,
-                    message + NOT_OBSERVED,
-                    vec![b.req_idx, l.req_idx, idx],
-                    tie,
-                ));
+                let mut d = draft(Since::Never, message, vec![b.req_idx, l.req_idx, idx], tie);
+                Unproven::NotObserved.mark(&mut d);
+                cx.report(d);
             }
         }
     }
@@ -186,13 +214,11 @@ impl FifoViolation {
                 }
                 // No number, or the same one: not a queue order.
                 (true, _) => {
-                    p.draft.since = Since::Never;
-                    p.draft.message += NOT_OBSERVED;
+                    Unproven::NotObserved.mark(&mut p.draft);
                     cx.report(p.draft);
                 }
                 (false, _) => {
-                    p.draft.since = Since::Never;
-                    p.draft.message += " (the earlier request was then cancelled: it may have left the queue before the grant)";
+                    Unproven::Cancelled.mark(&mut p.draft);
                     p.draft.evidence.push(idx);
                     cx.report(p.draft);
                 }
