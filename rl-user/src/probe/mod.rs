@@ -1235,7 +1235,7 @@ fn queue_order(plan: &profile::Plan, probes: &[ProbeReport]) -> String {
         .iter()
         .find(|p| matches!(p.status, Status::Attached { .. }))
     {
-        return format!("queue order from {}", p.name);
+        return profile::queue_order_from(&p.name);
     }
     let why: Vec<String> = tried
         .iter()
@@ -1244,10 +1244,7 @@ fn queue_order(plan: &profile::Plan, probes: &[ProbeReport]) -> String {
             Status::Attached { .. } => p.name.clone(),
         })
         .collect();
-    format!(
-        "queue order NOT observed ({}): fifo_violation at most uncertain",
-        why.join("; ")
-    )
+    profile::queue_order_not_observed(&why.join("; "))
 }
 
 /// How `probes` names a range-lock probe.

@@ -207,16 +207,26 @@ impl Plan {
             .map(|k| k.symbol.as_str())
             .collect();
         if self.layout.seq_off != rl_common::NO_FIELD {
-            format!(
-                "queue order from the lock's sequence number (@{})",
+            queue_order_from(&format!(
+                "the lock's sequence number (@{})",
                 self.layout.seq_off
-            )
+            ))
         } else if !candidates.is_empty() {
-            format!("queue order from {}", candidates.join(" or "))
+            queue_order_from(&candidates.join(" or "))
         } else {
-            "queue order NOT observed (no insertion probe or sequence number): fifo_violation at most uncertain".into()
+            queue_order_not_observed("no insertion probe or sequence number")
         }
     }
+}
+
+/// The queue order is read from `source`.
+pub fn queue_order_from(source: &str) -> String {
+    format!("queue order from {source}")
+}
+
+/// The queue order is not observed, because of `why`.
+pub fn queue_order_not_observed(why: &str) -> String {
+    format!("queue order NOT observed ({why}): fifo_violation at most uncertain")
 }
 
 /// Largest profile file read: a profile is a few hundred bytes.
