@@ -14,8 +14,10 @@
 //!   shared mapping (ROUNDS passes, and on until the punches are done)
 //!   while another punches them ROUNDS times: page faults with no lock
 //!   ranked below mmap_lock held by the faulting task.
-//! - `mmap-churn SECS THREADS`: THREADS threads map, touch and unmap
-//!   anonymous memory for SECS seconds (mmap_lock, all the time).
+//! - `mmap-churn SECS THREADS [RATE]`: THREADS threads map, touch and unmap
+//!   anonymous memory for SECS seconds (mmap_lock, all the time); with
+//!   RATE, each thread paces itself to RATE rounds a second (`cargo xtask
+//!   bench capacity` steps the event rate so).
 //! - `kmod CTL FILE PATTERN`: asks the test module (kmod/rltest, in the
 //!   VM) through its control file CTL to take FILE's locks: `fault` (its
 //!   invalidate_lock, then a copy to a fresh anonymous page: a page fault
@@ -145,15 +147,29 @@ fn contend(path: &Path, secs: f64, threads: usize) -> anyhow::Result<serde_json:
 /// THREADS threads of one process map, touch and unmap anonymous memory
 /// for SECS seconds: mmap_lock taken for writing and reading, by several
 /// tasks at once, all the time (as a compiler or a JIT does).
-fn mmap_churn(secs: f64, threads: usize) -> anyhow::Result<serde_json::Value> {
+fn mmap_churn(secs: f64, threads: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
     const LEN: usize = 64 << 10;
-    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    // Round n starts no earlier than n periods in: a steady rate, catching
+    // up after a late round rather than drifting.
+    let period = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     let rounds: u64 = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(move || -> anyhow::Result<u64> {
-                    let mut n = 0;
-                    while Instant::now() < until {
+                    let mut n = 0u32;
+                    loop {
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        if let Some(p) = period {
+                            let due = start + p * n;
+                            if due > now {
+                                std::thread::sleep(due - now);
+                            }
+                        }
                         // SAFETY: a fresh private anonymous mapping of LEN
                         // bytes, written within its bounds, then unmapped.
                         unsafe {
@@ -175,7 +191,7 @@ fn mmap_churn(secs: f64, threads: usize) -> anyhow::Result<serde_json::Value> {
                         }
                         n += 1;
                     }
-                    Ok(n)
+                    Ok(u64::from(n))
                 })
             })
             .collect();
@@ -311,14 +327,16 @@ fn main() -> std::process::ExitCode {
             .zip(num(3))
             .map(|(s, t)| contend(Path::new(a(1)), s, t as usize)),
         "fault-punch" => num(2).map(|n| fault_punch(Path::new(a(1)), n as usize)),
-        "mmap-churn" => num(1).zip(num(2)).map(|(s, t)| mmap_churn(s, t as usize)),
+        "mmap-churn" => num(1)
+            .zip(num(2))
+            .map(|(s, t)| mmap_churn(s, t as usize, num(3).unwrap_or(0.0))),
         "kmod" => Some(kmod(&PathBuf::from(a(1)), Path::new(a(2)), a(3))),
         _ => None,
     };
     match r {
         None => {
             eprintln!(
-                "usage: rl-locktest files DIR N | punch FILE N | contend FILE SECS THREADS | fault-punch FILE ROUNDS | mmap-churn SECS THREADS | kmod CTL FILE fault|order"
+                "usage: rl-locktest files DIR N | punch FILE N | contend FILE SECS THREADS | fault-punch FILE ROUNDS | mmap-churn SECS THREADS [RATE] | kmod CTL FILE fault|order"
             );
             std::process::ExitCode::from(2)
         }
