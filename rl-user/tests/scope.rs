@@ -13,14 +13,14 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 mod common;
-use common::{RLTOP, Reaped, WORKLOAD, need_root};
+use common::{Reaped, WORKLOAD, need_root, rltop, stderr};
 
 fn run(args: &[&str]) -> (String, i32) {
-    let out = Command::new(RLTOP).args(args).output().unwrap();
+    let out = rltop(args);
     assert!(
         out.status.code().is_some_and(|c| c <= 1),
         "rltop {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
     (
         String::from_utf8(out.stdout).unwrap(),
@@ -97,27 +97,20 @@ fn record_beside_a_neighbour() -> Recording {
     std::thread::sleep(std::time::Duration::from_millis(200));
 
     let trace = dir.path().join("t.rlt").to_str().unwrap().to_string();
-    let out = Command::new(RLTOP)
-        .args([
-            "record",
-            "-o",
-            &trace,
-            "--",
-            WORKLOAD,
-            "--keep",
-            "--iterations",
-            "50",
-        ])
-        .arg("--dir")
-        .arg(&cmd_dir)
-        .output()
-        .unwrap();
+    let out = rltop(&[
+        "record",
+        "-o",
+        &trace,
+        "--",
+        WORKLOAD,
+        "--keep",
+        "--iterations",
+        "50",
+        "--dir",
+        cmd_dir.to_str().unwrap(),
+    ]);
     drop(nb);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let done: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
 
     // The neighbour was busy in the recording.
@@ -264,17 +257,10 @@ fn a_neighbour_holding_what_the_command_waits_for_is_shown() {
     // the punches' i_rwsem (lock:contention_* on its learned address).
     let mut doc = Value::Null;
     for _ in 0..3 {
-        let out = Command::new(RLTOP)
-            .args([
-                "record", "-o", t, "--force", "--", LOCKTEST, "contend", f, "2", "2",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = rltop(&[
+            "record", "-o", t, "--force", "--", LOCKTEST, "contend", f, "2", "2",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
         let (json, _) = run(&["report", "--format", "json", t]);
         doc = serde_json::from_str(&json).unwrap();
         if doc["scope"]["holders"].as_u64().unwrap_or(0) > 0 {
