@@ -208,7 +208,7 @@ fn parse_elapsed(stdout: &str) -> anyhow::Result<f64> {
 }
 
 /// `rltop: N events (M lost) in S s, B bytes (...)`.
-fn parse_rltop_summary(stderr: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_rltop_summary(stderr: &str) -> Option<(u64, u64, u64)> {
     let line = stderr
         .lines()
         .find(|l| l.contains(" events (") && l.contains(" lost) in "))?;
@@ -227,7 +227,7 @@ fn parse_rltop_summary(stderr: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Starts bpftrace and waits until its probes are attached.
-fn start_bpftrace(script: &Path, out: &Path) -> anyhow::Result<std::process::Child> {
+pub(crate) fn start_bpftrace(script: &Path, out: &Path) -> anyhow::Result<std::process::Child> {
     let out_file = std::fs::File::create(out)?;
     let child = Command::new("bpftrace")
         .arg(script)
@@ -251,7 +251,7 @@ fn start_bpftrace(script: &Path, out: &Path) -> anyhow::Result<std::process::Chi
     }
 }
 
-fn stop(child: &mut std::process::Child) {
+pub(crate) fn stop(child: &mut std::process::Child) {
     // bpftrace prints its maps and exits cleanly on SIGINT.
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -25,6 +25,7 @@
 
 mod bench;
 mod bench_check;
+mod bench_capacity;
 mod dist;
 mod setup;
 mod soak;
@@ -107,6 +108,27 @@ enum Bench {
         /// Trace lengths (events), comma separated.
         #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
         events: Vec<u64>,
+    },
+    /// The highest event rate `rltop record` keeps with zero loss: a paced
+    /// mmap_lock churn, its rate doubled step by step, each step's count
+    /// checked against bpftrace's in-kernel count of the same run.
+    Capacity {
+        /// Seconds per step.
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        /// Workload threads (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Rounds a second per thread at the first step (each round is a
+        /// map, 16 page touches and an unmap).
+        #[arg(long, default_value_t = 1000)]
+        start_rate: u64,
+        /// Most paced steps before the last, unpaced one.
+        #[arg(long, default_value_t = 12)]
+        steps: usize,
+        /// Passed to `rltop record --buffer-mb`.
+        #[arg(long)]
+        buffer_mb: Option<u32>,
     },
     /// rl-reference's range locks beside the `range-lock` and `range-mutex`
     /// crates on the same random workloads: the table of ns/op and ratios.
@@ -213,6 +235,28 @@ fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Check { rounds, events },
         } => bench_check::run(&root, &bench_check::Options { rounds, events }),
+        Task::Bench {
+            what:
+                Bench::Capacity {
+                    secs,
+                    threads,
+                    start_rate,
+                    steps,
+                    buffer_mb,
+                },
+        } => {
+            setup::all()?;
+            bench_capacity::run(
+                &root,
+                &bench_capacity::Options {
+                    secs,
+                    threads,
+                    start_rate,
+                    steps,
+                    buffer_mb,
+                },
+            )
+        }
         Task::Bench {
             what: Bench::Lock { rounds, ms },
         } => run(Command::new("cargo")
