@@ -148,9 +148,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        bail!(
-            "bench capacity needs bpftrace for the in-kernel count (run `cargo xtask setup`)"
-        );
+        bail!("bench capacity needs bpftrace for the in-kernel count (run `cargo xtask setup`)");
     }
     crate::run(Command::new("cargo").current_dir(root).args([
         "build",
@@ -305,7 +303,10 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         }
         None => println!("no step was kept with zero loss"),
     }
-    if let Some(s) = steps.iter().find(|s| s.lost == 0 && s.recorded != s.counted) {
+    if let Some(s) = steps
+        .iter()
+        .find(|s| s.lost == 0 && s.recorded != s.counted)
+    {
         bail!(
             "a silent miss: at {} rounds/s the trace has {} of the command's mmap_lock events, \
              the kernel counted {}, and no loss was written",

@@ -24,8 +24,8 @@
 //!   rw: ns/op and speed ratios (rl-reference/benches/lock.rs).
 
 mod bench;
-mod bench_check;
 mod bench_capacity;
+mod bench_check;
 mod dist;
 mod setup;
 mod soak;
