@@ -274,14 +274,7 @@ pub fn capture(root: &Path, opts: &Options) -> anyhow::Result<()> {
     if !crate::is_root() {
         bail!("bench capture needs root (it loads eBPF programs)");
     }
-    crate::run(Command::new("cargo").current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "rl-user",
-        "--bins",
-    ]))?;
-    let bin = crate::target_dir(root).join("release");
+    let bin = crate::release_bins(root)?;
     let (rltop, workload) = (bin.join("rltop"), bin.join("rl-workload"));
     let dir = crate::target_dir(root).join("bench-capture");
     std::fs::create_dir_all(&dir)?;

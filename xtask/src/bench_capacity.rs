@@ -150,14 +150,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     {
         bail!("bench capacity needs bpftrace for the in-kernel count (run `cargo xtask setup`)");
     }
-    crate::run(Command::new("cargo").current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "rl-user",
-        "--bins",
-    ]))?;
-    let bin = crate::target_dir(root).join("release");
+    let bin = crate::release_bins(root)?;
     let (rltop, locktest) = (bin.join("rltop"), bin.join("rl-locktest"));
     let dir = crate::target_dir(root).join("bench-capacity");
     std::fs::create_dir_all(&dir)?;

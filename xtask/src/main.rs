@@ -158,6 +158,18 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds rl-user's binaries (release) and returns their directory.
+pub fn release_bins(root: &Path) -> anyhow::Result<PathBuf> {
+    run(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "rl-user",
+        "--bins",
+    ]))?;
+    Ok(target_dir(root).join("release"))
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -490,14 +502,7 @@ fn live_blocker() -> Option<String> {
 
 #[allow(clippy::too_many_lines)] // one scenario, step after step, as the test or benchmark runs it
 fn demo(root: &Path, bundled: bool) -> anyhow::Result<()> {
-    run(Command::new("cargo").current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "rl-user",
-        "--bins",
-    ]))?;
-    let bin = target_dir(root).join("release");
+    let bin = release_bins(root)?;
     let rltop = bin.join("rltop");
     // Under the target dir (the root filesystem, ext4 here), not /tmp, which
     // may be tmpfs: the punch-hole probe is ext4's tracepoint.

@@ -91,14 +91,7 @@ pub fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
     if !crate::is_root() {
         bail!("soak needs root (it loads eBPF programs)");
     }
-    crate::run(Command::new("cargo").current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "rl-user",
-        "--bins",
-    ]))?;
-    let bin = crate::target_dir(root).join("release");
+    let bin = crate::release_bins(root)?;
     let (rltop, workload) = (bin.join("rltop"), bin.join("rl-workload"));
     let dir = crate::target_dir(root).join("soak");
     let _ = std::fs::remove_dir_all(&dir);
