@@ -44,15 +44,19 @@ pub struct Options {
 struct Step {
     /// Rounds a second per thread asked for; 0 = unpaced.
     rate: u64,
+    /// The command's pid (its key in bpftrace's count).
+    pid: u32,
     /// The command's mmap_lock events in the trace.
     recorded: u64,
     /// The same, counted in the kernel.
     counted: u64,
     /// `lost` records in the whole trace.
     lost: u64,
-    /// Events of the whole trace (every task) and its bytes.
+    /// Events of the whole trace (every task), its bytes, and the
+    /// recording's seconds (start-up and the wait for exit included).
     trace_events: u64,
     trace_bytes: u64,
+    trace_secs: f64,
     /// The command's events a second, first to last recorded.
     rate_per_s: f64,
 }
@@ -87,6 +91,17 @@ fn parse_counts(text: &str) -> HashMap<u32, u64> {
             Some((pid.parse().ok()?, n.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// `S` of record's summary line `rltop: N events (M lost) in S s, ...`.
+fn recording_secs(stderr: &str) -> Option<f64> {
+    let line = stderr.lines().find(|l| l.contains(" lost) in "))?;
+    line.split(" lost) in ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The integer after `"key":` in a canonical JSONL line.
@@ -164,7 +179,6 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     let trace = dir.join("step.rlt");
 
     let mut steps: Vec<Step> = Vec::new();
-    let mut pids: Vec<u32> = Vec::new();
     let mut rate = opts.start_rate.max(1);
     let mut paced = 0;
     let result = (|| -> anyhow::Result<()> {
@@ -192,15 +206,16 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
             let (trace_events, lost, trace_bytes) =
                 parse_rltop_summary(&stderr).context("no summary line from rltop record")?;
             let (pid, recorded, first, last) = command_events(&rltop, &trace)?;
-            pids.push(pid);
             let span = (last.saturating_sub(first)) as f64 / 1e9;
             let step = Step {
                 rate,
+                pid,
                 recorded,
                 counted: 0, // filled in from bpftrace's dump at the end
                 lost,
                 trace_events,
                 trace_bytes,
+                trace_secs: recording_secs(&stderr).unwrap_or(opts.secs),
                 rate_per_s: if span > 0.0 {
                     recorded as f64 / span
                 } else {
@@ -239,8 +254,8 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&trace);
     result?;
     let counts = parse_counts(&std::fs::read_to_string(&bt_out).unwrap_or_default());
-    for (s, pid) in steps.iter_mut().zip(&pids) {
-        s.counted = counts.get(pid).copied().unwrap_or(0);
+    for s in &mut steps {
+        s.counted = counts.get(&s.pid).copied().unwrap_or(0);
     }
 
     println!();
@@ -272,7 +287,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
             s.recorded,
             s.counted,
             s.lost,
-            s.trace_events as f64 / opts.secs,
+            s.trace_events as f64 / s.trace_secs,
             s.trace_bytes as f64 / s.trace_events.max(1) as f64,
         );
     }
@@ -322,6 +337,13 @@ mod tests {
         assert_eq!(c.get(&4242), Some(&123_456));
         assert_eq!(c.get(&17), Some(&9));
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn recording_seconds_from_the_summary() {
+        let e = "rltop: 165827 events (0 lost) in 3.3 s, 425332 bytes (2.6 bytes/event) -> x.rlt\n";
+        assert_eq!(recording_secs(e), Some(3.3));
+        assert_eq!(recording_secs("nothing"), None);
     }
 
     #[test]
